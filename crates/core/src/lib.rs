@@ -1,0 +1,22 @@
+//! The shared vocabulary of rubricmill: the job spec, input records, shards, output rows and
+//! the error kinds every other crate speaks. Nothing here does I/O, so every crate can depend on
+//! it and tests can build these values by hand.
+
+pub mod hash;
+pub mod record;
+pub mod row;
+pub mod shard;
+pub mod spec;
+
+pub use hash::{content_hash, short_hash};
+pub use record::{Location, Message, PreferencePair, RawPayload, RawRecord, SourceRef};
+pub use row::{
+    CitationMetadata, CrgRow, CrgRubricItem, JudgeVerdict, OutputRow, Provenance, RejectRow,
+    ResearchQaRow, RubricItem,
+};
+pub use shard::{FileRef, ShardId, ShardSpec, ShardUnit};
+pub use spec::{InputFormat, JobSpec, PairLayout, PipelineKind, ProviderKind, SpecError};
+
+/// Version of the row layout and pipeline logic, written into every output file's metadata so
+/// readers can tell which code made a dataset.
+pub const PIPELINE_VERSION: &str = concat!("rubricmill/", env!("CARGO_PKG_VERSION"));

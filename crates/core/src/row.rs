@@ -1,0 +1,142 @@
+//! Output rows of the two pipelines and of the rejects table (DESIGN §2.5). Arrow schemas for
+//! them live in the store crate; these are the plain values pipelines produce.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a row came from and what it cost. Every output row carries one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub source_file: String,
+    pub source_location: String,
+    pub shard_id: String,
+    pub attempt_id: String,
+    /// Provider kind (`openai`, or `simulated` for the test and dry-run provider).
+    pub provider: String,
+    pub model: String,
+    /// blake3 hash of the prompt template that made this row.
+    pub prompt_hash: String,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    pub cost_usd: f64,
+}
+
+/// Bibliographic data of the work a citation rubric item names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CitationMetadata {
+    pub first_author: Option<String>,
+    pub title: Option<String>,
+    pub url: Option<String>,
+    pub year: Option<String>,
+}
+
+/// One ResearchQA rubric item ("Does the response …?").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RubricItem {
+    pub rubric_item: String,
+    #[serde(rename = "type")]
+    pub types: Vec<String>,
+    pub citation_metadata: Option<CitationMetadata>,
+}
+
+/// One mined research query with its rubric, in the released ResearchQA layout plus section
+/// and provenance columns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResearchQaRow {
+    /// `<docid>-s<section index>`.
+    pub id: String,
+    pub general_domain: Option<String>,
+    pub subdomain: Option<String>,
+    pub field: Option<String>,
+    pub query: String,
+    pub date: Option<String>,
+    pub rubric: Vec<RubricItem>,
+    pub doc_id: String,
+    pub doc_title: Option<String>,
+    pub section_heading: String,
+    /// Headings from the top of the document down to this section.
+    pub heading_path: Vec<String>,
+    pub section_text_hash: String,
+    pub provenance: Provenance,
+}
+
+/// A rubric item of contrastive rubric generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrgRubricItem {
+    pub text: String,
+    /// `hard_rule` or `principle`.
+    pub kind: String,
+}
+
+/// One judge verdict: which response the judge preferred when shown the pair in one order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JudgeVerdict {
+    /// `chosen_first` or `rejected_first`.
+    pub order: String,
+    /// `chosen`, `rejected` or `tie`.
+    pub preferred: String,
+}
+
+/// One contrastive rubric for one preference pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrgRow {
+    pub pair_id: String,
+    /// Input dataset or file the pair came from.
+    pub source: String,
+    pub prompt: Vec<crate::record::Message>,
+    pub chosen: String,
+    pub rejected: String,
+    pub rubric: Vec<CrgRubricItem>,
+    pub verdicts: Vec<JudgeVerdict>,
+    /// Fraction of judged orders that recovered the human label; `None` when not judged.
+    pub consistency: Option<f64>,
+    /// Generation attempts made for this pair.
+    pub attempts: u32,
+    pub kept: bool,
+    pub provenance: Provenance,
+}
+
+/// An input or intermediate item that did not become an output row, with the reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RejectRow {
+    pub source_file: String,
+    pub source_location: String,
+    pub shard_id: String,
+    pub attempt_id: String,
+    /// Pipeline stage that rejected it (`read`, `parse`, `sections`, `generate`, …).
+    pub stage: String,
+    pub reason: String,
+    /// The first few hundred characters of the offending input.
+    pub excerpt: String,
+}
+
+/// Upper bound on the characters of input kept in a reject row.
+pub const REJECT_EXCERPT_CHARS: usize = 300;
+
+/// The first [`REJECT_EXCERPT_CHARS`] characters of `text`, cut on a character boundary.
+pub fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(REJECT_EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// A row of either pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputRow {
+    ResearchQa(ResearchQaRow),
+    Crg(CrgRow),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpt_cuts_long_text_on_a_char_boundary() {
+        let long = "é".repeat(REJECT_EXCERPT_CHARS + 10);
+        let cut = excerpt(&long);
+        assert_eq!(cut.chars().count(), REJECT_EXCERPT_CHARS + 1);
+        assert!(cut.ends_with('…'));
+        assert_eq!(excerpt("short"), "short");
+    }
+}

@@ -1,0 +1,585 @@
+//! The job spec: one TOML file describing what to mine, from where, with which model, to where.
+//! Parsing rejects unknown fields; [`JobSpec::validate`] checks values, so a bad spec fails
+//! before any work with a message naming the file, the field and the problem. Secrets never
+//! live here: the spec names the environment variable that holds them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Why a job spec was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read job spec {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid job spec {path}: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("invalid job spec {path}: field `{field}`: {problem}")]
+    Invalid { path: PathBuf, field: String, problem: String },
+}
+
+impl SpecError {
+    /// The dotted field path this error is about, when it is about one field.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            SpecError::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PipelineKind {
+    /// Survey sections → research queries with typed rubric items.
+    Researchqa,
+    /// Preference pairs → hard rules and principles (contrastive rubric generation).
+    Crg,
+}
+
+impl PipelineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PipelineKind::Researchqa => "researchqa",
+            PipelineKind::Crg => "crg",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputFormat {
+    /// One survey per file.
+    Markdown,
+    /// One record per line.
+    Jsonl,
+    /// One record, or an array of records, per file.
+    Json,
+    /// One record per row.
+    Parquet,
+}
+
+impl InputFormat {
+    /// The format a file name implies, looking through `.gz` and `.zst`.
+    pub fn from_file_name(name: &str) -> Option<Self> {
+        let name = name.strip_suffix(".gz").or_else(|| name.strip_suffix(".zst")).unwrap_or(name);
+        let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
+        match ext.as_str() {
+            "md" | "markdown" => Some(InputFormat::Markdown),
+            "jsonl" | "ndjson" => Some(InputFormat::Jsonl),
+            "json" => Some(InputFormat::Json),
+            "parquet" => Some(InputFormat::Parquet),
+            _ => None,
+        }
+    }
+}
+
+/// How preference pairs are laid out in structured records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PairLayout {
+    /// Detect per record from the fields present.
+    #[default]
+    Auto,
+    /// `{prompt, chosen, rejected}` strings.
+    Strings,
+    /// `chosen`/`rejected` whole "\n\nHuman: … \n\nAssistant: …" transcripts.
+    HhRlhf,
+    /// `conversations` (ShareGPT `from`/`value` turns) plus `chosen`/`rejected` turns.
+    Sharegpt,
+    /// `chosen`/`rejected` as chat message lists (`role`/`content`) sharing a prefix.
+    Messages,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Any OpenAI-compatible `/v1/chat/completions` server.
+    #[default]
+    Openai,
+    /// The in-process simulated provider: deterministic answers derived from the input text,
+    /// for tests and dry runs only. It is not a model.
+    Simulated,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::Simulated => "simulated",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Object URL or local path, with glob patterns (`**`, `*`, `?`, `[…]`) in the path.
+    pub url: String,
+    /// Inferred from the file extension when absent.
+    pub format: Option<InputFormat>,
+    /// Layout of preference pairs (crg only).
+    #[serde(default)]
+    pub layout: PairLayout,
+    /// Records per shard; for Markdown and JSON, files per shard.
+    #[serde(default = "default_records_per_shard")]
+    pub records_per_shard: u64,
+    /// Field mapping for structured inputs: our field name → dotted path in the record
+    /// (`prompt = "question"`, `chosen = "answers.0.text"`).
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    /// A record larger than this is rejected instead of read.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: u64,
+}
+
+/// Field names the mapping may rename.
+pub const MAPPABLE_FIELDS: &[&str] = &[
+    "id", "prompt", "chosen", "rejected", "conversations", "messages", "title", "text", "sections",
+    "references", "date", "general_domain", "subdomain", "field",
+];
+
+fn default_records_per_shard() -> u64 {
+    50
+}
+
+fn default_max_record_bytes() -> u64 {
+    16 * 1024 * 1024
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// Object URL or local path under which `<job name>/` is written.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// USD per million input tokens.
+    pub input: f64,
+    /// USD per million output tokens.
+    pub output: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmSpec {
+    #[serde(default)]
+    pub provider: ProviderKind,
+    /// OpenAI-compatible base URL ending in `/v1`.
+    pub base_url: Option<String>,
+    #[serde(default = "default_model")]
+    pub model: String,
+    /// Name of the environment variable holding the API key (never the key itself).
+    pub api_key_env: Option<String>,
+    /// Cluster-wide request rate.
+    pub requests_per_minute: Option<u32>,
+    /// Cluster-wide token rate (input + output).
+    pub tokens_per_minute: Option<u32>,
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: u32,
+    #[serde(default = "default_timeout_s")]
+    pub timeout_s: u64,
+    /// Hard budget: no new calls once spent.
+    pub max_cost_usd: Option<f64>,
+    pub price_per_million: Option<Price>,
+    #[serde(default)]
+    pub temperature: f32,
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+    pub seed: Option<u64>,
+    /// Simulated provider only: latency added to every call, to make dry runs look like work.
+    #[serde(default)]
+    pub simulated_latency_ms: u64,
+}
+
+impl Default for LlmSpec {
+    fn default() -> Self {
+        Self {
+            provider: ProviderKind::default(),
+            base_url: None,
+            model: default_model(),
+            api_key_env: None,
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            max_concurrency: default_max_concurrency(),
+            timeout_s: default_timeout_s(),
+            max_cost_usd: None,
+            price_per_million: None,
+            temperature: 0.0,
+            max_tokens: default_max_tokens(),
+            seed: None,
+            simulated_latency_ms: 0,
+        }
+    }
+}
+
+fn default_model() -> String {
+    "gpt-4.1-mini".into()
+}
+fn default_max_concurrency() -> u32 {
+    16
+}
+fn default_timeout_s() -> u64 {
+    120
+}
+fn default_max_tokens() -> u32 {
+    2048
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResearchQaSpec {
+    #[serde(default = "default_max_rubric_items")]
+    pub max_rubric_items: u32,
+    #[serde(default = "default_rubric_types")]
+    pub rubric_types: Vec<String>,
+    /// Field labels for every row, unless the input carries its own.
+    pub general_domain: Option<String>,
+    pub subdomain: Option<String>,
+    pub field: Option<String>,
+    /// Sections shorter than this are merged into their parent.
+    #[serde(default = "default_min_section_chars")]
+    pub min_section_chars: u32,
+    /// Sections longer than this are split at paragraph boundaries.
+    #[serde(default = "default_max_section_chars")]
+    pub max_section_chars: u32,
+}
+
+impl Default for ResearchQaSpec {
+    fn default() -> Self {
+        Self {
+            max_rubric_items: default_max_rubric_items(),
+            rubric_types: default_rubric_types(),
+            general_domain: None,
+            subdomain: None,
+            field: None,
+            min_section_chars: default_min_section_chars(),
+            max_section_chars: default_max_section_chars(),
+        }
+    }
+}
+
+fn default_max_rubric_items() -> u32 {
+    8
+}
+fn default_rubric_types() -> Vec<String> {
+    ["Citation", "Comparison", "Explanation", "Limitation", "Impact", "Other"]
+        .map(String::from)
+        .to_vec()
+}
+fn default_min_section_chars() -> u32 {
+    400
+}
+fn default_max_section_chars() -> u32 {
+    12_000
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrgSpec {
+    /// Upper bound on rubric items kept per pair.
+    #[serde(default = "default_max_crg_items")]
+    pub max_items: u32,
+}
+
+impl Default for CrgSpec {
+    fn default() -> Self {
+        Self { max_items: default_max_crg_items() }
+    }
+}
+
+fn default_max_crg_items() -> u32 {
+    12
+}
+
+/// A whole job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Job name: the output folder and the key that `status`, `retry` and `export` use.
+    pub name: String,
+    pub pipeline: PipelineKind,
+    pub input: InputSpec,
+    pub output: OutputSpec,
+    #[serde(default)]
+    pub llm: LlmSpec,
+    #[serde(default)]
+    pub researchqa: ResearchQaSpec,
+    #[serde(default)]
+    pub crg: CrgSpec,
+}
+
+impl JobSpec {
+    /// Reads, parses and validates a job spec file.
+    pub fn load(path: &Path) -> Result<Self, SpecError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| SpecError::Read { path: path.to_owned(), source })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates spec text; `path` is used in messages only.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, SpecError> {
+        let spec: JobSpec = toml::from_str(text)
+            .map_err(|source| SpecError::Parse { path: path.to_owned(), source: Box::new(source) })?;
+        spec.validate(path)?;
+        Ok(spec)
+    }
+
+    /// Checks values that the types alone do not rule out.
+    pub fn validate(&self, path: &Path) -> Result<(), SpecError> {
+        let invalid = |field: &str, problem: String| SpecError::Invalid {
+            path: path.to_owned(),
+            field: field.to_owned(),
+            problem,
+        };
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 128
+            && self.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !self.name.starts_with('.');
+        if !name_ok {
+            return Err(invalid(
+                "name",
+                format!("{:?} must be 1-128 characters of letters, digits, '-', '_' or '.', not starting with '.'", self.name),
+            ));
+        }
+        if self.input.url.trim().is_empty() {
+            return Err(invalid("input.url", "must not be empty".into()));
+        }
+        if self.input.records_per_shard == 0 {
+            return Err(invalid("input.records_per_shard", "must be at least 1".into()));
+        }
+        if self.input.max_record_bytes < 1024 {
+            return Err(invalid("input.max_record_bytes", "must be at least 1024".into()));
+        }
+        for key in self.input.fields.keys() {
+            if !MAPPABLE_FIELDS.contains(&key.as_str()) {
+                return Err(invalid(
+                    &format!("input.fields.{key}"),
+                    format!("unknown field; mappable fields are {}", MAPPABLE_FIELDS.join(", ")),
+                ));
+            }
+        }
+        if self.output.url.trim().is_empty() {
+            return Err(invalid("output.url", "must not be empty".into()));
+        }
+        self.validate_llm(path)?;
+        match self.pipeline {
+            PipelineKind::Researchqa => {
+                let rq = &self.researchqa;
+                if !(1..=32).contains(&rq.max_rubric_items) {
+                    return Err(invalid("researchqa.max_rubric_items", "must be between 1 and 32".into()));
+                }
+                if rq.rubric_types.is_empty() {
+                    return Err(invalid("researchqa.rubric_types", "must name at least one type".into()));
+                }
+                if rq.min_section_chars >= rq.max_section_chars {
+                    return Err(invalid(
+                        "researchqa.min_section_chars",
+                        format!("must be below researchqa.max_section_chars ({})", rq.max_section_chars),
+                    ));
+                }
+            }
+            PipelineKind::Crg => {
+                if self.crg.max_items == 0 {
+                    return Err(invalid("crg.max_items", "must be at least 1".into()));
+                }
+                if self.input.format == Some(InputFormat::Markdown) {
+                    return Err(invalid("input.format", "crg reads preference pairs: use jsonl, json or parquet".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_llm(&self, path: &Path) -> Result<(), SpecError> {
+        let invalid = |field: &str, problem: String| SpecError::Invalid {
+            path: path.to_owned(),
+            field: field.to_owned(),
+            problem,
+        };
+        let llm = &self.llm;
+        if llm.model.trim().is_empty() {
+            return Err(invalid("llm.model", "must not be empty".into()));
+        }
+        if llm.provider == ProviderKind::Openai && llm.base_url.is_none() {
+            return Err(invalid(
+                "llm.base_url",
+                "required for provider \"openai\" (e.g. \"https://api.openai.com/v1\"); use provider = \"simulated\" for a dry run".into(),
+            ));
+        }
+        if let Some(var) = &llm.api_key_env {
+            let looks_like_name = !var.is_empty()
+                && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !var.chars().next().is_some_and(|c| c.is_ascii_digit());
+            if !looks_like_name {
+                // Never echo the value: it may be a pasted key.
+                return Err(invalid(
+                    "llm.api_key_env",
+                    "must be the name of an environment variable (letters, digits, '_'), not the key itself".into(),
+                ));
+            }
+        }
+        if llm.max_concurrency == 0 {
+            return Err(invalid("llm.max_concurrency", "must be at least 1".into()));
+        }
+        if llm.timeout_s == 0 {
+            return Err(invalid("llm.timeout_s", "must be at least 1".into()));
+        }
+        if llm.max_tokens == 0 {
+            return Err(invalid("llm.max_tokens", "must be at least 1".into()));
+        }
+        if !(0.0..=2.0).contains(&llm.temperature) {
+            return Err(invalid("llm.temperature", "must be between 0 and 2".into()));
+        }
+        if llm.requests_per_minute == Some(0) {
+            return Err(invalid("llm.requests_per_minute", "must be at least 1 (omit it for no limit)".into()));
+        }
+        if llm.tokens_per_minute == Some(0) {
+            return Err(invalid("llm.tokens_per_minute", "must be at least 1 (omit it for no limit)".into()));
+        }
+        if let Some(budget) = llm.max_cost_usd
+            && !(budget.is_finite() && budget >= 0.0)
+        {
+            return Err(invalid("llm.max_cost_usd", "must be a non-negative number".into()));
+        }
+        if let Some(price) = llm.price_per_million
+            && !(price.input >= 0.0 && price.output >= 0.0)
+        {
+            return Err(invalid("llm.price_per_million", "prices must be non-negative".into()));
+        }
+        if llm.max_cost_usd.is_some() && llm.price_per_million.is_none() && llm.provider == ProviderKind::Openai {
+            return Err(invalid(
+                "llm.price_per_million",
+                "required when llm.max_cost_usd is set, or the budget could never be measured".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Hash of everything that decides what the output rows contain. Two runs with the same
+    /// fingerprint may share one output folder (resume); budgets, rate limits, concurrency and
+    /// the output location are left out so they can change between runs.
+    pub fn fingerprint(&self) -> String {
+        #[derive(Serialize)]
+        struct Fingerprinted<'a> {
+            pipeline: PipelineKind,
+            input_url: &'a str,
+            input_format: Option<InputFormat>,
+            layout: PairLayout,
+            records_per_shard: u64,
+            fields: &'a BTreeMap<String, String>,
+            provider: ProviderKind,
+            model: &'a str,
+            temperature: f32,
+            max_tokens: u32,
+            seed: Option<u64>,
+            researchqa: Option<&'a ResearchQaSpec>,
+            crg: Option<&'a CrgSpec>,
+        }
+        let fingerprinted = Fingerprinted {
+            pipeline: self.pipeline,
+            input_url: &self.input.url,
+            input_format: self.input.format,
+            layout: self.input.layout,
+            records_per_shard: self.input.records_per_shard,
+            fields: &self.input.fields,
+            provider: self.llm.provider,
+            model: &self.llm.model,
+            temperature: self.llm.temperature,
+            max_tokens: self.llm.max_tokens,
+            seed: self.llm.seed,
+            researchqa: (self.pipeline == PipelineKind::Researchqa).then_some(&self.researchqa),
+            crg: (self.pipeline == PipelineKind::Crg).then_some(&self.crg),
+        };
+        let json = serde_json::to_vec(&fingerprinted).expect("spec serializes");
+        crate::hash::short_hash(&json, 32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "pairs-test"
+pipeline = "crg"
+[input]
+url = "data/pairs.jsonl"
+[output]
+url = "out"
+[llm]
+provider = "simulated"
+"#;
+
+    fn parse(text: &str) -> Result<JobSpec, SpecError> {
+        JobSpec::parse(Path::new("job.toml"), text)
+    }
+
+    #[test]
+    fn minimal_spec_gets_defaults() {
+        let spec = parse(MINIMAL).unwrap();
+        assert_eq!(spec.input.records_per_shard, 50);
+        assert_eq!(spec.llm.provider, ProviderKind::Simulated);
+        assert_eq!(spec.researchqa.max_rubric_items, 8);
+        assert_eq!(spec.input.layout, PairLayout::Auto);
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let text = MINIMAL.replace("url = \"out\"", "url = \"out\"\nurll = 3");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("job.toml"), "{err}");
+        assert!(err.contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let cases = [
+            (MINIMAL.replace("pairs-test", "bad name!"), "name"),
+            (MINIMAL.replace("url = \"out\"", "url = \"\""), "output.url"),
+            (MINIMAL.replace("[input]", "[input]\nrecords_per_shard = 0"), "input.records_per_shard"),
+            (MINIMAL.replace("[input]", "[input]\nfields = { answer = \"x\" }"), "input.fields.answer"),
+            (MINIMAL.replace("provider = \"simulated\"", "provider = \"openai\""), "llm.base_url"),
+            (MINIMAL.replace("[llm]", "[llm]\napi_key_env = \"sk-abc123-def\""), "llm.api_key_env"),
+            (MINIMAL.replace("[llm]", "[llm]\ntemperature = 3.5"), "llm.temperature"),
+        ];
+        for (text, field) in cases {
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.field(), Some(field), "{err}");
+            assert!(err.to_string().contains(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn pasted_key_is_not_echoed() {
+        let text = MINIMAL.replace("[llm]", "[llm]\napi_key_env = \"sk-secret-value\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(!err.contains("sk-secret-value"), "{err}");
+    }
+
+    #[test]
+    fn fingerprint_ignores_budget_and_rates_but_not_model() {
+        let base = parse(MINIMAL).unwrap();
+        let mut budget = base.clone();
+        budget.llm.max_cost_usd = Some(3.0);
+        budget.llm.requests_per_minute = Some(10);
+        budget.output.url = "elsewhere".into();
+        assert_eq!(base.fingerprint(), budget.fingerprint());
+        let mut model = base.clone();
+        model.llm.model = "other".into();
+        assert_ne!(base.fingerprint(), model.fingerprint());
+    }
+
+    #[test]
+    fn format_from_file_name_sees_through_compression() {
+        assert_eq!(InputFormat::from_file_name("a.jsonl.gz"), Some(InputFormat::Jsonl));
+        assert_eq!(InputFormat::from_file_name("a.JSON.zst"), Some(InputFormat::Json));
+        assert_eq!(InputFormat::from_file_name("survey.md"), Some(InputFormat::Markdown));
+        assert_eq!(InputFormat::from_file_name("x.parquet"), Some(InputFormat::Parquet));
+        assert_eq!(InputFormat::from_file_name("x.csv"), None);
+    }
+}

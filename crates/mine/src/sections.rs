@@ -1,0 +1,1 @@
+//! Survey section splitting (being written).

@@ -1,0 +1,4 @@
+//! Integration tests of the mining crate, on the real corpora in `../shared/corpus` where present.
+
+mod pairs_corpus;
+mod sections_corpus;

@@ -1,0 +1,1 @@
+//! Pair normalisation over the real HH-RLHF corpus (being written).

@@ -1,0 +1,1 @@
+//! Section splitting over the real survey corpus (being written).
