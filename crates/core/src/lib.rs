@@ -7,6 +7,7 @@ pub mod record;
 pub mod row;
 pub mod shard;
 pub mod spec;
+pub mod usage;
 
 pub use hash::{content_hash, short_hash};
 pub use record::{Location, Message, PreferencePair, RawPayload, RawRecord, SourceRef};
@@ -16,6 +17,7 @@ pub use row::{
 };
 pub use shard::{FileRef, ShardId, ShardSpec, ShardUnit};
 pub use spec::{InputFormat, JobSpec, PairLayout, PipelineKind, ProviderKind, SpecError};
+pub use usage::Usage;
 
 /// Version of the row layout and pipeline logic, written into every output file's metadata so
 /// readers can tell which code made a dataset.

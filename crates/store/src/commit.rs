@@ -1,0 +1,267 @@
+//! The output layout of a job and its commit protocol (DESIGN §2.4), which makes output exactly
+//! once however often a shard is attempted:
+//!
+//! ```text
+//! <output>/<job>/job.json                           the plan: spec, fingerprint, shards
+//! <output>/<job>/parts/<shard>/<attempt>.parquet    rows written by one attempt
+//! <output>/<job>/rejects/<shard>/<attempt>.parquet  rejects written by one attempt
+//! <output>/<job>/commits/<shard>.json               the marker: which attempt won
+//! ```
+//!
+//! An attempt writes its files under its own attempt id, then creates the marker with a
+//! put-if-absent. The first marker wins; a loser deletes its files. A put whose outcome is
+//! unknown (timeout) is resolved by reading the marker back. Readers trust only markers.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use rubricmill_core::{JobSpec, ShardId, ShardSpec, Usage};
+use serde::{Deserialize, Serialize};
+
+use crate::StoreError;
+use crate::location::StoreLocation;
+
+/// Counts of one pipeline stage: what came in, what went on, what was rejected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageCounts {
+    pub input: u64,
+    pub output: u64,
+    pub rejected: u64,
+}
+
+/// The commit marker of one shard: the truth about what the job produced for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommitMarker {
+    pub shard_id: ShardId,
+    pub attempt_id: String,
+    pub worker_id: String,
+    pub committed_at: DateTime<Utc>,
+    /// Path of the rows file relative to the job folder; `None` when the shard made no rows.
+    pub part: Option<String>,
+    /// Path of the rejects file relative to the job folder; `None` when nothing was rejected.
+    pub rejects_part: Option<String>,
+    pub rows: u64,
+    pub rejects: u64,
+    /// Size of the rows file.
+    pub bytes: u64,
+    /// blake3 of the rows file.
+    pub checksum: Option<String>,
+    /// Input records the shard read.
+    pub records: u64,
+    pub stages: BTreeMap<String, StageCounts>,
+    pub usage: Usage,
+}
+
+/// The plan of a job as stored beside its output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobManifest {
+    pub name: String,
+    pub fingerprint: String,
+    pub planned_at: DateTime<Utc>,
+    /// Store URL that the shards' file URLs live in.
+    pub input_root: String,
+    pub spec: JobSpec,
+    pub shards: Vec<ShardSpec>,
+}
+
+/// Files one attempt wrote.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptFiles {
+    pub part: Option<(String, u64, String)>,
+    pub rejects_part: Option<String>,
+}
+
+/// What became of a commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommitOutcome {
+    /// Our marker is the shard's marker.
+    Won,
+    /// Another attempt committed first; its marker is here and our files were removed.
+    Lost(Box<CommitMarker>),
+}
+
+/// One job's folder in the output store.
+#[derive(Debug, Clone)]
+pub struct JobStore {
+    location: StoreLocation,
+}
+
+impl JobStore {
+    /// The folder `<output>/<job name>`.
+    pub fn open(output_url: &str, job_name: &str) -> Result<Self, StoreError> {
+        Ok(Self { location: StoreLocation::parse(output_url)?.child(job_name) })
+    }
+
+    pub fn url(&self) -> String {
+        self.location.url_of(&self.location.path)
+    }
+
+    fn path(&self, relative: &str) -> Path {
+        let mut path = self.location.path.clone();
+        for part in relative.split('/') {
+            path = path.join(part);
+        }
+        path
+    }
+
+    /// Full URL of a file named relative to the job folder.
+    pub fn url_of(&self, relative: &str) -> String {
+        self.location.url_of(&self.path(relative))
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, relative: &str) -> Result<Option<T>, StoreError> {
+        let path = self.path(relative);
+        let bytes = match self.location.store.get(&path).await {
+            Ok(result) => result.bytes().await.map_err(|source| StoreError::store("get", path.as_ref(), source))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(source) => return Err(StoreError::store("get", path.as_ref(), source)),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| StoreError::Decode { path: self.url_of(relative), reason: source.to_string() })
+    }
+
+    /// Writes `value` as JSON only if nothing is there yet. Returns false when something was.
+    async fn put_json_if_absent<T: Serialize>(&self, relative: &str, value: &T) -> Result<bool, StoreError> {
+        let path = self.path(relative);
+        let json = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Encode(e.to_string()))?;
+        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self.location.store.put_opts(&path, PutPayload::from(json), options).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(source) => Err(StoreError::store("put-if-absent", path.as_ref(), source)),
+        }
+    }
+
+    pub async fn load_manifest(&self) -> Result<Option<JobManifest>, StoreError> {
+        self.get_json("job.json").await
+    }
+
+    /// Stores the plan unless one exists; returns the plan in force (ours or the earlier one).
+    pub async fn create_manifest(&self, manifest: &JobManifest) -> Result<JobManifest, StoreError> {
+        if self.put_json_if_absent("job.json", manifest).await? {
+            return Ok(manifest.clone());
+        }
+        self.load_manifest().await?.ok_or_else(|| StoreError::Decode {
+            path: self.url_of("job.json"),
+            reason: "job.json existed a moment ago and is gone".into(),
+        })
+    }
+
+    fn marker_relative(shard: &ShardId) -> String {
+        format!("commits/{shard}.json")
+    }
+
+    pub async fn marker(&self, shard: &ShardId) -> Result<Option<CommitMarker>, StoreError> {
+        self.get_json(&Self::marker_relative(shard)).await
+    }
+
+    /// Every commit marker of the job.
+    pub async fn markers(&self) -> Result<Vec<CommitMarker>, StoreError> {
+        let prefix = self.path("commits");
+        let mut listing = self.location.store.list(Some(&prefix));
+        let mut markers = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = match meta {
+                Ok(meta) => meta,
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(source) => return Err(StoreError::store("list", prefix.as_ref(), source)),
+            };
+            let Some(name) = meta.location.filename() else { continue };
+            let Some(shard) = name.strip_suffix(".json") else { continue };
+            if let Some(marker) = self.marker(&ShardId(shard.to_owned())).await? {
+                markers.push(marker);
+            }
+        }
+        markers.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
+        Ok(markers)
+    }
+
+    /// Writes one attempt's files under its unique attempt id (plain puts: they never collide).
+    pub async fn write_attempt(
+        &self,
+        shard: &ShardId,
+        attempt: &str,
+        rows: Option<Bytes>,
+        rejects: Option<Bytes>,
+    ) -> Result<AttemptFiles, StoreError> {
+        let mut files = AttemptFiles::default();
+        if let Some(rows) = rows {
+            let relative = format!("parts/{shard}/{attempt}.parquet");
+            let size = rows.len() as u64;
+            let checksum = rubricmill_core::content_hash(&rows);
+            self.put(&relative, rows).await?;
+            files.part = Some((relative, size, checksum));
+        }
+        if let Some(rejects) = rejects {
+            let relative = format!("rejects/{shard}/{attempt}.parquet");
+            self.put(&relative, rejects).await?;
+            files.rejects_part = Some(relative);
+        }
+        Ok(files)
+    }
+
+    async fn put(&self, relative: &str, bytes: Bytes) -> Result<(), StoreError> {
+        let path = self.path(relative);
+        self.location
+            .store
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|source| StoreError::store("put", path.as_ref(), source))
+    }
+
+    /// Creates the shard's marker if no attempt has; see the module docs for the protocol.
+    pub async fn commit(&self, marker: &CommitMarker) -> Result<CommitOutcome, StoreError> {
+        let relative = Self::marker_relative(&marker.shard_id);
+        let created = match self.put_json_if_absent(&relative, marker).await {
+            Ok(created) => created,
+            Err(error) => {
+                // The outcome is unknown: the put may have landed. The marker says.
+                tracing::warn!(shard = %marker.shard_id, error = %error, "commit outcome unknown, reading marker back");
+                match self.marker(&marker.shard_id).await? {
+                    Some(existing) if existing.attempt_id == marker.attempt_id => return Ok(CommitOutcome::Won),
+                    Some(existing) => return self.lose(marker, existing).await,
+                    None => return Err(error),
+                }
+            }
+        };
+        if created {
+            return Ok(CommitOutcome::Won);
+        }
+        match self.marker(&marker.shard_id).await? {
+            Some(existing) if existing.attempt_id == marker.attempt_id => Ok(CommitOutcome::Won),
+            Some(existing) => self.lose(marker, existing).await,
+            None => Err(StoreError::Decode { path: self.url_of(&relative), reason: "marker vanished after a conflicting put".into() }),
+        }
+    }
+
+    async fn lose(&self, ours: &CommitMarker, winner: CommitMarker) -> Result<CommitOutcome, StoreError> {
+        tracing::info!(shard = %ours.shard_id, attempt = %ours.attempt_id, winner = %winner.attempt_id, "lost commit race, removing attempt files");
+        self.discard(ours.part.as_deref(), ours.rejects_part.as_deref()).await?;
+        Ok(CommitOutcome::Lost(Box::new(winner)))
+    }
+
+    /// Deletes an attempt's files (missing files are fine).
+    pub async fn discard(&self, part: Option<&str>, rejects_part: Option<&str>) -> Result<(), StoreError> {
+        for relative in [part, rejects_part].into_iter().flatten() {
+            let path = self.path(relative);
+            match self.location.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => return Err(StoreError::store("delete", path.as_ref(), source)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a whole file of the job folder (parts, rejects).
+    pub async fn read(&self, relative: &str) -> Result<Bytes, StoreError> {
+        let path = self.path(relative);
+        let result = self.location.store.get(&path).await.map_err(|source| StoreError::store("get", path.as_ref(), source))?;
+        result.bytes().await.map_err(|source| StoreError::store("get", path.as_ref(), source))
+    }
+}

@@ -1,0 +1,286 @@
+//! Arrow schemas of the output tables (DESIGN §2.5) and their Parquet encoding: explicit schemas
+//! with nested `List<Struct>` columns, zstd, key-value metadata naming the job, the pipeline
+//! version, the model and the prompt hashes. Provenance columns are flat so that DuckDB, polars
+//! and pandas users can filter on them directly.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
+
+use arrow_array::builder::{BooleanBuilder, Float64Builder, StringBuilder, UInt32Builder, UInt64Builder};
+use arrow_array::{ArrayRef, ListArray, RecordBatch, StringArray, StructArray};
+use arrow_buffer::{NullBuffer, OffsetBuffer};
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use rubricmill_core::{CrgRow, Provenance, RejectRow, ResearchQaRow};
+
+use crate::StoreError;
+
+fn utf8(name: &str, nullable: bool) -> Field {
+    Field::new(name, DataType::Utf8, nullable)
+}
+
+fn list_of(name: &str, item: DataType) -> Field {
+    Field::new(name, DataType::List(Arc::new(Field::new("item", item, true))), false)
+}
+
+fn provenance_fields() -> Vec<Field> {
+    vec![
+        utf8("source_file", false),
+        utf8("source_location", false),
+        utf8("shard_id", false),
+        utf8("attempt_id", false),
+        utf8("provider", false),
+        utf8("model", false),
+        utf8("prompt_hash", false),
+        Field::new("tokens_in", DataType::UInt64, false),
+        Field::new("tokens_out", DataType::UInt64, false),
+        Field::new("cost_usd", DataType::Float64, false),
+    ]
+}
+
+fn citation_fields() -> Fields {
+    Fields::from(vec![utf8("first_author", true), utf8("title", true), utf8("url", true), utf8("year", true)])
+}
+
+fn rubric_item_fields() -> Fields {
+    Fields::from(vec![
+        utf8("rubric_item", false),
+        list_of("type", DataType::Utf8),
+        Field::new("citation_metadata", DataType::Struct(citation_fields()), true),
+    ])
+}
+
+/// Schema of researchqa rows: the released ResearchQA columns, then section and provenance.
+pub static RESEARCHQA_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        utf8("id", false),
+        utf8("general_domain", true),
+        utf8("subdomain", true),
+        utf8("field", true),
+        utf8("query", false),
+        utf8("date", true),
+        list_of("rubric", DataType::Struct(rubric_item_fields())),
+        utf8("doc_id", false),
+        utf8("doc_title", true),
+        utf8("section_heading", false),
+        list_of("heading_path", DataType::Utf8),
+        utf8("section_text_hash", false),
+    ];
+    fields.extend(provenance_fields());
+    Arc::new(Schema::new(fields))
+});
+
+fn message_fields() -> Fields {
+    Fields::from(vec![utf8("role", false), utf8("content", false)])
+}
+
+fn crg_item_fields() -> Fields {
+    Fields::from(vec![utf8("text", false), utf8("kind", false)])
+}
+
+fn verdict_fields() -> Fields {
+    Fields::from(vec![utf8("order", false), utf8("preferred", false)])
+}
+
+/// Schema of crg rows.
+pub static CRG_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        utf8("pair_id", false),
+        utf8("source", false),
+        list_of("prompt", DataType::Struct(message_fields())),
+        utf8("chosen", false),
+        utf8("rejected", false),
+        list_of("rubric", DataType::Struct(crg_item_fields())),
+        list_of("verdicts", DataType::Struct(verdict_fields())),
+        Field::new("consistency", DataType::Float64, true),
+        Field::new("attempts", DataType::UInt32, false),
+        Field::new("kept", DataType::Boolean, false),
+    ];
+    fields.extend(provenance_fields());
+    Arc::new(Schema::new(fields))
+});
+
+/// Schema of the rejects table.
+pub static REJECTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        utf8("source_file", false),
+        utf8("source_location", false),
+        utf8("shard_id", false),
+        utf8("attempt_id", false),
+        utf8("stage", false),
+        utf8("reason", false),
+        utf8("excerpt", false),
+    ]))
+});
+
+fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(values))
+}
+
+fn optional_strings<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+    Arc::new(values.collect::<StringArray>())
+}
+
+/// A list column from per-row lengths and the flattened child values.
+fn list(item_type: DataType, lengths: impl Iterator<Item = usize>, child: ArrayRef) -> ArrayRef {
+    let field = Arc::new(Field::new("item", item_type, true));
+    Arc::new(ListArray::new(field, OffsetBuffer::from_lengths(lengths), child, None))
+}
+
+fn string_list<'a, R: 'a>(rows: &'a [R], items: impl Fn(&'a R) -> &'a [String]) -> ArrayRef {
+    let lengths = rows.iter().map(|row| items(row).len());
+    let child = strings(rows.iter().flat_map(|row| items(row).iter().map(String::as_str)));
+    list(DataType::Utf8, lengths, child)
+}
+
+fn push_provenance<'a>(columns: &mut Vec<ArrayRef>, provenance: impl Iterator<Item = &'a Provenance> + Clone) {
+    columns.push(strings(provenance.clone().map(|p| p.source_file.as_str())));
+    columns.push(strings(provenance.clone().map(|p| p.source_location.as_str())));
+    columns.push(strings(provenance.clone().map(|p| p.shard_id.as_str())));
+    columns.push(strings(provenance.clone().map(|p| p.attempt_id.as_str())));
+    columns.push(strings(provenance.clone().map(|p| p.provider.as_str())));
+    columns.push(strings(provenance.clone().map(|p| p.model.as_str())));
+    columns.push(strings(provenance.clone().map(|p| p.prompt_hash.as_str())));
+    let mut tokens_in = UInt64Builder::new();
+    let mut tokens_out = UInt64Builder::new();
+    let mut cost = Float64Builder::new();
+    for p in provenance {
+        tokens_in.append_value(p.tokens_in);
+        tokens_out.append_value(p.tokens_out);
+        cost.append_value(p.cost_usd);
+    }
+    columns.push(Arc::new(tokens_in.finish()));
+    columns.push(Arc::new(tokens_out.finish()));
+    columns.push(Arc::new(cost.finish()));
+}
+
+fn batch(schema: &SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch, StoreError> {
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| StoreError::Encode(e.to_string()))
+}
+
+/// Encodes researchqa rows as one record batch.
+pub fn researchqa_batch(rows: &[ResearchQaRow]) -> Result<RecordBatch, StoreError> {
+    let items: Vec<_> = rows.iter().flat_map(|row| row.rubric.iter()).collect();
+    let citations: Vec<_> = items.iter().map(|item| item.citation_metadata.as_ref()).collect();
+    let citation_column = |get: fn(&rubricmill_core::CitationMetadata) -> Option<&str>| {
+        optional_strings(citations.iter().map(|c| c.and_then(get)))
+    };
+    let citation_struct = StructArray::new(
+        citation_fields(),
+        vec![
+            citation_column(|c| c.first_author.as_deref()),
+            citation_column(|c| c.title.as_deref()),
+            citation_column(|c| c.url.as_deref()),
+            citation_column(|c| c.year.as_deref()),
+        ],
+        Some(NullBuffer::from_iter(citations.iter().map(Option::is_some))),
+    );
+    let type_lists = list(
+        DataType::Utf8,
+        items.iter().map(|item| item.types.len()),
+        strings(items.iter().flat_map(|item| item.types.iter().map(String::as_str))),
+    );
+    let item_struct = StructArray::new(
+        rubric_item_fields(),
+        vec![strings(items.iter().map(|item| item.rubric_item.as_str())), type_lists, Arc::new(citation_struct)],
+        None,
+    );
+    let mut columns = vec![
+        strings(rows.iter().map(|r| r.id.as_str())),
+        optional_strings(rows.iter().map(|r| r.general_domain.as_deref())),
+        optional_strings(rows.iter().map(|r| r.subdomain.as_deref())),
+        optional_strings(rows.iter().map(|r| r.field.as_deref())),
+        strings(rows.iter().map(|r| r.query.as_str())),
+        optional_strings(rows.iter().map(|r| r.date.as_deref())),
+        list(DataType::Struct(rubric_item_fields()), rows.iter().map(|r| r.rubric.len()), Arc::new(item_struct)),
+        strings(rows.iter().map(|r| r.doc_id.as_str())),
+        optional_strings(rows.iter().map(|r| r.doc_title.as_deref())),
+        strings(rows.iter().map(|r| r.section_heading.as_str())),
+        string_list(rows, |r| r.heading_path.as_slice()),
+        strings(rows.iter().map(|r| r.section_text_hash.as_str())),
+    ];
+    push_provenance(&mut columns, rows.iter().map(|r| &r.provenance));
+    batch(&RESEARCHQA_SCHEMA, columns)
+}
+
+/// A `List<Struct<a, b>>` column of string pairs.
+fn pair_list<'a, R: 'a, I: 'a>(
+    rows: &'a [R],
+    fields: Fields,
+    items: impl Fn(&'a R) -> &'a [I],
+    parts: impl Fn(&'a I) -> (&'a str, &'a str),
+) -> ArrayRef {
+    let flat: Vec<(&str, &str)> = rows.iter().flat_map(|row| items(row).iter().map(&parts)).collect();
+    let child = StructArray::new(
+        fields.clone(),
+        vec![strings(flat.iter().map(|p| p.0)), strings(flat.iter().map(|p| p.1))],
+        None,
+    );
+    list(DataType::Struct(fields), rows.iter().map(|row| items(row).len()), Arc::new(child))
+}
+
+/// Encodes crg rows as one record batch.
+pub fn crg_batch(rows: &[CrgRow]) -> Result<RecordBatch, StoreError> {
+    let mut consistency = Float64Builder::new();
+    let mut attempts = UInt32Builder::new();
+    let mut kept = BooleanBuilder::new();
+    for row in rows {
+        consistency.append_option(row.consistency);
+        attempts.append_value(row.attempts);
+        kept.append_value(row.kept);
+    }
+    let mut columns = vec![
+        strings(rows.iter().map(|r| r.pair_id.as_str())),
+        strings(rows.iter().map(|r| r.source.as_str())),
+        pair_list(rows, message_fields(), |r| r.prompt.as_slice(), |m| (m.role.as_str(), m.content.as_str())),
+        strings(rows.iter().map(|r| r.chosen.as_str())),
+        strings(rows.iter().map(|r| r.rejected.as_str())),
+        pair_list(rows, crg_item_fields(), |r| r.rubric.as_slice(), |i| (i.text.as_str(), i.kind.as_str())),
+        pair_list(rows, verdict_fields(), |r| r.verdicts.as_slice(), |v| (v.order.as_str(), v.preferred.as_str())),
+        Arc::new(consistency.finish()),
+        Arc::new(attempts.finish()),
+        Arc::new(kept.finish()),
+    ];
+    push_provenance(&mut columns, rows.iter().map(|r| &r.provenance));
+    batch(&CRG_SCHEMA, columns)
+}
+
+/// Encodes reject rows as one record batch.
+pub fn rejects_batch(rows: &[RejectRow]) -> Result<RecordBatch, StoreError> {
+    let mut builders: Vec<StringBuilder> = (0..7).map(|_| StringBuilder::new()).collect();
+    for row in rows {
+        let values = [
+            &row.source_file,
+            &row.source_location,
+            &row.shard_id,
+            &row.attempt_id,
+            &row.stage,
+            &row.reason,
+            &row.excerpt,
+        ];
+        for (builder, value) in builders.iter_mut().zip(values) {
+            builder.append_value(value);
+        }
+    }
+    let columns = builders.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef).collect();
+    batch(&REJECTS_SCHEMA, columns)
+}
+
+/// Encodes a batch as a zstd Parquet file with the given key-value metadata.
+pub fn encode_parquet(batch: &RecordBatch, metadata: &BTreeMap<String, String>) -> Result<Bytes, StoreError> {
+    let key_values = metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| StoreError::Encode(e.to_string()))?))
+        .set_key_value_metadata(Some(key_values))
+        .build();
+    let mut buffer = Vec::with_capacity(64 * 1024);
+    let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(properties))
+        .map_err(|e| StoreError::Encode(e.to_string()))?;
+    writer.write(batch).map_err(|e| StoreError::Encode(e.to_string()))?;
+    writer.close().map_err(|e| StoreError::Encode(e.to_string()))?;
+    Ok(Bytes::from(buffer))
+}
