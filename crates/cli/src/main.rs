@@ -1,1 +1,70 @@
-fn main() {}
+//! `rubricmill`: build rubric datasets from survey articles and preference pairs. This binary
+//! only parses arguments, sets up logging and prints; the work lives in the library crates.
+
+mod logging;
+mod progress;
+mod run;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "rubricmill", version, about = "Build rubric datasets from survey articles and preference pairs at corpus scale")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log filter (overrides RUST_LOG), e.g. `info` or `rubricmill_runtime=debug`.
+    #[arg(long, global = true)]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a job in this process (embedded mode); running it again resumes.
+    Run(run::RunArgs),
+    /// Check a job spec and its inputs, and show the plan, without calling any model.
+    Validate {
+        /// The job spec (TOML).
+        job: PathBuf,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    logging::init(matches!(cli.log_format, LogFormat::Json), cli.log.as_deref());
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run::run(args).await,
+            Command::Validate { job, json } => validate::validate(&job, json).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -17,7 +17,7 @@ pub use row::{
 };
 pub use shard::{FileRef, ShardId, ShardSpec, ShardUnit};
 pub use spec::{InputFormat, JobSpec, PairLayout, PipelineKind, ProviderKind, SpecError};
-pub use usage::Usage;
+pub use usage::{StageCounts, Usage};
 
 /// Version of the row layout and pipeline logic, written into every output file's metadata so
 /// readers can tell which code made a dataset.

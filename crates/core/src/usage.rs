@@ -1,4 +1,4 @@
-//! LLM usage counters, summed per call, shard and job.
+//! Accounting: LLM usage counters (per call, shard and job) and per-stage record counts.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,5 +23,22 @@ impl Usage {
         self.tokens_in += other.tokens_in;
         self.tokens_out += other.tokens_out;
         self.cost_usd += other.cost_usd;
+    }
+}
+
+/// Counts of one pipeline stage: items that came in, went on, and were rejected. For a stage
+/// that maps one item to one outcome, `input == output + rejected` always holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageCounts {
+    pub input: u64,
+    pub output: u64,
+    pub rejected: u64,
+}
+
+impl StageCounts {
+    pub fn add(&mut self, other: &StageCounts) {
+        self.input += other.input;
+        self.output += other.output;
+        self.rejected += other.rejected;
     }
 }

@@ -1,1 +1,82 @@
-//! placeholder
+//! LLM access for rubricmill: the chat request and response types every provider speaks, the
+//! [`ChatProvider`] trait, the [`Gateway`] that pipelines call (usage, cost, budget), and the
+//! simulated provider used by tests and dry runs.
+//!
+//! The simulated provider is not a model: it derives deterministic answers from the prompt
+//! text so the whole pipeline can run with no network. Rows it makes say `provider =
+//! "simulated"`, and output files carry `rubricmill.simulated = true` in their metadata.
+
+mod gateway;
+pub mod simulated;
+
+use rubricmill_core::Message;
+use serde::{Deserialize, Serialize};
+
+pub use gateway::{Gateway, GatewayConfig};
+pub use simulated::SimulatedProvider;
+
+/// A JSON Schema the answer must follow, named so servers (and the simulated provider) can tell
+/// which task a request belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseFormat {
+    pub name: String,
+    pub schema: serde_json::Value,
+}
+
+/// One `/v1/chat/completions` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<Message>,
+    pub temperature: f32,
+    pub max_tokens: u32,
+    pub seed: Option<u64>,
+    pub response_format: Option<ResponseFormat>,
+}
+
+/// Token counts as the provider reported them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// One answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatResponse {
+    pub content: String,
+    /// `stop`, `length`, `content_filter`, …
+    pub finish_reason: String,
+    pub usage: TokenUsage,
+}
+
+/// Why a call failed, classified by what the caller should do about it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LlmError {
+    /// The whole job cannot go on (bad key, unknown model): stop and say what to fix.
+    #[error("llm: {0}")]
+    Fatal(String),
+    /// This record cannot be answered (context too long, content filter): reject it.
+    #[error("llm rejected the record: {0}")]
+    BadRecord(String),
+    /// May pass later (429, 5xx, timeouts): retry the shard.
+    #[error("llm temporarily unavailable: {0}")]
+    Retryable(String),
+    /// The job's budget is spent: no new calls.
+    #[error("llm budget of ${budget:.2} reached (spent ${spent:.2})")]
+    BudgetExhausted { budget: f64, spent: f64 },
+}
+
+/// Anything that answers chat requests.
+#[async_trait::async_trait]
+pub trait ChatProvider: Send + Sync {
+    /// `openai` or `simulated`: written into every row's provenance.
+    fn kind(&self) -> &'static str;
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError>;
+}
+
+/// Rough token count for text when no tokenizer is at hand: about four characters a token for
+/// English prose.
+pub fn estimate_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}

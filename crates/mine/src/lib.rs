@@ -1,5 +1,13 @@
 //! The two rubricmill pipelines and the input parsing they need: survey sections and references
 //! (researchqa), preference-pair normalisation (crg), prompt templates and answer parsing.
 
+pub mod crg;
 pub mod pairs;
+pub mod pipeline;
+pub mod prompt;
+pub mod researchqa;
 pub mod sections;
+
+pub use crg::CrgPipeline;
+pub use pipeline::{Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel};
+pub use researchqa::ResearchQaPipeline;

@@ -1,1 +1,95 @@
-//! placeholder
+//! The work queue that carries shards from the coordinator to workers, and the events workers
+//! send back. The [`WorkQueue`] trait has the semantics of a JetStream work queue (explicit
+//! ack, delayed nak, term, delivery counting, publish de-duplicated by shard id), so the worker
+//! code that runs in the embedded mode is the code the distributed mode runs. [`memory`] holds
+//! the in-process implementation.
+
+pub mod memory;
+
+use std::time::Duration;
+
+use rubricmill_core::ShardSpec;
+use serde::{Deserialize, Serialize};
+
+pub use memory::{InProcessEvents, InProcessQueue};
+
+/// One unit of work: a shard of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardTask {
+    pub job: String,
+    pub shard: ShardSpec,
+}
+
+impl ShardTask {
+    /// De-duplication key: the same shard of the same job is enqueued once.
+    pub fn message_id(&self) -> String {
+        format!("{}:{}", self.job, self.shard.id)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue closed")]
+    Closed,
+    #[error("queue backend: {0}")]
+    Backend(String),
+}
+
+/// A message handed to one worker. Exactly one of ack, nak or term ends it.
+#[async_trait::async_trait]
+pub trait Delivery: Send + Sync {
+    fn task(&self) -> &ShardTask;
+    /// One-based count of deliveries of this message, this one included.
+    fn attempt(&self) -> u32;
+    /// Deliveries after which the message is given up.
+    fn max_deliver(&self) -> u32;
+    /// Done: remove the message.
+    async fn ack(self: Box<Self>) -> Result<(), QueueError>;
+    /// Not done: deliver again after `delay`.
+    async fn nak(self: Box<Self>, delay: Duration) -> Result<(), QueueError>;
+    /// Give up on the message for good.
+    async fn term(self: Box<Self>) -> Result<(), QueueError>;
+    /// Still working: extend the ack deadline.
+    async fn progress(&self) -> Result<(), QueueError>;
+}
+
+#[async_trait::async_trait]
+pub trait WorkQueue: Send + Sync {
+    /// Enqueues a task unless a task with the same message id was enqueued before.
+    async fn publish(&self, task: ShardTask) -> Result<(), QueueError>;
+    /// Waits for up to `max` deliveries; `Ok(None)` once the queue is closed and drained.
+    async fn pull(&self, max: usize) -> Result<Option<Vec<Box<dyn Delivery>>>, QueueError>;
+}
+
+/// What a worker reports about a shard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ShardEvent {
+    Started { job: String, shard: String, worker: String, attempt: u32 },
+    /// Rows and rejects committed by this worker.
+    Committed {
+        job: String,
+        shard: String,
+        worker: String,
+        records: u64,
+        rows: u64,
+        rejects: u64,
+        usage: rubricmill_core::Usage,
+    },
+    /// The shard was committed before (earlier run, or another worker won the race).
+    AlreadyCommitted { job: String, shard: String },
+    /// This attempt failed and the shard will be delivered again.
+    Retrying { job: String, shard: String, attempt: u32, reason: String },
+    /// The shard is given up after its last delivery.
+    Failed { job: String, shard: String, reason: String },
+    /// The job's LLM budget is spent: the shard was handed back uncommitted.
+    BudgetExhausted { job: String, shard: String, reason: String },
+    /// The job cannot go on (bad key, unknown model, …).
+    Fatal { job: String, reason: String },
+}
+
+/// Where workers send their events.
+#[async_trait::async_trait]
+pub trait EventSink: Send + Sync {
+    async fn send(&self, event: ShardEvent);
+}

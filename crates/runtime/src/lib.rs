@@ -1,1 +1,28 @@
-//! placeholder
+//! rubricmill's wiring: the worker loop that turns shard deliveries into committed output, the
+//! coordinator's planning, and the embedded runner that drives both in one process.
+
+pub mod coordinator;
+pub mod embedded;
+pub mod job;
+pub mod worker;
+
+pub use embedded::{EmbeddedOptions, NoProgress, ProgressObserver, RunSummary, StopReason, Tally, run_embedded};
+pub use job::JobContext;
+pub use worker::{JobResolver, SingleJob, Worker, WorkerOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Store(#[from] rubricmill_store::StoreError),
+    #[error(transparent)]
+    Queue(#[from] rubricmill_queue::QueueError),
+    #[error(
+        "output folder {folder} holds job {job:?} planned from a different spec (fingerprint {planned}, now {now}); \
+         use a new job name, or remove the folder to start over"
+    )]
+    SpecChanged { job: String, folder: String, planned: String, now: String },
+    #[error("unknown job {0:?}")]
+    UnknownJob(String),
+    #[error("{0}")]
+    Unsupported(String),
+}

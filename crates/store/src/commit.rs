@@ -19,19 +19,11 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use rubricmill_core::{JobSpec, ShardId, ShardSpec, Usage};
+use rubricmill_core::{JobSpec, ShardId, ShardSpec, StageCounts, Usage};
 use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
 use crate::location::StoreLocation;
-
-/// Counts of one pipeline stage: what came in, what went on, what was rejected.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StageCounts {
-    pub input: u64,
-    pub output: u64,
-    pub rejected: u64,
-}
 
 /// The commit marker of one shard: the truth about what the job produced for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

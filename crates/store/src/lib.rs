@@ -9,7 +9,7 @@ pub mod location;
 pub mod output;
 mod parquet_input;
 
-pub use commit::{AttemptFiles, CommitMarker, CommitOutcome, JobManifest, JobStore, StageCounts};
+pub use commit::{AttemptFiles, CommitMarker, CommitOutcome, JobManifest, JobStore};
 pub use input::{InputFile, Inputs, ReadItem, list_inputs, plan_shards, read_shard};
 pub use location::{StoreLocation, to_url};
 

@@ -1,0 +1,169 @@
+//! `rubricmill run`: the embedded mode, with a progress bar and a summary at the end.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use rubricmill_core::{JobSpec, ProviderKind};
+use rubricmill_runtime::{EmbeddedOptions, RunSummary, StopReason, run_embedded};
+
+use crate::progress::Bar;
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The job spec (TOML).
+    job: PathBuf,
+    /// Workers in this process.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Shards each worker processes at once.
+    #[arg(long, default_value_t = 2)]
+    shard_concurrency: usize,
+    /// Records of one shard in flight at once (default: the job's llm.max_concurrency).
+    #[arg(long)]
+    record_concurrency: Option<usize>,
+    /// Deliveries of a shard before it is given up.
+    #[arg(long, default_value_t = 4)]
+    max_deliver: u32,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Exit codes besides 0 (complete) and 1 (error before or outside the run).
+const EXIT_FATAL: u8 = 2;
+const EXIT_SHARDS_FAILED: u8 = 3;
+const EXIT_BUDGET: u8 = 4;
+const EXIT_INTERRUPTED: u8 = 130;
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let spec = JobSpec::load(&args.job)?;
+    if spec.llm.provider == ProviderKind::Simulated {
+        tracing::warn!(job = %spec.name, "llm provider is \"simulated\": answers are derived from the input text for tests and dry runs, not written by a model");
+    }
+    let options = EmbeddedOptions {
+        workers: args.workers,
+        shard_concurrency: args.shard_concurrency,
+        record_concurrency: args.record_concurrency.unwrap_or(spec.llm.max_concurrency as usize),
+        max_deliver: args.max_deliver,
+        ..EmbeddedOptions::default()
+    };
+    let mut bar = Bar::new(!args.no_progress && !args.json);
+    let summary = run_embedded(&spec, &options, &mut bar, interrupted())
+        .await
+        .with_context(|| format!("job {:?} did not run", spec.name))?;
+    bar.finish();
+    if args.json {
+        println!("{}", summary_json(&summary));
+    } else {
+        print_summary(&summary, spec.llm.provider);
+    }
+    Ok(ExitCode::from(match summary.stop {
+        StopReason::Complete => 0,
+        StopReason::Fatal(_) => EXIT_FATAL,
+        StopReason::ShardsFailed => EXIT_SHARDS_FAILED,
+        StopReason::Budget(_) => EXIT_BUDGET,
+        StopReason::Interrupted => EXIT_INTERRUPTED,
+    }))
+}
+
+/// Resolves on the first Ctrl-C or SIGTERM (finish the shards in flight, then stop); a second
+/// Ctrl-C exits at once (uncommitted shards are simply redone on the next run).
+async fn interrupted() {
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => Some(signal),
+        Err(error) => {
+            tracing::warn!(error = %error, "cannot listen for SIGTERM");
+            None
+        }
+    };
+    let sigterm = async {
+        match terminate.as_mut() {
+            Some(signal) => {
+                signal.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = sigterm => {}
+    }
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted twice: exiting now; re-run the same command to resume");
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
+        }
+    });
+}
+
+fn summary_json(summary: &RunSummary) -> serde_json::Value {
+    let tally = |t: &rubricmill_runtime::Tally| {
+        serde_json::json!({
+            "shards": t.shards, "records": t.records, "rows": t.rows, "rejects": t.rejects,
+            "llm_calls": t.usage.calls, "tokens_in": t.usage.tokens_in, "tokens_out": t.usage.tokens_out,
+            "cost_usd": t.usage.cost_usd,
+        })
+    };
+    let (stop, reason) = match &summary.stop {
+        StopReason::Complete => ("complete", None),
+        StopReason::ShardsFailed => ("shards_failed", None),
+        StopReason::Budget(reason) => ("budget", Some(reason.clone())),
+        StopReason::Fatal(reason) => ("fatal", Some(reason.clone())),
+        StopReason::Interrupted => ("interrupted", None),
+    };
+    serde_json::json!({
+        "job": summary.job,
+        "output": summary.output_url,
+        "resumed": summary.resumed,
+        "shards_planned": summary.shards_planned,
+        "before": tally(&summary.before),
+        "this_run": tally(&summary.this_run),
+        "failed": summary.failed.iter().map(|(shard, reason)| serde_json::json!({"shard": shard, "reason": reason})).collect::<Vec<_>>(),
+        "stop": stop,
+        "reason": reason,
+        "elapsed_s": summary.elapsed.as_secs_f64(),
+    })
+}
+
+fn print_summary(summary: &RunSummary, provider: ProviderKind) {
+    let run = &summary.this_run;
+    let done = summary.before.shards + run.shards;
+    let seconds = summary.elapsed.as_secs_f64().max(1e-3);
+    if run.shards == 0 && summary.failed.is_empty() && summary.stop == StopReason::Complete {
+        println!(
+            "job {} is already complete: {}/{} shards committed, {} rows, {} rejects; nothing to do",
+            summary.job, done, summary.shards_planned, summary.before.rows, summary.before.rejects
+        );
+        println!("output: {}", summary.output_url);
+        return;
+    }
+    let label = if provider == ProviderKind::Simulated { " (simulated provider)" } else { "" };
+    println!("job {}: {}", summary.job, stop_text(&summary.stop));
+    println!("  shards     {done}/{} committed ({} this run, {} before)", summary.shards_planned, run.shards, summary.before.shards);
+    println!("  records    {} read this run, {:.0} records/s", run.records, run.records as f64 / seconds);
+    println!("  rows       {} this run, {} in all", run.rows, summary.before.rows + run.rows);
+    println!("  rejects    {} this run, {} in all", run.rejects, summary.before.rejects + run.rejects);
+    println!(
+        "  llm calls  {}{label}, tokens {} in / {} out, cost ${:.4}",
+        run.usage.calls, run.usage.tokens_in, run.usage.tokens_out, run.usage.cost_usd
+    );
+    println!("  elapsed    {seconds:.2}s");
+    for (shard, reason) in &summary.failed {
+        println!("  failed     shard {shard}: {reason}");
+    }
+    println!("output: {}", summary.output_url);
+}
+
+fn stop_text(stop: &StopReason) -> String {
+    match stop {
+        StopReason::Complete => "complete".into(),
+        StopReason::ShardsFailed => "finished with failed shards (re-run to retry them)".into(),
+        StopReason::Budget(reason) => format!("stopped: {reason}; raise llm.max_cost_usd and re-run to resume"),
+        StopReason::Fatal(reason) => format!("stopped: {reason}"),
+        StopReason::Interrupted => "interrupted; re-run the same command to resume".into(),
+    }
+}

@@ -1,0 +1,122 @@
+//! The pipeline seam: a worker hands each input record to a [`Pipeline`], which returns the rows
+//! and rejects it made, with per-stage counts and LLM usage. Record-level problems are rejects;
+//! only failures that concern the whole shard or job are errors.
+
+use std::collections::BTreeMap;
+
+use rubricmill_core::row::excerpt;
+use rubricmill_core::{OutputRow, PipelineKind, Provenance, RawRecord, RejectRow, SourceRef, StageCounts, Usage};
+use rubricmill_llm::LlmError;
+
+/// Identity of the attempt a record is processed in, for provenance.
+#[derive(Debug, Clone)]
+pub struct RecordContext {
+    pub shard_id: String,
+    pub attempt_id: String,
+}
+
+/// What one record became.
+#[derive(Debug, Clone, Default)]
+pub struct RecordOutcome {
+    pub rows: Vec<OutputRow>,
+    pub rejects: Vec<RejectRow>,
+    pub stages: BTreeMap<String, StageCounts>,
+    pub usage: Usage,
+}
+
+impl RecordOutcome {
+    fn stage(&mut self, stage: &str) -> &mut StageCounts {
+        self.stages.entry(stage.to_owned()).or_default()
+    }
+
+    /// Counts an item entering `stage`.
+    pub fn enter(&mut self, stage: &str) {
+        self.stage(stage).input += 1;
+    }
+
+    /// Counts an item leaving `stage` onwards.
+    pub fn pass(&mut self, stage: &str) {
+        self.stage(stage).output += 1;
+    }
+
+    /// Counts and records a rejected item.
+    pub fn reject(&mut self, ctx: &RecordContext, source: &SourceRef, stage: &str, reason: impl Into<String>, raw: &str) {
+        self.stage(stage).rejected += 1;
+        self.rejects.push(RejectRow {
+            source_file: source.file.clone(),
+            source_location: source.location.to_string(),
+            shard_id: ctx.shard_id.clone(),
+            attempt_id: ctx.attempt_id.clone(),
+            stage: stage.to_owned(),
+            reason: reason.into(),
+            excerpt: excerpt(raw),
+        });
+    }
+}
+
+/// Failures that stop the shard (retryable) or the job (fatal, budget).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Llm(LlmError),
+}
+
+impl PipelineError {
+    /// True when no later attempt can succeed without the user changing something.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, PipelineError::Llm(LlmError::Fatal(_)))
+    }
+
+    pub fn is_budget(&self) -> bool {
+        matches!(self, PipelineError::Llm(LlmError::BudgetExhausted { .. }))
+    }
+}
+
+#[async_trait::async_trait]
+pub trait Pipeline: Send + Sync {
+    fn kind(&self) -> PipelineKind;
+    /// Template name → hash, for output metadata.
+    fn prompt_hashes(&self) -> BTreeMap<String, String>;
+    async fn process(&self, record: RawRecord, ctx: &RecordContext) -> Result<RecordOutcome, PipelineError>;
+}
+
+/// Provenance of a row made by one LLM call.
+pub fn provenance(
+    source: &SourceRef,
+    ctx: &RecordContext,
+    provider: &str,
+    model: &str,
+    prompt_hash: &str,
+    usage: &Usage,
+) -> Provenance {
+    Provenance {
+        source_file: source.file.clone(),
+        source_location: source.location.to_string(),
+        shard_id: ctx.shard_id.clone(),
+        attempt_id: ctx.attempt_id.clone(),
+        provider: provider.to_owned(),
+        model: model.to_owned(),
+        prompt_hash: prompt_hash.to_owned(),
+        tokens_in: usage.tokens_in,
+        tokens_out: usage.tokens_out,
+        cost_usd: usage.cost_usd,
+    }
+}
+
+/// Decides what an LLM error means for the record: `Ok(reason)` rejects the record, `Err` stops
+/// the shard or job.
+pub fn classify_llm_error(error: LlmError) -> Result<String, PipelineError> {
+    match error {
+        LlmError::BadRecord(reason) => Ok(reason),
+        other => Err(PipelineError::Llm(other)),
+    }
+}
+
+/// Sampling parameters of one generation stage.
+#[derive(Debug, Clone)]
+pub struct StageModel {
+    pub model: String,
+    pub temperature: f32,
+    pub max_tokens: u32,
+    pub seed: Option<u64>,
+}

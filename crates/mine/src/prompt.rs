@@ -1,0 +1,139 @@
+//! Prompt templates: a system part and a user part separated by a line `---`, with `{name}`
+//! placeholders. Defaults ship inside the binary (from `configs/prompts/`); every row records
+//! the hash of the template that made it.
+
+use rubricmill_core::Message;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub name: String,
+    system: String,
+    user: String,
+    /// blake3 of the template text (24 hex characters).
+    pub hash: String,
+}
+
+/// Default researchqa generation prompt.
+pub const RESEARCHQA_GENERATE: &str = include_str!("../../../configs/prompts/researchqa_generate.md");
+/// Default crg generation prompt.
+pub const CRG_GENERATE: &str = include_str!("../../../configs/prompts/crg_generate.md");
+
+impl Template {
+    /// Parses template text; without a `---` line the whole text is the user part.
+    pub fn parse(name: &str, text: &str) -> Self {
+        let (system, user) = match text.split_once("\n---\n") {
+            Some((system, user)) => (system.trim().to_owned(), user.trim().to_owned()),
+            None => (String::new(), text.trim().to_owned()),
+        };
+        Self { name: name.to_owned(), system, user, hash: rubricmill_core::short_hash(text.as_bytes(), 24) }
+    }
+
+    /// The chat messages with placeholders filled. Values are inserted verbatim and never
+    /// scanned for placeholders themselves; unknown `{…}` text is left alone.
+    pub fn render(&self, values: &[(&str, &str)]) -> Vec<Message> {
+        let mut messages = Vec::with_capacity(2);
+        if !self.system.is_empty() {
+            messages.push(Message::new("system", fill(&self.system, values)));
+        }
+        messages.push(Message::new("user", fill(&self.user, values)));
+        messages
+    }
+}
+
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + values.iter().map(|(_, v)| v.len()).sum::<usize>());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let replaced = after.find('}').and_then(|close| {
+            let key = &after[..close];
+            values.iter().find(|(name, _)| *name == key).map(|(_, value)| (close, *value))
+        });
+        match replaced {
+            Some((close, value)) => {
+                out.push_str(value);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The JSON object in a model's answer: code fences and prose around it are skipped, trailing
+/// commas before `]` or `}` tolerated.
+pub fn extract_json(answer: &str) -> Result<serde_json::Value, String> {
+    let start = answer.find('{').ok_or_else(|| "answer holds no JSON object".to_owned())?;
+    let end = answer.rfind('}').ok_or_else(|| "answer holds no complete JSON object".to_owned())?;
+    if end < start {
+        return Err("answer holds no complete JSON object".into());
+    }
+    let candidate = &answer[start..=end];
+    match serde_json::from_str(candidate) {
+        Ok(value) => Ok(value),
+        Err(first) => serde_json::from_str(&strip_trailing_commas(candidate)).map_err(|_| format!("invalid JSON: {first}")),
+    }
+}
+
+fn strip_trailing_commas(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    let chars: Vec<char> = json.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        if c == '"' {
+            in_string = true;
+        }
+        if c == ',' && chars[i + 1..].iter().find(|c| !c.is_whitespace()).is_some_and(|n| *n == ']' || *n == '}') {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fills_known_placeholders_once_and_leaves_the_rest() {
+        let template = Template::parse("t", "sys\n---\nA {x} and {y}; json {\"k\": 1}; {unknown}");
+        let messages = template.render(&[("x", "{y}"), ("y", "2")]);
+        assert_eq!(messages[0], Message::new("system", "sys"));
+        assert_eq!(messages[1].content, "A {y} and 2; json {\"k\": 1}; {unknown}");
+    }
+
+    #[test]
+    fn default_templates_have_both_parts_and_distinct_hashes() {
+        let rq = Template::parse("researchqa", RESEARCHQA_GENERATE);
+        let crg = Template::parse("crg", CRG_GENERATE);
+        assert_eq!(rq.render(&[]).len(), 2);
+        assert_ne!(rq.hash, crg.hash);
+    }
+
+    #[test]
+    fn extracts_json_from_fences_prose_and_trailing_commas() {
+        let answer = "Sure! Here it is:\n```json\n{\"a\": [1, 2,], \"b\": \"x, }\",}\n```\nThanks";
+        let value = extract_json(answer).unwrap();
+        assert_eq!(value["a"], serde_json::json!([1, 2]));
+        assert_eq!(value["b"], "x, }");
+        assert!(extract_json("no json here").is_err());
+        assert!(extract_json("{\"a\": }").is_err());
+    }
+}

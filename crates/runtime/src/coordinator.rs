@@ -1,0 +1,74 @@
+//! Planning: turn a job spec into a stored plan (the shard list) and tell which shards still
+//! need work. The plan lives beside the output as `job.json`; a re-run reuses it, so the same
+//! command resumes, and refuses to mix outputs of a changed spec into the same folder.
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use rubricmill_core::{JobSpec, ShardSpec};
+use rubricmill_store::{CommitMarker, JobManifest, JobStore, list_inputs, plan_shards, to_url};
+
+use crate::RuntimeError;
+
+/// Plans a job, or loads the plan an earlier run stored. Relative local paths in the spec are
+/// made absolute first, so the stored plan means the same on every machine that shares them.
+pub async fn plan_or_resume(spec: &JobSpec) -> Result<(JobManifest, bool), RuntimeError> {
+    let spec = absolutize(spec)?;
+    let store = JobStore::open(&spec.output.url, &spec.name)?;
+    let fingerprint = spec.fingerprint();
+    if let Some(existing) = store.load_manifest().await? {
+        check_same_job(&existing, &fingerprint, &store)?;
+        return Ok((JobManifest { spec, ..existing }, true));
+    }
+    let manifest = plan(&spec).await?;
+    let stored = store.create_manifest(&manifest).await?;
+    check_same_job(&stored, &fingerprint, &store)?;
+    Ok((stored, false))
+}
+
+/// Plans without storing anything (for `validate`).
+pub async fn plan(spec: &JobSpec) -> Result<JobManifest, RuntimeError> {
+    let spec = absolutize(spec)?;
+    let inputs = list_inputs(&spec.input.url, spec.input.format).await?;
+    let shards = plan_shards(&inputs, spec.input.records_per_shard).await?;
+    Ok(JobManifest {
+        name: spec.name.clone(),
+        fingerprint: spec.fingerprint(),
+        planned_at: Utc::now(),
+        input_root: inputs.location.url_of(&inputs.location.path),
+        spec,
+        shards,
+    })
+}
+
+fn check_same_job(existing: &JobManifest, fingerprint: &str, store: &JobStore) -> Result<(), RuntimeError> {
+    if existing.fingerprint == fingerprint {
+        return Ok(());
+    }
+    Err(RuntimeError::SpecChanged {
+        job: existing.name.clone(),
+        folder: store.url(),
+        planned: existing.fingerprint.clone(),
+        now: fingerprint.to_owned(),
+    })
+}
+
+fn absolutize(spec: &JobSpec) -> Result<JobSpec, RuntimeError> {
+    let mut spec = spec.clone();
+    spec.input.url = to_url(&spec.input.url)?.to_string().replace("%2A", "*");
+    spec.output.url = to_url(&spec.output.url)?.to_string();
+    Ok(spec)
+}
+
+/// Shards of the plan that have no commit marker yet, and the markers of those that do.
+pub async fn pending_shards(
+    manifest: &JobManifest,
+    store: &JobStore,
+) -> Result<(Vec<ShardSpec>, Vec<CommitMarker>), RuntimeError> {
+    let markers = store.markers().await?;
+    let planned: HashSet<&str> = manifest.shards.iter().map(|s| s.id.as_str()).collect();
+    let markers: Vec<CommitMarker> = markers.into_iter().filter(|m| planned.contains(m.shard_id.as_str())).collect();
+    let committed: HashSet<&str> = markers.iter().map(|m| m.shard_id.as_str()).collect();
+    let pending = manifest.shards.iter().filter(|s| !committed.contains(s.id.as_str())).cloned().collect();
+    Ok((pending, markers))
+}

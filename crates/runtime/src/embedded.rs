@@ -1,0 +1,214 @@
+//! The embedded mode: coordinator and N workers in one process over the in-process queue. The
+//! workers are the same [`Worker`] the distributed mode runs; only the queue and the event
+//! channel differ. Re-running the same job resumes: committed shards are skipped.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rubricmill_core::{JobSpec, Usage};
+use rubricmill_queue::{InProcessEvents, InProcessQueue, ShardEvent, ShardTask, WorkQueue};
+use tokio::sync::watch;
+
+use crate::RuntimeError;
+use crate::coordinator::{pending_shards, plan_or_resume};
+use crate::job::JobContext;
+use crate::worker::{SingleJob, Worker, WorkerOptions};
+
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    pub workers: usize,
+    pub shard_concurrency: usize,
+    pub record_concurrency: usize,
+    /// Deliveries of a shard before it is given up.
+    pub max_deliver: u32,
+    pub base_backoff: Duration,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        Self { workers: 2, shard_concurrency: 2, record_concurrency: 16, max_deliver: 4, base_backoff: Duration::from_millis(500) }
+    }
+}
+
+/// Why a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StopReason {
+    /// Every shard is committed.
+    Complete,
+    /// Some shards failed for good; the rest are committed.
+    ShardsFailed,
+    /// The LLM budget is spent; uncommitted shards wait for a re-run with a larger budget.
+    Budget(String),
+    /// The job cannot go on until the user fixes something.
+    Fatal(String),
+    /// Stopped by the user; re-run to resume.
+    Interrupted,
+}
+
+/// Totals over a set of shards.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    pub shards: u64,
+    pub records: u64,
+    pub rows: u64,
+    pub rejects: u64,
+    pub usage: Usage,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub job: String,
+    pub output_url: String,
+    pub resumed: bool,
+    pub shards_planned: u64,
+    /// Shards committed before this run started.
+    pub before: Tally,
+    /// Shards this run committed.
+    pub this_run: Tally,
+    pub failed: Vec<(String, String)>,
+    pub stop: StopReason,
+    pub elapsed: Duration,
+}
+
+/// Receives progress while a run goes on (the CLI draws its progress bar from it).
+pub trait ProgressObserver: Send {
+    fn started(&mut self, _planned: u64, _already_committed: u64) {}
+    fn shard_done(&mut self, _this_run: &Tally) {}
+}
+
+/// A progress observer that ignores everything.
+pub struct NoProgress;
+impl ProgressObserver for NoProgress {}
+
+/// Runs a job to completion (or until `interrupt` resolves).
+pub async fn run_embedded(
+    spec: &JobSpec,
+    options: &EmbeddedOptions,
+    progress: &mut dyn ProgressObserver,
+    interrupt: impl Future<Output = ()>,
+) -> Result<RunSummary, RuntimeError> {
+    let started = Instant::now();
+    let (manifest, resumed) = plan_or_resume(spec).await?;
+    let job = manifest.name.clone();
+    let store = rubricmill_store::JobStore::open(&manifest.spec.output.url, &job)?;
+    let (pending, markers) = pending_shards(&manifest, &store).await?;
+    let before = Tally {
+        shards: markers.len() as u64,
+        records: markers.iter().map(|m| m.records).sum(),
+        rows: markers.iter().map(|m| m.rows).sum(),
+        rejects: markers.iter().map(|m| m.rejects).sum(),
+        usage: markers.iter().fold(Usage::default(), |mut total, m| {
+            total.add(&m.usage);
+            total
+        }),
+    };
+    let mut summary = RunSummary {
+        job: job.clone(),
+        output_url: store.url(),
+        resumed,
+        shards_planned: manifest.shards.len() as u64,
+        before: before.clone(),
+        this_run: Tally::default(),
+        failed: Vec::new(),
+        stop: StopReason::Complete,
+        elapsed: Duration::ZERO,
+    };
+    progress.started(summary.shards_planned, before.shards);
+    if pending.is_empty() {
+        tracing::info!(job = %job, shards = summary.shards_planned, "job already complete, nothing to do");
+        summary.elapsed = started.elapsed();
+        return Ok(summary);
+    }
+    tracing::info!(job = %job, pending = pending.len(), committed = before.shards, resumed, "running job");
+    let context = Arc::new(JobContext::new(manifest, before.usage.cost_usd)?);
+    let queue = InProcessQueue::new(options.max_deliver);
+    for shard in &pending {
+        queue.publish(ShardTask { job: job.clone(), shard: shard.clone() }).await?;
+    }
+    let (events, mut event_rx) = InProcessEvents::channel();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut workers = tokio::task::JoinSet::new();
+    for index in 0..options.workers.max(1) {
+        let mut worker_options = WorkerOptions::new(format!("embedded-{index}"));
+        worker_options.shard_concurrency = options.shard_concurrency.max(1);
+        worker_options.record_concurrency = options.record_concurrency.max(1);
+        worker_options.base_backoff = options.base_backoff;
+        let worker = Arc::new(Worker::new(
+            worker_options,
+            Arc::new(queue.clone()),
+            Arc::new(SingleJob(context.clone())),
+            Arc::new(events.clone()),
+        ));
+        workers.spawn(worker.run(stop_rx.clone()));
+    }
+    drop(events);
+    let mut outstanding: HashMap<String, ()> = pending.iter().map(|s| (s.id.to_string(), ())).collect();
+    tokio::pin!(interrupt);
+    let mut stop = None;
+    while stop.is_none() && !outstanding.is_empty() {
+        tokio::select! {
+            event = event_rx.recv() => {
+                let Some(event) = event else { break };
+                stop = apply_event(event, &mut summary, &mut outstanding);
+                progress.shard_done(&summary.this_run);
+            }
+            () = &mut interrupt => {
+                tracing::warn!(job = %job, "interrupted: finishing shards in flight, then stopping");
+                stop = Some(StopReason::Interrupted);
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    queue.close();
+    while let Some(joined) = workers.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(error = %error, "worker ended with an error"),
+            Err(error) => tracing::error!(error = %error, "worker task panicked"),
+        }
+    }
+    // Shards that finished while the workers wound down.
+    while let Ok(event) = event_rx.try_recv() {
+        let late_stop = apply_event(event, &mut summary, &mut outstanding);
+        stop = stop.or(late_stop);
+    }
+    progress.shard_done(&summary.this_run);
+    summary.stop = match stop {
+        Some(reason) => reason,
+        None if outstanding.is_empty() && summary.failed.is_empty() => StopReason::Complete,
+        None if outstanding.is_empty() => StopReason::ShardsFailed,
+        None => StopReason::Interrupted,
+    };
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// Folds one worker event into the summary; returns a reason to stop the run, if any.
+fn apply_event(event: ShardEvent, summary: &mut RunSummary, outstanding: &mut HashMap<String, ()>) -> Option<StopReason> {
+    match event {
+        ShardEvent::Committed { shard, records, rows, rejects, usage, .. } => {
+            outstanding.remove(&shard);
+            let tally = &mut summary.this_run;
+            tally.shards += 1;
+            tally.records += records;
+            tally.rows += rows;
+            tally.rejects += rejects;
+            tally.usage.add(&usage);
+            None
+        }
+        ShardEvent::AlreadyCommitted { shard, .. } => {
+            outstanding.remove(&shard);
+            None
+        }
+        ShardEvent::Failed { shard, reason, .. } => {
+            outstanding.remove(&shard);
+            summary.failed.push((shard, reason));
+            None
+        }
+        ShardEvent::Retrying { .. } | ShardEvent::Started { .. } => None,
+        ShardEvent::BudgetExhausted { reason, .. } => Some(StopReason::Budget(reason)),
+        ShardEvent::Fatal { reason, .. } => Some(StopReason::Fatal(reason)),
+    }
+}

@@ -1,0 +1,411 @@
+//! The worker: pulls shard deliveries from a [`WorkQueue`] as it has capacity, processes each
+//! shard through its job's pipeline, writes the attempt's files, commits, and only then acks.
+//! The same loop serves the embedded and the distributed mode.
+//!
+//! Per delivery: a committed marker means ack and stop (redelivery after a crash). Otherwise a
+//! fresh attempt id, read → pipeline → encode → write → commit. Retryable failures nak with a
+//! backoff until the last delivery, which records the failure and terms. A fatal LLM error or a
+//! spent budget is reported and the shard is handed back uncommitted.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use rubricmill_core::{CrgRow, OutputRow, PipelineKind, RejectRow, ResearchQaRow, StageCounts, Usage};
+use rubricmill_mine::{PipelineError, RecordContext, RecordOutcome};
+use rubricmill_queue::{Delivery, EventSink, ShardEvent, WorkQueue};
+use rubricmill_store::output::{crg_batch, encode_parquet, rejects_batch, researchqa_batch};
+use rubricmill_store::{CommitMarker, CommitOutcome, ReadItem, read_shard};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::RuntimeError;
+use crate::job::JobContext;
+
+/// Finds the context of the job a delivery belongs to.
+#[async_trait::async_trait]
+pub trait JobResolver: Send + Sync {
+    async fn resolve(&self, job: &str) -> Result<Arc<JobContext>, RuntimeError>;
+}
+
+/// Resolves exactly one job (the embedded mode).
+pub struct SingleJob(pub Arc<JobContext>);
+
+#[async_trait::async_trait]
+impl JobResolver for SingleJob {
+    async fn resolve(&self, job: &str) -> Result<Arc<JobContext>, RuntimeError> {
+        if job == self.0.manifest.name {
+            return Ok(self.0.clone());
+        }
+        Err(RuntimeError::UnknownJob(job.to_owned()))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub worker_id: String,
+    /// Shards processed at once.
+    pub shard_concurrency: usize,
+    /// Records of one shard in the pipeline at once.
+    pub record_concurrency: usize,
+    /// Interval of progress heartbeats while a shard runs.
+    pub heartbeat: Duration,
+    /// First retry delay; doubled per delivery, capped at `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl WorkerOptions {
+    pub fn new(worker_id: impl Into<String>) -> Self {
+        Self {
+            worker_id: worker_id.into(),
+            shard_concurrency: 2,
+            record_concurrency: 16,
+            heartbeat: Duration::from_secs(10),
+            base_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+pub struct Worker {
+    options: WorkerOptions,
+    queue: Arc<dyn WorkQueue>,
+    jobs: Arc<dyn JobResolver>,
+    events: Arc<dyn EventSink>,
+}
+
+impl Worker {
+    pub fn new(
+        options: WorkerOptions,
+        queue: Arc<dyn WorkQueue>,
+        jobs: Arc<dyn JobResolver>,
+        events: Arc<dyn EventSink>,
+    ) -> Self {
+        Self { options, queue, jobs, events }
+    }
+
+    /// Runs until the queue closes or `stop` turns true; then stops pulling and waits for the
+    /// shards in flight.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> Result<(), RuntimeError> {
+        let mut in_flight = JoinSet::new();
+        loop {
+            let free = self.options.shard_concurrency.saturating_sub(in_flight.len());
+            if free == 0 {
+                in_flight.join_next().await;
+                continue;
+            }
+            let pulled = tokio::select! {
+                pulled = self.queue.pull(free) => pulled?,
+                _ = stop.wait_for(|stopped| *stopped) => None,
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => continue,
+            };
+            let Some(deliveries) = pulled else { break };
+            for delivery in deliveries {
+                let worker = self.clone();
+                in_flight.spawn(async move { worker.handle(delivery).await });
+            }
+        }
+        while in_flight.join_next().await.is_some() {}
+        tracing::debug!(worker = %self.options.worker_id, "worker stopped");
+        Ok(())
+    }
+
+    async fn handle(&self, delivery: Box<dyn Delivery>) {
+        let task = delivery.task().clone();
+        let (job, shard) = (task.job.clone(), task.shard.id.to_string());
+        let context = match self.jobs.resolve(&job).await {
+            Ok(context) => context,
+            Err(error) => {
+                self.retry_or_fail(delivery, error.to_string()).await;
+                return;
+            }
+        };
+        match context.store.marker(&task.shard.id).await {
+            Ok(Some(_)) => {
+                tracing::debug!(job = %job, shard = %shard, "shard already committed");
+                let _ = delivery.ack().await;
+                self.events.send(ShardEvent::AlreadyCommitted { job, shard }).await;
+                return;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                self.retry_or_fail(delivery, error.to_string()).await;
+                return;
+            }
+        }
+        let attempt = delivery.attempt();
+        self.events
+            .send(ShardEvent::Started { job: job.clone(), shard: shard.clone(), worker: self.options.worker_id.clone(), attempt })
+            .await;
+        let processed = {
+            let work = self.process(&context, &task.shard);
+            tokio::pin!(work);
+            let mut heartbeat = tokio::time::interval(self.options.heartbeat);
+            heartbeat.tick().await;
+            loop {
+                tokio::select! {
+                    result = &mut work => break result,
+                    _ = heartbeat.tick() => {
+                        if let Err(error) = delivery.progress().await {
+                            tracing::warn!(shard = %shard, error = %error, "progress heartbeat failed");
+                        }
+                    }
+                }
+            }
+        };
+        match processed {
+            Ok(Committed::Ours(marker)) => {
+                if let Err(error) = delivery.ack().await {
+                    // The marker is written: a redelivery will find it and ack.
+                    tracing::warn!(shard = %shard, error = %error, "ack after commit failed");
+                }
+                tracing::debug!(job = %job, shard = %shard, rows = marker.rows, rejects = marker.rejects, "shard committed");
+                self.events
+                    .send(ShardEvent::Committed {
+                        job,
+                        shard,
+                        worker: self.options.worker_id.clone(),
+                        records: marker.records,
+                        rows: marker.rows,
+                        rejects: marker.rejects,
+                        usage: marker.usage,
+                    })
+                    .await;
+            }
+            Ok(Committed::Theirs) => {
+                let _ = delivery.ack().await;
+                self.events.send(ShardEvent::AlreadyCommitted { job, shard }).await;
+            }
+            Err(ShardFailure::Fatal(reason)) => {
+                let _ = delivery.nak(Duration::ZERO).await;
+                self.events.send(ShardEvent::Fatal { job, reason }).await;
+            }
+            Err(ShardFailure::Budget(reason)) => {
+                let _ = delivery.nak(self.options.max_backoff).await;
+                self.events.send(ShardEvent::BudgetExhausted { job, shard, reason }).await;
+            }
+            Err(ShardFailure::Retryable(reason)) => self.retry_or_fail(delivery, reason).await,
+        }
+    }
+
+    /// Naks with backoff, or, on the last delivery, records the failure and terms.
+    async fn retry_or_fail(&self, delivery: Box<dyn Delivery>, reason: String) {
+        let task = delivery.task().clone();
+        let (job, shard) = (task.job, task.shard.id.to_string());
+        let attempt = delivery.attempt();
+        if attempt >= delivery.max_deliver() {
+            tracing::warn!(job = %job, shard = %shard, attempt, reason = %reason, "shard failed for good");
+            self.events.send(ShardEvent::Failed { job, shard, reason }).await;
+            let _ = delivery.term().await;
+            return;
+        }
+        let delay = backoff(self.options.base_backoff, self.options.max_backoff, attempt);
+        tracing::info!(job = %job, shard = %shard, attempt, delay_ms = delay.as_millis() as u64, reason = %reason, "shard attempt failed, retrying");
+        let _ = delivery.nak(delay).await;
+        self.events.send(ShardEvent::Retrying { job, shard, attempt, reason }).await;
+    }
+
+    async fn process(
+        &self,
+        context: &JobContext,
+        shard: &rubricmill_core::ShardSpec,
+    ) -> Result<Committed, ShardFailure> {
+        let attempt_id = uuid::Uuid::now_v7().to_string();
+        let ctx = RecordContext { shard_id: shard.id.to_string(), attempt_id: attempt_id.clone() };
+        let spec = context.spec();
+        let mut totals = ShardTotals::default();
+        let mut read_items = read_shard(&context.inputs, shard, spec.input.format, spec.input.max_record_bytes);
+        let pipeline = context.pipeline.clone();
+        // Records flow through the pipeline in order, `record_concurrency` at a time.
+        let mut outcomes = Box::pin(
+            futures::stream::poll_fn(move |cx| read_items.poll_next_unpin(cx))
+                .map(|item| {
+                    let pipeline = pipeline.clone();
+                    let ctx = ctx.clone();
+                    async move {
+                        match item {
+                            Ok(ReadItem::Record(record)) => Ok(Some(pipeline.process(record, &ctx).await)),
+                            Ok(ReadItem::Reject { source, reason, excerpt }) => {
+                                let mut outcome = RecordOutcome::default();
+                                outcome.enter("read");
+                                outcome.reject(&ctx, &source, "read", reason, &excerpt);
+                                Ok(Some(Ok(outcome)))
+                            }
+                            Err(error) => Err(error),
+                        }
+                    }
+                })
+                .buffered(self.options.record_concurrency.max(1)),
+        );
+        while let Some(result) = outcomes.next().await {
+            let outcome = match result {
+                Ok(Some(Ok(outcome))) => outcome,
+                Ok(Some(Err(error))) => return Err(ShardFailure::from_pipeline(error)),
+                Ok(None) => continue,
+                Err(error) => return Err(ShardFailure::Retryable(error.to_string())),
+            };
+            totals.absorb(outcome);
+        }
+        drop(outcomes);
+        self.commit(context, shard, attempt_id, totals).await
+    }
+
+    async fn commit(
+        &self,
+        context: &JobContext,
+        shard: &rubricmill_core::ShardSpec,
+        attempt_id: String,
+        totals: ShardTotals,
+    ) -> Result<Committed, ShardFailure> {
+        let kind = context.pipeline.kind();
+        let metadata = context.file_metadata.clone();
+        let ShardTotals { rows, rejects, stages, usage, records } = totals;
+        let (row_count, reject_count) = (rows.len() as u64, rejects.len() as u64);
+        let encoded = tokio::task::spawn_blocking(move || encode_shard(kind, &rows, &rejects, &metadata))
+            .await
+            .map_err(|e| ShardFailure::Retryable(format!("encoding task failed: {e}")))?
+            .map_err(|e| ShardFailure::Retryable(e.to_string()))?;
+        let (rows_file, rejects_file) = encoded;
+        let files = context
+            .store
+            .write_attempt(&shard.id, &attempt_id, rows_file, rejects_file)
+            .await
+            .map_err(|e| ShardFailure::Retryable(e.to_string()))?;
+        let (part, bytes, checksum) = match files.part {
+            Some((path, size, checksum)) => (Some(path), size, Some(checksum)),
+            None => (None, 0, None),
+        };
+        let marker = CommitMarker {
+            shard_id: shard.id.clone(),
+            attempt_id,
+            worker_id: self.options.worker_id.clone(),
+            committed_at: Utc::now(),
+            part,
+            rejects_part: files.rejects_part,
+            rows: row_count,
+            rejects: reject_count,
+            bytes,
+            checksum,
+            records,
+            stages,
+            usage,
+        };
+        match context.store.commit(&marker).await {
+            Ok(CommitOutcome::Won) => Ok(Committed::Ours(Box::new(marker))),
+            Ok(CommitOutcome::Lost(_)) => Ok(Committed::Theirs),
+            Err(error) => Err(ShardFailure::Retryable(error.to_string())),
+        }
+    }
+}
+
+/// Encodes the rows and rejects files of one attempt (`None` where there is nothing to write).
+fn encode_shard(
+    kind: PipelineKind,
+    rows: &ShardRows,
+    rejects: &[RejectRow],
+    metadata: &BTreeMap<String, String>,
+) -> Result<(Option<bytes::Bytes>, Option<bytes::Bytes>), rubricmill_store::StoreError> {
+    let batch = match kind {
+        PipelineKind::Researchqa if !rows.researchqa.is_empty() => Some(researchqa_batch(&rows.researchqa)?),
+        PipelineKind::Crg if !rows.crg.is_empty() => Some(crg_batch(&rows.crg)?),
+        _ => None,
+    };
+    let rows_file = batch.map(|batch| encode_parquet(&batch, metadata)).transpose()?;
+    let rejects_file = if rejects.is_empty() {
+        None
+    } else {
+        let mut metadata = metadata.clone();
+        metadata.insert("rubricmill.table".into(), "rejects".into());
+        Some(encode_parquet(&rejects_batch(rejects)?, &metadata)?)
+    };
+    Ok((rows_file, rejects_file))
+}
+
+/// Full-jitter exponential backoff: uniform in `[0, min(max, base × 2^(attempt-1))]`.
+fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
+    let ceiling = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(max);
+    let jitter = uuid::Uuid::new_v4().as_u128() as u64 % 1_000_000;
+    ceiling.mul_f64(jitter as f64 / 1_000_000.0)
+}
+
+/// Rows of one shard, by pipeline.
+#[derive(Default)]
+struct ShardRows {
+    researchqa: Vec<ResearchQaRow>,
+    crg: Vec<CrgRow>,
+}
+
+impl ShardRows {
+    fn len(&self) -> usize {
+        self.researchqa.len() + self.crg.len()
+    }
+}
+
+#[derive(Default)]
+struct ShardTotals {
+    rows: ShardRows,
+    rejects: Vec<RejectRow>,
+    stages: BTreeMap<String, StageCounts>,
+    usage: Usage,
+    records: u64,
+}
+
+impl ShardTotals {
+    fn absorb(&mut self, outcome: RecordOutcome) {
+        self.records += 1;
+        for row in outcome.rows {
+            match row {
+                OutputRow::ResearchQa(row) => self.rows.researchqa.push(row),
+                OutputRow::Crg(row) => self.rows.crg.push(row),
+            }
+        }
+        self.rejects.extend(outcome.rejects);
+        for (stage, counts) in outcome.stages {
+            self.stages.entry(stage).or_default().add(&counts);
+        }
+        self.usage.add(&outcome.usage);
+    }
+}
+
+enum Committed {
+    Ours(Box<CommitMarker>),
+    Theirs,
+}
+
+enum ShardFailure {
+    Fatal(String),
+    Budget(String),
+    Retryable(String),
+}
+
+impl ShardFailure {
+    fn from_pipeline(error: PipelineError) -> Self {
+        if error.is_fatal() {
+            ShardFailure::Fatal(error.to_string())
+        } else if error.is_budget() {
+            ShardFailure::Budget(error.to_string())
+        } else {
+            ShardFailure::Retryable(error.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_under_the_growing_ceiling() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_secs(2);
+        for attempt in 1..10 {
+            let ceiling = base.saturating_mul(1 << (attempt - 1)).min(max);
+            for _ in 0..50 {
+                assert!(backoff(base, max, attempt) <= ceiling);
+            }
+        }
+    }
+}
