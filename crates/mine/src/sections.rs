@@ -1254,7 +1254,26 @@ fn parse_reference_list(text: &str) -> Vec<Reference> {
         }
         refs.push(r);
     }
+    disambiguate_keys(&mut refs);
     refs
+}
+
+/// Same first author and year more than once ("Li 2021" ×3): keys get the letters an
+/// author-year style prints ("Li 2021a", "Li 2021b", …), in list order.
+fn disambiguate_keys(refs: &mut [Reference]) {
+    let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, r) in refs.iter().enumerate() {
+        if r.key.contains(' ') && r.key.chars().last().is_some_and(|c| c.is_ascii_digit()) {
+            groups.entry(r.key.clone()).or_default().push(i);
+        }
+    }
+    for members in groups.values().filter(|m| m.len() > 1 && m.len() <= 26) {
+        for (k, &i) in members.iter().enumerate() {
+            if let Some(letter) = char::from_u32('a' as u32 + k as u32) {
+                refs[i].key.push(letter);
+            }
+        }
+    }
 }
 
 /// Entries of a numbered list: a line starting with an unseen number close to the last one
