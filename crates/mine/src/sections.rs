@@ -81,7 +81,10 @@ pub struct SectionOptions {
 
 impl Default for SectionOptions {
     fn default() -> Self {
-        Self { min_section_chars: 400, max_section_chars: 12_000 }
+        Self {
+            min_section_chars: 400,
+            max_section_chars: 12_000,
+        }
     }
 }
 
@@ -162,7 +165,10 @@ pub struct ParsedSurvey {
 impl ParsedSurvey {
     /// Units that became at least one kept section (a split section counts once).
     pub fn kept_units(&self) -> usize {
-        self.sections.iter().filter(|s| s.part.is_none_or(|(k, _)| k == 1)).count()
+        self.sections
+            .iter()
+            .filter(|s| s.part.is_none_or(|(k, _)| k == 1))
+            .count()
     }
 
     /// Units dropped as a whole.
@@ -189,66 +195,108 @@ static LETTER_NUM: LazyLock<Regex> = LazyLock::new(|| re(r"^([A-H])[.．]\s+(\p{
 static TITLE_NOISE_PREFIX: LazyLock<Regex> =
     LazyLock::new(|| re(r"^(?:[|丨」｜]\s*|[Il]\s+(?:\p{Lu}))"));
 static ARTICLE_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"^(?:RESEARCH ARTICLE|REVIEW ARTICLE|ORIGINAL ARTICLE|REVIEW|Review|Research Article)\s+(\p{Lu})")
+    re(
+        r"^(?:RESEARCH ARTICLE|REVIEW ARTICLE|ORIGINAL ARTICLE|REVIEW|Review|Research Article)\s+(\p{Lu})",
+    )
 });
 static NOISE_HEADING: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?i)^(?:full-size\s+doi\b|doi:|fig(?:ure)?\.?\s*\d|table\s*\d+\s*[.:|]?\s*$|box\s*\d+\s*[|:]?\s*$|source:)")
+    re(
+        r"(?i)^(?:full-size\s+doi\b|doi:|fig(?:ure)?\.?\s*\d|table\s*\d+\s*[.:|]?\s*$|box\s*\d+\s*[|:]?\s*$|source:)",
+    )
 });
 static IMAGE_LINE: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*!\[[^\]]*\]\([^)]*\)\s*$"));
 
 static REFERENCES_NAME: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"^(?:references?|bibliography|literature cited|works cited|cited literature|references and notes|reference list|notes and references)$")
+    re(
+        r"^(?:references?|bibliography|literature cited|works cited|cited literature|references and notes|reference list|notes and references)$",
+    )
 });
 static ABSTRACT_NAME: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"^(?:abstract|summary points|key points|highlights|graphical abstract|structured abstract)\b")
+    re(
+        r"^(?:abstract|summary points|key points|highlights|graphical abstract|structured abstract)\b",
+    )
 });
 static NON_CONTENT_NAMES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
     vec![
-        (re(r"^acknowledge?ments?\b|^acknowledge?ment of"), "acknowledgements"),
         (
-            re(r"^(?:authors?[’']?s?[’']?\s+(?:contributions?|information|details|and\s+af\w*liations?|biograph\w*)|author contributions?|contributors(?:hip)?|af\w*liations?|about the authors?|biograph(?:y|ies))\b"),
+            re(r"^acknowledge?ments?\b|^acknowledge?ment of"),
+            "acknowledgements",
+        ),
+        (
+            re(
+                r"^(?:authors?[’']?s?[’']?\s+(?:contributions?|information|details|and\s+af\w*liations?|biograph\w*)|author contributions?|contributors(?:hip)?|af\w*liations?|about the authors?|biograph(?:y|ies))(?:\s+statement)?$",
+            ),
             "author information",
         ),
-        (re(r"^(?:funding|financial support|financial disclosure|sources? of funding|grant support)\b"), "funding"),
         (
-            re(r"^(?:conflicts? of interests?|competing (?:financial )?interests?|declaration of (?:competing|conflicting) interests?|disclosures?|duality of interest|potential conflicts)\b"),
+            re(
+                r"^(?:funding|financial support|financial disclosure|sources? of funding|grant support)(?:\s+(?:information|statement|sources?))?$",
+            ),
+            "funding",
+        ),
+        (
+            re(
+                r"^(?:conflicts? of interests?|competing (?:financial )?interests?|declaration of (?:competing|conflicting) interests?|disclosures?|duality of interest|potential conflicts)\b",
+            ),
             "conflicts of interest",
         ),
-        (re(r"^declarations?$|^ethics\b|^ethical (?:approval|statement|considerations)|^consent for publication"), "declarations"),
         (
-            re(r"^(?:data (?:and (?:code|materials) )?availability|availability of (?:data|supporting data)|code availability|supplementary (?:materials?|information|data)|supporting information)\b"),
+            re(
+                r"^declarations?$|^ethics\b|^ethical (?:approval|statement|considerations)|^consent for publication",
+            ),
+            "declarations",
+        ),
+        (
+            re(
+                r"^(?:data (?:and (?:code|materials) )?availability|availability of (?:data|supporting data)|code availability|supplementary (?:materials?|information|data)|supporting information)\b",
+            ),
             "data availability",
         ),
-        (re(r"^(?:abbreviations|list of abbreviations|nomenclature|acronyms)$"), "abbreviations"),
+        (
+            re(r"^(?:abbreviations|list of abbreviations|nomenclature|acronyms)$"),
+            "abbreviations",
+        ),
         (re(r"^(?:table of contents|contents)$"), "table of contents"),
         (
-            re(r"^(?:publisher[’']?s note|ready to submit your research|at bmc, research is always in progress|open access|copyright|orcid|additional information|keywords?)\b"),
+            re(
+                r"^(?:publisher[’']?s note|ready to submit your research|at bmc, research is always in progress|open access|copyright|orcid|additional information|keywords?)\b",
+            ),
             "publisher boilerplate",
         ),
     ]
 });
 static TOP_LEVEL_NAME: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"^(?:introduction|background|conclusions?|concluding remarks|conclusions? and .*|discussion|summary and .*|appendix.*|appendices|methods?|methodology|materials and methods|results|results and discussion|limitations|future (?:work|directions|research).*)$")
+    re(
+        r"^(?:introduction|background|conclusions?|concluding remarks|conclusions? and .*|discussion|summary and .*|appendix.*|appendices|methods?|methodology|materials and methods|results|results and discussion|limitations|future (?:work|directions|research).*)$",
+    )
 });
 static INTRO_NAME: LazyLock<Regex> = LazyLock::new(|| re(r"^(?:introduction|background)\b"));
 static GENERIC_SUB_NAME: LazyLock<Regex> = LazyLock::new(|| re(r"^(?:examples?|explanation)$"));
 static STRUCTURED_ABSTRACT_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?i)^(?:background|objectives?|aims?|purpose|methods?|methodology|results?|findings|conclusions?|interpretation|significance|keywords?|key words|design|setting|participants|introduction|context|evidence|review methods)[^:：]{0,40}[:：]")
+    re(
+        r"(?i)^(?:background|objectives?|aims?|purpose|methods?|methodology|results?|findings|conclusions?|interpretation|significance|keywords?|key words|design|setting|participants|introduction|context|evidence|review methods)[^:：]{0,40}[:：]",
+    )
 });
 
 // reference-list shapes
 static REF_NUM_BRACKET: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*\[\d{1,4}\]\s*\S"));
 static REF_NUM_AUTHOR: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"^\s*\d{1,4}\.?\s*(?:\p{Lu}[\p{L}'’\-]+(?:\s\p{Lu}[\p{L}'’\-]+)?,?\s+(?:\p{Lu}{1,3}\b|\p{Lu}\.)|(?:\p{Lu}\.\s?){1,3}\s?\p{Lu}[\p{L}'’\-]+)")
+    re(
+        r"^\s*\d{1,4}\.?\s*(?:\p{Lu}[\p{L}'’\-]+(?:\s\p{Lu}[\p{L}'’\-]+)?,?\s+(?:\p{Lu}{1,3}\b|\p{Lu}\.)|(?:\p{Lu}\.\s?){1,3}\s?\p{Lu}[\p{L}'’\-]+)",
+    )
 });
 static REF_APA: LazyLock<Regex> = LazyLock::new(|| {
     re(r"^\s*\p{Lu}[\p{L}'’\-]+(?:\s\p{Lu}[\p{L}'’\-]+)?,\s?(?:\p{Lu}\.\s?-?){1,3}")
 });
 static REF_VANCOUVER: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"^\s*\p{Lu}[\p{L}'’\-]+(?:\s\p{Lu}[\p{L}'’\-]+)?\s\p{Lu}{1,3}(?:,\s|\.\s|\s\(|\s(?:19|20)\d\d)")
+    re(
+        r"^\s*\p{Lu}[\p{L}'’\-]+(?:\s\p{Lu}[\p{L}'’\-]+)?\s\p{Lu}{1,3}(?:,\s|\.\s|\s\(|\s(?:19|20)\d\d)",
+    )
 });
 static REF_FULLNAME: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"^\s*(?:\p{Lu}[\p{L}'’\-]+\s(?:\p{Lu}\.\s)?){1,3}\p{Lu}[\p{L}'’\-]+(?:,\s|\sand\s|\.\s).*(?:19|20)\d\d[a-z]?\.?\s*$")
+    re(
+        r"^\s*(?:\p{Lu}[\p{L}'’\-]+\s(?:\p{Lu}\.\s)?){1,3}\p{Lu}[\p{L}'’\-]+(?:,\s|\sand\s|\.\s).*(?:19|20)\d\d[a-z]?\.?\s*$",
+    )
 });
 static YEAR: LazyLock<Regex> = LazyLock::new(|| re(r"\b((?:19|20)\d{2})([a-z])?\b"));
 static YEAR_PAREN: LazyLock<Regex> = LazyLock::new(|| re(r"\(((?:19|20)\d{2}[a-z]?)\)"));
@@ -256,12 +304,12 @@ static YEAR_AFTER_AUTHORS: LazyLock<Regex> =
     LazyLock::new(|| re(r"[.,]\s?((?:19|20)\d{2}[a-z]?)\.(?:\s|$)"));
 static YEAR_VANCOUVER: LazyLock<Regex> = LazyLock::new(|| re(r"\b((?:19|20)\d{2}[a-z]?)\s?;"));
 static URL: LazyLock<Regex> = LazyLock::new(|| re(r"https?://\S+"));
-static DOI: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)\bdoi:?\s*(10\.\d{4,9}/\S+)|\b(10\.\d{4,9}/\S+)"));
+static DOI: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?i)\bdoi:?\s*(10\.\d{4,9}/\S+)|\b(10\.\d{4,9}/\S+)"));
 static ENTRY_MARKER: LazyLock<Regex> =
     LazyLock::new(|| re(r"^\s*(?:\[(\d{1,4})\]\s*|(\d{1,4})\.\s*|(\d{1,4})\s+)"));
 static INLINE_MARKER: LazyLock<Regex> = LazyLock::new(|| re(r"\s(?:\[(\d{1,4})\]|(\d{1,4})\.)"));
-static QUOTED_TITLE: LazyLock<Regex> =
-    LazyLock::new(|| re(r#"[“„"«]([^”"“»]{8,400}?)[,.]?[”"»]"#));
+static QUOTED_TITLE: LazyLock<Regex> = LazyLock::new(|| re(r#"[“„"«]([^”"“»]{8,400}?)[,.]?[”"»]"#));
 static VANCOUVER_AUTHORS: LazyLock<Regex> = LazyLock::new(|| {
     re(r"^(?:[\p{L}'’\-]+(?:\s[\p{L}'’\-]+){0,2}\s\p{Lu}{1,3}(?:,\s|\.\s|,?\set\sal\.\s?))+")
 });
@@ -270,6 +318,8 @@ static SENTENCE_END: LazyLock<Regex> = LazyLock::new(|| re(r"[.?!](?:\s|$)"));
 // inline citations
 static CITE_NUM_BRACKET: LazyLock<Regex> =
     LazyLock::new(|| re(r"\[(\d{1,4}(?:\s*[-–—,;]\s*\d{1,4})*)\]"));
+static CITE_NUM_BRACKET_RANGE: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\[(\d{1,4})\]\s*[-–—]\s*\[(\d{1,4})\]"));
 static CITE_NUM_PAREN: LazyLock<Regex> =
     LazyLock::new(|| re(r"\((\d{1,3}(?:\s*[-–—,]\s*\d{1,3})*)\)(?:[.,;:)]|\s*$)"));
 static CITE_NUM_SUPER: LazyLock<Regex> = LazyLock::new(|| {
@@ -278,7 +328,9 @@ static CITE_NUM_SUPER: LazyLock<Regex> = LazyLock::new(|| {
 static CITE_GROUP: LazyLock<Regex> =
     LazyLock::new(|| re(r"[(\[]([^()\[\]]{2,400}?(?:19|20)\d{2}[a-z]?[^()\[\]]{0,40}?)[)\]]"));
 static CITE_NARRATIVE: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(\p{Lu}[\p{L}'’\-]+)(\s+et\s+al\.?|\s+(?:and|&)\s+\p{Lu}[\p{L}'’\-]+)?,?\s*[(\[]((?:19|20)\d{2}[a-z]?)[)\]]")
+    re(
+        r"(\p{Lu}[\p{L}'’\-]+)(\s+et\s+al\.?|\s+(?:and|&)\s+\p{Lu}[\p{L}'’\-]+)?,?\s*[(\[]((?:19|20)\d{2}[a-z]?)[)\]]",
+    )
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -297,17 +349,25 @@ pub fn parse_structured_survey(
     value: &serde_json::Value,
     opts: &SectionOptions,
 ) -> Result<ParsedSurvey, String> {
-    let obj = value.as_object().ok_or_else(|| "survey is not a JSON object".to_string())?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| "survey is not a JSON object".to_string())?;
     let title = match obj.get("title") {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(s)) => Some(collapse_ws(s)).filter(|s| !s.is_empty()),
         Some(_) => return Err("`title` is not a string".into()),
     };
-    let sections = obj.get("sections").ok_or_else(|| "missing field `sections`".to_string())?;
-    let sections = sections.as_array().ok_or_else(|| "`sections` is not an array".to_string())?;
+    let sections = obj
+        .get("sections")
+        .ok_or_else(|| "missing field `sections`".to_string())?;
+    let sections = sections
+        .as_array()
+        .ok_or_else(|| "`sections` is not an array".to_string())?;
     let mut units = Vec::with_capacity(sections.len());
     for (i, s) in sections.iter().enumerate() {
-        let s = s.as_object().ok_or_else(|| format!("section {i} is not an object"))?;
+        let s = s
+            .as_object()
+            .ok_or_else(|| format!("section {i} is not an object"))?;
         let heading = match s.get("heading").or_else(|| s.get("title")) {
             None | Some(serde_json::Value::Null) => String::new(),
             Some(serde_json::Value::String(h)) => h.clone(),
@@ -322,17 +382,30 @@ pub fn parse_structured_survey(
             None | Some(serde_json::Value::Null) => None,
             Some(v) => match v.as_u64() {
                 Some(l) if l >= 1 => Some(l as usize),
-                _ => return Err(format!("section {i} has a level that is not a positive integer")),
+                _ => {
+                    return Err(format!(
+                        "section {i} has a level that is not a positive integer"
+                    ));
+                }
             },
         };
-        units.push(RawUnit { heading: Some(heading), body: text, md_level: level });
+        units.push(RawUnit {
+            heading: Some(heading),
+            body: text,
+            md_level: level,
+        });
     }
     let references = match obj.get("references") {
         None | Some(serde_json::Value::Null) => Vec::new(),
         Some(serde_json::Value::Array(items)) => structured_references(items)?,
         Some(_) => return Err("`references` is not an array".into()),
     };
-    let raw = RawDoc { title, units, structured_refs: Some(references), explicit_levels: true };
+    let raw = RawDoc {
+        title,
+        units,
+        structured_refs: Some(references),
+        explicit_levels: true,
+    };
     Ok(build(raw, opts))
 }
 
@@ -359,7 +432,11 @@ struct RawDoc {
 
 fn read_markdown(text: &str) -> RawDoc {
     let mut title: Option<String> = None;
-    let mut units: Vec<RawUnit> = vec![RawUnit { heading: None, body: String::new(), md_level: None }];
+    let mut units: Vec<RawUnit> = vec![RawUnit {
+        heading: None,
+        body: String::new(),
+        md_level: None,
+    }];
     let mut in_fence = false;
     let mut seen_heading = false;
     for line in text.lines() {
@@ -367,7 +444,11 @@ fn read_markdown(text: &str) -> RawDoc {
         if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
             in_fence = !in_fence;
         }
-        let heading = if in_fence { None } else { HEADING_LINE.captures(line) };
+        let heading = if in_fence {
+            None
+        } else {
+            HEADING_LINE.captures(line)
+        };
         let Some(caps) = heading else {
             push_line(units.last_mut(), line);
             continue;
@@ -402,18 +483,33 @@ fn read_markdown(text: &str) -> RawDoc {
                     let n = heading_name(&collapse_ws(h));
                     non_content_kind(&n).is_some()
                 });
-            if cur_is_empty_non_content && parse_numbering(&cleaned).is_none() && looks_like_text_line(&cleaned) {
+            if cur_is_empty_non_content
+                && parse_numbering(&cleaned).is_none()
+                && looks_like_text_line(&cleaned)
+            {
                 push_line(Some(cur), &htext);
                 continue;
             }
         }
-        units.push(RawUnit { heading: Some(htext), body: String::new(), md_level: Some(hashes) });
+        units.push(RawUnit {
+            heading: Some(htext),
+            body: String::new(),
+            md_level: Some(hashes),
+        });
     }
     // the untitled preamble only counts when it has text
-    if units.first().is_some_and(|u| u.heading.is_none() && u.body.trim().is_empty()) {
+    if units
+        .first()
+        .is_some_and(|u| u.heading.is_none() && u.body.trim().is_empty())
+    {
         units.remove(0);
     }
-    RawDoc { title, units, structured_refs: None, explicit_levels: false }
+    RawDoc {
+        title,
+        units,
+        structured_refs: None,
+        explicit_levels: false,
+    }
 }
 
 fn push_line(unit: Option<&mut RawUnit>, line: &str) {
@@ -426,7 +522,11 @@ fn push_line(unit: Option<&mut RawUnit>, line: &str) {
 /// A heading line that is really a sentence or a name list.
 fn looks_like_text_line(h: &str) -> bool {
     let words = h.split_whitespace().count();
-    h.contains('·') || h.contains("\\cdot") || h.contains('@') || (h.ends_with('.') && words >= 6) || h.chars().count() > 80
+    h.contains('·')
+        || h.contains("\\cdot")
+        || h.contains('@')
+        || (h.ends_with('.') && words >= 6)
+        || h.chars().count() > 80
 }
 
 fn collapse_ws(s: &str) -> String {
@@ -478,7 +578,10 @@ fn parse_numbering(h: &str) -> Option<(Numbering, String)> {
         let num = c.get(1).map_or("", |m| m.as_str());
         let dotted = c.get(2).is_some();
         let rest = c.get(3).map_or("", |m| m.as_str());
-        let parts: Vec<u32> = num.split(['.', '．']).filter_map(|p| p.parse().ok()).collect();
+        let parts: Vec<u32> = num
+            .split(['.', '．'])
+            .filter_map(|p| p.parse().ok())
+            .collect();
         let mut chars = rest.chars();
         let first = chars.next();
         let second = chars.next();
@@ -512,7 +615,10 @@ fn parse_numbering(h: &str) -> Option<(Numbering, String)> {
         return Some((Numbering::Roman(roman), title));
     }
     if let Some(c) = LETTER_NUM.captures(h) {
-        let letter = c.get(1).and_then(|m| m.as_str().chars().next()).unwrap_or('A');
+        let letter = c
+            .get(1)
+            .and_then(|m| m.as_str().chars().next())
+            .unwrap_or('A');
         let title = c.get(2).map_or("", |m| m.as_str()).trim().to_string();
         return Some((Numbering::Letter(letter), title));
     }
@@ -523,7 +629,14 @@ fn non_content_kind(name: &str) -> Option<&'static str> {
     if REFERENCES_NAME.is_match(name) {
         return Some("references");
     }
-    NON_CONTENT_NAMES.iter().find(|(r, _)| r.is_match(name)).map(|(_, k)| *k)
+    // "Funding sources for open science" is a content heading; back-matter names are short
+    if name.chars().count() > 60 {
+        return None;
+    }
+    NON_CONTENT_NAMES
+        .iter()
+        .find(|(r, _)| r.is_match(name))
+        .map(|(_, k)| *k)
 }
 
 fn is_caps_heading(text: &str) -> bool {
@@ -584,7 +697,11 @@ impl Ctx<'_> {
 }
 
 fn build(raw: RawDoc, opts: &SectionOptions) -> ParsedSurvey {
-    let mut ctx = Ctx { opts, dropped: Vec::new(), ref_text: Vec::new() };
+    let mut ctx = Ctx {
+        opts,
+        dropped: Vec::new(),
+        ref_text: Vec::new(),
+    };
     let n_units = raw.units.len();
     let mut units = assign_levels(&raw);
     link_parents(&mut units);
@@ -609,7 +726,10 @@ fn build(raw: RawDoc, opts: &SectionOptions) -> ParsedSurvey {
         for (k, part) in parts.into_iter().enumerate() {
             let citations = index.resolve(&part, style, &references);
             let (heading, part_no) = if n > 1 {
-                (format!("{} (part {}/{})", u.heading, k + 1, n), Some((k + 1, n)))
+                (
+                    format!("{} (part {}/{})", u.heading, k + 1, n),
+                    Some((k + 1, n)),
+                )
             } else {
                 (u.heading.clone(), None)
             };
@@ -624,16 +744,34 @@ fn build(raw: RawDoc, opts: &SectionOptions) -> ParsedSurvey {
             });
         }
     }
-    ParsedSurvey { title: raw.title, sections, dropped: ctx.dropped, references, units: n_units, merged }
+    ParsedSurvey {
+        title: raw.title,
+        sections,
+        dropped: ctx.dropped,
+        references,
+        units: n_units,
+        merged,
+    }
 }
 
 fn assign_levels(raw: &RawDoc) -> Vec<Unit> {
-    let cleaned: Vec<Option<String>> =
-        raw.units.iter().map(|u| u.heading.as_deref().map(collapse_ws)).collect();
-    let numbering: Vec<Option<(Numbering, String)>> =
-        cleaned.iter().map(|h| h.as_deref().and_then(parse_numbering)).collect();
-    let arabic = numbering.iter().filter(|n| matches!(n, Some((Numbering::Arabic(_), _)))).count();
-    let roman = numbering.iter().filter(|n| matches!(n, Some((Numbering::Roman(_), _)))).count();
+    let cleaned: Vec<Option<String>> = raw
+        .units
+        .iter()
+        .map(|u| u.heading.as_deref().map(collapse_ws))
+        .collect();
+    let numbering: Vec<Option<(Numbering, String)>> = cleaned
+        .iter()
+        .map(|h| h.as_deref().and_then(parse_numbering))
+        .collect();
+    let arabic = numbering
+        .iter()
+        .filter(|n| matches!(n, Some((Numbering::Arabic(_), _))))
+        .count();
+    let roman = numbering
+        .iter()
+        .filter(|n| matches!(n, Some((Numbering::Roman(_), _))))
+        .count();
     let numbered_doc = arabic >= 3 || roman >= 2;
     // markdown levels are informative only when they vary
     let md_levels: Vec<usize> = raw.units.iter().filter_map(|u| u.md_level).collect();
@@ -657,7 +795,11 @@ fn assign_levels(raw: &RawDoc) -> Vec<Unit> {
     let mut last_plain_level = 1usize;
     let mut seen_caps = false;
     let mut flat = FlatLevels::default();
-    let empty: Vec<bool> = raw.units.iter().map(|u| clean_body(&u.body).is_empty()).collect();
+    let empty: Vec<bool> = raw
+        .units
+        .iter()
+        .map(|u| clean_body(&u.body).is_empty())
+        .collect();
     for (i, u) in raw.units.iter().enumerate() {
         let Some(h) = &cleaned[i] else {
             let mut p = unit("Introduction".into(), 1, &u.body);
@@ -668,9 +810,16 @@ fn assign_levels(raw: &RawDoc) -> Vec<Unit> {
         let name = heading_name(h);
         let (heading, level) = match &numbering[i] {
             Some((Numbering::Arabic(parts), title)) => {
-                let label = parts.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
+                let label = parts
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(".");
                 last_num_level = parts.len();
-                (format!("{label} {}", strip_heading_punct(title)), parts.len())
+                (
+                    format!("{label} {}", strip_heading_punct(title)),
+                    parts.len(),
+                )
             }
             Some((Numbering::Roman(r), title)) if numbered_doc => {
                 last_num_level = 1;
@@ -693,7 +842,11 @@ fn assign_levels(raw: &RawDoc) -> Vec<Unit> {
                 } else if is_top {
                     1
                 } else if numbered_doc {
-                    if last_num_level > 0 { last_num_level + 1 } else { 1 }
+                    if last_num_level > 0 {
+                        last_num_level + 1
+                    } else {
+                        1
+                    }
                 } else if md_varies {
                     u.md_level.map_or(1, |l| l + 1 - md_min)
                 } else if GENERIC_SUB_NAME.is_match(&name) || is_run_in(h) {
@@ -740,7 +893,11 @@ impl FlatLevels {
     }
 
     fn level(&mut self, heading: &str, empty_before_heading: bool) -> usize {
-        let words: Vec<String> = heading.split_whitespace().take(3).map(str::to_lowercase).collect();
+        let words: Vec<String> = heading
+            .split_whitespace()
+            .take(3)
+            .map(str::to_lowercase)
+            .collect();
         let prefix = (words.len() == 3).then(|| words[..2].join(" "));
         let after_empty_top = std::mem::take(&mut self.after_empty_top);
         if let Some(&l) = prefix.as_ref().and_then(|p| self.prefixes.get(p)) {
@@ -789,10 +946,18 @@ fn is_run_in(h: &str) -> bool {
 fn strip_heading_punct(h: &str) -> String {
     let t = collapse_ws(h);
     let t = t.trim_end_matches([':', '：', ' ', '\u{3000}', '|']);
-    let t = if is_run_in(t) { t.trim_end_matches('.') } else { t };
+    let t = if is_run_in(t) {
+        t.trim_end_matches('.')
+    } else {
+        t
+    };
     // "A B S T R A C T" → "ABSTRACT"
     let tokens: Vec<&str> = t.split_whitespace().collect();
-    if tokens.len() >= 4 && tokens.iter().all(|x| x.chars().count() == 1 && x.chars().all(char::is_alphabetic)) {
+    if tokens.len() >= 4
+        && tokens
+            .iter()
+            .all(|x| x.chars().count() == 1 && x.chars().all(char::is_alphabetic))
+    {
         return tokens.concat();
     }
     t.trim().to_string()
@@ -824,12 +989,12 @@ fn clean_body(body: &str) -> String {
 fn link_parents(units: &mut [Unit]) {
     // stack of (level, index)
     let mut stack: Vec<(usize, usize)> = Vec::new();
-    for i in 0..units.len() {
-        let level = units[i].level;
+    for (i, u) in units.iter_mut().enumerate() {
+        let level = u.level;
         while stack.last().is_some_and(|(l, _)| *l >= level) {
             stack.pop();
         }
-        units[i].parent = stack.last().map(|(_, j)| *j);
+        u.parent = stack.last().map(|(_, j)| *j);
         stack.push((level, i));
     }
 }
@@ -846,13 +1011,17 @@ fn heading_path(units: &[Unit], i: usize) -> Vec<String> {
 }
 
 fn classify(units: &mut [Unit], ctx: &mut Ctx<'_>) {
-    let refs_at = units.iter().position(|u| u.non_content.is_none() && REFERENCES_NAME.is_match(&heading_name(&u.heading)));
+    let refs_at = units.iter().position(|u| {
+        u.non_content.is_none() && REFERENCES_NAME.is_match(&heading_name(&u.heading))
+    });
     if let Some(r) = refs_at {
         for u in units.iter_mut().skip(r) {
             u.back = true;
         }
     }
-    let has_abstract_heading = units.iter().any(|u| ABSTRACT_NAME.is_match(&heading_name(&u.heading)));
+    let has_abstract_heading = units
+        .iter()
+        .any(|u| ABSTRACT_NAME.is_match(&heading_name(&u.heading)));
     for i in 0..units.len() {
         let name = heading_name(&units[i].heading);
         let is_preamble = units[i].preamble;
@@ -865,14 +1034,23 @@ fn classify(units: &mut [Unit], ctx: &mut Ctx<'_>) {
             }
             let heading = units[p].heading.clone();
             units[i].non_content = Some(kind.clone());
-            ctx.drop_unit(&mut units[i], format!("non-content section: {kind} (under \u{ab}{heading}\u{bb})"));
+            ctx.drop_unit(
+                &mut units[i],
+                format!("non-content section: {kind} (under \u{ab}{heading}\u{bb})"),
+            );
             continue;
         }
         if is_preamble {
-            let next_name = units.get(1).map(|u| heading_name(&u.heading)).unwrap_or_default();
+            let next_name = units
+                .get(1)
+                .map(|u| heading_name(&u.heading))
+                .unwrap_or_default();
             if next_name.starts_with("abstract") {
                 units[i].non_content = Some("front matter".into());
-                ctx.drop_unit(&mut units[i], "non-content section: front matter before the abstract");
+                ctx.drop_unit(
+                    &mut units[i],
+                    "non-content section: front matter before the abstract",
+                );
                 continue;
             }
             if !has_abstract_heading && INTRO_NAME.is_match(&next_name) {
@@ -900,7 +1078,10 @@ fn classify(units: &mut [Unit], ctx: &mut Ctx<'_>) {
         }
         if units[i].back && ref_share(&units[i].body) >= 0.5 {
             ctx.ref_text.push(units[i].body.clone());
-            ctx.drop_unit(&mut units[i], "reference-list text after the References heading");
+            ctx.drop_unit(
+                &mut units[i],
+                "reference-list text after the References heading",
+            );
             continue;
         }
         strip_reference_runs(&mut units[i], ctx);
@@ -910,7 +1091,11 @@ fn classify(units: &mut [Unit], ctx: &mut Ctx<'_>) {
 /// Drops the abstract paragraphs of a unit; substantial text after them is the unheaded
 /// introduction and stays, headed "Introduction".
 fn split_abstract(u: &mut Unit, ctx: &mut Ctx<'_>) {
-    let paras: Vec<&str> = u.body.split("\n\n").filter(|p| !p.trim().is_empty()).collect();
+    let paras: Vec<&str> = u
+        .body
+        .split("\n\n")
+        .filter(|p| !p.trim().is_empty())
+        .collect();
     let mut n_abs = paras.len().min(1);
     while n_abs < paras.len() {
         let p = paras[n_abs].trim();
@@ -949,7 +1134,10 @@ fn is_ref_line(line: &str) -> bool {
     if !has_year {
         return false;
     }
-    REF_NUM_AUTHOR.is_match(l) || REF_APA.is_match(l) || REF_VANCOUVER.is_match(l) || REF_FULLNAME.is_match(l)
+    REF_NUM_AUTHOR.is_match(l)
+        || REF_APA.is_match(l)
+        || REF_VANCOUVER.is_match(l)
+        || REF_FULLNAME.is_match(l)
 }
 
 /// Share of the non-empty lines of `text` that look like reference entries.
@@ -962,7 +1150,11 @@ fn ref_share(text: &str) -> f64 {
             refs += 1;
         }
     }
-    if total == 0 { 0.0 } else { refs as f64 / total as f64 }
+    if total == 0 {
+        0.0
+    } else {
+        refs as f64 / total as f64
+    }
 }
 
 /// Byte ranges (line-aligned) of runs of at least `min_run` reference-like lines, allowing up to
@@ -1027,8 +1219,15 @@ fn strip_reference_runs(u: &mut Unit, ctx: &mut Ctx<'_>) {
         ctx.ref_text.push(u.body[*s..*e].to_string());
     }
     let non_ws = u.body.chars().filter(|c| !c.is_whitespace()).count().max(1);
-    let cut_non_ws: usize =
-        runs.iter().map(|(s, e)| u.body[*s..*e].chars().filter(|c| !c.is_whitespace()).count()).sum();
+    let cut_non_ws: usize = runs
+        .iter()
+        .map(|(s, e)| {
+            u.body[*s..*e]
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .count()
+        })
+        .sum();
     if cut_non_ws * 10 >= non_ws * 6 {
         ctx.drop_unit(u, "reference-list text (no References heading)");
         return;
@@ -1043,7 +1242,11 @@ fn strip_reference_runs(u: &mut Unit, ctx: &mut Ctx<'_>) {
     }
     kept.push_str(&u.body[pos..]);
     let heading = u.heading.clone();
-    ctx.drop_part(&heading, "reference-list text inside a section (no References heading)", &removed);
+    ctx.drop_part(
+        &heading,
+        "reference-list text inside a section (no References heading)",
+        &removed,
+    );
     u.body = clean_body(&kept);
 }
 
@@ -1063,9 +1266,16 @@ fn merge_short(units: &mut [Unit], ctx: &mut Ctx<'_>) -> usize {
             if len >= min {
                 continue;
             }
-            let has_kept_child = units.iter().skip(i + 1).any(|u| u.parent == Some(i) && u.status == Status::Content);
+            let has_kept_child = units
+                .iter()
+                .skip(i + 1)
+                .any(|u| u.parent == Some(i) && u.status == Status::Content);
             if len == 0 {
-                let reason = if has_kept_child { "empty (heading only; its subsections are kept)" } else { "empty" };
+                let reason = if has_kept_child {
+                    "empty (heading only; its subsections are kept)"
+                } else {
+                    "empty"
+                };
                 ctx.drop_unit(&mut units[i], reason);
                 continue;
             }
@@ -1084,7 +1294,9 @@ fn merge_short(units: &mut [Unit], ctx: &mut Ctx<'_>) -> usize {
                 continue;
             }
             // 2. a top-level intro goes forward into its first kept subsection
-            if let Some(c) = (i + 1..units.len()).find(|&c| units[c].parent == Some(i) && units[c].status == Status::Content) {
+            if let Some(c) = (i + 1..units.len())
+                .find(|&c| units[c].parent == Some(i) && units[c].status == Status::Content)
+            {
                 let child = &mut units[c];
                 child.body = format!("{block}\n\n{}", child.body);
                 units[i].status = Status::Merged;
@@ -1093,7 +1305,11 @@ fn merge_short(units: &mut [Unit], ctx: &mut Ctx<'_>) -> usize {
             }
             // 3. the previous kept section, never across the References heading
             let back = units[i].back;
-            if let Some(j) = (0..i).rev().take_while(|&j| units[j].back == back).find(|&j| units[j].status == Status::Content) {
+            if let Some(j) = (0..i)
+                .rev()
+                .take_while(|&j| units[j].back == back)
+                .find(|&j| units[j].status == Status::Content)
+            {
                 let prev = &mut units[j];
                 prev.body.push_str("\n\n");
                 prev.body.push_str(&block);
@@ -1101,7 +1317,10 @@ fn merge_short(units: &mut [Unit], ctx: &mut Ctx<'_>) -> usize {
                 merged += 1;
                 continue;
             }
-            ctx.drop_unit(&mut units[i], format!("too short ({len} chars) and no parent to merge into"));
+            ctx.drop_unit(
+                &mut units[i],
+                format!("too short ({len} chars) and no parent to merge into"),
+            );
         }
     }
     merged
@@ -1222,12 +1441,20 @@ fn hard_cut(text: &str, max: usize, out: &mut Vec<String>) {
 // reference list parsing
 
 fn parse_reference_list(text: &str) -> Vec<Reference> {
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     if lines.is_empty() {
         return Vec::new();
     }
     let numbered = lines.iter().filter(|l| ENTRY_MARKER.is_match(l)).count();
-    let entries = if numbered * 5 >= lines.len() * 2 { numbered_entries(&lines) } else { author_year_entries(&lines) };
+    let entries = if numbered * 5 >= lines.len() * 2 {
+        numbered_entries(&lines)
+    } else {
+        author_year_entries(&lines)
+    };
     let mut refs: Vec<Reference> = Vec::with_capacity(entries.len());
     let mut seen_keys: HashSet<String> = HashSet::new();
     for (i, (num, raw)) in entries.into_iter().enumerate() {
@@ -1285,7 +1512,11 @@ fn numbered_entries(lines: &[&str]) -> Vec<(Option<u32>, String)> {
     for line in lines {
         let mut rest: &str = line;
         if let Some(c) = ENTRY_MARKER.captures(line) {
-            let n = c.get(1).or(c.get(2)).or(c.get(3)).and_then(|m| m.as_str().parse::<u32>().ok());
+            let n = c
+                .get(1)
+                .or(c.get(2))
+                .or(c.get(3))
+                .and_then(|m| m.as_str().parse::<u32>().ok());
             if let (Some(n), Some(m)) = (n, c.get(0))
                 && !seen.contains(&n)
                 && n >= 1
@@ -1303,7 +1534,10 @@ fn numbered_entries(lines: &[&str]) -> Vec<(Option<u32>, String)> {
             let mut split_at: Option<(usize, usize, u32)> = None;
             for c in INLINE_MARKER.captures_iter(rest) {
                 let Some(m) = c.get(0) else { continue };
-                let n = c.get(1).or(c.get(2)).and_then(|x| x.as_str().parse::<u32>().ok());
+                let n = c
+                    .get(1)
+                    .or(c.get(2))
+                    .and_then(|x| x.as_str().parse::<u32>().ok());
                 if let Some(n) = n
                     && n > last
                     && n <= last + 3
@@ -1331,7 +1565,10 @@ fn numbered_entries(lines: &[&str]) -> Vec<(Option<u32>, String)> {
 }
 
 fn starts_entry(s: &str) -> bool {
-    s.trim_start().chars().next().is_some_and(|c| c.is_uppercase() || c == '“' || c == '"')
+    s.trim_start()
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_uppercase() || c == '“' || c == '"')
 }
 
 fn append_text(out: &mut [(Option<u32>, String)], text: &str) {
@@ -1361,12 +1598,22 @@ fn author_year_entries(lines: &[&str]) -> Vec<(Option<u32>, String)> {
 
 fn parse_entry(raw: &str) -> Reference {
     let body = match ENTRY_MARKER.find(raw) {
-        Some(m) if m.start() == 0 && raw[m.end()..].chars().next().is_some_and(|c| !c.is_ascii_digit()) => &raw[m.end()..],
+        Some(m)
+            if m.start() == 0
+                && raw[m.end()..]
+                    .chars()
+                    .next()
+                    .is_some_and(|c| !c.is_ascii_digit()) =>
+        {
+            &raw[m.end()..]
+        }
         _ => raw,
     };
     let body = body.trim();
     let url = find_url(body);
-    let no_urls = DOI.replace_all(&URL.replace_all(body, " "), " ").to_string();
+    let no_urls = DOI
+        .replace_all(&URL.replace_all(body, " "), " ")
+        .to_string();
     let year = find_year(&no_urls);
     Reference {
         key: String::new(),
@@ -1379,7 +1626,10 @@ fn parse_entry(raw: &str) -> Reference {
 }
 
 fn find_url(s: &str) -> Option<String> {
-    let trim = |u: &str| u.trim_end_matches(['.', ',', ';', ')', ']', '>']).to_string();
+    let trim = |u: &str| {
+        u.trim_end_matches(['.', ',', ';', ')', ']', '>'])
+            .to_string()
+    };
     if let Some(m) = URL.find(s) {
         let mut u = m.as_str().to_string();
         // converters break long urls after a slash: "https://doi.org/10.1007/ s12525-…"
@@ -1451,7 +1701,11 @@ fn first_author(body: &str) -> Option<String> {
         .split_whitespace()
         .map(|t| {
             let stripped = t.trim_start_matches(|c: char| c.is_uppercase() || c == '.');
-            if t.contains('.') && !stripped.is_empty() && t.len() > stripped.len() + 1 && !is_initials(t) {
+            if t.contains('.')
+                && !stripped.is_empty()
+                && t.len() > stripped.len() + 1
+                && !is_initials(t)
+            {
                 // initials glued to the surname
                 let idx = t.rfind('.').map_or(0, |i| i + 1);
                 t[idx..].to_string()
@@ -1465,16 +1719,26 @@ fn first_author(body: &str) -> Option<String> {
     let surname = if names.is_empty() {
         return None;
     } else if has_initials || followed_by_initials || names.len() == 1 {
-        names.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+        names
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
     } else {
         // "Himan Abdollahpouri": given names first; keep lower-case particles ("de Rijke")
         let mut k = names.len() - 1;
         while k > 0 && names[k - 1].chars().next().is_some_and(char::is_lowercase) {
             k -= 1;
         }
-        names[k..].iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+        names[k..]
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
     };
-    let surname = surname.trim_matches(|c: char| !c.is_alphabetic()).to_string();
+    let surname = surname
+        .trim_matches(|c: char| !c.is_alphabetic())
+        .to_string();
     (surname.chars().filter(|c| c.is_alphabetic()).count() >= 2).then_some(surname)
 }
 
@@ -1524,7 +1788,9 @@ fn is_author_list(s: &str) -> bool {
     s.chars().count() < 400
         && s.split_whitespace().all(|w| {
             let w = w.trim_matches(|c: char| !c.is_alphabetic());
-            w.chars().next().is_none_or(|c| !c.is_lowercase()) || w.chars().count() < 4 || w == "and"
+            w.chars().next().is_none_or(|c| !c.is_lowercase())
+                || w.chars().count() < 4
+                || w == "and"
         })
 }
 
@@ -1545,12 +1811,16 @@ fn structured_references(items: &[serde_json::Value]) -> Result<Vec<Reference>, 
             }
             serde_json::Value::Object(o) => {
                 let s = |k: &str| match o.get(k) {
-                    Some(serde_json::Value::String(v)) => Some(collapse_ws(v)).filter(|v| !v.is_empty()),
+                    Some(serde_json::Value::String(v)) => {
+                        Some(collapse_ws(v)).filter(|v| !v.is_empty())
+                    }
                     Some(serde_json::Value::Number(n)) => Some(n.to_string()),
                     _ => None,
                 };
                 let author = s("first_author").or_else(|| match o.get("authors") {
-                    Some(serde_json::Value::Array(a)) => a.first().and_then(|v| v.as_str()).map(str::to_string),
+                    Some(serde_json::Value::Array(a)) => {
+                        a.first().and_then(|v| v.as_str()).map(str::to_string)
+                    }
                     Some(serde_json::Value::String(a)) => Some(a.clone()),
                     _ => None,
                 });
@@ -1560,9 +1830,20 @@ fn structured_references(items: &[serde_json::Value]) -> Result<Vec<Reference>, 
                 let year = s("year");
                 let url = s("url").or_else(|| s("doi").map(|d| format!("https://doi.org/{d}")));
                 let raw = s("raw").unwrap_or_else(|| {
-                    [first_author.clone(), year.clone(), title.clone()].into_iter().flatten().collect::<Vec<_>>().join(". ")
+                    [first_author.clone(), year.clone(), title.clone()]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(". ")
                 });
-                Reference { key, first_author, title, year, url, raw }
+                Reference {
+                    key,
+                    first_author,
+                    title,
+                    year,
+                    url,
+                    raw,
+                }
             }
             _ => return Err(format!("reference {i} is neither a string nor an object")),
         };
@@ -1585,7 +1866,10 @@ struct CiteStyle {
 impl CiteStyle {
     fn detect(units: &[Unit], index: &CitationIndex) -> Self {
         if index.numeric.is_empty() {
-            return Self { paren: false, superscript: false };
+            return Self {
+                paren: false,
+                superscript: false,
+            };
         }
         let mut brackets = 0usize;
         let mut parens = 0usize;
@@ -1593,7 +1877,10 @@ impl CiteStyle {
             brackets += CITE_NUM_BRACKET.find_iter(&u.body).count();
             parens += CITE_NUM_PAREN.find_iter(&u.body).count();
         }
-        Self { paren: parens > brackets && parens >= 5, superscript: brackets < 5 && parens < 5 }
+        Self {
+            paren: parens > brackets && parens >= 5,
+            superscript: brackets < 5 && parens < 5,
+        }
     }
 }
 
@@ -1605,7 +1892,10 @@ struct CitationIndex {
 }
 
 fn compact(name: &str) -> String {
-    name.chars().filter(|c| c.is_alphabetic()).flat_map(char::to_lowercase).collect()
+    name.chars()
+        .filter(|c| c.is_alphabetic())
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 fn split_year(y: &str) -> (String, Option<char>) {
@@ -1625,7 +1915,10 @@ impl CitationIndex {
                 let (base, _) = split_year(y);
                 let full = compact(a);
                 let last = a.split_whitespace().last().map(compact).unwrap_or_default();
-                by_author.entry((full.clone(), base.clone())).or_default().push(i);
+                by_author
+                    .entry((full.clone(), base.clone()))
+                    .or_default()
+                    .push(i);
                 if last != full && !last.is_empty() {
                     by_author.entry((last, base)).or_default().push(i);
                 }
@@ -1637,13 +1930,27 @@ impl CitationIndex {
     fn lookup_author(&self, name: &str, year: &str, refs: &[Reference]) -> Option<usize> {
         let (base, suffix) = split_year(year);
         let full = compact(name);
-        let last = name.split_whitespace().last().map(compact).unwrap_or_default();
-        let cands = self.by_author.get(&(full, base.clone())).or_else(|| self.by_author.get(&(last, base)))?;
-        if let Some(&i) = cands.iter().find(|&&i| refs[i].year.as_deref() == Some(year)) {
+        let last = name
+            .split_whitespace()
+            .last()
+            .map(compact)
+            .unwrap_or_default();
+        let cands = self
+            .by_author
+            .get(&(full, base.clone()))
+            .or_else(|| self.by_author.get(&(last, base)))?;
+        if let Some(&i) = cands
+            .iter()
+            .find(|&&i| refs[i].year.as_deref() == Some(year))
+        {
             return Some(i);
         }
         match suffix {
-            Some(s) if cands.iter().all(|&i| refs[i].year.as_deref().is_some_and(|y| y.len() == 4)) => {
+            Some(s)
+                if cands
+                    .iter()
+                    .all(|&i| refs[i].year.as_deref().is_some_and(|y| y.len() == 4)) =>
+            {
                 let k = (s as usize).saturating_sub('a' as usize);
                 cands.get(k).copied()
             }
@@ -1668,6 +1975,12 @@ impl CitationIndex {
                     numeric(m.start(), m.as_str());
                 }
             }
+            // "[23]-[25]"
+            for c in CITE_NUM_BRACKET_RANGE.captures_iter(text) {
+                if let (Some(a), Some(b)) = (c.get(1), c.get(2)) {
+                    numeric(a.start(), &format!("{}-{}", a.as_str(), b.as_str()));
+                }
+            }
             if style.paren {
                 for c in CITE_NUM_PAREN.captures_iter(text) {
                     if let Some(m) = c.get(1) {
@@ -1690,7 +2003,9 @@ impl CitationIndex {
                 for piece in g.as_str().split(';') {
                     let piece_start = offset;
                     offset += piece.len() + 1;
-                    let Some(first_year) = YEAR.find(piece) else { continue };
+                    let Some(first_year) = YEAR.find(piece) else {
+                        continue;
+                    };
                     let author = citation_author(&piece[..first_year.start()]);
                     if author.is_empty() {
                         continue;
@@ -1712,7 +2027,10 @@ impl CitationIndex {
         }
         hits.sort_by_key(|(pos, _)| *pos);
         let mut seen = HashSet::new();
-        hits.into_iter().filter(|(_, i)| seen.insert(*i)).map(|(_, i)| refs[i].clone()).collect()
+        hits.into_iter()
+            .filter(|(_, i)| seen.insert(*i))
+            .map(|(_, i)| refs[i].clone())
+            .collect()
     }
 }
 
@@ -1733,7 +2051,10 @@ fn citation_author(s: &str) -> String {
 fn expand_numbers(list: &str) -> Vec<u32> {
     let mut out = Vec::new();
     for part in list.split([',', ';']) {
-        let bounds: Vec<u32> = part.split(['-', '–', '—']).filter_map(|x| x.trim().parse().ok()).collect();
+        let bounds: Vec<u32> = part
+            .split(['-', '–', '—'])
+            .filter_map(|x| x.trim().parse().ok())
+            .collect();
         match bounds.as_slice() {
             [n] => out.push(*n),
             [a, b] if a <= b && b - a <= 50 => out.extend(*a..=*b),
@@ -1748,15 +2069,26 @@ mod tests {
     use super::*;
 
     fn opts(min: usize, max: usize) -> SectionOptions {
-        SectionOptions { min_section_chars: min, max_section_chars: max }
+        SectionOptions {
+            min_section_chars: min,
+            max_section_chars: max,
+        }
     }
 
     fn para(words: usize, seed: &str) -> String {
-        (0..words).map(|i| format!("{seed}{i}")).collect::<Vec<_>>().join(" ") + "."
+        (0..words)
+            .map(|i| format!("{seed}{i}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+            + "."
     }
 
     fn accounted(p: &ParsedSurvey) {
-        assert_eq!(p.kept_units() + p.dropped_units() + p.merged, p.units, "{p:#?}");
+        assert_eq!(
+            p.kept_units() + p.dropped_units() + p.merged,
+            p.units,
+            "{p:#?}"
+        );
     }
 
     #[test]
@@ -1774,15 +2106,34 @@ mod tests {
         let p = parse_markdown_survey(&md, &opts(100, 10_000));
         assert_eq!(p.title.as_deref(), Some("A Survey of Things"));
         let headings: Vec<&str> = p.sections.iter().map(|s| s.heading.as_str()).collect();
-        assert_eq!(headings, ["1 Introduction", "2 Methods", "2.1 Data", "2.1.1 Sources", "2.2 Models", "3 Conclusion"]);
+        assert_eq!(
+            headings,
+            [
+                "1 Introduction",
+                "2 Methods",
+                "2.1 Data",
+                "2.1.1 Sources",
+                "2.2 Models",
+                "3 Conclusion"
+            ]
+        );
         let sources = &p.sections[3];
         assert_eq!(sources.level, 3);
-        assert_eq!(sources.heading_path, ["2 Methods", "2.1 Data", "2.1.1 Sources"]);
+        assert_eq!(
+            sources.heading_path,
+            ["2 Methods", "2.1 Data", "2.1.1 Sources"]
+        );
         assert_eq!(p.sections[4].heading_path, ["2 Methods", "2.2 Models"]);
         assert_eq!(p.sections[5].level, 1);
         assert!(p.sections.iter().enumerate().all(|(i, s)| s.index == i));
         let reasons: Vec<&str> = p.dropped.iter().map(|d| d.reason.as_str()).collect();
-        assert_eq!(reasons, ["non-content section: abstract", "non-content section: references"]);
+        assert_eq!(
+            reasons,
+            [
+                "non-content section: abstract",
+                "non-content section: references"
+            ]
+        );
         assert_eq!(p.references.len(), 1);
         accounted(&p);
     }
@@ -1796,7 +2147,11 @@ mod tests {
             ("4.1lScratch contents", vec![4, 1], "Scratch contents"),
             ("5.1丨Typifying", vec![5, 1], "Typifying"),
             ("2.1．Literature search", vec![2, 1], "Literature search"),
-            ("3.4.1.L1.1 object detection", vec![3, 4, 1], "L1.1 object detection"),
+            (
+                "3.4.1.L1.1 object detection",
+                vec![3, 4, 1],
+                "L1.1 object detection",
+            ),
             ("4.Discussion", vec![4], "Discussion"),
             ("1 INTRODUCTION", vec![1], "INTRODUCTION"),
         ];
@@ -1805,7 +2160,12 @@ mod tests {
             assert_eq!(n, Numbering::Arabic(num), "{h}");
             assert_eq!(t, title, "{h}");
         }
-        for h in ["3D cultures", "2019-nCoV outbreak", "Background", "5G networks"] {
+        for h in [
+            "3D cultures",
+            "2019-nCoV outbreak",
+            "Background",
+            "5G networks",
+        ] {
             assert!(parse_numbering(h).is_none(), "{h} parsed as numbered");
         }
     }
@@ -1828,7 +2188,11 @@ mod tests {
                 vec!["INTRODUCTION".to_string()],
                 vec!["METHODS".into()],
                 vec!["METHODS".into(), "Search strategy".into()],
-                vec!["METHODS".into(), "Search strategy".into(), "Language".into()],
+                vec![
+                    "METHODS".into(),
+                    "Search strategy".into(),
+                    "Language".into()
+                ],
                 vec!["RESULTS".into()],
             ]
         );
@@ -1845,7 +2209,11 @@ mod tests {
         let headings: Vec<&str> = p.sections.iter().map(|s| s.heading.as_str()).collect();
         // "1.2 Tiny" merges into "1 Big"; "1 Big" is then still short and goes forward into 1.1
         assert_eq!(headings, ["1.1 Long", "2 Other"]);
-        assert!(p.sections[0].text.starts_with("1 Big\n\nShort intro of one."));
+        assert!(
+            p.sections[0]
+                .text
+                .starts_with("1 Big\n\nShort intro of one.")
+        );
         assert!(p.sections[0].text.contains("1.2 Tiny\n\nTiny text here."));
         assert_eq!(p.merged, 2);
         assert!(p.dropped.is_empty());
@@ -1854,11 +2222,18 @@ mod tests {
 
     #[test]
     fn short_first_section_without_anything_to_merge_into_is_dropped() {
-        let md = format!("# T\n\n# Lonely\n\nfew words\n\n# Body\n\n{}\n", para(80, "x"));
+        let md = format!(
+            "# T\n\n# Lonely\n\nfew words\n\n# Body\n\n{}\n",
+            para(80, "x")
+        );
         let p = parse_markdown_survey(&md, &opts(200, 10_000));
         assert_eq!(p.sections.len(), 1);
         assert_eq!(p.dropped.len(), 1);
-        assert!(p.dropped[0].reason.starts_with("too short (9 chars)"), "{:?}", p.dropped);
+        assert!(
+            p.dropped[0].reason.starts_with("too short (9 chars)"),
+            "{:?}",
+            p.dropped
+        );
         accounted(&p);
     }
 
@@ -1877,11 +2252,21 @@ mod tests {
             assert!(s.text.chars().count() <= max);
             // every part is made of whole paragraphs
             for chunk in s.text.split("\n\n") {
-                assert!(paras.iter().any(|p| p == chunk), "cut inside a paragraph: {chunk}");
+                assert!(
+                    paras.iter().any(|p| p == chunk),
+                    "cut inside a paragraph: {chunk}"
+                );
             }
         }
-        let rejoined: Vec<&str> = p.sections.iter().flat_map(|s| s.text.split("\n\n")).collect();
-        assert_eq!(rejoined, paras.iter().map(String::as_str).collect::<Vec<_>>());
+        let rejoined: Vec<&str> = p
+            .sections
+            .iter()
+            .flat_map(|s| s.text.split("\n\n"))
+            .collect();
+        assert_eq!(
+            rejoined,
+            paras.iter().map(String::as_str).collect::<Vec<_>>()
+        );
         accounted(&p);
     }
 
@@ -1901,9 +2286,19 @@ mod tests {
         let r5 = &p.references[4];
         assert_eq!(r5.first_author.as_deref(), Some("Margetts"));
         assert_eq!(r5.year.as_deref(), Some("2015"));
-        assert_eq!(r5.title.as_deref(), Some("Political turbulence: how social media shape collective action"));
-        assert_eq!(r5.url.as_deref(), Some("https://doi.org/10.1515/9781400873555"));
-        let keys: Vec<&str> = p.sections[0].citations.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(
+            r5.title.as_deref(),
+            Some("Political turbulence: how social media shape collective action")
+        );
+        assert_eq!(
+            r5.url.as_deref(),
+            Some("https://doi.org/10.1515/9781400873555")
+        );
+        let keys: Vec<&str> = p.sections[0]
+            .citations
+            .iter()
+            .map(|r| r.key.as_str())
+            .collect();
         assert_eq!(keys, ["3", "1", "4", "2", "5"]);
     }
 
@@ -1916,11 +2311,27 @@ mod tests {
         let p = parse_markdown_survey(&md, &opts(100, 10_000));
         assert_eq!(p.references.len(), 5, "{:#?}", p.references);
         assert_eq!(p.references[0].key, "Jannach 2019");
-        assert_eq!(p.references[0].title.as_deref(), Some("Measuring the business value of recommender systems"));
-        assert_eq!(p.references[3].url.as_deref(), Some("https://doi.org/10.1000/color.2018"));
-        assert_eq!(p.references[4].title.as_deref(), Some("Deep things revisited"));
-        let keys: Vec<&str> = p.sections[0].citations.iter().map(|r| r.key.as_str()).collect();
-        assert_eq!(keys, ["Jannach 2019", "Smith 2020a", "Brown 2018", "Lee 2017"]);
+        assert_eq!(
+            p.references[0].title.as_deref(),
+            Some("Measuring the business value of recommender systems")
+        );
+        assert_eq!(
+            p.references[3].url.as_deref(),
+            Some("https://doi.org/10.1000/color.2018")
+        );
+        assert_eq!(
+            p.references[4].title.as_deref(),
+            Some("Deep things revisited")
+        );
+        let keys: Vec<&str> = p.sections[0]
+            .citations
+            .iter()
+            .map(|r| r.key.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            ["Jannach 2019", "Smith 2020a", "Brown 2018", "Lee 2017"]
+        );
     }
 
     #[test]
@@ -1957,7 +2368,11 @@ mod tests {
         );
         let p = parse_markdown_survey(&md, &opts(100, 10_000));
         assert_eq!(p.sections.len(), 1);
-        assert!(!p.sections[0].text.contains("[1]"), "{}", p.sections[0].text);
+        assert!(
+            !p.sections[0].text.contains("[1]"),
+            "{}",
+            p.sections[0].text
+        );
         assert_eq!(p.references.len(), 3);
         assert!(p.dropped.iter().all(|d| d.partial));
         accounted(&p);
@@ -1984,11 +2399,16 @@ mod tests {
 
     #[test]
     fn noise_headings_stay_text() {
-        let md = format!("# T\n\n# Results\n\n{a}\n\n# Full-size DOI: 10.7717/peerjcs.1400/fig-2\n\nmore text\n\n#\n\nand more\n", a = para(80, "a"));
+        let md = format!(
+            "# T\n\n# Results\n\n{a}\n\n# Full-size DOI: 10.7717/peerjcs.1400/fig-2\n\nmore text\n\n#\n\nand more\n",
+            a = para(80, "a")
+        );
         let p = parse_markdown_survey(&md, &opts(100, 10_000));
         assert_eq!(p.units, 1);
         assert_eq!(p.sections.len(), 1);
-        assert!(p.sections[0].text.contains("more text") && p.sections[0].text.contains("and more"));
+        assert!(
+            p.sections[0].text.contains("more text") && p.sections[0].text.contains("and more")
+        );
     }
 
     #[test]
@@ -2011,19 +2431,33 @@ mod tests {
         assert_eq!(p.sections.len(), 2);
         assert_eq!(p.sections[1].heading_path, ["1 Intro", "1.1 Detail"]);
         assert_eq!(p.sections[0].citations.len(), 1);
-        assert_eq!(p.sections[0].citations[0].first_author.as_deref(), Some("Smith"));
+        assert_eq!(
+            p.sections[0].citations[0].first_author.as_deref(),
+            Some("Smith")
+        );
         assert_eq!(p.references[1].first_author.as_deref(), Some("Jones"));
         assert_eq!(p.references[1].year.as_deref(), Some("2019"));
         accounted(&p);
 
-        let err = |v: serde_json::Value| parse_structured_survey(&v, &SectionOptions::default()).unwrap_err();
-        assert_eq!(err(serde_json::json!({"title": "x"})), "missing field `sections`");
-        assert_eq!(err(serde_json::json!({"sections": "x"})), "`sections` is not an array");
+        let err = |v: serde_json::Value| {
+            parse_structured_survey(&v, &SectionOptions::default()).unwrap_err()
+        };
+        assert_eq!(
+            err(serde_json::json!({"title": "x"})),
+            "missing field `sections`"
+        );
+        assert_eq!(
+            err(serde_json::json!({"sections": "x"})),
+            "`sections` is not an array"
+        );
         assert_eq!(
             err(serde_json::json!({"sections": [{"heading": "a", "text": "t"}, {"heading": "b"}]})),
             "section 1 has no text"
         );
-        assert_eq!(err(serde_json::json!([1, 2])), "survey is not a JSON object");
+        assert_eq!(
+            err(serde_json::json!([1, 2])),
+            "survey is not a JSON object"
+        );
         assert_eq!(
             err(serde_json::json!({"sections": [], "references": [3]})),
             "reference 0 is neither a string nor an object"
@@ -2033,19 +2467,90 @@ mod tests {
     #[test]
     fn first_author_handles_the_common_styles() {
         let cases = [
-            ("L. J. Ratliff, S. A. Burden, and S. S. Sastry, “Characterization,” 2013.", "Ratliff"),
-            ("Abdel-Karim BM, Pfeufer N, Hinz O (2021) Machine learning", "Abdel-Karim"),
-            ("AbuShawar, B., & Atwell, E. (2015). Alice chatbot", "AbuShawar"),
-            ("Himan Abdollahpouri and Robin Burke. Multi-stakeholder recommendation", "Abdollahpouri"),
-            ("Robin Burke. Multisided fairness for recommendation. 2017.", "Burke"),
-            ("Von Hoff DD, Stephenson Jr. JJ, Rosen P, et al. Pilot study", "Von Hoff"),
-            ("A.Aho, Computation and computational thinking. Ubiquity. 2011", "Aho"),
-            ("Liu YW et al. Human embryonic stem cell-derived cardiomyocytes", "Liu"),
-            ("Sarma, S.V.M. Applications of Graph Theory in Human Life. 2012", "Sarma"),
+            (
+                "L. J. Ratliff, S. A. Burden, and S. S. Sastry, “Characterization,” 2013.",
+                "Ratliff",
+            ),
+            (
+                "Abdel-Karim BM, Pfeufer N, Hinz O (2021) Machine learning",
+                "Abdel-Karim",
+            ),
+            (
+                "AbuShawar, B., & Atwell, E. (2015). Alice chatbot",
+                "AbuShawar",
+            ),
+            (
+                "Himan Abdollahpouri and Robin Burke. Multi-stakeholder recommendation",
+                "Abdollahpouri",
+            ),
+            (
+                "Robin Burke. Multisided fairness for recommendation. 2017.",
+                "Burke",
+            ),
+            (
+                "Von Hoff DD, Stephenson Jr. JJ, Rosen P, et al. Pilot study",
+                "Von Hoff",
+            ),
+            (
+                "A.Aho, Computation and computational thinking. Ubiquity. 2011",
+                "Aho",
+            ),
+            (
+                "Liu YW et al. Human embryonic stem cell-derived cardiomyocytes",
+                "Liu",
+            ),
+            (
+                "Sarma, S.V.M. Applications of Graph Theory in Human Life. 2012",
+                "Sarma",
+            ),
         ];
         for (entry, want) in cases {
             assert_eq!(first_author(entry).as_deref(), Some(want), "{entry}");
         }
+    }
+
+    #[test]
+    fn non_content_names_match_whole_headings_only() {
+        for (h, kind) in [
+            ("acknowledgements", Some("acknowledgements")),
+            ("authors and afliations", Some("author information")),
+            ("author contributions", Some("author information")),
+            ("funding", Some("funding")),
+            ("conflict of interest", Some("conflicts of interest")),
+            ("abbreviations", Some("abbreviations")),
+            ("references", Some("references")),
+            (
+                "affiliation network modelling using graphs in social network",
+                None,
+            ),
+            ("funding models for open science", None),
+            ("authors", None),
+            ("authors' impact", None),
+        ] {
+            assert_eq!(non_content_kind(h), kind, "{h}");
+        }
+    }
+
+    #[test]
+    fn bracketed_ranges_between_brackets_resolve() {
+        let refs: Vec<Reference> = (1..=5)
+            .map(|n| Reference {
+                key: n.to_string(),
+                raw: format!("entry {n}"),
+                ..Default::default()
+            })
+            .collect();
+        let index = CitationIndex::new(&refs);
+        let style = CiteStyle {
+            paren: false,
+            superscript: false,
+        };
+        let keys: Vec<String> = index
+            .resolve("hinge loss based GAN [2]-[4] and [5]", style, &refs)
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        assert_eq!(keys, ["2", "3", "4", "5"]);
     }
 
     #[test]

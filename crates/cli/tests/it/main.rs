@@ -1,0 +1,139 @@
+//! End-to-end tests of the `rubricmill` binary: real processes, real files, Parquet read back.
+
+mod resume;
+mod run;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use arrow_array::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+pub fn rubricmill() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rubricmill"));
+    command.env("RUST_LOG", "warn");
+    command
+}
+
+/// Runs `rubricmill run --json` and returns the exit code and the parsed summary.
+pub fn run_job(spec: &Path, extra: &[&str]) -> (i32, serde_json::Value, Output) {
+    let output = rubricmill().arg("run").arg(spec).arg("--json").args(extra).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|_| panic!("no JSON summary; stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr)));
+    (output.status.code().unwrap_or(-1), summary, output)
+}
+
+/// Writes a job spec; `body` holds everything after the `name` line.
+pub fn write_spec(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, format!("name = \"{name}\"\n{body}")).unwrap();
+    path
+}
+
+/// Synthetic preference pairs, one JSON object per line.
+pub fn write_pairs(path: &Path, count: usize) {
+    let mut text = String::new();
+    for i in 0..count {
+        let line = serde_json::json!({
+            "id": format!("pair-{i:06}"),
+            "prompt": format!("Question {i}: how should I store {} bottles of olive oil for a long time?", i % 17),
+            "chosen": format!("Keep them cool and dark; answer {i} explains why light and heat spoil oil."),
+            "rejected": format!("Put them anywhere, answer {i} says it does not matter."),
+        });
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// Committed output of a job, read the way readers must: through the markers.
+pub struct Committed {
+    pub markers: Vec<serde_json::Value>,
+    pub rows: Vec<RecordBatch>,
+    pub rejects: Vec<RecordBatch>,
+    pub metadata: HashMap<String, String>,
+}
+
+impl Committed {
+    pub fn read(job_dir: &Path) -> Self {
+        let mut markers = Vec::new();
+        for entry in std::fs::read_dir(job_dir.join("commits")).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            markers.push(serde_json::from_slice::<serde_json::Value>(&bytes).unwrap());
+        }
+        markers.sort_by_key(|m| m["shard_id"].as_str().unwrap().to_owned());
+        let mut rows = Vec::new();
+        let mut rejects = Vec::new();
+        let mut metadata = HashMap::new();
+        for marker in &markers {
+            if let Some(part) = marker["part"].as_str() {
+                let (batches, kv) = read_parquet(&job_dir.join(part));
+                rows.extend(batches);
+                metadata = kv;
+            }
+            if let Some(part) = marker["rejects_part"].as_str() {
+                rejects.extend(read_parquet(&job_dir.join(part)).0);
+            }
+        }
+        Self { markers, rows, rejects, metadata }
+    }
+
+    pub fn row_count(&self) -> usize {
+        self.rows.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    pub fn reject_count(&self) -> usize {
+        self.rejects.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// All values of a string column over the rows.
+    pub fn strings(&self, column: &str) -> Vec<String> {
+        strings(&self.rows, column)
+    }
+
+    pub fn reject_strings(&self, column: &str) -> Vec<String> {
+        strings(&self.rejects, column)
+    }
+
+    pub fn marker_sum(&self, field: &str) -> u64 {
+        self.markers.iter().map(|m| m[field].as_u64().unwrap()).sum()
+    }
+
+    pub fn stage_sum(&self, stage: &str, counter: &str) -> u64 {
+        self.markers.iter().map(|m| m["stages"][stage][counter].as_u64().unwrap_or(0)).sum()
+    }
+}
+
+fn strings(batches: &[RecordBatch], column: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let array = batch.column_by_name(column).unwrap_or_else(|| panic!("no column {column}"));
+        let array = array.as_any().downcast_ref::<arrow_array::StringArray>().unwrap();
+        out.extend(array.iter().map(|v| v.unwrap_or_default().to_owned()));
+    }
+    out
+}
+
+fn read_parquet(path: &Path) -> (Vec<RecordBatch>, HashMap<String, String>) {
+    let file = std::fs::File::open(path).unwrap();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let metadata = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kv| kv.iter().map(|k| (k.key.clone(), k.value.clone().unwrap_or_default())).collect())
+        .unwrap_or_default();
+    let batches = builder.build().unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    (batches, metadata)
+}
+
+/// Column names of the first batch.
+pub fn column_names(batches: &[RecordBatch]) -> Vec<String> {
+    batches[0].schema().fields().iter().map(|f| f.name().clone()).collect()
+}
