@@ -11,6 +11,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// jemalloc keeps peak memory flat over long runs, where glibc's per-thread arenas grow with
+/// the blocking threads that file I/O and Parquet encoding use (scripts/bench-embedded.sh).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "rubricmill", version, about = "Build rubric datasets from survey articles and preference pairs at corpus scale")]
 struct Cli {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use rubricmill_core::spec::ResearchQaSpec;
 use rubricmill_core::{
-    CitationMetadata, OutputRow, PipelineKind, RawPayload, RawRecord, ResearchQaRow, RubricItem, SourceRef,
+    OutputRow, PipelineKind, RawPayload, RawRecord, ResearchQaRow, RubricItem, SourceRef,
     Usage, short_hash,
 };
 use rubricmill_llm::simulated::RESEARCHQA_TASK;
@@ -108,15 +108,6 @@ fn document_id(source: &SourceRef, text: &str) -> String {
     format!("{}-{}", slug.trim_matches('_'), short_hash(text.as_bytes(), 8))
 }
 
-fn citation_metadata(reference: &Reference) -> CitationMetadata {
-    CitationMetadata {
-        first_author: reference.first_author.clone(),
-        title: reference.title.clone(),
-        url: reference.url.clone(),
-        year: reference.year.clone(),
-    }
-}
-
 impl ResearchQaPipeline {
     fn document(&self, record: &RawRecord, text_for_id: &str) -> Document {
         let json = match &record.payload {
@@ -168,7 +159,7 @@ impl ResearchQaPipeline {
                 .get("citation")
                 .and_then(Value::as_str)
                 .and_then(|key| section.citations.iter().find(|r| r.key == key.trim()))
-                .map(citation_metadata);
+                .map(Reference::citation_metadata);
             rubric.push(RubricItem { rubric_item: text.to_owned(), types, citation_metadata });
         }
         if rubric.is_empty() {

@@ -2,7 +2,7 @@
 //! workers are the same [`Worker`] the distributed mode runs; only the queue and the event
 //! channel differ. Re-running the same job resumes: committed shards are skipped.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -144,7 +144,7 @@ pub async fn run_embedded(
         workers.spawn(worker.run(stop_rx.clone()));
     }
     drop(events);
-    let mut outstanding: HashMap<String, ()> = pending.iter().map(|s| (s.id.to_string(), ())).collect();
+    let mut outstanding: HashSet<String> = pending.iter().map(|s| s.id.to_string()).collect();
     tokio::pin!(interrupt);
     let mut stop = None;
     while stop.is_none() && !outstanding.is_empty() {
@@ -186,7 +186,7 @@ pub async fn run_embedded(
 }
 
 /// Folds one worker event into the summary; returns a reason to stop the run, if any.
-fn apply_event(event: ShardEvent, summary: &mut RunSummary, outstanding: &mut HashMap<String, ()>) -> Option<StopReason> {
+fn apply_event(event: ShardEvent, summary: &mut RunSummary, outstanding: &mut HashSet<String>) -> Option<StopReason> {
     match event {
         ShardEvent::Committed { shard, records, rows, rejects, usage, .. } => {
             outstanding.remove(&shard);
