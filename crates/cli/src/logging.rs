@@ -19,7 +19,9 @@ pub fn init(json: bool, filter: Option<&str>) {
     let filter = filter
         .map(EnvFilter::new)
         .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("warn,rubricmill=info,rubricmill_runtime=info,rubricmill_store=info"));
+        .unwrap_or_else(|| {
+            EnvFilter::new("warn,rubricmill=info,rubricmill_runtime=info,rubricmill_store=info")
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

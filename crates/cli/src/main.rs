@@ -17,7 +17,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
-#[command(name = "rubricmill", version, about = "Build rubric datasets from survey articles and preference pairs at corpus scale")]
+#[command(
+    name = "rubricmill",
+    version,
+    about = "Build rubric datasets from survey articles and preference pairs at corpus scale"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -51,14 +55,20 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
-    logging::init(matches!(cli.log_format, LogFormat::Json), cli.log.as_deref());
+    logging::init(
+        matches!(cli.log_format, LogFormat::Json),
+        cli.log.as_deref(),
+    );
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run::run(args).await,

@@ -47,7 +47,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let options = EmbeddedOptions {
         workers: args.workers,
         shard_concurrency: args.shard_concurrency,
-        record_concurrency: args.record_concurrency.unwrap_or(spec.llm.max_concurrency as usize),
+        record_concurrency: args
+            .record_concurrency
+            .unwrap_or(spec.llm.max_concurrency as usize),
         max_deliver: args.max_deliver,
         ..EmbeddedOptions::default()
     };
@@ -73,13 +75,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// Resolves on the first Ctrl-C or SIGTERM (finish the shards in flight, then stop); a second
 /// Ctrl-C exits at once (uncommitted shards are simply redone on the next run).
 async fn interrupted() {
-    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(signal) => Some(signal),
-        Err(error) => {
-            tracing::warn!(error = %error, "cannot listen for SIGTERM");
-            None
-        }
-    };
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => Some(signal),
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot listen for SIGTERM");
+                None
+            }
+        };
     let sigterm = async {
         match terminate.as_mut() {
             Some(signal) => {
@@ -141,12 +144,31 @@ fn print_summary(summary: &RunSummary, provider: ProviderKind) {
         println!("output: {}", summary.output_url);
         return;
     }
-    let label = if provider == ProviderKind::Simulated { " (simulated provider)" } else { "" };
+    let label = if provider == ProviderKind::Simulated {
+        " (simulated provider)"
+    } else {
+        ""
+    };
     println!("job {}: {}", summary.job, stop_text(&summary.stop));
-    println!("  shards     {done}/{} committed ({} this run, {} before)", summary.shards_planned, run.shards, summary.before.shards);
-    println!("  records    {} read this run, {:.0} records/s", run.records, run.records as f64 / seconds);
-    println!("  rows       {} this run, {} in all", run.rows, summary.before.rows + run.rows);
-    println!("  rejects    {} this run, {} in all", run.rejects, summary.before.rejects + run.rejects);
+    println!(
+        "  shards     {done}/{} committed ({} this run, {} before)",
+        summary.shards_planned, run.shards, summary.before.shards
+    );
+    println!(
+        "  records    {} read this run, {:.0} records/s",
+        run.records,
+        run.records as f64 / seconds
+    );
+    println!(
+        "  rows       {} this run, {} in all",
+        run.rows,
+        summary.before.rows + run.rows
+    );
+    println!(
+        "  rejects    {} this run, {} in all",
+        run.rejects,
+        summary.before.rejects + run.rejects
+    );
     println!(
         "  llm calls  {}{label}, tokens {} in / {} out, cost ${:.4}",
         run.usage.calls, run.usage.tokens_in, run.usage.tokens_out, run.usage.cost_usd
@@ -162,7 +184,9 @@ fn stop_text(stop: &StopReason) -> String {
     match stop {
         StopReason::Complete => "complete".into(),
         StopReason::ShardsFailed => "finished with failed shards (re-run to retry them)".into(),
-        StopReason::Budget(reason) => format!("stopped: {reason}; raise llm.max_cost_usd and re-run to resume"),
+        StopReason::Budget(reason) => {
+            format!("stopped: {reason}; raise llm.max_cost_usd and re-run to resume")
+        }
         StopReason::Fatal(reason) => format!("stopped: {reason}"),
         StopReason::Interrupted => "interrupted; re-run the same command to resume".into(),
     }

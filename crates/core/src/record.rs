@@ -13,7 +13,10 @@ pub struct SourceRef {
 
 impl SourceRef {
     pub fn new(file: impl Into<String>, location: Location) -> Self {
-        Self { file: file.into(), location }
+        Self {
+            file: file.into(),
+            location,
+        }
     }
 }
 
@@ -73,7 +76,10 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self { role: role.into(), content: content.into() }
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 }
 

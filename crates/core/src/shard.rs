@@ -50,9 +50,18 @@ pub enum ShardUnit {
     Files { files: Vec<FileRef> },
     /// Lines `[first_line, first_line + line_count)` of a JSONL file (one-based). For an
     /// uncompressed file `byte_range` locates them so the reader fetches only that range.
-    Lines { file: FileRef, first_line: u64, line_count: u64, byte_range: Option<(u64, u64)> },
+    Lines {
+        file: FileRef,
+        first_line: u64,
+        line_count: u64,
+        byte_range: Option<(u64, u64)>,
+    },
     /// Whole row groups of a Parquet file; `first_row` is the index of their first row.
-    RowGroups { file: FileRef, row_groups: Vec<usize>, first_row: u64 },
+    RowGroups {
+        file: FileRef,
+        row_groups: Vec<usize>,
+        first_row: u64,
+    },
 }
 
 impl ShardUnit {
@@ -70,10 +79,17 @@ impl ShardUnit {
                 let ids: Vec<String> = files.iter().map(FileRef::identity).collect();
                 format!("files:{}", ids.join(";"))
             }
-            ShardUnit::Lines { file, first_line, line_count, .. } => {
+            ShardUnit::Lines {
+                file,
+                first_line,
+                line_count,
+                ..
+            } => {
                 format!("lines:{}:{first_line}+{line_count}", file.identity())
             }
-            ShardUnit::RowGroups { file, row_groups, .. } => {
+            ShardUnit::RowGroups {
+                file, row_groups, ..
+            } => {
                 format!("row_groups:{}:{row_groups:?}", file.identity())
             }
         }
@@ -92,7 +108,11 @@ pub struct ShardSpec {
 impl ShardSpec {
     pub fn new(unit: ShardUnit, expected_records: u64) -> Self {
         let id = ShardId(short_hash(unit.identity().as_bytes(), 24));
-        Self { id, expected_records, unit }
+        Self {
+            id,
+            expected_records,
+            unit,
+        }
     }
 }
 
@@ -112,19 +132,39 @@ mod tests {
     #[test]
     fn shard_id_depends_on_content_identity_and_range_only() {
         let a = ShardSpec::new(
-            ShardUnit::Lines { file: file("file:///a.jsonl", 10), first_line: 1, line_count: 5, byte_range: None },
+            ShardUnit::Lines {
+                file: file("file:///a.jsonl", 10),
+                first_line: 1,
+                line_count: 5,
+                byte_range: None,
+            },
             5,
         );
         let same = ShardSpec::new(
-            ShardUnit::Lines { file: file("file:///a.jsonl", 10), first_line: 1, line_count: 5, byte_range: Some((0, 9)) },
+            ShardUnit::Lines {
+                file: file("file:///a.jsonl", 10),
+                first_line: 1,
+                line_count: 5,
+                byte_range: Some((0, 9)),
+            },
             99,
         );
         let other_range = ShardSpec::new(
-            ShardUnit::Lines { file: file("file:///a.jsonl", 10), first_line: 6, line_count: 5, byte_range: None },
+            ShardUnit::Lines {
+                file: file("file:///a.jsonl", 10),
+                first_line: 6,
+                line_count: 5,
+                byte_range: None,
+            },
             5,
         );
         let changed_file = ShardSpec::new(
-            ShardUnit::Lines { file: file("file:///a.jsonl", 11), first_line: 1, line_count: 5, byte_range: None },
+            ShardUnit::Lines {
+                file: file("file:///a.jsonl", 11),
+                first_line: 1,
+                line_count: 5,
+                byte_range: None,
+            },
             5,
         );
         assert_eq!(a.id, same.id);

@@ -12,11 +12,21 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     #[error("cannot read job spec {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid job spec {path}: {source}")]
-    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
     #[error("invalid job spec {path}: field `{field}`: {problem}")]
-    Invalid { path: PathBuf, field: String, problem: String },
+    Invalid {
+        path: PathBuf,
+        field: String,
+        problem: String,
+    },
 }
 
 impl SpecError {
@@ -63,7 +73,10 @@ pub enum InputFormat {
 impl InputFormat {
     /// The format a file name implies, looking through `.gz` and `.zst`.
     pub fn from_file_name(name: &str) -> Option<Self> {
-        let name = name.strip_suffix(".gz").or_else(|| name.strip_suffix(".zst")).unwrap_or(name);
+        let name = name
+            .strip_suffix(".gz")
+            .or_else(|| name.strip_suffix(".zst"))
+            .unwrap_or(name);
         let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
         match ext.as_str() {
             "md" | "markdown" => Some(InputFormat::Markdown),
@@ -136,8 +149,20 @@ pub struct InputSpec {
 
 /// Field names the mapping may rename.
 pub const MAPPABLE_FIELDS: &[&str] = &[
-    "id", "prompt", "chosen", "rejected", "conversations", "messages", "title", "text", "sections",
-    "references", "date", "general_domain", "subdomain", "field",
+    "id",
+    "prompt",
+    "chosen",
+    "rejected",
+    "conversations",
+    "messages",
+    "title",
+    "text",
+    "sections",
+    "references",
+    "date",
+    "general_domain",
+    "subdomain",
+    "field",
 ];
 
 fn default_records_per_shard() -> u64 {
@@ -267,9 +292,16 @@ fn default_max_rubric_items() -> u32 {
     8
 }
 fn default_rubric_types() -> Vec<String> {
-    ["Citation", "Comparison", "Explanation", "Limitation", "Impact", "Other"]
-        .map(String::from)
-        .to_vec()
+    [
+        "Citation",
+        "Comparison",
+        "Explanation",
+        "Limitation",
+        "Impact",
+        "Other",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 fn default_min_section_chars() -> u32 {
     400
@@ -288,7 +320,9 @@ pub struct CrgSpec {
 
 impl Default for CrgSpec {
     fn default() -> Self {
-        Self { max_items: default_max_crg_items() }
+        Self {
+            max_items: default_max_crg_items(),
+        }
     }
 }
 
@@ -316,15 +350,19 @@ pub struct JobSpec {
 impl JobSpec {
     /// Reads, parses and validates a job spec file.
     pub fn load(path: &Path) -> Result<Self, SpecError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| SpecError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(path, &text)
     }
 
     /// Parses and validates spec text; `path` is used in messages only.
     pub fn parse(path: &Path, text: &str) -> Result<Self, SpecError> {
-        let spec: JobSpec = toml::from_str(text)
-            .map_err(|source| SpecError::Parse { path: path.to_owned(), source: Box::new(source) })?;
+        let spec: JobSpec = toml::from_str(text).map_err(|source| SpecError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
         spec.validate(path)?;
         Ok(spec)
     }
@@ -338,28 +376,43 @@ impl JobSpec {
         };
         let name_ok = !self.name.is_empty()
             && self.name.len() <= 128
-            && self.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
             && !self.name.starts_with('.');
         if !name_ok {
             return Err(invalid(
                 "name",
-                format!("{:?} must be 1-128 characters of letters, digits, '-', '_' or '.', not starting with '.'", self.name),
+                format!(
+                    "{:?} must be 1-128 characters of letters, digits, '-', '_' or '.', not starting with '.'",
+                    self.name
+                ),
             ));
         }
         if self.input.url.trim().is_empty() {
             return Err(invalid("input.url", "must not be empty".into()));
         }
         if self.input.records_per_shard == 0 {
-            return Err(invalid("input.records_per_shard", "must be at least 1".into()));
+            return Err(invalid(
+                "input.records_per_shard",
+                "must be at least 1".into(),
+            ));
         }
         if self.input.max_record_bytes < 1024 {
-            return Err(invalid("input.max_record_bytes", "must be at least 1024".into()));
+            return Err(invalid(
+                "input.max_record_bytes",
+                "must be at least 1024".into(),
+            ));
         }
         for key in self.input.fields.keys() {
             if !MAPPABLE_FIELDS.contains(&key.as_str()) {
                 return Err(invalid(
                     &format!("input.fields.{key}"),
-                    format!("unknown field; mappable fields are {}", MAPPABLE_FIELDS.join(", ")),
+                    format!(
+                        "unknown field; mappable fields are {}",
+                        MAPPABLE_FIELDS.join(", ")
+                    ),
                 ));
             }
         }
@@ -371,15 +424,24 @@ impl JobSpec {
             PipelineKind::Researchqa => {
                 let rq = &self.researchqa;
                 if !(1..=32).contains(&rq.max_rubric_items) {
-                    return Err(invalid("researchqa.max_rubric_items", "must be between 1 and 32".into()));
+                    return Err(invalid(
+                        "researchqa.max_rubric_items",
+                        "must be between 1 and 32".into(),
+                    ));
                 }
                 if rq.rubric_types.is_empty() {
-                    return Err(invalid("researchqa.rubric_types", "must name at least one type".into()));
+                    return Err(invalid(
+                        "researchqa.rubric_types",
+                        "must name at least one type".into(),
+                    ));
                 }
                 if rq.min_section_chars >= rq.max_section_chars {
                     return Err(invalid(
                         "researchqa.min_section_chars",
-                        format!("must be below researchqa.max_section_chars ({})", rq.max_section_chars),
+                        format!(
+                            "must be below researchqa.max_section_chars ({})",
+                            rq.max_section_chars
+                        ),
                     ));
                 }
             }
@@ -388,7 +450,10 @@ impl JobSpec {
                     return Err(invalid("crg.max_items", "must be at least 1".into()));
                 }
                 if self.input.format == Some(InputFormat::Markdown) {
-                    return Err(invalid("input.format", "crg reads preference pairs: use jsonl, json or parquet".into()));
+                    return Err(invalid(
+                        "input.format",
+                        "crg reads preference pairs: use jsonl, json or parquet".into(),
+                    ));
                 }
             }
         }
@@ -436,25 +501,41 @@ impl JobSpec {
             return Err(invalid("llm.temperature", "must be between 0 and 2".into()));
         }
         if llm.requests_per_minute == Some(0) {
-            return Err(invalid("llm.requests_per_minute", "must be at least 1 (omit it for no limit)".into()));
+            return Err(invalid(
+                "llm.requests_per_minute",
+                "must be at least 1 (omit it for no limit)".into(),
+            ));
         }
         if llm.tokens_per_minute == Some(0) {
-            return Err(invalid("llm.tokens_per_minute", "must be at least 1 (omit it for no limit)".into()));
+            return Err(invalid(
+                "llm.tokens_per_minute",
+                "must be at least 1 (omit it for no limit)".into(),
+            ));
         }
         if let Some(budget) = llm.max_cost_usd
             && !(budget.is_finite() && budget >= 0.0)
         {
-            return Err(invalid("llm.max_cost_usd", "must be a non-negative number".into()));
+            return Err(invalid(
+                "llm.max_cost_usd",
+                "must be a non-negative number".into(),
+            ));
         }
         if let Some(price) = llm.price_per_million
             && !(price.input >= 0.0 && price.output >= 0.0)
         {
-            return Err(invalid("llm.price_per_million", "prices must be non-negative".into()));
-        }
-        if llm.max_cost_usd.is_some() && llm.price_per_million.is_none() && llm.provider == ProviderKind::Openai {
             return Err(invalid(
                 "llm.price_per_million",
-                "required when llm.max_cost_usd is set, or the budget could never be measured".into(),
+                "prices must be non-negative".into(),
+            ));
+        }
+        if llm.max_cost_usd.is_some()
+            && llm.price_per_million.is_none()
+            && llm.provider == ProviderKind::Openai
+        {
+            return Err(invalid(
+                "llm.price_per_million",
+                "required when llm.max_cost_usd is set, or the budget could never be measured"
+                    .into(),
             ));
         }
         Ok(())
@@ -541,11 +622,26 @@ provider = "simulated"
         let cases = [
             (MINIMAL.replace("pairs-test", "bad name!"), "name"),
             (MINIMAL.replace("url = \"out\"", "url = \"\""), "output.url"),
-            (MINIMAL.replace("[input]", "[input]\nrecords_per_shard = 0"), "input.records_per_shard"),
-            (MINIMAL.replace("[input]", "[input]\nfields = { answer = \"x\" }"), "input.fields.answer"),
-            (MINIMAL.replace("provider = \"simulated\"", "provider = \"openai\""), "llm.base_url"),
-            (MINIMAL.replace("[llm]", "[llm]\napi_key_env = \"sk-abc123-def\""), "llm.api_key_env"),
-            (MINIMAL.replace("[llm]", "[llm]\ntemperature = 3.5"), "llm.temperature"),
+            (
+                MINIMAL.replace("[input]", "[input]\nrecords_per_shard = 0"),
+                "input.records_per_shard",
+            ),
+            (
+                MINIMAL.replace("[input]", "[input]\nfields = { answer = \"x\" }"),
+                "input.fields.answer",
+            ),
+            (
+                MINIMAL.replace("provider = \"simulated\"", "provider = \"openai\""),
+                "llm.base_url",
+            ),
+            (
+                MINIMAL.replace("[llm]", "[llm]\napi_key_env = \"sk-abc123-def\""),
+                "llm.api_key_env",
+            ),
+            (
+                MINIMAL.replace("[llm]", "[llm]\ntemperature = 3.5"),
+                "llm.temperature",
+            ),
         ];
         for (text, field) in cases {
             let err = parse(&text).unwrap_err();
@@ -576,10 +672,22 @@ provider = "simulated"
 
     #[test]
     fn format_from_file_name_sees_through_compression() {
-        assert_eq!(InputFormat::from_file_name("a.jsonl.gz"), Some(InputFormat::Jsonl));
-        assert_eq!(InputFormat::from_file_name("a.JSON.zst"), Some(InputFormat::Json));
-        assert_eq!(InputFormat::from_file_name("survey.md"), Some(InputFormat::Markdown));
-        assert_eq!(InputFormat::from_file_name("x.parquet"), Some(InputFormat::Parquet));
+        assert_eq!(
+            InputFormat::from_file_name("a.jsonl.gz"),
+            Some(InputFormat::Jsonl)
+        );
+        assert_eq!(
+            InputFormat::from_file_name("a.JSON.zst"),
+            Some(InputFormat::Json)
+        );
+        assert_eq!(
+            InputFormat::from_file_name("survey.md"),
+            Some(InputFormat::Markdown)
+        );
+        assert_eq!(
+            InputFormat::from_file_name("x.parquet"),
+            Some(InputFormat::Parquet)
+        );
         assert_eq!(InputFormat::from_file_name("x.csv"), None);
     }
 }

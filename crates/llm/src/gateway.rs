@@ -25,7 +25,11 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(provider: Arc<dyn ChatProvider>, config: GatewayConfig) -> Self {
-        Self { provider, config, totals: Mutex::new(Usage::default()) }
+        Self {
+            provider,
+            config,
+            totals: Mutex::new(Usage::default()),
+        }
     }
 
     pub fn provider_kind(&self) -> &'static str {
@@ -39,7 +43,8 @@ impl Gateway {
 
     fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
         self.config.price_per_million.map_or(0.0, |price| {
-            (prompt_tokens as f64 * price.input + completion_tokens as f64 * price.output) / 1_000_000.0
+            (prompt_tokens as f64 * price.input + completion_tokens as f64 * price.output)
+                / 1_000_000.0
         })
     }
 
@@ -56,7 +61,10 @@ impl Gateway {
             calls: 1,
             tokens_in: response.usage.prompt_tokens,
             tokens_out: response.usage.completion_tokens,
-            cost_usd: self.cost(response.usage.prompt_tokens, response.usage.completion_tokens),
+            cost_usd: self.cost(
+                response.usage.prompt_tokens,
+                response.usage.completion_tokens,
+            ),
             ..Usage::default()
         };
         self.totals.lock().expect("usage lock").add(&usage);
@@ -84,7 +92,10 @@ mod tests {
     #[tokio::test]
     async fn budget_stops_new_calls_once_spent() {
         let config = GatewayConfig {
-            price_per_million: Some(Price { input: 1_000_000.0, output: 0.0 }),
+            price_per_million: Some(Price {
+                input: 1_000_000.0,
+                output: 0.0,
+            }),
             max_cost_usd: Some(10.0),
             spent_before_usd: 0.0,
         };
@@ -101,18 +112,27 @@ mod tests {
         };
         assert!(matches!(error, LlmError::BudgetExhausted { .. }), "{error}");
         let spent = gateway.totals().cost_usd;
-        assert!(spent >= 10.0 && spent < 10.0 + first.cost_usd + 1e-9, "spent {spent}");
+        assert!(
+            spent >= 10.0 && spent < 10.0 + first.cost_usd + 1e-9,
+            "spent {spent}"
+        );
         assert_eq!(gateway.totals().calls, calls);
     }
 
     #[test]
     fn cost_uses_both_prices() {
         let config = GatewayConfig {
-            price_per_million: Some(Price { input: 2.0, output: 8.0 }),
+            price_per_million: Some(Price {
+                input: 2.0,
+                output: 8.0,
+            }),
             ..GatewayConfig::default()
         };
         let gateway = Gateway::new(Arc::new(SimulatedProvider::new(0)), config);
-        let usage = TokenUsage { prompt_tokens: 500_000, completion_tokens: 250_000 };
+        let usage = TokenUsage {
+            prompt_tokens: 500_000,
+            completion_tokens: 250_000,
+        };
         assert!((gateway.cost(usage.prompt_tokens, usage.completion_tokens) - 3.0).abs() < 1e-9);
     }
 }

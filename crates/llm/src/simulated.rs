@@ -23,7 +23,9 @@ pub struct SimulatedProvider {
 impl SimulatedProvider {
     /// `latency_ms` is waited before every answer, to make dry runs behave like real work.
     pub fn new(latency_ms: u64) -> Self {
-        Self { latency: Duration::from_millis(latency_ms) }
+        Self {
+            latency: Duration::from_millis(latency_ms),
+        }
     }
 }
 
@@ -38,21 +40,40 @@ impl ChatProvider for SimulatedProvider {
             tokio::time::sleep(self.latency).await;
         }
         let content = simulated_answer(request);
-        let prompt_tokens = request.messages.iter().map(|m| estimate_tokens(&m.content) + 4).sum();
-        let usage = TokenUsage { prompt_tokens, completion_tokens: estimate_tokens(&content) };
-        Ok(ChatResponse { content, finish_reason: "stop".into(), usage })
+        let prompt_tokens = request
+            .messages
+            .iter()
+            .map(|m| estimate_tokens(&m.content) + 4)
+            .sum();
+        let usage = TokenUsage {
+            prompt_tokens,
+            completion_tokens: estimate_tokens(&content),
+        };
+        Ok(ChatResponse {
+            content,
+            finish_reason: "stop".into(),
+            usage,
+        })
     }
 }
 
 /// The answer the simulated provider gives to a request; shared with the mock HTTP server so
 /// both answer alike.
 pub fn simulated_answer(request: &ChatRequest) -> String {
-    let prompt: String = request.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
+    let prompt: String = request
+        .messages
+        .iter()
+        .map(|m| m.content.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
     let task = request.response_format.as_ref().map(|f| f.name.as_str());
     match task {
         Some(RESEARCHQA_TASK) => researchqa_answer(&prompt),
         Some(CRG_TASK) => crg_answer(&prompt),
-        _ => format!("simulated answer about {}", key_terms(&prompt, 3).join(", ")),
+        _ => format!(
+            "simulated answer about {}",
+            key_terms(&prompt, 3).join(", ")
+        ),
     }
 }
 
@@ -66,16 +87,117 @@ fn tagged<'a>(prompt: &'a str, tag: &str) -> Option<&'a str> {
 }
 
 const STOPWORDS: &[&str] = &[
-    "about", "above", "after", "again", "against", "among", "another", "based", "because", "been", "before", "being",
-    "below", "between", "both", "cannot", "could", "della", "different", "does", "doing", "during", "each", "either",
-    "every", "first", "following", "found", "from", "further", "given", "have", "having", "however", "including",
-    "into", "itself", "large", "later", "like", "made", "make", "many", "might", "more", "most", "much", "must",
-    "other", "others", "over", "paper", "papers", "previous", "rather", "recent", "response", "review", "same",
-    "section", "several", "should", "show", "shown", "since", "some", "such", "survey", "than", "that", "their",
-    "them", "then", "there", "these", "they", "this", "those", "three", "through", "thus", "under", "until", "used",
-    "using", "various", "very", "well", "were", "what", "when", "where", "whether", "which", "while", "with",
-    "within", "without", "would", "your", "could", "also", "only", "study", "studies", "work", "works", "approach",
-    "approaches", "human", "assistant",
+    "about",
+    "above",
+    "after",
+    "again",
+    "against",
+    "among",
+    "another",
+    "based",
+    "because",
+    "been",
+    "before",
+    "being",
+    "below",
+    "between",
+    "both",
+    "cannot",
+    "could",
+    "della",
+    "different",
+    "does",
+    "doing",
+    "during",
+    "each",
+    "either",
+    "every",
+    "first",
+    "following",
+    "found",
+    "from",
+    "further",
+    "given",
+    "have",
+    "having",
+    "however",
+    "including",
+    "into",
+    "itself",
+    "large",
+    "later",
+    "like",
+    "made",
+    "make",
+    "many",
+    "might",
+    "more",
+    "most",
+    "much",
+    "must",
+    "other",
+    "others",
+    "over",
+    "paper",
+    "papers",
+    "previous",
+    "rather",
+    "recent",
+    "response",
+    "review",
+    "same",
+    "section",
+    "several",
+    "should",
+    "show",
+    "shown",
+    "since",
+    "some",
+    "such",
+    "survey",
+    "than",
+    "that",
+    "their",
+    "them",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "three",
+    "through",
+    "thus",
+    "under",
+    "until",
+    "used",
+    "using",
+    "various",
+    "very",
+    "well",
+    "were",
+    "what",
+    "when",
+    "where",
+    "whether",
+    "which",
+    "while",
+    "with",
+    "within",
+    "without",
+    "would",
+    "your",
+    "could",
+    "also",
+    "only",
+    "study",
+    "studies",
+    "work",
+    "works",
+    "approach",
+    "approaches",
+    "human",
+    "assistant",
 ];
 
 /// The `count` most frequent content words of `text` (ties broken by first appearance).
@@ -94,21 +216,35 @@ fn key_terms(text: &str, count: usize) -> Vec<String> {
     }
     let mut ranked: Vec<(String, (usize, usize))> = seen.into_iter().collect();
     ranked.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.1.1.cmp(&b.1.1)));
-    ranked.into_iter().take(count).map(|(word, _)| word).collect()
+    ranked
+        .into_iter()
+        .take(count)
+        .map(|(word, _)| word)
+        .collect()
 }
 
 /// The heading without its numbering ("4.3 Categorization" → "categorization").
 fn topic_of(heading: &str) -> String {
     let last = heading.rsplit(" › ").next().unwrap_or(heading);
-    let words: Vec<&str> = last.split_whitespace().skip_while(|w| w.chars().any(|c| c.is_ascii_digit())).collect();
-    let topic = if words.is_empty() { last.to_owned() } else { words.join(" ") };
+    let words: Vec<&str> = last
+        .split_whitespace()
+        .skip_while(|w| w.chars().any(|c| c.is_ascii_digit()))
+        .collect();
+    let topic = if words.is_empty() {
+        last.to_owned()
+    } else {
+        words.join(" ")
+    };
     topic.to_lowercase()
 }
 
 fn researchqa_answer(prompt: &str) -> String {
     let heading = tagged(prompt, "section_heading").unwrap_or("the topic");
     let text = tagged(prompt, "section_text").unwrap_or(prompt);
-    let max_items = tagged(prompt, "max_items").and_then(|n| n.parse::<usize>().ok()).unwrap_or(8).max(1);
+    let max_items = tagged(prompt, "max_items")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(8)
+        .max(1);
     let topic = topic_of(heading);
     let terms = key_terms(text, 6);
     let term = |i: usize| terms.get(i).cloned().unwrap_or_else(|| topic.clone());
@@ -121,11 +257,24 @@ fn researchqa_answer(prompt: &str) -> String {
         json!({"item": format!("Does the response explain the role of {} in {topic}?", term(0)), "types": ["Explanation"], "citation": null}),
         json!({"item": format!("Does the response compare how different methods handle {} and {}?", term(1), term(2)), "types": ["Comparison"], "citation": null}),
     ];
-    let cited: Vec<&str> = tagged(prompt, "cited_works").map(|w| w.lines().collect()).unwrap_or_default();
+    let cited: Vec<&str> = tagged(prompt, "cited_works")
+        .map(|w| w.lines().collect())
+        .unwrap_or_default();
     for work in cited.iter().filter(|w| w.starts_with('[')).take(2) {
-        let Some((key, rest)) = work[1..].split_once(']') else { continue };
-        let author = rest.trim().split(['(', ',', '.']).next().unwrap_or("").trim();
-        let subject = if author.is_empty() { format!("reference [{key}]") } else { author.to_owned() };
+        let Some((key, rest)) = work[1..].split_once(']') else {
+            continue;
+        };
+        let author = rest
+            .trim()
+            .split(['(', ',', '.'])
+            .next()
+            .unwrap_or("")
+            .trim();
+        let subject = if author.is_empty() {
+            format!("reference [{key}]")
+        } else {
+            author.to_owned()
+        };
         rubric.push(json!({
             "item": format!("Does the response cite the work of {subject} on {}?", term(3)),
             "types": ["Citation"],
@@ -145,7 +294,10 @@ fn hard_rules(request_text: &str) -> Vec<String> {
     let checks: [(&str, &str); 6] = [
         ("bullet", "The response is formatted as a bulleted list."),
         ("list", "The response presents its answer as a list."),
-        ("words", "The response respects the length limit the user set."),
+        (
+            "words",
+            "The response respects the length limit the user set.",
+        ),
         ("in french", "The response is written in French."),
         ("in spanish", "The response is written in Spanish."),
         ("step", "The response explains the answer step by step."),
@@ -156,8 +308,15 @@ fn hard_rules(request_text: &str) -> Vec<String> {
         }
     }
     let terms = key_terms(request_text, 2);
-    let subject = if terms.is_empty() { "the user's request".to_owned() } else { terms.join(" and ") };
-    rules.insert(0, format!("The response directly addresses the user's question about {subject}."));
+    let subject = if terms.is_empty() {
+        "the user's request".to_owned()
+    } else {
+        terms.join(" and ")
+    };
+    rules.insert(
+        0,
+        format!("The response directly addresses the user's question about {subject}."),
+    );
     rules
 }
 
@@ -172,8 +331,10 @@ const PRINCIPLES: &[&str] = &[
 
 fn crg_answer(prompt: &str) -> String {
     let conversation = tagged(prompt, "conversation").unwrap_or(prompt);
-    let mut items: Vec<serde_json::Value> =
-        hard_rules(conversation).into_iter().map(|text| json!({"text": text, "kind": "hard_rule"})).collect();
+    let mut items: Vec<serde_json::Value> = hard_rules(conversation)
+        .into_iter()
+        .map(|text| json!({"text": text, "kind": "hard_rule"}))
+        .collect();
     let seed = rubricmill_core::content_hash(conversation.as_bytes());
     let start = usize::from_str_radix(&seed[..2], 16).unwrap_or(0) % PRINCIPLES.len();
     for offset in 0..3 {
@@ -196,7 +357,10 @@ mod tests {
             temperature: 0.0,
             max_tokens: 512,
             seed: None,
-            response_format: Some(ResponseFormat { name: task.into(), schema: json!({}) }),
+            response_format: Some(ResponseFormat {
+                name: task.into(),
+                schema: json!({}),
+            }),
         }
     }
 
@@ -205,13 +369,18 @@ mod tests {
         let prompt = "<max_items>4</max_items>\n<section_heading>2 Background › 2.1 Caching policies</section_heading>\n\
             <section_text>Eviction policies decide which cached prefixes survive. Eviction under memory pressure \
             matters because prefixes are shared.</section_text>\n<cited_works>\n[7] Okafor (2019). Prefix sharing\n</cited_works>";
-        let answer: serde_json::Value = serde_json::from_str(&simulated_answer(&request(RESEARCHQA_TASK, prompt))).unwrap();
+        let answer: serde_json::Value =
+            serde_json::from_str(&simulated_answer(&request(RESEARCHQA_TASK, prompt))).unwrap();
         let query = answer["query"].as_str().unwrap();
         assert!(query.contains("caching policies"), "{query}");
         assert!(query.contains("eviction"), "{query}");
         let rubric = answer["rubric"].as_array().unwrap();
         assert_eq!(rubric.len(), 4);
-        assert!(rubric.iter().all(|i| i["item"].as_str().unwrap().starts_with("Does the response")));
+        assert!(
+            rubric
+                .iter()
+                .all(|i| i["item"].as_str().unwrap().starts_with("Does the response"))
+        );
         let citation = rubric.iter().find(|i| i["types"][0] == "Citation").unwrap();
         assert_eq!(citation["citation"], "7");
         assert!(citation["item"].as_str().unwrap().contains("Okafor"));
@@ -219,19 +388,30 @@ mod tests {
 
     #[test]
     fn crg_answer_has_hard_rules_from_the_prompt_and_principles() {
-        let prompt = "<conversation>user: give me a bulleted list of pasta sauces in french</conversation>";
-        let answer: serde_json::Value = serde_json::from_str(&simulated_answer(&request(CRG_TASK, prompt))).unwrap();
+        let prompt =
+            "<conversation>user: give me a bulleted list of pasta sauces in french</conversation>";
+        let answer: serde_json::Value =
+            serde_json::from_str(&simulated_answer(&request(CRG_TASK, prompt))).unwrap();
         let items = answer["items"].as_array().unwrap();
         let kinds: Vec<&str> = items.iter().map(|i| i["kind"].as_str().unwrap()).collect();
         assert!(kinds.contains(&"hard_rule") && kinds.contains(&"principle"));
         let texts: Vec<&str> = items.iter().map(|i| i["text"].as_str().unwrap()).collect();
-        assert!(texts.contains(&"The response is written in French."), "{texts:?}");
-        assert!(texts.contains(&"The response is formatted as a bulleted list."), "{texts:?}");
+        assert!(
+            texts.contains(&"The response is written in French."),
+            "{texts:?}"
+        );
+        assert!(
+            texts.contains(&"The response is formatted as a bulleted list."),
+            "{texts:?}"
+        );
     }
 
     #[test]
     fn answers_are_deterministic() {
-        let r = request(CRG_TASK, "<conversation>user: how do I boil an egg</conversation>");
+        let r = request(
+            CRG_TASK,
+            "<conversation>user: how do I boil an egg</conversation>",
+        );
         assert_eq!(simulated_answer(&r), simulated_answer(&r));
     }
 }

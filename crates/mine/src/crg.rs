@@ -7,14 +7,17 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use rubricmill_core::spec::CrgSpec;
-use rubricmill_core::{CrgRow, CrgRubricItem, OutputRow, PairLayout, PipelineKind, RawPayload, RawRecord};
+use rubricmill_core::{
+    CrgRow, CrgRubricItem, OutputRow, PairLayout, PipelineKind, RawPayload, RawRecord,
+};
 use rubricmill_llm::simulated::CRG_TASK;
 use rubricmill_llm::{ChatRequest, Gateway, ResponseFormat};
 use serde_json::{Value, json};
 
 use crate::pairs::{FieldMap, normalize_pair};
 use crate::pipeline::{
-    Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, classify_llm_error, provenance,
+    Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, classify_llm_error,
+    provenance,
 };
 use crate::prompt::{CRG_GENERATE, Template, extract_json};
 
@@ -71,19 +74,33 @@ impl CrgPipeline {
             && let Some(list) = value.get("items").and_then(Value::as_array)
         {
             for item in list {
-                let text = item.get("text").and_then(Value::as_str).map(str::trim).unwrap_or("");
-                let kind = match item.get("kind").and_then(Value::as_str).map(|k| k.trim().to_ascii_lowercase()) {
+                let text = item
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .map(str::trim)
+                    .unwrap_or("");
+                let kind = match item
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .map(|k| k.trim().to_ascii_lowercase())
+                {
                     Some(k) if k.replace([' ', '-'], "_") == "hard_rule" => "hard_rule",
                     Some(k) if k == "principle" => "principle",
                     _ => continue,
                 };
                 if !text.is_empty() {
-                    items.push(CrgRubricItem { text: text.to_owned(), kind: kind.to_owned() });
+                    items.push(CrgRubricItem {
+                        text: text.to_owned(),
+                        kind: kind.to_owned(),
+                    });
                 }
             }
         } else {
             for line in answer.lines() {
-                let line = line.trim().trim_start_matches(|c: char| c.is_ascii_digit() || c == '.' || c == ')').trim();
+                let line = line
+                    .trim()
+                    .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.' || c == ')')
+                    .trim();
                 let (text, kind) = if let Some(text) = line.strip_suffix("[Hard Rule]") {
                     (text, "hard_rule")
                 } else if let Some(text) = line.strip_suffix("[Principle]") {
@@ -93,7 +110,10 @@ impl CrgPipeline {
                 };
                 let text = text.trim();
                 if !text.is_empty() {
-                    items.push(CrgRubricItem { text: text.to_owned(), kind: kind.to_owned() });
+                    items.push(CrgRubricItem {
+                        text: text.to_owned(),
+                        kind: kind.to_owned(),
+                    });
                 }
             }
         }
@@ -114,26 +134,46 @@ impl Pipeline for CrgPipeline {
         BTreeMap::from([(self.template.name.clone(), self.template.hash.clone())])
     }
 
-    async fn process(&self, record: RawRecord, ctx: &RecordContext) -> Result<RecordOutcome, PipelineError> {
+    async fn process(
+        &self,
+        record: RawRecord,
+        ctx: &RecordContext,
+    ) -> Result<RecordOutcome, PipelineError> {
         let mut outcome = RecordOutcome::default();
         outcome.enter("parse");
         let value = match &record.payload {
             RawPayload::Json(value) => value,
             RawPayload::Text(text) => {
-                outcome.reject(ctx, &record.source, "parse", "crg reads structured records, not text documents", text);
+                outcome.reject(
+                    ctx,
+                    &record.source,
+                    "parse",
+                    "crg reads structured records, not text documents",
+                    text,
+                );
                 return Ok(outcome);
             }
         };
         let pair = match normalize_pair(value, self.layout, &self.fields) {
             Ok(pair) => pair,
             Err(error) => {
-                outcome.reject(ctx, &record.source, "parse", error.to_string(), &value.to_string());
+                outcome.reject(
+                    ctx,
+                    &record.source,
+                    "parse",
+                    error.to_string(),
+                    &value.to_string(),
+                );
                 return Ok(outcome);
             }
         };
         outcome.pass("parse");
         outcome.enter("generate");
-        let conversation: Vec<String> = pair.prompt.iter().map(|m| format!("{}: {}", m.role, m.content)).collect();
+        let conversation: Vec<String> = pair
+            .prompt
+            .iter()
+            .map(|m| format!("{}: {}", m.role, m.content))
+            .collect();
         let conversation = conversation.join("\n\n");
         let max_items = self.spec.max_items.to_string();
         let request = ChatRequest {
@@ -160,13 +200,31 @@ impl Pipeline for CrgPipeline {
         outcome.usage.add(&usage);
         let rubric = self.parse_rubric(&response.content);
         if rubric.is_empty() {
-            outcome.reject(ctx, &record.source, "generate", "answer holds no rubric items", &response.content);
+            outcome.reject(
+                ctx,
+                &record.source,
+                "generate",
+                "answer holds no rubric items",
+                &response.content,
+            );
             return Ok(outcome);
         }
         outcome.pass("generate");
-        let provenance =
-            provenance(&record.source, ctx, self.gateway.provider_kind(), &self.model.model, &self.template.hash, &usage);
-        let source = record.source.file.rsplit('/').next().unwrap_or(&record.source.file).to_owned();
+        let provenance = provenance(
+            &record.source,
+            ctx,
+            self.gateway.provider_kind(),
+            &self.model.model,
+            &self.template.hash,
+            &usage,
+        );
+        let source = record
+            .source
+            .file
+            .rsplit('/')
+            .next()
+            .unwrap_or(&record.source.file)
+            .to_owned();
         outcome.rows.push(OutputRow::Crg(CrgRow {
             pair_id: pair.pair_id,
             source,

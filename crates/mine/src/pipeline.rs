@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use rubricmill_core::row::excerpt;
-use rubricmill_core::{OutputRow, PipelineKind, Provenance, RawRecord, RejectRow, SourceRef, StageCounts, Usage};
+use rubricmill_core::{
+    OutputRow, PipelineKind, Provenance, RawRecord, RejectRow, SourceRef, StageCounts, Usage,
+};
 use rubricmill_llm::LlmError;
 
 /// Identity of the attempt a record is processed in, for provenance.
@@ -40,7 +42,14 @@ impl RecordOutcome {
     }
 
     /// Counts and records a rejected item.
-    pub fn reject(&mut self, ctx: &RecordContext, source: &SourceRef, stage: &str, reason: impl Into<String>, raw: &str) {
+    pub fn reject(
+        &mut self,
+        ctx: &RecordContext,
+        source: &SourceRef,
+        stage: &str,
+        reason: impl Into<String>,
+        raw: &str,
+    ) {
         self.stage(stage).rejected += 1;
         self.rejects.push(RejectRow {
             source_file: source.file.clone(),
@@ -77,7 +86,11 @@ pub trait Pipeline: Send + Sync {
     fn kind(&self) -> PipelineKind;
     /// Template name → hash, for output metadata.
     fn prompt_hashes(&self) -> BTreeMap<String, String>;
-    async fn process(&self, record: RawRecord, ctx: &RecordContext) -> Result<RecordOutcome, PipelineError>;
+    async fn process(
+        &self,
+        record: RawRecord,
+        ctx: &RecordContext,
+    ) -> Result<RecordOutcome, PipelineError>;
 }
 
 /// Provenance of a row made by one LLM call.

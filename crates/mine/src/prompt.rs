@@ -14,7 +14,8 @@ pub struct Template {
 }
 
 /// Default researchqa generation prompt.
-pub const RESEARCHQA_GENERATE: &str = include_str!("../../../configs/prompts/researchqa_generate.md");
+pub const RESEARCHQA_GENERATE: &str =
+    include_str!("../../../configs/prompts/researchqa_generate.md");
 /// Default crg generation prompt.
 pub const CRG_GENERATE: &str = include_str!("../../../configs/prompts/crg_generate.md");
 
@@ -25,7 +26,12 @@ impl Template {
             Some((system, user)) => (system.trim().to_owned(), user.trim().to_owned()),
             None => (String::new(), text.trim().to_owned()),
         };
-        Self { name: name.to_owned(), system, user, hash: rubricmill_core::short_hash(text.as_bytes(), 24) }
+        Self {
+            name: name.to_owned(),
+            system,
+            user,
+            hash: rubricmill_core::short_hash(text.as_bytes(), 24),
+        }
     }
 
     /// The chat messages with placeholders filled. Values are inserted verbatim and never
@@ -41,14 +47,18 @@ impl Template {
 }
 
 fn fill(template: &str, values: &[(&str, &str)]) -> String {
-    let mut out = String::with_capacity(template.len() + values.iter().map(|(_, v)| v.len()).sum::<usize>());
+    let mut out =
+        String::with_capacity(template.len() + values.iter().map(|(_, v)| v.len()).sum::<usize>());
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let after = &rest[open + 1..];
         let replaced = after.find('}').and_then(|close| {
             let key = &after[..close];
-            values.iter().find(|(name, _)| *name == key).map(|(_, value)| (close, *value))
+            values
+                .iter()
+                .find(|(name, _)| *name == key)
+                .map(|(_, value)| (close, *value))
         });
         match replaced {
             Some((close, value)) => {
@@ -68,15 +78,20 @@ fn fill(template: &str, values: &[(&str, &str)]) -> String {
 /// The JSON object in a model's answer: code fences and prose around it are skipped, trailing
 /// commas before `]` or `}` tolerated.
 pub fn extract_json(answer: &str) -> Result<serde_json::Value, String> {
-    let start = answer.find('{').ok_or_else(|| "answer holds no JSON object".to_owned())?;
-    let end = answer.rfind('}').ok_or_else(|| "answer holds no complete JSON object".to_owned())?;
+    let start = answer
+        .find('{')
+        .ok_or_else(|| "answer holds no JSON object".to_owned())?;
+    let end = answer
+        .rfind('}')
+        .ok_or_else(|| "answer holds no complete JSON object".to_owned())?;
     if end < start {
         return Err("answer holds no complete JSON object".into());
     }
     let candidate = &answer[start..=end];
     match serde_json::from_str(candidate) {
         Ok(value) => Ok(value),
-        Err(first) => serde_json::from_str(&strip_trailing_commas(candidate)).map_err(|_| format!("invalid JSON: {first}")),
+        Err(first) => serde_json::from_str(&strip_trailing_commas(candidate))
+            .map_err(|_| format!("invalid JSON: {first}")),
     }
 }
 
@@ -99,7 +114,12 @@ fn strip_trailing_commas(json: &str) -> String {
         if c == '"' {
             in_string = true;
         }
-        if c == ',' && chars[i + 1..].iter().find(|c| !c.is_whitespace()).is_some_and(|n| *n == ']' || *n == '}') {
+        if c == ','
+            && chars[i + 1..]
+                .iter()
+                .find(|c| !c.is_whitespace())
+                .is_some_and(|n| *n == ']' || *n == '}')
+        {
             continue;
         }
         out.push(c);
@@ -116,7 +136,10 @@ mod tests {
         let template = Template::parse("t", "sys\n---\nA {x} and {y}; json {\"k\": 1}; {unknown}");
         let messages = template.render(&[("x", "{y}"), ("y", "2")]);
         assert_eq!(messages[0], Message::new("system", "sys"));
-        assert_eq!(messages[1].content, "A {y} and 2; json {\"k\": 1}; {unknown}");
+        assert_eq!(
+            messages[1].content,
+            "A {y} and 2; json {\"k\": 1}; {unknown}"
+        );
     }
 
     #[test]

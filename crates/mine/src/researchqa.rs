@@ -9,18 +9,22 @@ use std::sync::Arc;
 use futures::StreamExt;
 use rubricmill_core::spec::ResearchQaSpec;
 use rubricmill_core::{
-    OutputRow, PipelineKind, RawPayload, RawRecord, ResearchQaRow, RubricItem, SourceRef,
-    Usage, short_hash,
+    OutputRow, PipelineKind, RawPayload, RawRecord, ResearchQaRow, RubricItem, SourceRef, Usage,
+    short_hash,
 };
 use rubricmill_llm::simulated::RESEARCHQA_TASK;
 use rubricmill_llm::{ChatRequest, Gateway, ResponseFormat};
 use serde_json::{Value, json};
 
 use crate::pipeline::{
-    Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, classify_llm_error, provenance,
+    Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, classify_llm_error,
+    provenance,
 };
 use crate::prompt::{RESEARCHQA_GENERATE, Template, extract_json};
-use crate::sections::{ParsedSurvey, Reference, Section, SectionOptions, parse_markdown_survey, parse_structured_survey};
+use crate::sections::{
+    ParsedSurvey, Reference, Section, SectionOptions, parse_markdown_survey,
+    parse_structured_survey,
+};
 
 /// Sections of one document sent to the model at once.
 const SECTION_CONCURRENCY: usize = 8;
@@ -39,7 +43,13 @@ impl ResearchQaPipeline {
             min_section_chars: spec.min_section_chars as usize,
             max_section_chars: spec.max_section_chars as usize,
         };
-        Self { gateway, model, spec, template: Template::parse("researchqa_generate", RESEARCHQA_GENERATE), options }
+        Self {
+            gateway,
+            model,
+            spec,
+            template: Template::parse("researchqa_generate", RESEARCHQA_GENERATE),
+            options,
+        }
     }
 
     fn response_format(&self) -> ResponseFormat {
@@ -90,7 +100,10 @@ fn humanize(folder: &str) -> String {
         .filter(|w| !w.is_empty())
         .map(|w| {
             let mut chars = w.chars();
-            chars.next().map(|c| c.to_uppercase().chain(chars).collect::<String>()).unwrap_or_default()
+            chars
+                .next()
+                .map(|c| c.to_uppercase().chain(chars).collect::<String>())
+                .unwrap_or_default()
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -102,10 +115,20 @@ fn document_id(source: &SourceRef, text: &str) -> String {
     let stem = stem.split('.').next().unwrap_or(stem);
     let mut slug: String = stem
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     slug.truncate(40);
-    format!("{}-{}", slug.trim_matches('_'), short_hash(text.as_bytes(), 8))
+    format!(
+        "{}-{}",
+        slug.trim_matches('_'),
+        short_hash(text.as_bytes(), 8)
+    )
 }
 
 impl ResearchQaPipeline {
@@ -120,23 +143,48 @@ impl ResearchQaPipeline {
             id: from_json("id").unwrap_or_else(|| document_id(&record.source, text_for_id)),
             title: from_json("title"),
             date: from_json("date"),
-            general_domain: self.spec.general_domain.clone().or_else(|| from_json("general_domain")).or(folder),
-            subdomain: self.spec.subdomain.clone().or_else(|| from_json("subdomain")),
+            general_domain: self
+                .spec
+                .general_domain
+                .clone()
+                .or_else(|| from_json("general_domain"))
+                .or(folder),
+            subdomain: self
+                .spec
+                .subdomain
+                .clone()
+                .or_else(|| from_json("subdomain")),
             field: self.spec.field.clone().or_else(|| from_json("field")),
         }
     }
 
     /// Parses the answer into a query and rubric items, or says why it cannot.
-    fn parse_answer(&self, answer: &str, section: &Section) -> Result<(String, Vec<RubricItem>), String> {
+    fn parse_answer(
+        &self,
+        answer: &str,
+        section: &Section,
+    ) -> Result<(String, Vec<RubricItem>), String> {
         let value = extract_json(answer)?;
-        let query = value.get("query").and_then(Value::as_str).map(str::trim).unwrap_or("");
+        let query = value
+            .get("query")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .unwrap_or("");
         if query.is_empty() {
             return Err("answer has no query".into());
         }
-        let items = value.get("rubric").and_then(Value::as_array).ok_or("answer has no rubric array")?;
+        let items = value
+            .get("rubric")
+            .and_then(Value::as_array)
+            .ok_or("answer has no rubric array")?;
         let mut rubric = Vec::new();
         for item in items.iter().take(self.spec.max_rubric_items as usize) {
-            let Some(text) = item.get("item").and_then(Value::as_str).map(str::trim).filter(|t| !t.is_empty()) else {
+            let Some(text) = item
+                .get("item")
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+            else {
                 continue;
             };
             let mut types: Vec<String> = item
@@ -146,7 +194,12 @@ impl ResearchQaPipeline {
                     types
                         .iter()
                         .filter_map(Value::as_str)
-                        .filter_map(|t| self.spec.rubric_types.iter().find(|known| known.eq_ignore_ascii_case(t.trim())))
+                        .filter_map(|t| {
+                            self.spec
+                                .rubric_types
+                                .iter()
+                                .find(|known| known.eq_ignore_ascii_case(t.trim()))
+                        })
                         .cloned()
                         .collect()
                 })
@@ -160,7 +213,11 @@ impl ResearchQaPipeline {
                 .and_then(Value::as_str)
                 .and_then(|key| section.citations.iter().find(|r| r.key == key.trim()))
                 .map(Reference::citation_metadata);
-            rubric.push(RubricItem { rubric_item: text.to_owned(), types, citation_metadata });
+            rubric.push(RubricItem {
+                rubric_item: text.to_owned(),
+                types,
+                citation_metadata,
+            });
         }
         if rubric.is_empty() {
             return Err("answer has no usable rubric items".into());
@@ -181,7 +238,11 @@ impl ResearchQaPipeline {
             .map(|r| {
                 let author = r.first_author.as_deref().unwrap_or("unknown");
                 let year = r.year.as_deref().unwrap_or("n.d.");
-                format!("[{}] {author} ({year}). {}", r.key, r.title.as_deref().unwrap_or(""))
+                format!(
+                    "[{}] {author} ({year}). {}",
+                    r.key,
+                    r.title.as_deref().unwrap_or("")
+                )
             })
             .collect();
         let heading_path = section.heading_path.join(" › ");
@@ -205,7 +266,9 @@ impl ResearchQaPipeline {
         };
         let (response, usage) = match self.gateway.chat(&request).await {
             Ok(answer) => answer,
-            Err(error) => return classify_llm_error(error).map(|reason| (Usage::default(), Err(reason))),
+            Err(error) => {
+                return classify_llm_error(error).map(|reason| (Usage::default(), Err(reason)));
+            }
         };
         let (query, rubric) = match self.parse_answer(&response.content, section) {
             Ok(parsed) => parsed,
@@ -224,7 +287,14 @@ impl ResearchQaPipeline {
             section_heading: section.heading.clone(),
             heading_path: section.heading_path.clone(),
             section_text_hash: short_hash(section.text.as_bytes(), 24),
-            provenance: provenance(source, ctx, self.gateway.provider_kind(), &self.model.model, &self.template.hash, &usage),
+            provenance: provenance(
+                source,
+                ctx,
+                self.gateway.provider_kind(),
+                &self.model.model,
+                &self.template.hash,
+                &usage,
+            ),
         };
         Ok((usage, Ok(row)))
     }
@@ -240,7 +310,11 @@ impl Pipeline for ResearchQaPipeline {
         BTreeMap::from([(self.template.name.clone(), self.template.hash.clone())])
     }
 
-    async fn process(&self, record: RawRecord, ctx: &RecordContext) -> Result<RecordOutcome, PipelineError> {
+    async fn process(
+        &self,
+        record: RawRecord,
+        ctx: &RecordContext,
+    ) -> Result<RecordOutcome, PipelineError> {
         let mut outcome = RecordOutcome::default();
         outcome.enter("parse");
         let (parsed, id_text): (ParsedSurvey, String) = match &record.payload {
@@ -258,9 +332,21 @@ impl Pipeline for ResearchQaPipeline {
                 RawPayload::Text(text) => text.clone(),
                 RawPayload::Json(value) => value.to_string(),
             };
-            outcome.reject(ctx, &record.source, "parse", "document has no content sections", &raw);
+            outcome.reject(
+                ctx,
+                &record.source,
+                "parse",
+                "document has no content sections",
+                &raw,
+            );
             for dropped in &parsed.dropped {
-                outcome.reject(ctx, &record.source, "sections", format!("{}: {}", dropped.heading, dropped.reason), &dropped.excerpt);
+                outcome.reject(
+                    ctx,
+                    &record.source,
+                    "sections",
+                    format!("{}: {}", dropped.heading, dropped.reason),
+                    &dropped.excerpt,
+                );
             }
             return Ok(outcome);
         }
@@ -270,12 +356,24 @@ impl Pipeline for ResearchQaPipeline {
             document.title = parsed.title.clone();
         }
         for dropped in &parsed.dropped {
-            outcome.reject(ctx, &record.source, "sections", format!("{}: {}", dropped.heading, dropped.reason), &dropped.excerpt);
+            outcome.reject(
+                ctx,
+                &record.source,
+                "sections",
+                format!("{}: {}", dropped.heading, dropped.reason),
+                &dropped.excerpt,
+            );
         }
         // Futures are lazy: `buffered` runs SECTION_CONCURRENCY of them at a time, in order.
-        let calls: Vec<_> =
-            parsed.sections.iter().map(|section| self.mine_section(section, &document, &record.source, ctx)).collect();
-        let results: Vec<_> = futures::stream::iter(calls).buffered(SECTION_CONCURRENCY).collect().await;
+        let calls: Vec<_> = parsed
+            .sections
+            .iter()
+            .map(|section| self.mine_section(section, &document, &record.source, ctx))
+            .collect();
+        let results: Vec<_> = futures::stream::iter(calls)
+            .buffered(SECTION_CONCURRENCY)
+            .collect()
+            .await;
         for (section, result) in parsed.sections.iter().zip(results) {
             outcome.enter("generate");
             let (usage, result) = result?;
@@ -287,7 +385,13 @@ impl Pipeline for ResearchQaPipeline {
                 }
                 Err(reason) => {
                     let source = SourceRef::new(record.source.file.clone(), record.source.location);
-                    outcome.reject(ctx, &source, "generate", format!("{}: {reason}", section.heading), &section.text);
+                    outcome.reject(
+                        ctx,
+                        &source,
+                        "generate",
+                        format!("{}: {reason}", section.heading),
+                        &section.text,
+                    );
                 }
             }
         }

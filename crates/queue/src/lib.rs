@@ -65,7 +65,12 @@ pub trait WorkQueue: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ShardEvent {
-    Started { job: String, shard: String, worker: String, attempt: u32 },
+    Started {
+        job: String,
+        shard: String,
+        worker: String,
+        attempt: u32,
+    },
     /// Rows and rejects committed by this worker.
     Committed {
         job: String,
@@ -79,11 +84,24 @@ pub enum ShardEvent {
     /// The shard was committed before (earlier run, or another worker won the race).
     AlreadyCommitted { job: String, shard: String },
     /// This attempt failed and the shard will be delivered again.
-    Retrying { job: String, shard: String, attempt: u32, reason: String },
+    Retrying {
+        job: String,
+        shard: String,
+        attempt: u32,
+        reason: String,
+    },
     /// The shard is given up after its last delivery.
-    Failed { job: String, shard: String, reason: String },
+    Failed {
+        job: String,
+        shard: String,
+        reason: String,
+    },
     /// The job's LLM budget is spent: the shard was handed back uncommitted.
-    BudgetExhausted { job: String, shard: String, reason: String },
+    BudgetExhausted {
+        job: String,
+        shard: String,
+        reason: String,
+    },
     /// The job cannot go on (bad key, unknown model, …).
     Fatal { job: String, reason: String },
 }

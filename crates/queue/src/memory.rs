@@ -25,7 +25,11 @@ pub struct InProcessQueue {
 
 impl InProcessQueue {
     pub fn new(max_deliver: u32) -> Self {
-        Self { state: Arc::default(), notify: Arc::new(Notify::new()), max_deliver: max_deliver.max(1) }
+        Self {
+            state: Arc::default(),
+            notify: Arc::new(Notify::new()),
+            max_deliver: max_deliver.max(1),
+        }
     }
 
     /// No more deliveries: pulls return `None` from now on.
@@ -35,7 +39,11 @@ impl InProcessQueue {
     }
 
     fn requeue(&self, task: ShardTask, attempt: u32) {
-        self.state.lock().expect("queue lock").ready.push_back((task, attempt));
+        self.state
+            .lock()
+            .expect("queue lock")
+            .ready
+            .push_back((task, attempt));
         self.notify.notify_waiters();
     }
 }
@@ -71,8 +79,11 @@ impl WorkQueue for InProcessQueue {
                         .ready
                         .drain(..take)
                         .map(|(task, previous)| {
-                            Box::new(InProcessDelivery { task, attempt: previous + 1, queue: self.clone() })
-                                as Box<dyn Delivery>
+                            Box::new(InProcessDelivery {
+                                task,
+                                attempt: previous + 1,
+                                queue: self.clone(),
+                            }) as Box<dyn Delivery>
                         })
                         .collect();
                     return Ok(Some(deliveries));
@@ -108,7 +119,11 @@ impl Delivery for InProcessDelivery {
     }
 
     async fn nak(self: Box<Self>, delay: Duration) -> Result<(), QueueError> {
-        let InProcessDelivery { task, attempt, queue } = *self;
+        let InProcessDelivery {
+            task,
+            attempt,
+            queue,
+        } = *self;
         if delay.is_zero() {
             queue.requeue(task, attempt);
             return Ok(());
@@ -156,12 +171,23 @@ mod tests {
     use rubricmill_core::{ShardSpec, ShardUnit};
 
     fn task(n: u64) -> ShardTask {
-        ShardTask { job: "j".into(), shard: ShardSpec::new(ShardUnit::Files { files: vec![] }, n) }
+        ShardTask {
+            job: "j".into(),
+            shard: ShardSpec::new(ShardUnit::Files { files: vec![] }, n),
+        }
     }
 
     fn task_with_file(name: &str) -> ShardTask {
-        let file = rubricmill_core::FileRef { url: name.into(), size: 1, etag: None, last_modified: "t".into() };
-        ShardTask { job: "j".into(), shard: ShardSpec::new(ShardUnit::Files { files: vec![file] }, 1) }
+        let file = rubricmill_core::FileRef {
+            url: name.into(),
+            size: 1,
+            etag: None,
+            last_modified: "t".into(),
+        };
+        ShardTask {
+            job: "j".into(),
+            shard: ShardSpec::new(ShardUnit::Files { files: vec![file] }, 1),
+        }
     }
 
     #[tokio::test]
@@ -185,7 +211,11 @@ mod tests {
         let shard = delivery.task().shard.id.clone();
         delivery.nak(Duration::from_millis(5)).await.unwrap();
         let second = queue.pull(1).await.unwrap().unwrap();
-        assert_ne!(second[0].task().shard.id, shard, "the other task comes first");
+        assert_ne!(
+            second[0].task().shard.id,
+            shard,
+            "the other task comes first"
+        );
         let third = queue.pull(1).await.unwrap().unwrap();
         assert_eq!(third[0].task().shard.id, shard);
         assert_eq!(third[0].attempt(), 2);

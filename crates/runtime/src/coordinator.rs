@@ -41,7 +41,11 @@ pub async fn plan(spec: &JobSpec) -> Result<JobManifest, RuntimeError> {
     })
 }
 
-fn check_same_job(existing: &JobManifest, fingerprint: &str, store: &JobStore) -> Result<(), RuntimeError> {
+fn check_same_job(
+    existing: &JobManifest,
+    fingerprint: &str,
+    store: &JobStore,
+) -> Result<(), RuntimeError> {
     if existing.fingerprint == fingerprint {
         return Ok(());
     }
@@ -67,8 +71,16 @@ pub async fn pending_shards(
 ) -> Result<(Vec<ShardSpec>, Vec<CommitMarker>), RuntimeError> {
     let markers = store.markers().await?;
     let planned: HashSet<&str> = manifest.shards.iter().map(|s| s.id.as_str()).collect();
-    let markers: Vec<CommitMarker> = markers.into_iter().filter(|m| planned.contains(m.shard_id.as_str())).collect();
+    let markers: Vec<CommitMarker> = markers
+        .into_iter()
+        .filter(|m| planned.contains(m.shard_id.as_str()))
+        .collect();
     let committed: HashSet<&str> = markers.iter().map(|m| m.shard_id.as_str()).collect();
-    let pending = manifest.shards.iter().filter(|s| !committed.contains(s.id.as_str())).cloned().collect();
+    let pending = manifest
+        .shards
+        .iter()
+        .filter(|s| !committed.contains(s.id.as_str()))
+        .cloned()
+        .collect();
     Ok((pending, markers))
 }

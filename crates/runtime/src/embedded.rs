@@ -28,7 +28,13 @@ pub struct EmbeddedOptions {
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
-        Self { workers: 2, shard_concurrency: 2, record_concurrency: 16, max_deliver: 4, base_backoff: Duration::from_millis(500) }
+        Self {
+            workers: 2,
+            shard_concurrency: 2,
+            record_concurrency: 16,
+            max_deliver: 4,
+            base_backoff: Duration::from_millis(500),
+        }
     }
 }
 
@@ -125,7 +131,12 @@ pub async fn run_embedded(
     let context = Arc::new(JobContext::new(manifest, before.usage.cost_usd)?);
     let queue = InProcessQueue::new(options.max_deliver);
     for shard in &pending {
-        queue.publish(ShardTask { job: job.clone(), shard: shard.clone() }).await?;
+        queue
+            .publish(ShardTask {
+                job: job.clone(),
+                shard: shard.clone(),
+            })
+            .await?;
     }
     let (events, mut event_rx) = InProcessEvents::channel();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -186,9 +197,20 @@ pub async fn run_embedded(
 }
 
 /// Folds one worker event into the summary; returns a reason to stop the run, if any.
-fn apply_event(event: ShardEvent, summary: &mut RunSummary, outstanding: &mut HashSet<String>) -> Option<StopReason> {
+fn apply_event(
+    event: ShardEvent,
+    summary: &mut RunSummary,
+    outstanding: &mut HashSet<String>,
+) -> Option<StopReason> {
     match event {
-        ShardEvent::Committed { shard, records, rows, rejects, usage, .. } => {
+        ShardEvent::Committed {
+            shard,
+            records,
+            rows,
+            rejects,
+            usage,
+            ..
+        } => {
             outstanding.remove(&shard);
             let tally = &mut summary.this_run;
             tally.shards += 1;

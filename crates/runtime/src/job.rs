@@ -45,9 +45,11 @@ impl JobContext {
             seed: spec.llm.seed,
         };
         let pipeline: Arc<dyn Pipeline> = match spec.pipeline {
-            PipelineKind::Researchqa => {
-                Arc::new(ResearchQaPipeline::new(gateway.clone(), model, spec.researchqa.clone()))
-            }
+            PipelineKind::Researchqa => Arc::new(ResearchQaPipeline::new(
+                gateway.clone(),
+                model,
+                spec.researchqa.clone(),
+            )),
             PipelineKind::Crg => Arc::new(CrgPipeline::new(
                 gateway.clone(),
                 model,
@@ -57,7 +59,14 @@ impl JobContext {
             )),
         };
         let file_metadata = file_metadata(&manifest, pipeline.as_ref());
-        Ok(Self { manifest, store, inputs, pipeline, gateway, file_metadata })
+        Ok(Self {
+            manifest,
+            store,
+            inputs,
+            pipeline,
+            gateway,
+            file_metadata,
+        })
     }
 
     pub fn spec(&self) -> &JobSpec {
@@ -81,9 +90,18 @@ fn file_metadata(manifest: &JobManifest, pipeline: &dyn Pipeline) -> BTreeMap<St
     BTreeMap::from([
         ("rubricmill.job".into(), spec.name.clone()),
         ("rubricmill.pipeline".into(), spec.pipeline.as_str().into()),
-        ("rubricmill.pipeline_version".into(), rubricmill_core::PIPELINE_VERSION.into()),
-        ("rubricmill.fingerprint".into(), manifest.fingerprint.clone()),
-        ("rubricmill.provider".into(), spec.llm.provider.as_str().into()),
+        (
+            "rubricmill.pipeline_version".into(),
+            rubricmill_core::PIPELINE_VERSION.into(),
+        ),
+        (
+            "rubricmill.fingerprint".into(),
+            manifest.fingerprint.clone(),
+        ),
+        (
+            "rubricmill.provider".into(),
+            spec.llm.provider.as_str().into(),
+        ),
         ("rubricmill.model".into(), spec.llm.model.clone()),
         ("rubricmill.simulated".into(), simulated.to_string()),
         (

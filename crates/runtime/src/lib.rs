@@ -6,7 +6,9 @@ pub mod embedded;
 pub mod job;
 pub mod worker;
 
-pub use embedded::{EmbeddedOptions, NoProgress, ProgressObserver, RunSummary, StopReason, Tally, run_embedded};
+pub use embedded::{
+    EmbeddedOptions, NoProgress, ProgressObserver, RunSummary, StopReason, Tally, run_embedded,
+};
 pub use job::JobContext;
 pub use worker::{JobResolver, SingleJob, Worker, WorkerOptions};
 
@@ -20,7 +22,12 @@ pub enum RuntimeError {
         "output folder {folder} holds job {job:?} planned from a different spec (fingerprint {planned}, now {now}); \
          use a new job name, or remove the folder to start over"
     )]
-    SpecChanged { job: String, folder: String, planned: String, now: String },
+    SpecChanged {
+        job: String,
+        folder: String,
+        planned: String,
+        now: String,
+    },
     #[error("unknown job {0:?}")]
     UnknownJob(String),
     #[error("{0}")]

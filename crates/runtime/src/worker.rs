@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::StreamExt;
-use rubricmill_core::{CrgRow, OutputRow, PipelineKind, RejectRow, ResearchQaRow, StageCounts, Usage};
+use rubricmill_core::{
+    CrgRow, OutputRow, PipelineKind, RejectRow, ResearchQaRow, StageCounts, Usage,
+};
 use rubricmill_mine::{PipelineError, RecordContext, RecordOutcome};
 use rubricmill_queue::{Delivery, EventSink, ShardEvent, WorkQueue};
 use rubricmill_store::output::{crg_batch, encode_parquet, rejects_batch, researchqa_batch};
@@ -84,7 +86,12 @@ impl Worker {
         jobs: Arc<dyn JobResolver>,
         events: Arc<dyn EventSink>,
     ) -> Self {
-        Self { options, queue, jobs, events }
+        Self {
+            options,
+            queue,
+            jobs,
+            events,
+        }
     }
 
     /// Runs until the queue closes or `stop` turns true; then stops pulling and waits for the
@@ -92,7 +99,10 @@ impl Worker {
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> Result<(), RuntimeError> {
         let mut in_flight = JoinSet::new();
         loop {
-            let free = self.options.shard_concurrency.saturating_sub(in_flight.len());
+            let free = self
+                .options
+                .shard_concurrency
+                .saturating_sub(in_flight.len());
             if free == 0 {
                 in_flight.join_next().await;
                 continue;
@@ -127,7 +137,9 @@ impl Worker {
             Ok(Some(_)) => {
                 tracing::debug!(job = %job, shard = %shard, "shard already committed");
                 let _ = delivery.ack().await;
-                self.events.send(ShardEvent::AlreadyCommitted { job, shard }).await;
+                self.events
+                    .send(ShardEvent::AlreadyCommitted { job, shard })
+                    .await;
                 return;
             }
             Ok(None) => {}
@@ -138,7 +150,12 @@ impl Worker {
         }
         let attempt = delivery.attempt();
         self.events
-            .send(ShardEvent::Started { job: job.clone(), shard: shard.clone(), worker: self.options.worker_id.clone(), attempt })
+            .send(ShardEvent::Started {
+                job: job.clone(),
+                shard: shard.clone(),
+                worker: self.options.worker_id.clone(),
+                attempt,
+            })
             .await;
         let processed = {
             let work = self.process(&context, &task.shard);
@@ -177,7 +194,9 @@ impl Worker {
             }
             Ok(Committed::Theirs) => {
                 let _ = delivery.ack().await;
-                self.events.send(ShardEvent::AlreadyCommitted { job, shard }).await;
+                self.events
+                    .send(ShardEvent::AlreadyCommitted { job, shard })
+                    .await;
             }
             Err(ShardFailure::Fatal(reason)) => {
                 let _ = delivery.nak(Duration::ZERO).await;
@@ -185,7 +204,9 @@ impl Worker {
             }
             Err(ShardFailure::Budget(reason)) => {
                 let _ = delivery.nak(self.options.max_backoff).await;
-                self.events.send(ShardEvent::BudgetExhausted { job, shard, reason }).await;
+                self.events
+                    .send(ShardEvent::BudgetExhausted { job, shard, reason })
+                    .await;
             }
             Err(ShardFailure::Retryable(reason)) => self.retry_or_fail(delivery, reason).await,
         }
@@ -198,14 +219,23 @@ impl Worker {
         let attempt = delivery.attempt();
         if attempt >= delivery.max_deliver() {
             tracing::warn!(job = %job, shard = %shard, attempt, reason = %reason, "shard failed for good");
-            self.events.send(ShardEvent::Failed { job, shard, reason }).await;
+            self.events
+                .send(ShardEvent::Failed { job, shard, reason })
+                .await;
             let _ = delivery.term().await;
             return;
         }
         let delay = backoff(self.options.base_backoff, self.options.max_backoff, attempt);
         tracing::info!(job = %job, shard = %shard, attempt, delay_ms = delay.as_millis() as u64, reason = %reason, "shard attempt failed, retrying");
         let _ = delivery.nak(delay).await;
-        self.events.send(ShardEvent::Retrying { job, shard, attempt, reason }).await;
+        self.events
+            .send(ShardEvent::Retrying {
+                job,
+                shard,
+                attempt,
+                reason,
+            })
+            .await;
     }
 
     async fn process(
@@ -214,10 +244,18 @@ impl Worker {
         shard: &rubricmill_core::ShardSpec,
     ) -> Result<Committed, ShardFailure> {
         let attempt_id = uuid::Uuid::now_v7().to_string();
-        let ctx = RecordContext { shard_id: shard.id.to_string(), attempt_id: attempt_id.clone() };
+        let ctx = RecordContext {
+            shard_id: shard.id.to_string(),
+            attempt_id: attempt_id.clone(),
+        };
         let spec = context.spec();
         let mut totals = ShardTotals::default();
-        let mut read_items = read_shard(&context.inputs, shard, spec.input.format, spec.input.max_record_bytes);
+        let mut read_items = read_shard(
+            &context.inputs,
+            shard,
+            spec.input.format,
+            spec.input.max_record_bytes,
+        );
         let pipeline = context.pipeline.clone();
         // Records flow through the pipeline in order, `record_concurrency` at a time.
         let mut outcomes = Box::pin(
@@ -227,8 +265,14 @@ impl Worker {
                     let ctx = ctx.clone();
                     async move {
                         match item {
-                            Ok(ReadItem::Record(record)) => Ok(Some(pipeline.process(record, &ctx).await)),
-                            Ok(ReadItem::Reject { source, reason, excerpt }) => {
+                            Ok(ReadItem::Record(record)) => {
+                                Ok(Some(pipeline.process(record, &ctx).await))
+                            }
+                            Ok(ReadItem::Reject {
+                                source,
+                                reason,
+                                excerpt,
+                            }) => {
                                 let mut outcome = RecordOutcome::default();
                                 outcome.enter("read");
                                 outcome.reject(&ctx, &source, "read", reason, &excerpt);
@@ -262,12 +306,19 @@ impl Worker {
     ) -> Result<Committed, ShardFailure> {
         let kind = context.pipeline.kind();
         let metadata = context.file_metadata.clone();
-        let ShardTotals { rows, rejects, stages, usage, records } = totals;
+        let ShardTotals {
+            rows,
+            rejects,
+            stages,
+            usage,
+            records,
+        } = totals;
         let (row_count, reject_count) = (rows.len() as u64, rejects.len() as u64);
-        let encoded = tokio::task::spawn_blocking(move || encode_shard(kind, &rows, &rejects, &metadata))
-            .await
-            .map_err(|e| ShardFailure::Retryable(format!("encoding task failed: {e}")))?
-            .map_err(|e| ShardFailure::Retryable(e.to_string()))?;
+        let encoded =
+            tokio::task::spawn_blocking(move || encode_shard(kind, &rows, &rejects, &metadata))
+                .await
+                .map_err(|e| ShardFailure::Retryable(format!("encoding task failed: {e}")))?
+                .map_err(|e| ShardFailure::Retryable(e.to_string()))?;
         let (rows_file, rejects_file) = encoded;
         let files = context
             .store
@@ -309,11 +360,15 @@ fn encode_shard(
     metadata: &BTreeMap<String, String>,
 ) -> Result<(Option<bytes::Bytes>, Option<bytes::Bytes>), rubricmill_store::StoreError> {
     let batch = match kind {
-        PipelineKind::Researchqa if !rows.researchqa.is_empty() => Some(researchqa_batch(&rows.researchqa)?),
+        PipelineKind::Researchqa if !rows.researchqa.is_empty() => {
+            Some(researchqa_batch(&rows.researchqa)?)
+        }
         PipelineKind::Crg if !rows.crg.is_empty() => Some(crg_batch(&rows.crg)?),
         _ => None,
     };
-    let rows_file = batch.map(|batch| encode_parquet(&batch, metadata)).transpose()?;
+    let rows_file = batch
+        .map(|batch| encode_parquet(&batch, metadata))
+        .transpose()?;
     let rejects_file = if rejects.is_empty() {
         None
     } else {
@@ -326,7 +381,9 @@ fn encode_shard(
 
 /// Full-jitter exponential backoff: uniform in `[0, min(max, base × 2^(attempt-1))]`.
 fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
-    let ceiling = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(max);
+    let ceiling = base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(max);
     let jitter = uuid::Uuid::new_v4().as_u128() as u64 % 1_000_000;
     ceiling.mul_f64(jitter as f64 / 1_000_000.0)
 }

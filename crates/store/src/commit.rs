@@ -85,7 +85,9 @@ pub struct JobStore {
 impl JobStore {
     /// The folder `<output>/<job name>`.
     pub fn open(output_url: &str, job_name: &str) -> Result<Self, StoreError> {
-        Ok(Self { location: StoreLocation::parse(output_url)?.child(job_name) })
+        Ok(Self {
+            location: StoreLocation::parse(output_url)?.child(job_name),
+        })
     }
 
     pub fn url(&self) -> String {
@@ -105,24 +107,46 @@ impl JobStore {
         self.location.url_of(&self.path(relative))
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, relative: &str) -> Result<Option<T>, StoreError> {
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        relative: &str,
+    ) -> Result<Option<T>, StoreError> {
         let path = self.path(relative);
         let bytes = match self.location.store.get(&path).await {
-            Ok(result) => result.bytes().await.map_err(|source| StoreError::store("get", path.as_ref(), source))?,
+            Ok(result) => result
+                .bytes()
+                .await
+                .map_err(|source| StoreError::store("get", path.as_ref(), source))?,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(source) => return Err(StoreError::store("get", path.as_ref(), source)),
         };
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|source| StoreError::Decode { path: self.url_of(relative), reason: source.to_string() })
+            .map_err(|source| StoreError::Decode {
+                path: self.url_of(relative),
+                reason: source.to_string(),
+            })
     }
 
     /// Writes `value` as JSON only if nothing is there yet. Returns false when something was.
-    async fn put_json_if_absent<T: Serialize>(&self, relative: &str, value: &T) -> Result<bool, StoreError> {
+    async fn put_json_if_absent<T: Serialize>(
+        &self,
+        relative: &str,
+        value: &T,
+    ) -> Result<bool, StoreError> {
         let path = self.path(relative);
-        let json = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Encode(e.to_string()))?;
-        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.location.store.put_opts(&path, PutPayload::from(json), options).await {
+        let json =
+            serde_json::to_vec_pretty(value).map_err(|e| StoreError::Encode(e.to_string()))?;
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .location
+            .store
+            .put_opts(&path, PutPayload::from(json), options)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(source) => Err(StoreError::store("put-if-absent", path.as_ref(), source)),
@@ -138,10 +162,12 @@ impl JobStore {
         if self.put_json_if_absent("job.json", manifest).await? {
             return Ok(manifest.clone());
         }
-        self.load_manifest().await?.ok_or_else(|| StoreError::Decode {
-            path: self.url_of("job.json"),
-            reason: "job.json existed a moment ago and is gone".into(),
-        })
+        self.load_manifest()
+            .await?
+            .ok_or_else(|| StoreError::Decode {
+                path: self.url_of("job.json"),
+                reason: "job.json existed a moment ago and is gone".into(),
+            })
     }
 
     fn marker_relative(shard: &ShardId) -> String {
@@ -163,8 +189,12 @@ impl JobStore {
                 Err(object_store::Error::NotFound { .. }) => break,
                 Err(source) => return Err(StoreError::store("list", prefix.as_ref(), source)),
             };
-            let Some(name) = meta.location.filename() else { continue };
-            let Some(shard) = name.strip_suffix(".json") else { continue };
+            let Some(name) = meta.location.filename() else {
+                continue;
+            };
+            let Some(shard) = name.strip_suffix(".json") else {
+                continue;
+            };
             if let Some(marker) = self.marker(&ShardId(shard.to_owned())).await? {
                 markers.push(marker);
             }
@@ -216,7 +246,9 @@ impl JobStore {
                 // The outcome is unknown: the put may have landed. The marker says.
                 tracing::warn!(shard = %marker.shard_id, error = %error, "commit outcome unknown, reading marker back");
                 match self.marker(&marker.shard_id).await? {
-                    Some(existing) if existing.attempt_id == marker.attempt_id => return Ok(CommitOutcome::Won),
+                    Some(existing) if existing.attempt_id == marker.attempt_id => {
+                        return Ok(CommitOutcome::Won);
+                    }
                     Some(existing) => return self.lose(marker, existing).await,
                     None => return Err(error),
                 }
@@ -228,18 +260,30 @@ impl JobStore {
         match self.marker(&marker.shard_id).await? {
             Some(existing) if existing.attempt_id == marker.attempt_id => Ok(CommitOutcome::Won),
             Some(existing) => self.lose(marker, existing).await,
-            None => Err(StoreError::Decode { path: self.url_of(&relative), reason: "marker vanished after a conflicting put".into() }),
+            None => Err(StoreError::Decode {
+                path: self.url_of(&relative),
+                reason: "marker vanished after a conflicting put".into(),
+            }),
         }
     }
 
-    async fn lose(&self, ours: &CommitMarker, winner: CommitMarker) -> Result<CommitOutcome, StoreError> {
+    async fn lose(
+        &self,
+        ours: &CommitMarker,
+        winner: CommitMarker,
+    ) -> Result<CommitOutcome, StoreError> {
         tracing::info!(shard = %ours.shard_id, attempt = %ours.attempt_id, winner = %winner.attempt_id, "lost commit race, removing attempt files");
-        self.discard(ours.part.as_deref(), ours.rejects_part.as_deref()).await?;
+        self.discard(ours.part.as_deref(), ours.rejects_part.as_deref())
+            .await?;
         Ok(CommitOutcome::Lost(Box::new(winner)))
     }
 
     /// Deletes an attempt's files (missing files are fine).
-    pub async fn discard(&self, part: Option<&str>, rejects_part: Option<&str>) -> Result<(), StoreError> {
+    pub async fn discard(
+        &self,
+        part: Option<&str>,
+        rejects_part: Option<&str>,
+    ) -> Result<(), StoreError> {
         for relative in [part, rejects_part].into_iter().flatten() {
             let path = self.path(relative);
             match self.location.store.delete(&path).await {
@@ -253,7 +297,15 @@ impl JobStore {
     /// Reads a whole file of the job folder (parts, rejects).
     pub async fn read(&self, relative: &str) -> Result<Bytes, StoreError> {
         let path = self.path(relative);
-        let result = self.location.store.get(&path).await.map_err(|source| StoreError::store("get", path.as_ref(), source))?;
-        result.bytes().await.map_err(|source| StoreError::store("get", path.as_ref(), source))
+        let result = self
+            .location
+            .store
+            .get(&path)
+            .await
+            .map_err(|source| StoreError::store("get", path.as_ref(), source))?;
+        result
+            .bytes()
+            .await
+            .map_err(|source| StoreError::store("get", path.as_ref(), source))
     }
 }

@@ -13,7 +13,9 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use rubricmill_core::row::excerpt;
-use rubricmill_core::{FileRef, InputFormat, Location, RawPayload, RawRecord, ShardSpec, ShardUnit, SourceRef};
+use rubricmill_core::{
+    FileRef, InputFormat, Location, RawPayload, RawRecord, ShardSpec, ShardUnit, SourceRef,
+};
 use tokio::io::{AsyncBufRead, AsyncReadExt, BufReader};
 use tokio::sync::mpsc;
 use tokio_util::io::StreamReader;
@@ -67,7 +69,13 @@ pub async fn list_inputs(url: &str, format: Option<InputFormat>) -> Result<Input
         match store.head(&pattern.location.path).await {
             Ok(meta) => metas.push(meta),
             Err(object_store::Error::NotFound { .. }) => {}
-            Err(source) => return Err(StoreError::store("head", pattern.location.path.as_ref(), source)),
+            Err(source) => {
+                return Err(StoreError::store(
+                    "head",
+                    pattern.location.path.as_ref(),
+                    source,
+                ));
+            }
         }
     }
     if metas.is_empty() {
@@ -77,13 +85,21 @@ pub async fn list_inputs(url: &str, format: Option<InputFormat>) -> Result<Input
                 Ok(meta) if pattern.matches(&meta.location) => metas.push(meta),
                 Ok(_) => {}
                 Err(object_store::Error::NotFound { .. }) => break,
-                Err(source) => return Err(StoreError::store("list", pattern.location.path.as_ref(), source)),
+                Err(source) => {
+                    return Err(StoreError::store(
+                        "list",
+                        pattern.location.path.as_ref(),
+                        source,
+                    ));
+                }
             }
         }
     }
     metas.sort_by(|a, b| a.location.cmp(&b.location));
     if metas.is_empty() {
-        return Err(StoreError::NoInputs { pattern: pattern.pattern });
+        return Err(StoreError::NoInputs {
+            pattern: pattern.pattern,
+        });
     }
     let mut files = Vec::with_capacity(metas.len());
     for meta in metas {
@@ -98,14 +114,24 @@ pub async fn list_inputs(url: &str, format: Option<InputFormat>) -> Result<Input
             etag: meta.e_tag.clone(),
             last_modified: meta.last_modified.to_rfc3339(),
         };
-        files.push(InputFile { file, path: meta.location, format });
+        files.push(InputFile {
+            file,
+            path: meta.location,
+            format,
+        });
     }
-    Ok(Inputs { location: pattern.location, files })
+    Ok(Inputs {
+        location: pattern.location,
+        files,
+    })
 }
 
 /// Splits the inputs into shards of about `records_per_shard` records (files, for Markdown and
 /// JSON). JSONL files are scanned once to find line boundaries; Parquet files by their footer.
-pub async fn plan_shards(inputs: &Inputs, records_per_shard: u64) -> Result<Vec<ShardSpec>, StoreError> {
+pub async fn plan_shards(
+    inputs: &Inputs,
+    records_per_shard: u64,
+) -> Result<Vec<ShardSpec>, StoreError> {
     let store = &inputs.location.store;
     let mut shards = Vec::new();
     let mut whole_files: Vec<FileRef> = Vec::new();
@@ -120,12 +146,17 @@ pub async fn plan_shards(inputs: &Inputs, records_per_shard: u64) -> Result<Vec<
                 }
             }
             InputFormat::Jsonl => shards.extend(plan_jsonl(store, input, records_per_shard).await?),
-            InputFormat::Parquet => shards.extend(plan_parquet(store, input, records_per_shard).await?),
+            InputFormat::Parquet => {
+                shards.extend(plan_parquet(store, input, records_per_shard).await?)
+            }
         }
     }
     if !whole_files.is_empty() {
         let count = whole_files.len() as u64;
-        shards.push(ShardSpec::new(ShardUnit::Files { files: whole_files }, count));
+        shards.push(ShardSpec::new(
+            ShardUnit::Files { files: whole_files },
+            count,
+        ));
     }
     Ok(shards)
 }
@@ -146,11 +177,19 @@ async fn plan_jsonl(
     let mut last_line = 0;
     let close = |first: u64, start: u64, last: u64, end: u64, records: u64| {
         let byte_range = (compression == Compression::None).then_some((start, end));
-        let unit = ShardUnit::Lines { file: input.file.clone(), first_line: first, line_count: last - first + 1, byte_range };
+        let unit = ShardUnit::Lines {
+            file: input.file.clone(),
+            first_line: first,
+            line_count: last - first + 1,
+            byte_range,
+        };
         ShardSpec::new(unit, records)
     };
     loop {
-        let more = lines.next_line(&mut line).await.map_err(|source| StoreError::io(&input.file.url, source))?;
+        let more = lines
+            .next_line(&mut line)
+            .await
+            .map_err(|source| StoreError::io(&input.file.url, source))?;
         if !more {
             break;
         }
@@ -195,13 +234,21 @@ async fn plan_parquet(
         rows += group_rows;
         next_row += group_rows;
         if rows >= records_per_shard {
-            let unit = ShardUnit::RowGroups { file: input.file.clone(), row_groups: std::mem::take(&mut groups), first_row };
+            let unit = ShardUnit::RowGroups {
+                file: input.file.clone(),
+                row_groups: std::mem::take(&mut groups),
+                first_row,
+            };
             shards.push(ShardSpec::new(unit, rows));
             rows = 0;
         }
     }
     if !groups.is_empty() {
-        let unit = ShardUnit::RowGroups { file: input.file.clone(), row_groups: groups, first_row };
+        let unit = ShardUnit::RowGroups {
+            file: input.file.clone(),
+            row_groups: groups,
+            first_row,
+        };
         shards.push(ShardSpec::new(unit, rows));
     }
     Ok(shards)
@@ -214,8 +261,14 @@ async fn open_stream(
     range: Option<Range<u64>>,
     compression: Compression,
 ) -> Result<Box<dyn AsyncBufRead + Send + Unpin>, StoreError> {
-    let options = GetOptions { range: range.map(GetRange::Bounded), ..Default::default() };
-    let result = store.get_opts(path, options).await.map_err(|source| StoreError::store("get", path.as_ref(), source))?;
+    let options = GetOptions {
+        range: range.map(GetRange::Bounded),
+        ..Default::default()
+    };
+    let result = store
+        .get_opts(path, options)
+        .await
+        .map_err(|source| StoreError::store("get", path.as_ref(), source))?;
     let bytes = result.into_stream().map_err(io::Error::other);
     let raw = StreamReader::new(bytes);
     Ok(match compression {
@@ -234,7 +287,11 @@ async fn open_stream(
 pub enum ReadItem {
     Record(RawRecord),
     /// A record that could not be read, with the reason and a short excerpt.
-    Reject { source: SourceRef, reason: String, excerpt: String },
+    Reject {
+        source: SourceRef,
+        reason: String,
+        excerpt: String,
+    },
 }
 
 /// Reads a shard's records in order. Errors are failures of the store or stream (the shard
@@ -249,12 +306,19 @@ pub fn read_shard(
     let location = inputs.clone();
     let unit = shard.unit.clone();
     tokio::spawn(async move {
-        let reader = ShardReader { location, tx: tx.clone(), max_record_bytes };
+        let reader = ShardReader {
+            location,
+            tx: tx.clone(),
+            max_record_bytes,
+        };
         if let Err(error) = reader.read(unit, format).await {
             let _ = tx.send(Err(error)).await;
         }
     });
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+    .boxed()
 }
 
 /// Sending half of a shard read; a send fails only when the consumer went away.
@@ -271,10 +335,20 @@ impl ShardReader {
     async fn read(&self, unit: ShardUnit, format: Option<InputFormat>) -> Result<(), StoreError> {
         let outcome = match unit {
             ShardUnit::Files { files } => self.read_files(&files, format).await,
-            ShardUnit::Lines { file, first_line, line_count, byte_range } => {
-                self.read_lines(&file, first_line, line_count, byte_range).await
+            ShardUnit::Lines {
+                file,
+                first_line,
+                line_count,
+                byte_range,
+            } => {
+                self.read_lines(&file, first_line, line_count, byte_range)
+                    .await
             }
-            ShardUnit::RowGroups { file, row_groups, first_row } => self.read_row_groups(&file, row_groups, first_row).await,
+            ShardUnit::RowGroups {
+                file,
+                row_groups,
+                first_row,
+            } => self.read_row_groups(&file, row_groups, first_row).await,
         };
         match outcome {
             Ok(Ok(())) | Ok(Err(Closed)) => Ok(()),
@@ -288,20 +362,33 @@ impl ShardReader {
 
     async fn reject(&self, source: SourceRef, reason: String, raw: &[u8]) -> Result<(), Closed> {
         let excerpt = excerpt(&String::from_utf8_lossy(&raw[..raw.len().min(4 * 300)]));
-        self.emit(ReadItem::Reject { source, reason, excerpt }).await
+        self.emit(ReadItem::Reject {
+            source,
+            reason,
+            excerpt,
+        })
+        .await
     }
 
     fn path_of(&self, file: &FileRef) -> Result<Path, StoreError> {
-        self.location.path_of_url(&file.url).ok_or_else(|| StoreError::Url {
-            url: file.url.clone(),
-            reason: "input file is not in the planned input store".into(),
-        })
+        self.location
+            .path_of_url(&file.url)
+            .ok_or_else(|| StoreError::Url {
+                url: file.url.clone(),
+                reason: "input file is not in the planned input store".into(),
+            })
     }
 
-    async fn read_files(&self, files: &[FileRef], format: Option<InputFormat>) -> Result<Result<(), Closed>, StoreError> {
+    async fn read_files(
+        &self,
+        files: &[FileRef],
+        format: Option<InputFormat>,
+    ) -> Result<Result<(), Closed>, StoreError> {
         for file in files {
             let path = self.path_of(file)?;
-            let format = format.or_else(|| InputFormat::from_file_name(&file.url)).unwrap_or(InputFormat::Markdown);
+            let format = format
+                .or_else(|| InputFormat::from_file_name(&file.url))
+                .unwrap_or(InputFormat::Markdown);
             let document = SourceRef::new(file.url.clone(), Location::Document);
             let compression = Compression::from_name(&file.url);
             let mut reader = open_stream(&self.location.store, &path, None, compression).await?;
@@ -312,7 +399,10 @@ impl ShardReader {
                 .await
                 .map_err(|source| StoreError::io(&file.url, source))?;
             if bytes.len() as u64 > self.max_record_bytes {
-                let reason = format!("file is larger than input.max_record_bytes ({} bytes)", self.max_record_bytes);
+                let reason = format!(
+                    "file is larger than input.max_record_bytes ({} bytes)",
+                    self.max_record_bytes
+                );
                 if let Err(closed) = self.reject(document, reason, &bytes).await {
                     return Ok(Err(closed));
                 }
@@ -331,8 +421,16 @@ impl ShardReader {
 
     async fn emit_text_file(&self, source: SourceRef, bytes: Vec<u8>) -> Result<(), Closed> {
         match String::from_utf8(bytes) {
-            Ok(text) if text.trim().is_empty() => self.reject(source, "empty file".into(), b"").await,
-            Ok(text) => self.emit(ReadItem::Record(RawRecord { source, payload: RawPayload::Text(text) })).await,
+            Ok(text) if text.trim().is_empty() => {
+                self.reject(source, "empty file".into(), b"").await
+            }
+            Ok(text) => {
+                self.emit(ReadItem::Record(RawRecord {
+                    source,
+                    payload: RawPayload::Text(text),
+                }))
+                .await
+            }
             Err(error) => {
                 let reason = format!("invalid UTF-8 at byte {}", error.utf8_error().valid_up_to());
                 self.reject(source, reason, error.as_bytes()).await
@@ -347,17 +445,31 @@ impl ShardReader {
         }
         let value: serde_json::Value = match serde_json::from_slice(bytes) {
             Ok(value) => value,
-            Err(error) => return self.reject(document, format!("invalid JSON: {error}"), bytes).await,
+            Err(error) => {
+                return self
+                    .reject(document, format!("invalid JSON: {error}"), bytes)
+                    .await;
+            }
         };
         match value {
             serde_json::Value::Array(elements) => {
                 for (index, element) in elements.into_iter().enumerate() {
                     let source = SourceRef::new(file.url.clone(), Location::Element(index as u64));
-                    self.emit(ReadItem::Record(RawRecord { source, payload: RawPayload::Json(element) })).await?;
+                    self.emit(ReadItem::Record(RawRecord {
+                        source,
+                        payload: RawPayload::Json(element),
+                    }))
+                    .await?;
                 }
                 Ok(())
             }
-            value => self.emit(ReadItem::Record(RawRecord { source: document, payload: RawPayload::Json(value) })).await,
+            value => {
+                self.emit(ReadItem::Record(RawRecord {
+                    source: document,
+                    payload: RawPayload::Json(value),
+                }))
+                .await
+            }
         }
     }
 
@@ -370,7 +482,9 @@ impl ShardReader {
     ) -> Result<Result<(), Closed>, StoreError> {
         let path = self.path_of(file)?;
         let compression = Compression::from_name(&file.url);
-        let range = byte_range.map(|(start, end)| start..end.min(file.size)).filter(|r| !r.is_empty());
+        let range = byte_range
+            .map(|(start, end)| start..end.min(file.size))
+            .filter(|r| !r.is_empty());
         let (start_number, start_offset) = match &range {
             Some(r) => (first_line, r.start),
             None => (1, 0),
@@ -380,7 +494,11 @@ impl ShardReader {
         let mut lines = LineReader::new(reader, start_number, start_offset, limit);
         let mut line = Line::default();
         let last_line = first_line + line_count - 1;
-        while lines.next_line(&mut line).await.map_err(|source| StoreError::io(&file.url, source))? {
+        while lines
+            .next_line(&mut line)
+            .await
+            .map_err(|source| StoreError::io(&file.url, source))?
+        {
             if line.number < first_line || line.is_blank() {
                 continue;
             }
@@ -428,7 +546,10 @@ impl ShardReader {
                 let source = SourceRef::new(file.url.clone(), Location::Row(row));
                 row += 1;
                 let item = match serde_json::from_slice(line) {
-                    Ok(value) => ReadItem::Record(RawRecord { source, payload: RawPayload::Json(value) }),
+                    Ok(value) => ReadItem::Record(RawRecord {
+                        source,
+                        payload: RawPayload::Json(value),
+                    }),
                     Err(error) => ReadItem::Reject {
                         source,
                         reason: format!("row does not convert to JSON: {error}"),
@@ -447,17 +568,39 @@ impl ShardReader {
 /// Decodes one JSONL line into a record or a reject.
 fn line_to_item(file_url: &str, line: &Line, max_record_bytes: u64) -> ReadItem {
     let source = SourceRef::new(file_url.to_owned(), Location::Line(line.number));
-    let lossy = || excerpt(&String::from_utf8_lossy(&line.bytes[..line.bytes.len().min(1200)]));
+    let lossy = || {
+        excerpt(&String::from_utf8_lossy(
+            &line.bytes[..line.bytes.len().min(1200)],
+        ))
+    };
     if line.overflow {
-        let reason = format!("record is {} bytes, over input.max_record_bytes ({max_record_bytes})", line.len);
-        return ReadItem::Reject { source, reason, excerpt: lossy() };
+        let reason = format!(
+            "record is {} bytes, over input.max_record_bytes ({max_record_bytes})",
+            line.len
+        );
+        return ReadItem::Reject {
+            source,
+            reason,
+            excerpt: lossy(),
+        };
     }
     if let Err(error) = std::str::from_utf8(&line.bytes) {
         let reason = format!("invalid UTF-8 at byte {} of the line", error.valid_up_to());
-        return ReadItem::Reject { source, reason, excerpt: lossy() };
+        return ReadItem::Reject {
+            source,
+            reason,
+            excerpt: lossy(),
+        };
     }
     match serde_json::from_slice(&line.bytes) {
-        Ok(value) => ReadItem::Record(RawRecord { source, payload: RawPayload::Json(value) }),
-        Err(error) => ReadItem::Reject { source, reason: format!("invalid JSON: {error}"), excerpt: lossy() },
+        Ok(value) => ReadItem::Record(RawRecord {
+            source,
+            payload: RawPayload::Json(value),
+        }),
+        Err(error) => ReadItem::Reject {
+            source,
+            reason: format!("invalid JSON: {error}"),
+            excerpt: lossy(),
+        },
     }
 }

@@ -23,11 +23,21 @@ pub enum StoreError {
     #[error("cannot tell the format of {file}: set input.format")]
     UnknownFormat { file: String },
     #[error("object store {op} {path}: {source}")]
-    ObjectStore { op: &'static str, path: String, source: object_store::Error },
+    ObjectStore {
+        op: &'static str,
+        path: String,
+        source: object_store::Error,
+    },
     #[error("reading {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("parquet {path}: {source}")]
-    Parquet { path: String, source: parquet::errors::ParquetError },
+    Parquet {
+        path: String,
+        source: parquet::errors::ParquetError,
+    },
     #[error("cannot decode {path}: {reason}")]
     Decode { path: String, reason: String },
     #[error("cannot encode output: {0}")]
@@ -36,15 +46,25 @@ pub enum StoreError {
 
 impl StoreError {
     pub(crate) fn store(op: &'static str, path: &str, source: object_store::Error) -> Self {
-        StoreError::ObjectStore { op, path: path.to_owned(), source }
+        StoreError::ObjectStore {
+            op,
+            path: path.to_owned(),
+            source,
+        }
     }
 
     pub(crate) fn io(path: &str, source: std::io::Error) -> Self {
-        StoreError::Io { path: path.to_owned(), source }
+        StoreError::Io {
+            path: path.to_owned(),
+            source,
+        }
     }
 
     pub(crate) fn parquet(path: &str, source: parquet::errors::ParquetError) -> Self {
-        StoreError::Parquet { path: path.to_owned(), source }
+        StoreError::Parquet {
+            path: path.to_owned(),
+            source,
+        }
     }
 
     /// True for failures that may pass on a later attempt (network, throttling, stalls), false

@@ -36,7 +36,12 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
     /// `first_number` is the number given to the first line read; `offset` the stream offset
     /// of its first byte; `limit` the most bytes of a line kept in memory.
     pub fn new(inner: R, first_number: u64, offset: u64, limit: usize) -> Self {
-        Self { inner, next_number: first_number, offset, limit }
+        Self {
+            inner,
+            next_number: first_number,
+            offset,
+            limit,
+        }
     }
 
     /// Reads the next line into `line` (reusing its buffer). Returns false at end of stream.

@@ -31,12 +31,18 @@ impl StoreLocation {
     /// Opens the store a URL or local path points at.
     pub fn parse(location: &str) -> Result<Self, StoreError> {
         let url = to_url(location)?;
-        let (store, path) = object_store::parse_url(&url)
-            .map_err(|source| StoreError::Url { url: location.to_owned(), reason: source.to_string() })?;
+        let (store, path) = object_store::parse_url(&url).map_err(|source| StoreError::Url {
+            url: location.to_owned(),
+            reason: source.to_string(),
+        })?;
         let mut base = url.clone();
         base.set_path("/");
         base.set_query(None);
-        Ok(Self { store: Arc::from(store), path, base })
+        Ok(Self {
+            store: Arc::from(store),
+            path,
+            base,
+        })
     }
 
     /// Full URL of an object in this store, for provenance and messages.
@@ -46,7 +52,11 @@ impl StoreLocation {
 
     /// A location for a path below this one.
     pub fn child(&self, part: &str) -> Self {
-        Self { store: self.store.clone(), path: self.path.clone().join(part), base: self.base.clone() }
+        Self {
+            store: self.store.clone(),
+            path: self.path.clone().join(part),
+            base: self.base.clone(),
+        }
     }
 
     /// Resolves a full object URL back to a path in this store; `None` when it points elsewhere.
@@ -59,7 +69,10 @@ impl StoreLocation {
 /// Turns a user-written location into a URL: URLs with a scheme pass through, local paths are
 /// made absolute against the working directory.
 pub fn to_url(location: &str) -> Result<Url, StoreError> {
-    let bad = |reason: String| StoreError::Url { url: location.to_owned(), reason };
+    let bad = |reason: String| StoreError::Url {
+        url: location.to_owned(),
+        reason,
+    };
     if location.contains("://") {
         return Url::parse(location).map_err(|e| bad(e.to_string()));
     }
@@ -67,11 +80,15 @@ pub fn to_url(location: &str) -> Result<Url, StoreError> {
     let absolute = if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir().map_err(|e| bad(format!("cannot read the working directory: {e}")))?.join(path)
+        std::env::current_dir()
+            .map_err(|e| bad(format!("cannot read the working directory: {e}")))?
+            .join(path)
     };
     let normalized = normalize_path(&absolute);
     // Url::from_file_path percent-encodes glob characters; keep them literal for matching.
-    let text = normalized.to_str().ok_or_else(|| bad("path is not valid UTF-8".into()))?;
+    let text = normalized
+        .to_str()
+        .ok_or_else(|| bad("path is not valid UTF-8".into()))?;
     Url::parse(&format!("file://{text}")).map_err(|e| bad(e.to_string()))
 }
 
@@ -104,7 +121,11 @@ impl InputPattern {
     pub fn parse(url: &str) -> Result<Self, StoreError> {
         let glob_at = url.find(['*', '?', '[', '{']);
         let Some(glob_at) = glob_at else {
-            return Ok(Self { location: StoreLocation::parse(url)?, glob: None, pattern: url.to_owned() });
+            return Ok(Self {
+                location: StoreLocation::parse(url)?,
+                glob: None,
+                pattern: url.to_owned(),
+            });
         };
         // The listable prefix is everything up to the last '/' before the first glob character.
         let slash = url[..glob_at].rfind('/').ok_or_else(|| StoreError::Url {
@@ -117,9 +138,16 @@ impl InputPattern {
         let full_pattern = format!("{}/{}", location.path, &url[slash + 1..]);
         let full_pattern = full_pattern.trim_start_matches('/').to_owned();
         let glob = Glob::new(&full_pattern)
-            .map_err(|e| StoreError::Url { url: url.to_owned(), reason: format!("bad glob: {e}") })?
+            .map_err(|e| StoreError::Url {
+                url: url.to_owned(),
+                reason: format!("bad glob: {e}"),
+            })?
             .compile_matcher();
-        Ok(Self { location, glob: Some(glob), pattern: url.to_owned() })
+        Ok(Self {
+            location,
+            glob: Some(glob),
+            pattern: url.to_owned(),
+        })
     }
 
     pub fn matches(&self, path: &Path) -> bool {
@@ -156,6 +184,9 @@ mod tests {
         let location = StoreLocation::parse("file:///tmp/out").unwrap();
         let url = location.url_of(&location.path.clone().join("job.json"));
         assert_eq!(url, "file:///tmp/out/job.json");
-        assert_eq!(location.path_of_url(&url).unwrap().as_ref(), "tmp/out/job.json");
+        assert_eq!(
+            location.path_of_url(&url).unwrap().as_ref(),
+            "tmp/out/job.json"
+        );
     }
 }

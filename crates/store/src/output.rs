@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
-use arrow_array::builder::{BooleanBuilder, Float64Builder, StringBuilder, UInt32Builder, UInt64Builder};
+use arrow_array::builder::{
+    BooleanBuilder, Float64Builder, StringBuilder, UInt32Builder, UInt64Builder,
+};
 use arrow_array::{ArrayRef, ListArray, RecordBatch, StringArray, StructArray};
 use arrow_buffer::{NullBuffer, OffsetBuffer};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
@@ -24,7 +26,11 @@ fn utf8(name: &str, nullable: bool) -> Field {
 }
 
 fn list_of(name: &str, item: DataType) -> Field {
-    Field::new(name, DataType::List(Arc::new(Field::new("item", item, true))), false)
+    Field::new(
+        name,
+        DataType::List(Arc::new(Field::new("item", item, true))),
+        false,
+    )
 }
 
 fn provenance_fields() -> Vec<Field> {
@@ -43,14 +49,23 @@ fn provenance_fields() -> Vec<Field> {
 }
 
 fn citation_fields() -> Fields {
-    Fields::from(vec![utf8("first_author", true), utf8("title", true), utf8("url", true), utf8("year", true)])
+    Fields::from(vec![
+        utf8("first_author", true),
+        utf8("title", true),
+        utf8("url", true),
+        utf8("year", true),
+    ])
 }
 
 fn rubric_item_fields() -> Fields {
     Fields::from(vec![
         utf8("rubric_item", false),
         list_of("type", DataType::Utf8),
-        Field::new("citation_metadata", DataType::Struct(citation_fields()), true),
+        Field::new(
+            "citation_metadata",
+            DataType::Struct(citation_fields()),
+            true,
+        ),
     ])
 }
 
@@ -128,18 +143,31 @@ fn optional_strings<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayR
 /// A list column from per-row lengths and the flattened child values.
 fn list(item_type: DataType, lengths: impl Iterator<Item = usize>, child: ArrayRef) -> ArrayRef {
     let field = Arc::new(Field::new("item", item_type, true));
-    Arc::new(ListArray::new(field, OffsetBuffer::from_lengths(lengths), child, None))
+    Arc::new(ListArray::new(
+        field,
+        OffsetBuffer::from_lengths(lengths),
+        child,
+        None,
+    ))
 }
 
 fn string_list<'a, R: 'a>(rows: &'a [R], items: impl Fn(&'a R) -> &'a [String]) -> ArrayRef {
     let lengths = rows.iter().map(|row| items(row).len());
-    let child = strings(rows.iter().flat_map(|row| items(row).iter().map(String::as_str)));
+    let child = strings(
+        rows.iter()
+            .flat_map(|row| items(row).iter().map(String::as_str)),
+    );
     list(DataType::Utf8, lengths, child)
 }
 
-fn push_provenance<'a>(columns: &mut Vec<ArrayRef>, provenance: impl Iterator<Item = &'a Provenance> + Clone) {
+fn push_provenance<'a>(
+    columns: &mut Vec<ArrayRef>,
+    provenance: impl Iterator<Item = &'a Provenance> + Clone,
+) {
     columns.push(strings(provenance.clone().map(|p| p.source_file.as_str())));
-    columns.push(strings(provenance.clone().map(|p| p.source_location.as_str())));
+    columns.push(strings(
+        provenance.clone().map(|p| p.source_location.as_str()),
+    ));
     columns.push(strings(provenance.clone().map(|p| p.shard_id.as_str())));
     columns.push(strings(provenance.clone().map(|p| p.attempt_id.as_str())));
     columns.push(strings(provenance.clone().map(|p| p.provider.as_str())));
@@ -165,7 +193,10 @@ fn batch(schema: &SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch, Stor
 /// Encodes researchqa rows as one record batch.
 pub fn researchqa_batch(rows: &[ResearchQaRow]) -> Result<RecordBatch, StoreError> {
     let items: Vec<_> = rows.iter().flat_map(|row| row.rubric.iter()).collect();
-    let citations: Vec<_> = items.iter().map(|item| item.citation_metadata.as_ref()).collect();
+    let citations: Vec<_> = items
+        .iter()
+        .map(|item| item.citation_metadata.as_ref())
+        .collect();
     let citation_column = |get: fn(&rubricmill_core::CitationMetadata) -> Option<&str>| {
         optional_strings(citations.iter().map(|c| c.and_then(get)))
     };
@@ -182,11 +213,19 @@ pub fn researchqa_batch(rows: &[ResearchQaRow]) -> Result<RecordBatch, StoreErro
     let type_lists = list(
         DataType::Utf8,
         items.iter().map(|item| item.types.len()),
-        strings(items.iter().flat_map(|item| item.types.iter().map(String::as_str))),
+        strings(
+            items
+                .iter()
+                .flat_map(|item| item.types.iter().map(String::as_str)),
+        ),
     );
     let item_struct = StructArray::new(
         rubric_item_fields(),
-        vec![strings(items.iter().map(|item| item.rubric_item.as_str())), type_lists, Arc::new(citation_struct)],
+        vec![
+            strings(items.iter().map(|item| item.rubric_item.as_str())),
+            type_lists,
+            Arc::new(citation_struct),
+        ],
         None,
     );
     let mut columns = vec![
@@ -196,7 +235,11 @@ pub fn researchqa_batch(rows: &[ResearchQaRow]) -> Result<RecordBatch, StoreErro
         optional_strings(rows.iter().map(|r| r.field.as_deref())),
         strings(rows.iter().map(|r| r.query.as_str())),
         optional_strings(rows.iter().map(|r| r.date.as_deref())),
-        list(DataType::Struct(rubric_item_fields()), rows.iter().map(|r| r.rubric.len()), Arc::new(item_struct)),
+        list(
+            DataType::Struct(rubric_item_fields()),
+            rows.iter().map(|r| r.rubric.len()),
+            Arc::new(item_struct),
+        ),
         strings(rows.iter().map(|r| r.doc_id.as_str())),
         optional_strings(rows.iter().map(|r| r.doc_title.as_deref())),
         strings(rows.iter().map(|r| r.section_heading.as_str())),
@@ -214,13 +257,23 @@ fn pair_list<'a, R: 'a, I: 'a>(
     items: impl Fn(&'a R) -> &'a [I],
     parts: impl Fn(&'a I) -> (&'a str, &'a str),
 ) -> ArrayRef {
-    let flat: Vec<(&str, &str)> = rows.iter().flat_map(|row| items(row).iter().map(&parts)).collect();
+    let flat: Vec<(&str, &str)> = rows
+        .iter()
+        .flat_map(|row| items(row).iter().map(&parts))
+        .collect();
     let child = StructArray::new(
         fields.clone(),
-        vec![strings(flat.iter().map(|p| p.0)), strings(flat.iter().map(|p| p.1))],
+        vec![
+            strings(flat.iter().map(|p| p.0)),
+            strings(flat.iter().map(|p| p.1)),
+        ],
         None,
     );
-    list(DataType::Struct(fields), rows.iter().map(|row| items(row).len()), Arc::new(child))
+    list(
+        DataType::Struct(fields),
+        rows.iter().map(|row| items(row).len()),
+        Arc::new(child),
+    )
 }
 
 /// Encodes crg rows as one record batch.
@@ -236,11 +289,26 @@ pub fn crg_batch(rows: &[CrgRow]) -> Result<RecordBatch, StoreError> {
     let mut columns = vec![
         strings(rows.iter().map(|r| r.pair_id.as_str())),
         strings(rows.iter().map(|r| r.source.as_str())),
-        pair_list(rows, message_fields(), |r| r.prompt.as_slice(), |m| (m.role.as_str(), m.content.as_str())),
+        pair_list(
+            rows,
+            message_fields(),
+            |r| r.prompt.as_slice(),
+            |m| (m.role.as_str(), m.content.as_str()),
+        ),
         strings(rows.iter().map(|r| r.chosen.as_str())),
         strings(rows.iter().map(|r| r.rejected.as_str())),
-        pair_list(rows, crg_item_fields(), |r| r.rubric.as_slice(), |i| (i.text.as_str(), i.kind.as_str())),
-        pair_list(rows, verdict_fields(), |r| r.verdicts.as_slice(), |v| (v.order.as_str(), v.preferred.as_str())),
+        pair_list(
+            rows,
+            crg_item_fields(),
+            |r| r.rubric.as_slice(),
+            |i| (i.text.as_str(), i.kind.as_str()),
+        ),
+        pair_list(
+            rows,
+            verdict_fields(),
+            |r| r.verdicts.as_slice(),
+            |v| (v.order.as_str(), v.preferred.as_str()),
+        ),
         Arc::new(consistency.finish()),
         Arc::new(attempts.finish()),
         Arc::new(kept.finish()),
@@ -266,21 +334,36 @@ pub fn rejects_batch(rows: &[RejectRow]) -> Result<RecordBatch, StoreError> {
             builder.append_value(value);
         }
     }
-    let columns = builders.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef).collect();
+    let columns = builders
+        .into_iter()
+        .map(|mut b| Arc::new(b.finish()) as ArrayRef)
+        .collect();
     batch(&REJECTS_SCHEMA, columns)
 }
 
 /// Encodes a batch as a zstd Parquet file with the given key-value metadata.
-pub fn encode_parquet(batch: &RecordBatch, metadata: &BTreeMap<String, String>) -> Result<Bytes, StoreError> {
-    let key_values = metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
+pub fn encode_parquet(
+    batch: &RecordBatch,
+    metadata: &BTreeMap<String, String>,
+) -> Result<Bytes, StoreError> {
+    let key_values = metadata
+        .iter()
+        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+        .collect();
     let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| StoreError::Encode(e.to_string()))?))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).map_err(|e| StoreError::Encode(e.to_string()))?,
+        ))
         .set_key_value_metadata(Some(key_values))
         .build();
     let mut buffer = Vec::with_capacity(64 * 1024);
     let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(properties))
         .map_err(|e| StoreError::Encode(e.to_string()))?;
-    writer.write(batch).map_err(|e| StoreError::Encode(e.to_string()))?;
-    writer.close().map_err(|e| StoreError::Encode(e.to_string()))?;
+    writer
+        .write(batch)
+        .map_err(|e| StoreError::Encode(e.to_string()))?;
+    writer
+        .close()
+        .map_err(|e| StoreError::Encode(e.to_string()))?;
     Ok(Bytes::from(buffer))
 }

@@ -11,7 +11,10 @@ use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 pub fn rubricmill() -> Command {
@@ -22,10 +25,20 @@ pub fn rubricmill() -> Command {
 
 /// Runs `rubricmill run --json` and returns the exit code and the parsed summary.
 pub fn run_job(spec: &Path, extra: &[&str]) -> (i32, serde_json::Value, Output) {
-    let output = rubricmill().arg("run").arg(spec).arg("--json").args(extra).output().unwrap();
+    let output = rubricmill()
+        .arg("run")
+        .arg(spec)
+        .arg("--json")
+        .args(extra)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let summary = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|_| panic!("no JSON summary; stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr)));
+    let summary = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+        panic!(
+            "no JSON summary; stdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
     (output.status.code().unwrap_or(-1), summary, output)
 }
 
@@ -81,7 +94,12 @@ impl Committed {
                 rejects.extend(read_parquet(&job_dir.join(part)).0);
             }
         }
-        Self { markers, rows, rejects, metadata }
+        Self {
+            markers,
+            rows,
+            rejects,
+            metadata,
+        }
     }
 
     pub fn row_count(&self) -> usize {
@@ -102,19 +120,30 @@ impl Committed {
     }
 
     pub fn marker_sum(&self, field: &str) -> u64 {
-        self.markers.iter().map(|m| m[field].as_u64().unwrap()).sum()
+        self.markers
+            .iter()
+            .map(|m| m[field].as_u64().unwrap())
+            .sum()
     }
 
     pub fn stage_sum(&self, stage: &str, counter: &str) -> u64 {
-        self.markers.iter().map(|m| m["stages"][stage][counter].as_u64().unwrap_or(0)).sum()
+        self.markers
+            .iter()
+            .map(|m| m["stages"][stage][counter].as_u64().unwrap_or(0))
+            .sum()
     }
 }
 
 fn strings(batches: &[RecordBatch], column: &str) -> Vec<String> {
     let mut out = Vec::new();
     for batch in batches {
-        let array = batch.column_by_name(column).unwrap_or_else(|| panic!("no column {column}"));
-        let array = array.as_any().downcast_ref::<arrow_array::StringArray>().unwrap();
+        let array = batch
+            .column_by_name(column)
+            .unwrap_or_else(|| panic!("no column {column}"));
+        let array = array
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap();
         out.extend(array.iter().map(|v| v.unwrap_or_default().to_owned()));
     }
     out
@@ -127,13 +156,26 @@ fn read_parquet(path: &Path) -> (Vec<RecordBatch>, HashMap<String, String>) {
         .metadata()
         .file_metadata()
         .key_value_metadata()
-        .map(|kv| kv.iter().map(|k| (k.key.clone(), k.value.clone().unwrap_or_default())).collect())
+        .map(|kv| {
+            kv.iter()
+                .map(|k| (k.key.clone(), k.value.clone().unwrap_or_default()))
+                .collect()
+        })
         .unwrap_or_default();
-    let batches = builder.build().unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    let batches = builder
+        .build()
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
     (batches, metadata)
 }
 
 /// Column names of the first batch.
 pub fn column_names(batches: &[RecordBatch]) -> Vec<String> {
-    batches[0].schema().fields().iter().map(|f| f.name().clone()).collect()
+    batches[0]
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect()
 }

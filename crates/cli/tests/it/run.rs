@@ -6,8 +6,16 @@ use std::collections::HashSet;
 use crate::{Committed, column_names, repo_root, rubricmill, run_job, write_pairs, write_spec};
 
 const PROVENANCE: [&str; 10] = [
-    "source_file", "source_location", "shard_id", "attempt_id", "provider", "model", "prompt_hash", "tokens_in",
-    "tokens_out", "cost_usd",
+    "source_file",
+    "source_location",
+    "shard_id",
+    "attempt_id",
+    "provider",
+    "model",
+    "prompt_hash",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
 ];
 
 #[test]
@@ -28,41 +36,105 @@ fn quickstart_researchqa_writes_documented_rows_with_provenance() {
     assert_eq!(summary["stop"], "complete");
     let out = Committed::read(&dir.path().join("out/rq"));
     assert_eq!(out.markers.len(), 4, "one shard per sample survey");
-    let mut expected = vec!["id", "general_domain", "subdomain", "field", "query", "date", "rubric", "doc_id", "doc_title",
-        "section_heading", "heading_path", "section_text_hash"];
+    let mut expected = vec![
+        "id",
+        "general_domain",
+        "subdomain",
+        "field",
+        "query",
+        "date",
+        "rubric",
+        "doc_id",
+        "doc_title",
+        "section_heading",
+        "heading_path",
+        "section_text_hash",
+    ];
     expected.extend(PROVENANCE);
     assert_eq!(column_names(&out.rows), expected);
-    let rubric_type = out.rows[0].schema().field_with_name("rubric").unwrap().data_type().to_string();
-    assert!(rubric_type.contains("rubric_item") && rubric_type.contains("citation_metadata"), "{rubric_type}");
+    let rubric_type = out.rows[0]
+        .schema()
+        .field_with_name("rubric")
+        .unwrap()
+        .data_type()
+        .to_string();
+    assert!(
+        rubric_type.contains("rubric_item") && rubric_type.contains("citation_metadata"),
+        "{rubric_type}"
+    );
     // Every document parsed; every kept section became a row or a reject.
     assert_eq!(out.stage_sum("parse", "input"), 4);
     assert_eq!(out.stage_sum("parse", "output"), 4);
     let generated = out.stage_sum("generate", "input");
-    assert_eq!(generated, out.row_count() as u64 + out.stage_sum("generate", "rejected"));
+    assert_eq!(
+        generated,
+        out.row_count() as u64 + out.stage_sum("generate", "rejected")
+    );
     assert_eq!(out.row_count() as u64, out.marker_sum("rows"));
-    assert_eq!(summary["this_run"]["rows"].as_u64().unwrap(), out.row_count() as u64);
-    assert!(out.row_count() >= 20, "at least five sections a survey: {}", out.row_count());
+    assert_eq!(
+        summary["this_run"]["rows"].as_u64().unwrap(),
+        out.row_count() as u64
+    );
+    assert!(
+        out.row_count() >= 20,
+        "at least five sections a survey: {}",
+        out.row_count()
+    );
     // Dropped sections (abstract, references) are rejects with a stage and reason.
     assert_eq!(out.reject_count() as u64, out.marker_sum("rejects"));
-    assert!(out.reject_strings("stage").iter().all(|s| s == "sections" || s == "generate"));
-    assert!(out.reject_strings("reason").iter().any(|r| r.to_lowercase().contains("reference")));
+    assert!(
+        out.reject_strings("stage")
+            .iter()
+            .all(|s| s == "sections" || s == "generate")
+    );
+    assert!(
+        out.reject_strings("reason")
+            .iter()
+            .any(|r| r.to_lowercase().contains("reference"))
+    );
     // ids are `<docid>-s<index>` and unique.
     let ids = out.strings("id");
     let docs = out.strings("doc_id");
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len());
     for (id, doc) in ids.iter().zip(&docs) {
-        let index = id.strip_prefix(&format!("{doc}-s")).unwrap_or_else(|| panic!("{id} does not start with {doc}-s"));
+        let index = id
+            .strip_prefix(&format!("{doc}-s"))
+            .unwrap_or_else(|| panic!("{id} does not start with {doc}-s"));
         assert!(index.parse::<u32>().is_ok(), "{id}");
     }
     // Provenance is filled and the simulated provider is labelled as such.
-    for column in ["source_file", "source_location", "shard_id", "attempt_id", "prompt_hash"] {
-        assert!(out.strings(column).iter().all(|v| !v.is_empty()), "{column} empty");
+    for column in [
+        "source_file",
+        "source_location",
+        "shard_id",
+        "attempt_id",
+        "prompt_hash",
+    ] {
+        assert!(
+            out.strings(column).iter().all(|v| !v.is_empty()),
+            "{column} empty"
+        );
     }
     assert!(out.strings("provider").iter().all(|p| p == "simulated"));
-    assert!(out.strings("source_file").iter().all(|f| f.starts_with("file:///") && f.ends_with(".md")));
-    assert_eq!(out.metadata.get("rubricmill.simulated").map(String::as_str), Some("true"));
-    assert_eq!(out.metadata.get("rubricmill.pipeline").map(String::as_str), Some("researchqa"));
-    assert!(out.metadata.get("rubricmill.prompt_hashes").unwrap().contains("researchqa_generate"));
+    assert!(
+        out.strings("source_file")
+            .iter()
+            .all(|f| f.starts_with("file:///") && f.ends_with(".md"))
+    );
+    assert_eq!(
+        out.metadata.get("rubricmill.simulated").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        out.metadata.get("rubricmill.pipeline").map(String::as_str),
+        Some("researchqa")
+    );
+    assert!(
+        out.metadata
+            .get("rubricmill.prompt_hashes")
+            .unwrap()
+            .contains("researchqa_generate")
+    );
     assert!(out.strings("query").iter().all(|q| q.ends_with('?')));
 }
 
@@ -90,15 +162,34 @@ fn quickstart_crg_accounts_for_every_pair() {
     assert_eq!(out.row_count() + out.reject_count(), 40);
     assert_eq!(out.reject_count(), 2);
     let reasons = out.reject_strings("reason");
-    assert!(reasons.iter().any(|r| r.contains("identical")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.starts_with("invalid JSON")), "{reasons:?}");
-    let mut expected = vec!["pair_id", "source", "prompt", "chosen", "rejected", "rubric", "verdicts", "consistency",
-        "attempts", "kept"];
+    assert!(
+        reasons.iter().any(|r| r.contains("identical")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.starts_with("invalid JSON")),
+        "{reasons:?}"
+    );
+    let mut expected = vec![
+        "pair_id",
+        "source",
+        "prompt",
+        "chosen",
+        "rejected",
+        "rubric",
+        "verdicts",
+        "consistency",
+        "attempts",
+        "kept",
+    ];
     expected.extend(PROVENANCE);
     assert_eq!(column_names(&out.rows), expected);
     let ids = out.strings("pair_id");
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len());
-    assert_eq!(summary["this_run"]["llm_calls"].as_u64().unwrap(), out.row_count() as u64);
+    assert_eq!(
+        summary["this_run"]["llm_calls"].as_u64().unwrap(),
+        out.row_count() as u64
+    );
 }
 
 #[test]
@@ -111,11 +202,19 @@ fn shards_and_rows_do_not_depend_on_the_worker_count() {
         let sub = dir.path().join(format!("w{workers}"));
         std::fs::create_dir_all(&sub).unwrap();
         let spec = crg_spec(&sub, "same", input.to_str().unwrap(), 25);
-        let (code, summary, _) = run_job(&spec, &["--workers", workers, "--shard-concurrency", workers]);
+        let (code, summary, _) = run_job(
+            &spec,
+            &["--workers", workers, "--shard-concurrency", workers],
+        );
         assert_eq!(code, 0, "{summary}");
         outputs.push(Committed::read(&sub.join("out/same")));
     }
-    let shard_ids = |c: &Committed| c.markers.iter().map(|m| m["shard_id"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let shard_ids = |c: &Committed| {
+        c.markers
+            .iter()
+            .map(|m| m["shard_id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(shard_ids(&outputs[0]).len(), 12);
     assert_eq!(shard_ids(&outputs[0]), shard_ids(&outputs[1]));
     let mut a = outputs[0].strings("pair_id");
@@ -133,14 +232,24 @@ fn bad_config_fails_before_any_work_naming_the_field() {
     let spec = write_spec(
         dir.path(),
         "bad",
-        &format!("pipeline = \"crg\"\n[input]\nurl = \"x.jsonl\"\nrecords_per_shard = 0\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"simulated\"\n", out.display()),
+        &format!(
+            "pipeline = \"crg\"\n[input]\nurl = \"x.jsonl\"\nrecords_per_shard = 0\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"simulated\"\n",
+            out.display()
+        ),
     );
     let output = rubricmill().arg("run").arg(&spec).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("input.records_per_shard") && stderr.contains("bad.toml"), "{stderr}");
+    assert!(
+        stderr.contains("input.records_per_shard") && stderr.contains("bad.toml"),
+        "{stderr}"
+    );
     assert!(!out.exists(), "nothing may be written for a bad spec");
-    let typo = write_spec(dir.path(), "typo", "pipeline = \"crg\"\n[input]\nurl = \"x\"\nrecord_per_shard = 5\n[output]\nurl = \"o\"\n");
+    let typo = write_spec(
+        dir.path(),
+        "typo",
+        "pipeline = \"crg\"\n[input]\nurl = \"x\"\nrecord_per_shard = 5\n[output]\nurl = \"o\"\n",
+    );
     let output = rubricmill().arg("validate").arg(&typo).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("record_per_shard"));

@@ -35,7 +35,14 @@ fn files_under(dir: &std::path::Path) -> Vec<String> {
             if entry.path().is_dir() {
                 stack.push(entry.path());
             } else {
-                files.push(entry.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+                files.push(
+                    entry
+                        .path()
+                        .strip_prefix(dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
             }
         }
     }
@@ -55,7 +62,12 @@ async fn racing_attempts_leave_one_marker_and_no_loser_files() {
         let shard = shard.clone();
         tasks.spawn(async move {
             let files = store
-                .write_attempt(&shard, &attempt, Some(Bytes::from(format!("rows of {attempt}"))), Some(Bytes::from_static(b"rej")))
+                .write_attempt(
+                    &shard,
+                    &attempt,
+                    Some(Bytes::from(format!("rows of {attempt}"))),
+                    Some(Bytes::from_static(b"rej")),
+                )
                 .await
                 .unwrap();
             let mut ours = marker(&shard, &attempt, files.part.map(|p| p.0));
@@ -93,23 +105,45 @@ async fn crash_between_data_and_marker_leaves_nothing_readers_trust() {
     let store = JobStore::open(dir.path().to_str().unwrap(), "crash").unwrap();
     let shard = ShardId("fedcba9876543210fedcba98".into());
     // The first attempt writes its data, then "dies" before the marker.
-    store.write_attempt(&shard, "dead", Some(Bytes::from_static(b"orphan")), None).await.unwrap();
+    store
+        .write_attempt(&shard, "dead", Some(Bytes::from_static(b"orphan")), None)
+        .await
+        .unwrap();
     assert!(store.marker(&shard).await.unwrap().is_none());
-    assert!(store.markers().await.unwrap().is_empty(), "readers see no committed shard");
+    assert!(
+        store.markers().await.unwrap().is_empty(),
+        "readers see no committed shard"
+    );
     // The redelivered attempt commits; markers point at its files only.
-    let files = store.write_attempt(&shard, "alive", Some(Bytes::from_static(b"fresh")), None).await.unwrap();
+    let files = store
+        .write_attempt(&shard, "alive", Some(Bytes::from_static(b"fresh")), None)
+        .await
+        .unwrap();
     let ours = marker(&shard, "alive", files.part.map(|p| p.0));
     assert_eq!(store.commit(&ours).await.unwrap(), CommitOutcome::Won);
     let markers = store.markers().await.unwrap();
     assert_eq!(markers.len(), 1);
-    assert_eq!(markers[0].part.as_deref(), Some(format!("parts/{shard}/alive.parquet").as_str()));
+    assert_eq!(
+        markers[0].part.as_deref(),
+        Some(format!("parts/{shard}/alive.parquet").as_str())
+    );
     // Committing the same attempt again (a retried put whose first answer was lost) still wins.
     assert_eq!(store.commit(&ours).await.unwrap(), CommitOutcome::Won);
     // A late duplicate attempt loses and its files are removed.
-    let late = store.write_attempt(&shard, "late", Some(Bytes::from_static(b"dup")), None).await.unwrap();
+    let late = store
+        .write_attempt(&shard, "late", Some(Bytes::from_static(b"dup")), None)
+        .await
+        .unwrap();
     let late_marker = marker(&shard, "late", late.part.map(|p| p.0));
-    assert!(matches!(store.commit(&late_marker).await.unwrap(), CommitOutcome::Lost(_)));
-    assert!(!dir.path().join(format!("crash/parts/{shard}/late.parquet")).exists());
+    assert!(matches!(
+        store.commit(&late_marker).await.unwrap(),
+        CommitOutcome::Lost(_)
+    ));
+    assert!(
+        !dir.path()
+            .join(format!("crash/parts/{shard}/late.parquet"))
+            .exists()
+    );
 }
 
 #[tokio::test]
@@ -132,6 +166,13 @@ async fn manifest_is_created_once() {
     };
     let mut second = first.clone();
     second.fingerprint = "two".into();
-    assert_eq!(store.create_manifest(&first).await.unwrap().fingerprint, "one");
-    assert_eq!(store.create_manifest(&second).await.unwrap().fingerprint, "one", "the first plan stays in force");
+    assert_eq!(
+        store.create_manifest(&first).await.unwrap().fingerprint,
+        "one"
+    );
+    assert_eq!(
+        store.create_manifest(&second).await.unwrap().fingerprint,
+        "one",
+        "the first plan stays in force"
+    );
 }

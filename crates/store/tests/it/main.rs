@@ -18,21 +18,31 @@ pub struct ReadAll {
     pub shards: usize,
 }
 
-pub async fn read_all(url: &str, format: Option<InputFormat>, per_shard: u64, max_record_bytes: u64) -> ReadAll {
+pub async fn read_all(
+    url: &str,
+    format: Option<InputFormat>,
+    per_shard: u64,
+    max_record_bytes: u64,
+) -> ReadAll {
     let inputs = list_inputs(url, format).await.unwrap();
     let shards = plan_shards(&inputs, per_shard).await.unwrap();
-    let mut all = ReadAll { shards: shards.len(), ..ReadAll::default() };
+    let mut all = ReadAll {
+        shards: shards.len(),
+        ..ReadAll::default()
+    };
     for shard in &shards {
         let mut items = read_shard(&inputs.location, shard, format, max_record_bytes);
         while let Some(item) = items.next().await {
             match item.unwrap() {
                 ReadItem::Record(record) => {
                     let name = record.source.file.rsplit('/').next().unwrap().to_owned();
-                    all.records.push((format!("{name}:{}", record.source.location), record.payload));
+                    all.records
+                        .push((format!("{name}:{}", record.source.location), record.payload));
                 }
                 ReadItem::Reject { source, reason, .. } => {
                     let name = source.file.rsplit('/').next().unwrap().to_owned();
-                    all.rejects.push((format!("{name}:{}", source.location), reason));
+                    all.rejects
+                        .push((format!("{name}:{}", source.location), reason));
                 }
             }
         }
