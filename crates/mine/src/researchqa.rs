@@ -3,6 +3,7 @@
 //! items are linked to the reference they name. Dropped sections and unusable answers become
 //! rejects. (Filters and the query judge come with the full survey miner.)
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -317,21 +318,24 @@ impl Pipeline for ResearchQaPipeline {
     ) -> Result<RecordOutcome, PipelineError> {
         let mut outcome = RecordOutcome::default();
         outcome.enter("parse");
-        let (parsed, id_text): (ParsedSurvey, String) = match &record.payload {
-            RawPayload::Text(text) => (parse_markdown_survey(text, &self.options), text.clone()),
+        let (parsed, raw): (ParsedSurvey, Cow<str>) = match &record.payload {
+            RawPayload::Text(text) => (
+                parse_markdown_survey(text, &self.options),
+                Cow::Borrowed(text),
+            ),
             RawPayload::Json(value) => match parse_structured_survey(value, &self.options) {
-                Ok(parsed) => (parsed, value.to_string()),
+                Ok(parsed) => (parsed, Cow::Owned(value.to_string())),
                 Err(reason) => {
                     outcome.reject(ctx, &record.source, "parse", reason, &value.to_string());
                     return Ok(outcome);
                 }
             },
         };
+        for dropped in &parsed.dropped {
+            let reason = format!("{}: {}", dropped.heading, dropped.reason);
+            outcome.reject(ctx, &record.source, "sections", reason, &dropped.excerpt);
+        }
         if parsed.sections.is_empty() {
-            let raw = match &record.payload {
-                RawPayload::Text(text) => text.clone(),
-                RawPayload::Json(value) => value.to_string(),
-            };
             outcome.reject(
                 ctx,
                 &record.source,
@@ -339,30 +343,12 @@ impl Pipeline for ResearchQaPipeline {
                 "document has no content sections",
                 &raw,
             );
-            for dropped in &parsed.dropped {
-                outcome.reject(
-                    ctx,
-                    &record.source,
-                    "sections",
-                    format!("{}: {}", dropped.heading, dropped.reason),
-                    &dropped.excerpt,
-                );
-            }
             return Ok(outcome);
         }
         outcome.pass("parse");
-        let mut document = self.document(&record, &id_text);
+        let mut document = self.document(&record, &raw);
         if document.title.is_none() {
             document.title = parsed.title.clone();
-        }
-        for dropped in &parsed.dropped {
-            outcome.reject(
-                ctx,
-                &record.source,
-                "sections",
-                format!("{}: {}", dropped.heading, dropped.reason),
-                &dropped.excerpt,
-            );
         }
         // Futures are lazy: `buffered` runs SECTION_CONCURRENCY of them at a time, in order.
         let calls: Vec<_> = parsed
@@ -384,10 +370,9 @@ impl Pipeline for ResearchQaPipeline {
                     outcome.rows.push(OutputRow::ResearchQa(row));
                 }
                 Err(reason) => {
-                    let source = SourceRef::new(record.source.file.clone(), record.source.location);
                     outcome.reject(
                         ctx,
-                        &source,
+                        &record.source,
                         "generate",
                         format!("{}: {reason}", section.heading),
                         &section.text,

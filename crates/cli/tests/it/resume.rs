@@ -116,3 +116,69 @@ fn killed_run_resumes_without_duplicates() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("different spec"));
 }
+
+#[test]
+fn sigterm_finishes_shards_in_flight_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("pairs.jsonl");
+    write_pairs(&input, 300);
+    let body = format!(
+        "pipeline = \"crg\"\n[input]\nurl = \"{}\"\nrecords_per_shard = 10\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"simulated\"\nmodel = \"simulated\"\nsimulated_latency_ms = 40\nmax_concurrency = 2\n",
+        input.display(),
+        dir.path().join("out").display()
+    );
+    let spec = write_spec(dir.path(), "term", &body);
+    let job = dir.path().join("out/term");
+    let mut child = rubricmill()
+        .arg("run")
+        .arg(&spec)
+        .arg("--no-progress")
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count_markers(&job.join("commits")) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the run never committed 3 shards"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "interrupted runs exit 130");
+    // Shards in flight were finished, not abandoned: every attempt file belongs to a marker.
+    let committed = Committed::read(&job);
+    assert!(
+        committed.markers.len() < 30,
+        "stopped early: {} of 30 shards",
+        committed.markers.len()
+    );
+    let referenced: HashSet<String> = committed
+        .markers
+        .iter()
+        .filter_map(|m| m["part"].as_str().map(str::to_owned))
+        .collect();
+    let mut written = HashSet::new();
+    for shard in std::fs::read_dir(job.join("parts")).unwrap() {
+        let shard = shard.unwrap();
+        for attempt in std::fs::read_dir(shard.path()).unwrap() {
+            let name = attempt.unwrap().file_name().to_string_lossy().into_owned();
+            written.insert(format!(
+                "parts/{}/{name}",
+                shard.file_name().to_string_lossy()
+            ));
+        }
+    }
+    assert_eq!(
+        written, referenced,
+        "no orphan attempt files after a graceful stop"
+    );
+    let (code, summary, _) = run_job(&spec, &[]);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(Committed::read(&job).strings("pair_id").len(), 300);
+}

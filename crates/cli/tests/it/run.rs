@@ -273,3 +273,42 @@ fn hh_rlhf_corpus_every_pair_is_a_row_or_a_reject() {
     assert!(out.reject_strings("stage").iter().all(|s| s == "parse"));
     assert!(out.reject_strings("reason").iter().all(|r| !r.is_empty()));
 }
+
+#[test]
+fn missing_and_mistyped_fields_become_reject_rows_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("mixed.jsonl");
+    let lines = [
+        r#"{"prompt": "Name a prime.", "chosen": "Seven.", "rejected": "Nine."}"#,
+        r#"{"prompt": "Name a prime.", "chosen": "Seven."}"#,
+        r#"{"prompt": "Name a prime.", "chosen": 7, "rejected": "Nine."}"#,
+        r#"["not", "an", "object"]"#,
+        r#"{"prompt": "Name a prime.", "chosen": "  ", "rejected": "Nine."}"#,
+    ];
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let spec = crg_spec(dir.path(), "mixed", input.to_str().unwrap(), 50);
+    let (code, summary, _) = run_job(&spec, &[]);
+    assert_eq!(code, 0, "{summary}");
+    let out = Committed::read(&dir.path().join("out/mixed"));
+    assert_eq!(out.row_count(), 1);
+    assert_eq!(out.reject_count(), 4);
+    let located: Vec<(String, String)> = out
+        .reject_strings("source_location")
+        .into_iter()
+        .zip(out.reject_strings("reason"))
+        .collect();
+    let reason_at = |line: &str| {
+        located
+            .iter()
+            .find(|(l, _)| l == line)
+            .map(|(_, r)| r.clone())
+            .unwrap()
+    };
+    assert!(reason_at("line 2").contains("rejected"), "{located:?}");
+    assert!(
+        reason_at("line 3").contains("chosen") && reason_at("line 3").contains("string"),
+        "{located:?}"
+    );
+    assert!(reason_at("line 4").contains("object"), "{located:?}");
+    assert!(reason_at("line 5").contains("empty"), "{located:?}");
+}
