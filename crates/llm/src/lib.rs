@@ -8,6 +8,7 @@
 
 mod gateway;
 pub mod simulated;
+pub mod wire;
 
 use rubricmill_core::Message;
 use serde::{Deserialize, Serialize};
