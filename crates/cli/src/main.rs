@@ -50,6 +50,9 @@ enum Command {
         /// Print the plan as JSON.
         #[arg(long)]
         json: bool,
+        /// Shards read to estimate calls, tokens and cost (spread over the plan).
+        #[arg(long, default_value_t = 20)]
+        sample_shards: usize,
     },
 }
 
@@ -72,7 +75,11 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run::run(args).await,
-            Command::Validate { job, json } => validate::validate(&job, json).await,
+            Command::Validate {
+                job,
+                json,
+                sample_shards,
+            } => validate::validate(&job, json, sample_shards).await,
         }
     });
     match result {

@@ -31,6 +31,9 @@ pub struct RunArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Call the model even when the response cache has the answer.
+    #[arg(long)]
+    no_cache: bool,
 }
 
 /// Exit codes besides 0 (complete) and 1 (error before or outside the run).
@@ -51,6 +54,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .record_concurrency
             .unwrap_or(spec.llm.max_concurrency as usize),
         max_deliver: args.max_deliver,
+        context: rubricmill_runtime::ContextOptions {
+            no_cache: args.no_cache,
+        },
         ..EmbeddedOptions::default()
     };
     let mut bar = Bar::new(!args.no_progress && !args.json);
@@ -107,8 +113,10 @@ fn summary_json(summary: &RunSummary) -> serde_json::Value {
     let tally = |t: &rubricmill_runtime::Tally| {
         serde_json::json!({
             "shards": t.shards, "records": t.records, "rows": t.rows, "rejects": t.rejects,
-            "llm_calls": t.usage.calls, "tokens_in": t.usage.tokens_in, "tokens_out": t.usage.tokens_out,
-            "cost_usd": t.usage.cost_usd,
+            "llm_calls": t.usage.calls, "cache_hits": t.usage.cache_hits, "retries": t.usage.retries,
+            "throttled": t.usage.throttled, "tokens_in": t.usage.tokens_in, "tokens_out": t.usage.tokens_out,
+            "cost_usd": t.usage.cost_usd, "latency_p50_ms": t.usage.latency.quantile_ms(0.5),
+            "latency_p95_ms": t.usage.latency.quantile_ms(0.95),
         })
     };
     let (stop, reason) = match &summary.stop {
@@ -172,6 +180,20 @@ fn print_summary(summary: &RunSummary, provider: ProviderKind) {
     println!(
         "  llm calls  {}{label}, tokens {} in / {} out, cost ${:.4}",
         run.usage.calls, run.usage.tokens_in, run.usage.tokens_out, run.usage.cost_usd
+    );
+    let latency = |q: f64| {
+        run.usage
+            .latency
+            .quantile_ms(q)
+            .map_or("-".to_owned(), |ms| format!("{ms:.0} ms"))
+    };
+    println!(
+        "             {} cache hits, {} retries, {} throttled (429/503), latency p50 {} p95 {}",
+        run.usage.cache_hits,
+        run.usage.retries,
+        run.usage.throttled,
+        latency(0.5),
+        latency(0.95)
     );
     println!("  elapsed    {seconds:.2}s");
     for (shard, reason) in &summary.failed {

@@ -1,43 +1,69 @@
-//! `rubricmill validate`: checks the spec, lists the inputs and plans the shards, spending
+//! `rubricmill validate`: checks the spec, the environment and the inputs, plans the shards and
+//! estimates calls, tokens and cost by rendering the prompts of a sample of shards, spending
 //! nothing and writing nothing.
 
 use std::path::Path;
 use std::process::ExitCode;
 
+use futures::StreamExt;
 use rubricmill_core::{JobSpec, PipelineKind, ProviderKind};
+use rubricmill_mine::Estimate;
+use rubricmill_runtime::{ContextOptions, JobContext};
+use rubricmill_store::{ReadItem, read_shard};
 
-pub async fn validate(job: &Path, json: bool) -> anyhow::Result<ExitCode> {
+pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::Result<ExitCode> {
     let spec = JobSpec::load(job)?;
+    rubricmill_runtime::preflight(&spec)?;
     let manifest = rubricmill_runtime::coordinator::plan(&spec).await?;
-    let mut files: Vec<&str> = manifest
+    let mut seen = std::collections::HashSet::new();
+    let (files, bytes) = manifest
         .shards
         .iter()
         .flat_map(|s| s.unit.files())
-        .map(|f| f.url.as_str())
-        .collect();
-    files.dedup();
-    let bytes: u64 = {
-        let mut seen = std::collections::HashSet::new();
-        manifest
-            .shards
-            .iter()
-            .flat_map(|s| s.unit.files())
-            .filter(|f| seen.insert(&f.url))
-            .map(|f| f.size)
-            .sum()
-    };
+        .filter(|f| seen.insert(f.url.clone()))
+        .fold((0u64, 0u64), |(n, b), f| (n + 1, b + f.size));
     let records: u64 = manifest.shards.iter().map(|s| s.expected_records).sum();
+    let context = JobContext::new(manifest.clone(), 0.0, &ContextOptions { no_cache: true })?;
+    let (estimate, sampled_records) = estimate(&context, sample_shards).await?;
+    let scale = if sampled_records == 0 {
+        0.0
+    } else {
+        records as f64 / sampled_records as f64
+    };
+    let scaled = |n: u64| (n as f64 * scale).round() as u64;
+    let llm = spec.llm.for_stage("generate");
+    let price = |input: u64, output: u64| {
+        llm.price_per_million
+            .map(|p| (input as f64 * p.input + output as f64 * p.output) / 1_000_000.0)
+    };
+    let calls = scaled(estimate.calls);
+    let prompt_tokens = scaled(estimate.prompt_tokens);
+    let typical_out = scaled(estimate.typical_output_tokens);
+    let max_out = scaled(estimate.max_output_tokens);
+    let typical_cost = price(prompt_tokens, typical_out);
+    let max_cost = price(prompt_tokens, max_out);
+    let sampled_all = sampled_records == records;
     if json {
         let plan = serde_json::json!({
             "job": spec.name,
             "pipeline": spec.pipeline.as_str(),
             "fingerprint": manifest.fingerprint,
-            "input_files": files.len(),
+            "input_files": files,
             "input_bytes": bytes,
             "shards": manifest.shards.len(),
             "expected_records": records,
-            "provider": spec.llm.provider.as_str(),
-            "model": spec.llm.model,
+            "provider": llm.provider.as_str(),
+            "model": llm.model,
+            "estimate": {
+                "exact": sampled_all,
+                "calls": calls,
+                "prompt_tokens": prompt_tokens,
+                "typical_output_tokens": typical_out,
+                "max_output_tokens": max_out,
+                "typical_cost_usd": typical_cost,
+                "max_cost_usd": max_cost,
+                "rejected_before_calls": scaled(estimate.rejected),
+            },
         });
         println!("{plan}");
         return Ok(ExitCode::SUCCESS);
@@ -49,9 +75,7 @@ pub async fn validate(job: &Path, json: bool) -> anyhow::Result<ExitCode> {
         spec.pipeline.as_str()
     );
     println!(
-        "  inputs     {} files, {} bytes, matching {}",
-        files.len(),
-        bytes,
+        "  inputs     {files} files, {bytes} bytes, matching {}",
         manifest.spec.input.url
     );
     println!(
@@ -60,21 +84,41 @@ pub async fn validate(job: &Path, json: bool) -> anyhow::Result<ExitCode> {
         spec.input.records_per_shard
     );
     let unit = match spec.pipeline {
-        PipelineKind::Researchqa => "documents (one llm call per content section)",
-        PipelineKind::Crg => "records (one llm call per preference pair)",
+        PipelineKind::Researchqa => "documents",
+        PipelineKind::Crg => "records",
     };
     println!("  expected   {records} {unit}");
-    match spec.llm.provider {
+    match llm.provider {
         ProviderKind::Simulated => {
             println!(
                 "  llm        simulated provider: test and dry-run answers derived from the input, not a model"
             )
         }
-        ProviderKind::Openai => println!(
-            "  llm        {} at {}",
-            spec.llm.model,
-            spec.llm.base_url.as_deref().unwrap_or("(no base_url)")
-        ),
+        ProviderKind::Openai => {
+            println!(
+                "  llm        {} at {}",
+                llm.model,
+                llm.base_url.as_deref().unwrap_or("(no base_url)")
+            )
+        }
+    }
+    let basis = if sampled_all {
+        "from every record".to_owned()
+    } else {
+        format!("extrapolated from {sampled_records} sampled records")
+    };
+    println!("  calls      about {calls} ({basis}), first attempts only");
+    println!(
+        "  tokens     {prompt_tokens} in; out about {typical_out}, at most {max_out} (max_tokens on every call)"
+    );
+    match (typical_cost, max_cost) {
+        (Some(typical), Some(max)) => {
+            println!("  cost       about ${typical:.2}, at most ${max:.2}")
+        }
+        _ => println!("  cost       unknown: set llm.price_per_million"),
+    }
+    if let Some(budget) = spec.llm.max_cost_usd {
+        println!("  budget     ${budget:.2}");
     }
     println!(
         "  output     {}/{}",
@@ -82,4 +126,30 @@ pub async fn validate(job: &Path, json: bool) -> anyhow::Result<ExitCode> {
         spec.name
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Estimates over up to `sample_shards` shards spread evenly over the plan; returns the
+/// estimate and how many records it covered.
+async fn estimate(context: &JobContext, sample_shards: usize) -> anyhow::Result<(Estimate, u64)> {
+    let shards = &context.manifest.shards;
+    let step = shards.len().div_ceil(sample_shards.max(1)).max(1);
+    let spec = context.spec();
+    let mut total = Estimate::default();
+    let mut records = 0;
+    for shard in shards.iter().step_by(step) {
+        let mut items = read_shard(
+            &context.inputs,
+            shard,
+            spec.input.format,
+            spec.input.max_record_bytes,
+        );
+        while let Some(item) = items.next().await {
+            records += 1;
+            match item? {
+                ReadItem::Record(record) => total.add(&context.pipeline.estimate(&record)),
+                ReadItem::Reject { .. } => total.rejected += 1,
+            }
+        }
+    }
+    Ok((total, records))
 }

@@ -219,6 +219,93 @@ pub struct LlmSpec {
     /// Simulated provider only: latency added to every call, to make dry runs look like work.
     #[serde(default)]
     pub simulated_latency_ms: u64,
+    /// Extra HTTP headers sent with every request (not for secrets: use `api_key_env`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Retries of one request (429, 5xx, timeouts) before its shard is handed back.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Where the response cache lives (any object store URL); default `<output>/_cache/llm`.
+    pub cache_url: Option<String>,
+    /// Per-stage overrides (`[llm.stages.judge]`): a stage may use its own endpoint, model,
+    /// key, limits and prices.
+    #[serde(default)]
+    pub stages: BTreeMap<String, StageLlmSpec>,
+}
+
+/// Overrides of [`LlmSpec`] for one pipeline stage; unset fields inherit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageLlmSpec {
+    pub provider: Option<ProviderKind>,
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+    pub api_key_env: Option<String>,
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u32>,
+    pub max_concurrency: Option<u32>,
+    pub timeout_s: Option<u64>,
+    pub price_per_million: Option<Price>,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+    pub seed: Option<u64>,
+}
+
+impl LlmSpec {
+    /// The settings one stage runs with: the stage's overrides over the job's `[llm]`.
+    /// Stages share the job's budget.
+    pub fn for_stage(&self, stage: &str) -> LlmSpec {
+        let mut merged = self.clone();
+        merged.stages.clear();
+        let Some(o) = self.stages.get(stage) else {
+            return merged;
+        };
+        if let Some(v) = o.provider {
+            merged.provider = v;
+        }
+        if o.base_url.is_some() {
+            merged.base_url = o.base_url.clone();
+        }
+        if let Some(v) = &o.model {
+            merged.model = v.clone();
+        }
+        if o.api_key_env.is_some() {
+            merged.api_key_env = o.api_key_env.clone();
+        }
+        if o.requests_per_minute.is_some() {
+            merged.requests_per_minute = o.requests_per_minute;
+        }
+        if o.tokens_per_minute.is_some() {
+            merged.tokens_per_minute = o.tokens_per_minute;
+        }
+        if let Some(v) = o.max_concurrency {
+            merged.max_concurrency = v;
+        }
+        if let Some(v) = o.timeout_s {
+            merged.timeout_s = v;
+        }
+        if o.price_per_million.is_some() {
+            merged.price_per_million = o.price_per_million;
+        }
+        if let Some(v) = o.temperature {
+            merged.temperature = v;
+        }
+        if let Some(v) = o.max_tokens {
+            merged.max_tokens = v;
+        }
+        if o.seed.is_some() {
+            merged.seed = o.seed;
+        }
+        merged
+    }
+}
+
+/// Pipeline stages that call a model, by pipeline.
+pub fn llm_stages(pipeline: PipelineKind) -> &'static [&'static str] {
+    match pipeline {
+        PipelineKind::Researchqa => &["generate"],
+        PipelineKind::Crg => &["generate"],
+    }
 }
 
 impl Default for LlmSpec {
@@ -238,6 +325,10 @@ impl Default for LlmSpec {
             max_tokens: default_max_tokens(),
             seed: None,
             simulated_latency_ms: 0,
+            headers: BTreeMap::new(),
+            max_retries: default_max_retries(),
+            cache_url: None,
+            stages: BTreeMap::new(),
         }
     }
 }
@@ -253,6 +344,9 @@ fn default_timeout_s() -> u64 {
 }
 fn default_max_tokens() -> u32 {
     2048
+}
+fn default_max_retries() -> u32 {
+    6
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -461,12 +555,51 @@ impl JobSpec {
     }
 
     fn validate_llm(&self, path: &Path) -> Result<(), SpecError> {
+        let known = llm_stages(self.pipeline);
+        for stage in self.llm.stages.keys() {
+            if !known.contains(&stage.as_str()) {
+                return Err(SpecError::Invalid {
+                    path: path.to_owned(),
+                    field: format!("llm.stages.{stage}"),
+                    problem: format!(
+                        "unknown stage; the {} pipeline has {}",
+                        self.pipeline.as_str(),
+                        known.join(", ")
+                    ),
+                });
+            }
+        }
+        self.validate_llm_settings(path, &self.llm, "llm")?;
+        for stage in self.llm.stages.keys() {
+            self.validate_llm_settings(
+                path,
+                &self.llm.for_stage(stage),
+                &format!("llm.stages.{stage}"),
+            )?;
+        }
+        if let Some(budget) = self.llm.max_cost_usd
+            && !(budget.is_finite() && budget >= 0.0)
+        {
+            return Err(SpecError::Invalid {
+                path: path.to_owned(),
+                field: "llm.max_cost_usd".into(),
+                problem: "must be a non-negative number".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn validate_llm_settings(
+        &self,
+        path: &Path,
+        llm: &LlmSpec,
+        prefix: &str,
+    ) -> Result<(), SpecError> {
         let invalid = |field: &str, problem: String| SpecError::Invalid {
             path: path.to_owned(),
-            field: field.to_owned(),
+            field: format!("{prefix}.{}", field.trim_start_matches("llm.")),
             problem,
         };
-        let llm = &self.llm;
         if llm.model.trim().is_empty() {
             return Err(invalid("llm.model", "must not be empty".into()));
         }
@@ -560,6 +693,7 @@ impl JobSpec {
             seed: Option<u64>,
             researchqa: Option<&'a ResearchQaSpec>,
             crg: Option<&'a CrgSpec>,
+            stage_models: Vec<(&'a str, String, u32, Option<u64>)>,
         }
         let fingerprinted = Fingerprinted {
             pipeline: self.pipeline,
@@ -575,6 +709,20 @@ impl JobSpec {
             seed: self.llm.seed,
             researchqa: (self.pipeline == PipelineKind::Researchqa).then_some(&self.researchqa),
             crg: (self.pipeline == PipelineKind::Crg).then_some(&self.crg),
+            stage_models: self
+                .llm
+                .stages
+                .keys()
+                .map(|stage| {
+                    let merged = self.llm.for_stage(stage);
+                    (
+                        stage.as_str(),
+                        format!("{}@{}", merged.model, merged.temperature),
+                        merged.max_tokens,
+                        merged.seed,
+                    )
+                })
+                .collect(),
         };
         let json = serde_json::to_vec(&fingerprinted).expect("spec serializes");
         crate::hash::short_hash(&json, 32)
@@ -668,6 +816,17 @@ provider = "simulated"
         let mut model = base.clone();
         model.llm.model = "other".into();
         assert_ne!(base.fingerprint(), model.fingerprint());
+    }
+
+    #[test]
+    fn stages_override_the_job_llm_settings() {
+        let text = format!("{MINIMAL}[llm.stages.generate]\nmodel = \"cheap\"\nmax_tokens = 300\n");
+        let spec = parse(&text).unwrap();
+        let stage = spec.llm.for_stage("generate");
+        assert_eq!(stage.model, "cheap");
+        assert_eq!(stage.max_tokens, 300);
+        assert_eq!(stage.provider, ProviderKind::Simulated);
+        assert_ne!(spec.fingerprint(), parse(MINIMAL).unwrap().fingerprint());
     }
 
     #[test]

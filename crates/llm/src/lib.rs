@@ -1,19 +1,29 @@
 //! LLM access for rubricmill: the chat request and response types every provider speaks, the
-//! [`ChatProvider`] trait, the [`Gateway`] that pipelines call (usage, cost, budget), and the
-//! simulated provider used by tests and dry runs.
+//! [`ChatProvider`] trait with its OpenAI-compatible HTTP implementation, and the [`Gateway`]
+//! that pipelines call: rate limits, adaptive concurrency, retries, structured output, the
+//! response cache, usage, cost and budget. Also the simulated provider for tests and dry runs.
 //!
 //! The simulated provider is not a model: it derives deterministic answers from the prompt
 //! text so the whole pipeline can run with no network. Rows it makes say `provider =
 //! "simulated"`, and output files carry `rubricmill.simulated = true` in their metadata.
 
+pub mod cache;
+pub mod client;
+pub mod concurrency;
 mod gateway;
+pub mod limiter;
 pub mod simulated;
+pub mod structured;
+pub mod tokens;
 pub mod wire;
 
 use rubricmill_core::Message;
 use serde::{Deserialize, Serialize};
 
-pub use gateway::{Gateway, GatewayConfig};
+pub use cache::CacheStore;
+pub use client::{EndpointConfig, OpenAiProvider};
+pub use gateway::{Budget, Gateway, GatewayConfig, full_jitter};
+pub use limiter::Limits;
 pub use simulated::SimulatedProvider;
 
 /// A JSON Schema the answer must follow, named so servers (and the simulated provider) can tell
@@ -60,9 +70,14 @@ pub enum LlmError {
     /// This record cannot be answered (context too long, content filter): reject it.
     #[error("llm rejected the record: {0}")]
     BadRecord(String),
-    /// May pass later (429, 5xx, timeouts): retry the shard.
-    #[error("llm temporarily unavailable: {0}")]
-    Retryable(String),
+    /// May pass later (429, 5xx, timeouts, connection resets). `retry_after` is the server's
+    /// hint; `throttled` marks push-back (429, 503, timeouts) for the concurrency controller.
+    #[error("llm temporarily unavailable: {reason}")]
+    Retryable {
+        reason: String,
+        retry_after: Option<std::time::Duration>,
+        throttled: bool,
+    },
     /// The job's budget is spent: no new calls.
     #[error("llm budget of ${budget:.2} reached (spent ${spent:.2})")]
     BudgetExhausted { budget: f64, spent: f64 },

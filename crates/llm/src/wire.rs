@@ -10,7 +10,9 @@ use crate::{ChatRequest, ResponseFormat};
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WireResponseFormat {
     /// Structured output with a JSON Schema (OpenAI, vLLM, SGLang, llama.cpp, LiteLLM).
-    JsonSchema { json_schema: WireJsonSchema },
+    JsonSchema {
+        json_schema: WireJsonSchema,
+    },
     /// JSON mode: any JSON object (older servers, Ollama).
     JsonObject,
     Text,
@@ -39,6 +41,9 @@ pub struct WireRequest {
     pub temperature: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
+    /// OpenAI reasoning models take this instead of `max_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_completion_tokens: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,10 +71,14 @@ impl WireRequest {
             messages: request
                 .messages
                 .iter()
-                .map(|m| WireMessage { role: m.role.clone(), content: m.content.clone() })
+                .map(|m| WireMessage {
+                    role: m.role.clone(),
+                    content: m.content.clone(),
+                })
                 .collect(),
             temperature: Some(request.temperature),
             max_tokens: Some(request.max_tokens),
+            max_completion_tokens: None,
             seed: request.seed,
             response_format,
         }
@@ -92,7 +101,10 @@ impl WireRequest {
                 .map(|m| rubricmill_core::Message::new(m.role.clone(), m.content.clone()))
                 .collect(),
             temperature: self.temperature.unwrap_or(1.0),
-            max_tokens: self.max_tokens.unwrap_or(1024),
+            max_tokens: self
+                .max_tokens
+                .or(self.max_completion_tokens)
+                .unwrap_or(1024),
             seed: self.seed,
             response_format,
         }
@@ -174,7 +186,10 @@ mod tests {
             temperature: 0.2,
             max_tokens: 300,
             seed: Some(7),
-            response_format: Some(ResponseFormat { name: "task".into(), schema: serde_json::json!({"type": "object"}) }),
+            response_format: Some(ResponseFormat {
+                name: "task".into(),
+                schema: serde_json::json!({"type": "object"}),
+            }),
         };
         let wire = WireRequest::from_request(&request, true);
         let json = serde_json::to_value(&wire).unwrap();
@@ -183,6 +198,9 @@ mod tests {
         let back: WireRequest = serde_json::from_value(json).unwrap();
         assert_eq!(back.to_request(), request);
         let json_mode = serde_json::to_value(WireRequest::from_request(&request, false)).unwrap();
-        assert_eq!(json_mode["response_format"], serde_json::json!({"type": "json_object"}));
+        assert_eq!(
+            json_mode["response_format"],
+            serde_json::json!({"type": "json_object"})
+        );
     }
 }

@@ -8,18 +8,23 @@ use std::sync::Arc;
 
 use rubricmill_core::spec::CrgSpec;
 use rubricmill_core::{
-    CrgRow, CrgRubricItem, OutputRow, PairLayout, PipelineKind, RawPayload, RawRecord,
+    CrgRow, CrgRubricItem, OutputRow, PairLayout, PipelineKind, PreferencePair, RawPayload,
+    RawRecord,
 };
 use rubricmill_llm::simulated::CRG_TASK;
+use rubricmill_llm::structured::extract_json;
 use rubricmill_llm::{ChatRequest, Gateway, ResponseFormat};
 use serde_json::{Value, json};
 
 use crate::pairs::{FieldMap, normalize_pair};
 use crate::pipeline::{
-    Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, classify_llm_error,
-    provenance,
+    Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel,
+    classify_llm_error, provenance,
 };
-use crate::prompt::{CRG_GENERATE, Template, extract_json};
+use crate::prompt::{CRG_GENERATE, Template};
+
+/// Output tokens of a typical answer (a dozen one-sentence items), for estimates.
+const TYPICAL_ANSWER_TOKENS: u64 = 250;
 
 pub struct CrgPipeline {
     gateway: Arc<Gateway>,
@@ -67,8 +72,9 @@ impl CrgPipeline {
     }
 
     /// Rubric items from a JSON answer or, failing that, from the text format
-    /// ("1. The response … [Hard Rule]"). Duplicates (ignoring case) are dropped.
-    fn parse_rubric(&self, answer: &str) -> Vec<CrgRubricItem> {
+    /// ("1. The response … [Hard Rule]"). Duplicates (ignoring case) are dropped; an answer
+    /// with no items is refused (the gateway then asks for one repair).
+    fn parse_rubric(&self, answer: &str) -> Result<Vec<CrgRubricItem>, String> {
         let mut items = Vec::new();
         if let Ok(value) = extract_json(answer)
             && let Some(list) = value.get("items").and_then(Value::as_array)
@@ -120,7 +126,48 @@ impl CrgPipeline {
         let mut seen = HashSet::new();
         items.retain(|item| seen.insert(item.text.to_lowercase()));
         items.truncate(self.spec.max_items as usize);
-        items
+        if items.is_empty() {
+            return Err(
+                "no rubric items: give items with \"text\" and \"kind\" (hard_rule or principle)"
+                    .into(),
+            );
+        }
+        Ok(items)
+    }
+}
+
+impl CrgPipeline {
+    /// The generation request for one pair.
+    fn pair_request(&self, pair: &PreferencePair) -> ChatRequest {
+        let conversation: Vec<String> = pair
+            .prompt
+            .iter()
+            .map(|m| format!("{}: {}", m.role, m.content))
+            .collect();
+        let conversation = conversation.join("\n\n");
+        let max_items = self.spec.max_items.to_string();
+        ChatRequest {
+            model: self.model.model.clone(),
+            messages: self.template.render(&[
+                ("max_items", &max_items),
+                ("conversation", &conversation),
+                ("chosen", &pair.chosen),
+                ("rejected", &pair.rejected),
+            ]),
+            temperature: self.model.temperature,
+            max_tokens: self.model.max_tokens,
+            seed: self.model.seed,
+            response_format: Some(self.response_format()),
+        }
+    }
+
+    fn pair_of(&self, record: &RawRecord) -> Result<PreferencePair, String> {
+        match &record.payload {
+            RawPayload::Json(value) => {
+                normalize_pair(value, self.layout, &self.fields).map_err(|e| e.to_string())
+            }
+            RawPayload::Text(_) => Err("crg reads structured records, not text documents".into()),
+        }
     }
 }
 
@@ -134,6 +181,23 @@ impl Pipeline for CrgPipeline {
         BTreeMap::from([(self.template.name.clone(), self.template.hash.clone())])
     }
 
+    fn estimate(&self, record: &RawRecord) -> Estimate {
+        let Ok(pair) = self.pair_of(record) else {
+            return Estimate {
+                rejected: 1,
+                ..Estimate::default()
+            };
+        };
+        let request = self.pair_request(&pair);
+        Estimate {
+            rejected: 0,
+            calls: 1,
+            prompt_tokens: self.gateway.estimate_prompt_tokens(&request.messages),
+            max_output_tokens: u64::from(request.max_tokens),
+            typical_output_tokens: TYPICAL_ANSWER_TOKENS.min(u64::from(request.max_tokens)),
+        }
+    }
+
     async fn process(
         &self,
         record: RawRecord,
@@ -141,74 +205,43 @@ impl Pipeline for CrgPipeline {
     ) -> Result<RecordOutcome, PipelineError> {
         let mut outcome = RecordOutcome::default();
         outcome.enter("parse");
-        let value = match &record.payload {
-            RawPayload::Json(value) => value,
-            RawPayload::Text(text) => {
-                outcome.reject(
-                    ctx,
-                    &record.source,
-                    "parse",
-                    "crg reads structured records, not text documents",
-                    text,
-                );
-                return Ok(outcome);
-            }
-        };
-        let pair = match normalize_pair(value, self.layout, &self.fields) {
+        let pair = match self.pair_of(&record) {
             Ok(pair) => pair,
-            Err(error) => {
-                outcome.reject(
-                    ctx,
-                    &record.source,
-                    "parse",
-                    error.to_string(),
-                    &value.to_string(),
-                );
+            Err(reason) => {
+                let raw = match &record.payload {
+                    RawPayload::Json(value) => value.to_string(),
+                    RawPayload::Text(text) => text.clone(),
+                };
+                outcome.reject(ctx, &record.source, "parse", reason, &raw);
                 return Ok(outcome);
             }
         };
         outcome.pass("parse");
         outcome.enter("generate");
-        let conversation: Vec<String> = pair
-            .prompt
-            .iter()
-            .map(|m| format!("{}: {}", m.role, m.content))
-            .collect();
-        let conversation = conversation.join("\n\n");
-        let max_items = self.spec.max_items.to_string();
-        let request = ChatRequest {
-            model: self.model.model.clone(),
-            messages: self.template.render(&[
-                ("max_items", &max_items),
-                ("conversation", &conversation),
-                ("chosen", &pair.chosen),
-                ("rejected", &pair.rejected),
-            ]),
-            temperature: self.model.temperature,
-            max_tokens: self.model.max_tokens,
-            seed: self.model.seed,
-            response_format: Some(self.response_format()),
-        };
-        let (response, usage) = match self.gateway.chat(&request).await {
-            Ok(answer) => answer,
+        let request = self.pair_request(&pair);
+        let (parsed, usage) = self
+            .gateway
+            .chat_parsed(&request, |answer| self.parse_rubric(answer))
+            .await;
+        outcome.usage.add(&usage);
+        let rubric = match parsed {
+            Ok(rubric) => rubric,
             Err(error) => {
                 let reason = classify_llm_error(error)?;
-                outcome.reject(ctx, &record.source, "generate", reason, &conversation);
+                outcome.reject(
+                    ctx,
+                    &record.source,
+                    "generate",
+                    reason,
+                    &request
+                        .messages
+                        .last()
+                        .map(|m| m.content.clone())
+                        .unwrap_or_default(),
+                );
                 return Ok(outcome);
             }
         };
-        outcome.usage.add(&usage);
-        let rubric = self.parse_rubric(&response.content);
-        if rubric.is_empty() {
-            outcome.reject(
-                ctx,
-                &record.source,
-                "generate",
-                "answer holds no rubric items",
-                &response.content,
-            );
-            return Ok(outcome);
-        }
         outcome.pass("generate");
         let provenance = provenance(
             &record.source,

@@ -9,5 +9,5 @@ pub mod researchqa;
 pub mod sections;
 
 pub use crg::CrgPipeline;
-pub use pipeline::{Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel};
+pub use pipeline::{Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel};
 pub use researchqa::ResearchQaPipeline;

@@ -81,9 +81,34 @@ impl PipelineError {
     }
 }
 
+/// What processing a record would cost, worked out without calling a model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Estimate {
+    /// Records that would be rejected before any call.
+    pub rejected: u64,
+    pub calls: u64,
+    pub prompt_tokens: u64,
+    /// Output tokens if every answer used `max_tokens`.
+    pub max_output_tokens: u64,
+    /// Output tokens for answers of the typical size of this pipeline.
+    pub typical_output_tokens: u64,
+}
+
+impl Estimate {
+    pub fn add(&mut self, other: &Estimate) {
+        self.rejected += other.rejected;
+        self.calls += other.calls;
+        self.prompt_tokens += other.prompt_tokens;
+        self.max_output_tokens += other.max_output_tokens;
+        self.typical_output_tokens += other.typical_output_tokens;
+    }
+}
+
 #[async_trait::async_trait]
 pub trait Pipeline: Send + Sync {
     fn kind(&self) -> PipelineKind;
+    /// The calls and tokens `process` would spend on this record (first attempt, no retries).
+    fn estimate(&self, record: &RawRecord) -> Estimate;
     /// Template name → hash, for output metadata.
     fn prompt_hashes(&self) -> BTreeMap<String, String>;
     async fn process(

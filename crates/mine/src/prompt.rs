@@ -75,58 +75,6 @@ fn fill(template: &str, values: &[(&str, &str)]) -> String {
     out
 }
 
-/// The JSON object in a model's answer: code fences and prose around it are skipped, trailing
-/// commas before `]` or `}` tolerated.
-pub fn extract_json(answer: &str) -> Result<serde_json::Value, String> {
-    let start = answer
-        .find('{')
-        .ok_or_else(|| "answer holds no JSON object".to_owned())?;
-    let end = answer
-        .rfind('}')
-        .ok_or_else(|| "answer holds no complete JSON object".to_owned())?;
-    if end < start {
-        return Err("answer holds no complete JSON object".into());
-    }
-    let candidate = &answer[start..=end];
-    match serde_json::from_str(candidate) {
-        Ok(value) => Ok(value),
-        Err(first) => serde_json::from_str(&strip_trailing_commas(candidate))
-            .map_err(|_| format!("invalid JSON: {first}")),
-    }
-}
-
-fn strip_trailing_commas(json: &str) -> String {
-    let mut out = String::with_capacity(json.len());
-    let mut in_string = false;
-    let mut escaped = false;
-    let chars: Vec<char> = json.chars().collect();
-    for (i, &c) in chars.iter().enumerate() {
-        if in_string {
-            out.push(c);
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        if c == '"' {
-            in_string = true;
-        }
-        if c == ','
-            && chars[i + 1..]
-                .iter()
-                .find(|c| !c.is_whitespace())
-                .is_some_and(|n| *n == ']' || *n == '}')
-        {
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,15 +96,5 @@ mod tests {
         let crg = Template::parse("crg", CRG_GENERATE);
         assert_eq!(rq.render(&[]).len(), 2);
         assert_ne!(rq.hash, crg.hash);
-    }
-
-    #[test]
-    fn extracts_json_from_fences_prose_and_trailing_commas() {
-        let answer = "Sure! Here it is:\n```json\n{\"a\": [1, 2,], \"b\": \"x, }\",}\n```\nThanks";
-        let value = extract_json(answer).unwrap();
-        assert_eq!(value["a"], serde_json::json!([1, 2]));
-        assert_eq!(value["b"], "x, }");
-        assert!(extract_json("no json here").is_err());
-        assert!(extract_json("{\"a\": }").is_err());
     }
 }

@@ -14,14 +14,15 @@ use rubricmill_core::{
     short_hash,
 };
 use rubricmill_llm::simulated::RESEARCHQA_TASK;
+use rubricmill_llm::structured::{extract_json, validate};
 use rubricmill_llm::{ChatRequest, Gateway, ResponseFormat};
 use serde_json::{Value, json};
 
 use crate::pipeline::{
-    Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, classify_llm_error,
-    provenance,
+    Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel,
+    classify_llm_error, provenance,
 };
-use crate::prompt::{RESEARCHQA_GENERATE, Template, extract_json};
+use crate::prompt::{RESEARCHQA_GENERATE, Template};
 use crate::sections::{
     ParsedSurvey, Reference, Section, SectionOptions, parse_markdown_survey,
     parse_structured_survey,
@@ -29,6 +30,8 @@ use crate::sections::{
 
 /// Sections of one document sent to the model at once.
 const SECTION_CONCURRENCY: usize = 8;
+/// Output tokens of a typical answer (a query and eight items), for estimates.
+const TYPICAL_ANSWER_TOKENS: u64 = 400;
 
 pub struct ResearchQaPipeline {
     gateway: Arc<Gateway>,
@@ -163,9 +166,11 @@ impl ResearchQaPipeline {
     fn parse_answer(
         &self,
         answer: &str,
+        schema: &Value,
         section: &Section,
     ) -> Result<(String, Vec<RubricItem>), String> {
         let value = extract_json(answer)?;
+        validate(&value, schema)?;
         let query = value
             .get("query")
             .and_then(Value::as_str)
@@ -226,13 +231,8 @@ impl ResearchQaPipeline {
         Ok((query.to_owned(), rubric))
     }
 
-    async fn mine_section(
-        &self,
-        section: &Section,
-        document: &Document,
-        source: &SourceRef,
-        ctx: &RecordContext,
-    ) -> Result<(Usage, Result<ResearchQaRow, String>), PipelineError> {
+    /// The generation request for one section.
+    fn section_request(&self, section: &Section) -> ChatRequest {
         let cited: Vec<String> = section
             .citations
             .iter()
@@ -257,23 +257,46 @@ impl ResearchQaPipeline {
             ("section_text", &section.text),
             ("cited_works", &cited),
         ]);
-        let request = ChatRequest {
+        ChatRequest {
             model: self.model.model.clone(),
             messages,
             temperature: self.model.temperature,
             max_tokens: self.model.max_tokens,
             seed: self.model.seed,
             response_format: Some(self.response_format()),
-        };
-        let (response, usage) = match self.gateway.chat(&request).await {
-            Ok(answer) => answer,
-            Err(error) => {
-                return classify_llm_error(error).map(|reason| (Usage::default(), Err(reason)));
-            }
-        };
-        let (query, rubric) = match self.parse_answer(&response.content, section) {
+        }
+    }
+
+    /// Parses a record into a survey, or says why it cannot.
+    fn parse_record(&self, record: &RawRecord) -> Result<ParsedSurvey, String> {
+        match &record.payload {
+            RawPayload::Text(text) => Ok(parse_markdown_survey(text, &self.options)),
+            RawPayload::Json(value) => parse_structured_survey(value, &self.options),
+        }
+    }
+
+    async fn mine_section(
+        &self,
+        section: &Section,
+        document: &Document,
+        source: &SourceRef,
+        ctx: &RecordContext,
+    ) -> Result<(Usage, Result<ResearchQaRow, String>), PipelineError> {
+        let request = self.section_request(section);
+        let schema = request
+            .response_format
+            .as_ref()
+            .map(|f| f.schema.clone())
+            .unwrap_or_default();
+        let (parsed, usage) = self
+            .gateway
+            .chat_parsed(&request, |answer| {
+                self.parse_answer(answer, &schema, section)
+            })
+            .await;
+        let (query, rubric) = match parsed {
             Ok(parsed) => parsed,
-            Err(reason) => return Ok((usage, Err(reason))),
+            Err(error) => return classify_llm_error(error).map(|reason| (usage, Err(reason))),
         };
         let row = ResearchQaRow {
             id: format!("{}-s{}", document.id, section.index),
@@ -311,6 +334,25 @@ impl Pipeline for ResearchQaPipeline {
         BTreeMap::from([(self.template.name.clone(), self.template.hash.clone())])
     }
 
+    fn estimate(&self, record: &RawRecord) -> Estimate {
+        let Ok(parsed) = self.parse_record(record) else {
+            return Estimate {
+                rejected: 1,
+                ..Estimate::default()
+            };
+        };
+        let mut estimate = Estimate::default();
+        for section in &parsed.sections {
+            let request = self.section_request(section);
+            estimate.calls += 1;
+            estimate.prompt_tokens += self.gateway.estimate_prompt_tokens(&request.messages);
+            estimate.max_output_tokens += u64::from(request.max_tokens);
+            estimate.typical_output_tokens +=
+                TYPICAL_ANSWER_TOKENS.min(u64::from(request.max_tokens));
+        }
+        estimate
+    }
+
     async fn process(
         &self,
         record: RawRecord,
@@ -318,18 +360,16 @@ impl Pipeline for ResearchQaPipeline {
     ) -> Result<RecordOutcome, PipelineError> {
         let mut outcome = RecordOutcome::default();
         outcome.enter("parse");
-        let (parsed, raw): (ParsedSurvey, Cow<str>) = match &record.payload {
-            RawPayload::Text(text) => (
-                parse_markdown_survey(text, &self.options),
-                Cow::Borrowed(text),
-            ),
-            RawPayload::Json(value) => match parse_structured_survey(value, &self.options) {
-                Ok(parsed) => (parsed, Cow::Owned(value.to_string())),
-                Err(reason) => {
-                    outcome.reject(ctx, &record.source, "parse", reason, &value.to_string());
-                    return Ok(outcome);
-                }
-            },
+        let raw: Cow<str> = match &record.payload {
+            RawPayload::Text(text) => Cow::Borrowed(text),
+            RawPayload::Json(value) => Cow::Owned(value.to_string()),
+        };
+        let parsed = match self.parse_record(&record) {
+            Ok(parsed) => parsed,
+            Err(reason) => {
+                outcome.reject(ctx, &record.source, "parse", reason, &raw);
+                return Ok(outcome);
+            }
         };
         for dropped in &parsed.dropped {
             let reason = format!("{}: {}", dropped.heading, dropped.reason);

@@ -24,6 +24,7 @@ pub struct EmbeddedOptions {
     /// Deliveries of a shard before it is given up.
     pub max_deliver: u32,
     pub base_backoff: Duration,
+    pub context: crate::job::ContextOptions,
 }
 
 impl Default for EmbeddedOptions {
@@ -34,6 +35,7 @@ impl Default for EmbeddedOptions {
             record_concurrency: 16,
             max_deliver: 4,
             base_backoff: Duration::from_millis(500),
+            context: crate::job::ContextOptions::default(),
         }
     }
 }
@@ -96,6 +98,7 @@ pub async fn run_embedded(
     interrupt: impl Future<Output = ()>,
 ) -> Result<RunSummary, RuntimeError> {
     let started = Instant::now();
+    crate::job::preflight(spec)?;
     let (manifest, resumed) = plan_or_resume(spec).await?;
     let job = manifest.name.clone();
     let store = rubricmill_store::JobStore::open(&manifest.spec.output.url, &job)?;
@@ -128,7 +131,11 @@ pub async fn run_embedded(
         return Ok(summary);
     }
     tracing::info!(job = %job, pending = pending.len(), committed = before.shards, resumed, "running job");
-    let context = Arc::new(JobContext::new(manifest, before.usage.cost_usd)?);
+    let context = Arc::new(JobContext::new(
+        manifest,
+        before.usage.cost_usd,
+        &options.context,
+    )?);
     let queue = InProcessQueue::new(options.max_deliver);
     for shard in &pending {
         queue

@@ -3,13 +3,47 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
+use rubricmill_core::spec::{LlmSpec, llm_stages};
 use rubricmill_core::{JobSpec, PipelineKind, ProviderKind};
-use rubricmill_llm::{ChatProvider, Gateway, GatewayConfig, SimulatedProvider};
+use rubricmill_llm::{
+    Budget, CacheStore, ChatProvider, EndpointConfig, Gateway, GatewayConfig, Limits,
+    OpenAiProvider, SimulatedProvider,
+};
 use rubricmill_mine::{CrgPipeline, Pipeline, ResearchQaPipeline, StageModel};
 use rubricmill_store::{JobManifest, JobStore, StoreLocation};
 
 use crate::RuntimeError;
+use crate::cache::ObjectCache;
+
+/// Runtime choices about a job that are not part of its spec.
+#[derive(Debug, Clone, Default)]
+pub struct ContextOptions {
+    /// Call the model even when the response cache has the answer (and store nothing).
+    pub no_cache: bool,
+}
+
+/// Checks what a job needs from the environment before any work: every API key variable the
+/// spec names must be set. The values are never printed.
+pub fn preflight(spec: &JobSpec) -> Result<(), RuntimeError> {
+    for stage in llm_stages(spec.pipeline) {
+        let llm = spec.llm.for_stage(stage);
+        if llm.provider != ProviderKind::Openai {
+            continue;
+        }
+        if let Some(var) = &llm.api_key_env
+            && std::env::var(var)
+                .map(|v| v.trim().is_empty())
+                .unwrap_or(true)
+        {
+            return Err(RuntimeError::Config(format!(
+                "environment variable ${var} (named by llm.api_key_env for stage {stage}) is not set"
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// One job, ready to have its shards processed.
 pub struct JobContext {
@@ -17,7 +51,8 @@ pub struct JobContext {
     pub store: JobStore,
     pub inputs: StoreLocation,
     pub pipeline: Arc<dyn Pipeline>,
-    pub gateway: Arc<Gateway>,
+    /// One gateway per distinct endpoint; stages without overrides share the job's.
+    pub gateways: BTreeMap<String, Arc<Gateway>>,
     /// Key-value metadata written into every Parquet file of the job.
     pub file_metadata: BTreeMap<String, String>,
 }
@@ -25,33 +60,63 @@ pub struct JobContext {
 impl JobContext {
     /// Builds the context of a planned job. `spent_before_usd` is what committed shards already
     /// cost, counted against the budget.
-    pub fn new(manifest: JobManifest, spent_before_usd: f64) -> Result<Self, RuntimeError> {
+    pub fn new(
+        manifest: JobManifest,
+        spent_before_usd: f64,
+        options: &ContextOptions,
+    ) -> Result<Self, RuntimeError> {
         let spec = &manifest.spec;
+        preflight(spec)?;
         let store = JobStore::open(&spec.output.url, &spec.name)?;
         let inputs = StoreLocation::parse(&manifest.input_root)?;
-        let provider = provider_for(spec)?;
-        let gateway = Arc::new(Gateway::new(
-            provider,
-            GatewayConfig {
-                price_per_million: spec.llm.price_per_million,
-                max_cost_usd: spec.llm.max_cost_usd,
-                spent_before_usd,
-            },
-        ));
+        // The simulated provider's answers cost nothing: caching them would only write files.
+        let all_simulated = llm_stages(spec.pipeline)
+            .iter()
+            .all(|stage| spec.llm.for_stage(stage).provider == ProviderKind::Simulated);
+        let cache: Option<Arc<dyn CacheStore>> = if options.no_cache || all_simulated {
+            None
+        } else {
+            let url = match &spec.llm.cache_url {
+                Some(url) => url.clone(),
+                None => format!("{}/_cache/llm", spec.output.url.trim_end_matches('/')),
+            };
+            Some(Arc::new(ObjectCache::new(StoreLocation::parse(&url)?)))
+        };
+        let budget = Budget::new(spec.llm.max_cost_usd, spent_before_usd);
+        let mut by_endpoint: BTreeMap<String, Arc<Gateway>> = BTreeMap::new();
+        let mut gateways = BTreeMap::new();
+        for stage in llm_stages(spec.pipeline) {
+            let llm = spec.llm.for_stage(stage);
+            let identity = serde_json::to_string(&llm).unwrap_or_default();
+            let gateway = match by_endpoint.get(&identity) {
+                Some(gateway) => gateway.clone(),
+                None => {
+                    let gateway = Arc::new(gateway_for(&llm, budget.clone(), cache.clone())?);
+                    by_endpoint.insert(identity, gateway.clone());
+                    gateway
+                }
+            };
+            gateways.insert((*stage).to_owned(), gateway);
+        }
+        let generate = gateways
+            .get("generate")
+            .cloned()
+            .ok_or_else(|| RuntimeError::Config("no generate stage".into()))?;
+        let generate_llm = spec.llm.for_stage("generate");
         let model = StageModel {
-            model: spec.llm.model.clone(),
-            temperature: spec.llm.temperature,
-            max_tokens: spec.llm.max_tokens,
-            seed: spec.llm.seed,
+            model: generate_llm.model.clone(),
+            temperature: generate_llm.temperature,
+            max_tokens: generate_llm.max_tokens,
+            seed: generate_llm.seed,
         };
         let pipeline: Arc<dyn Pipeline> = match spec.pipeline {
             PipelineKind::Researchqa => Arc::new(ResearchQaPipeline::new(
-                gateway.clone(),
+                generate,
                 model,
                 spec.researchqa.clone(),
             )),
             PipelineKind::Crg => Arc::new(CrgPipeline::new(
-                gateway.clone(),
+                generate,
                 model,
                 spec.crg.clone(),
                 spec.input.layout,
@@ -64,9 +129,21 @@ impl JobContext {
             store,
             inputs,
             pipeline,
-            gateway,
+            gateways,
             file_metadata,
         })
+    }
+
+    /// Sum of the usage of every gateway of the job.
+    pub fn usage(&self) -> rubricmill_core::Usage {
+        let mut seen = std::collections::HashSet::new();
+        let mut total = rubricmill_core::Usage::default();
+        for gateway in self.gateways.values() {
+            if seen.insert(Arc::as_ptr(gateway)) {
+                total.add(&gateway.totals());
+            }
+        }
+        total
     }
 
     pub fn spec(&self) -> &JobSpec {
@@ -74,14 +151,55 @@ impl JobContext {
     }
 }
 
-fn provider_for(spec: &JobSpec) -> Result<Arc<dyn ChatProvider>, RuntimeError> {
-    match spec.llm.provider {
-        ProviderKind::Simulated => Ok(Arc::new(SimulatedProvider::new(spec.llm.simulated_latency_ms))),
-        ProviderKind::Openai => Err(RuntimeError::Unsupported(
-            "provider \"openai\" needs the LLM gateway, which this build does not have yet; use provider = \"simulated\" for a dry run"
-                .into(),
-        )),
-    }
+fn gateway_for(
+    llm: &LlmSpec,
+    budget: Arc<Budget>,
+    cache: Option<Arc<dyn CacheStore>>,
+) -> Result<Gateway, RuntimeError> {
+    let provider: Arc<dyn ChatProvider> = match llm.provider {
+        ProviderKind::Simulated => Arc::new(SimulatedProvider::new(llm.simulated_latency_ms)),
+        ProviderKind::Openai => {
+            let base_url = llm
+                .base_url
+                .clone()
+                .ok_or_else(|| RuntimeError::Config("llm.base_url is not set".into()))?;
+            let api_key = llm
+                .api_key_env
+                .as_ref()
+                .and_then(|var| std::env::var(var).ok());
+            let endpoint = EndpointConfig {
+                base_url,
+                api_key,
+                api_key_env: llm.api_key_env.clone(),
+                headers: llm
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                timeout: Duration::from_secs(llm.timeout_s),
+                max_connections: llm.max_concurrency as usize,
+            };
+            Arc::new(
+                OpenAiProvider::new(endpoint).map_err(|e| RuntimeError::Config(e.to_string()))?,
+            )
+        }
+    };
+    let max_concurrency = llm.max_concurrency as usize;
+    let config = GatewayConfig {
+        model: llm.model.clone(),
+        price_per_million: llm.price_per_million,
+        budget,
+        limits: Limits {
+            requests_per_minute: llm.requests_per_minute,
+            tokens_per_minute: llm.tokens_per_minute,
+        },
+        max_concurrency,
+        initial_concurrency: max_concurrency.min(8),
+        max_retries: llm.max_retries,
+        cache,
+        ..GatewayConfig::default()
+    };
+    Ok(Gateway::new(provider, config))
 }
 
 fn file_metadata(manifest: &JobManifest, pipeline: &dyn Pipeline) -> BTreeMap<String, String> {

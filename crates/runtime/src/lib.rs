@@ -1,6 +1,7 @@
 //! rubricmill's wiring: the worker loop that turns shard deliveries into committed output, the
 //! coordinator's planning, and the embedded runner that drives both in one process.
 
+mod cache;
 pub mod coordinator;
 pub mod embedded;
 pub mod job;
@@ -9,7 +10,7 @@ pub mod worker;
 pub use embedded::{
     EmbeddedOptions, NoProgress, ProgressObserver, RunSummary, StopReason, Tally, run_embedded,
 };
-pub use job::JobContext;
+pub use job::{ContextOptions, JobContext, preflight};
 pub use worker::{JobResolver, SingleJob, Worker, WorkerOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,5 +32,5 @@ pub enum RuntimeError {
     #[error("unknown job {0:?}")]
     UnknownJob(String),
     #[error("{0}")]
-    Unsupported(String),
+    Config(String),
 }

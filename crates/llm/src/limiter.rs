@@ -1,0 +1,133 @@
+//! Request and token rate limits with governor. A worker enforces its share of the job's
+//! cluster-wide limits (share = 1 / live workers, set by the distributed mode; 1 when alone).
+//!
+//! Buckets are sized so the limiter never bursts past what a provider enforcing the same
+//! per-minute limit at a finer granularity would accept: requests refill continuously with a
+//! burst of one second's worth; tokens with a burst of ten seconds' worth, so one request can
+//! reserve its estimated input plus `max_tokens`. A request needing more tokens than that burst
+//! is refused with a clear error instead of waiting forever.
+
+use std::num::NonZeroU32;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use crate::LlmError;
+
+/// The job's limits before sharing.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u32>,
+}
+
+struct Buckets {
+    requests: Option<DefaultDirectRateLimiter>,
+    tokens: Option<DefaultDirectRateLimiter>,
+    token_burst: u32,
+}
+
+pub struct RateLimits {
+    limits: Limits,
+    buckets: RwLock<Arc<Buckets>>,
+}
+
+/// Replenish one cell every `period` seconds worth of `per_minute`, with `burst_seconds` worth
+/// of burst (at least one cell).
+fn quota(per_minute: f64, burst_seconds: f64) -> (Quota, u32) {
+    let per_minute = per_minute.max(1e-3);
+    let period = Duration::from_secs_f64(60.0 / per_minute);
+    let burst = ((per_minute / 60.0) * burst_seconds)
+        .floor()
+        .clamp(1.0, f64::from(u32::MAX)) as u32;
+    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+    let quota = Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(burst);
+    (quota, burst.get())
+}
+
+impl Buckets {
+    fn new(limits: Limits, share: f64) -> Self {
+        let requests = limits
+            .requests_per_minute
+            .map(|rpm| RateLimiter::direct(quota(f64::from(rpm) * share, 1.0).0));
+        let (tokens, token_burst) = match limits.tokens_per_minute {
+            Some(tpm) => {
+                let (quota, burst) = quota(f64::from(tpm) * share, 10.0);
+                (Some(RateLimiter::direct(quota)), burst)
+            }
+            None => (None, u32::MAX),
+        };
+        Self {
+            requests,
+            tokens,
+            token_burst,
+        }
+    }
+}
+
+impl RateLimits {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            buckets: RwLock::new(Arc::new(Buckets::new(limits, 1.0))),
+        }
+    }
+
+    /// Takes `share` (0 < share ≤ 1) of the job's limits from now on.
+    pub fn set_share(&self, share: f64) {
+        let share = share.clamp(1e-6, 1.0);
+        *self.buckets.write().expect("limiter lock") = Arc::new(Buckets::new(self.limits, share));
+    }
+
+    /// Waits until one request of `tokens` tokens may be sent.
+    pub async fn acquire(&self, tokens: u64) -> Result<(), LlmError> {
+        let buckets = self.buckets.read().expect("limiter lock").clone();
+        if let Some(bucket) = &buckets.tokens {
+            let needed = u32::try_from(tokens.max(1)).unwrap_or(u32::MAX);
+            let Some(n) = NonZeroU32::new(needed).filter(|n| n.get() <= buckets.token_burst) else {
+                return Err(LlmError::BadRecord(format!(
+                    "request needs about {tokens} tokens (input + max_tokens), more than this worker's token burst of {} \
+                     (ten seconds of llm.tokens_per_minute); lower max_tokens or raise tokens_per_minute",
+                    buckets.token_burst
+                )));
+            };
+            bucket
+                .until_n_ready(n)
+                .await
+                .map_err(|e| LlmError::BadRecord(e.to_string()))?;
+        }
+        if let Some(bucket) = &buckets.requests {
+            bucket.until_ready().await;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bursts_are_one_second_of_requests_and_ten_of_tokens() {
+        assert_eq!(quota(1200.0, 1.0).1, 20);
+        assert_eq!(quota(30.0, 1.0).1, 1);
+        assert_eq!(quota(60_000.0, 10.0).1, 10_000);
+    }
+
+    #[tokio::test]
+    async fn oversized_requests_fail_instead_of_hanging() {
+        let limits = RateLimits::new(Limits {
+            requests_per_minute: None,
+            tokens_per_minute: Some(6000),
+        });
+        let error = limits.acquire(5000).await.unwrap_err();
+        assert!(
+            matches!(&error, LlmError::BadRecord(reason) if reason.contains("token burst of 1000")),
+            "{error}"
+        );
+        limits.acquire(900).await.unwrap();
+    }
+}

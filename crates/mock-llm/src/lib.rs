@@ -1,0 +1,66 @@
+//! `mock-llm`: an OpenAI-compatible HTTP server for tests, benchmarks and dry runs.
+//!
+//! It answers `POST /v1/chat/completions` through the simulated provider's
+//! [`simulated_answer`](rubricmill_llm::simulated::simulated_answer), so the researchqa and crg
+//! tasks get valid, deterministic, task-aware JSON; it can be slow (fixed, uniform or lognormal
+//! latency, plus a cost per output token), enforce rate limits (RPM, TPM, RPS with a burst)
+//! with 429s that carry `Retry-After`, `retry-after-ms` and `x-ratelimit-*` headers, and inject
+//! faults by rate (500, 503, hangs, malformed JSON, truncation, context length). `GET
+//! /v1/models`, `GET /stats` (`?window_ms=N` adds sliding-window maxima) and `GET /health`
+//! complete it.
+//!
+//! ```no_run
+//! # async fn example() -> std::io::Result<()> {
+//! use rubricmill_mock_llm::{MockConfig, MockServer};
+//! let server = MockServer::start(MockConfig { rps: Some(20.0), burst: Some(20), ..MockConfig::default() }).await?;
+//! let base_url = server.base_url(); // http://127.0.0.1:PORT/v1
+//! # let _ = base_url;
+//! server.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+mod faults;
+mod limits;
+mod server;
+mod stats;
+
+pub use config::{ApiKey, Latency, LogNormalMs, MockConfig, UniformMs};
+pub use server::MockServer;
+pub use stats::{RecordedRequest, Stats, WindowMaxima, max_in_window};
+
+use anyhow::Context;
+use tracing::info;
+
+/// Runs the server for the CLI: starts it, prints `mock-llm listening on http://ADDR/v1` on
+/// stdout, serves until Ctrl-C or SIGTERM, then prints the stats as JSON on stdout.
+pub async fn run(config: MockConfig) -> anyhow::Result<()> {
+    let server = MockServer::start(config)
+        .await
+        .context("could not start mock-llm")?;
+    println!("mock-llm listening on {}", server.base_url());
+    wait_for_stop_signal().await?;
+    info!("mock-llm stopping");
+    let stats = server.shutdown_with_stats().await;
+    println!("{}", serde_json::to_string_pretty(&stats)?);
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("could not listen for SIGTERM")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("could not listen for ctrl-c")?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    tokio::signal::ctrl_c()
+        .await
+        .context("could not listen for ctrl-c")
+}

@@ -1,0 +1,817 @@
+//! The HTTP side of the mock server: the accept loop (hyper, HTTP/1.1 keep-alive), routing, and
+//! the chat completion handler that checks auth, model and schema support, answers through
+//! [`rubricmill_llm::simulated::simulated_answer`], enforces the rate limits, injects faults
+//! and waits out the configured latency.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rubricmill_llm::ResponseFormat;
+use rubricmill_llm::estimate_tokens;
+use rubricmill_llm::simulated::{CRG_TASK, RESEARCHQA_TASK, simulated_answer};
+use rubricmill_llm::wire::{
+    WireChoice, WireError, WireErrorBody, WireRequest, WireResponse, WireResponseFormat,
+    WireResponseMessage, WireUsage,
+};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::config::MockConfig;
+use crate::faults::{Draws, Fault, FaultPlan};
+use crate::limits::{Limiter, Verdict, ratelimit_headers, retry_after_values};
+use crate::stats::{Counters, RecordedRequest, Recorder, Stats};
+
+/// Largest request body accepted.
+const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Context window claimed by the context-length fault.
+const CONTEXT_WINDOW: u64 = 8192;
+/// How long shutdown waits for requests in flight before cutting them off.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+/// Model listed by `/v1/models` when any model is accepted.
+const DEFAULT_MODEL: &str = "mock-llm";
+
+type Body = Full<Bytes>;
+
+/// A running mock server. Dropping it stops it too (without waiting).
+#[derive(Debug)]
+pub struct MockServer {
+    addr: SocketAddr,
+    state: Arc<State>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MockServer {
+    /// Binds, starts serving on the current tokio runtime and returns at once.
+    pub async fn start(config: MockConfig) -> std::io::Result<MockServer> {
+        config
+            .validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State::new(config));
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), stopped));
+        info!(%addr, "mock-llm started");
+        Ok(MockServer {
+            addr,
+            state,
+            stop,
+            task,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://HOST:PORT/v1`, with a loopback host when the server listens on every address.
+    pub fn base_url(&self) -> String {
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        format!("http://{addr}/v1")
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> Stats {
+        self.state.stats()
+    }
+
+    /// Every recorded chat request so far, by arrival time.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.recorder.all()
+    }
+
+    /// Stops accepting, lets requests in flight finish for up to a second, then cuts off the
+    /// rest (hanging requests among them) and returns.
+    pub async fn shutdown(self) {
+        self.shutdown_with_stats().await;
+    }
+
+    /// [`shutdown`](Self::shutdown), then the final counters (requests cut off count as 499).
+    pub(crate) async fn shutdown_with_stats(mut self) -> Stats {
+        let _ = self.stop.send(true);
+        if let Err(error) = (&mut self.task).await {
+            warn!(%error, "mock-llm accept loop ended abnormally");
+        }
+        info!(addr = %self.addr, "mock-llm stopped");
+        self.state.stats()
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// What every connection shares.
+struct State {
+    config: MockConfig,
+    started: Instant,
+    limiter: Option<Mutex<Limiter>>,
+    faults: FaultPlan,
+    draws: Draws,
+    counters: Counters,
+    recorder: Recorder,
+    next_id: AtomicU64,
+    /// Bearer header value expected, when a key is set.
+    expected_authorization: Option<String>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl State {
+    fn new(config: MockConfig) -> Self {
+        Self {
+            started: Instant::now(),
+            limiter: Limiter::from_config(&config).map(Mutex::new),
+            faults: FaultPlan::from_config(&config),
+            draws: Draws::new(config.seed),
+            counters: Counters::new(),
+            recorder: Recorder::new(config.record_limit),
+            next_id: AtomicU64::new(1),
+            expected_authorization: config
+                .api_key
+                .as_ref()
+                .map(|k| format!("Bearer {}", k.expose())),
+            config,
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        self.counters
+            .snapshot(self.started.elapsed(), self.recorder.kept())
+    }
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stopped: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    let mut next_connection = 0usize;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: pause rather than spin.
+                        warn!(%error, "mock-llm accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                state.counters.connections.fetch_add(1, Ordering::Relaxed);
+                let shard = next_connection;
+                next_connection = next_connection.wrapping_add(1);
+                connections.spawn(serve_connection(stream, peer, shard, Arc::clone(&state), stopped.clone()));
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = stopped.changed() => break,
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        debug!(
+            left = connections.len(),
+            "mock-llm cutting off connections at shutdown"
+        );
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
+    }
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    shard: usize,
+    state: Arc<State>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let service = hyper::service::service_fn(move |request| {
+        let state = Arc::clone(&state);
+        async move { Ok::<_, Infallible>(route(&state, shard, request).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = stopped.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        debug!(%peer, %error, "mock-llm connection ended with an error");
+    }
+}
+
+async fn route(state: &State, shard: usize, request: Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path();
+    match (request.method(), path) {
+        (&Method::POST, "/v1/chat/completions" | "/chat/completions") => {
+            let mut call = Call::begin(state, shard);
+            let response = chat(state, &mut call, request).await;
+            call.status = response.status().as_u16();
+            response
+        }
+        (&Method::GET, "/v1/models" | "/models") => models(state),
+        (&Method::GET, "/stats") => stats(state, request.uri().query()),
+        (&Method::GET, "/health") => json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()),
+        (
+            _,
+            "/v1/chat/completions"
+            | "/chat/completions"
+            | "/v1/models"
+            | "/models"
+            | "/stats"
+            | "/health",
+        ) => error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("method {} is not allowed on {path}", request.method()),
+            "invalid_request_error",
+            Some("method_not_allowed"),
+        ),
+        _ => error_response(
+            StatusCode::NOT_FOUND,
+            format!("unknown path {path}"),
+            "invalid_request_error",
+            Some("not_found"),
+        ),
+    }
+}
+
+/// One chat request in flight. Dropping it counts and records the request, also when the
+/// client went away mid-answer (the handler future is dropped then; status stays 499).
+struct Call<'a> {
+    state: &'a State,
+    shard: usize,
+    at: Duration,
+    status: u16,
+    body: Option<WireRequest>,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    retry_after_ms: Option<u64>,
+}
+
+impl<'a> Call<'a> {
+    fn begin(state: &'a State, shard: usize) -> Self {
+        let at = state.started.elapsed();
+        state.counters.begin(at);
+        Self {
+            state,
+            shard,
+            at,
+            status: 499,
+            body: None,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            retry_after_ms: None,
+        }
+    }
+}
+
+impl Drop for Call<'_> {
+    fn drop(&mut self) {
+        let done = self.state.started.elapsed();
+        self.state.counters.finish(
+            done,
+            self.status,
+            self.prompt_tokens,
+            self.completion_tokens,
+        );
+        debug!(
+            status = self.status,
+            at_ms = self.at.as_millis() as u64,
+            "mock-llm answered"
+        );
+        if let Some(body) = self.body.take() {
+            self.state.recorder.push(
+                self.shard,
+                RecordedRequest {
+                    at: self.at,
+                    status: self.status,
+                    body,
+                    prompt_tokens: self.prompt_tokens,
+                    completion_tokens: self.completion_tokens,
+                    retry_after_ms: self.retry_after_ms,
+                },
+            );
+        }
+    }
+}
+
+/// Prompt tokens as the simulated provider counts them: about four characters a token, plus
+/// four tokens of framing per message.
+fn prompt_tokens(request: &WireRequest) -> u64 {
+    request
+        .messages
+        .iter()
+        .map(|m| estimate_tokens(&m.content) + 4)
+        .sum()
+}
+
+async fn chat(state: &State, call: &mut Call<'_>, request: Request<Incoming>) -> Response<Body> {
+    let config = &state.config;
+    let authorized = match &state.expected_authorization {
+        None => true,
+        Some(expected) => request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .is_some_and(|value| value.as_bytes() == expected.as_bytes()),
+    };
+    let bytes = match Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                format!("could not read the request body: {error}"),
+                "invalid_request_error",
+                None,
+            );
+        }
+    };
+    let parsed = serde_json::from_slice::<WireRequest>(&bytes);
+    if let Ok(wire) = &parsed {
+        call.prompt_tokens = prompt_tokens(wire);
+    }
+    if !authorized {
+        call.body = parsed.ok();
+        return error_response(
+            StatusCode::UNAUTHORIZED,
+            "Incorrect API key provided. You can find your API key in the mock-llm flags (--api-key or MOCK_LLM_API_KEY).".into(),
+            "invalid_request_error",
+            Some("invalid_api_key"),
+        );
+    }
+    let wire = match parsed {
+        Ok(wire) => wire,
+        Err(error) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                format!("We could not parse the JSON body of your request: {error}"),
+                "invalid_request_error",
+                None,
+            );
+        }
+    };
+    let wire = call.body.insert(wire);
+
+    if wire.messages.is_empty() {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "'messages' must contain at least one message.".into(),
+            "invalid_request_error",
+            None,
+        );
+    }
+    if !config.models.is_empty() && !config.models.iter().any(|m| *m == wire.model) {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            format!(
+                "The model `{}` does not exist or you do not have access to it.",
+                wire.model
+            ),
+            "invalid_request_error",
+            Some("model_not_found"),
+        );
+    }
+    let json_object = match &wire.response_format {
+        Some(WireResponseFormat::JsonSchema { .. }) if config.no_schema_support => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "response_format type json_schema is not supported by this server; use json_object"
+                    .into(),
+                "invalid_request_error",
+                Some("unsupported_response_format"),
+            );
+        }
+        Some(WireResponseFormat::JsonObject) => true,
+        _ => false,
+    };
+
+    let [fault_draw, latency_u1, latency_u2] = state.draws.next_uniforms::<3>();
+    let fault = state.faults.pick(fault_draw);
+    let answer = match fault {
+        Fault::Fail500 | Fault::Fail503 | Fault::Hang | Fault::ContextLength => None,
+        Fault::None | Fault::MalformedJson | Fault::Truncate => {
+            Some(answer_for(wire, json_object, fault))
+        }
+    };
+    let completion_tokens = answer.as_ref().map_or(0, |a| estimate_tokens(&a.content));
+
+    let mut headers = Vec::new();
+    if let Some(limiter) = &state.limiter {
+        let decision = limiter
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .check(call.at, call.prompt_tokens + completion_tokens);
+        headers = ratelimit_headers(&decision);
+        match decision.verdict {
+            Verdict::Allowed => {}
+            Verdict::Limited(wait) => {
+                let (seconds, ms) = retry_after_values(wait);
+                call.retry_after_ms = Some(ms);
+                headers.push(("retry-after", seconds.to_string()));
+                headers.push(("retry-after-ms", ms.to_string()));
+                let mut response = error_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "Rate limit reached for {} on the mock server. Please try again in {ms}ms.",
+                        wire.model
+                    ),
+                    "rate_limit_exceeded",
+                    Some("rate_limit_exceeded"),
+                );
+                add_headers(&mut response, &headers);
+                return response;
+            }
+            Verdict::TooLarge { tokens, limit } => {
+                let mut response = error_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "Request too large for {}: limit {limit} tokens per min, requested {tokens}.",
+                        wire.model
+                    ),
+                    "tokens",
+                    Some("rate_limit_exceeded"),
+                );
+                add_headers(&mut response, &headers);
+                return response;
+            }
+        }
+    }
+
+    if fault == Fault::Hang {
+        debug!(hang_ms = config.hang_ms, "mock-llm hanging a request");
+        tokio::time::sleep(Duration::from_millis(config.hang_ms)).await;
+        return error_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("the mock server hung for {} ms", config.hang_ms),
+            "timeout",
+            Some("timeout"),
+        );
+    }
+    if !config.latency.is_zero() {
+        let delay = config
+            .latency
+            .sample(latency_u1, latency_u2, completion_tokens);
+        tokio::time::sleep(delay).await;
+    }
+
+    let mut response = match (fault, answer) {
+        (Fault::Fail500, _) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The server had an error while processing your request. Sorry about that!".into(),
+            "server_error",
+            None,
+        ),
+        (Fault::Fail503, _) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The engine is currently overloaded, please try again later.".into(),
+            "server_error",
+            Some("overloaded"),
+        ),
+        (Fault::ContextLength, _) => {
+            let requested = (call.prompt_tokens + u64::from(wire.to_request().max_tokens))
+                .max(CONTEXT_WINDOW + 1);
+            error_response(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "This model's maximum context length is {CONTEXT_WINDOW} tokens. However, you requested {requested} tokens. Please reduce the length of the messages or completion."
+                ),
+                "invalid_request_error",
+                Some("context_length_exceeded"),
+            )
+        }
+        (_, Some(answer)) => {
+            call.completion_tokens = completion_tokens;
+            completion_response(state, wire, answer, call.prompt_tokens, completion_tokens)
+        }
+        (_, None) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no answer".into(),
+            "server_error",
+            None,
+        ),
+    };
+    add_headers(&mut response, &headers);
+    response
+}
+
+/// Content and finish reason of an answer.
+struct Answer {
+    content: String,
+    finish_reason: &'static str,
+}
+
+/// The simulated answer, cut when the fault or `max_tokens` says so.
+fn answer_for(wire: &WireRequest, json_object: bool, fault: Fault) -> Answer {
+    let mut request = wire.to_request();
+    if json_object && request.response_format.is_none() {
+        // JSON mode carries no schema name: recognise the task by the tags of its prompt, as a
+        // model would by reading it.
+        request.response_format = task_of_prompt(&request).map(|name| ResponseFormat {
+            name: name.into(),
+            schema: json!({}),
+        });
+    }
+    let mut content = simulated_answer(&request);
+    if json_object
+        && serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&content).is_err()
+    {
+        // JSON mode always answers a JSON object.
+        content = json!({ "answer": content }).to_string();
+    }
+    let half = content.chars().count() / 2;
+    match fault {
+        Fault::MalformedJson => {
+            let mut cut = take_chars(&content, half).to_owned();
+            if serde_json::from_str::<serde::de::IgnoredAny>(&cut).is_ok() {
+                cut.push_str(" }");
+            }
+            Answer {
+                content: cut,
+                finish_reason: "stop",
+            }
+        }
+        Fault::Truncate => Answer {
+            content: take_chars(&content, half).to_owned(),
+            finish_reason: "length",
+        },
+        _ => {
+            let max_chars =
+                usize::try_from(u64::from(request.max_tokens) * 4).unwrap_or(usize::MAX);
+            if estimate_tokens(&content) > u64::from(request.max_tokens) {
+                Answer {
+                    content: take_chars(&content, max_chars).to_owned(),
+                    finish_reason: "length",
+                }
+            } else {
+                Answer {
+                    content,
+                    finish_reason: "stop",
+                }
+            }
+        }
+    }
+}
+
+/// The task a JSON-mode prompt belongs to, from the tags the task prompts use.
+fn task_of_prompt(request: &rubricmill_llm::ChatRequest) -> Option<&'static str> {
+    let has = |tag: &str| request.messages.iter().any(|m| m.content.contains(tag));
+    if has("<section_heading>") || has("<section_text>") {
+        Some(RESEARCHQA_TASK)
+    } else if has("<conversation>") {
+        Some(CRG_TASK)
+    } else {
+        None
+    }
+}
+
+/// The first `count` characters of `text`.
+fn take_chars(text: &str, count: usize) -> &str {
+    match text.char_indices().nth(count) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+fn completion_response(
+    state: &State,
+    wire: &WireRequest,
+    answer: Answer,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+) -> Response<Body> {
+    let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let body = WireResponse {
+        id: format!("chatcmpl-mock-{id}"),
+        object: "chat.completion".into(),
+        created,
+        model: wire.model.clone(),
+        choices: vec![WireChoice {
+            index: 0,
+            message: WireResponseMessage {
+                role: Some("assistant".into()),
+                content: Some(answer.content),
+                refusal: None,
+            },
+            finish_reason: Some(answer.finish_reason.into()),
+        }],
+        usage: Some(WireUsage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+        }),
+    };
+    match serde_json::to_vec(&body) {
+        Ok(bytes) => json_response(StatusCode::OK, bytes),
+        Err(error) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("could not encode the answer: {error}"),
+            "server_error",
+            None,
+        ),
+    }
+}
+
+fn models(state: &State) -> Response<Body> {
+    let names: Vec<&str> = if state.config.models.is_empty() {
+        vec![DEFAULT_MODEL]
+    } else {
+        state.config.models.iter().map(String::as_str).collect()
+    };
+    let data: Vec<serde_json::Value> = names
+        .into_iter()
+        .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "rubricmill"}))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        json!({"object": "list", "data": data})
+            .to_string()
+            .into_bytes(),
+    )
+}
+
+fn stats(state: &State, query: Option<&str>) -> Response<Body> {
+    let mut stats = state.stats();
+    let window_ms = query.and_then(|q| {
+        q.split('&')
+            .find_map(|pair| pair.strip_prefix("window_ms="))
+            .map(str::parse::<u64>)
+    });
+    match window_ms {
+        None => {}
+        Some(Ok(ms)) if ms > 0 => {
+            stats.window = Some(state.recorder.window_maxima(Duration::from_millis(ms)))
+        }
+        Some(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "window_ms must be a positive whole number of milliseconds".into(),
+                "invalid_request_error",
+                None,
+            );
+        }
+    }
+    match serde_json::to_vec(&stats) {
+        Ok(bytes) => json_response(StatusCode::OK, bytes),
+        Err(error) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("could not encode the stats: {error}"),
+            "server_error",
+            None,
+        ),
+    }
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// An OpenAI-style error: `{"error": {"message", "type", "code"}}`.
+fn error_response(
+    status: StatusCode,
+    message: String,
+    kind: &str,
+    code: Option<&str>,
+) -> Response<Body> {
+    let body = WireErrorBody {
+        error: WireError {
+            message,
+            kind: Some(kind.into()),
+            code: Some(code.map_or(serde_json::Value::Null, |c| {
+                serde_json::Value::String(c.into())
+            })),
+        },
+    };
+    let bytes = serde_json::to_vec(&body)
+        .unwrap_or_else(|_| b"{\"error\":{\"message\":\"error\"}}".to_vec());
+    json_response(status, bytes)
+}
+
+fn add_headers(response: &mut Response<Body>, headers: &[(&'static str, String)]) {
+    for (name, value) in headers {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            response
+                .headers_mut()
+                .insert(header::HeaderName::from_static(name), value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(json: serde_json::Value) -> WireRequest {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn take_chars_respects_char_boundaries() {
+        assert_eq!(take_chars("héllo", 2), "hé");
+        assert_eq!(take_chars("hé", 5), "hé");
+        assert_eq!(take_chars("", 0), "");
+    }
+
+    #[test]
+    fn malformed_and_truncated_answers_are_cut() {
+        let request = wire(json!({
+            "model": "m",
+            "messages": [{"role": "user", "content": "<conversation>user: a bulleted list of sauces</conversation>"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": CRG_TASK, "schema": {}}},
+        }));
+        let full = answer_for(&request, false, Fault::None);
+        assert_eq!(full.finish_reason, "stop");
+        assert!(serde_json::from_str::<serde_json::Value>(&full.content).is_ok());
+        let malformed = answer_for(&request, false, Fault::MalformedJson);
+        assert!(serde_json::from_str::<serde_json::Value>(&malformed.content).is_err());
+        assert!(full.content.starts_with(&malformed.content));
+        let truncated = answer_for(&request, false, Fault::Truncate);
+        assert_eq!(truncated.finish_reason, "length");
+        assert!(
+            full.content.starts_with(&truncated.content)
+                && truncated.content.len() < full.content.len()
+        );
+    }
+
+    #[test]
+    fn json_mode_recognises_the_task_and_always_answers_an_object() {
+        let crg = wire(json!({
+            "model": "m",
+            "messages": [{"role": "user", "content": "<conversation>user: how do I boil an egg</conversation>"}],
+            "response_format": {"type": "json_object"},
+        }));
+        let answer: serde_json::Value =
+            serde_json::from_str(&answer_for(&crg, true, Fault::None).content).unwrap();
+        assert!(answer["items"].is_array(), "{answer}");
+        let plain = wire(json!({
+            "model": "m",
+            "messages": [{"role": "user", "content": "tell me about sourdough starters"}],
+            "response_format": {"type": "json_object"},
+        }));
+        let answer: serde_json::Value =
+            serde_json::from_str(&answer_for(&plain, true, Fault::None).content).unwrap();
+        assert!(answer["answer"].as_str().unwrap().contains("sourdough"));
+    }
+
+    #[test]
+    fn answers_longer_than_max_tokens_stop_at_length() {
+        let request = wire(json!({
+            "model": "m",
+            "max_tokens": 3,
+            "messages": [{"role": "user", "content": "<conversation>user: how do I boil an egg</conversation>"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": CRG_TASK, "schema": {}}},
+        }));
+        let answer = answer_for(&request, false, Fault::None);
+        assert_eq!(answer.finish_reason, "length");
+        assert_eq!(answer.content.chars().count(), 12);
+    }
+}
