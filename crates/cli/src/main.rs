@@ -54,6 +54,9 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         sample_shards: usize,
     },
+    /// Serve an OpenAI-compatible mock LLM for tests, benchmarks and dry runs (simulated answers,
+    /// latency, rate limits with 429s, fault injection).
+    MockLlm(rubricmill_mock_llm::MockConfig),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
                 json,
                 sample_shards,
             } => validate::validate(&job, json, sample_shards).await,
+            Command::MockLlm(config) => rubricmill_mock_llm::run(config).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

@@ -2,6 +2,13 @@
 //! the chat completion handler that checks auth, model and schema support, answers through
 //! [`rubricmill_llm::simulated::simulated_answer`], enforces the rate limits, injects faults
 //! and waits out the configured latency.
+//!
+//! A chat request goes through, in order: 401 (api key) → 400 (body, empty messages) → 404
+//! (model) → 400 (json_schema without schema support) → 429 (rate limits, answered at once,
+//! charging nothing) → the fault draw (hang: `hang_ms` then 504) → latency → 500 / 503 / 400
+//! context length, or the answer (cut for malformed JSON and truncation; cut at `max_tokens`
+//! with finish_reason "length" when the answer is longer). Admitted requests are charged
+//! prompt tokens plus the completion tokens of the content actually returned (0 for errors).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -239,7 +246,7 @@ async fn serve_connection(
     }
 }
 
-async fn route(state: &State, shard: usize, request: Request<Incoming>) -> Response<Body> {
+async fn route(state: &Arc<State>, shard: usize, request: Request<Incoming>) -> Response<Body> {
     let path = request.uri().path();
     match (request.method(), path) {
         (&Method::POST, "/v1/chat/completions" | "/chat/completions") => {
@@ -249,7 +256,7 @@ async fn route(state: &State, shard: usize, request: Request<Incoming>) -> Respo
             response
         }
         (&Method::GET, "/v1/models" | "/models") => models(state),
-        (&Method::GET, "/stats") => stats(state, request.uri().query()),
+        (&Method::GET, "/stats") => stats(state, request.uri().query()).await,
         (&Method::GET, "/health") => json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()),
         (
             _,
@@ -401,7 +408,7 @@ async fn chat(state: &State, call: &mut Call<'_>, request: Request<Incoming>) ->
             None,
         );
     }
-    if !config.models.is_empty() && !config.models.iter().any(|m| *m == wire.model) {
+    if !config.models.is_empty() && !config.models.contains(&wire.model) {
         return error_response(
             StatusCode::NOT_FOUND,
             format!(
@@ -673,7 +680,7 @@ fn models(state: &State) -> Response<Body> {
     )
 }
 
-fn stats(state: &State, query: Option<&str>) -> Response<Body> {
+async fn stats(state: &Arc<State>, query: Option<&str>) -> Response<Body> {
     let mut stats = state.stats();
     let window_ms = query.and_then(|q| {
         q.split('&')
@@ -683,7 +690,20 @@ fn stats(state: &State, query: Option<&str>) -> Response<Body> {
     match window_ms {
         None => {}
         Some(Ok(ms)) if ms > 0 => {
-            stats.window = Some(state.recorder.window_maxima(Duration::from_millis(ms)))
+            // Sorting millions of records takes longer than an async task may block.
+            let state = Arc::clone(state);
+            let window = Duration::from_millis(ms);
+            match tokio::task::spawn_blocking(move || state.recorder.window_maxima(window)).await {
+                Ok(maxima) => stats.window = Some(maxima),
+                Err(error) => {
+                    return error_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("could not compute the window maxima: {error}"),
+                        "server_error",
+                        None,
+                    );
+                }
+            }
         }
         Some(_) => {
             return error_response(

@@ -734,3 +734,27 @@ async fn shutdown_cuts_off_hanging_requests_and_closes_the_port() {
         "the port is closed"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_gives_up_is_recorded_as_499() {
+    let (server, http) = start(MockConfig {
+        hang: 1.0,
+        ..MockConfig::default()
+    })
+    .await;
+    let gave_up = tokio::time::timeout(Duration::from_millis(100), http.chat(&simple_body())).await;
+    assert!(gave_up.is_err());
+    drop(http);
+    let mut stats = server.stats();
+    for _ in 0..100 {
+        if stats.requests > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stats = server.stats();
+    }
+    assert_eq!(stats.by_status.get(&499), Some(&1), "{stats:?}");
+    assert_eq!(stats.in_flight, 0);
+    assert_eq!(server.requests()[0].status, 499);
+    server.shutdown().await;
+}
