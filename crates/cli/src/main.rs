@@ -83,7 +83,9 @@ fn main() -> ExitCode {
                 json,
                 sample_shards,
             } => validate::validate(&job, json, sample_shards).await,
-            Command::MockLlm(config) => rubricmill_mock_llm::run(config).await.map(|()| ExitCode::SUCCESS),
+            Command::MockLlm(config) => rubricmill_mock_llm::run(config)
+                .await
+                .map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

@@ -255,6 +255,11 @@ impl Gateway {
         loop {
             self.wait_for_pause().await;
             let slot = self.concurrency.acquire().await;
+            // Another call may have hit a fatal error while this one waited for its slot.
+            if let Some(reason) = self.fatal.get() {
+                self.concurrency.release(slot, Feedback::Neutral);
+                return (Err(LlmError::Fatal(reason.clone())), usage);
+            }
             if let Err(error) = self.limits.acquire(reservation).await {
                 self.concurrency.release(slot, Feedback::Neutral);
                 return (Err(error), usage);

@@ -3,8 +3,9 @@
 //!
 //! Buckets are sized so the limiter never bursts past what a provider enforcing the same
 //! per-minute limit at a finer granularity would accept: requests refill continuously with a
-//! burst of one second's worth; tokens with a burst of ten seconds' worth, so one request can
-//! reserve its estimated input plus `max_tokens`. A request needing more tokens than that burst
+//! burst of one second's worth less one request (the spare absorbs arrival jitter on the way
+//! to a server that enforces the same bucket); tokens with a burst of ten seconds' worth, so
+//! one request can reserve its estimated input plus `max_tokens`. A request needing more tokens than that burst
 //! is refused with a clear error instead of waiting forever.
 
 use std::num::NonZeroU32;
@@ -33,12 +34,12 @@ pub struct RateLimits {
     buckets: RwLock<Arc<Buckets>>,
 }
 
-/// Replenish one cell every `period` seconds worth of `per_minute`, with `burst_seconds` worth
-/// of burst (at least one cell).
-fn quota(per_minute: f64, burst_seconds: f64) -> (Quota, u32) {
+/// Replenish at `per_minute`, with `burst_seconds` worth of burst less `spare` cells (at least
+/// one cell).
+fn quota(per_minute: f64, burst_seconds: f64, spare: f64) -> (Quota, u32) {
     let per_minute = per_minute.max(1e-3);
     let period = Duration::from_secs_f64(60.0 / per_minute);
-    let burst = ((per_minute / 60.0) * burst_seconds)
+    let burst = ((per_minute / 60.0) * burst_seconds - spare)
         .floor()
         .clamp(1.0, f64::from(u32::MAX)) as u32;
     let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
@@ -52,10 +53,10 @@ impl Buckets {
     fn new(limits: Limits, share: f64) -> Self {
         let requests = limits
             .requests_per_minute
-            .map(|rpm| RateLimiter::direct(quota(f64::from(rpm) * share, 1.0).0));
+            .map(|rpm| RateLimiter::direct(quota(f64::from(rpm) * share, 1.0, 1.0).0));
         let (tokens, token_burst) = match limits.tokens_per_minute {
             Some(tpm) => {
-                let (quota, burst) = quota(f64::from(tpm) * share, 10.0);
+                let (quota, burst) = quota(f64::from(tpm) * share, 10.0, 0.0);
                 (Some(RateLimiter::direct(quota)), burst)
             }
             None => (None, u32::MAX),
@@ -112,9 +113,9 @@ mod tests {
 
     #[test]
     fn bursts_are_one_second_of_requests_and_ten_of_tokens() {
-        assert_eq!(quota(1200.0, 1.0).1, 20);
-        assert_eq!(quota(30.0, 1.0).1, 1);
-        assert_eq!(quota(60_000.0, 10.0).1, 10_000);
+        assert_eq!(quota(1200.0, 1.0, 1.0).1, 19);
+        assert_eq!(quota(30.0, 1.0, 1.0).1, 1);
+        assert_eq!(quota(60_000.0, 10.0, 0.0).1, 10_000);
     }
 
     #[tokio::test]

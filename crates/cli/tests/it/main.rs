@@ -1,5 +1,6 @@
 //! End-to-end tests of the `rubricmill` binary: real processes, real files, Parquet read back.
 
+mod llm;
 mod resume;
 mod run;
 
@@ -76,7 +77,10 @@ pub struct Committed {
 impl Committed {
     pub fn read(job_dir: &Path) -> Self {
         let mut markers = Vec::new();
-        for entry in std::fs::read_dir(job_dir.join("commits")).unwrap() {
+        for entry in std::fs::read_dir(job_dir.join("commits"))
+            .into_iter()
+            .flatten()
+        {
             let bytes = std::fs::read(entry.unwrap().path()).unwrap();
             markers.push(serde_json::from_slice::<serde_json::Value>(&bytes).unwrap());
         }
