@@ -11,32 +11,15 @@ cd "$(dirname "$0")/.."
 sizes=("${@:-10000 100000}")
 read -r -a sizes <<<"${sizes[*]}"
 
-cargo build --release -q -p rubricmill-cli
-bin="${CARGO_TARGET_DIR:-target}/release/rubricmill"
+. scripts/lib.sh
+build_release
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-
-generate() { # count path
-  python3 - "$1" "$2" <<'PY'
-import json, sys
-count, path = int(sys.argv[1]), sys.argv[2]
-topics = ["olive oil", "sourdough", "bike chains", "tax forms", "houseplants", "python lists", "sql joins"]
-with open(path, "w") as out:
-    for i in range(count):
-        t = topics[i % len(topics)]
-        out.write(json.dumps({
-            "id": f"bench-{i:07d}",
-            "prompt": f"Question {i}: in under 80 words, how should I take care of {t}?",
-            "chosen": f"Answer {i}: keep {t} clean, check them weekly, and follow the maker's guidance on storage.",
-            "rejected": f"Answer {i}: {t} need no care at all.",
-        }) + "\n")
-PY
-}
 
 printf '%-10s %10s %12s %14s %12s\n' records seconds records/s peak_rss_MiB rows+rejects
 declare -A rss
 for n in "${sizes[@]}"; do
-  generate "$n" "$work/pairs-$n.jsonl"
+  generate_pairs "$n" "$work/pairs-$n.jsonl"
   cat >"$work/bench-$n.toml" <<TOML
 name = "bench-$n"
 pipeline = "crg"

@@ -604,3 +604,132 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+    use crate::TokenUsage;
+
+    /// Records when each call reached it.
+    struct Clocked {
+        start: Instant,
+        arrivals: Mutex<Vec<Duration>>,
+    }
+
+    #[async_trait::async_trait]
+    impl ChatProvider for Clocked {
+        fn kind(&self) -> &'static str {
+            "clocked"
+        }
+        async fn chat(&self, _request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+            self.arrivals.lock().unwrap().push(self.start.elapsed());
+            Ok(ChatResponse {
+                content: "{}".into(),
+                finish_reason: "stop".into(),
+                usage: TokenUsage::default(),
+            })
+        }
+    }
+
+    /// Most arrivals in any window `[t, t + window)`.
+    fn max_in_window(arrivals: &[Duration], window: Duration) -> usize {
+        arrivals
+            .iter()
+            .map(|start| {
+                arrivals
+                    .iter()
+                    .filter(|t| **t >= *start && **t < *start + window)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    async fn run(limits: Limits, max_tokens: u32, calls: usize) -> Vec<Duration> {
+        let provider = Arc::new(Clocked {
+            start: Instant::now(),
+            arrivals: Mutex::new(Vec::new()),
+        });
+        let config = GatewayConfig {
+            model: "gpt-4o".into(),
+            limits,
+            max_concurrency: 64,
+            initial_concurrency: 64,
+            ..GatewayConfig::default()
+        };
+        let gateway = Arc::new(Gateway::new(provider.clone(), config));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..calls {
+            let gateway = gateway.clone();
+            tasks.spawn(async move {
+                let request = ChatRequest {
+                    model: "gpt-4o".into(),
+                    messages: vec![Message::new("user", "hi")],
+                    temperature: 0.0,
+                    max_tokens,
+                    seed: None,
+                    response_format: None,
+                };
+                gateway.chat(&request).await.unwrap();
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        let mut arrivals = provider.arrivals.lock().unwrap().clone();
+        arrivals.sort();
+        // Relative to the first call: loading the tokenizer tables delays the start.
+        let first = arrivals[0];
+        arrivals.iter().map(|t| *t - first).collect()
+    }
+
+    #[tokio::test]
+    async fn request_limit_holds_in_every_window() {
+        // 1,200 a minute: 20 a second, a burst of 19.
+        let arrivals = run(
+            Limits {
+                requests_per_minute: Some(1200),
+                tokens_per_minute: None,
+            },
+            10,
+            50,
+        )
+        .await;
+        assert_eq!(arrivals.len(), 50);
+        assert!(max_in_window(&arrivals, Duration::from_millis(500)) <= 19 + 10 + 1);
+        // 50 calls at 20 a second after a burst of 19 take at least 31 / 20 s.
+        assert!(
+            *arrivals.last().unwrap() >= Duration::from_millis(1500),
+            "{:?}",
+            arrivals.last()
+        );
+    }
+
+    #[tokio::test]
+    async fn token_limit_holds_in_every_window() {
+        // 60,000 tokens a minute: 1,000 a second, a burst of 10,000. Each call reserves about
+        // 200 tokens (a few prompt tokens plus max_tokens 192): 50 go at once, then 5 a second.
+        let arrivals = run(
+            Limits {
+                requests_per_minute: None,
+                tokens_per_minute: Some(60_000),
+            },
+            192,
+            60,
+        )
+        .await;
+        assert_eq!(arrivals.len(), 60);
+        let burst = arrivals
+            .iter()
+            .filter(|t| **t < Duration::from_millis(100))
+            .count();
+        assert!(
+            (45..=51).contains(&burst),
+            "{burst} calls in the initial burst"
+        );
+        assert!(
+            *arrivals.last().unwrap() >= Duration::from_millis(1800),
+            "{:?}",
+            arrivals.last()
+        );
+        assert!(max_in_window(&arrivals[burst..], Duration::from_secs(1)) <= 6);
+    }
+}
