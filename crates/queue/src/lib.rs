@@ -79,7 +79,7 @@ pub enum ShardEvent {
         records: u64,
         rows: u64,
         rejects: u64,
-        usage: rubricmill_core::Usage,
+        usage: Box<rubricmill_core::Usage>,
     },
     /// The shard was committed before (earlier run, or another worker won the race).
     AlreadyCommitted { job: String, shard: String },

@@ -188,7 +188,7 @@ impl Worker {
                         records: marker.records,
                         rows: marker.rows,
                         rejects: marker.rejects,
-                        usage: marker.usage,
+                        usage: Box::new(marker.usage),
                     })
                     .await;
             }
