@@ -303,8 +303,8 @@ impl LlmSpec {
 /// Pipeline stages that call a model, by pipeline.
 pub fn llm_stages(pipeline: PipelineKind) -> &'static [&'static str] {
     match pipeline {
-        PipelineKind::Researchqa => &["generate"],
-        PipelineKind::Crg => &["generate"],
+        PipelineKind::Researchqa => &["generate", "judge", "classify"],
+        PipelineKind::Crg => &["generate", "judge"],
     }
 }
 
@@ -439,6 +439,10 @@ pub struct JobSpec {
     pub researchqa: ResearchQaSpec,
     #[serde(default)]
     pub crg: CrgSpec,
+    /// Prompt template overrides: template name → file path (relative to the working
+    /// directory). The texts are read when the job is planned and stored with the plan.
+    #[serde(default)]
+    pub prompts: BTreeMap<String, String>,
 }
 
 impl JobSpec {

@@ -18,10 +18,10 @@ use serde_json::{Value, json};
 
 use crate::pairs::{FieldMap, normalize_pair};
 use crate::pipeline::{
-    Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel,
+    Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, Stages,
     classify_llm_error, provenance,
 };
-use crate::prompt::{CRG_GENERATE, Template};
+use crate::prompt::Template;
 
 /// Output tokens of a typical answer (a dozen one-sentence items), for estimates.
 const TYPICAL_ANSWER_TOKENS: u64 = 250;
@@ -37,19 +37,19 @@ pub struct CrgPipeline {
 
 impl CrgPipeline {
     pub fn new(
-        gateway: Arc<Gateway>,
-        model: StageModel,
+        stages: &Stages,
         spec: CrgSpec,
         layout: PairLayout,
         fields: &BTreeMap<String, String>,
     ) -> Self {
+        let (gateway, model) = stages.get("generate");
         Self {
             gateway,
             model,
             spec,
             layout,
             fields: FieldMap::new(fields),
-            template: Template::parse("crg_generate", CRG_GENERATE),
+            template: stages.templates.get("crg_generate"),
         }
     }
 

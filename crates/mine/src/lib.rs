@@ -9,5 +9,8 @@ pub mod researchqa;
 pub mod sections;
 
 pub use crg::CrgPipeline;
-pub use pipeline::{Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel};
+pub use pipeline::{
+    Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, Stages,
+};
+pub use prompt::Templates;
 pub use researchqa::ResearchQaPipeline;

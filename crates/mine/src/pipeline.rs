@@ -158,3 +158,29 @@ pub struct StageModel {
     pub max_tokens: u32,
     pub seed: Option<u64>,
 }
+
+/// What a pipeline calls models with: per stage (`generate`, `judge`, …) a gateway and its
+/// sampling parameters, and the prompt templates in force.
+#[derive(Clone)]
+pub struct Stages {
+    stages: BTreeMap<String, (std::sync::Arc<rubricmill_llm::Gateway>, StageModel)>,
+    pub templates: crate::prompt::Templates,
+}
+
+impl Stages {
+    pub fn new(
+        stages: BTreeMap<String, (std::sync::Arc<rubricmill_llm::Gateway>, StageModel)>,
+        templates: crate::prompt::Templates,
+    ) -> Self {
+        Self { stages, templates }
+    }
+
+    /// The gateway and parameters of a stage. Every stage of `llm_stages(pipeline)` is present;
+    /// asking for another is a programming error.
+    pub fn get(&self, stage: &str) -> (std::sync::Arc<rubricmill_llm::Gateway>, StageModel) {
+        self.stages
+            .get(stage)
+            .cloned()
+            .unwrap_or_else(|| panic!("no llm stage {stage:?} was configured"))
+    }
+}

@@ -19,6 +19,50 @@ pub const RESEARCHQA_GENERATE: &str =
 /// Default crg generation prompt.
 pub const CRG_GENERATE: &str = include_str!("../../../configs/prompts/crg_generate.md");
 
+/// Every template the pipelines use, by name, with its built-in text. A job may override any
+/// of them with a file (`[prompts]` in the job spec).
+pub const DEFAULT_TEMPLATES: &[(&str, &str)] = &[
+    ("researchqa_generate", RESEARCHQA_GENERATE),
+    ("crg_generate", CRG_GENERATE),
+];
+
+/// The templates a job runs with: its overrides over the built-in defaults.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Templates {
+    overrides: std::collections::BTreeMap<String, String>,
+}
+
+impl Templates {
+    /// `overrides` maps template names to template texts; unknown names are an error.
+    pub fn new(overrides: std::collections::BTreeMap<String, String>) -> Result<Self, String> {
+        for name in overrides.keys() {
+            if !DEFAULT_TEMPLATES.iter().any(|(known, _)| known == name) {
+                let known: Vec<&str> = DEFAULT_TEMPLATES.iter().map(|(n, _)| *n).collect();
+                return Err(format!(
+                    "unknown prompt template {name:?}; templates are {}",
+                    known.join(", ")
+                ));
+            }
+        }
+        Ok(Self { overrides })
+    }
+
+    /// The template in force for `name` (one of [`DEFAULT_TEMPLATES`]).
+    pub fn get(&self, name: &str) -> Template {
+        let text = self
+            .overrides
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_else(|| {
+                DEFAULT_TEMPLATES
+                    .iter()
+                    .find(|(known, _)| *known == name)
+                    .map_or("", |(_, text)| text)
+            });
+        Template::parse(name, text)
+    }
+}
+
 impl Template {
     /// Parses template text; without a `---` line the whole text is the user part.
     pub fn parse(name: &str, text: &str) -> Self {
@@ -87,6 +131,28 @@ mod tests {
         assert_eq!(
             messages[1].content,
             "A {y} and 2; json {\"k\": 1}; {unknown}"
+        );
+    }
+
+    #[test]
+    fn overrides_replace_defaults_and_unknown_names_are_refused() {
+        let overrides = std::collections::BTreeMap::from([(
+            "crg_generate".to_owned(),
+            "sys\n---\nuser {x}".to_owned(),
+        )]);
+        let templates = Templates::new(overrides).unwrap();
+        let crg = templates.get("crg_generate");
+        assert_eq!(crg.render(&[("x", "1")])[1].content, "user 1");
+        assert_ne!(crg.hash, Template::parse("crg_generate", CRG_GENERATE).hash);
+        assert_eq!(
+            templates.get("researchqa_generate").hash,
+            Template::parse("researchqa_generate", RESEARCHQA_GENERATE).hash
+        );
+        let unknown = std::collections::BTreeMap::from([("nope".to_owned(), String::new())]);
+        assert!(
+            Templates::new(unknown)
+                .unwrap_err()
+                .contains("researchqa_generate")
         );
     }
 

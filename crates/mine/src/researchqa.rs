@@ -19,10 +19,10 @@ use rubricmill_llm::{ChatRequest, Gateway, ResponseFormat};
 use serde_json::{Value, json};
 
 use crate::pipeline::{
-    Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel,
+    Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, Stages,
     classify_llm_error, provenance,
 };
-use crate::prompt::{RESEARCHQA_GENERATE, Template};
+use crate::prompt::Template;
 use crate::sections::{
     ParsedSurvey, Reference, Section, SectionOptions, parse_markdown_survey,
     parse_structured_survey,
@@ -42,16 +42,17 @@ pub struct ResearchQaPipeline {
 }
 
 impl ResearchQaPipeline {
-    pub fn new(gateway: Arc<Gateway>, model: StageModel, spec: ResearchQaSpec) -> Self {
+    pub fn new(stages: &Stages, spec: ResearchQaSpec) -> Self {
         let options = SectionOptions {
             min_section_chars: spec.min_section_chars as usize,
             max_section_chars: spec.max_section_chars as usize,
         };
+        let (gateway, model) = stages.get("generate");
         Self {
             gateway,
             model,
             spec,
-            template: Template::parse("researchqa_generate", RESEARCHQA_GENERATE),
+            template: stages.templates.get("researchqa_generate"),
             options,
         }
     }

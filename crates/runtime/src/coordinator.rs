@@ -2,7 +2,7 @@
 //! need work. The plan lives beside the output as `job.json`; a re-run reuses it, so the same
 //! command resumes, and refuses to mix outputs of a changed spec into the same folder.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::Utc;
 use rubricmill_core::{JobSpec, ShardSpec};
@@ -15,10 +15,18 @@ use crate::RuntimeError;
 pub async fn plan_or_resume(spec: &JobSpec) -> Result<(JobManifest, bool), RuntimeError> {
     let spec = absolutize(spec)?;
     let store = JobStore::open(&spec.output.url, &spec.name)?;
-    let fingerprint = spec.fingerprint();
+    let templates = read_templates(&spec)?;
+    let fingerprint = fingerprint(&spec, &templates);
     if let Some(existing) = store.load_manifest().await? {
         check_same_job(&existing, &fingerprint, &store)?;
-        return Ok((JobManifest { spec, ..existing }, true));
+        return Ok((
+            JobManifest {
+                spec,
+                templates,
+                ..existing
+            },
+            true,
+        ));
     }
     let manifest = plan(&spec).await?;
     let stored = store.create_manifest(&manifest).await?;
@@ -29,16 +37,42 @@ pub async fn plan_or_resume(spec: &JobSpec) -> Result<(JobManifest, bool), Runti
 /// Plans without storing anything (for `validate`).
 pub async fn plan(spec: &JobSpec) -> Result<JobManifest, RuntimeError> {
     let spec = absolutize(spec)?;
+    let templates = read_templates(&spec)?;
     let inputs = list_inputs(&spec.input.url, spec.input.format).await?;
     let shards = plan_shards(&inputs, spec.input.records_per_shard).await?;
     Ok(JobManifest {
         name: spec.name.clone(),
-        fingerprint: spec.fingerprint(),
+        fingerprint: fingerprint(&spec, &templates),
         planned_at: Utc::now(),
         input_root: inputs.location.url_of(&inputs.location.path),
         spec,
+        templates,
         shards,
     })
+}
+
+/// Reads the prompt template overrides the spec names; unknown names and unreadable files are
+/// errors before any work.
+fn read_templates(spec: &JobSpec) -> Result<BTreeMap<String, String>, RuntimeError> {
+    let mut templates = BTreeMap::new();
+    for (name, path) in &spec.prompts {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            RuntimeError::Config(format!("prompts.{name}: cannot read {path}: {error}"))
+        })?;
+        templates.insert(name.clone(), text);
+    }
+    rubricmill_mine::Templates::new(templates.clone())
+        .map_err(|problem| RuntimeError::Config(format!("prompts: {problem}")))?;
+    Ok(templates)
+}
+
+/// The spec's fingerprint extended by the texts of overridden templates.
+fn fingerprint(spec: &JobSpec, templates: &BTreeMap<String, String>) -> String {
+    if templates.is_empty() {
+        return spec.fingerprint();
+    }
+    let text = serde_json::to_string(templates).unwrap_or_default();
+    rubricmill_core::short_hash(format!("{}|{text}", spec.fingerprint()).as_bytes(), 32)
 }
 
 fn check_same_job(

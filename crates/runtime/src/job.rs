@@ -11,7 +11,7 @@ use rubricmill_llm::{
     Budget, CacheStore, ChatProvider, EndpointConfig, Gateway, GatewayConfig, Limits,
     OpenAiProvider, SimulatedProvider,
 };
-use rubricmill_mine::{CrgPipeline, Pipeline, ResearchQaPipeline, StageModel};
+use rubricmill_mine::{CrgPipeline, Pipeline, ResearchQaPipeline, StageModel, Stages, Templates};
 use rubricmill_store::{JobManifest, JobStore, StoreLocation};
 
 use crate::RuntimeError;
@@ -98,26 +98,27 @@ impl JobContext {
             };
             gateways.insert((*stage).to_owned(), gateway);
         }
-        let generate = gateways
-            .get("generate")
-            .cloned()
-            .ok_or_else(|| RuntimeError::Config("no generate stage".into()))?;
-        let generate_llm = spec.llm.for_stage("generate");
-        let model = StageModel {
-            model: generate_llm.model.clone(),
-            temperature: generate_llm.temperature,
-            max_tokens: generate_llm.max_tokens,
-            seed: generate_llm.seed,
-        };
+        let stage_map = gateways
+            .iter()
+            .map(|(stage, gateway)| {
+                let llm = spec.llm.for_stage(stage);
+                let model = StageModel {
+                    model: llm.model.clone(),
+                    temperature: llm.temperature,
+                    max_tokens: llm.max_tokens,
+                    seed: llm.seed,
+                };
+                (stage.clone(), (gateway.clone(), model))
+            })
+            .collect();
+        let templates = Templates::new(manifest.templates.clone()).map_err(RuntimeError::Config)?;
+        let stages = Stages::new(stage_map, templates);
         let pipeline: Arc<dyn Pipeline> = match spec.pipeline {
-            PipelineKind::Researchqa => Arc::new(ResearchQaPipeline::new(
-                generate,
-                model,
-                spec.researchqa.clone(),
-            )),
+            PipelineKind::Researchqa => {
+                Arc::new(ResearchQaPipeline::new(&stages, spec.researchqa.clone()))
+            }
             PipelineKind::Crg => Arc::new(CrgPipeline::new(
-                generate,
-                model,
+                &stages,
                 spec.crg.clone(),
                 spec.input.layout,
                 &spec.input.fields,

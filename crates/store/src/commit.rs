@@ -57,6 +57,9 @@ pub struct JobManifest {
     /// Store URL that the shards' file URLs live in.
     pub input_root: String,
     pub spec: JobSpec,
+    /// Prompt template overrides in force (name → text), read from `spec.prompts` at planning.
+    #[serde(default)]
+    pub templates: BTreeMap<String, String>,
     pub shards: Vec<ShardSpec>,
 }
 

@@ -312,3 +312,42 @@ fn missing_and_mistyped_fields_become_reject_rows_naming_the_field() {
     assert!(reason_at("line 4").contains("object"), "{located:?}");
     assert!(reason_at("line 5").contains("empty"), "{located:?}");
 }
+
+#[test]
+fn prompt_overrides_are_used_and_recorded_and_unknown_names_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("pairs.jsonl");
+    write_pairs(&input, 12);
+    let template = dir.path().join("my_crg.md");
+    let text = "Write a rubric. JSON only.\n---\n<conversation>\n{conversation}\n</conversation>\nChosen: {chosen}\nRejected: {rejected}\n";
+    std::fs::write(&template, text).unwrap();
+    let spec = crg_spec(dir.path(), "custom", input.to_str().unwrap(), 5);
+    let body = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        format!(
+            "{body}[prompts]\ncrg_generate = \"{}\"\n",
+            template.display()
+        ),
+    )
+    .unwrap();
+    let (code, summary, _) = run_job(&spec, &[]);
+    assert_eq!(code, 0, "{summary}");
+    let out = Committed::read(&dir.path().join("out/custom"));
+    let expected = rubricmill_core::short_hash(text.as_bytes(), 24);
+    assert!(
+        out.strings("prompt_hash").iter().all(|h| *h == expected),
+        "rows record the override's hash"
+    );
+    std::fs::write(
+        &spec,
+        format!(
+            "{body}[prompts]\nnot_a_template = \"{}\"\n",
+            template.display()
+        ),
+    )
+    .unwrap();
+    let output = rubricmill().arg("run").arg(&spec).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown prompt template"));
+}

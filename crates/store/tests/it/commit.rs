@@ -162,6 +162,7 @@ async fn manifest_is_created_once() {
         planned_at: Utc::now(),
         input_root: "file:///".into(),
         spec,
+        templates: BTreeMap::new(),
         shards: vec![],
     };
     let mut second = first.clone();

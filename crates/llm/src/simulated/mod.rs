@@ -1,15 +1,16 @@
-//! The simulated provider: a test and dry-run stand-in for a model. It answers the researchqa
-//! and crg prompts (recognised by the `response_format` name) with valid JSON derived
-//! deterministically from the prompt text: key terms of the section or conversation become the
-//! query and rubric items. It lets the quickstart and the tests run with no network; it says
-//! nothing about what a real model would answer.
+//! The simulated provider: a test and dry-run stand-in for a model. It answers the pipelines'
+//! prompts (recognised by the `response_format` name) with valid JSON derived deterministically
+//! from the prompt text: key terms of the section or conversation become the query and rubric
+//! items. It lets the quickstart and the tests run with no network; it says nothing about what
+//! a real model would answer. One submodule per pipeline holds its tasks' answers.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::{ChatProvider, ChatRequest, ChatResponse, LlmError, TokenUsage, estimate_tokens};
+
+mod crg;
+mod researchqa;
 
 /// `response_format` name of the researchqa generation stage.
 pub const RESEARCHQA_TASK: &str = "researchqa_query_rubric";
@@ -68,8 +69,8 @@ pub fn simulated_answer(request: &ChatRequest) -> String {
         .join("\n");
     let task = request.response_format.as_ref().map(|f| f.name.as_str());
     match task {
-        Some(RESEARCHQA_TASK) => researchqa_answer(&prompt),
-        Some(CRG_TASK) => crg_answer(&prompt),
+        Some(RESEARCHQA_TASK) => researchqa::generate(&prompt),
+        Some(CRG_TASK) => crg::generate(&prompt),
         _ => format!(
             "simulated answer about {}",
             key_terms(&prompt, 3).join(", ")
@@ -78,7 +79,7 @@ pub fn simulated_answer(request: &ChatRequest) -> String {
 }
 
 /// The text between `<tag>` and `</tag>`, trimmed.
-fn tagged<'a>(prompt: &'a str, tag: &str) -> Option<&'a str> {
+pub(crate) fn tagged<'a>(prompt: &'a str, tag: &str) -> Option<&'a str> {
     let open = format!("<{tag}>");
     let close = format!("</{tag}>");
     let start = prompt.find(&open)? + open.len();
@@ -201,7 +202,7 @@ const STOPWORDS: &[&str] = &[
 ];
 
 /// The `count` most frequent content words of `text` (ties broken by first appearance).
-fn key_terms(text: &str, count: usize) -> Vec<String> {
+pub(crate) fn key_terms(text: &str, count: usize) -> Vec<String> {
     let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
     for (position, word) in text
         .split(|c: char| !c.is_alphanumeric() && c != '-')
@@ -224,7 +225,7 @@ fn key_terms(text: &str, count: usize) -> Vec<String> {
 }
 
 /// The heading without its numbering ("4.3 Categorization" → "categorization").
-fn topic_of(heading: &str) -> String {
+pub(crate) fn topic_of(heading: &str) -> String {
     let last = heading.rsplit(" › ").next().unwrap_or(heading);
     let words: Vec<&str> = last
         .split_whitespace()
@@ -238,117 +239,12 @@ fn topic_of(heading: &str) -> String {
     topic.to_lowercase()
 }
 
-fn researchqa_answer(prompt: &str) -> String {
-    let heading = tagged(prompt, "section_heading").unwrap_or("the topic");
-    let text = tagged(prompt, "section_text").unwrap_or(prompt);
-    let max_items = tagged(prompt, "max_items")
-        .and_then(|n| n.parse::<usize>().ok())
-        .unwrap_or(8)
-        .max(1);
-    let topic = topic_of(heading);
-    let terms = key_terms(text, 6);
-    let term = |i: usize| terms.get(i).cloned().unwrap_or_else(|| topic.clone());
-    let query = format!(
-        "What are the main approaches to {topic} in the literature, and how do they differ in their treatment of {} and {}?",
-        term(0),
-        term(1)
-    );
-    let mut rubric = vec![
-        json!({"item": format!("Does the response explain the role of {} in {topic}?", term(0)), "types": ["Explanation"], "citation": null}),
-        json!({"item": format!("Does the response compare how different methods handle {} and {}?", term(1), term(2)), "types": ["Comparison"], "citation": null}),
-    ];
-    let cited: Vec<&str> = tagged(prompt, "cited_works")
-        .map(|w| w.lines().collect())
-        .unwrap_or_default();
-    for work in cited.iter().filter(|w| w.starts_with('[')).take(2) {
-        let Some((key, rest)) = work[1..].split_once(']') else {
-            continue;
-        };
-        let author = rest
-            .trim()
-            .split(['(', ',', '.'])
-            .next()
-            .unwrap_or("")
-            .trim();
-        let subject = if author.is_empty() {
-            format!("reference [{key}]")
-        } else {
-            author.to_owned()
-        };
-        rubric.push(json!({
-            "item": format!("Does the response cite the work of {subject} on {}?", term(3)),
-            "types": ["Citation"],
-            "citation": key,
-        }));
-    }
-    rubric.push(json!({"item": format!("Does the response discuss the limitations of current work on {}?", term(4)), "types": ["Limitation"], "citation": null}));
-    rubric.push(json!({"item": format!("Does the response describe the practical impact of {} on {topic}?", term(5)), "types": ["Impact"], "citation": null}));
-    rubric.truncate(max_items);
-    json!({"query": query, "rubric": rubric}).to_string()
-}
-
-/// Explicit constraints a prompt states, as hard rules.
-fn hard_rules(request_text: &str) -> Vec<String> {
-    let lower = request_text.to_lowercase();
-    let mut rules = Vec::new();
-    let checks: [(&str, &str); 6] = [
-        ("bullet", "The response is formatted as a bulleted list."),
-        ("list", "The response presents its answer as a list."),
-        (
-            "words",
-            "The response respects the length limit the user set.",
-        ),
-        ("in french", "The response is written in French."),
-        ("in spanish", "The response is written in Spanish."),
-        ("step", "The response explains the answer step by step."),
-    ];
-    for (cue, rule) in checks {
-        if lower.contains(cue) && !rules.iter().any(|r: &String| r == rule) {
-            rules.push(rule.to_owned());
-        }
-    }
-    let terms = key_terms(request_text, 2);
-    let subject = if terms.is_empty() {
-        "the user's request".to_owned()
-    } else {
-        terms.join(" and ")
-    };
-    rules.insert(
-        0,
-        format!("The response directly addresses the user's question about {subject}."),
-    );
-    rules
-}
-
-const PRINCIPLES: &[&str] = &[
-    "The response is factually accurate and avoids unsupported claims.",
-    "The response is organised so the key point comes first.",
-    "The response declines harmful requests while offering a safe alternative.",
-    "The response uses plain language suited to the user's apparent expertise.",
-    "The response stays concise and avoids irrelevant detail.",
-    "The response acknowledges uncertainty where the evidence is incomplete.",
-];
-
-fn crg_answer(prompt: &str) -> String {
-    let conversation = tagged(prompt, "conversation").unwrap_or(prompt);
-    let mut items: Vec<serde_json::Value> = hard_rules(conversation)
-        .into_iter()
-        .map(|text| json!({"text": text, "kind": "hard_rule"}))
-        .collect();
-    let seed = rubricmill_core::content_hash(conversation.as_bytes());
-    let start = usize::from_str_radix(&seed[..2], 16).unwrap_or(0) % PRINCIPLES.len();
-    for offset in 0..3 {
-        let text = PRINCIPLES[(start + offset) % PRINCIPLES.len()];
-        items.push(json!({"text": text, "kind": "principle"}));
-    }
-    json!({"items": items}).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ResponseFormat;
     use rubricmill_core::Message;
+    use serde_json::json;
 
     fn request(task: &str, prompt: &str) -> ChatRequest {
         ChatRequest {
