@@ -2,6 +2,7 @@
 //! (researchqa), preference-pair normalisation (crg), prompt templates and answer parsing.
 
 pub mod crg;
+pub mod formats;
 pub mod pairs;
 pub mod pipeline;
 pub mod prompt;
