@@ -366,6 +366,25 @@ pub struct ResearchQaSpec {
     /// Sections longer than this are split at paragraph boundaries.
     #[serde(default = "default_max_section_chars")]
     pub max_section_chars: u32,
+    /// Ask an LLM judge whether each query is standalone, specific and answerable.
+    #[serde(default = "default_true")]
+    pub query_judge: bool,
+    /// Queries left with fewer rubric items than this (after the item checks) are rejected.
+    #[serde(default = "default_min_items")]
+    pub min_items: u32,
+    /// Items of one query whose normalised-token Jaccard similarity reaches this are
+    /// near-duplicates; the later one is dropped. 1.0 drops exact duplicates only.
+    #[serde(default = "default_near_duplicate_threshold")]
+    pub near_duplicate_threshold: f64,
+    /// Share of an item's key terms that must occur in the section (text, headings, cited
+    /// works) for the item to count as grounded; 0 turns the check off.
+    #[serde(default = "default_grounding_threshold")]
+    pub grounding_threshold: f64,
+    /// Taxonomy for the optional LLM field classification (one call per document), each entry
+    /// "General domain > Subdomain > Field"; empty turns the stage off. Labels from this job
+    /// spec or the input win over classified ones.
+    #[serde(default)]
+    pub classify_taxonomy: Vec<String>,
 }
 
 impl Default for ResearchQaSpec {
@@ -378,8 +397,26 @@ impl Default for ResearchQaSpec {
             field: None,
             min_section_chars: default_min_section_chars(),
             max_section_chars: default_max_section_chars(),
+            query_judge: true,
+            min_items: default_min_items(),
+            near_duplicate_threshold: default_near_duplicate_threshold(),
+            grounding_threshold: default_grounding_threshold(),
+            classify_taxonomy: Vec::new(),
         }
     }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_min_items() -> u32 {
+    3
+}
+fn default_near_duplicate_threshold() -> f64 {
+    0.8
+}
+fn default_grounding_threshold() -> f64 {
+    0.5
 }
 
 fn default_max_rubric_items() -> u32 {
@@ -531,6 +568,33 @@ impl JobSpec {
                     return Err(invalid(
                         "researchqa.rubric_types",
                         "must name at least one type".into(),
+                    ));
+                }
+                if rq.min_items > rq.max_rubric_items {
+                    return Err(invalid(
+                        "researchqa.min_items",
+                        format!(
+                            "must not exceed researchqa.max_rubric_items ({})",
+                            rq.max_rubric_items
+                        ),
+                    ));
+                }
+                if !(0.0..=1.0).contains(&rq.near_duplicate_threshold) {
+                    return Err(invalid(
+                        "researchqa.near_duplicate_threshold",
+                        "must be between 0 and 1".into(),
+                    ));
+                }
+                if !(0.0..=1.0).contains(&rq.grounding_threshold) {
+                    return Err(invalid(
+                        "researchqa.grounding_threshold",
+                        "must be between 0 and 1".into(),
+                    ));
+                }
+                if rq.classify_taxonomy.iter().any(|t| t.trim().is_empty()) {
+                    return Err(invalid(
+                        "researchqa.classify_taxonomy",
+                        "entries must not be empty".into(),
                     ));
                 }
                 if rq.min_section_chars >= rq.max_section_chars {

@@ -7,6 +7,7 @@ pub mod pairs;
 pub mod pipeline;
 pub mod prompt;
 pub mod researchqa;
+pub mod rubric_filters;
 pub mod sections;
 
 pub use crg::CrgPipeline;

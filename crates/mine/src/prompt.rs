@@ -16,6 +16,11 @@ pub struct Template {
 /// Default researchqa generation prompt.
 pub const RESEARCHQA_GENERATE: &str =
     include_str!("../../../configs/prompts/researchqa_generate.md");
+/// Default researchqa query-judge prompt.
+pub const RESEARCHQA_JUDGE: &str = include_str!("../../../configs/prompts/researchqa_judge.md");
+/// Default researchqa field-classification prompt.
+pub const RESEARCHQA_CLASSIFY: &str =
+    include_str!("../../../configs/prompts/researchqa_classify.md");
 /// Default crg generation prompt.
 pub const CRG_GENERATE: &str = include_str!("../../../configs/prompts/crg_generate.md");
 
@@ -23,6 +28,8 @@ pub const CRG_GENERATE: &str = include_str!("../../../configs/prompts/crg_genera
 /// of them with a file (`[prompts]` in the job spec).
 pub const DEFAULT_TEMPLATES: &[(&str, &str)] = &[
     ("researchqa_generate", RESEARCHQA_GENERATE),
+    ("researchqa_judge", RESEARCHQA_JUDGE),
+    ("researchqa_classify", RESEARCHQA_CLASSIFY),
     ("crg_generate", CRG_GENERATE),
 ];
 

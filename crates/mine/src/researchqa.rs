@@ -1,10 +1,24 @@
-//! The researchqa pipeline, first form: a survey document is split into sections; each kept
-//! section gets one LLM call that returns a research query and typed rubric items; citation
-//! items are linked to the reference they name. Dropped sections and unusable answers become
-//! rejects. (Filters and the query judge come with the full survey miner.)
+//! The researchqa pipeline: a survey document is split into sections ([`crate::sections`]);
+//! each kept section becomes at most one research query with typed rubric items, through these
+//! stages, each counted in the commit marker and leaving reject rows with reasons:
+//!
+//! | stage | unit | what | rejects when |
+//! |---|---|---|---|
+//! | `parse`, `sections` | document, heading unit | section extraction | no content sections; non-content, empty or too-short units |
+//! | `classify` (optional) | document | one LLM call choosing a `classify_taxonomy` entry for labels the spec and input lack | the answer is unusable (the rows keep their other labels) |
+//! | `generate` | section | one LLM call: a standalone query and ≤ `max_rubric_items` "Does the response …?" items, typed from `rubric_types`, citation items linked to the section's references | the answer stays unusable after one repair (a query naming "this survey", "the authors", … is refused and repaired) |
+//! | `query_judge` (optional, `query_judge`) | query | one LLM call: standalone, specific, answerable | any criterion fails |
+//! | `rubric_check` | rubric item | well-formed, grounded in the section (key-term overlap ≥ `grounding_threshold`), no near-duplicate within the query (token Jaccard ≥ `near_duplicate_threshold`) | any check fails (one reject row per item) |
+//! | `min_items` | query | at least `min_items` items left | too few items |
+//!
+//! So, summed over a job: `generate.input = rows + generate.rejected + query_judge.rejected +
+//! min_items.rejected`, and `rubric_check.input = rubric_check.output + rubric_check.rejected`.
+//! Field labels: the job spec wins, then the input's JSON fields, then the classification, then
+//! (for `general_domain`) the input's folder name. Rows record the generate template's hash;
+//! the file metadata lists every template in force.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -13,7 +27,7 @@ use rubricmill_core::{
     OutputRow, PipelineKind, RawPayload, RawRecord, ResearchQaRow, RubricItem, SourceRef, Usage,
     short_hash,
 };
-use rubricmill_llm::simulated::RESEARCHQA_TASK;
+use rubricmill_llm::simulated::{RESEARCHQA_CLASSIFY_TASK, RESEARCHQA_JUDGE_TASK, RESEARCHQA_TASK};
 use rubricmill_llm::structured::{extract_json, validate};
 use rubricmill_llm::{ChatRequest, Gateway, ResponseFormat};
 use serde_json::{Value, json};
@@ -23,6 +37,7 @@ use crate::pipeline::{
     classify_llm_error, provenance,
 };
 use crate::prompt::Template;
+use crate::rubric_filters::{ItemChecks, check_items, content_stems, source_reference};
 use crate::sections::{
     ParsedSurvey, Reference, Section, SectionOptions, parse_markdown_survey,
     parse_structured_survey,
@@ -32,12 +47,55 @@ use crate::sections::{
 const SECTION_CONCURRENCY: usize = 8;
 /// Output tokens of a typical answer (a query and eight items), for estimates.
 const TYPICAL_ANSWER_TOKENS: u64 = 400;
+/// Output tokens of a typical judge or classification answer, for estimates.
+const TYPICAL_VERDICT_TOKENS: u64 = 60;
+/// Characters of the document shown to the classifier.
+const CLASSIFY_EXCERPT_CHARS: usize = 3_000;
 
-pub struct ResearchQaPipeline {
+/// One LLM stage: where it calls, with what sampling, with which prompt.
+struct LlmStage {
     gateway: Arc<Gateway>,
     model: StageModel,
-    spec: ResearchQaSpec,
     template: Template,
+}
+
+impl LlmStage {
+    fn new(stages: &Stages, stage: &str, template: &str) -> Self {
+        let (gateway, model) = stages.get(stage);
+        Self {
+            gateway,
+            model,
+            template: stages.templates.get(template),
+        }
+    }
+
+    fn request(&self, values: &[(&str, &str)], format: ResponseFormat) -> ChatRequest {
+        ChatRequest {
+            model: self.model.model.clone(),
+            messages: self.template.render(values),
+            temperature: self.model.temperature,
+            max_tokens: self.model.max_tokens,
+            seed: self.model.seed,
+            response_format: Some(format),
+        }
+    }
+
+    fn estimate(&self, request: &ChatRequest, typical: u64) -> Estimate {
+        Estimate {
+            rejected: 0,
+            calls: 1,
+            prompt_tokens: self.gateway.estimate_prompt_tokens(&request.messages),
+            max_output_tokens: u64::from(request.max_tokens),
+            typical_output_tokens: typical.min(u64::from(request.max_tokens)),
+        }
+    }
+}
+
+pub struct ResearchQaPipeline {
+    generate: LlmStage,
+    judge: Option<LlmStage>,
+    classify: Option<LlmStage>,
+    spec: ResearchQaSpec,
     options: SectionOptions,
 }
 
@@ -47,12 +105,16 @@ impl ResearchQaPipeline {
             min_section_chars: spec.min_section_chars as usize,
             max_section_chars: spec.max_section_chars as usize,
         };
-        let (gateway, model) = stages.get("generate");
+        let judge = spec
+            .query_judge
+            .then(|| LlmStage::new(stages, "judge", "researchqa_judge"));
+        let classify = (!spec.classify_taxonomy.is_empty())
+            .then(|| LlmStage::new(stages, "classify", "researchqa_classify"));
         Self {
-            gateway,
-            model,
+            generate: LlmStage::new(stages, "generate", "researchqa_generate"),
+            judge,
+            classify,
             spec,
-            template: stages.templates.get("researchqa_generate"),
             options,
         }
     }
@@ -80,7 +142,44 @@ impl ResearchQaPipeline {
     }
 }
 
+fn judge_format() -> ResponseFormat {
+    ResponseFormat {
+        name: RESEARCHQA_JUDGE_TASK.into(),
+        schema: json!({
+            "type": "object",
+            "required": ["standalone", "specific", "answerable", "reason"],
+            "properties": {
+                "standalone": {"type": "boolean"},
+                "specific": {"type": "boolean"},
+                "answerable": {"type": "boolean"},
+                "reason": {"type": "string"}
+            }
+        }),
+    }
+}
+
+/// A judge's verdict: `Ok(())` accepts the query, `Err(reason)` rejects it.
+fn parse_verdict(answer: &str, schema: &Value) -> Result<Result<(), String>, String> {
+    let value = extract_json(answer)?;
+    validate(&value, schema)?;
+    let flag = |key: &str| value.get(key).and_then(Value::as_bool).unwrap_or(false);
+    let failed: Vec<&str> = ["standalone", "specific", "answerable"]
+        .into_iter()
+        .filter(|key| !flag(key))
+        .collect();
+    if failed.is_empty() {
+        return Ok(Ok(()));
+    }
+    let reason = value
+        .get("reason")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim();
+    Ok(Err(format!("not {}: {reason}", failed.join(", not "))))
+}
+
 /// Document-level values every row of one survey shares.
+#[derive(Debug, Clone, Default)]
 struct Document {
     id: String,
     title: Option<String>,
@@ -88,6 +187,27 @@ struct Document {
     general_domain: Option<String>,
     subdomain: Option<String>,
     field: Option<String>,
+    /// The input's folder name, the last fallback for `general_domain`.
+    folder: Option<String>,
+}
+
+impl Document {
+    fn needs_labels(&self) -> bool {
+        self.general_domain.is_none() || self.subdomain.is_none() || self.field.is_none()
+    }
+
+    /// Fills the labels still missing from a taxonomy entry "domain > subdomain > field".
+    fn apply_classification(&mut self, entry: &str) {
+        let mut parts = entry
+            .split('>')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned);
+        let (domain, subdomain, field) = (parts.next(), parts.next(), parts.next());
+        self.general_domain = self.general_domain.take().or(domain);
+        self.subdomain = self.subdomain.take().or(subdomain);
+        self.field = self.field.take().or(field);
+    }
 }
 
 fn string_field(value: &Value, key: &str) -> Option<String> {
@@ -136,6 +256,34 @@ fn document_id(source: &SourceRef, text: &str) -> String {
     )
 }
 
+/// What became of one section, before it is counted.
+struct Mined {
+    usage: Usage,
+    /// The stage that stopped the section and why.
+    rejected: Option<(&'static str, String)>,
+    /// Whether the query reached the judge.
+    judged: bool,
+    query: String,
+    /// Items out of generation that went through the item checks.
+    checked: usize,
+    kept: Vec<RubricItem>,
+    dropped: Vec<(RubricItem, String)>,
+}
+
+impl Mined {
+    fn failed(usage: Usage, stage: &'static str, reason: String) -> Self {
+        Self {
+            usage,
+            rejected: Some((stage, reason)),
+            judged: false,
+            query: String::new(),
+            checked: 0,
+            kept: Vec::new(),
+            dropped: Vec::new(),
+        }
+    }
+}
+
 impl ResearchQaPipeline {
     fn document(&self, record: &RawRecord, text_for_id: &str) -> Document {
         let json = match &record.payload {
@@ -143,7 +291,6 @@ impl ResearchQaPipeline {
             RawPayload::Text(_) => None,
         };
         let from_json = |key: &str| json.and_then(|v| string_field(v, key));
-        let folder = record.source.file.rsplit('/').nth(1).map(humanize);
         Document {
             id: from_json("id").unwrap_or_else(|| document_id(&record.source, text_for_id)),
             title: from_json("title"),
@@ -152,14 +299,14 @@ impl ResearchQaPipeline {
                 .spec
                 .general_domain
                 .clone()
-                .or_else(|| from_json("general_domain"))
-                .or(folder),
+                .or_else(|| from_json("general_domain")),
             subdomain: self
                 .spec
                 .subdomain
                 .clone()
                 .or_else(|| from_json("subdomain")),
             field: self.spec.field.clone().or_else(|| from_json("field")),
+            folder: record.source.file.rsplit('/').nth(1).map(humanize),
         }
     }
 
@@ -179,6 +326,11 @@ impl ResearchQaPipeline {
             .unwrap_or("");
         if query.is_empty() {
             return Err("answer has no query".into());
+        }
+        if let Some(phrase) = source_reference(query) {
+            return Err(format!(
+                "the query is not standalone: it says \"{phrase}\"; rewrite it so that a reader who has never seen the survey understands it"
+            ));
         }
         let items = value
             .get("rubric")
@@ -212,14 +364,18 @@ impl ResearchQaPipeline {
                 })
                 .unwrap_or_default();
             types.dedup();
-            if types.is_empty() {
-                types.push("Other".into());
-            }
             let citation_metadata = item
                 .get("citation")
                 .and_then(Value::as_str)
                 .and_then(|key| section.citations.iter().find(|r| r.key == key.trim()))
                 .map(Reference::citation_metadata);
+            if citation_metadata.is_none() {
+                // A citation item must name a work the section cites.
+                types.retain(|t| !t.eq_ignore_ascii_case("citation"));
+            }
+            if types.is_empty() {
+                types.push(self.fallback_type());
+            }
             rubric.push(RubricItem {
                 rubric_item: text.to_owned(),
                 types,
@@ -230,6 +386,18 @@ impl ResearchQaPipeline {
             return Err("answer has no usable rubric items".into());
         }
         Ok((query.to_owned(), rubric))
+    }
+
+    /// The type of an item whose types were all unknown: "Other" when configured, else the
+    /// last configured type.
+    fn fallback_type(&self) -> String {
+        let types = &self.spec.rubric_types;
+        types
+            .iter()
+            .find(|t| t.eq_ignore_ascii_case("other"))
+            .or(types.last())
+            .cloned()
+            .unwrap_or_else(|| "Other".into())
     }
 
     /// The generation request for one section.
@@ -251,20 +419,88 @@ impl ResearchQaPipeline {
         let max_items = self.spec.max_rubric_items.to_string();
         let types = self.spec.rubric_types.join(", ");
         let cited = cited.join("\n");
-        let messages = self.template.render(&[
-            ("max_items", &max_items),
-            ("rubric_types", &types),
-            ("heading_path", &heading_path),
-            ("section_text", &section.text),
-            ("cited_works", &cited),
-        ]);
-        ChatRequest {
-            model: self.model.model.clone(),
-            messages,
-            temperature: self.model.temperature,
-            max_tokens: self.model.max_tokens,
-            seed: self.model.seed,
-            response_format: Some(self.response_format()),
+        self.generate.request(
+            &[
+                ("max_items", &max_items),
+                ("rubric_types", &types),
+                ("heading_path", &heading_path),
+                ("section_text", &section.text),
+                ("cited_works", &cited),
+            ],
+            self.response_format(),
+        )
+    }
+
+    fn judge_request(judge: &LlmStage, section: &Section, query: &str) -> ChatRequest {
+        let heading_path = section.heading_path.join(" › ");
+        judge.request(
+            &[("heading_path", &heading_path), ("query", query)],
+            judge_format(),
+        )
+    }
+
+    fn classify_format(&self) -> ResponseFormat {
+        ResponseFormat {
+            name: RESEARCHQA_CLASSIFY_TASK.into(),
+            schema: json!({
+                "type": "object",
+                "required": ["label"],
+                "properties": {"label": {"type": "string", "enum": self.spec.classify_taxonomy}}
+            }),
+        }
+    }
+
+    fn classify_request(classify: &LlmStage, format: ResponseFormat, title: &str, parsed: &ParsedSurvey, taxonomy: &[String]) -> ChatRequest {
+        let mut excerpt = String::new();
+        for section in &parsed.sections {
+            if excerpt.len() >= CLASSIFY_EXCERPT_CHARS {
+                break;
+            }
+            excerpt.push_str(&section.heading);
+            excerpt.push('\n');
+            excerpt.push_str(&section.text);
+            excerpt.push_str("\n\n");
+        }
+        let excerpt: String = excerpt.chars().take(CLASSIFY_EXCERPT_CHARS).collect();
+        let taxonomy = taxonomy.join("\n");
+        classify.request(
+            &[("taxonomy", &taxonomy), ("title", title), ("excerpt", &excerpt)],
+            format,
+        )
+    }
+
+    /// The taxonomy entry the classifier chose, or why the record's labels stay as they are.
+    async fn classify_document(
+        &self,
+        classify: &LlmStage,
+        title: &str,
+        parsed: &ParsedSurvey,
+    ) -> Result<(Usage, Result<String, String>), PipelineError> {
+        let request = Self::classify_request(
+            classify,
+            self.classify_format(),
+            title,
+            parsed,
+            &self.spec.classify_taxonomy,
+        );
+        let schema = self.classify_format().schema;
+        let (parsed, usage) = classify
+            .gateway
+            .chat_parsed(&request, |answer| {
+                let value = extract_json(answer)?;
+                validate(&value, &schema)?;
+                let label = value.get("label").and_then(Value::as_str).unwrap_or("");
+                self.spec
+                    .classify_taxonomy
+                    .iter()
+                    .find(|entry| entry.as_str() == label.trim())
+                    .cloned()
+                    .ok_or_else(|| format!("label {label:?} is not an entry of the taxonomy"))
+            })
+            .await;
+        match parsed {
+            Ok(entry) => Ok((usage, Ok(entry))),
+            Err(error) => classify_llm_error(error).map(|reason| (usage, Err(reason))),
         }
     }
 
@@ -276,20 +512,16 @@ impl ResearchQaPipeline {
         }
     }
 
-    async fn mine_section(
-        &self,
-        section: &Section,
-        document: &Document,
-        source: &SourceRef,
-        ctx: &RecordContext,
-    ) -> Result<(Usage, Result<ResearchQaRow, String>), PipelineError> {
+    /// Generate, judge and check one section.
+    async fn mine_section(&self, section: &Section) -> Result<Mined, PipelineError> {
         let request = self.section_request(section);
         let schema = request
             .response_format
             .as_ref()
             .map(|f| f.schema.clone())
             .unwrap_or_default();
-        let (parsed, usage) = self
+        let (parsed, mut usage) = self
+            .generate
             .gateway
             .chat_parsed(&request, |answer| {
                 self.parse_answer(answer, &schema, section)
@@ -297,16 +529,87 @@ impl ResearchQaPipeline {
             .await;
         let (query, rubric) = match parsed {
             Ok(parsed) => parsed,
-            Err(error) => return classify_llm_error(error).map(|reason| (usage, Err(reason))),
+            Err(error) => {
+                let reason = classify_llm_error(error)?;
+                return Ok(Mined::failed(usage, "generate", reason));
+            }
         };
-        let row = ResearchQaRow {
+        let mut judged = false;
+        if let Some(judge) = &self.judge {
+            judged = true;
+            let request = Self::judge_request(judge, section, &query);
+            let schema = judge_format().schema;
+            let (verdict, judge_usage) = judge
+                .gateway
+                .chat_parsed(&request, |answer| parse_verdict(answer, &schema))
+                .await;
+            usage.add(&judge_usage);
+            let refusal = match verdict {
+                Ok(Ok(())) => None,
+                Ok(Err(reason)) => Some(reason),
+                Err(error) => Some(format!("judge answer unusable: {}", classify_llm_error(error)?)),
+            };
+            if let Some(reason) = refusal {
+                let mut mined = Mined::failed(usage, "query_judge", format!("{reason} (query: {query})"));
+                mined.judged = true;
+                mined.query = query;
+                return Ok(mined);
+            }
+        }
+        let mut corpus = String::with_capacity(section.text.len() + 256);
+        corpus.push_str(&section.heading_path.join(" "));
+        corpus.push('\n');
+        corpus.push_str(&section.text);
+        for work in &section.citations {
+            corpus.push('\n');
+            corpus.push_str(&work.raw);
+        }
+        let checked = rubric.len();
+        let (kept, dropped) = check_items(
+            rubric,
+            &content_stems(&corpus),
+            ItemChecks {
+                grounding_threshold: self.spec.grounding_threshold,
+                near_duplicate_threshold: self.spec.near_duplicate_threshold,
+            },
+        );
+        let rejected = (kept.len() < self.spec.min_items as usize).then(|| {
+            (
+                "min_items",
+                format!(
+                    "{} rubric item(s) left after the checks, min_items = {} (query: {query})",
+                    kept.len(),
+                    self.spec.min_items
+                ),
+            )
+        });
+        Ok(Mined {
+            usage,
+            rejected,
+            judged,
+            query,
+            checked,
+            kept,
+            dropped,
+        })
+    }
+
+    fn row(
+        &self,
+        section: &Section,
+        document: &Document,
+        source: &SourceRef,
+        ctx: &RecordContext,
+        mined: Mined,
+    ) -> ResearchQaRow {
+        ResearchQaRow {
             id: format!("{}-s{}", document.id, section.index),
             general_domain: document.general_domain.clone(),
             subdomain: document.subdomain.clone(),
             field: document.field.clone(),
-            query,
+            query: mined.query,
             date: document.date.clone(),
-            rubric,
+            rubric: mined.kept,
             doc_id: document.id.clone(),
             doc_title: document.title.clone(),
             section_heading: section.heading.clone(),
@@ -315,14 +618,59 @@ impl ResearchQaPipeline {
             provenance: provenance(
                 source,
                 ctx,
-                self.gateway.provider_kind(),
-                &self.model.model,
-                &self.template.hash,
-                &usage,
+                self.generate.gateway.provider_kind(),
+                &self.generate.model.model,
+                &self.generate.template.hash,
+                &mined.usage,
             ),
-        };
-        Ok((usage, Ok(row)))
+        }
     }
+}
+
+/// Counts one section's way through the stages and records its rejects; returns the mined
+/// section when it became a row.
+fn account(
+    outcome: &mut RecordOutcome,
+    ctx: &RecordContext,
+    source: &SourceRef,
+    section: &Section,
+    mut mined: Mined,
+) -> Option<Mined> {
+    outcome.usage.add(&mined.usage);
+    outcome.enter("generate");
+    if let Some(("generate", reason)) = &mined.rejected {
+        let reason = format!("{}: {reason}", section.heading);
+        outcome.reject(ctx, source, "generate", reason, &section.text);
+        return None;
+    }
+    outcome.pass("generate");
+    if mined.judged {
+        outcome.enter("query_judge");
+        if let Some(("query_judge", reason)) = &mined.rejected {
+            let reason = format!("{}: {reason}", section.heading);
+            outcome.reject(ctx, source, "query_judge", reason, &mined.query);
+            return None;
+        }
+        outcome.pass("query_judge");
+    }
+    for _ in 0..mined.checked {
+        outcome.enter("rubric_check");
+    }
+    for _ in 0..mined.kept.len() {
+        outcome.pass("rubric_check");
+    }
+    for (item, reason) in std::mem::take(&mut mined.dropped) {
+        let reason = format!("{}: {reason}", section.heading);
+        outcome.reject(ctx, source, "rubric_check", reason, &item.rubric_item);
+    }
+    outcome.enter("min_items");
+    if let Some((stage, reason)) = &mined.rejected {
+        let reason = format!("{}: {reason}", section.heading);
+        outcome.reject(ctx, source, stage, reason, &mined.query);
+        return None;
+    }
+    outcome.pass("min_items");
+    Some(mined)
 }
 
 #[async_trait::async_trait]
@@ -332,7 +680,11 @@ impl Pipeline for ResearchQaPipeline {
     }
 
     fn prompt_hashes(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([(self.template.name.clone(), self.template.hash.clone())])
+        [Some(&self.generate), self.judge.as_ref(), self.classify.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|stage| (stage.template.name.clone(), stage.template.hash.clone()))
+            .collect()
     }
 
     fn estimate(&self, record: &RawRecord) -> Estimate {
@@ -343,13 +695,29 @@ impl Pipeline for ResearchQaPipeline {
             };
         };
         let mut estimate = Estimate::default();
+        if let Some(classify) = &self.classify
+            && !parsed.sections.is_empty()
+        {
+            let title = parsed.title.as_deref().unwrap_or("");
+            let request = Self::classify_request(
+                classify,
+                self.classify_format(),
+                title,
+                &parsed,
+                &self.spec.classify_taxonomy,
+            );
+            estimate.add(&classify.estimate(&request, TYPICAL_VERDICT_TOKENS));
+        }
         for section in &parsed.sections {
             let request = self.section_request(section);
-            estimate.calls += 1;
-            estimate.prompt_tokens += self.gateway.estimate_prompt_tokens(&request.messages);
-            estimate.max_output_tokens += u64::from(request.max_tokens);
-            estimate.typical_output_tokens +=
-                TYPICAL_ANSWER_TOKENS.min(u64::from(request.max_tokens));
+            estimate.add(&self.generate.estimate(&request, TYPICAL_ANSWER_TOKENS));
+            if let Some(judge) = &self.judge {
+                let request = Self::judge_request(judge, section, "");
+                let mut judged = judge.estimate(&request, TYPICAL_VERDICT_TOKENS);
+                // the query the judge reads is about as long as a typical answer's query
+                judged.prompt_tokens += 40;
+                estimate.add(&judged);
+            }
         }
         estimate
     }
@@ -391,34 +759,43 @@ impl Pipeline for ResearchQaPipeline {
         if document.title.is_none() {
             document.title = parsed.title.clone();
         }
+        let classification = async {
+            match &self.classify {
+                Some(classify) if document.needs_labels() => {
+                    let title = document.title.as_deref().unwrap_or("");
+                    Some(self.classify_document(classify, title, &parsed).await)
+                }
+                _ => None,
+            }
+        };
         // Futures are lazy: `buffered` runs SECTION_CONCURRENCY of them at a time, in order.
-        let calls: Vec<_> = parsed
-            .sections
-            .iter()
-            .map(|section| self.mine_section(section, &document, &record.source, ctx))
-            .collect();
-        let results: Vec<_> = futures::stream::iter(calls)
+        let sections = futures::stream::iter(parsed.sections.iter().map(|s| self.mine_section(s)))
             .buffered(SECTION_CONCURRENCY)
-            .collect()
-            .await;
-        for (section, result) in parsed.sections.iter().zip(results) {
-            outcome.enter("generate");
-            let (usage, result) = result?;
+            .collect::<Vec<_>>();
+        let (classification, results) = futures::join!(classification, sections);
+        if let Some(classification) = classification {
+            let (usage, result) = classification?;
             outcome.usage.add(&usage);
+            outcome.enter("classify");
             match result {
-                Ok(row) => {
-                    outcome.pass("generate");
-                    outcome.rows.push(OutputRow::ResearchQa(row));
+                Ok(entry) => {
+                    outcome.pass("classify");
+                    document.apply_classification(&entry);
                 }
                 Err(reason) => {
-                    outcome.reject(
-                        ctx,
-                        &record.source,
-                        "generate",
-                        format!("{}: {reason}", section.heading),
-                        &section.text,
-                    );
+                    let excerpt = document.title.clone().unwrap_or_default();
+                    outcome.reject(ctx, &record.source, "classify", reason, &excerpt);
                 }
+            }
+        }
+        if document.general_domain.is_none() {
+            document.general_domain = document.folder.clone();
+        }
+        for (section, result) in parsed.sections.iter().zip(results) {
+            let mined = result?;
+            if let Some(mined) = account(&mut outcome, ctx, &record.source, section, mined) {
+                let row = self.row(section, &document, &record.source, ctx, mined);
+                outcome.rows.push(OutputRow::ResearchQa(row));
             }
         }
         Ok(outcome)

@@ -88,9 +88,17 @@ pub struct JobStore {
 impl JobStore {
     /// The folder `<output>/<job name>`.
     pub fn open(output_url: &str, job_name: &str) -> Result<Self, StoreError> {
-        Ok(Self {
-            location: StoreLocation::parse(output_url)?.child(job_name),
-        })
+        Ok(Self { location: StoreLocation::parse(output_url)?.child(job_name) })
+    }
+
+    /// The job folder in an already opened store.
+    pub fn at(output: &StoreLocation, job_name: &str) -> Self {
+        Self { location: output.child(job_name) }
+    }
+
+    /// The job folder's location.
+    pub fn location(&self) -> &StoreLocation {
+        &self.location
     }
 
     pub fn url(&self) -> String {

@@ -62,7 +62,16 @@ pub struct Inputs {
 
 /// Lists the objects an input URL or glob matches, sorted by path so planning is deterministic.
 pub async fn list_inputs(url: &str, format: Option<InputFormat>) -> Result<Inputs, StoreError> {
-    let pattern = InputPattern::parse(url)?;
+    list_inputs_with(url, format, &std::collections::BTreeMap::new()).await
+}
+
+/// Like [`list_inputs`], with store settings that take precedence over the environment's.
+pub async fn list_inputs_with(
+    url: &str,
+    format: Option<InputFormat>,
+    options: &std::collections::BTreeMap<String, String>,
+) -> Result<Inputs, StoreError> {
+    let pattern = InputPattern::parse_with(url, options)?;
     let store = pattern.location.store.clone();
     let mut metas = Vec::new();
     if pattern.glob.is_none() {

@@ -2,6 +2,7 @@
 //! and shard planning, Parquet encoding of the output tables, and the commit protocol that makes
 //! output exactly once. One code path serves `file://`, `s3://`, `gs://` and `az://`.
 
+mod cloud;
 pub mod commit;
 pub mod input;
 mod lines;
@@ -10,7 +11,7 @@ pub mod output;
 mod parquet_input;
 
 pub use commit::{AttemptFiles, CommitMarker, CommitOutcome, JobManifest, JobStore};
-pub use input::{InputFile, Inputs, ReadItem, list_inputs, plan_shards, read_shard};
+pub use input::{InputFile, Inputs, ReadItem, list_inputs, list_inputs_with, plan_shards, read_shard};
 pub use location::{StoreLocation, to_url};
 
 /// Failures of storage operations. Record-level problems are not errors: they become rejects.

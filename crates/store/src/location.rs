@@ -2,6 +2,7 @@
 //! into an object store, a path inside it and, for inputs, a glob to match. Local paths are made
 //! absolute so a planned job means the same thing on every worker.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use globset::{Glob, GlobMatcher};
@@ -28,13 +29,49 @@ impl std::fmt::Debug for StoreLocation {
 }
 
 impl StoreLocation {
-    /// Opens the store a URL or local path points at.
+    /// Opens the store a URL or local path points at. Cloud stores take their settings from the
+    /// standard environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`: credentials, region, endpoint,
+    /// `AWS_ALLOW_HTTP`, `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`, …); for S3 without keys in the
+    /// environment, the `AWS_PROFILE` (or `default`) profile of `~/.aws/credentials` is used.
     pub fn parse(location: &str) -> Result<Self, StoreError> {
+        Self::parse_with(location, &BTreeMap::new())
+    }
+
+    /// Like [`StoreLocation::parse`], with settings (`aws_endpoint`, `aws_region`, …) that
+    /// take precedence over the environment's.
+    pub fn parse_with(location: &str, options: &BTreeMap<String, String>) -> Result<Self, StoreError> {
         let url = to_url(location)?;
-        let (store, path) = object_store::parse_url(&url).map_err(|source| StoreError::Url {
-            url: location.to_owned(),
-            reason: source.to_string(),
-        })?;
+        let bad = |reason: String| StoreError::Url { url: location.to_owned(), reason };
+        let (store, path): (Box<dyn ObjectStore>, Path) = match url.scheme() {
+            "s3" | "s3a" => {
+                let mut builder = crate::cloud::s3_builder();
+                for (key, value) in options {
+                    if let Ok(key) = key.parse() {
+                        builder = builder.with_config(key, value);
+                    }
+                }
+                let store = builder
+                    .with_url(url.as_str())
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?;
+                (Box::new(store), url_path(&url).map_err(bad)?)
+            }
+            "gs" => {
+                let store = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_url(url.as_str())
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?;
+                (Box::new(store), url_path(&url).map_err(bad)?)
+            }
+            "az" | "abfs" | "abfss" | "azure" => {
+                let store = object_store::azure::MicrosoftAzureBuilder::from_env()
+                    .with_url(url.as_str())
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?;
+                (Box::new(store), url_path(&url).map_err(bad)?)
+            }
+            _ => object_store::parse_url(&url).map_err(|source| bad(source.to_string()))?,
+        };
         let mut base = url.clone();
         base.set_path("/");
         base.set_query(None);
@@ -64,6 +101,11 @@ impl StoreLocation {
         let rest = url.strip_prefix(self.base.as_str())?;
         Path::parse(rest).ok()
     }
+}
+
+/// The object path a cloud URL names (everything after the bucket or container).
+fn url_path(url: &Url) -> Result<Path, String> {
+    Path::from_url_path(url.path()).map_err(|e| e.to_string())
 }
 
 /// Turns a user-written location into a URL: URLs with a scheme pass through, local paths are
@@ -119,10 +161,14 @@ pub struct InputPattern {
 
 impl InputPattern {
     pub fn parse(url: &str) -> Result<Self, StoreError> {
+        Self::parse_with(url, &BTreeMap::new())
+    }
+
+    pub fn parse_with(url: &str, options: &BTreeMap<String, String>) -> Result<Self, StoreError> {
         let glob_at = url.find(['*', '?', '[', '{']);
         let Some(glob_at) = glob_at else {
             return Ok(Self {
-                location: StoreLocation::parse(url)?,
+                location: StoreLocation::parse_with(url, options)?,
                 glob: None,
                 pattern: url.to_owned(),
             });
@@ -134,7 +180,7 @@ impl InputPattern {
         })?;
         let prefix = &url[..slash];
         let prefix = if prefix.is_empty() { "/" } else { prefix };
-        let location = StoreLocation::parse(prefix)?;
+        let location = StoreLocation::parse_with(prefix, options)?;
         let full_pattern = format!("{}/{}", location.path, &url[slash + 1..]);
         let full_pattern = full_pattern.trim_start_matches('/').to_owned();
         let glob = Glob::new(&full_pattern)

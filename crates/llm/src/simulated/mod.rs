@@ -12,6 +12,8 @@ use crate::{ChatProvider, ChatRequest, ChatResponse, LlmError, TokenUsage, estim
 mod crg;
 mod researchqa;
 
+pub use researchqa::{RESEARCHQA_CLASSIFY_TASK, RESEARCHQA_JUDGE_TASK};
+
 /// `response_format` name of the researchqa generation stage.
 pub const RESEARCHQA_TASK: &str = "researchqa_query_rubric";
 /// `response_format` name of the crg generation stage.
@@ -70,6 +72,8 @@ pub fn simulated_answer(request: &ChatRequest) -> String {
     let task = request.response_format.as_ref().map(|f| f.name.as_str());
     match task {
         Some(RESEARCHQA_TASK) => researchqa::generate(&prompt),
+        Some(RESEARCHQA_JUDGE_TASK) => researchqa::judge(&prompt),
+        Some(RESEARCHQA_CLASSIFY_TASK) => researchqa::classify(&prompt),
         Some(CRG_TASK) => crg::generate(&prompt),
         _ => format!(
             "simulated answer about {}",

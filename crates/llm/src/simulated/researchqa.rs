@@ -12,7 +12,11 @@ pub(super) fn generate(prompt: &str) -> String {
         .and_then(|n| n.parse::<usize>().ok())
         .unwrap_or(8)
         .max(1);
-    let topic = topic_of(heading);
+    // A model that follows the prompt never ties the query to its source document.
+    let mut topic = topic_of(heading);
+    for phrase in NOT_STANDALONE {
+        topic = topic.replace(phrase, "the field");
+    }
     let terms = key_terms(text, 6);
     let term = |i: usize| terms.get(i).cloned().unwrap_or_else(|| topic.clone());
     let query = format!(
@@ -52,4 +56,77 @@ pub(super) fn generate(prompt: &str) -> String {
     rubric.push(json!({"item": format!("Does the response describe the practical impact of {} on {topic}?", term(5)), "types": ["Impact"], "citation": null}));
     rubric.truncate(max_items);
     json!({"query": query, "rubric": rubric}).to_string()
+}
+
+/// `response_format` name of the researchqa query judge.
+pub const RESEARCHQA_JUDGE_TASK: &str = "researchqa_query_judge";
+/// `response_format` name of the researchqa field classification.
+pub const RESEARCHQA_CLASSIFY_TASK: &str = "researchqa_classify";
+
+/// Phrases that tie a query to the document it was mined from.
+const NOT_STANDALONE: &[&str] = &[
+    "this survey",
+    "this section",
+    "this paper",
+    "this review",
+    "this article",
+    "this chapter",
+    "the authors",
+    "the survey",
+    "the present review",
+];
+
+/// A verdict on the query between `<query>` tags: mostly accepting, but a query that points at
+/// its source document is not standalone and one of fewer than eight words is not specific.
+pub(super) fn judge(prompt: &str) -> String {
+    let query = tagged(prompt, "query").unwrap_or("");
+    let lower = query.to_lowercase();
+    let words = query.split_whitespace().count();
+    let mention = NOT_STANDALONE.iter().find(|p| lower.contains(*p));
+    let standalone = mention.is_none();
+    let specific = words >= 8;
+    let answerable = !key_terms(query, 1).is_empty();
+    let reason = match (mention, specific, answerable) {
+        (Some(phrase), _, _) => format!("the query refers to its source (\"{phrase}\")"),
+        (None, false, _) => format!("the query is too vague ({words} words)"),
+        (None, true, false) => "the query names no research topic".to_owned(),
+        (None, true, true) => "standalone, specific and answerable from the literature".to_owned(),
+    };
+    json!({"standalone": standalone, "specific": specific, "answerable": answerable, "reason": reason})
+        .to_string()
+}
+
+/// The taxonomy entry (one per line between `<taxonomy>` tags) whose words occur most often in
+/// the document's title (weighted three times) and excerpt; ties go to the earlier entry.
+pub(super) fn classify(prompt: &str) -> String {
+    let title = tagged(prompt, "document_title").unwrap_or("").to_lowercase();
+    let excerpt = tagged(prompt, "document_excerpt")
+        .unwrap_or("")
+        .to_lowercase();
+    let entries: Vec<&str> = tagged(prompt, "taxonomy")
+        .map(|t| {
+            t.lines()
+                .map(|l| l.trim().trim_start_matches("- ").trim())
+                .filter(|l| !l.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let score = |entry: &str| -> usize {
+        entry
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| w.chars().count() >= 4)
+            .map(|w| {
+                let w = w.to_lowercase();
+                3 * title.matches(w.as_str()).count() + excerpt.matches(w.as_str()).count()
+            })
+            .sum()
+    };
+    let mut best: Option<(&str, usize)> = None;
+    for entry in entries {
+        let s = score(entry);
+        if best.is_none_or(|(_, top)| s > top) {
+            best = Some((entry, s));
+        }
+    }
+    json!({"label": best.map(|(e, _)| e).unwrap_or("")}).to_string()
 }

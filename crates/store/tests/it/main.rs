@@ -2,6 +2,7 @@
 
 mod commit;
 mod readers;
+mod s3;
 
 use std::path::Path;
 

@@ -1,0 +1,106 @@
+//! Real services for tests, started on free loopback ports and stopped when dropped. Each
+//! service needs its server binary on `PATH` (`scripts/test.sh` installs them); when one is
+//! missing, `start` returns `None` after printing why, so a plain `cargo test` on a bare machine
+//! skips those tests — unless `RUBRICMILL_REQUIRE_SERVICES=1` (set by `scripts/test.sh`), which
+//! turns a missing service into a failure.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (free when asked; bind it soon).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+}
+
+fn services_required() -> bool {
+    std::env::var("RUBRICMILL_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// Says why a service is unavailable: a skip normally, a failure when services are required.
+fn unavailable(what: &str) -> Option<std::convert::Infallible> {
+    if services_required() {
+        panic!("{what}; scripts/test.sh installs it");
+    }
+    eprintln!("skipping: {what} (scripts/test.sh installs it)");
+    None
+}
+
+fn on_path(binary: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(binary).is_file()))
+}
+
+/// Sends one HTTP/1.1 request and returns the status code.
+fn http(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    Ok(status)
+}
+
+/// An S3-protocol server (moto) with JetStream-like lifetime: started here, killed on drop.
+pub struct S3Server {
+    child: Child,
+    pub port: u16,
+}
+
+impl S3Server {
+    /// Starts `moto_server` on a free port and waits until it answers.
+    pub fn start() -> Option<Self> {
+        if !on_path("moto_server") {
+            unavailable("moto_server (pip install \"moto[server]\") is not on PATH")?;
+        }
+        let port = free_port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let server = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http(port, "GET", "/").is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not answer on port {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(server)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn create_bucket(&self, bucket: &str) {
+        let status = http(self.port, "PUT", &format!("/{bucket}")).expect("bucket request");
+        assert_eq!(status, 200, "creating bucket {bucket}");
+    }
+
+    /// Object-store settings for this server (dummy keys; moto does not check them).
+    pub fn options(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("aws_access_key_id".into(), "testing".into()),
+            ("aws_secret_access_key".into(), "testing".into()),
+            ("aws_region".into(), "us-east-1".into()),
+            ("aws_endpoint".into(), self.endpoint()),
+            ("aws_allow_http".into(), "true".into()),
+        ])
+    }
+
+    /// The same settings as environment variables, for child processes.
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.options().into_iter().map(|(k, v)| (k.to_ascii_uppercase(), v)).collect()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
