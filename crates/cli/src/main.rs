@@ -1,6 +1,7 @@
 //! `rubricmill`: build rubric datasets from survey articles and preference pairs. This binary
 //! only parses arguments, sets up logging and prints; the work lives in the library crates.
 
+mod export;
 mod logging;
 mod progress;
 mod run;
@@ -54,6 +55,10 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         sample_shards: usize,
     },
+    /// Write a job's committed rows as a dataset: dedup, splits, Hugging Face layout, card.
+    Export(export::ExportArgs),
+    /// Remove attempt files that no commit marker references.
+    Gc(export::GcArgs),
     /// Serve an OpenAI-compatible mock LLM for tests, benchmarks and dry runs (simulated answers,
     /// latency, rate limits with 429s, fault injection).
     MockLlm(rubricmill_mock_llm::MockConfig),
@@ -83,6 +88,8 @@ fn main() -> ExitCode {
                 json,
                 sample_shards,
             } => validate::validate(&job, json, sample_shards).await,
+            Command::Export(args) => export::export(args).await,
+            Command::Gc(args) => export::gc(args).await,
             Command::MockLlm(config) => rubricmill_mock_llm::run(config)
                 .await
                 .map(|()| ExitCode::SUCCESS),

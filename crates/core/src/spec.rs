@@ -219,6 +219,10 @@ pub struct LlmSpec {
     /// Simulated provider only: latency added to every call, to make dry runs look like work.
     #[serde(default)]
     pub simulated_latency_ms: u64,
+    /// Simulated provider only: fraction (0..=1) of judge answers that prefer the wrong
+    /// response, drawn per request, so the consistency filter and resampling get exercised.
+    #[serde(default)]
+    pub simulated_judge_error_rate: f64,
     /// Extra HTTP headers sent with every request (not for secrets: use `api_key_env`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -325,6 +329,7 @@ impl Default for LlmSpec {
             max_tokens: default_max_tokens(),
             seed: None,
             simulated_latency_ms: 0,
+            simulated_judge_error_rate: 0.0,
             headers: BTreeMap::new(),
             max_retries: default_max_retries(),
             cache_url: None,
@@ -447,14 +452,42 @@ pub struct CrgSpec {
     /// Upper bound on rubric items kept per pair.
     #[serde(default = "default_max_crg_items")]
     pub max_items: u32,
+    /// Re-judge every pair with its rubric (both orders) and keep only rubrics that recover the
+    /// human label; `false` keeps every generated rubric unjudged.
+    #[serde(default = "default_true")]
+    pub consistency_filter: bool,
+    /// k: how many times an inconsistent (or empty) rubric is regenerated before it is dropped.
+    #[serde(default = "default_max_resamples")]
+    pub max_resamples: u32,
+    /// τ: the accuracy over a record's pairs a rubric needs to be kept (listwise records; a
+    /// single pair needs its one verdict right).
+    #[serde(default = "default_min_accuracy")]
+    pub min_accuracy: f64,
+    /// Sampling temperature of regenerated rubrics (at least this, above the stage's own).
+    #[serde(default = "default_resample_temperature")]
+    pub resample_temperature: f32,
 }
 
 impl Default for CrgSpec {
     fn default() -> Self {
         Self {
             max_items: default_max_crg_items(),
+            consistency_filter: true,
+            max_resamples: default_max_resamples(),
+            min_accuracy: default_min_accuracy(),
+            resample_temperature: default_resample_temperature(),
         }
     }
+}
+
+fn default_max_resamples() -> u32 {
+    3
+}
+fn default_min_accuracy() -> f64 {
+    0.5
+}
+fn default_resample_temperature() -> f32 {
+    0.7
 }
 
 fn default_max_crg_items() -> u32 {
@@ -480,6 +513,19 @@ pub struct JobSpec {
     /// directory). The texts are read when the job is planned and stored with the plan.
     #[serde(default)]
     pub prompts: BTreeMap<String, String>,
+    /// What `export` writes into the dataset card.
+    #[serde(default)]
+    pub dataset: DatasetSpec,
+}
+
+/// Dataset card details for `export`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// SPDX-style license id for the card (`cc-by-4.0`, `mit`, …).
+    pub license: Option<String>,
+    pub pretty_name: Option<String>,
+    pub description: Option<String>,
 }
 
 impl JobSpec {
@@ -611,6 +657,22 @@ impl JobSpec {
                 if self.crg.max_items == 0 {
                     return Err(invalid("crg.max_items", "must be at least 1".into()));
                 }
+                if self.crg.max_resamples > 20 {
+                    return Err(invalid("crg.max_resamples", "must be at most 20".into()));
+                }
+                if !(self.crg.min_accuracy > 0.0 && self.crg.min_accuracy <= 1.0) {
+                    return Err(invalid(
+                        "crg.min_accuracy",
+                        "must be in (0, 1]".into(),
+                    ));
+                }
+                if !(self.crg.resample_temperature > 0.0 && self.crg.resample_temperature <= 2.0)
+                {
+                    return Err(invalid(
+                        "crg.resample_temperature",
+                        "must be above 0 and at most 2".into(),
+                    ));
+                }
                 if self.input.format == Some(InputFormat::Markdown) {
                     return Err(invalid(
                         "input.format",
@@ -697,6 +759,12 @@ impl JobSpec {
         }
         if llm.max_tokens == 0 {
             return Err(invalid("llm.max_tokens", "must be at least 1".into()));
+        }
+        if !(0.0..=1.0).contains(&llm.simulated_judge_error_rate) {
+            return Err(invalid(
+                "llm.simulated_judge_error_rate",
+                "must be a rate between 0 and 1".into(),
+            ));
         }
         if !(0.0..=2.0).contains(&llm.temperature) {
             return Err(invalid("llm.temperature", "must be between 0 and 2".into()));

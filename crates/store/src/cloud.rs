@@ -13,10 +13,15 @@ pub fn s3_builder() -> AmazonS3Builder {
     let mut builder = AmazonS3Builder::from_env();
     let has_env_keys = std::env::var_os("AWS_ACCESS_KEY_ID").is_some();
     let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
-    let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else { return builder };
-    let credentials_file =
-        std::env::var_os("AWS_SHARED_CREDENTIALS_FILE").map(PathBuf::from).unwrap_or(home.join(".aws/credentials"));
-    let config_file = std::env::var_os("AWS_CONFIG_FILE").map(PathBuf::from).unwrap_or(home.join(".aws/config"));
+    let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else {
+        return builder;
+    };
+    let credentials_file = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE")
+        .map(PathBuf::from)
+        .unwrap_or(home.join(".aws/credentials"));
+    let config_file = std::env::var_os("AWS_CONFIG_FILE")
+        .map(PathBuf::from)
+        .unwrap_or(home.join(".aws/config"));
     if !has_env_keys && let Some(section) = read_section(&credentials_file, &profile) {
         let pairs = [
             ("aws_access_key_id", AmazonS3ConfigKey::AccessKeyId),
@@ -29,7 +34,11 @@ pub fn s3_builder() -> AmazonS3Builder {
             }
         }
     }
-    let config_section = if profile == "default" { "default".to_owned() } else { format!("profile {profile}") };
+    let config_section = if profile == "default" {
+        "default".to_owned()
+    } else {
+        format!("profile {profile}")
+    };
     if let Some(section) = read_section(&config_file, &config_section) {
         if std::env::var_os("AWS_REGION").is_none()
             && std::env::var_os("AWS_DEFAULT_REGION").is_none()
@@ -81,11 +90,17 @@ mod tests {
     fn reads_the_named_section_only() {
         let text = "[default]\naws_access_key_id = A\n\n[profile other]\nregion = eu-west-1\n# note\nendpoint_url=http://x\n";
         let default = parse_section(text, "default").unwrap();
-        assert_eq!(default.get("aws_access_key_id").map(String::as_str), Some("A"));
+        assert_eq!(
+            default.get("aws_access_key_id").map(String::as_str),
+            Some("A")
+        );
         assert!(default.get("region").is_none());
         let other = parse_section(text, "profile other").unwrap();
         assert_eq!(other.get("region").map(String::as_str), Some("eu-west-1"));
-        assert_eq!(other.get("endpoint_url").map(String::as_str), Some("http://x"));
+        assert_eq!(
+            other.get("endpoint_url").map(String::as_str),
+            Some("http://x")
+        );
         assert!(parse_section(text, "missing").is_none());
     }
 }

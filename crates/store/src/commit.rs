@@ -88,12 +88,16 @@ pub struct JobStore {
 impl JobStore {
     /// The folder `<output>/<job name>`.
     pub fn open(output_url: &str, job_name: &str) -> Result<Self, StoreError> {
-        Ok(Self { location: StoreLocation::parse(output_url)?.child(job_name) })
+        Ok(Self {
+            location: StoreLocation::parse(output_url)?.child(job_name),
+        })
     }
 
     /// The job folder in an already opened store.
     pub fn at(output: &StoreLocation, job_name: &str) -> Self {
-        Self { location: output.child(job_name) }
+        Self {
+            location: output.child(job_name),
+        }
     }
 
     /// The job folder's location.
@@ -303,6 +307,56 @@ impl JobStore {
             }
         }
         Ok(())
+    }
+
+    /// Removes attempt files (`parts/`, `rejects/`) that no commit marker references and that
+    /// are older than `grace` (younger ones may belong to an attempt still running). Returns the
+    /// removed files' paths relative to the job folder; `dry_run` only lists them.
+    pub async fn gc(
+        &self,
+        grace: std::time::Duration,
+        dry_run: bool,
+    ) -> Result<Vec<String>, StoreError> {
+        let referenced: std::collections::HashSet<String> = self
+            .markers()
+            .await?
+            .into_iter()
+            .flat_map(|m| [m.part, m.rejects_part])
+            .flatten()
+            .collect();
+        let cutoff =
+            Utc::now() - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        let root = self.location.path.as_ref().to_owned();
+        let mut removed = Vec::new();
+        for folder in ["parts", "rejects"] {
+            let prefix = self.path(folder);
+            let mut listing = self.location.store.list(Some(&prefix));
+            while let Some(meta) = listing.next().await {
+                let meta = match meta {
+                    Ok(meta) => meta,
+                    Err(object_store::Error::NotFound { .. }) => break,
+                    Err(source) => return Err(StoreError::store("list", prefix.as_ref(), source)),
+                };
+                let full = meta.location.as_ref();
+                let relative = full
+                    .strip_prefix(&root)
+                    .unwrap_or(full)
+                    .trim_start_matches('/')
+                    .to_owned();
+                if referenced.contains(&relative) || meta.last_modified > cutoff {
+                    continue;
+                }
+                if !dry_run {
+                    match self.location.store.delete(&meta.location).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(source) => return Err(StoreError::store("delete", full, source)),
+                    }
+                }
+                removed.push(relative);
+            }
+        }
+        removed.sort();
+        Ok(removed)
     }
 
     /// Reads a whole file of the job folder (parts, rejects).

@@ -11,7 +11,9 @@ pub mod output;
 mod parquet_input;
 
 pub use commit::{AttemptFiles, CommitMarker, CommitOutcome, JobManifest, JobStore};
-pub use input::{InputFile, Inputs, ReadItem, list_inputs, list_inputs_with, plan_shards, read_shard};
+pub use input::{
+    InputFile, Inputs, ReadItem, list_inputs, list_inputs_with, plan_shards, read_shard,
+};
 pub use location::{StoreLocation, to_url};
 
 /// Failures of storage operations. Record-level problems are not errors: they become rejects.

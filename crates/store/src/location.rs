@@ -39,9 +39,15 @@ impl StoreLocation {
 
     /// Like [`StoreLocation::parse`], with settings (`aws_endpoint`, `aws_region`, …) that
     /// take precedence over the environment's.
-    pub fn parse_with(location: &str, options: &BTreeMap<String, String>) -> Result<Self, StoreError> {
+    pub fn parse_with(
+        location: &str,
+        options: &BTreeMap<String, String>,
+    ) -> Result<Self, StoreError> {
         let url = to_url(location)?;
-        let bad = |reason: String| StoreError::Url { url: location.to_owned(), reason };
+        let bad = |reason: String| StoreError::Url {
+            url: location.to_owned(),
+            reason,
+        };
         let (store, path): (Box<dyn ObjectStore>, Path) = match url.scheme() {
             "s3" | "s3a" => {
                 let mut builder = crate::cloud::s3_builder();

@@ -101,6 +101,17 @@ fn verdict_fields() -> Fields {
     Fields::from(vec![utf8("order", false), utf8("preferred", false)])
 }
 
+fn crg_attempt_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("attempt", DataType::UInt32, false),
+        Field::new("seed", DataType::UInt64, true),
+        list_of("verdicts", DataType::Struct(verdict_fields())),
+        Field::new("accuracy", DataType::Float64, true),
+        Field::new("consistent", DataType::Boolean, false),
+        utf8("error", true),
+    ])
+}
+
 /// Schema of crg rows.
 pub static CRG_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let mut fields = vec![
@@ -114,6 +125,11 @@ pub static CRG_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("consistency", DataType::Float64, true),
         Field::new("attempts", DataType::UInt32, false),
         Field::new("kept", DataType::Boolean, false),
+        utf8("rubric_id", false),
+        utf8("drop_reason", true),
+        list_of("attempt_log", DataType::Struct(crg_attempt_fields())),
+        utf8("judge_model", false),
+        utf8("judge_prompt_hash", false),
     ];
     fields.extend(provenance_fields());
     Arc::new(Schema::new(fields))
@@ -312,9 +328,53 @@ pub fn crg_batch(rows: &[CrgRow]) -> Result<RecordBatch, StoreError> {
         Arc::new(consistency.finish()),
         Arc::new(attempts.finish()),
         Arc::new(kept.finish()),
+        strings(rows.iter().map(|r| r.rubric_id.as_str())),
+        optional_strings(rows.iter().map(|r| r.drop_reason.as_deref())),
+        crg_attempt_log(rows),
+        strings(rows.iter().map(|r| r.judge_model.as_str())),
+        strings(rows.iter().map(|r| r.judge_prompt_hash.as_str())),
     ];
     push_provenance(&mut columns, rows.iter().map(|r| &r.provenance));
     batch(&CRG_SCHEMA, columns)
+}
+
+/// The `attempt_log` column: `List<Struct<…, verdicts: List<Struct<order, preferred>>, …>>`.
+fn crg_attempt_log(rows: &[CrgRow]) -> ArrayRef {
+    let attempts: Vec<&rubricmill_core::CrgAttempt> =
+        rows.iter().flat_map(|r| r.attempt_log.iter()).collect();
+    let mut number = UInt32Builder::new();
+    let mut seed = UInt64Builder::new();
+    let mut accuracy = Float64Builder::new();
+    let mut consistent = BooleanBuilder::new();
+    for a in &attempts {
+        number.append_value(a.attempt);
+        seed.append_option(a.seed);
+        accuracy.append_option(a.accuracy);
+        consistent.append_value(a.consistent);
+    }
+    let verdicts = pair_list(
+        &attempts,
+        verdict_fields(),
+        |a| a.verdicts.as_slice(),
+        |v| (v.order.as_str(), v.preferred.as_str()),
+    );
+    let child = StructArray::new(
+        crg_attempt_fields(),
+        vec![
+            Arc::new(number.finish()),
+            Arc::new(seed.finish()),
+            verdicts,
+            Arc::new(accuracy.finish()),
+            Arc::new(consistent.finish()),
+            optional_strings(attempts.iter().map(|a| a.error.as_deref())),
+        ],
+        None,
+    );
+    list(
+        DataType::Struct(crg_attempt_fields()),
+        rows.iter().map(|r| r.attempt_log.len()),
+        Arc::new(child),
+    )
 }
 
 /// Encodes reject rows as one record batch.

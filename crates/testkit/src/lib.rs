@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1 (free when asked; bind it soon).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
 }
 
 fn services_required() -> bool {
@@ -37,10 +40,17 @@ fn on_path(binary: &str) -> bool {
 fn http(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    let status = response.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
     Ok(status)
 }
 
@@ -66,7 +76,10 @@ impl S3Server {
         let server = Self { child, port };
         let deadline = Instant::now() + Duration::from_secs(30);
         while http(port, "GET", "/").is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not answer on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not answer on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Some(server)
@@ -94,7 +107,10 @@ impl S3Server {
 
     /// The same settings as environment variables, for child processes.
     pub fn env(&self) -> Vec<(String, String)> {
-        self.options().into_iter().map(|(k, v)| (k.to_ascii_uppercase(), v)).collect()
+        self.options()
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_uppercase(), v))
+            .collect()
     }
 }
 

@@ -1,8 +1,11 @@
 //! End-to-end tests of the `rubricmill` binary: real processes, real files, Parquet read back.
 
+mod crg;
 mod llm;
+mod researchqa;
 mod resume;
 mod run;
+mod s3;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -177,3 +177,62 @@ async fn manifest_is_created_once() {
         "the first plan stays in force"
     );
 }
+
+#[tokio::test]
+async fn gc_removes_only_unreferenced_attempt_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = JobStore::open(dir.path().to_str().unwrap(), "gc").unwrap();
+    let shard = ShardId("aaaaaaaaaaaaaaaaaaaaaaaa".into());
+    let winner = store
+        .write_attempt(
+            &shard,
+            "win",
+            Some(Bytes::from_static(b"rows")),
+            Some(Bytes::from_static(b"rej")),
+        )
+        .await
+        .unwrap();
+    let mut ours = marker(&shard, "win", winner.part.map(|p| p.0));
+    ours.rejects_part = winner.rejects_part;
+    assert_eq!(store.commit(&ours).await.unwrap(), CommitOutcome::Won);
+    // A crashed attempt of the same shard and one of a shard never committed.
+    store
+        .write_attempt(
+            &shard,
+            "crashed",
+            Some(Bytes::from_static(b"x")),
+            Some(Bytes::from_static(b"y")),
+        )
+        .await
+        .unwrap();
+    let other = ShardId("bbbbbbbbbbbbbbbbbbbbbbbb".into());
+    store
+        .write_attempt(&other, "lonely", Some(Bytes::from_static(b"z")), None)
+        .await
+        .unwrap();
+    let within_grace = store
+        .gc(std::time::Duration::from_secs(3600), false)
+        .await
+        .unwrap();
+    assert!(
+        within_grace.is_empty(),
+        "young files are kept: {within_grace:?}"
+    );
+    let listed = store.gc(std::time::Duration::ZERO, true).await.unwrap();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert_eq!(
+        files_under(&dir.path().join("gc")).len(),
+        6,
+        "a dry run removes nothing"
+    );
+    let removed = store.gc(std::time::Duration::ZERO, false).await.unwrap();
+    assert_eq!(removed, listed);
+    assert_eq!(
+        files_under(&dir.path().join("gc")),
+        vec![
+            format!("commits/{shard}.json"),
+            format!("parts/{shard}/win.parquet"),
+            format!("rejects/{shard}/win.parquet"),
+        ]
+    );
+}

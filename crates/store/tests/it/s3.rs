@@ -9,17 +9,26 @@ use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use rubricmill_core::{ShardId, Usage};
-use rubricmill_store::{CommitMarker, CommitOutcome, JobStore, ReadItem, StoreLocation, list_inputs_with, plan_shards, read_shard};
+use rubricmill_store::{
+    CommitMarker, CommitOutcome, JobStore, ReadItem, StoreLocation, list_inputs_with, plan_shards,
+    read_shard,
+};
 use rubricmill_testkit::S3Server;
 
 async fn put(location: &StoreLocation, name: &str, bytes: Vec<u8>) {
     let path = location.path.clone().join(name);
-    location.store.put(&Path::from(path.as_ref()), PutPayload::from(bytes)).await.unwrap();
+    location
+        .store
+        .put(&Path::from(path.as_ref()), PutPayload::from(bytes))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn jsonl_inputs_are_listed_planned_and_read_from_s3() {
-    let Some(server) = S3Server::start() else { return };
+    let Some(server) = S3Server::start() else {
+        return;
+    };
     server.create_bucket("inputs");
     let options = server.options();
     let root = StoreLocation::parse_with("s3://inputs/pairs", &options).unwrap();
@@ -29,17 +38,28 @@ async fn jsonl_inputs_are_listed_planned_and_read_from_s3() {
     gz.write_all(lines.as_bytes()).unwrap();
     put(&root, "b.jsonl.gz", gz.finish().unwrap()).await;
     put(&root, "skip.txt", b"not matched".to_vec()).await;
-    let inputs = list_inputs_with("s3://inputs/pairs/*.jsonl*", None, &options).await.unwrap();
+    let inputs = list_inputs_with("s3://inputs/pairs/*.jsonl*", None, &options)
+        .await
+        .unwrap();
     assert_eq!(inputs.files.len(), 2);
-    assert!(inputs.files[0].file.url.starts_with("s3://inputs/pairs/a.jsonl"));
+    assert!(
+        inputs.files[0]
+            .file
+            .url
+            .starts_with("s3://inputs/pairs/a.jsonl")
+    );
     let shards = plan_shards(&inputs, 10).await.unwrap();
     assert_eq!(shards.len(), 6);
     let mut ids = Vec::new();
     for shard in &shards {
         let mut items = read_shard(&inputs.location, shard, None, 1 << 20);
         while let Some(item) = items.next().await {
-            let ReadItem::Record(record) = item.unwrap() else { panic!("unexpected reject") };
-            let rubricmill_core::RawPayload::Json(value) = record.payload else { panic!("not json") };
+            let ReadItem::Record(record) = item.unwrap() else {
+                panic!("unexpected reject")
+            };
+            let rubricmill_core::RawPayload::Json(value) = record.payload else {
+                panic!("not json")
+            };
             ids.push(value["id"].as_u64().unwrap());
         }
     }
@@ -50,7 +70,9 @@ async fn jsonl_inputs_are_listed_planned_and_read_from_s3() {
 
 #[tokio::test]
 async fn conditional_puts_decide_the_commit_race() {
-    let Some(server) = S3Server::start() else { return };
+    let Some(server) = S3Server::start() else {
+        return;
+    };
     server.create_bucket("out");
     let output = StoreLocation::parse_with("s3://out/jobs", &server.options()).unwrap();
     let store = JobStore::at(&output, "race");
@@ -61,7 +83,10 @@ async fn conditional_puts_decide_the_commit_race() {
         let shard = shard.clone();
         tasks.spawn(async move {
             let attempt = format!("attempt-{i}");
-            let files = store.write_attempt(&shard, &attempt, Some(Bytes::from(attempt.clone())), None).await.unwrap();
+            let files = store
+                .write_attempt(&shard, &attempt, Some(Bytes::from(attempt.clone())), None)
+                .await
+                .unwrap();
             let marker = CommitMarker {
                 shard_id: shard.clone(),
                 attempt_id: attempt.clone(),

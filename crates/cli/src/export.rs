@@ -1,0 +1,136 @@
+//! `rubricmill export` and `rubricmill gc`: the committed output of a job, as a dataset for
+//! training teams; and the removal of attempt files no marker references.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rubricmill_core::JobSpec;
+use rubricmill_export::{ExportFormat, ExportOptions, parse_splits};
+use rubricmill_store::{JobStore, StoreLocation};
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// The job spec (TOML) of the job to export.
+    job: PathBuf,
+    /// Where the dataset goes (a folder: local path or object store URL).
+    #[arg(long)]
+    to: String,
+    /// parquet, jsonl, researchqa-json, openrubric or healthbench.
+    #[arg(long, default_value = "parquet")]
+    format: String,
+    /// Split names and fractions.
+    #[arg(long, default_value = "train=0.9,validation=0.05,test=0.05")]
+    splits: String,
+    /// Column whose value decides the split (default: doc_id for researchqa, pair_id for crg).
+    #[arg(long)]
+    split_key: Option<String>,
+    /// Jaccard similarity at which two rows count as near duplicates.
+    #[arg(long, default_value_t = 0.8)]
+    near_dup_threshold: f64,
+    /// Keep near duplicates.
+    #[arg(long)]
+    no_near_dedup: bool,
+    /// Keep exact duplicates.
+    #[arg(long)]
+    no_exact_dedup: bool,
+    /// Target size of one data file, in MiB.
+    #[arg(long, default_value_t = 256)]
+    target_file_mb: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct GcArgs {
+    /// The job spec (TOML).
+    job: PathBuf,
+    /// Keep unreferenced files younger than this (they may belong to a running attempt).
+    #[arg(long, default_value = "1h")]
+    grace: String,
+    /// Only list what would be removed.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+async fn open_job(
+    path: &PathBuf,
+) -> anyhow::Result<(JobSpec, JobStore, rubricmill_store::JobManifest)> {
+    let spec = JobSpec::load(path)?;
+    let store = JobStore::open(&spec.output.url, &spec.name)?;
+    let manifest = store.load_manifest().await?.with_context(|| {
+        format!(
+            "job {:?} has not run yet: no job.json in {}",
+            spec.name,
+            store.url()
+        )
+    })?;
+    Ok((spec, store, manifest))
+}
+
+pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let (_, store, manifest) = open_job(&args.job).await?;
+    if !(0.0..=1.0).contains(&args.near_dup_threshold) {
+        bail!("--near-dup-threshold must be between 0 and 1");
+    }
+    let options = ExportOptions {
+        format: ExportFormat::parse(&args.format)?,
+        splits: parse_splits(&args.splits)?,
+        split_key: args.split_key,
+        exact_dedup: !args.no_exact_dedup,
+        near_dup_threshold: (!args.no_near_dedup).then_some(args.near_dup_threshold),
+        target_file_bytes: args.target_file_mb.max(1) << 20,
+    };
+    let target = StoreLocation::parse(&args.to)?;
+    let target_url = target.url_of(&target.path);
+    let report = rubricmill_export::export(store, manifest, target, options).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("exported {} rows to {target_url}", report.rows_written);
+    println!(
+        "  read {} rows; dropped {} not kept, {} duplicate ids, {} exact and {} near duplicates",
+        report.rows_read,
+        report.not_kept,
+        report.duplicate_ids,
+        report.exact_duplicates,
+        report.near_duplicates
+    );
+    for (split, counts) in &report.splits {
+        println!(
+            "  {split:<12} {} rows in {} files",
+            counts.rows, counts.files
+        );
+    }
+    println!(
+        "  {} bytes in {} files (dataset card README.md, schema.json)",
+        report.bytes_written,
+        report.files.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn gc(args: GcArgs) -> anyhow::Result<ExitCode> {
+    let spec = JobSpec::load(&args.job)?;
+    let store = JobStore::open(&spec.output.url, &spec.name)?;
+    let grace: Duration = rubricmill_llm::client::parse_reset(&args.grace)
+        .with_context(|| format!("--grace {:?} is not a duration like 30m or 1h", args.grace))?;
+    let removed = store.gc(grace, args.dry_run).await?;
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    for path in &removed {
+        println!("{verb} {path}");
+    }
+    println!(
+        "{verb} {} unreferenced attempt files from {}",
+        removed.len(),
+        store.url()
+    );
+    Ok(ExitCode::SUCCESS)
+}
