@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Export throughput: a job of N synthetic preference pairs (default 1,000,000) is run with the
 # simulated provider, then exported (dedup, splits, Parquet in the Hugging Face layout) to
-# file://. Prints rows/s, MB/s of committed input read, and the export's peak RSS; the same
+# file://. Prints rows/s, MB/s of dataset written, and the export's peak RSS; the same
 # export without near-duplicate detection runs beside it as the baseline.
 #
 #   scripts/bench-export.sh [rows]
@@ -43,6 +43,6 @@ variant, report = sys.argv[1], json.load(open(sys.argv[2]))
 rss = int(open(sys.argv[3]).read().split()[-1])
 secs = float(sys.argv[5]) - float(sys.argv[4])
 committed = int(sys.argv[6])
-print(f"{variant:<22} {report['rows_written']:10} {secs:10.2f} {report['rows_read'] / secs:10.0f} {committed / secs / 1e6:10.1f} {rss / 1024:14.1f}")
+print(f"{variant:<22} {report['rows_written']:10} {secs:10.2f} {report['rows_read'] / secs:10.0f} {report['bytes_written'] / secs / 1e6:10.1f} {rss / 1024:14.1f}")
 PY
 done

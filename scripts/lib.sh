@@ -6,20 +6,25 @@ build_release() {
   bin="${CARGO_TARGET_DIR:-target}/release/rubricmill"
 }
 
-# generate_pairs COUNT PATH: writes COUNT synthetic preference pairs as JSONL.
+# generate_pairs COUNT PATH: writes COUNT synthetic preference pairs as JSONL, each with its
+# own random words (so they are not near-duplicates of each other).
 generate_pairs() {
   python3 - "$1" "$2" <<'PY'
-import json, sys
+import json, random, sys
 count, path = int(sys.argv[1]), sys.argv[2]
+rng = random.Random(7)
+syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "de", "po", "la", "gu", "fe", "ri", "zo", "ba"]
+vocab = ["".join(rng.choice(syllables) for _ in range(rng.randint(2, 4))) for _ in range(4000)]
 topics = ["olive oil", "sourdough", "bike chains", "tax forms", "houseplants", "python lists", "sql joins"]
 with open(path, "w") as out:
     for i in range(count):
+        words = " ".join(rng.choice(vocab) for _ in range(10))
         t = topics[i % len(topics)]
         out.write(json.dumps({
             "id": f"bench-{i:07d}",
-            "prompt": f"Question {i}: in under 80 words, how should I take care of {t}?",
-            "chosen": f"Answer {i}: keep {t} clean, check them weekly, and follow the maker's guidance on storage.",
-            "rejected": f"Answer {i}: {t} need no care at all.",
+            "prompt": f"In under 80 words, how should I look after {t} given {words}?",
+            "chosen": f"Keep {t} clean, check them weekly, and mind the {words}.",
+            "rejected": f"{t} need no care at all.",
         }) + "\n")
 PY
 }

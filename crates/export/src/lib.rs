@@ -279,7 +279,7 @@ impl Exporter {
                     let drop = if row.get("kept").and_then(Value::as_bool) == Some(false) {
                         report.not_kept += 1;
                         true
-                    } else if !seen_ids.insert(id) {
+                    } else if !seen_ids.insert(dedup::exact_key(&id)) {
                         report.duplicate_ids += 1;
                         true
                     } else if self.options.exact_dedup
