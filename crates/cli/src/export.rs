@@ -56,7 +56,7 @@ pub struct GcArgs {
 }
 
 async fn open_job(
-    path: &PathBuf,
+    path: &std::path::Path,
 ) -> anyhow::Result<(JobSpec, JobStore, rubricmill_store::JobManifest)> {
     let spec = JobSpec::load(path)?;
     let store = JobStore::open(&spec.output.url, &spec.name)?;

@@ -12,8 +12,8 @@ pub mod usage;
 pub use hash::{content_hash, short_hash};
 pub use record::{Location, Message, PreferencePair, RawPayload, RawRecord, SourceRef};
 pub use row::{
-    CitationMetadata, CrgRow, CrgRubricItem, JudgeVerdict, OutputRow, Provenance, RejectRow,
-    ResearchQaRow, RubricItem,
+    CitationMetadata, CrgAttempt, CrgRow, CrgRubricItem, JudgeVerdict, OutputRow, Provenance,
+    RejectRow, ResearchQaRow, RubricItem,
 };
 pub use shard::{FileRef, ShardId, ShardSpec, ShardUnit};
 pub use spec::{InputFormat, JobSpec, PairLayout, PipelineKind, ProviderKind, SpecError};

@@ -76,7 +76,27 @@ pub struct JudgeVerdict {
     pub preferred: String,
 }
 
-/// One contrastive rubric for one preference pair.
+/// One generation attempt of a crg rubric and what the judge made of it (for this row's pair).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrgAttempt {
+    /// 1 for the first generation, then 2, 3, … for regenerated rubrics.
+    pub attempt: u32,
+    /// Seed the generation request carried.
+    pub seed: Option<u64>,
+    /// The judge's verdicts on this row's pair with this attempt's rubric (empty when the
+    /// attempt made no rubric or the filter is off).
+    pub verdicts: Vec<JudgeVerdict>,
+    /// The rubric's accuracy over the record's pairs; `None` when not judged.
+    pub accuracy: Option<f64>,
+    /// Whether this attempt's rubric passed the consistency filter.
+    pub consistent: bool,
+    /// Why the attempt made no rubric, if it did not.
+    pub error: Option<String>,
+}
+
+/// One contrastive rubric for one preference pair. A listwise record gives one row per induced
+/// pair; those rows share `rubric_id`, the rubric, `attempts`, `consistency` and the attempt
+/// numbers, and carry their own pair's verdicts and `kept`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CrgRow {
     pub pair_id: String,
@@ -86,12 +106,25 @@ pub struct CrgRow {
     pub chosen: String,
     pub rejected: String,
     pub rubric: Vec<CrgRubricItem>,
+    /// The final rubric's verdicts on this pair, one per order.
     pub verdicts: Vec<JudgeVerdict>,
-    /// Fraction of judged orders that recovered the human label; `None` when not judged.
+    /// Accuracy of the final rubric over the record's pairs (a pair counts when both orders
+    /// agree on the chosen response); `None` when not judged.
     pub consistency: Option<f64>,
-    /// Generation attempts made for this pair.
+    /// Generation attempts made for this rubric (1 + regenerations).
     pub attempts: u32,
     pub kept: bool,
+    /// The rubric this row's pair was judged with: the pair id for pairwise records, shared by
+    /// the pairs of one listwise record.
+    pub rubric_id: String,
+    /// Why `kept` is false; `None` for kept rows.
+    pub drop_reason: Option<String>,
+    /// Every generation attempt, in order.
+    pub attempt_log: Vec<CrgAttempt>,
+    /// Model of the judge stage (empty when the filter is off).
+    pub judge_model: String,
+    /// Hash of the judge prompt template (empty when the filter is off).
+    pub judge_prompt_hash: String,
     pub provenance: Provenance,
 }
 

@@ -661,13 +661,9 @@ impl JobSpec {
                     return Err(invalid("crg.max_resamples", "must be at most 20".into()));
                 }
                 if !(self.crg.min_accuracy > 0.0 && self.crg.min_accuracy <= 1.0) {
-                    return Err(invalid(
-                        "crg.min_accuracy",
-                        "must be in (0, 1]".into(),
-                    ));
+                    return Err(invalid("crg.min_accuracy", "must be in (0, 1]".into()));
                 }
-                if !(self.crg.resample_temperature > 0.0 && self.crg.resample_temperature <= 2.0)
-                {
+                if !(self.crg.resample_temperature > 0.0 && self.crg.resample_temperature <= 2.0) {
                     return Err(invalid(
                         "crg.resample_temperature",
                         "must be above 0 and at most 2".into(),

@@ -23,6 +23,8 @@ pub const RESEARCHQA_CLASSIFY: &str =
     include_str!("../../../configs/prompts/researchqa_classify.md");
 /// Default crg generation prompt.
 pub const CRG_GENERATE: &str = include_str!("../../../configs/prompts/crg_generate.md");
+/// Default crg consistency-judge prompt.
+pub const CRG_JUDGE: &str = include_str!("../../../configs/prompts/crg_judge.md");
 
 /// Every template the pipelines use, by name, with its built-in text. A job may override any
 /// of them with a file (`[prompts]` in the job spec).
@@ -31,6 +33,7 @@ pub const DEFAULT_TEMPLATES: &[(&str, &str)] = &[
     ("researchqa_judge", RESEARCHQA_JUDGE),
     ("researchqa_classify", RESEARCHQA_CLASSIFY),
     ("crg_generate", CRG_GENERATE),
+    ("crg_judge", CRG_JUDGE),
 ];
 
 /// The templates a job runs with: its overrides over the built-in defaults.

@@ -18,7 +18,7 @@
 //! the file metadata lists every template in force.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -450,7 +450,13 @@ impl ResearchQaPipeline {
         }
     }
 
-    fn classify_request(classify: &LlmStage, format: ResponseFormat, title: &str, parsed: &ParsedSurvey, taxonomy: &[String]) -> ChatRequest {
+    fn classify_request(
+        classify: &LlmStage,
+        format: ResponseFormat,
+        title: &str,
+        parsed: &ParsedSurvey,
+        taxonomy: &[String],
+    ) -> ChatRequest {
         let mut excerpt = String::new();
         for section in &parsed.sections {
             if excerpt.len() >= CLASSIFY_EXCERPT_CHARS {
@@ -464,7 +470,11 @@ impl ResearchQaPipeline {
         let excerpt: String = excerpt.chars().take(CLASSIFY_EXCERPT_CHARS).collect();
         let taxonomy = taxonomy.join("\n");
         classify.request(
-            &[("taxonomy", &taxonomy), ("title", title), ("excerpt", &excerpt)],
+            &[
+                ("taxonomy", &taxonomy),
+                ("title", title),
+                ("excerpt", &excerpt),
+            ],
             format,
         )
     }
@@ -547,10 +557,14 @@ impl ResearchQaPipeline {
             let refusal = match verdict {
                 Ok(Ok(())) => None,
                 Ok(Err(reason)) => Some(reason),
-                Err(error) => Some(format!("judge answer unusable: {}", classify_llm_error(error)?)),
+                Err(error) => Some(format!(
+                    "judge answer unusable: {}",
+                    classify_llm_error(error)?
+                )),
             };
             if let Some(reason) = refusal {
-                let mut mined = Mined::failed(usage, "query_judge", format!("{reason} (query: {query})"));
+                let mut mined =
+                    Mined::failed(usage, "query_judge", format!("{reason} (query: {query})"));
                 mined.judged = true;
                 mined.query = query;
                 return Ok(mined);
@@ -680,11 +694,15 @@ impl Pipeline for ResearchQaPipeline {
     }
 
     fn prompt_hashes(&self) -> BTreeMap<String, String> {
-        [Some(&self.generate), self.judge.as_ref(), self.classify.as_ref()]
-            .into_iter()
-            .flatten()
-            .map(|stage| (stage.template.name.clone(), stage.template.hash.clone()))
-            .collect()
+        [
+            Some(&self.generate),
+            self.judge.as_ref(),
+            self.classify.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|stage| (stage.template.name.clone(), stage.template.hash.clone()))
+        .collect()
     }
 
     fn estimate(&self, record: &RawRecord) -> Estimate {
@@ -769,7 +787,12 @@ impl Pipeline for ResearchQaPipeline {
             }
         };
         // Futures are lazy: `buffered` runs SECTION_CONCURRENCY of them at a time, in order.
-        let sections = futures::stream::iter(parsed.sections.iter().map(|s| self.mine_section(s)))
+        let calls: Vec<_> = parsed
+            .sections
+            .iter()
+            .map(|section| self.mine_section(section))
+            .collect();
+        let sections = futures::stream::iter(calls)
             .buffered(SECTION_CONCURRENCY)
             .collect::<Vec<_>>();
         let (classification, results) = futures::join!(classification, sections);
@@ -799,5 +822,426 @@ impl Pipeline for ResearchQaPipeline {
             }
         }
         Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rubricmill_core::{Location, Message};
+    use rubricmill_llm::simulated::simulated_answer;
+    use rubricmill_llm::{ChatProvider, ChatResponse, GatewayConfig, LlmError, TokenUsage};
+
+    type Script = Box<dyn Fn(&ChatRequest) -> Option<String> + Send + Sync>;
+
+    /// The simulated provider, except where `script` answers; counts calls per task.
+    struct Scripted {
+        script: Script,
+        calls: std::sync::Mutex<BTreeMap<String, usize>>,
+    }
+
+    #[async_trait::async_trait]
+    impl ChatProvider for Scripted {
+        fn kind(&self) -> &'static str {
+            "simulated"
+        }
+
+        async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+            let task = request
+                .response_format
+                .as_ref()
+                .map(|f| f.name.clone())
+                .unwrap_or_default();
+            *self.calls.lock().unwrap().entry(task).or_default() += 1;
+            let content = (self.script)(request).unwrap_or_else(|| simulated_answer(request));
+            Ok(ChatResponse {
+                content,
+                finish_reason: "stop".into(),
+                usage: TokenUsage {
+                    prompt_tokens: 10,
+                    completion_tokens: 10,
+                },
+            })
+        }
+    }
+
+    fn pipeline(spec: ResearchQaSpec, script: Script) -> (ResearchQaPipeline, Arc<Scripted>) {
+        let provider = Arc::new(Scripted {
+            script,
+            calls: Default::default(),
+        });
+        let gateway = Arc::new(Gateway::new(provider.clone(), GatewayConfig::default()));
+        let model = StageModel {
+            model: "test".into(),
+            temperature: 0.0,
+            max_tokens: 1024,
+            seed: None,
+        };
+        let stages = ["generate", "judge", "classify"]
+            .into_iter()
+            .map(|s| (s.to_owned(), (gateway.clone(), model.clone())))
+            .collect();
+        let stages = Stages::new(stages, crate::Templates::default());
+        (ResearchQaPipeline::new(&stages, spec), provider)
+    }
+
+    fn no_script() -> Script {
+        Box::new(|_| None)
+    }
+
+    fn prompt_of(request: &ChatRequest) -> String {
+        request
+            .messages
+            .iter()
+            .map(|m: &Message| m.content.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn paragraph(topic: &str) -> String {
+        format!(
+            "{topic} methods allocate cache memory to shared prefixes. Eviction policies for {topic} \
+             decide which prefixes survive under memory pressure, and admission control limits churn. \
+             Benchmarks of {topic} report hit rates, latency and throughput for production workloads \
+             with long prompts and many concurrent sessions [1]."
+        )
+    }
+
+    /// A survey with four content sections and a reference list.
+    fn survey() -> RawRecord {
+        let text = format!(
+            "# Prefix caching for language model serving\n\n# 1 Introduction\n\n{}\n\n{}\n\n\
+             # 2 Eviction\n\n{}\n\n{}\n\n# 3 Vague topics\n\n{}\n\n{}\n\n# 4 Admission\n\n{}\n\n{}\n\n\
+             # References\n\n[1] Okafor, A. Prefix sharing in serving systems. 2019.\n",
+            paragraph("Prefix caching"),
+            paragraph("Serving"),
+            paragraph("Eviction"),
+            paragraph("Replacement"),
+            paragraph("Vague"),
+            paragraph("Blurry"),
+            paragraph("Admission"),
+            paragraph("Gatekeeping"),
+        );
+        RawRecord {
+            source: SourceRef::new(
+                "file:///data/computer_science/prefix.md",
+                Location::Document,
+            ),
+            payload: RawPayload::Text(text),
+        }
+    }
+
+    fn ctx() -> RecordContext {
+        RecordContext {
+            shard_id: "shard".into(),
+            attempt_id: "attempt".into(),
+        }
+    }
+
+    fn stage(outcome: &RecordOutcome, name: &str) -> (u64, u64, u64) {
+        let counts = outcome.stages.get(name).cloned().unwrap_or_default();
+        (counts.input, counts.output, counts.rejected)
+    }
+
+    fn rejects<'a>(outcome: &'a RecordOutcome, stage: &str) -> Vec<&'a str> {
+        outcome
+            .rejects
+            .iter()
+            .filter(|r| r.stage == stage)
+            .map(|r| r.reason.as_str())
+            .collect()
+    }
+
+    fn rows(outcome: &RecordOutcome) -> Vec<&ResearchQaRow> {
+        outcome
+            .rows
+            .iter()
+            .map(|r| match r {
+                OutputRow::ResearchQa(row) => row,
+                OutputRow::Crg(_) => panic!("crg row from researchqa"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_section_becomes_a_row_or_a_reject_and_stages_add_up() {
+        let (pipeline, provider) = pipeline(ResearchQaSpec::default(), no_script());
+        let outcome = pipeline.process(survey(), &ctx()).await.unwrap();
+        let rows = rows(&outcome);
+        let (gen_in, gen_out, gen_rej) = stage(&outcome, "generate");
+        assert_eq!(gen_in, 4, "one generation per kept section");
+        assert_eq!(gen_in, gen_out + gen_rej);
+        let (judge_in, judge_out, judge_rej) = stage(&outcome, "query_judge");
+        assert_eq!(judge_in, gen_out);
+        assert_eq!(judge_in, judge_out + judge_rej);
+        let (min_in, min_out, min_rej) = stage(&outcome, "min_items");
+        assert_eq!(min_in, judge_out);
+        assert_eq!(min_in, min_out + min_rej);
+        assert_eq!(min_out as usize, rows.len());
+        let (check_in, check_out, check_rej) = stage(&outcome, "rubric_check");
+        assert_eq!(check_in, check_out + check_rej);
+        assert_eq!(rejects(&outcome, "rubric_check").len() as u64, check_rej);
+        assert!(!rows.is_empty());
+        for row in &rows {
+            assert!(
+                row.id.starts_with("prefix-") && row.id.contains("-s"),
+                "{}",
+                row.id
+            );
+            assert!(row.rubric.len() >= 3 && row.rubric.len() <= 8);
+            assert_eq!(row.general_domain.as_deref(), Some("Computer Science"));
+            assert_eq!(row.provenance.prompt_hash, pipeline.generate.template.hash);
+            assert!(source_reference(&row.query).is_none(), "{}", row.query);
+        }
+        let calls = provider.calls.lock().unwrap().clone();
+        assert_eq!(calls.get(RESEARCHQA_TASK), Some(&4));
+        assert_eq!(calls.get(RESEARCHQA_JUDGE_TASK), Some(&4));
+        assert_eq!(
+            calls.get(RESEARCHQA_CLASSIFY_TASK),
+            None,
+            "no taxonomy, no call"
+        );
+        let hashes = pipeline.prompt_hashes();
+        assert!(
+            hashes.contains_key("researchqa_generate") && hashes.contains_key("researchqa_judge")
+        );
+        assert!(!hashes.contains_key("researchqa_classify"));
+    }
+
+    #[tokio::test]
+    async fn a_query_naming_its_source_is_repaired_once_then_rejected() {
+        // Always answers with a query that points at "this survey".
+        let script: Script = Box::new(|request| {
+            (request.response_format.as_ref()?.name == RESEARCHQA_TASK).then(|| {
+                json!({"query": "What does this survey say about eviction?", "rubric": [
+                    {"item": "Does the response explain eviction policies under memory pressure?", "types": ["Explanation"], "citation": null}
+                ]})
+                .to_string()
+            })
+        });
+        let (pipeline, provider) = pipeline(ResearchQaSpec::default(), script);
+        let outcome = pipeline.process(survey(), &ctx()).await.unwrap();
+        assert!(outcome.rows.is_empty());
+        let reasons = rejects(&outcome, "generate");
+        assert_eq!(reasons.len(), 4);
+        assert!(reasons[0].contains("not standalone"), "{}", reasons[0]);
+        // one call and one repair per section, no judge calls
+        let calls = provider.calls.lock().unwrap().clone();
+        assert_eq!(calls.get(RESEARCHQA_TASK), Some(&8));
+        assert_eq!(calls.get(RESEARCHQA_JUDGE_TASK), None);
+    }
+
+    #[tokio::test]
+    async fn the_judge_rejects_vague_queries_and_can_be_turned_off() {
+        // The "Vague topics" section gets a short query the simulated judge finds unspecific.
+        let script: Script = Box::new(|request| {
+            let prompt = prompt_of(request);
+            let generate = request.response_format.as_ref()?.name == RESEARCHQA_TASK;
+            (generate && prompt.contains("3 Vague topics</section_heading>")).then(|| {
+                let answer = simulated_answer(request);
+                let mut value: Value = serde_json::from_str(&answer).unwrap();
+                value["query"] = json!("What about vague eviction?");
+                value.to_string()
+            })
+        });
+        let (judged, _) = pipeline(ResearchQaSpec::default(), script);
+        let outcome = judged.process(survey(), &ctx()).await.unwrap();
+        let reasons = rejects(&outcome, "query_judge");
+        assert_eq!(reasons.len(), 1, "{:?}", outcome.rejects);
+        assert!(
+            reasons[0].starts_with("3 Vague topics: not specific"),
+            "{}",
+            reasons[0]
+        );
+        assert!(rows(&outcome).iter().all(|r| !r.id.ends_with("-s2")));
+
+        let script: Script = Box::new(|request| {
+            let generate = request.response_format.as_ref()?.name == RESEARCHQA_TASK;
+            (generate && prompt_of(request).contains("3 Vague topics</section_heading>")).then(
+                || {
+                    let mut value: Value =
+                        serde_json::from_str(&simulated_answer(request)).unwrap();
+                    value["query"] = json!("What about vague eviction?");
+                    value.to_string()
+                },
+            )
+        });
+        let spec = ResearchQaSpec {
+            query_judge: false,
+            ..ResearchQaSpec::default()
+        };
+        let (unjudged, provider) = pipeline(spec, script);
+        let outcome = unjudged.process(survey(), &ctx()).await.unwrap();
+        assert!(rejects(&outcome, "query_judge").is_empty());
+        assert!(!outcome.stages.contains_key("query_judge"));
+        assert!(rows(&outcome).iter().any(|r| r.id.ends_with("-s2")));
+        assert_eq!(
+            provider.calls.lock().unwrap().get(RESEARCHQA_JUDGE_TASK),
+            None
+        );
+        assert!(!unjudged.prompt_hashes().contains_key("researchqa_judge"));
+    }
+
+    #[tokio::test]
+    async fn dropped_items_are_rejects_and_too_few_items_reject_the_query() {
+        let script: Script = Box::new(|request| {
+            (request.response_format.as_ref()?.name == RESEARCHQA_TASK).then(|| {
+                json!({"query": "How do eviction policies for prefix caches trade hit rate against memory pressure?", "rubric": [
+                    {"item": "Does the response explain how eviction policies handle memory pressure?", "types": ["Explanation"], "citation": null},
+                    {"item": "Does the response explain how the eviction policy handles memory pressure?", "types": ["Explanation"], "citation": null},
+                    {"item": "Does the response describe quantum annealing hardware for protein folding?", "types": ["Other"], "citation": null},
+                    {"item": "Mentions admission control.", "types": ["Other"], "citation": null},
+                    {"item": "Does the response cite the work of Okafor on prefix sharing?", "types": ["Citation"], "citation": "1"}
+                ]})
+                .to_string()
+            })
+        });
+        let spec = ResearchQaSpec {
+            min_items: 2,
+            ..ResearchQaSpec::default()
+        };
+        let (pipeline_two, _) = pipeline(spec, script);
+        let outcome = pipeline_two.process(survey(), &ctx()).await.unwrap();
+        let rows = rows(&outcome);
+        assert_eq!(rows.len(), 4);
+        for row in &rows {
+            assert_eq!(row.rubric.len(), 2);
+            let citation = &row.rubric[1];
+            assert_eq!(citation.types, ["Citation"]);
+            let metadata = citation
+                .citation_metadata
+                .as_ref()
+                .expect("linked citation");
+            assert_eq!(metadata.first_author.as_deref(), Some("Okafor"));
+        }
+        let reasons = rejects(&outcome, "rubric_check");
+        assert_eq!(
+            reasons.len(),
+            12,
+            "three dropped items in each of four sections"
+        );
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("near-duplicate of item 1"))
+        );
+        assert!(reasons.iter().any(|r| r.contains("not grounded")));
+        assert!(reasons.iter().any(|r| r.contains("malformed")));
+        assert_eq!(stage(&outcome, "rubric_check"), (20, 8, 12));
+
+        // The same answers with min_items = 3: every query is rejected, its items with it.
+        let script: Script = Box::new(move |request| {
+            (request.response_format.as_ref()?.name == RESEARCHQA_TASK).then(|| {
+                json!({"query": "How do eviction policies for prefix caches trade hit rate against memory pressure?", "rubric": [
+                    {"item": "Does the response explain how eviction policies handle memory pressure?", "types": ["Explanation"], "citation": null},
+                    {"item": "Does the response explain how the eviction policy handles memory pressure?", "types": ["Explanation"], "citation": null}
+                ]})
+                .to_string()
+            })
+        });
+        let (pipeline_three, _) = pipeline(ResearchQaSpec::default(), script);
+        let outcome = pipeline_three.process(survey(), &ctx()).await.unwrap();
+        assert!(outcome.rows.is_empty());
+        let reasons = rejects(&outcome, "min_items");
+        assert_eq!(reasons.len(), 4);
+        assert!(
+            reasons[0].contains("1 rubric item(s) left"),
+            "{}",
+            reasons[0]
+        );
+        assert_eq!(stage(&outcome, "min_items"), (4, 0, 4));
+    }
+
+    #[tokio::test]
+    async fn classification_fills_missing_labels_once_per_document() {
+        let taxonomy = vec![
+            "Medicine > Oncology > Precision Oncology".to_owned(),
+            "Computer Science > Systems > Caching".to_owned(),
+        ];
+        let spec = ResearchQaSpec {
+            classify_taxonomy: taxonomy.clone(),
+            ..ResearchQaSpec::default()
+        };
+        let (classified, provider) = pipeline(spec, no_script());
+        let outcome = classified.process(survey(), &ctx()).await.unwrap();
+        assert_eq!(stage(&outcome, "classify"), (1, 1, 0));
+        assert_eq!(
+            provider.calls.lock().unwrap().get(RESEARCHQA_CLASSIFY_TASK),
+            Some(&1)
+        );
+        for row in rows(&outcome) {
+            assert_eq!(row.general_domain.as_deref(), Some("Computer Science"));
+            assert_eq!(row.subdomain.as_deref(), Some("Systems"));
+            assert_eq!(row.field.as_deref(), Some("Caching"));
+        }
+        assert!(
+            classified
+                .prompt_hashes()
+                .contains_key("researchqa_classify")
+        );
+
+        // Labels from the job spec win; a complete set needs no call.
+        let spec = ResearchQaSpec {
+            classify_taxonomy: taxonomy,
+            general_domain: Some("Engineering".into()),
+            subdomain: Some("Serving".into()),
+            field: Some("LLM inference".into()),
+            ..ResearchQaSpec::default()
+        };
+        let (labelled, provider) = pipeline(spec, no_script());
+        let outcome = labelled.process(survey(), &ctx()).await.unwrap();
+        assert!(!outcome.stages.contains_key("classify"));
+        assert_eq!(
+            provider.calls.lock().unwrap().get(RESEARCHQA_CLASSIFY_TASK),
+            None
+        );
+        assert!(
+            rows(&outcome)
+                .iter()
+                .all(|r| r.field.as_deref() == Some("LLM inference"))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unusable_classification_is_a_reject_and_the_rows_keep_the_folder_label() {
+        let script: Script = Box::new(|request| {
+            (request.response_format.as_ref()?.name == RESEARCHQA_CLASSIFY_TASK)
+                .then(|| json!({"label": "Astrology"}).to_string())
+        });
+        let spec = ResearchQaSpec {
+            classify_taxonomy: vec!["Medicine > Oncology > Precision Oncology".to_owned()],
+            ..ResearchQaSpec::default()
+        };
+        let (pipeline, _) = pipeline(spec, script);
+        let outcome = pipeline.process(survey(), &ctx()).await.unwrap();
+        assert_eq!(stage(&outcome, "classify"), (1, 0, 1));
+        assert!(rejects(&outcome, "classify")[0].contains("unusable answer"));
+        let rows = rows(&outcome);
+        assert!(!rows.is_empty());
+        assert!(
+            rows.iter()
+                .all(|r| r.general_domain.as_deref() == Some("Computer Science"))
+        );
+        assert!(rows.iter().all(|r| r.field.is_none()));
+    }
+
+    #[test]
+    fn estimates_count_the_judge_and_the_classifier() {
+        let (plain, _) = pipeline(
+            ResearchQaSpec {
+                query_judge: false,
+                ..ResearchQaSpec::default()
+            },
+            no_script(),
+        );
+        assert_eq!(plain.estimate(&survey()).calls, 4);
+        let (full, _) = pipeline(
+            ResearchQaSpec {
+                classify_taxonomy: vec!["A > B > C".into()],
+                ..ResearchQaSpec::default()
+            },
+            no_script(),
+        );
+        assert_eq!(full.estimate(&survey()).calls, 4 + 4 + 1);
     }
 }

@@ -57,6 +57,10 @@ pub struct MockConfig {
     /// Fraction of requests answered 400 context_length_exceeded.
     #[arg(long, value_name = "RATE", default_value_t = 0.0)]
     pub context_length: f64,
+    /// Fraction of crg judge answers that prefer the wrong response (in [0, 1]); drawn from a
+    /// hash of the request, so the same request always gets the same answer.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    pub judge_error_rate: f64,
     /// Seed of the fault and latency random numbers (drawn in arrival order).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -97,6 +101,7 @@ impl Default for MockConfig {
             malformed_json: 0.0,
             truncate: 0.0,
             context_length: 0.0,
+            judge_error_rate: 0.0,
             seed: 0,
             api_key: None,
             models: Vec::new(),
@@ -116,6 +121,7 @@ impl MockConfig {
             ("malformed_json", self.malformed_json),
             ("truncate", self.truncate),
             ("context_length", self.context_length),
+            ("judge_error_rate", self.judge_error_rate),
         ];
         for (name, rate) in rates {
             if !(0.0..=1.0).contains(&rate) {

@@ -25,7 +25,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rubricmill_llm::ResponseFormat;
 use rubricmill_llm::estimate_tokens;
-use rubricmill_llm::simulated::{CRG_TASK, RESEARCHQA_TASK, simulated_answer};
+use rubricmill_llm::simulated::{
+    CRG_JUDGE_TASK, CRG_TASK, RESEARCHQA_TASK, SimulatedOptions, simulated_answer_with,
+};
 use rubricmill_llm::wire::{
     WireChoice, WireError, WireErrorBody, WireRequest, WireResponse, WireResponseFormat,
     WireResponseMessage, WireUsage,
@@ -438,7 +440,10 @@ async fn chat(state: &State, call: &mut Call<'_>, request: Request<Incoming>) ->
     let answer = match fault {
         Fault::Fail500 | Fault::Fail503 | Fault::Hang | Fault::ContextLength => None,
         Fault::None | Fault::MalformedJson | Fault::Truncate => {
-            Some(answer_for(wire, json_object, fault))
+            let options = SimulatedOptions {
+                judge_error_rate: config.judge_error_rate,
+            };
+            Some(answer_for(wire, json_object, fault, &options))
         }
     };
     let completion_tokens = answer.as_ref().map_or(0, |a| estimate_tokens(&a.content));
@@ -549,7 +554,12 @@ struct Answer {
 }
 
 /// The simulated answer, cut when the fault or `max_tokens` says so.
-fn answer_for(wire: &WireRequest, json_object: bool, fault: Fault) -> Answer {
+fn answer_for(
+    wire: &WireRequest,
+    json_object: bool,
+    fault: Fault,
+    options: &SimulatedOptions,
+) -> Answer {
     let mut request = wire.to_request();
     if json_object && request.response_format.is_none() {
         // JSON mode carries no schema name: recognise the task by the tags of its prompt, as a
@@ -559,7 +569,7 @@ fn answer_for(wire: &WireRequest, json_object: bool, fault: Fault) -> Answer {
             schema: json!({}),
         });
     }
-    let mut content = simulated_answer(&request);
+    let mut content = simulated_answer_with(&request, options);
     if json_object
         && serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&content).is_err()
     {
@@ -605,6 +615,8 @@ fn task_of_prompt(request: &rubricmill_llm::ChatRequest) -> Option<&'static str>
     let has = |tag: &str| request.messages.iter().any(|m| m.content.contains(tag));
     if has("<section_heading>") || has("<section_text>") {
         Some(RESEARCHQA_TASK)
+    } else if has("<response_a>") {
+        Some(CRG_JUDGE_TASK)
     } else if has("<conversation>") {
         Some(CRG_TASK)
     } else {
@@ -788,13 +800,23 @@ mod tests {
             "messages": [{"role": "user", "content": "<conversation>user: a bulleted list of sauces</conversation>"}],
             "response_format": {"type": "json_schema", "json_schema": {"name": CRG_TASK, "schema": {}}},
         }));
-        let full = answer_for(&request, false, Fault::None);
+        let full = answer_for(&request, false, Fault::None, &SimulatedOptions::default());
         assert_eq!(full.finish_reason, "stop");
         assert!(serde_json::from_str::<serde_json::Value>(&full.content).is_ok());
-        let malformed = answer_for(&request, false, Fault::MalformedJson);
+        let malformed = answer_for(
+            &request,
+            false,
+            Fault::MalformedJson,
+            &SimulatedOptions::default(),
+        );
         assert!(serde_json::from_str::<serde_json::Value>(&malformed.content).is_err());
         assert!(full.content.starts_with(&malformed.content));
-        let truncated = answer_for(&request, false, Fault::Truncate);
+        let truncated = answer_for(
+            &request,
+            false,
+            Fault::Truncate,
+            &SimulatedOptions::default(),
+        );
         assert_eq!(truncated.finish_reason, "length");
         assert!(
             full.content.starts_with(&truncated.content)
@@ -809,17 +831,42 @@ mod tests {
             "messages": [{"role": "user", "content": "<conversation>user: how do I boil an egg</conversation>"}],
             "response_format": {"type": "json_object"},
         }));
-        let answer: serde_json::Value =
-            serde_json::from_str(&answer_for(&crg, true, Fault::None).content).unwrap();
+        let answer: serde_json::Value = serde_json::from_str(
+            &answer_for(&crg, true, Fault::None, &SimulatedOptions::default()).content,
+        )
+        .unwrap();
         assert!(answer["items"].is_array(), "{answer}");
         let plain = wire(json!({
             "model": "m",
             "messages": [{"role": "user", "content": "tell me about sourdough starters"}],
             "response_format": {"type": "json_object"},
         }));
-        let answer: serde_json::Value =
-            serde_json::from_str(&answer_for(&plain, true, Fault::None).content).unwrap();
+        let answer: serde_json::Value = serde_json::from_str(
+            &answer_for(&plain, true, Fault::None, &SimulatedOptions::default()).content,
+        )
+        .unwrap();
         assert!(answer["answer"].as_str().unwrap().contains("sourdough"));
+    }
+
+    #[test]
+    fn json_mode_recognises_the_crg_judge_and_its_error_rate_applies() {
+        let judge = wire(json!({
+            "model": "m",
+            "messages": [{"role": "user", "content": "<conversation>user: sore throat?</conversation>\n<rubric>1. The response covers “ginger”. [Hard Rule]</rubric>\n<response_a>Try ginger.</response_a>\n<response_b>Nothing.</response_b>"}],
+            "response_format": {"type": "json_object"},
+            "seed": 3,
+        }));
+        let preferred = |rate: f64| {
+            let options = SimulatedOptions {
+                judge_error_rate: rate,
+            };
+            let answer: serde_json::Value =
+                serde_json::from_str(&answer_for(&judge, true, Fault::None, &options).content)
+                    .unwrap();
+            answer["preferred"].as_str().unwrap().to_owned()
+        };
+        assert_eq!(preferred(0.0), "A");
+        assert_eq!(preferred(1.0), "B");
     }
 
     #[test]
@@ -830,7 +877,7 @@ mod tests {
             "messages": [{"role": "user", "content": "<conversation>user: how do I boil an egg</conversation>"}],
             "response_format": {"type": "json_schema", "json_schema": {"name": CRG_TASK, "schema": {}}},
         }));
-        let answer = answer_for(&request, false, Fault::None);
+        let answer = answer_for(&request, false, Fault::None, &SimulatedOptions::default());
         assert_eq!(answer.finish_reason, "length");
         assert_eq!(answer.content.chars().count(), 12);
     }

@@ -158,7 +158,12 @@ fn gateway_for(
     cache: Option<Arc<dyn CacheStore>>,
 ) -> Result<Gateway, RuntimeError> {
     let provider: Arc<dyn ChatProvider> = match llm.provider {
-        ProviderKind::Simulated => Arc::new(SimulatedProvider::new(llm.simulated_latency_ms)),
+        ProviderKind::Simulated => Arc::new(SimulatedProvider::with_options(
+            llm.simulated_latency_ms,
+            rubricmill_llm::simulated::SimulatedOptions {
+                judge_error_rate: llm.simulated_judge_error_rate,
+            },
+        )),
         ProviderKind::Openai => {
             let base_url = llm
                 .base_url

@@ -94,7 +94,7 @@ mod tests {
             default.get("aws_access_key_id").map(String::as_str),
             Some("A")
         );
-        assert!(default.get("region").is_none());
+        assert!(!default.contains_key("region"));
         let other = parse_section(text, "profile other").unwrap();
         assert_eq!(other.get("region").map(String::as_str), Some("eu-west-1"));
         assert_eq!(

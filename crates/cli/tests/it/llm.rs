@@ -52,7 +52,8 @@ impl Drop for Mock {
     }
 }
 
-/// A crg job over `pairs` synthetic pairs against `mock`; `llm` lines go into `[llm]`.
+/// A crg job over `pairs` synthetic pairs against `mock`; `llm` lines go into `[llm]`. The
+/// consistency filter is off so that each pair costs exactly one call (crg.rs tests the judge).
 fn job(dir: &Path, name: &str, mock: &Mock, pairs: usize, llm: &str) -> PathBuf {
     let input = dir.join(format!("{name}.jsonl"));
     write_pairs(&input, pairs);
@@ -60,7 +61,7 @@ fn job(dir: &Path, name: &str, mock: &Mock, pairs: usize, llm: &str) -> PathBuf 
         dir,
         name,
         &format!(
-            "pipeline = \"crg\"\n[input]\nurl = \"{}\"\nrecords_per_shard = 10\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"mock-model\"\nmax_tokens = 300\n{llm}\n",
+            "pipeline = \"crg\"\n[input]\nurl = \"{}\"\nrecords_per_shard = 10\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"mock-model\"\nmax_tokens = 300\n{llm}\n[crg]\nconsistency_filter = false\n",
             input.display(),
             dir.join("out").display(),
             mock.server().base_url()

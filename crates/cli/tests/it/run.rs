@@ -82,11 +82,16 @@ fn quickstart_researchqa_writes_documented_rows_with_provenance() {
     );
     // Dropped sections (abstract, references) are rejects with a stage and reason.
     assert_eq!(out.reject_count() as u64, out.marker_sum("rejects"));
-    assert!(
-        out.reject_strings("stage")
-            .iter()
-            .all(|s| s == "sections" || s == "generate")
-    );
+    assert!(out.reject_strings("stage").iter().all(|s| {
+        [
+            "sections",
+            "generate",
+            "query_judge",
+            "rubric_check",
+            "min_items",
+        ]
+        .contains(&s.as_str())
+    }));
     assert!(
         out.reject_strings("reason")
             .iter()
@@ -181,14 +186,31 @@ fn quickstart_crg_accounts_for_every_pair() {
         "consistency",
         "attempts",
         "kept",
+        "rubric_id",
+        "drop_reason",
+        "attempt_log",
+        "judge_model",
+        "judge_prompt_hash",
     ];
     expected.extend(PROVENANCE);
     assert_eq!(column_names(&out.rows), expected);
     let ids = out.strings("pair_id");
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len());
+    // Per generation attempt of a pair: one generation and two judge calls (both orders).
+    let attempts: u64 = out
+        .rows
+        .iter()
+        .flat_map(|b| {
+            let column = b.column_by_name("attempts").unwrap();
+            let column = column.as_any().downcast_ref::<arrow_array::UInt32Array>();
+            column.unwrap().values().to_vec()
+        })
+        .map(u64::from)
+        .sum();
+    assert!(attempts >= out.row_count() as u64);
     assert_eq!(
         summary["this_run"]["llm_calls"].as_u64().unwrap(),
-        out.row_count() as u64
+        3 * attempts
     );
 }
 

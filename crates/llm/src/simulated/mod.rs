@@ -18,16 +18,33 @@ pub use researchqa::{RESEARCHQA_CLASSIFY_TASK, RESEARCHQA_JUDGE_TASK};
 pub const RESEARCHQA_TASK: &str = "researchqa_query_rubric";
 /// `response_format` name of the crg generation stage.
 pub const CRG_TASK: &str = "crg_rubric";
+/// `response_format` name of the crg judge stage.
+pub const CRG_JUDGE_TASK: &str = "crg_judge";
+
+/// Knobs of the simulated answers (shared by the in-process provider and mock-llm).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SimulatedOptions {
+    /// Fraction (0..=1) of crg judge answers that prefer the wrong response. Drawn from a hash
+    /// of the request (messages and seed), so a replayed request errs alike and a request with
+    /// a new seed or rubric gets a fresh draw.
+    pub judge_error_rate: f64,
+}
 
 pub struct SimulatedProvider {
     latency: Duration,
+    options: SimulatedOptions,
 }
 
 impl SimulatedProvider {
     /// `latency_ms` is waited before every answer, to make dry runs behave like real work.
     pub fn new(latency_ms: u64) -> Self {
+        Self::with_options(latency_ms, SimulatedOptions::default())
+    }
+
+    pub fn with_options(latency_ms: u64, options: SimulatedOptions) -> Self {
         Self {
             latency: Duration::from_millis(latency_ms),
+            options,
         }
     }
 }
@@ -42,7 +59,7 @@ impl ChatProvider for SimulatedProvider {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }
-        let content = simulated_answer(request);
+        let content = simulated_answer_with(request, &self.options);
         let prompt_tokens = request
             .messages
             .iter()
@@ -60,9 +77,14 @@ impl ChatProvider for SimulatedProvider {
     }
 }
 
-/// The answer the simulated provider gives to a request; shared with the mock HTTP server so
-/// both answer alike.
+/// The answer the simulated provider gives to a request with default options (a judge that
+/// never errs); shared with the mock HTTP server so both answer alike.
 pub fn simulated_answer(request: &ChatRequest) -> String {
+    simulated_answer_with(request, &SimulatedOptions::default())
+}
+
+/// The answer the simulated provider gives to a request under `options`.
+pub fn simulated_answer_with(request: &ChatRequest, options: &SimulatedOptions) -> String {
     let prompt: String = request
         .messages
         .iter()
@@ -74,12 +96,35 @@ pub fn simulated_answer(request: &ChatRequest) -> String {
         Some(RESEARCHQA_TASK) => researchqa::generate(&prompt),
         Some(RESEARCHQA_JUDGE_TASK) => researchqa::judge(&prompt),
         Some(RESEARCHQA_CLASSIFY_TASK) => researchqa::classify(&prompt),
-        Some(CRG_TASK) => crg::generate(&prompt),
+        Some(CRG_TASK) => crg::generate(&prompt, request.seed),
+        Some(CRG_JUDGE_TASK) => {
+            let errs = request_draw(request) < options.judge_error_rate;
+            crg::judge(&prompt, errs)
+        }
         _ => format!(
             "simulated answer about {}",
             key_terms(&prompt, 3).join(", ")
         ),
     }
+}
+
+/// A uniform number in [0, 1) derived from the request's task, messages and seed.
+pub fn request_draw(request: &ChatRequest) -> f64 {
+    let mut hasher = blake3::Hasher::new();
+    if let Some(format) = &request.response_format {
+        hasher.update(format.name.as_bytes());
+    }
+    for message in &request.messages {
+        hasher.update(&(message.role.len() as u64).to_le_bytes());
+        hasher.update(message.role.as_bytes());
+        hasher.update(&(message.content.len() as u64).to_le_bytes());
+        hasher.update(message.content.as_bytes());
+    }
+    hasher.update(&request.seed.map_or([0xff; 8], u64::to_le_bytes));
+    let bytes: [u8; 8] = hasher.finalize().as_bytes()[..8]
+        .try_into()
+        .expect("eight bytes");
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The text between `<tag>` and `</tag>`, trimmed.

@@ -99,7 +99,9 @@ pub(super) fn judge(prompt: &str) -> String {
 /// The taxonomy entry (one per line between `<taxonomy>` tags) whose words occur most often in
 /// the document's title (weighted three times) and excerpt; ties go to the earlier entry.
 pub(super) fn classify(prompt: &str) -> String {
-    let title = tagged(prompt, "document_title").unwrap_or("").to_lowercase();
+    let title = tagged(prompt, "document_title")
+        .unwrap_or("")
+        .to_lowercase();
     let excerpt = tagged(prompt, "document_excerpt")
         .unwrap_or("")
         .to_lowercase();
@@ -129,4 +131,53 @@ pub(super) fn classify(prompt: &str) -> String {
         }
     }
     json!({"label": best.map(|(e, _)| e).unwrap_or("")}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(query: &str) -> serde_json::Value {
+        let prompt =
+            format!("<context_heading>2 Caching</context_heading>\n<query>{query}</query>");
+        serde_json::from_str(&judge(&prompt)).unwrap()
+    }
+
+    #[test]
+    fn the_judge_accepts_specific_standalone_queries_only() {
+        let good = verdict(
+            "How do eviction policies for prefix caches trade hit rate against memory pressure?",
+        );
+        assert_eq!(good["standalone"], true);
+        assert_eq!(good["specific"], true);
+        assert_eq!(good["answerable"], true);
+        let tied = verdict("What does this survey conclude about eviction policies for caches?");
+        assert_eq!(tied["standalone"], false);
+        assert!(tied["reason"].as_str().unwrap().contains("this survey"));
+        let vague = verdict("What about caching?");
+        assert_eq!(vague["standalone"], true);
+        assert_eq!(vague["specific"], false);
+    }
+
+    #[test]
+    fn the_classifier_picks_the_entry_matching_the_document() {
+        let prompt = "<taxonomy>\nMedicine > Oncology > Precision Oncology\nComputer Science > \
+            Information Retrieval > Recommender Systems\n</taxonomy>\n<document_title>Fairness in \
+            recommender systems</document_title>\n<document_excerpt>\nRecommender systems rank items \
+            for users.\n</document_excerpt>";
+        let answer: serde_json::Value = serde_json::from_str(&classify(prompt)).unwrap();
+        assert_eq!(
+            answer["label"],
+            "Computer Science > Information Retrieval > Recommender Systems"
+        );
+    }
+
+    #[test]
+    fn generated_queries_never_name_their_source() {
+        let prompt = "<max_items>3</max_items>\n<section_heading>1 Scope of this survey</section_heading>\n\
+            <section_text>Eviction policies decide which cached prefixes survive.</section_text>";
+        let answer: serde_json::Value = serde_json::from_str(&generate(prompt)).unwrap();
+        let query = answer["query"].as_str().unwrap();
+        assert!(!query.contains("this survey"), "{query}");
+    }
 }
