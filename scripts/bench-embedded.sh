@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Benchmark of the embedded pipeline with the simulated provider (no network, no latency):
+# Benchmark of the embedded pipeline with the simulated provider (no network, no latency, one
+# generation call per pair):
 # records/s and peak RSS on 10k and 100k synthetic preference pairs, and the RSS ratio between
 # the two sizes (memory must not grow with input size).
 #
@@ -32,6 +33,10 @@ url = "$work/out"
 provider = "simulated"
 model = "simulated"
 max_concurrency = 64
+# One call per pair: this measures the embedded machinery (read, pipeline, encode, commit);
+# scripts/bench-crg.sh measures the consistency filter's extra judge calls.
+[crg]
+consistency_filter = false
 TOML
   /usr/bin/time -f '%M' -o "$work/rss-$n" "$bin" run "$work/bench-$n.toml" --json --no-progress --workers 2 --shard-concurrency 2 \
     >"$work/summary-$n.json" 2>"$work/log-$n"

@@ -7,6 +7,7 @@ pub mod record;
 pub mod row;
 pub mod shard;
 pub mod spec;
+pub mod text;
 pub mod usage;
 
 pub use hash::{content_hash, short_hash};

@@ -16,128 +16,7 @@ use std::collections::HashSet;
 
 use rubricmill_core::RubricItem;
 
-/// Phrases that tie a query to the document it was mined from.
-const SOURCE_REFERENCES: &[&str] = &[
-    "this survey",
-    "this section",
-    "this paper",
-    "this review",
-    "this article",
-    "this chapter",
-    "this work",
-    "the authors",
-    "the survey",
-    "the present review",
-    "the present survey",
-    "in the above",
-];
-
-/// The phrase that makes `query` depend on its source document, if any.
-pub fn source_reference(query: &str) -> Option<&'static str> {
-    let lower = query.to_lowercase();
-    SOURCE_REFERENCES
-        .iter()
-        .copied()
-        .find(|phrase| contains_phrase(&lower, phrase))
-}
-
-/// `phrase` occurs in `text` on word boundaries.
-fn contains_phrase(text: &str, phrase: &str) -> bool {
-    text.match_indices(phrase).any(|(at, _)| {
-        let before = text[..at].chars().next_back();
-        let after = text[at + phrase.len()..].chars().next();
-        before.is_none_or(|c| !c.is_alphanumeric()) && after.is_none_or(|c| !c.is_alphanumeric())
-    })
-}
-
-/// Words that carry no topic: English function words and the verbs every rubric item uses.
-const STOP: &[&str] = &[
-    "a",
-    "about",
-    "across",
-    "address",
-    "addresses",
-    "all",
-    "also",
-    "an",
-    "and",
-    "any",
-    "are",
-    "as",
-    "at",
-    "be",
-    "been",
-    "between",
-    "both",
-    "by",
-    "can",
-    "cite",
-    "cites",
-    "compare",
-    "compares",
-    "concept",
-    "current",
-    "define",
-    "describe",
-    "describes",
-    "detail",
-    "discuss",
-    "discusses",
-    "do",
-    "does",
-    "each",
-    "explain",
-    "explains",
-    "for",
-    "from",
-    "give",
-    "how",
-    "identify",
-    "in",
-    "include",
-    "includes",
-    "into",
-    "is",
-    "it",
-    "its",
-    "mention",
-    "mentions",
-    "more",
-    "note",
-    "of",
-    "on",
-    "or",
-    "other",
-    "outline",
-    "provide",
-    "provides",
-    "response",
-    "role",
-    "such",
-    "that",
-    "the",
-    "their",
-    "them",
-    "these",
-    "this",
-    "those",
-    "to",
-    "use",
-    "used",
-    "using",
-    "various",
-    "what",
-    "when",
-    "where",
-    "whether",
-    "which",
-    "while",
-    "why",
-    "with",
-    "within",
-    "work",
-    "works",
-];
+pub use rubricmill_core::text::source_reference;
 
 /// The stem a word is compared by: lowercased, plural "-ies"/"-s" removed, at most six
 /// characters.
@@ -158,7 +37,7 @@ fn stem(word: &str) -> String {
 pub fn content_stems(text: &str) -> HashSet<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| w.chars().count() >= 2)
-        .filter(|w| !STOP.contains(&w.to_lowercase().as_str()))
+        .filter(|w| !rubricmill_core::text::is_stopword(&w.to_lowercase()))
         .map(stem)
         .collect()
 }

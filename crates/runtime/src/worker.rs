@@ -14,12 +14,13 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::StreamExt;
 use rubricmill_core::{
-    CrgRow, OutputRow, PipelineKind, RejectRow, ResearchQaRow, StageCounts, Usage,
+    CrgRow, OutputRow, PipelineKind, RejectRow, ResearchQaRow, ShardId, StageCounts, Usage,
 };
 use rubricmill_mine::{PipelineError, RecordContext, RecordOutcome};
 use rubricmill_queue::{Delivery, EventSink, ShardEvent, WorkQueue};
-use rubricmill_store::output::{crg_batch, encode_parquet, rejects_batch, researchqa_batch};
-use rubricmill_store::{CommitMarker, CommitOutcome, ReadItem, read_shard};
+use rubricmill_store::output::{crg_batch, rejects_batch, researchqa_batch};
+use rubricmill_store::part::{FinishedPart, PartWriter};
+use rubricmill_store::{CommitMarker, CommitOutcome, ReadItem, StoreError, read_shard};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -249,7 +250,7 @@ impl Worker {
             attempt_id: attempt_id.clone(),
         };
         let spec = context.spec();
-        let mut totals = ShardTotals::default();
+        let mut output = ShardOutput::new(context, &shard.id, &attempt_id);
         let mut read_items = read_shard(
             &context.inputs,
             shard,
@@ -284,17 +285,32 @@ impl Worker {
                 })
                 .buffered(self.options.record_concurrency.max(1)),
         );
+        let mut failure = None;
         while let Some(result) = outcomes.next().await {
             let outcome = match result {
                 Ok(Some(Ok(outcome))) => outcome,
-                Ok(Some(Err(error))) => return Err(ShardFailure::from_pipeline(error)),
+                Ok(Some(Err(error))) => {
+                    failure = Some(ShardFailure::from_pipeline(error));
+                    break;
+                }
                 Ok(None) => continue,
-                Err(error) => return Err(ShardFailure::Retryable(error.to_string())),
+                Err(error) => {
+                    failure = Some(ShardFailure::Retryable(error.to_string()));
+                    break;
+                }
             };
-            totals.absorb(outcome);
+            if let Err(error) = output.absorb(outcome).await {
+                failure = Some(ShardFailure::Retryable(error.to_string()));
+                break;
+            }
         }
         drop(outcomes);
-        self.commit(context, shard, attempt_id, totals).await
+        if let Some(failure) = failure {
+            output.abort().await;
+            return Err(failure);
+        }
+        self.commit(context, shard, attempt_id.clone(), output)
+            .await
     }
 
     async fn commit(
@@ -302,31 +318,23 @@ impl Worker {
         context: &JobContext,
         shard: &rubricmill_core::ShardSpec,
         attempt_id: String,
-        totals: ShardTotals,
+        output: ShardOutput<'_>,
     ) -> Result<Committed, ShardFailure> {
-        let kind = context.pipeline.kind();
-        let metadata = context.file_metadata.clone();
-        let ShardTotals {
-            rows,
-            rejects,
+        let finished = output
+            .finish()
+            .await
+            .map_err(|e| ShardFailure::Retryable(e.to_string()))?;
+        let Finished {
+            rows_part,
+            rejects_part,
+            rows: row_count,
+            rejects: reject_count,
             stages,
             usage,
             records,
-        } = totals;
-        let (row_count, reject_count) = (rows.len() as u64, rejects.len() as u64);
-        let encoded =
-            tokio::task::spawn_blocking(move || encode_shard(kind, &rows, &rejects, &metadata))
-                .await
-                .map_err(|e| ShardFailure::Retryable(format!("encoding task failed: {e}")))?
-                .map_err(|e| ShardFailure::Retryable(e.to_string()))?;
-        let (rows_file, rejects_file) = encoded;
-        let files = context
-            .store
-            .write_attempt(&shard.id, &attempt_id, rows_file, rejects_file)
-            .await
-            .map_err(|e| ShardFailure::Retryable(e.to_string()))?;
-        let (part, bytes, checksum) = match files.part {
-            Some((path, size, checksum)) => (Some(path), size, Some(checksum)),
+        } = finished;
+        let (part, bytes, checksum) = match rows_part {
+            Some(part) => (Some(part.relative), part.bytes, Some(part.checksum)),
             None => (None, 0, None),
         };
         let marker = CommitMarker {
@@ -335,7 +343,7 @@ impl Worker {
             worker_id: self.options.worker_id.clone(),
             committed_at: Utc::now(),
             part,
-            rejects_part: files.rejects_part,
+            rejects_part: rejects_part.map(|p| p.relative),
             rows: row_count,
             rejects: reject_count,
             bytes,
@@ -352,33 +360,6 @@ impl Worker {
     }
 }
 
-/// Encodes the rows and rejects files of one attempt (`None` where there is nothing to write).
-fn encode_shard(
-    kind: PipelineKind,
-    rows: &ShardRows,
-    rejects: &[RejectRow],
-    metadata: &BTreeMap<String, String>,
-) -> Result<(Option<bytes::Bytes>, Option<bytes::Bytes>), rubricmill_store::StoreError> {
-    let batch = match kind {
-        PipelineKind::Researchqa if !rows.researchqa.is_empty() => {
-            Some(researchqa_batch(&rows.researchqa)?)
-        }
-        PipelineKind::Crg if !rows.crg.is_empty() => Some(crg_batch(&rows.crg)?),
-        _ => None,
-    };
-    let rows_file = batch
-        .map(|batch| encode_parquet(&batch, metadata))
-        .transpose()?;
-    let rejects_file = if rejects.is_empty() {
-        None
-    } else {
-        let mut metadata = metadata.clone();
-        metadata.insert("rubricmill.table".into(), "rejects".into());
-        Some(encode_parquet(&rejects_batch(rejects)?, &metadata)?)
-    };
-    Ok((rows_file, rejects_file))
-}
-
 /// Full-jitter exponential backoff: uniform in `[0, min(max, base × 2^(attempt-1))]`.
 fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
     let ceiling = base
@@ -388,7 +369,10 @@ fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
     ceiling.mul_f64(jitter as f64 / 1_000_000.0)
 }
 
-/// Rows of one shard, by pipeline.
+/// Rows buffered before they are encoded and sent as one batch.
+const FLUSH_ROWS: usize = 2048;
+
+/// Rows of one shard waiting to be written, by pipeline.
 #[derive(Default)]
 struct ShardRows {
     researchqa: Vec<ResearchQaRow>,
@@ -401,17 +385,54 @@ impl ShardRows {
     }
 }
 
-#[derive(Default)]
-struct ShardTotals {
-    rows: ShardRows,
-    rejects: Vec<RejectRow>,
+/// What one attempt wrote and counted.
+struct Finished {
+    rows_part: Option<FinishedPart>,
+    rejects_part: Option<FinishedPart>,
+    rows: u64,
+    rejects: u64,
     stages: BTreeMap<String, StageCounts>,
     usage: Usage,
     records: u64,
 }
 
-impl ShardTotals {
-    fn absorb(&mut self, outcome: RecordOutcome) {
+/// The output of one attempt, streamed: rows and rejects are buffered up to [`FLUSH_ROWS`],
+/// then encoded and uploaded, so a shard's memory does not grow with its size. Files are
+/// opened at the first row, so a shard without rows (or rejects) writes no such file.
+struct ShardOutput<'a> {
+    context: &'a JobContext,
+    shard: &'a ShardId,
+    attempt: &'a str,
+    rows: ShardRows,
+    rejects: Vec<RejectRow>,
+    rows_part: Option<PartWriter>,
+    rejects_part: Option<PartWriter>,
+    row_count: u64,
+    reject_count: u64,
+    stages: BTreeMap<String, StageCounts>,
+    usage: Usage,
+    records: u64,
+}
+
+impl<'a> ShardOutput<'a> {
+    fn new(context: &'a JobContext, shard: &'a ShardId, attempt: &'a str) -> Self {
+        Self {
+            context,
+            shard,
+            attempt,
+            rows: ShardRows::default(),
+            rejects: Vec::new(),
+            rows_part: None,
+            rejects_part: None,
+            row_count: 0,
+            reject_count: 0,
+            stages: BTreeMap::new(),
+            usage: Usage::default(),
+            records: 0,
+        }
+    }
+
+    async fn absorb(&mut self, outcome: RecordOutcome) -> Result<(), StoreError> {
         self.records += 1;
         for row in outcome.rows {
             match row {
@@ -424,6 +445,111 @@ impl ShardTotals {
             self.stages.entry(stage).or_default().add(&counts);
         }
         self.usage.add(&outcome.usage);
+        if self.rows.len() >= FLUSH_ROWS {
+            self.flush_rows().await?;
+        }
+        if self.rejects.len() >= FLUSH_ROWS {
+            self.flush_rejects().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush_rows(&mut self) -> Result<(), StoreError> {
+        if self.rows.len() == 0 {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.rows);
+        self.row_count += rows.len() as u64;
+        let kind = self.context.pipeline.kind();
+        let batch = tokio::task::spawn_blocking(move || match kind {
+            PipelineKind::Researchqa => researchqa_batch(&rows.researchqa),
+            PipelineKind::Crg => crg_batch(&rows.crg),
+        })
+        .await
+        .map_err(|e| StoreError::Encode(format!("encoding task failed: {e}")))??;
+        if self.rows_part.is_none() {
+            let part = self
+                .context
+                .store
+                .begin_part(
+                    "parts",
+                    self.shard,
+                    self.attempt,
+                    batch.schema(),
+                    &self.context.file_metadata,
+                )
+                .await?;
+            self.rows_part = Some(part);
+        }
+        self.rows_part
+            .as_mut()
+            .expect("opened above")
+            .write(batch)
+            .await
+    }
+
+    async fn flush_rejects(&mut self) -> Result<(), StoreError> {
+        if self.rejects.is_empty() {
+            return Ok(());
+        }
+        let rejects = std::mem::take(&mut self.rejects);
+        self.reject_count += rejects.len() as u64;
+        let batch = tokio::task::spawn_blocking(move || rejects_batch(&rejects))
+            .await
+            .map_err(|e| StoreError::Encode(format!("encoding task failed: {e}")))??;
+        if self.rejects_part.is_none() {
+            let mut metadata = self.context.file_metadata.clone();
+            metadata.insert("rubricmill.table".into(), "rejects".into());
+            let part = self
+                .context
+                .store
+                .begin_part(
+                    "rejects",
+                    self.shard,
+                    self.attempt,
+                    batch.schema(),
+                    &metadata,
+                )
+                .await?;
+            self.rejects_part = Some(part);
+        }
+        self.rejects_part
+            .as_mut()
+            .expect("opened above")
+            .write(batch)
+            .await
+    }
+
+    async fn finish(mut self) -> Result<Finished, StoreError> {
+        self.flush_rows().await?;
+        self.flush_rejects().await?;
+        let rows_part = match self.rows_part.take() {
+            Some(part) => Some(part.finish().await?),
+            None => None,
+        };
+        let rejects_part = match self.rejects_part.take() {
+            Some(part) => Some(part.finish().await?),
+            None => None,
+        };
+        Ok(Finished {
+            rows_part,
+            rejects_part,
+            rows: self.row_count,
+            rejects: self.reject_count,
+            stages: self.stages,
+            usage: self.usage,
+            records: self.records,
+        })
+    }
+
+    /// Abandons the attempt's uploads.
+    async fn abort(mut self) {
+        for part in [self.rows_part.take(), self.rejects_part.take()]
+            .into_iter()
+            .flatten()
+        {
+            part.abort().await;
+        }
     }
 }
 

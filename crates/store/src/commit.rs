@@ -242,6 +242,22 @@ impl JobStore {
         Ok(files)
     }
 
+    /// Starts a streamed attempt file: `parts/<shard>/<attempt>.parquet` (rows) or
+    /// `rejects/<shard>/<attempt>.parquet`.
+    pub async fn begin_part(
+        &self,
+        folder: &str,
+        shard: &ShardId,
+        attempt: &str,
+        schema: arrow_schema::SchemaRef,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<crate::part::PartWriter, StoreError> {
+        let relative = format!("{folder}/{shard}/{attempt}.parquet");
+        let path = self.path(&relative);
+        crate::part::PartWriter::create(&self.location.store, path, relative, schema, metadata)
+            .await
+    }
+
     async fn put(&self, relative: &str, bytes: Bytes) -> Result<(), StoreError> {
         let path = self.path(relative);
         self.location

@@ -9,6 +9,7 @@ mod lines;
 pub mod location;
 pub mod output;
 mod parquet_input;
+pub mod part;
 
 pub use commit::{AttemptFiles, CommitMarker, CommitOutcome, JobManifest, JobStore};
 pub use input::{

@@ -406,16 +406,7 @@ pub fn encode_parquet(
     batch: &RecordBatch,
     metadata: &BTreeMap<String, String>,
 ) -> Result<Bytes, StoreError> {
-    let key_values = metadata
-        .iter()
-        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
-        .collect();
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).map_err(|e| StoreError::Encode(e.to_string()))?,
-        ))
-        .set_key_value_metadata(Some(key_values))
-        .build();
+    let properties = writer_properties(metadata, None)?;
     let mut buffer = Vec::with_capacity(64 * 1024);
     let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(properties))
         .map_err(|e| StoreError::Encode(e.to_string()))?;
@@ -426,4 +417,24 @@ pub fn encode_parquet(
         .close()
         .map_err(|e| StoreError::Encode(e.to_string()))?;
     Ok(Bytes::from(buffer))
+}
+
+/// Writer settings of every output file: zstd, the job's key-value metadata, and optionally a
+/// row-group size.
+pub fn writer_properties(
+    metadata: &BTreeMap<String, String>,
+    row_group_rows: Option<usize>,
+) -> Result<WriterProperties, StoreError> {
+    let key_values = metadata
+        .iter()
+        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+        .collect();
+    let level = ZstdLevel::try_new(3).map_err(|e| StoreError::Encode(e.to_string()))?;
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_key_value_metadata(Some(key_values));
+    if let Some(rows) = row_group_rows {
+        builder = builder.set_max_row_group_row_count(Some(rows));
+    }
+    Ok(builder.build())
 }

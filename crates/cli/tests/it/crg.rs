@@ -10,53 +10,9 @@ use std::path::Path;
 use arrow_array::{Array, BooleanArray, Float64Array, RecordBatch, UInt32Array};
 use rubricmill_llm::ChatRequest;
 use rubricmill_llm::simulated::{CRG_JUDGE_TASK, CRG_TASK};
-use rubricmill_mock_llm::{MockConfig, MockServer};
+use rubricmill_mock_llm::MockConfig;
 
-use crate::{Committed, repo_root, rubricmill, run_job, write_pairs, write_spec};
-
-/// A mock server and the runtime it runs on.
-struct Mock {
-    runtime: tokio::runtime::Runtime,
-    server: Option<MockServer>,
-}
-
-impl Mock {
-    fn start(config: MockConfig) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let server = runtime.block_on(MockServer::start(config)).unwrap();
-        Self {
-            runtime,
-            server: Some(server),
-        }
-    }
-
-    fn server(&self) -> &MockServer {
-        self.server.as_ref().unwrap()
-    }
-
-    /// Answered requests of one task, as the rest of rubricmill sees them.
-    fn requests(&self, task: &str) -> Vec<ChatRequest> {
-        self.server()
-            .requests()
-            .iter()
-            .filter(|r| r.status == 200)
-            .map(|r| r.body.to_request())
-            .filter(|r| r.response_format.as_ref().is_some_and(|f| f.name == task))
-            .collect()
-    }
-}
-
-impl Drop for Mock {
-    fn drop(&mut self) {
-        if let Some(server) = self.server.take() {
-            self.runtime.block_on(server.shutdown());
-        }
-    }
-}
+use crate::{Committed, Mock, repo_root, rubricmill, run_job, write_pairs, write_spec};
 
 fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
     batch
@@ -166,7 +122,7 @@ fn mock_llm_with_a_30_percent_judge_error_rate_accounts_for_every_pair() {
         attempts_by_rubric.insert(rubric_id, row.1);
     }
     assert_eq!(attempts_by_rubric.len(), 42);
-    let generations = mock.requests(CRG_TASK);
+    let generations = mock.task_requests(CRG_TASK);
     assert_eq!(
         generations.len() as u32,
         attempts_by_rubric.values().sum::<u32>()
@@ -174,7 +130,7 @@ fn mock_llm_with_a_30_percent_judge_error_rate_accounts_for_every_pair() {
     assert!(generations.iter().all(|r| r.model == "writer-model"));
 
     // Two judge calls per pair and attempt, on the judge's own model, in swapped orders.
-    let judged = mock.requests(CRG_JUDGE_TASK);
+    let judged = mock.task_requests(CRG_JUDGE_TASK);
     let pair_attempts: u32 = rows.iter().map(|r| r.1).sum();
     assert_eq!(judged.len() as u32, 2 * pair_attempts);
     assert!(judged.iter().all(|r| r.model == "judge-model"));

@@ -4,53 +4,9 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use rubricmill_mock_llm::{MockConfig, MockServer, RecordedRequest};
+use rubricmill_mock_llm::{MockConfig, RecordedRequest};
 
-use crate::{Committed, rubricmill, run_job, write_pairs, write_spec};
-
-/// A mock server and the runtime it runs on.
-struct Mock {
-    runtime: tokio::runtime::Runtime,
-    server: Option<MockServer>,
-}
-
-impl Mock {
-    fn start(config: MockConfig) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let server = runtime.block_on(MockServer::start(config)).unwrap();
-        Self {
-            runtime,
-            server: Some(server),
-        }
-    }
-
-    fn server(&self) -> &MockServer {
-        self.server.as_ref().unwrap()
-    }
-
-    fn requests(&self) -> Vec<RecordedRequest> {
-        self.server().requests()
-    }
-
-    fn count(&self, status: u16) -> usize {
-        self.requests()
-            .iter()
-            .filter(|r| r.status == status)
-            .count()
-    }
-}
-
-impl Drop for Mock {
-    fn drop(&mut self) {
-        if let Some(server) = self.server.take() {
-            self.runtime.block_on(server.shutdown());
-        }
-    }
-}
+use crate::{Committed, Mock, rubricmill, run_job, write_pairs, write_spec};
 
 /// A crg job over `pairs` synthetic pairs against `mock`; `llm` lines go into `[llm]`. The
 /// consistency filter is off so that each pair costs exactly one call (crg.rs tests the judge).

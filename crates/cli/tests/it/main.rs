@@ -46,6 +46,65 @@ pub fn run_job(spec: &Path, extra: &[&str]) -> (i32, serde_json::Value, Output) 
     (output.status.code().unwrap_or(-1), summary, output)
 }
 
+/// mock-llm started in-process on a free loopback port, with the runtime it runs on; stopped
+/// when dropped.
+pub struct Mock {
+    runtime: tokio::runtime::Runtime,
+    server: Option<rubricmill_mock_llm::MockServer>,
+}
+
+impl Mock {
+    pub fn start(config: rubricmill_mock_llm::MockConfig) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = runtime
+            .block_on(rubricmill_mock_llm::MockServer::start(config))
+            .unwrap();
+        Self {
+            runtime,
+            server: Some(server),
+        }
+    }
+
+    pub fn server(&self) -> &rubricmill_mock_llm::MockServer {
+        self.server.as_ref().unwrap()
+    }
+
+    /// Every request the server received, in arrival order.
+    pub fn requests(&self) -> Vec<rubricmill_mock_llm::RecordedRequest> {
+        self.server().requests()
+    }
+
+    /// How many requests were answered with `status`.
+    pub fn count(&self, status: u16) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.status == status)
+            .count()
+    }
+
+    /// Answered requests of one task (by `response_format` name), as rubricmill sees them.
+    pub fn task_requests(&self, task: &str) -> Vec<rubricmill_llm::ChatRequest> {
+        self.requests()
+            .iter()
+            .filter(|r| r.status == 200)
+            .map(|r| r.body.to_request())
+            .filter(|r| r.response_format.as_ref().is_some_and(|f| f.name == task))
+            .collect()
+    }
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            self.runtime.block_on(server.shutdown());
+        }
+    }
+}
+
 /// Writes a job spec; `body` holds everything after the `name` line.
 pub fn write_spec(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));

@@ -10,9 +10,9 @@ use std::path::Path;
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
 use rubricmill_mine::sections::{SectionOptions, parse_markdown_survey};
-use rubricmill_mock_llm::{MockConfig, MockServer};
+use rubricmill_mock_llm::MockConfig;
 
-use crate::{Committed, repo_root, run_job, write_spec};
+use crate::{Committed, Mock, repo_root, run_job, write_spec};
 
 /// The corpus folder, or `None` (with a message) when it is absent.
 fn corpus() -> Option<std::path::PathBuf> {
@@ -22,40 +22,6 @@ fn corpus() -> Option<std::path::PathBuf> {
         return None;
     }
     Some(root)
-}
-
-struct Mock {
-    runtime: tokio::runtime::Runtime,
-    server: Option<MockServer>,
-}
-
-impl Mock {
-    fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let server = runtime
-            .block_on(MockServer::start(MockConfig::default()))
-            .unwrap();
-        Self {
-            runtime,
-            server: Some(server),
-        }
-    }
-
-    fn server(&self) -> &MockServer {
-        self.server.as_ref().unwrap()
-    }
-}
-
-impl Drop for Mock {
-    fn drop(&mut self) {
-        if let Some(server) = self.server.take() {
-            self.runtime.block_on(server.shutdown());
-        }
-    }
 }
 
 /// The released ResearchQA columns (realliyifei/ResearchQA `researchqa_loader.py`, DESIGN §2.5).
@@ -173,7 +139,7 @@ fn twenty_real_surveys_mine_to_accounted_researchqa_rows() {
     }
     let sections: usize = kept_sections.values().sum();
 
-    let mock = Mock::start();
+    let mock = Mock::start(MockConfig::default());
     let dir = tempfile::tempdir().unwrap();
     let spec = write_spec(
         dir.path(),

@@ -373,3 +373,39 @@ fn prompt_overrides_are_used_and_recorded_and_unknown_names_refused() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown prompt template"));
 }
+
+#[test]
+fn a_large_shard_is_streamed_in_several_batches_and_read_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big.jsonl");
+    write_pairs(&input, 10_000);
+    let spec = crg_spec(dir.path(), "big", input.to_str().unwrap(), 10_000);
+    let body = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, format!("{body}[crg]\nconsistency_filter = false\n")).unwrap();
+    let (code, summary, _) = run_job(&spec, &[]);
+    assert_eq!(code, 0, "{summary}");
+    let out = Committed::read(&dir.path().join("out/big"));
+    assert_eq!(out.markers.len(), 1, "one shard");
+    let ids = out.strings("pair_id");
+    assert_eq!(ids.len(), 10_000);
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 10_000);
+    let marker = &out.markers[0];
+    let part = dir
+        .path()
+        .join("out/big")
+        .join(marker["part"].as_str().unwrap());
+    let bytes = std::fs::read(part).unwrap();
+    let reader =
+        parquet::file::reader::SerializedFileReader::new(bytes::Bytes::from(bytes.clone()))
+            .unwrap();
+    let groups = parquet::file::reader::FileReader::metadata(&reader).num_row_groups();
+    assert_eq!(
+        groups, 2,
+        "row groups of 8,192 rows went out as they filled"
+    );
+    assert_eq!(marker["bytes"].as_u64().unwrap(), bytes.len() as u64);
+    assert_eq!(
+        marker["checksum"].as_str().unwrap(),
+        rubricmill_core::content_hash(&bytes)
+    );
+}

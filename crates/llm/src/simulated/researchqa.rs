@@ -14,7 +14,7 @@ pub(super) fn generate(prompt: &str) -> String {
         .max(1);
     // A model that follows the prompt never ties the query to its source document.
     let mut topic = topic_of(heading);
-    for phrase in NOT_STANDALONE {
+    for phrase in rubricmill_core::text::SOURCE_REFERENCES {
         topic = topic.replace(phrase, "the field");
     }
     let terms = key_terms(text, 6);
@@ -63,26 +63,12 @@ pub const RESEARCHQA_JUDGE_TASK: &str = "researchqa_query_judge";
 /// `response_format` name of the researchqa field classification.
 pub const RESEARCHQA_CLASSIFY_TASK: &str = "researchqa_classify";
 
-/// Phrases that tie a query to the document it was mined from.
-const NOT_STANDALONE: &[&str] = &[
-    "this survey",
-    "this section",
-    "this paper",
-    "this review",
-    "this article",
-    "this chapter",
-    "the authors",
-    "the survey",
-    "the present review",
-];
-
 /// A verdict on the query between `<query>` tags: mostly accepting, but a query that points at
 /// its source document is not standalone and one of fewer than eight words is not specific.
 pub(super) fn judge(prompt: &str) -> String {
     let query = tagged(prompt, "query").unwrap_or("");
-    let lower = query.to_lowercase();
     let words = query.split_whitespace().count();
-    let mention = NOT_STANDALONE.iter().find(|p| lower.contains(*p));
+    let mention = rubricmill_core::text::source_reference(query);
     let standalone = mention.is_none();
     let specific = words >= 8;
     let answerable = !key_terms(query, 1).is_empty();
