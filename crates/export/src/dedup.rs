@@ -5,7 +5,8 @@
 //! share of equal MinHash values (an estimate of their Jaccard similarity, within about ±0.05
 //! at 0.8); at or above the threshold it is a duplicate of the earlier row and dropped. Only
 //! kept rows become representatives, so families of near-identical rows stay cheap. Memory:
-//! 128 bytes of signature per kept row, plus the band index.
+//! 128 bytes of signature per kept row plus about 16 bytes per band in the index (32-bit band
+//! keys: a chance collision only costs one extra comparison).
 
 use std::collections::HashMap;
 
@@ -73,20 +74,25 @@ pub fn similarity(a: &[u16; PERMUTATIONS], b: &[u16; PERMUTATIONS]) -> f64 {
     a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / PERMUTATIONS as f64
 }
 
-fn band_key(signature: &[u16; PERMUTATIONS], band: usize) -> u64 {
+fn band_key(signature: &[u16; PERMUTATIONS], band: usize) -> u32 {
     let mut bytes = Vec::with_capacity(ROWS_PER_BAND * 2 + 1);
     bytes.push(band as u8);
     for value in &signature[band * ROWS_PER_BAND..(band + 1) * ROWS_PER_BAND] {
         bytes.extend_from_slice(&value.to_le_bytes());
     }
-    hash64(&bytes)
+    hash64(&bytes) as u32
 }
+
+/// A bucket entry: one representative inline, or (high bit set) an index into the overflow
+/// lists; most buckets hold one row, so they cost no allocation.
+const OVERFLOW: u32 = 1 << 31;
 
 /// Streaming near-duplicate detector; rows must be offered in export order.
 pub struct NearDuplicates {
     threshold: f64,
     signatures: Vec<[u16; PERMUTATIONS]>,
-    buckets: HashMap<u64, Vec<u32>>,
+    buckets: HashMap<u32, u32>,
+    overflow: Vec<Vec<u32>>,
 }
 
 impl NearDuplicates {
@@ -95,6 +101,32 @@ impl NearDuplicates {
             threshold,
             signatures: Vec::new(),
             buckets: HashMap::new(),
+            overflow: Vec::new(),
+        }
+    }
+
+    fn members(&self, key: u32) -> &[u32] {
+        match self.buckets.get(&key) {
+            None => &[],
+            Some(&slot) if slot & OVERFLOW != 0 => &self.overflow[(slot & !OVERFLOW) as usize],
+            Some(slot) => std::slice::from_ref(slot),
+        }
+    }
+
+    fn insert(&mut self, key: u32, row: u32) {
+        let Some(slot) = self.buckets.get(&key).copied() else {
+            self.buckets.insert(key, row);
+            return;
+        };
+        if slot & OVERFLOW == 0 {
+            self.overflow.push(vec![slot, row]);
+            self.buckets
+                .insert(key, OVERFLOW | (self.overflow.len() as u32 - 1));
+            return;
+        }
+        let members = &mut self.overflow[(slot & !OVERFLOW) as usize];
+        if members.len() < BUCKET_REPRESENTATIVES {
+            members.push(row);
         }
     }
 
@@ -102,23 +134,20 @@ impl NearDuplicates {
     /// kept and becomes a representative.
     pub fn is_duplicate(&mut self, normalized: &str) -> bool {
         let signature = signature(normalized);
-        let keys: Vec<u64> = (0..BANDS).map(|band| band_key(&signature, band)).collect();
-        for key in &keys {
-            if let Some(members) = self.buckets.get(key)
-                && members.iter().any(|&m| {
-                    similarity(&self.signatures[m as usize], &signature) >= self.threshold
-                })
-            {
+        let keys: [u32; BANDS] = std::array::from_fn(|band| band_key(&signature, band));
+        for key in keys {
+            let near = self
+                .members(key)
+                .iter()
+                .any(|&m| similarity(&self.signatures[m as usize], &signature) >= self.threshold);
+            if near {
                 return true;
             }
         }
         let index = self.signatures.len() as u32;
         self.signatures.push(signature);
         for key in keys {
-            let members = self.buckets.entry(key).or_default();
-            if members.len() < BUCKET_REPRESENTATIVES {
-                members.push(index);
-            }
+            self.insert(key, index);
         }
         false
     }
