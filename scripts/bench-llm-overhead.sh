@@ -29,6 +29,9 @@ $2
 model = "mock-model"
 max_concurrency = 64
 max_tokens = 512
+# One call per pair: the gateway is what is measured here (scripts/bench-crg.sh has the judge).
+[crg]
+consistency_filter = false
 TOML
 }
 spec http "provider = \"openai\"

@@ -29,6 +29,9 @@ model = "mock-model"
 requests_per_minute = 1200
 max_concurrency = 64
 max_tokens = 512
+# One call per pair: the gateway is what is measured here (scripts/bench-crg.sh has the judge).
+[crg]
+consistency_filter = false
 TOML
 "$bin" run "$work/util.toml" --json --no-progress --workers 2 --shard-concurrency 4 >"$work/summary.json" 2>"$work/run.log"
 mock_stats >"$work/stats.json"
