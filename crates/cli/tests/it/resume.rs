@@ -13,36 +13,52 @@ fn count_markers(dir: &std::path::Path) -> usize {
         .unwrap_or(0)
 }
 
-#[test]
-fn killed_run_resumes_without_duplicates() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("pairs.jsonl");
-    write_pairs(&input, 400);
+/// A crg job over `pairs` synthetic pairs slow enough (40 ms a call, 2 calls at once, 10 pairs a
+/// shard) to be stopped mid-way; returns the spec and its text after the name line.
+fn slow_job(dir: &std::path::Path, name: &str, pairs: usize) -> (std::path::PathBuf, String) {
+    let input = dir.join(format!("{name}.jsonl"));
+    write_pairs(&input, pairs);
     let body = format!(
         "pipeline = \"crg\"\n[input]\nurl = \"{}\"\nrecords_per_shard = 10\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"simulated\"\nmodel = \"simulated\"\nsimulated_latency_ms = 40\nmax_concurrency = 2\n",
         input.display(),
-        dir.path().join("out").display()
+        dir.join("out").display()
     );
-    let spec = write_spec(dir.path(), "killme", &body);
-    let commits = dir.path().join("out/killme/commits");
+    (write_spec(dir, name, &body), body)
+}
+
+/// Starts `rubricmill run` and returns once it has committed `shards` shards.
+fn run_until_committed(
+    spec: &std::path::Path,
+    commits: &std::path::Path,
+    shards: usize,
+) -> std::process::Child {
     let mut child = rubricmill()
         .arg("run")
-        .arg(&spec)
+        .arg(spec)
         .arg("--no-progress")
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while count_markers(&commits) < 5 {
+    while count_markers(commits) < shards {
         assert!(
             Instant::now() < deadline,
-            "the run never committed 5 shards"
+            "the run never committed {shards} shards"
         );
         assert!(
             child.try_wait().unwrap().is_none(),
-            "the run ended before it could be killed"
+            "the run ended before it could be stopped"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    child
+}
+
+#[test]
+fn killed_run_resumes_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, body) = slow_job(dir.path(), "killme", 400);
+    let commits = dir.path().join("out/killme/commits");
+    let mut child = run_until_committed(&spec, &commits, 5);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let before: HashMap<String, String> = Committed::read(&dir.path().join("out/killme"))
@@ -120,29 +136,9 @@ fn killed_run_resumes_without_duplicates() {
 #[test]
 fn sigterm_finishes_shards_in_flight_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("pairs.jsonl");
-    write_pairs(&input, 300);
-    let body = format!(
-        "pipeline = \"crg\"\n[input]\nurl = \"{}\"\nrecords_per_shard = 10\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"simulated\"\nmodel = \"simulated\"\nsimulated_latency_ms = 40\nmax_concurrency = 2\n",
-        input.display(),
-        dir.path().join("out").display()
-    );
-    let spec = write_spec(dir.path(), "term", &body);
+    let (spec, _) = slow_job(dir.path(), "term", 300);
     let job = dir.path().join("out/term");
-    let mut child = rubricmill()
-        .arg("run")
-        .arg(&spec)
-        .arg("--no-progress")
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while count_markers(&job.join("commits")) < 3 {
-        assert!(
-            Instant::now() < deadline,
-            "the run never committed 3 shards"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = run_until_committed(&spec, &job.join("commits"), 3);
     let killed = std::process::Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())

@@ -11,6 +11,50 @@ use rubricmill_testkit::S3Server;
 
 use crate::{rubricmill, write_spec};
 
+/// The commit markers of a job folder on S3 and the `pair_id`s of the parts they name.
+fn committed_pair_ids(
+    runtime: &tokio::runtime::Runtime,
+    bucket: &str,
+    options: &std::collections::BTreeMap<String, String>,
+    job: &str,
+) -> (usize, Vec<String>) {
+    let store = StoreLocation::parse_with(bucket, options).unwrap().store;
+    runtime.block_on(async {
+        use futures::StreamExt;
+        let metas: Vec<_> = store
+            .list(Some(&Path::from(format!("{job}/commits"))))
+            .collect()
+            .await;
+        let mut ids = Vec::new();
+        for meta in &metas {
+            let bytes = store
+                .get(&meta.as_ref().unwrap().location)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            let marker: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            let part = Path::from(format!("{job}/{}", marker["part"].as_str().unwrap()));
+            let data = store.get(&part).await.unwrap().bytes().await.unwrap();
+            for batch in ParquetRecordBatchReaderBuilder::try_new(data)
+                .unwrap()
+                .build()
+                .unwrap()
+            {
+                let batch: RecordBatch = batch.unwrap();
+                let column = batch.column_by_name("pair_id").unwrap();
+                let strings = column
+                    .as_any()
+                    .downcast_ref::<arrow_array::StringArray>()
+                    .unwrap();
+                ids.extend(strings.iter().map(|s| s.unwrap().to_owned()));
+            }
+        }
+        (metas.len(), ids)
+    })
+}
+
 #[test]
 fn a_job_reads_and_writes_s3() {
     let Some(server) = S3Server::start() else {
@@ -54,48 +98,9 @@ fn a_job_reads_and_writes_s3() {
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(summary["this_run"]["shards"], 5);
 
-    let out = StoreLocation::parse_with("s3://datasets/runs/s3job", &options).unwrap();
-    let markers: Vec<serde_json::Value> = runtime.block_on(async {
-        use futures::StreamExt;
-        let metas: Vec<_> = out
-            .store
-            .list(Some(&Path::from("runs/s3job/commits")))
-            .collect()
-            .await;
-        let mut markers = Vec::new();
-        for meta in metas {
-            let bytes = out
-                .store
-                .get(&meta.unwrap().location)
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
-            markers.push(serde_json::from_slice(&bytes).unwrap());
-        }
-        markers
-    });
-    assert_eq!(markers.len(), 5);
-    let mut ids = HashSet::new();
-    for marker in &markers {
-        let part = Path::from(format!("runs/s3job/{}", marker["part"].as_str().unwrap()));
-        let bytes =
-            runtime.block_on(async { out.store.get(&part).await.unwrap().bytes().await.unwrap() });
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch: RecordBatch = batch.unwrap();
-            let column = batch.column_by_name("pair_id").unwrap();
-            let strings = column
-                .as_any()
-                .downcast_ref::<arrow_array::StringArray>()
-                .unwrap();
-            ids.extend(strings.iter().map(|s| s.unwrap().to_owned()));
-        }
-    }
+    let (markers, ids) = committed_pair_ids(&runtime, "s3://datasets", &options, "runs/s3job");
+    assert_eq!(markers, 5);
+    let ids: HashSet<String> = ids.into_iter().collect();
     assert_eq!(ids.len(), 120);
     // The same command again finds every shard committed.
     let again = run();
@@ -265,43 +270,7 @@ fn s3_errors_and_stalls_are_retried_and_nothing_is_lost_or_duplicated() {
     );
     assert!(proxy.requests.load(Ordering::SeqCst) > 30);
     // Read back directly: every pair exactly once, through the markers.
-    let out = StoreLocation::parse_with("s3://flaky/out/flaky", &server.options()).unwrap();
-    let ids: Vec<String> = runtime.block_on(async {
-        use futures::StreamExt;
-        let metas: Vec<_> = out
-            .store
-            .list(Some(&Path::from("out/flaky/commits")))
-            .collect()
-            .await;
-        let mut ids = Vec::new();
-        for meta in metas {
-            let bytes = out
-                .store
-                .get(&meta.unwrap().location)
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
-            let marker: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-            let part = Path::from(format!("out/flaky/{}", marker["part"].as_str().unwrap()));
-            let data = out.store.get(&part).await.unwrap().bytes().await.unwrap();
-            for batch in ParquetRecordBatchReaderBuilder::try_new(data)
-                .unwrap()
-                .build()
-                .unwrap()
-            {
-                let batch = batch.unwrap();
-                let column = batch.column_by_name("pair_id").unwrap();
-                let strings = column
-                    .as_any()
-                    .downcast_ref::<arrow_array::StringArray>()
-                    .unwrap();
-                ids.extend(strings.iter().map(|s| s.unwrap().to_owned()));
-            }
-        }
-        ids
-    });
+    let (_, ids) = committed_pair_ids(&runtime, "s3://flaky", &server.options(), "out/flaky");
     let unique: HashSet<&String> = ids.iter().collect();
     assert_eq!(ids.len(), 200, "no row lost or duplicated");
     assert_eq!(unique.len(), 200);
