@@ -32,7 +32,8 @@ pub fn normalize(text: &str) -> String {
     out
 }
 
-fn hash64(bytes: &[u8]) -> u64 {
+/// The first 8 bytes of the blake3 hash of `bytes`.
+pub(crate) fn hash64(bytes: &[u8]) -> u64 {
     let digest = blake3::hash(bytes);
     u64::from_le_bytes(digest.as_bytes()[..8].try_into().expect("8 bytes"))
 }

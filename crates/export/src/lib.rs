@@ -554,8 +554,7 @@ fn dedup_text(pipeline: PipelineKind, row: &Value) -> String {
 /// The split a key falls in: the hash of the key as a fraction in [0, 1), against the
 /// cumulative split fractions.
 fn split_of(key: &str, splits: &[(String, f64)]) -> u8 {
-    let digest = blake3::hash(key.as_bytes());
-    let value = u64::from_le_bytes(digest.as_bytes()[..8].try_into().expect("8 bytes"));
+    let value = dedup::hash64(key.as_bytes());
     let fraction = (value >> 11) as f64 / (1u64 << 53) as f64;
     let mut cumulative = 0.0;
     for (index, (_, share)) in splits.iter().enumerate() {

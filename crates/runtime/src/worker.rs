@@ -16,6 +16,7 @@ use futures::StreamExt;
 use rubricmill_core::{
     CrgRow, OutputRow, PipelineKind, RejectRow, ResearchQaRow, ShardId, StageCounts, Usage,
 };
+use rubricmill_llm::full_jitter;
 use rubricmill_mine::{PipelineError, RecordContext, RecordOutcome};
 use rubricmill_queue::{Delivery, EventSink, ShardEvent, WorkQueue};
 use rubricmill_store::output::{crg_batch, rejects_batch, researchqa_batch};
@@ -226,7 +227,7 @@ impl Worker {
             let _ = delivery.term().await;
             return;
         }
-        let delay = backoff(self.options.base_backoff, self.options.max_backoff, attempt);
+        let delay = full_jitter(self.options.base_backoff, self.options.max_backoff, attempt);
         tracing::info!(job = %job, shard = %shard, attempt, delay_ms = delay.as_millis() as u64, reason = %reason, "shard attempt failed, retrying");
         let _ = delivery.nak(delay).await;
         self.events
@@ -358,15 +359,6 @@ impl Worker {
             Err(error) => Err(ShardFailure::Retryable(error.to_string())),
         }
     }
-}
-
-/// Full-jitter exponential backoff: uniform in `[0, min(max, base × 2^(attempt-1))]`.
-fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
-    let ceiling = base
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-        .min(max);
-    let jitter = uuid::Uuid::new_v4().as_u128() as u64 % 1_000_000;
-    ceiling.mul_f64(jitter as f64 / 1_000_000.0)
 }
 
 /// Rows buffered before they are encoded and sent as one batch.
@@ -572,23 +564,6 @@ impl ShardFailure {
             ShardFailure::Budget(error.to_string())
         } else {
             ShardFailure::Retryable(error.to_string())
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_stays_under_the_growing_ceiling() {
-        let base = Duration::from_millis(100);
-        let max = Duration::from_secs(2);
-        for attempt in 1..10 {
-            let ceiling = base.saturating_mul(1 << (attempt - 1)).min(max);
-            for _ in 0..50 {
-                assert!(backoff(base, max, attempt) <= ceiling);
-            }
         }
     }
 }
