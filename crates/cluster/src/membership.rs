@@ -1,0 +1,123 @@
+//! Worker membership: every worker puts a heartbeat into a KV bucket whose entries expire after
+//! the heartbeat TTL, and follows the bucket to know how many workers are alive. The count sets
+//! each worker's share of a job's rate limits, so it is kept current both ways: a watch sees
+//! joins and clean leaves at once, and a periodic listing drops workers that died silently.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::state::{RunningShard, put_json};
+use crate::{Cluster, ClusterError};
+
+/// What a worker says about itself in each heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerBeat {
+    pub id: String,
+    pub host: String,
+    pub version: String,
+    pub started_at: DateTime<Utc>,
+    pub beat_at: DateTime<Utc>,
+    /// Shards it processes at once.
+    pub capacity: u32,
+    pub in_flight: Vec<RunningShard>,
+    /// Stopped pulling; finishing what it has.
+    #[serde(default)]
+    pub draining: bool,
+}
+
+/// This worker's view of the fleet.
+pub struct Membership {
+    cluster: Cluster,
+    id: String,
+    live: watch::Receiver<usize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Membership {
+    /// Announces the worker with its first heartbeat and starts following the fleet. Returns
+    /// once the current members are known.
+    pub async fn join(cluster: &Cluster, first: &WorkerBeat) -> Result<Self, ClusterError> {
+        let membership_key = first.id.clone();
+        put_json(&cluster.workers, &membership_key, first).await?;
+        let mut seen: HashMap<String, Instant> = HashMap::new();
+        for beat in cluster.workers().await? {
+            seen.insert(beat.id, Instant::now());
+        }
+        seen.insert(first.id.clone(), Instant::now());
+        let (sender, live) = watch::channel(seen.len());
+        let task = tokio::spawn(follow(cluster.clone(), seen, sender));
+        Ok(Self {
+            cluster: cluster.clone(),
+            id: first.id.clone(),
+            live,
+            task,
+        })
+    }
+
+    /// Workers alive now, this one included; changes as workers join and leave.
+    pub fn live_workers(&self) -> watch::Receiver<usize> {
+        self.live.clone()
+    }
+
+    pub async fn beat(&self, beat: &WorkerBeat) -> Result<(), ClusterError> {
+        put_json(&self.cluster.workers, &self.id, beat).await
+    }
+
+    /// Leaves the fleet at once (the others see it in their watch).
+    pub async fn leave(self) -> Result<(), ClusterError> {
+        self.task.abort();
+        self.cluster
+            .workers
+            .purge(&self.id)
+            .await
+            .map_err(|e| ClusterError::js("leaving the fleet", e))
+    }
+}
+
+/// Keeps the live count: watch events move it at once; a listing every third of the TTL
+/// replaces the view, which drops members whose heartbeats expired.
+async fn follow(cluster: Cluster, mut seen: HashMap<String, Instant>, live: watch::Sender<usize>) {
+    let ttl = cluster.settings.heartbeat_ttl;
+    let mut refresh = tokio::time::interval((ttl / 3).max(Duration::from_millis(200)));
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let mut watch = match cluster.workers.watch_all().await {
+            Ok(watch) => watch,
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot watch worker heartbeats, retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        loop {
+            tokio::select! {
+                entry = watch.next() => {
+                    let Some(Ok(entry)) = entry else { break };
+                    match entry.operation {
+                        kv::Operation::Put => seen.insert(entry.key, Instant::now()),
+                        kv::Operation::Delete | kv::Operation::Purge => seen.remove(&entry.key),
+                    };
+                }
+                _ = refresh.tick() => {
+                    if let Ok(beats) = cluster.workers().await {
+                        let now = Instant::now();
+                        let current: HashMap<String, Instant> =
+                            beats.into_iter().map(|beat| (beat.id, now)).collect();
+                        seen = current;
+                    }
+                    seen.retain(|_, at| at.elapsed() < ttl);
+                }
+            }
+            let count = seen.len().max(1);
+            live.send_if_modified(|current| std::mem::replace(current, count) != count);
+        }
+        tracing::debug!("worker heartbeat watch ended, watching again");
+    }
+}

@@ -1,0 +1,274 @@
+//! The shard work queue on JetStream: [`NatsWorkQueue`] implements the same [`WorkQueue`] the
+//! embedded mode's in-process queue does, so the worker loop is shared.
+//!
+//! A pull asks for exactly the capacity the worker has free: it waits (up to `pull_wait`) for
+//! one message, then takes whatever else is already available up to the free capacity without
+//! waiting. Both requests are complete when they return, so no message is left buffered in the
+//! client with its ack timer running while it waits for capacity.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{AckKind, Message};
+use chrono::Utc;
+use futures::{StreamExt, TryStreamExt};
+use rubricmill_queue::{Delivery, QueueError, ShardTask, WorkQueue};
+
+use crate::state::encode;
+use crate::{Cluster, ClusterError, FailedShard};
+
+/// What became of publishing one shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishOutcome {
+    Queued,
+    /// A message for this shard is already in the stream (queued or running).
+    AlreadyQueued,
+}
+
+#[derive(Clone)]
+pub struct NatsWorkQueue {
+    cluster: Cluster,
+    consumer: PullConsumer,
+    max_deliver: u32,
+    pull_wait: Duration,
+    /// Part of the message ids this queue publishes (see `JobRecord::generation`).
+    generation: u64,
+    closed: Arc<AtomicBool>,
+}
+
+impl NatsWorkQueue {
+    pub async fn open(cluster: &Cluster) -> Result<Self, ClusterError> {
+        let consumer: PullConsumer = cluster
+            .stream
+            .get_consumer(&cluster.names.consumer())
+            .await
+            .map_err(|e| ClusterError::js("opening the worker consumer", e))?;
+        let max_deliver = u32::try_from(consumer.cached_info().config.max_deliver)
+            .unwrap_or(u32::MAX)
+            .max(1);
+        Ok(Self {
+            cluster: cluster.clone(),
+            consumer,
+            max_deliver,
+            pull_wait: Duration::from_secs(5),
+            generation: 0,
+            closed: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    pub fn with_generation(mut self, generation: u64) -> Self {
+        self.generation = generation;
+        self
+    }
+
+    pub fn with_pull_wait(mut self, wait: Duration) -> Self {
+        self.pull_wait = wait;
+        self
+    }
+
+    /// Stops handing out deliveries: the next pull returns `None`.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Publishes a shard unless a message for it is already in the stream. The message id
+    /// makes a retried publish (after a lost ack) a no-op within the duplicate window.
+    pub async fn publish_shard(&self, task: &ShardTask) -> Result<PublishOutcome, ClusterError> {
+        let subject = self
+            .cluster
+            .names
+            .shard_subject(&task.job, task.shard.id.as_str());
+        let message_id = format!("{}:g{}", task.message_id(), self.generation);
+        let publish = PublishMessage::build()
+            .payload(encode(task))
+            .message_id(message_id);
+        let acked = match self.cluster.js.send_publish(subject, publish).await {
+            Ok(future) => future.await,
+            Err(error) => return Err(ClusterError::js("publishing a shard", error)),
+        };
+        match acked {
+            Ok(_) => Ok(PublishOutcome::Queued),
+            Err(error) if is_subject_full(&error.to_string()) => Ok(PublishOutcome::AlreadyQueued),
+            Err(error) => Err(ClusterError::js(
+                format!("publishing shard {}", task.shard.id),
+                error,
+            )),
+        }
+    }
+
+    /// Publishes many shards with up to 256 publishes awaiting their acks at once.
+    pub async fn publish_all(
+        &self,
+        tasks: Vec<ShardTask>,
+    ) -> Result<Vec<PublishOutcome>, ClusterError> {
+        futures::stream::iter(tasks)
+            .map(|task| async move { self.publish_shard(&task).await })
+            .buffered(256)
+            .try_collect()
+            .await
+    }
+
+    async fn next_message(&self, wait: Duration, max: usize) -> Result<Vec<Message>, ClusterError> {
+        let request = self
+            .consumer
+            .batch()
+            .max_messages(1)
+            .expires(wait)
+            .messages();
+        let mut batch = request
+            .await
+            .map_err(|e| ClusterError::js("pulling a shard", e))?;
+        let first = tokio::time::timeout(wait + Duration::from_secs(5), batch.next()).await;
+        let first = match first {
+            Ok(Some(Ok(message))) => message,
+            Ok(Some(Err(error))) => return Err(ClusterError::js("pulling a shard", error)),
+            Ok(None) | Err(_) => return Ok(Vec::new()),
+        };
+        let mut messages = vec![first];
+        if max > 1 {
+            let more = self
+                .consumer
+                .fetch()
+                .max_messages(max - 1)
+                .messages()
+                .await
+                .map_err(|e| ClusterError::js("pulling shards", e))?;
+            let more: Vec<Message> = more
+                .take(max - 1)
+                .filter_map(|m| async move { m.ok() })
+                .collect()
+                .await;
+            messages.extend(more);
+        }
+        Ok(messages)
+    }
+
+    /// A message whose payload is not a shard task cannot be processed by anyone: record it
+    /// as failed (when its subject names the shard) and term it.
+    async fn reject_undecodable(&self, message: Message, error: serde_json::Error) {
+        let subject = message.subject.to_string();
+        tracing::error!(subject = %subject, error = %error, "undecodable shard message");
+        if let Some((job, shard)) = self.cluster.names.parse_shard_subject(&subject) {
+            let failed = FailedShard {
+                job,
+                shard,
+                reason: format!("undecodable shard message: {error}"),
+                attempts: 1,
+                worker: None,
+                at: Utc::now(),
+            };
+            if let Err(error) = self.cluster.record_failure(&failed).await {
+                tracing::warn!(error = %error, "cannot record an undecodable shard");
+            }
+        }
+        let _ = message.ack_with(AckKind::Term).await;
+    }
+}
+
+/// The server refuses a message on a subject that already holds one (our per-subject limit).
+fn is_subject_full(error: &str) -> bool {
+    error.contains("maximum messages per subject")
+}
+
+#[async_trait::async_trait]
+impl WorkQueue for NatsWorkQueue {
+    async fn publish(&self, task: ShardTask) -> Result<(), QueueError> {
+        self.publish_shard(&task).await?;
+        Ok(())
+    }
+
+    async fn pull(&self, max: usize) -> Result<Option<Vec<Box<dyn Delivery>>>, QueueError> {
+        loop {
+            if self.closed.load(Ordering::SeqCst) {
+                return Ok(None);
+            }
+            let messages = match self.next_message(self.pull_wait, max.max(1)).await {
+                Ok(messages) => messages,
+                Err(error) => {
+                    // Reconnects happen underneath; keep asking.
+                    tracing::warn!(error = %error, "pull failed, retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let mut deliveries: Vec<Box<dyn Delivery>> = Vec::with_capacity(messages.len());
+            for message in messages {
+                match serde_json::from_slice::<ShardTask>(&message.payload) {
+                    Ok(task) => {
+                        let attempt = message
+                            .info()
+                            .map(|info| u32::try_from(info.delivered).unwrap_or(1))
+                            .unwrap_or(1);
+                        deliveries.push(Box::new(NatsDelivery {
+                            message,
+                            task,
+                            attempt,
+                            max_deliver: self.max_deliver,
+                        }));
+                    }
+                    Err(error) => self.reject_undecodable(message, error).await,
+                }
+            }
+            if !deliveries.is_empty() {
+                return Ok(Some(deliveries));
+            }
+        }
+    }
+}
+
+/// One shard message delivered to this worker.
+pub struct NatsDelivery {
+    message: Message,
+    task: ShardTask,
+    attempt: u32,
+    max_deliver: u32,
+}
+
+impl NatsDelivery {
+    async fn send(&self, kind: AckKind, what: &str) -> Result<(), QueueError> {
+        self.message
+            .ack_with(kind)
+            .await
+            .map_err(|e| QueueError::Backend(format!("{what}: {e}")))
+    }
+}
+
+#[async_trait::async_trait]
+impl Delivery for NatsDelivery {
+    fn task(&self) -> &ShardTask {
+        &self.task
+    }
+
+    fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    fn max_deliver(&self) -> u32 {
+        self.max_deliver
+    }
+
+    async fn ack(self: Box<Self>) -> Result<(), QueueError> {
+        // Confirmed by the server: the commit is already durable, and a lost ack would only
+        // cost a redelivery that finds the marker.
+        self.message
+            .double_ack()
+            .await
+            .map_err(|e| QueueError::Backend(format!("ack: {e}")))
+    }
+
+    async fn nak(self: Box<Self>, delay: Duration) -> Result<(), QueueError> {
+        let delay = (!delay.is_zero()).then_some(delay);
+        self.send(AckKind::Nak(delay), "nak").await
+    }
+
+    async fn term(self: Box<Self>) -> Result<(), QueueError> {
+        self.send(AckKind::Term, "term").await
+    }
+
+    async fn progress(&self) -> Result<(), QueueError> {
+        self.send(AckKind::Progress, "progress").await
+    }
+}
