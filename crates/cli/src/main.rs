@@ -1,6 +1,7 @@
 //! `rubricmill`: build rubric datasets from survey articles and preference pairs. This binary
 //! only parses arguments, sets up logging and prints; the work lives in the library crates.
 
+mod cluster;
 mod export;
 mod logging;
 mod progress;
@@ -59,6 +60,18 @@ enum Command {
     Export(export::ExportArgs),
     /// Remove attempt files that no commit marker references.
     Gc(export::GcArgs),
+    /// Distributed mode: plan a job, store it in the cluster and queue its uncommitted shards.
+    Submit(cluster::SubmitArgs),
+    /// Distributed mode: track progress from the commit markers, record lost shards, complete jobs.
+    Coordinator(cluster::CoordinatorArgs),
+    /// Distributed mode: a stateless worker pulling shards of every submitted job.
+    Worker(cluster::WorkerArgs),
+    /// Distributed mode: shards pending, running, committed and failed, rows, calls, cost, rate.
+    Status(cluster::StatusArgs),
+    /// Distributed mode: queue a job's failed shards again (only those).
+    Retry(cluster::JobArgs),
+    /// Distributed mode: stop a job; submitting it again resumes.
+    Cancel(cluster::JobArgs),
     /// Serve an OpenAI-compatible mock LLM for tests, benchmarks and dry runs (simulated answers,
     /// latency, rate limits with 429s, fault injection).
     MockLlm(rubricmill_mock_llm::MockConfig),
@@ -90,6 +103,12 @@ fn main() -> ExitCode {
             } => validate::validate(&job, json, sample_shards).await,
             Command::Export(args) => export::export(args).await,
             Command::Gc(args) => export::gc(args).await,
+            Command::Submit(args) => cluster::submit(args).await,
+            Command::Coordinator(args) => cluster::coordinator(args).await,
+            Command::Worker(args) => cluster::worker(args).await,
+            Command::Status(args) => cluster::status(args).await,
+            Command::Retry(args) => cluster::retry(args).await,
+            Command::Cancel(args) => cluster::cancel(args).await,
             Command::MockLlm(config) => rubricmill_mock_llm::run(config)
                 .await
                 .map(|()| ExitCode::SUCCESS),

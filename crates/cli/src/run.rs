@@ -80,7 +80,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// Resolves on the first Ctrl-C or SIGTERM (finish the shards in flight, then stop); a second
 /// Ctrl-C exits at once (uncommitted shards are simply redone on the next run).
-async fn interrupted() {
+pub(crate) async fn interrupted() {
     let mut terminate =
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(signal) => Some(signal),

@@ -256,6 +256,11 @@ impl Cluster {
         &self.client
     }
 
+    /// Whether the client is connected now (it reconnects by itself when not).
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
     pub fn settings(&self) -> &QueueSettings {
         &self.settings
     }

@@ -10,6 +10,7 @@
 //! is asked again with a larger limit (within a cap); an answer the parser refuses gets one
 //! repair request that shows the model its error; after that the record is rejected.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -123,7 +124,14 @@ pub struct Gateway {
     totals: Mutex<Usage>,
     paused_until: Mutex<Option<Instant>>,
     fatal: OnceLock<String>,
+    /// Calls that waited for a rate-limit permit or a pause.
+    rate_limit_waits: AtomicU64,
+    /// Told about every pause a 429 with a retry hint caused (the distributed mode broadcasts it).
+    throttle_observer: OnceLock<ThrottleObserver>,
 }
+
+/// Receives the pause a provider's 429 asked for.
+pub type ThrottleObserver = Box<dyn Fn(Duration) + Send + Sync>;
 
 impl Gateway {
     pub fn new(provider: Arc<dyn ChatProvider>, config: GatewayConfig) -> Self {
@@ -141,6 +149,8 @@ impl Gateway {
             totals: Mutex::new(Usage::default()),
             paused_until: Mutex::new(None),
             fatal: OnceLock::new(),
+            rate_limit_waits: AtomicU64::new(0),
+            throttle_observer: OnceLock::new(),
         }
     }
 
@@ -163,6 +173,16 @@ impl Gateway {
         self.limits.set_share(share);
     }
 
+    /// Calls that had to wait for a rate-limit permit or a pause so far.
+    pub fn rate_limit_waits(&self) -> u64 {
+        self.rate_limit_waits.load(Ordering::Relaxed)
+    }
+
+    /// Sets the observer of pauses caused by 429s (once; later calls are ignored).
+    pub fn observe_throttling(&self, observer: ThrottleObserver) {
+        let _ = self.throttle_observer.set(observer);
+    }
+
     /// Holds every call to this endpoint until `duration` from now has passed.
     pub fn pause(&self, duration: Duration) {
         let until = Instant::now() + duration;
@@ -172,14 +192,17 @@ impl Gateway {
         }
     }
 
-    async fn wait_for_pause(&self) {
+    /// Waits out any pause; says whether there was one.
+    async fn wait_for_pause(&self) -> bool {
+        let mut waited = false;
         loop {
             let until = *self.paused_until.lock().expect("pause lock");
             match until {
                 Some(until) if until > Instant::now() => {
+                    waited = true;
                     tokio::time::sleep_until(until.into()).await
                 }
-                _ => return,
+                _ => return waited,
             }
         }
     }
@@ -253,16 +276,23 @@ impl Gateway {
         let reservation = prompt_estimate + u64::from(request.max_tokens);
         let mut attempt = 0u32;
         loop {
-            self.wait_for_pause().await;
+            let paused = self.wait_for_pause().await;
             let slot = self.concurrency.acquire().await;
             // Another call may have hit a fatal error while this one waited for its slot.
             if let Some(reason) = self.fatal.get() {
                 self.concurrency.release(slot, Feedback::Neutral);
                 return (Err(LlmError::Fatal(reason.clone())), usage);
             }
-            if let Err(error) = self.limits.acquire(reservation).await {
-                self.concurrency.release(slot, Feedback::Neutral);
-                return (Err(error), usage);
+            match self.limits.acquire(reservation).await {
+                Ok(limited) => {
+                    if paused || limited {
+                        self.rate_limit_waits.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(error) => {
+                    self.concurrency.release(slot, Feedback::Neutral);
+                    return (Err(error), usage);
+                }
             }
             let started = Instant::now();
             let result = self.provider.chat(request).await;
@@ -302,6 +332,9 @@ impl Gateway {
                     }
                     if let Some(hint) = retry_after.filter(|_| throttled) {
                         self.pause(hint);
+                        if let Some(observer) = self.throttle_observer.get() {
+                            observer(hint);
+                        }
                     }
                     attempt += 1;
                     if attempt > self.config.max_retries {

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use cache::CacheStore;
 pub use client::{EndpointConfig, OpenAiProvider};
-pub use gateway::{Budget, Gateway, GatewayConfig, full_jitter};
+pub use gateway::{Budget, Gateway, GatewayConfig, ThrottleObserver, full_jitter};
 pub use limiter::Limits;
 pub use simulated::SimulatedProvider;
 

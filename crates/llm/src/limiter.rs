@@ -83,8 +83,9 @@ impl RateLimits {
         *self.buckets.write().expect("limiter lock") = Arc::new(Buckets::new(self.limits, share));
     }
 
-    /// Waits until one request of `tokens` tokens may be sent.
-    pub async fn acquire(&self, tokens: u64) -> Result<(), LlmError> {
+    /// Waits until one request of `tokens` tokens may be sent; says whether it had to wait.
+    pub async fn acquire(&self, tokens: u64) -> Result<bool, LlmError> {
+        let mut waited = false;
         let buckets = self.buckets.read().expect("limiter lock").clone();
         if let Some(bucket) = &buckets.tokens {
             let needed = u32::try_from(tokens.max(1)).unwrap_or(u32::MAX);
@@ -95,15 +96,21 @@ impl RateLimits {
                     buckets.token_burst
                 )));
             };
-            bucket
-                .until_n_ready(n)
-                .await
-                .map_err(|e| LlmError::BadRecord(e.to_string()))?;
+            if !matches!(bucket.check_n(n), Ok(Ok(()))) {
+                waited = true;
+                bucket
+                    .until_n_ready(n)
+                    .await
+                    .map_err(|e| LlmError::BadRecord(e.to_string()))?;
+            }
         }
-        if let Some(bucket) = &buckets.requests {
+        if let Some(bucket) = &buckets.requests
+            && bucket.check().is_err()
+        {
+            waited = true;
             bucket.until_ready().await;
         }
-        Ok(())
+        Ok(waited)
     }
 }
 

@@ -20,6 +20,36 @@ pub struct ShardTask {
     pub shard: ShardSpec,
 }
 
+impl ShardEvent {
+    /// The job the event is about.
+    pub fn job(&self) -> &str {
+        match self {
+            ShardEvent::Started { job, .. }
+            | ShardEvent::Committed { job, .. }
+            | ShardEvent::AlreadyCommitted { job, .. }
+            | ShardEvent::Retrying { job, .. }
+            | ShardEvent::Failed { job, .. }
+            | ShardEvent::BudgetExhausted { job, .. }
+            | ShardEvent::Fatal { job, .. }
+            | ShardEvent::HandedBack { job, .. } => job,
+        }
+    }
+
+    /// The shard the event is about.
+    pub fn shard(&self) -> &str {
+        match self {
+            ShardEvent::Started { shard, .. }
+            | ShardEvent::Committed { shard, .. }
+            | ShardEvent::AlreadyCommitted { shard, .. }
+            | ShardEvent::Retrying { shard, .. }
+            | ShardEvent::Failed { shard, .. }
+            | ShardEvent::BudgetExhausted { shard, .. }
+            | ShardEvent::Fatal { shard, .. }
+            | ShardEvent::HandedBack { shard, .. } => shard,
+        }
+    }
+}
+
 impl ShardTask {
     /// De-duplication key: the same shard of the same job is enqueued once.
     pub fn message_id(&self) -> String {
@@ -102,8 +132,18 @@ pub enum ShardEvent {
         shard: String,
         reason: String,
     },
-    /// The job cannot go on (bad key, unknown model, …).
-    Fatal { job: String, reason: String },
+    /// The job cannot go on (bad key, unknown model, …); the shard was handed back.
+    Fatal {
+        job: String,
+        shard: String,
+        reason: String,
+    },
+    /// The worker stopped before the shard finished and handed it back uncommitted.
+    HandedBack {
+        job: String,
+        shard: String,
+        worker: String,
+    },
 }
 
 /// Where workers send their events.

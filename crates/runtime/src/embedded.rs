@@ -236,7 +236,9 @@ fn apply_event(
             summary.failed.push((shard, reason));
             None
         }
-        ShardEvent::Retrying { .. } | ShardEvent::Started { .. } => None,
+        ShardEvent::Retrying { .. }
+        | ShardEvent::Started { .. }
+        | ShardEvent::HandedBack { .. } => None,
         ShardEvent::BudgetExhausted { reason, .. } => Some(StopReason::Budget(reason)),
         ShardEvent::Fatal { reason, .. } => Some(StopReason::Fatal(reason)),
     }

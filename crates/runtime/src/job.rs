@@ -53,6 +53,9 @@ pub struct JobContext {
     pub pipeline: Arc<dyn Pipeline>,
     /// One gateway per distinct endpoint; stages without overrides share the job's.
     pub gateways: BTreeMap<String, Arc<Gateway>>,
+    /// Every distinct gateway with the key of the endpoint it calls (a hash of its URL and
+    /// model): rate-limit pauses are shared across workers by that key.
+    pub endpoints: Vec<(String, Arc<Gateway>)>,
     /// Key-value metadata written into every Parquet file of the job.
     pub file_metadata: BTreeMap<String, String>,
 }
@@ -85,6 +88,7 @@ impl JobContext {
         let budget = Budget::new(spec.llm.max_cost_usd, spent_before_usd);
         let mut by_endpoint: BTreeMap<String, Arc<Gateway>> = BTreeMap::new();
         let mut gateways = BTreeMap::new();
+        let mut endpoints = Vec::new();
         for stage in llm_stages(spec.pipeline) {
             let llm = spec.llm.for_stage(stage);
             let identity = serde_json::to_string(&llm).unwrap_or_default();
@@ -93,6 +97,7 @@ impl JobContext {
                 None => {
                     let gateway = Arc::new(gateway_for(&llm, budget.clone(), cache.clone())?);
                     by_endpoint.insert(identity, gateway.clone());
+                    endpoints.push((endpoint_key(&llm), gateway.clone()));
                     gateway
                 }
             };
@@ -131,18 +136,16 @@ impl JobContext {
             inputs,
             pipeline,
             gateways,
+            endpoints,
             file_metadata,
         })
     }
 
     /// Sum of the usage of every gateway of the job.
     pub fn usage(&self) -> rubricmill_core::Usage {
-        let mut seen = std::collections::HashSet::new();
         let mut total = rubricmill_core::Usage::default();
-        for gateway in self.gateways.values() {
-            if seen.insert(Arc::as_ptr(gateway)) {
-                total.add(&gateway.totals());
-            }
+        for (_, gateway) in &self.endpoints {
+            total.add(&gateway.totals());
         }
         total
     }
@@ -150,6 +153,13 @@ impl JobContext {
     pub fn spec(&self) -> &JobSpec {
         &self.manifest.spec
     }
+}
+
+/// Identifies the endpoint a stage calls, without its key: a 429 from it concerns every
+/// gateway with the same key, in every worker.
+fn endpoint_key(llm: &LlmSpec) -> String {
+    let url = llm.base_url.as_deref().unwrap_or(llm.provider.as_str());
+    rubricmill_core::short_hash(format!("{url}|{}", llm.model).as_bytes(), 16)
 }
 
 fn gateway_for(

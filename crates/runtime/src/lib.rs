@@ -3,6 +3,7 @@
 
 mod cache;
 pub mod coordinator;
+pub mod distributed;
 pub mod embedded;
 pub mod job;
 pub mod worker;
@@ -31,6 +32,11 @@ pub enum RuntimeError {
     },
     #[error("unknown job {0:?}")]
     UnknownJob(String),
+    /// The job is cancelled, halted or complete: its shards are dropped, not processed.
+    #[error("job {job:?} is {state}")]
+    JobInactive { job: String, state: String },
+    #[error(transparent)]
+    Cluster(#[from] rubricmill_cluster::ClusterError),
     #[error("{0}")]
     Config(String),
 }

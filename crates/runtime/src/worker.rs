@@ -28,6 +28,13 @@ use tokio::task::JoinSet;
 use crate::RuntimeError;
 use crate::job::JobContext;
 
+/// Resolves once the flag turns true; never when its sender is gone without doing so.
+async fn turned_true(flag: &mut watch::Receiver<bool>) {
+    if flag.wait_for(|now| *now).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Finds the context of the job a delivery belongs to.
 #[async_trait::async_trait]
 pub trait JobResolver: Send + Sync {
@@ -79,6 +86,8 @@ pub struct Worker {
     queue: Arc<dyn WorkQueue>,
     jobs: Arc<dyn JobResolver>,
     events: Arc<dyn EventSink>,
+    /// Turns true when shards in flight must be handed back now (the drain deadline passed).
+    hand_back: watch::Receiver<bool>,
 }
 
 impl Worker {
@@ -93,7 +102,14 @@ impl Worker {
             queue,
             jobs,
             events,
+            hand_back: watch::channel(false).1,
         }
+    }
+
+    /// Shards in flight are handed back (nak, no delay) as soon as `hand_back` turns true.
+    pub fn with_hand_back(mut self, hand_back: watch::Receiver<bool>) -> Self {
+        self.hand_back = hand_back;
+        self
     }
 
     /// Runs until the queue closes or `stop` turns true; then stops pulling and waits for the
@@ -130,6 +146,11 @@ impl Worker {
         let (job, shard) = (task.job.clone(), task.shard.id.to_string());
         let context = match self.jobs.resolve(&job).await {
             Ok(context) => context,
+            Err(RuntimeError::JobInactive { state, .. }) => {
+                tracing::debug!(job = %job, shard = %shard, state = %state, "dropping a shard of an inactive job");
+                let _ = delivery.term().await;
+                return;
+            }
             Err(error) => {
                 self.retry_or_fail(delivery, error.to_string()).await;
                 return;
@@ -164,9 +185,24 @@ impl Worker {
             tokio::pin!(work);
             let mut heartbeat = tokio::time::interval(self.options.heartbeat);
             heartbeat.tick().await;
+            let mut hand_back = self.hand_back.clone();
             loop {
                 tokio::select! {
                     result = &mut work => break result,
+                    () = turned_true(&mut hand_back) => {
+                        // Dropping `work` aborts the attempt; its files are unreferenced and
+                        // the janitor removes them.
+                        tracing::info!(job = %job, shard = %shard, "handing the shard back");
+                        let _ = delivery.nak(Duration::ZERO).await;
+                        self.events
+                            .send(ShardEvent::HandedBack {
+                                job,
+                                shard,
+                                worker: self.options.worker_id.clone(),
+                            })
+                            .await;
+                        return;
+                    }
                     _ = heartbeat.tick() => {
                         if let Err(error) = delivery.progress().await {
                             tracing::warn!(shard = %shard, error = %error, "progress heartbeat failed");
@@ -202,7 +238,9 @@ impl Worker {
             }
             Err(ShardFailure::Fatal(reason)) => {
                 let _ = delivery.nak(Duration::ZERO).await;
-                self.events.send(ShardEvent::Fatal { job, reason }).await;
+                self.events
+                    .send(ShardEvent::Fatal { job, shard, reason })
+                    .await;
             }
             Err(ShardFailure::Budget(reason)) => {
                 let _ = delivery.nak(self.options.max_backoff).await;

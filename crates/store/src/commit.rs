@@ -195,9 +195,21 @@ impl JobStore {
 
     /// Every commit marker of the job.
     pub async fn markers(&self) -> Result<Vec<CommitMarker>, StoreError> {
+        let mut markers = Vec::new();
+        for shard in self.committed_shards().await? {
+            if let Some(marker) = self.marker(&shard).await? {
+                markers.push(marker);
+            }
+        }
+        markers.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
+        Ok(markers)
+    }
+
+    /// The shards that have a commit marker (one listing, no reads).
+    pub async fn committed_shards(&self) -> Result<Vec<ShardId>, StoreError> {
         let prefix = self.path("commits");
         let mut listing = self.location.store.list(Some(&prefix));
-        let mut markers = Vec::new();
+        let mut shards = Vec::new();
         while let Some(meta) = listing.next().await {
             let meta = match meta {
                 Ok(meta) => meta,
@@ -207,15 +219,11 @@ impl JobStore {
             let Some(name) = meta.location.filename() else {
                 continue;
             };
-            let Some(shard) = name.strip_suffix(".json") else {
-                continue;
-            };
-            if let Some(marker) = self.marker(&ShardId(shard.to_owned())).await? {
-                markers.push(marker);
+            if let Some(shard) = name.strip_suffix(".json") {
+                shards.push(ShardId(shard.to_owned()));
             }
         }
-        markers.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
-        Ok(markers)
+        Ok(shards)
     }
 
     /// Writes one attempt's files under its unique attempt id (plain puts: they never collide).

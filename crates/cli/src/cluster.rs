@@ -1,0 +1,450 @@
+//! The distributed-mode commands: `submit`, `coordinator`, `worker`, `status`, `retry` and
+//! `cancel`, with their NATS connection and queue options. Secrets (NATS password and token)
+//! are read from the environment only, so they never show up in a process listing.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use rubricmill_cluster::{Cluster, Names, NatsOptions, QueueSettings};
+use rubricmill_core::JobSpec;
+use rubricmill_runtime::distributed::{self, JobStatus};
+use rubricmill_runtime::{ContextOptions, WorkerOptions};
+use rubricmill_telemetry::{Health, Registry};
+
+/// How to reach NATS. Every option can also come from the environment.
+#[derive(Args, Debug, Clone)]
+pub struct NatsArgs {
+    /// NATS server URLs, comma-separated.
+    #[arg(
+        long = "nats",
+        env = "RUBRICMILL_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub servers: String,
+    /// User name; the password is read from $RUBRICMILL_NATS_PASSWORD.
+    #[arg(long = "nats-user", env = "RUBRICMILL_NATS_USER")]
+    pub user: Option<String>,
+    /// Credentials file (user JWT and nkey seed).
+    #[arg(long = "nats-creds", env = "RUBRICMILL_NATS_CREDS")]
+    pub creds: Option<PathBuf>,
+    /// CA certificate that signed the servers' certificates.
+    #[arg(long = "nats-ca", env = "RUBRICMILL_NATS_CA")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate for mutual TLS (with --nats-key).
+    #[arg(long = "nats-cert", env = "RUBRICMILL_NATS_CERT")]
+    pub cert: Option<PathBuf>,
+    /// Client key for mutual TLS.
+    #[arg(long = "nats-key", env = "RUBRICMILL_NATS_KEY")]
+    pub key: Option<PathBuf>,
+    /// Require TLS.
+    #[arg(long = "nats-tls", env = "RUBRICMILL_NATS_TLS")]
+    pub tls: bool,
+    /// Prefix of every subject, stream and bucket name (several deployments can share NATS).
+    #[arg(
+        long = "nats-prefix",
+        env = "RUBRICMILL_NATS_PREFIX",
+        default_value = "rubricmill"
+    )]
+    pub prefix: String,
+}
+
+/// Settings of the shard stream and consumer; `submit` and `coordinator` apply them.
+#[derive(Args, Debug, Clone)]
+pub struct QueueArgs {
+    /// How long a shard may go without a heartbeat before it is delivered again.
+    #[arg(long, env = "RUBRICMILL_ACK_WAIT", default_value = "60s", value_parser = parse_duration)]
+    pub ack_wait: Duration,
+    /// Deliveries of a shard before it is recorded as failed.
+    #[arg(long, env = "RUBRICMILL_MAX_DELIVER", default_value_t = 4)]
+    pub max_deliver: u32,
+    /// Shards in flight across the whole fleet.
+    #[arg(long, env = "RUBRICMILL_MAX_ACK_PENDING", default_value_t = 1024)]
+    pub max_ack_pending: u32,
+    /// JetStream replicas of the stream and buckets (3 on a NATS cluster).
+    #[arg(long, env = "RUBRICMILL_REPLICAS", default_value_t = 1)]
+    pub replicas: usize,
+    /// How long a worker's heartbeat counts it as alive.
+    #[arg(long, env = "RUBRICMILL_HEARTBEAT_TTL", default_value = "15s", value_parser = parse_duration)]
+    pub heartbeat_ttl: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?}: {e} (write e.g. 60s, 500ms, 2m)"))
+}
+
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    /// The job spec (TOML).
+    pub job: PathBuf,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CoordinatorArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    /// How often each running job is reconciled with its commit markers.
+    #[arg(long, env = "RUBRICMILL_RECONCILE_EVERY", default_value = "10s", value_parser = parse_duration)]
+    pub reconcile_every: Duration,
+    /// Serve /metrics, /healthz and /readyz here (e.g. 0.0.0.0:9090).
+    #[arg(long, env = "RUBRICMILL_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Worker id (default: host name and a random suffix).
+    #[arg(long, env = "RUBRICMILL_WORKER_ID")]
+    pub id: Option<String>,
+    /// Shards processed at once.
+    #[arg(long, env = "RUBRICMILL_WORKER_SHARDS", default_value_t = 2)]
+    pub shards: usize,
+    /// Records of one shard in the pipeline at once.
+    #[arg(long, env = "RUBRICMILL_WORKER_RECORDS", default_value_t = 16)]
+    pub records: usize,
+    /// After SIGTERM, how long shards in flight may finish before they are handed back.
+    #[arg(long, env = "RUBRICMILL_DRAIN_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    /// Call the model even when the response cache has the answer.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// How long a heartbeat counts this worker as alive (match the coordinator's).
+    #[arg(long, env = "RUBRICMILL_HEARTBEAT_TTL", default_value = "15s", value_parser = parse_duration)]
+    pub heartbeat_ttl: Duration,
+    /// Serve /metrics, /healthz and /readyz here (e.g. 0.0.0.0:9090).
+    #[arg(long, env = "RUBRICMILL_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The job (default: every job).
+    pub job: Option<String>,
+    /// Redraw every two seconds.
+    #[arg(long)]
+    pub watch: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct JobArgs {
+    /// The job name.
+    pub job: String,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+impl NatsArgs {
+    fn options(&self, role: &str) -> anyhow::Result<NatsOptions> {
+        Names::validate(&self.prefix).map_err(|e| anyhow::anyhow!("--nats-prefix: {e}"))?;
+        let secret = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
+        let options = NatsOptions {
+            user: self.user.clone(),
+            password: secret("RUBRICMILL_NATS_PASSWORD"),
+            token: secret("RUBRICMILL_NATS_TOKEN"),
+            credentials_file: self.creds.clone(),
+            tls_ca: self.ca.clone(),
+            tls_cert: self.cert.clone(),
+            tls_key: self.key.clone(),
+            tls_required: self.tls,
+            name: format!("rubricmill-{role}"),
+            ..NatsOptions::for_servers(&self.servers)
+        };
+        options.check()?;
+        Ok(options)
+    }
+
+    async fn open(
+        &self,
+        role: &str,
+        settings: QueueSettings,
+        configure: bool,
+    ) -> anyhow::Result<Cluster> {
+        let options = self.options(role)?;
+        let client = rubricmill_cluster::connect(&options).await?;
+        let cluster = Cluster::open(client, Names::new(&self.prefix), settings, configure).await?;
+        Ok(cluster)
+    }
+}
+
+impl QueueArgs {
+    fn settings(&self) -> QueueSettings {
+        QueueSettings {
+            ack_wait: self.ack_wait,
+            max_deliver: self.max_deliver.max(1),
+            max_ack_pending: self.max_ack_pending.max(1),
+            replicas: self.replicas.max(1),
+            heartbeat_ttl: self.heartbeat_ttl,
+        }
+    }
+}
+
+pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
+    let spec = JobSpec::load(&args.job)?;
+    let cluster = args
+        .nats
+        .open("submit", args.queue.settings(), true)
+        .await?;
+    let summary = distributed::submit(&cluster, &spec).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "submitted job {}: {} shards planned, {} committed before, {} queued now, {} already queued",
+            summary.job,
+            summary.planned,
+            summary.committed_before,
+            summary.queued,
+            summary.already_queued
+        );
+        println!("output: {}", summary.output_url);
+        println!("watch it with: rubricmill status {} --watch", summary.job);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn telemetry(
+    addr: Option<SocketAddr>,
+) -> anyhow::Result<(
+    Arc<Registry>,
+    Arc<Health>,
+    Option<rubricmill_telemetry::TelemetryServer>,
+)> {
+    let registry = Registry::new("rubricmill");
+    let health = Health::new();
+    let server = match addr {
+        Some(addr) => Some(
+            rubricmill_telemetry::serve(addr, registry.clone(), health.clone())
+                .await
+                .with_context(|| format!("--metrics-addr {addr}"))?,
+        ),
+        None => None,
+    };
+    Ok((registry, health, server))
+}
+
+pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
+    let (registry, health, server) = telemetry(args.metrics_addr).await?;
+    let cluster = args
+        .nats
+        .open("coordinator", args.queue.settings(), true)
+        .await?;
+    let options = distributed::CoordinatorOptions {
+        reconcile_every: args.reconcile_every,
+        ..Default::default()
+    };
+    distributed::run_coordinator(
+        cluster,
+        options,
+        registry,
+        health,
+        crate::run::interrupted(),
+    )
+    .await?;
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let (registry, health, server) = telemetry(args.metrics_addr).await?;
+    let settings = QueueSettings {
+        heartbeat_ttl: args.heartbeat_ttl,
+        ..QueueSettings::default()
+    };
+    let cluster = args.nats.open("worker", settings, false).await?;
+    let id = args.id.clone().unwrap_or_else(default_worker_id);
+    let mut worker = WorkerOptions::new(id);
+    worker.shard_concurrency = args.shards.max(1);
+    worker.record_concurrency = args.records.max(1);
+    let options = distributed::ClusterWorkerOptions {
+        worker,
+        drain_timeout: args.drain_timeout,
+        context: ContextOptions {
+            no_cache: args.no_cache,
+        },
+    };
+    distributed::run_worker(
+        cluster,
+        options,
+        registry,
+        health,
+        crate::run::interrupted(),
+    )
+    .await?;
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}", &suffix[..8])
+}
+
+pub async fn retry(args: JobArgs) -> anyhow::Result<ExitCode> {
+    let cluster = args
+        .nats
+        .open("retry", QueueSettings::default(), false)
+        .await?;
+    let count = distributed::retry(&cluster, &args.job).await?;
+    println!("job {}: {count} failed shards queued again", args.job);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn cancel(args: JobArgs) -> anyhow::Result<ExitCode> {
+    let cluster = args
+        .nats
+        .open("cancel", QueueSettings::default(), false)
+        .await?;
+    let purged = distributed::cancel(&cluster, &args.job).await?;
+    println!(
+        "job {} cancelled: {purged} queued shards removed; submit it again to resume",
+        args.job
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let cluster = args
+        .nats
+        .open("status", QueueSettings::default(), false)
+        .await?;
+    loop {
+        let statuses = match &args.job {
+            Some(job) => vec![distributed::job_status(&cluster, job).await?],
+            None => distributed::jobs_status(&cluster).await?,
+        };
+        if args.json {
+            let value = match &args.job {
+                Some(_) => serde_json::to_value(&statuses[0])?,
+                None => serde_json::to_value(&statuses)?,
+            };
+            println!("{}", serde_json::to_string(&value)?);
+        } else {
+            if args.watch {
+                print!("\x1b[2J\x1b[H");
+            }
+            if statuses.is_empty() {
+                println!("no jobs submitted");
+            }
+            for status in &statuses {
+                print!("{}", render_status(status));
+            }
+        }
+        if !args.watch {
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
+fn render_status(status: &JobStatus) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let state = match &status.reason {
+        Some(reason) => format!("{} ({reason})", status.state),
+        None => status.state.clone(),
+    };
+    let _ = writeln!(out, "job {}: {state}", status.job);
+    let _ = writeln!(
+        out,
+        "  shards   {} planned: {} pending, {} running, {} committed, {} failed",
+        status.planned,
+        status.pending,
+        status.running.len(),
+        status.committed,
+        status.failed.len()
+    );
+    match &status.progress {
+        Some(progress) => {
+            let _ = writeln!(
+                out,
+                "  output   {} rows, {} rejects from {} records",
+                progress.rows, progress.rejects, progress.records
+            );
+            let usage = &progress.usage;
+            let _ = writeln!(
+                out,
+                "  llm      {} calls ({} cached, {} retried), {} tokens in, {} out, ${:.4}",
+                usage.calls,
+                usage.cache_hits,
+                usage.retries,
+                usage.tokens_in,
+                usage.tokens_out,
+                usage.cost_usd
+            );
+            let eta = progress.eta_s.map_or("unknown".to_owned(), |s| {
+                format!(
+                    "{}",
+                    humantime::format_duration(Duration::from_secs(s.round() as u64))
+                )
+            });
+            let _ = writeln!(
+                out,
+                "  rate     {:.1} records/s, eta {eta}",
+                progress.records_per_s
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  no progress yet: is a coordinator running?");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  fleet    {} workers, queue {} waiting, {} in flight",
+        status.workers, status.queue.pending, status.queue.ack_pending
+    );
+    for running in &status.running {
+        let _ = writeln!(
+            out,
+            "  running  {} on {} (attempt {}, since {})",
+            running.shard,
+            running.worker,
+            running.attempt,
+            running.since.format("%H:%M:%S")
+        );
+    }
+    for failed in &status.failed {
+        let _ = writeln!(out, "  failed   {}: {}", failed.shard, failed.reason);
+    }
+    if !status.failed.is_empty() {
+        let _ = writeln!(
+            out,
+            "  run `rubricmill retry {}` to queue the failed shards again",
+            status.job
+        );
+    }
+    out
+}

@@ -1,0 +1,253 @@
+//! The commands that change or read jobs in the cluster: submit (plan, store the spec, queue
+//! the uncommitted shards), cancel, retry (queue the failed shards again) and status.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use rubricmill_cluster::{
+    Cluster, FailedShard, JobProgress, JobRecord, JobState, NatsWorkQueue, PublishOutcome,
+    QueueStats,
+};
+use rubricmill_core::JobSpec;
+use rubricmill_queue::ShardTask;
+use rubricmill_store::JobStore;
+use serde::Serialize;
+
+use crate::RuntimeError;
+use crate::coordinator::{pending_shards, plan_or_resume};
+
+/// What `submit` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubmitSummary {
+    pub job: String,
+    pub output_url: String,
+    pub resumed: bool,
+    pub planned: u64,
+    pub committed_before: u64,
+    /// Shards published now.
+    pub queued: u64,
+    /// Shards that were still queued or running from an earlier submit.
+    pub already_queued: u64,
+    pub generation: u64,
+}
+
+/// Plans the job (or loads its plan), stores its spec in the cluster and queues every shard
+/// that has no commit marker. Submitting again resumes: committed shards are skipped, failed
+/// ones are queued again, queued ones are left alone.
+pub async fn submit(cluster: &Cluster, spec: &JobSpec) -> Result<SubmitSummary, RuntimeError> {
+    let (manifest, resumed) = plan_or_resume(spec).await?;
+    let store = JobStore::open(&manifest.spec.output.url, &manifest.name)?;
+    let (pending, markers) = pending_shards(&manifest, &store).await?;
+    let previous = cluster.job(&manifest.name).await?;
+    let generation = previous.as_ref().map_or(1, |r| r.generation + 1);
+    let state = if pending.is_empty() {
+        JobState::Complete
+    } else {
+        JobState::Running
+    };
+    let record = JobRecord {
+        name: manifest.name.clone(),
+        fingerprint: manifest.fingerprint.clone(),
+        planned_at: manifest.planned_at,
+        input_root: manifest.input_root.clone(),
+        spec: manifest.spec.clone(),
+        templates: manifest.templates.clone(),
+        shards_planned: manifest.shards.len() as u64,
+        submitted_at: Utc::now(),
+        generation,
+        state,
+    };
+    // The record first: a worker that gets a shard must find its job.
+    cluster.put_job(&record).await?;
+    let pending_ids: HashSet<&str> = pending.iter().map(|s| s.id.as_str()).collect();
+    for failed in cluster.failures(&manifest.name).await? {
+        if pending_ids.contains(failed.shard.as_str()) {
+            cluster.clear_failure(&failed.job, &failed.shard).await?;
+        }
+    }
+    let queue = NatsWorkQueue::open(cluster)
+        .await?
+        .with_generation(generation);
+    let tasks = pending
+        .iter()
+        .map(|shard| ShardTask {
+            job: manifest.name.clone(),
+            shard: shard.clone(),
+        })
+        .collect();
+    let outcomes = queue.publish_all(tasks).await?;
+    let queued = outcomes
+        .iter()
+        .filter(|o| **o == PublishOutcome::Queued)
+        .count() as u64;
+    let summary = SubmitSummary {
+        job: manifest.name.clone(),
+        output_url: store.url(),
+        resumed,
+        planned: manifest.shards.len() as u64,
+        committed_before: markers.len() as u64,
+        queued,
+        already_queued: outcomes.len() as u64 - queued,
+        generation,
+    };
+    tracing::info!(job = %summary.job, planned = summary.planned, committed = summary.committed_before, queued = summary.queued, already_queued = summary.already_queued, "job submitted");
+    Ok(summary)
+}
+
+/// Stops a job: no new shard of it starts (shards finishing now still commit); `submit`
+/// resumes it.
+pub async fn cancel(cluster: &Cluster, job: &str) -> Result<u64, RuntimeError> {
+    cluster
+        .update_job(job, |record| {
+            (record.state == JobState::Running).then(|| JobRecord {
+                state: JobState::Cancelled,
+                ..record.clone()
+            })
+        })
+        .await?;
+    let purged = cluster.purge_job(job).await?;
+    tracing::info!(job = %job, purged, "job cancelled");
+    Ok(purged)
+}
+
+/// Queues the failed shards of a job again (only those) and returns how many.
+pub async fn retry(cluster: &Cluster, job: &str) -> Result<u64, RuntimeError> {
+    let Some(record) = cluster.job(job).await? else {
+        return Err(RuntimeError::UnknownJob(job.to_owned()));
+    };
+    let failed = cluster.failures(job).await?;
+    if failed.is_empty() {
+        return Ok(0);
+    }
+    let store = JobStore::open(&record.spec.output.url, job)?;
+    let Some(manifest) = store.load_manifest().await? else {
+        return Err(RuntimeError::Config(format!(
+            "job {job:?} has no plan at {}; submit it again",
+            store.url()
+        )));
+    };
+    let updated = cluster
+        .update_job(job, |record| {
+            Some(JobRecord {
+                generation: record.generation + 1,
+                state: JobState::Running,
+                ..record.clone()
+            })
+        })
+        .await?
+        .unwrap_or(record);
+    let failed_ids: HashSet<&str> = failed.iter().map(|f| f.shard.as_str()).collect();
+    let tasks: Vec<ShardTask> = manifest
+        .shards
+        .iter()
+        .filter(|shard| failed_ids.contains(shard.id.as_str()))
+        .map(|shard| ShardTask {
+            job: job.to_owned(),
+            shard: shard.clone(),
+        })
+        .collect();
+    let queue = NatsWorkQueue::open(cluster)
+        .await?
+        .with_generation(updated.generation);
+    for failed in &failed {
+        cluster.clear_failure(job, &failed.shard).await?;
+    }
+    let count = tasks.len() as u64;
+    queue.publish_all(tasks).await?;
+    tracing::info!(job = %job, shards = count, "failed shards queued again");
+    Ok(count)
+}
+
+/// Where a running shard runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunningOn {
+    pub shard: String,
+    pub worker: String,
+    pub attempt: u32,
+    pub since: DateTime<Utc>,
+}
+
+/// A job's status as `rubricmill status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobStatus {
+    pub job: String,
+    pub state: String,
+    pub reason: Option<String>,
+    pub submitted_at: DateTime<Utc>,
+    pub planned: u64,
+    pub pending: u64,
+    pub running: Vec<RunningOn>,
+    pub committed: u64,
+    pub failed: Vec<FailedShard>,
+    /// The coordinator's view (rows, usage, rate); `None` until a coordinator has seen the job.
+    pub progress: Option<JobProgress>,
+    pub queue: QueueStats,
+    pub workers: u64,
+}
+
+/// The status of one job.
+pub async fn job_status(cluster: &Cluster, job: &str) -> Result<JobStatus, RuntimeError> {
+    let Some(record) = cluster.job(job).await? else {
+        return Err(RuntimeError::UnknownJob(job.to_owned()));
+    };
+    let workers = cluster.workers().await?;
+    let queue = cluster.queue_stats().await?;
+    status_of(cluster, record, &workers, queue).await
+}
+
+/// The status of every job the cluster knows.
+pub async fn jobs_status(cluster: &Cluster) -> Result<Vec<JobStatus>, RuntimeError> {
+    let workers = cluster.workers().await?;
+    let queue = cluster.queue_stats().await?;
+    let mut statuses = Vec::new();
+    for record in cluster.jobs().await? {
+        statuses.push(status_of(cluster, record, &workers, queue).await?);
+    }
+    Ok(statuses)
+}
+
+async fn status_of(
+    cluster: &Cluster,
+    record: JobRecord,
+    workers: &[rubricmill_cluster::WorkerBeat],
+    queue: QueueStats,
+) -> Result<JobStatus, RuntimeError> {
+    let progress = cluster.progress(&record.name).await?;
+    let failed = cluster.failures(&record.name).await?;
+    let running: Vec<RunningOn> = workers
+        .iter()
+        .flat_map(|beat| {
+            beat.in_flight
+                .iter()
+                .filter(|shard| shard.job == record.name)
+                .map(|shard| RunningOn {
+                    shard: shard.shard.clone(),
+                    worker: beat.id.clone(),
+                    attempt: shard.attempt,
+                    since: shard.since,
+                })
+        })
+        .collect();
+    let committed = progress.as_ref().map_or(0, |p| p.committed);
+    let pending = record
+        .shards_planned
+        .saturating_sub(committed + failed.len() as u64 + running.len() as u64);
+    let reason = match &record.state {
+        JobState::Halted { reason } => Some(reason.clone()),
+        _ => None,
+    };
+    Ok(JobStatus {
+        job: record.name,
+        state: record.state.label().to_owned(),
+        reason,
+        submitted_at: record.submitted_at,
+        planned: record.shards_planned,
+        pending,
+        running,
+        committed,
+        failed,
+        progress,
+        queue,
+        workers: workers.len() as u64,
+    })
+}

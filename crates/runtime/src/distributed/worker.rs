@@ -1,0 +1,443 @@
+//! A stateless worker of the distributed mode: pulls shards of any submitted job from the
+//! fleet's consumer, processes them with the shared worker loop, and keeps its part of the
+//! cluster state current: a heartbeat listing its shards in flight, its share of each job's
+//! rate limits (1 / live workers), fleet-wide pauses after a 429, and durable failure records.
+//!
+//! Shutdown (SIGTERM): stop pulling, let shards in flight finish until the drain deadline, hand
+//! the rest back with a nak, leave the fleet, exit.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use rubricmill_cluster::{
+    Cluster, FailedShard, JobRecord, JobState, Membership, NatsWorkQueue, RateLimitNotice,
+    RunningShard, WorkerBeat, publish_pause, subscribe_pauses,
+};
+use rubricmill_queue::{EventSink, ShardEvent};
+use rubricmill_store::JobManifest;
+use rubricmill_telemetry::{Health, Registry};
+use tokio::sync::watch;
+
+use super::metrics::WorkerMetrics;
+use crate::RuntimeError;
+use crate::job::{ContextOptions, JobContext};
+use crate::worker::{JobResolver, Worker, WorkerOptions};
+
+#[derive(Debug, Clone)]
+pub struct ClusterWorkerOptions {
+    pub worker: WorkerOptions,
+    /// How long shards in flight may run after SIGTERM before they are handed back.
+    pub drain_timeout: Duration,
+    pub context: ContextOptions,
+}
+
+/// Runs a worker until `shutdown` resolves, then drains.
+pub async fn run_worker(
+    cluster: Cluster,
+    mut options: ClusterWorkerOptions,
+    registry: Arc<Registry>,
+    health: Arc<Health>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RuntimeError> {
+    let worker_id = options.worker.worker_id.clone();
+    let consumer = cluster.consumer_config().await?;
+    // Heartbeats keep a running shard's ack deadline ahead of it.
+    options.worker.heartbeat = (consumer.ack_wait / 3).max(Duration::from_millis(100));
+    let metrics = WorkerMetrics::register(&registry);
+    let running: Arc<Mutex<BTreeMap<(String, String), RunningShard>>> = Arc::default();
+    let draining = Arc::new(AtomicBool::new(false));
+    let beat = {
+        let running = running.clone();
+        let draining = draining.clone();
+        let started_at = Utc::now();
+        let capacity = options.worker.shard_concurrency as u32;
+        let worker_id = worker_id.clone();
+        move || WorkerBeat {
+            id: worker_id.clone(),
+            host: hostname(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            started_at,
+            beat_at: Utc::now(),
+            capacity,
+            in_flight: running
+                .lock()
+                .expect("running lock")
+                .values()
+                .cloned()
+                .collect(),
+            draining: draining.load(Ordering::SeqCst),
+        }
+    };
+    let membership = Membership::join(&cluster, &beat()).await?;
+    let jobs = Arc::new(ClusterJobs {
+        cluster: cluster.clone(),
+        worker_id: worker_id.clone(),
+        options: options.context.clone(),
+        contexts: Mutex::default(),
+        live: membership.live_workers(),
+    });
+    let mut background = tokio::task::JoinSet::new();
+    background.spawn(follow_share(
+        jobs.clone(),
+        membership.live_workers(),
+        metrics.clone(),
+    ));
+    let pauses = {
+        let jobs = jobs.clone();
+        subscribe_pauses(&cluster, worker_id.clone(), move |endpoint, pause| {
+            jobs.pause_endpoint(endpoint, pause)
+        })
+        .await?
+    };
+    {
+        let jobs = jobs.clone();
+        let metrics = metrics.clone();
+        let running = running.clone();
+        registry.on_scrape(Box::new(move || {
+            let (usage, waits) = jobs.usage();
+            metrics.set_usage(&usage, waits);
+            metrics
+                .in_flight
+                .set(running.lock().expect("running lock").len() as f64);
+        }));
+    }
+    let connection = super::follow_connection(cluster.clone(), health, draining.clone());
+    let queue = Arc::new(NatsWorkQueue::open(&cluster).await?);
+    let events = Arc::new(ClusterEvents {
+        cluster: cluster.clone(),
+        worker_id: worker_id.clone(),
+        running: running.clone(),
+        metrics: metrics.clone(),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (hand_back_tx, hand_back_rx) = watch::channel(false);
+    let worker = Arc::new(
+        Worker::new(options.worker.clone(), queue.clone(), jobs.clone(), events)
+            .with_hand_back(hand_back_rx),
+    );
+    tracing::info!(worker = %worker_id, shards = options.worker.shard_concurrency, ack_wait_s = consumer.ack_wait.as_secs_f64(), "worker joined");
+    let mut run = tokio::spawn(worker.run(stop_rx));
+    let mut heartbeat = tokio::time::interval(cluster.settings().heartbeat_ttl / 3);
+    tokio::pin!(shutdown);
+    let finished_early = loop {
+        tokio::select! {
+            () = &mut shutdown => break None,
+            joined = &mut run => break Some(joined),
+            _ = heartbeat.tick() => {
+                if let Err(error) = membership.beat(&beat()).await {
+                    tracing::warn!(error = %error, "heartbeat failed");
+                }
+                if let Ok(stats) = cluster.queue_stats().await {
+                    metrics.queue_pending.set(stats.pending as f64);
+                }
+            }
+        }
+    };
+    let result = match finished_early {
+        Some(joined) => flatten(joined),
+        None => {
+            tracing::info!(worker = %worker_id, deadline_s = options.drain_timeout.as_secs_f64(), "draining: no new shards, finishing those in flight");
+            draining.store(true, Ordering::SeqCst);
+            let _ = stop_tx.send(true);
+            queue.close();
+            let _ = membership.beat(&beat()).await;
+            match tokio::time::timeout(options.drain_timeout, &mut run).await {
+                Ok(joined) => flatten(joined),
+                Err(_) => {
+                    tracing::warn!(worker = %worker_id, "drain deadline passed, handing shards back");
+                    let _ = hand_back_tx.send(true);
+                    flatten(run.await)
+                }
+            }
+        }
+    };
+    pauses.abort();
+    connection.abort();
+    background.abort_all();
+    if let Err(error) = membership.leave().await {
+        tracing::warn!(error = %error, "leaving the fleet failed; the heartbeat expires instead");
+    }
+    tracing::info!(worker = %worker_id, "worker stopped");
+    result
+}
+
+fn flatten(
+    joined: Result<Result<(), RuntimeError>, tokio::task::JoinError>,
+) -> Result<(), RuntimeError> {
+    joined.map_err(|e| RuntimeError::Config(format!("worker loop panicked: {e}")))?
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Sets every job's share of its rate limits whenever the number of live workers changes.
+async fn follow_share(
+    jobs: Arc<ClusterJobs>,
+    mut live: watch::Receiver<usize>,
+    metrics: WorkerMetrics,
+) {
+    loop {
+        let workers = (*live.borrow_and_update()).max(1);
+        let share = 1.0 / workers as f64;
+        jobs.set_share(share);
+        metrics.live_workers.set(workers as f64);
+        metrics.rate_share.set(share);
+        tracing::debug!(workers, share, "rate-limit share set");
+        if live.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Resolves jobs from the cluster's job records, keeping one context per job. Every delivery
+/// re-reads the record, so a cancelled or halted job stops at once.
+struct ClusterJobs {
+    cluster: Cluster,
+    worker_id: String,
+    options: ContextOptions,
+    contexts: Mutex<HashMap<String, (String, Arc<JobContext>)>>,
+    live: watch::Receiver<usize>,
+}
+
+impl ClusterJobs {
+    fn contexts(&self) -> Vec<Arc<JobContext>> {
+        let contexts = self.contexts.lock().expect("contexts lock");
+        contexts.values().map(|(_, c)| c.clone()).collect()
+    }
+
+    fn set_share(&self, share: f64) {
+        for context in self.contexts() {
+            for (_, gateway) in &context.endpoints {
+                gateway.set_share(share);
+            }
+        }
+    }
+
+    fn pause_endpoint(&self, endpoint: &str, pause: Duration) {
+        for context in self.contexts() {
+            for (key, gateway) in &context.endpoints {
+                if key == endpoint {
+                    gateway.pause(pause);
+                }
+            }
+        }
+    }
+
+    fn usage(&self) -> (rubricmill_core::Usage, u64) {
+        let mut usage = rubricmill_core::Usage::default();
+        let mut waits = 0;
+        for context in self.contexts() {
+            usage.add(&context.usage());
+            waits += context
+                .endpoints
+                .iter()
+                .map(|(_, g)| g.rate_limit_waits())
+                .sum::<u64>();
+        }
+        (usage, waits)
+    }
+
+    async fn build(&self, record: JobRecord) -> Result<Arc<JobContext>, RuntimeError> {
+        let spent_before = self
+            .cluster
+            .progress(&record.name)
+            .await?
+            .map_or(0.0, |p| p.usage.cost_usd);
+        let manifest = JobManifest {
+            name: record.name.clone(),
+            fingerprint: record.fingerprint.clone(),
+            planned_at: record.planned_at,
+            input_root: record.input_root.clone(),
+            spec: record.spec.clone(),
+            templates: record.templates.clone(),
+            // Deliveries carry their shard; the list stays in job.json.
+            shards: Vec::new(),
+        };
+        let options = self.options.clone();
+        let context =
+            tokio::task::spawn_blocking(move || JobContext::new(manifest, spent_before, &options))
+                .await
+                .map_err(|e| {
+                    RuntimeError::Config(format!("building the job context panicked: {e}"))
+                })??;
+        let context = Arc::new(context);
+        let share = 1.0 / (*self.live.borrow()).max(1) as f64;
+        for (endpoint, gateway) in &context.endpoints {
+            gateway.set_share(share);
+            let cluster = self.cluster.clone();
+            let endpoint = endpoint.clone();
+            let from = self.worker_id.clone();
+            gateway.observe_throttling(Box::new(move |pause| {
+                let notice = RateLimitNotice {
+                    endpoint: endpoint.clone(),
+                    pause_ms: pause.as_millis() as u64,
+                    from: from.clone(),
+                };
+                let cluster = cluster.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = publish_pause(&cluster, &notice).await {
+                        tracing::debug!(error = %error, "cannot share a rate-limit pause");
+                    }
+                });
+            }));
+        }
+        tracing::info!(job = %record.name, fingerprint = %record.fingerprint, spent_before_usd = spent_before, "job context ready");
+        Ok(context)
+    }
+}
+
+#[async_trait::async_trait]
+impl JobResolver for ClusterJobs {
+    async fn resolve(&self, job: &str) -> Result<Arc<JobContext>, RuntimeError> {
+        let Some(record) = self.cluster.job(job).await? else {
+            return Err(RuntimeError::UnknownJob(job.to_owned()));
+        };
+        if record.state != JobState::Running {
+            return Err(RuntimeError::JobInactive {
+                job: job.to_owned(),
+                state: record.state.label().to_owned(),
+            });
+        }
+        if let Some((fingerprint, context)) = self.contexts.lock().expect("contexts lock").get(job)
+            && *fingerprint == record.fingerprint
+        {
+            return Ok(context.clone());
+        }
+        let fingerprint = record.fingerprint.clone();
+        let context = self.build(record).await?;
+        self.contexts
+            .lock()
+            .expect("contexts lock")
+            .insert(job.to_owned(), (fingerprint, context.clone()));
+        Ok(context)
+    }
+}
+
+/// Turns worker events into cluster state: the running set for heartbeats, durable failure
+/// records, halting a job that cannot go on, metrics, and a notice to the coordinator.
+struct ClusterEvents {
+    cluster: Cluster,
+    worker_id: String,
+    running: Arc<Mutex<BTreeMap<(String, String), RunningShard>>>,
+    metrics: WorkerMetrics,
+}
+
+impl ClusterEvents {
+    async fn halt(&self, job: &str, reason: &str) {
+        let halted = self
+            .cluster
+            .update_job(job, |record| {
+                (record.state == JobState::Running).then(|| JobRecord {
+                    state: JobState::Halted {
+                        reason: reason.to_owned(),
+                    },
+                    ..record.clone()
+                })
+            })
+            .await;
+        match halted {
+            Ok(Some(_)) => {
+                tracing::error!(job = %job, reason = %reason, "job halted");
+                if let Err(error) = self.cluster.purge_job(job).await {
+                    tracing::warn!(job = %job, error = %error, "cannot purge the halted job's queue");
+                }
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(job = %job, error = %error, "cannot halt the job"),
+        }
+    }
+
+    /// Failure records must survive this worker: retried until stored (or the shard will be
+    /// found by the coordinator's sweep).
+    async fn record_failure(&self, failed: FailedShard) {
+        for attempt in 1..=5u32 {
+            match self.cluster.record_failure(&failed).await {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(shard = %failed.shard, attempt, error = %error, "cannot record the failed shard yet");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventSink for ClusterEvents {
+    async fn send(&self, event: ShardEvent) {
+        let key = (event.job().to_owned(), event.shard().to_owned());
+        let outcome = match &event {
+            ShardEvent::Started { attempt, .. } => {
+                let shard = RunningShard {
+                    job: key.0.clone(),
+                    shard: key.1.clone(),
+                    attempt: *attempt,
+                    since: Utc::now(),
+                };
+                self.running
+                    .lock()
+                    .expect("running lock")
+                    .insert(key.clone(), shard);
+                None
+            }
+            ShardEvent::Committed {
+                records,
+                rows,
+                rejects,
+                ..
+            } => {
+                self.metrics.records.inc_by(*records as f64);
+                self.metrics.rows.inc_by(*rows as f64);
+                self.metrics.rejects.inc_by(*rejects as f64);
+                Some("committed")
+            }
+            ShardEvent::AlreadyCommitted { .. } => Some("already_committed"),
+            ShardEvent::Retrying { .. } => Some("retried"),
+            ShardEvent::Failed { job, shard, reason } => {
+                let attempts = self
+                    .running
+                    .lock()
+                    .expect("running lock")
+                    .get(&key)
+                    .map_or(0, |r| r.attempt);
+                self.record_failure(FailedShard {
+                    job: job.clone(),
+                    shard: shard.clone(),
+                    reason: reason.clone(),
+                    attempts,
+                    worker: Some(self.worker_id.clone()),
+                    at: Utc::now(),
+                })
+                .await;
+                Some("failed")
+            }
+            ShardEvent::BudgetExhausted { job, reason, .. } => {
+                self.halt(job, &format!("budget reached: {reason}")).await;
+                Some("handed_back")
+            }
+            ShardEvent::Fatal { job, reason, .. } => {
+                self.halt(job, reason).await;
+                Some("handed_back")
+            }
+            ShardEvent::HandedBack { .. } => Some("handed_back"),
+        };
+        if let Some(outcome) = outcome {
+            self.running.lock().expect("running lock").remove(&key);
+            self.metrics.shards.with(&[outcome]).inc();
+        }
+        let subject = self.cluster.names().events(&key.0);
+        let payload = bytes::Bytes::from(serde_json::to_vec(&event).unwrap_or_default());
+        if let Err(error) = self.cluster.client().publish(subject, payload).await {
+            tracing::debug!(error = %error, "cannot publish a shard event");
+        }
+    }
+}
