@@ -8,6 +8,7 @@
 #
 #   scripts/test-deploy.sh                 # everything
 #   scripts/test-deploy.sh --no-cluster    # the static checks only (no release build)
+#   RUBRICMILL_BIN=path/to/rubricmill scripts/test-deploy.sh   # use that binary, build nothing
 #
 # Everything is offline after the first run: Python tools go into a venv under
 # ~/.cache/rubricmill/deploy-venv (deploy/checks/requirements.txt, pinned), npm packages into
@@ -22,7 +23,7 @@ case "${1:-}" in
   "") ;;
   --no-cluster) run_cluster=0 ;;
   -h | --help)
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
   *)
@@ -118,7 +119,7 @@ check_hadolint() {
   "$venv/bin/hadolint" --version
   # DL3008 (pin apt package versions): Debian's point releases replace those versions, so
   # pins break builds; the base image tag pins the release instead.
-  "$venv/bin/hadolint" --ignore DL3008 deploy/Dockerfile && echo "hadolint: deploy/Dockerfile clean"
+  "$venv/bin/hadolint" --no-color --ignore DL3008 deploy/Dockerfile && echo "hadolint: deploy/Dockerfile clean"
 }
 
 check_shellcheck() {
@@ -183,7 +184,12 @@ fi
 
 if [ "$run_cluster" = 1 ]; then
   log "release build"
-  if build_release; then
+  # RUBRICMILL_BIN: a binary built elsewhere (e.g. by an earlier CI step); else build it.
+  if [ -n "${RUBRICMILL_BIN:-}" ]; then
+    bin=$RUBRICMILL_BIN
+    echo "using $bin"
+  fi
+  if [ -n "${RUBRICMILL_BIN:-}" ] || build_release; then
     run_check "command lines use existing subcommands and flags" check_cli_flags
     run_check "job specs pass rubricmill validate" check_job_specs
     run_check "dev cluster end to end" check_dev_cluster

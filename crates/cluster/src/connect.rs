@@ -192,7 +192,7 @@ pub async fn connect(options: &NatsOptions) -> Result<Client, ClusterError> {
             servers: options.redacted_servers(),
             reason: e.to_string(),
         })?;
-    tracing::info!(servers = %options.redacted_servers(), "connected to nats");
+    tracing::debug!(servers = %options.redacted_servers(), "connected to nats");
     Ok(client)
 }
 

@@ -1,0 +1,489 @@
+//! The distributed mode end to end: a real nats-server with JetStream, mock-llm over HTTP, and
+//! the coordinator and workers as separate `rubricmill` processes, killed and restarted the way
+//! a cluster kills them.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rubricmill_mock_llm::MockConfig;
+use rubricmill_testkit::{NatsServer, free_port};
+
+use crate::{Committed, Mock, rubricmill, write_pairs, write_spec};
+
+/// A NATS server, a coordinator and workers, all stopped when dropped.
+struct Fleet {
+    nats: NatsServer,
+    dir: tempfile::TempDir,
+    coordinator: Option<Child>,
+    workers: Vec<(String, Child)>,
+    spawned: usize,
+    /// Extra queue arguments for submit and the coordinator.
+    queue_args: Vec<String>,
+}
+
+impl Fleet {
+    fn start(queue_args: &[&str]) -> Option<Self> {
+        let nats = NatsServer::start()?;
+        let mut fleet = Self {
+            nats,
+            dir: tempfile::tempdir().unwrap(),
+            coordinator: None,
+            workers: Vec::new(),
+            spawned: 0,
+            queue_args: queue_args.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        fleet.start_coordinator();
+        Some(fleet)
+    }
+
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, subcommand: &str) -> Command {
+        let mut command = rubricmill();
+        command
+            .arg(subcommand)
+            .env("RUBRICMILL_NATS_URL", self.nats.url())
+            .env(
+                "RUST_LOG",
+                "warn,rubricmill_runtime=info,rubricmill_cluster=info",
+            );
+        command
+    }
+
+    fn log(&self, name: &str) -> std::fs::File {
+        std::fs::File::create(self.dir().join(format!("{name}.log"))).unwrap()
+    }
+
+    fn start_coordinator(&mut self) {
+        let child = self
+            .command("coordinator")
+            .args(["--reconcile-every", "500ms"])
+            .args(&self.queue_args)
+            .stdout(Stdio::null())
+            .stderr(self.log("coordinator"))
+            .spawn()
+            .unwrap();
+        self.coordinator = Some(child);
+    }
+
+    /// Starts a worker process; `extra` goes on its command line.
+    fn start_worker(&mut self, extra: &[&str]) -> String {
+        self.spawned += 1;
+        let id = format!("w{}", self.spawned);
+        let child = self
+            .command("worker")
+            .args(["--id", &id, "--heartbeat-ttl", "3s"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(self.log(&id))
+            .spawn()
+            .unwrap();
+        self.workers.push((id.clone(), child));
+        id
+    }
+
+    /// Kills a worker with SIGKILL.
+    fn kill_worker(&mut self, index: usize) -> String {
+        let (id, mut child) = self.workers.remove(index);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        id
+    }
+
+    fn submit(&self, spec: &Path) -> serde_json::Value {
+        let output = self
+            .command("submit")
+            .arg(spec)
+            .arg("--json")
+            .args(&self.queue_args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "submit failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
+    fn run(&self, subcommand: &str, job: &str) -> String {
+        let output = self.command(subcommand).arg(job).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{subcommand} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn status(&self, job: &str) -> Option<serde_json::Value> {
+        let output = self
+            .command("status")
+            .args([job, "--json"])
+            .output()
+            .unwrap();
+        output
+            .status
+            .success()
+            .then(|| serde_json::from_slice(&output.stdout).unwrap())
+    }
+
+    /// Polls `status` until `done` holds; panics with the last status and the logs otherwise.
+    fn wait_for(
+        &self,
+        job: &str,
+        timeout: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        while Instant::now() < deadline {
+            if let Some(status) = self.status(job) {
+                if done(&status) {
+                    return status;
+                }
+                last = Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!(
+            "job {job} did not get there in {timeout:?}; last status: {last:?}\n{}",
+            self.logs()
+        );
+    }
+
+    fn wait_complete(&self, job: &str, timeout: Duration) -> serde_json::Value {
+        self.wait_for(job, timeout, |s| s["state"] == "complete")
+    }
+
+    /// Waits until `job`'s status counts `count` live workers.
+    fn wait_workers(&self, job: &str, count: u64) {
+        self.wait_for(job, Duration::from_secs(60), |s| s["workers"] == count);
+    }
+
+    fn logs(&self) -> String {
+        let mut text = String::new();
+        for entry in std::fs::read_dir(self.dir()).unwrap().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let log = std::fs::read_to_string(&path).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                text.push_str(&format!("--- {}\n", path.display()));
+                for line in tail.into_iter().rev() {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+        }
+        text
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.workers {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(child) = &mut self.coordinator {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A crg job of `pairs` synthetic pairs, 10 per shard, against `mock`. The consistency filter is
+/// off so that every pair costs exactly one call and makes exactly one row.
+fn crg_job(dir: &Path, name: &str, mock: &Mock, pairs: usize, llm: &str) -> PathBuf {
+    let input = dir.join(format!("{name}.jsonl"));
+    write_pairs(&input, pairs);
+    pairs_job(dir, name, &input, mock, llm)
+}
+
+fn pairs_job(dir: &Path, name: &str, input: &Path, mock: &Mock, llm: &str) -> PathBuf {
+    write_spec(
+        dir,
+        name,
+        &format!(
+            "pipeline = \"crg\"\n[input]\nurl = \"{}\"\nrecords_per_shard = 10\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"mock-model\"\nmax_tokens = 300\n{llm}\n[crg]\nconsistency_filter = false\n",
+            input.display(),
+            dir.join("out").display(),
+            mock.server().base_url()
+        ),
+    )
+}
+
+fn latency(ms: u64) -> rubricmill_mock_llm::Latency {
+    rubricmill_mock_llm::Latency {
+        fixed_ms: Some(ms),
+        ..Default::default()
+    }
+}
+
+/// The ids every row must have, once each.
+fn assert_exactly_once(committed: &Committed, pairs: usize) {
+    let ids = committed.strings("pair_id");
+    let distinct: HashSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "an id was committed twice");
+    let expected: HashSet<String> = (0..pairs).map(|i| format!("pair-{i:06}")).collect();
+    let got: HashSet<String> = ids.into_iter().collect();
+    assert_eq!(got, expected, "committed rows are not exactly the inputs");
+}
+
+#[test]
+fn three_worker_processes_commit_every_record_once() {
+    let Some(mut fleet) = Fleet::start(&[]) else {
+        return;
+    };
+    let mock = Mock::start(MockConfig {
+        latency: latency(20),
+        ..MockConfig::default()
+    });
+    let spec = crg_job(fleet.dir(), "three", &mock, 300, "max_concurrency = 8");
+    let metrics_port = free_port();
+    fleet.start_worker(&["--metrics-addr", &format!("127.0.0.1:{metrics_port}")]);
+    fleet.start_worker(&[]);
+    fleet.start_worker(&[]);
+    let submitted = fleet.submit(&spec);
+    assert_eq!(submitted["planned"], 30);
+    assert_eq!(submitted["queued"], 30);
+    let status = fleet.wait_complete("three", Duration::from_secs(120));
+    assert_eq!(status["committed"], 30);
+    assert_eq!(status["failed"].as_array().unwrap().len(), 0);
+    assert_eq!(status["progress"]["rows"], 300);
+    let committed = Committed::read(&fleet.dir().join("out/three"));
+    assert_eq!(committed.row_count() + committed.reject_count(), 300);
+    assert_exactly_once(&committed, 300);
+    let workers: HashSet<&str> = committed
+        .markers
+        .iter()
+        .map(|m| m["worker_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        workers.is_subset(&HashSet::from(["w1", "w2", "w3"])),
+        "{workers:?}"
+    );
+    assert!(workers.len() >= 2, "one worker did everything: {workers:?}");
+    assert_eq!(mock.count(200), 300, "one call per pair");
+    // The worker's metrics agree with what it committed.
+    let mine = committed
+        .markers
+        .iter()
+        .filter(|m| m["worker_id"] == "w1")
+        .map(|m| m["rows"].as_u64().unwrap())
+        .sum::<u64>();
+    let metrics = http_get(metrics_port, "/metrics");
+    assert!(
+        metrics.contains(&format!("rubricmill_rows_total {mine}\n")),
+        "w1 committed {mine} rows; metrics:\n{metrics}"
+    );
+    assert!(metrics.contains("rubricmill_workers_live 3\n"), "{metrics}");
+    assert_eq!(http_get(metrics_port, "/readyz"), "ready");
+    // Submitting a complete job again queues nothing.
+    let again = fleet.submit(&spec);
+    assert_eq!(
+        (again["queued"].as_u64(), again["committed_before"].as_u64()),
+        (Some(0), Some(30))
+    );
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn kill_nine_chaos_commits_exactly_once_and_replays_paid_calls_from_the_cache() {
+    let Some(mut fleet) = Fleet::start(&["--ack-wait", "2s", "--max-deliver", "20"]) else {
+        return;
+    };
+    let mock = Mock::start(MockConfig {
+        latency: latency(100),
+        ..MockConfig::default()
+    });
+    let pairs = 3000;
+    let spec = crg_job(fleet.dir(), "chaos", &mock, pairs, "max_concurrency = 8");
+    for _ in 0..3 {
+        fleet.start_worker(&["--records", "8", "--shards", "1"]);
+    }
+    fleet.submit(&spec);
+    // Kill a worker at a pseudo-random moment, start a replacement, at least ten times.
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut kills = 0;
+    while kills < 12 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(300 + seed % 700));
+        let victim = (seed % fleet.workers.len() as u64) as usize;
+        fleet.kill_worker(victim);
+        kills += 1;
+        fleet.start_worker(&["--records", "8", "--shards", "1"]);
+    }
+    let status = fleet.wait_complete("chaos", Duration::from_secs(300));
+    assert_eq!(status["failed"].as_array().unwrap().len(), 0, "{status}");
+    let committed = Committed::read(&fleet.dir().join("out/chaos"));
+    assert_exactly_once(&committed, pairs);
+    let requests = mock.requests();
+    let answered = requests.iter().filter(|r| r.status == 200).count();
+    let distinct: HashSet<String> = requests
+        .iter()
+        .map(|r| serde_json::to_string(&r.body).unwrap())
+        .collect();
+    assert_eq!(distinct.len(), pairs, "one distinct request per pair");
+    assert!(
+        answered as f64 <= 1.05 * distinct.len() as f64,
+        "{answered} requests for {} distinct ones after {kills} kills",
+        distinct.len()
+    );
+    assert!(
+        committed.marker_sum("rows") == pairs as u64,
+        "markers disagree with the rows"
+    );
+}
+
+#[test]
+fn a_nats_server_restart_mid_run_loses_nothing() {
+    let Some(mut fleet) = Fleet::start(&["--ack-wait", "3s"]) else {
+        return;
+    };
+    let mock = Mock::start(MockConfig {
+        latency: latency(50),
+        ..MockConfig::default()
+    });
+    let pairs = 600;
+    let spec = crg_job(fleet.dir(), "restart", &mock, pairs, "max_concurrency = 4");
+    fleet.start_worker(&["--shards", "1", "--records", "4"]);
+    fleet.start_worker(&["--shards", "1", "--records", "4"]);
+    fleet.submit(&spec);
+    fleet.wait_for("restart", Duration::from_secs(60), |s| {
+        s["progress"]["committed"].as_u64().unwrap_or(0) >= 3
+    });
+    fleet.nats.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    fleet.nats.restart();
+    let status = fleet.wait_complete("restart", Duration::from_secs(180));
+    assert_eq!(status["committed"], 60);
+    assert_eq!(status["failed"].as_array().unwrap().len(), 0, "{status}");
+    assert_exactly_once(&Committed::read(&fleet.dir().join("out/restart")), pairs);
+}
+
+#[test]
+fn a_shard_that_always_fails_is_recorded_after_max_deliver_and_retry_runs_it_again() {
+    let Some(mut fleet) = Fleet::start(&["--max-deliver", "2", "--ack-wait", "5s"]) else {
+        return;
+    };
+    let mock = Mock::start(MockConfig::default());
+    let inputs = fleet.dir().join("inputs");
+    std::fs::create_dir_all(&inputs).unwrap();
+    write_pairs(&inputs.join("a.jsonl"), 20);
+    write_pairs(&inputs.join("b.jsonl"), 5);
+    let spec = pairs_job(fleet.dir(), "flaky", &inputs.join("*.jsonl"), &mock, "");
+    // Planned with both files; then one disappears before any worker reads it.
+    fleet.submit(&spec);
+    let hidden = fleet.dir().join("b.jsonl.hidden");
+    std::fs::rename(inputs.join("b.jsonl"), &hidden).unwrap();
+    fleet.start_worker(&[]);
+    let status = fleet.wait_complete("flaky", Duration::from_secs(120));
+    let failed = status["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{status}");
+    assert_eq!(failed[0]["attempts"], 2, "{status}");
+    assert_eq!(status["committed"], 2);
+    let text = fleet.run("status", "flaky");
+    assert!(
+        text.contains("1 failed") && text.contains("rubricmill retry flaky"),
+        "{text}"
+    );
+    // The file is back: retry queues that shard only, and it commits.
+    std::fs::rename(&hidden, inputs.join("b.jsonl")).unwrap();
+    let attempts = |committed: &Committed| -> HashSet<String> {
+        committed
+            .markers
+            .iter()
+            .map(|m| m["attempt_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let before = attempts(&Committed::read(&fleet.dir().join("out/flaky")));
+    assert!(
+        fleet
+            .run("retry", "flaky")
+            .contains("1 failed shards queued again")
+    );
+    let status = fleet.wait_for("flaky", Duration::from_secs(120), |s| {
+        s["state"] == "complete" && s["failed"].as_array().is_some_and(Vec::is_empty)
+    });
+    assert_eq!(status["committed"], 3);
+    let committed = Committed::read(&fleet.dir().join("out/flaky"));
+    assert_eq!(committed.row_count(), 25);
+    let after = attempts(&committed);
+    assert!(before.is_subset(&after), "a committed shard ran again");
+    assert_eq!(after.len(), 3);
+}
+
+#[test]
+fn four_workers_share_the_jobs_rate_limit_without_429s() {
+    let Some(mut fleet) = Fleet::start(&[]) else {
+        return;
+    };
+    // The server enforces the same 1,200 requests per minute the job declares.
+    let mock = Mock::start(MockConfig {
+        rps: Some(20.0),
+        burst: Some(20),
+        latency: latency(20),
+        ..MockConfig::default()
+    });
+    let pairs = 400;
+    let spec = crg_job(
+        fleet.dir(),
+        "shared",
+        &mock,
+        pairs,
+        "requests_per_minute = 1200\nmax_concurrency = 16",
+    );
+    for _ in 0..4 {
+        fleet.start_worker(&[]);
+    }
+    // Every worker knows the others before the first shard arrives.
+    let warmup = crg_job(fleet.dir(), "warmup", &mock, 1, "");
+    fleet.submit(&warmup);
+    fleet.wait_complete("warmup", Duration::from_secs(60));
+    fleet.wait_workers("warmup", 4);
+    let warmup_requests = mock.requests().len();
+    fleet.submit(&spec);
+    let status = fleet.wait_complete("shared", Duration::from_secs(120));
+    assert_eq!(status["progress"]["rows"], pairs as u64);
+    let requests: Vec<_> = mock.requests().into_iter().skip(warmup_requests).collect();
+    let throttled = requests.iter().filter(|r| r.status == 429).count();
+    assert!(
+        throttled * 100 <= requests.len(),
+        "{throttled} of {} requests got 429",
+        requests.len()
+    );
+    // Throughput while all four were busy: the middle of the run, by the server's clock.
+    let answered: Vec<Duration> = requests
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.at)
+        .collect();
+    let (start, end) = (answered[pairs / 10], answered[pairs * 9 / 10]);
+    let rate = (pairs * 8 / 10) as f64 / (end - start).as_secs_f64();
+    assert!(
+        rate >= 0.95 * 20.0,
+        "{rate:.2} requests/s against a limit of 20/s"
+    );
+}
