@@ -32,7 +32,8 @@ keep=0
 drain_timeout=20s
 job_name=dev-cluster-crg
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+# usage: the comment block at the top of this file.
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 while [ $# -gt 0 ]; do
   case "$1" in

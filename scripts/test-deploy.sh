@@ -23,7 +23,7 @@ case "${1:-}" in
   "") ;;
   --no-cluster) run_cluster=0 ;;
   -h | --help)
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
     exit 0
     ;;
   *)

@@ -242,7 +242,9 @@ def check_k8s_refs(k8s_dir: Path) -> int:
             meta = trigger.get("metadata") or {}
             if trigger.get("type") != "nats-jetstream":
                 continue
-            want_stream, want_consumer = f"{prefix.upper()}_SHARDS", f"{prefix}-workers"
+            # As the binary derives them (rubricmill-cluster's Names).
+            want_stream = f"{prefix.upper().replace('-', '_')}_SHARDS"
+            want_consumer = f"{prefix}-workers"
             if meta.get("stream") != want_stream:
                 problems.add(where, f"stream is {meta.get('stream')!r}; with prefix {prefix!r} it is {want_stream!r}")
             if meta.get("consumer") != want_consumer:
@@ -451,7 +453,17 @@ def check_nats_values(k8s_dir: Path) -> int:
             endpoint = (trigger.get("metadata") or {}).get("natsServerMonitoringEndpoint", "")
             if not endpoint.endswith(f":{monitor_port}"):
                 problems.add(describe(so), f"monitors {endpoint!r}, but the chart's monitoring port is {monitor_port}")
-    return problems.finish("JetStream with file storage and the monitoring port KEDA reads are enabled")
+    # Stream and bucket replicas cannot exceed the NATS servers there are.
+    cluster = ((values or {}).get("config") or {}).get("cluster") or {}
+    servers = cluster.get("replicas", 3) if cluster.get("enabled") else 1
+    settings = next(
+        (d.get("data") or {} for _, d in k8s_resources(k8s_dir) if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "rubricmill-settings"),
+        {},
+    )
+    replicas = int(settings.get("RUBRICMILL_REPLICAS", "1"))
+    if replicas > servers:
+        problems.add("settings.yaml", f"RUBRICMILL_REPLICAS {replicas} exceeds the {servers} NATS server(s) of nats-values.yaml")
+    return problems.finish(f"JetStream with file storage, the monitoring port KEDA reads, {servers} servers for {replicas} replicas")
 
 
 # --------------------------------------------------------------------------- Compose

@@ -4,7 +4,8 @@
 //! Buckets are sized so the limiter never bursts past what a provider enforcing the same
 //! per-minute limit at a finer granularity would accept: requests refill continuously with a
 //! burst of one second's worth less one request (the spare absorbs arrival jitter on the way
-//! to a server that enforces the same bucket); tokens with a burst of ten seconds' worth, so
+//! to a server that enforces the same bucket), or no burst at all for a worker that shares the
+//! limit with others; tokens with a burst of ten seconds' worth, so
 //! one request can reserve its estimated input plus `max_tokens`. A request needing more tokens than that burst
 //! is refused with a clear error instead of waiting forever.
 
@@ -51,9 +52,13 @@ fn quota(per_minute: f64, burst_seconds: f64, spare: f64) -> (Quota, u32) {
 
 impl Buckets {
     fn new(limits: Limits, share: f64) -> Self {
+        // Sharing the limit with other workers, a burst would be a catch-up after an idle
+        // moment; several workers catching up at once overrun a server that is already at its
+        // limit. So a share is paced strictly, one request at a time.
+        let burst_seconds = if share < 1.0 { 0.0 } else { 1.0 };
         let requests = limits
             .requests_per_minute
-            .map(|rpm| RateLimiter::direct(quota(f64::from(rpm) * share, 1.0, 1.0).0));
+            .map(|rpm| RateLimiter::direct(quota(f64::from(rpm) * share, burst_seconds, 1.0).0));
         let (tokens, token_burst) = match limits.tokens_per_minute {
             Some(tpm) => {
                 let (quota, burst) = quota(f64::from(tpm) * share, 10.0, 0.0);
@@ -117,6 +122,30 @@ impl RateLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_request_limit_has_no_burst() {
+        let alone = Buckets::new(
+            Limits {
+                requests_per_minute: Some(1200),
+                tokens_per_minute: None,
+            },
+            1.0,
+        );
+        let shared = Buckets::new(
+            Limits {
+                requests_per_minute: Some(1200),
+                tokens_per_minute: None,
+            },
+            0.25,
+        );
+        let take_at_once = |buckets: &Buckets| {
+            let bucket = buckets.requests.as_ref().unwrap();
+            (0..100).take_while(|_| bucket.check().is_ok()).count()
+        };
+        assert_eq!(take_at_once(&alone), 19);
+        assert_eq!(take_at_once(&shared), 1);
+    }
 
     #[test]
     fn bursts_are_one_second_of_requests_and_ten_of_tokens() {

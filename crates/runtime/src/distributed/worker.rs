@@ -78,6 +78,7 @@ pub async fn run_worker(
         worker_id: worker_id.clone(),
         options: options.context.clone(),
         contexts: Mutex::default(),
+        building: tokio::sync::Mutex::new(()),
         live: membership.live_workers(),
     });
     let mut background = tokio::task::JoinSet::new();
@@ -205,10 +206,19 @@ struct ClusterJobs {
     worker_id: String,
     options: ContextOptions,
     contexts: Mutex<HashMap<String, (String, Arc<JobContext>)>>,
+    /// One build at a time: two shards of a new job arriving together must share one context
+    /// (one gateway, one rate-limit bucket), not build one each.
+    building: tokio::sync::Mutex<()>,
     live: watch::Receiver<usize>,
 }
 
 impl ClusterJobs {
+    fn cached(&self, job: &str, fingerprint: &str) -> Option<Arc<JobContext>> {
+        let contexts = self.contexts.lock().expect("contexts lock");
+        let (cached_fingerprint, context) = contexts.get(job)?;
+        (cached_fingerprint == fingerprint).then(|| context.clone())
+    }
+
     fn contexts(&self) -> Vec<Arc<JobContext>> {
         let contexts = self.contexts.lock().expect("contexts lock");
         contexts.values().map(|(_, c)| c.clone()).collect()
@@ -307,10 +317,12 @@ impl JobResolver for ClusterJobs {
                 state: record.state.label().to_owned(),
             });
         }
-        if let Some((fingerprint, context)) = self.contexts.lock().expect("contexts lock").get(job)
-            && *fingerprint == record.fingerprint
-        {
-            return Ok(context.clone());
+        if let Some(context) = self.cached(job, &record.fingerprint) {
+            return Ok(context);
+        }
+        let _building = self.building.lock().await;
+        if let Some(context) = self.cached(job, &record.fingerprint) {
+            return Ok(context);
         }
         let fingerprint = record.fingerprint.clone();
         let context = self.build(record).await?;
