@@ -86,6 +86,15 @@ impl Fleet {
         id
     }
 
+    /// Sends SIGTERM to a worker and waits for it to exit; returns its exit status.
+    fn terminate_worker(&mut self, index: usize) -> std::process::ExitStatus {
+        let (_, mut child) = self.workers.remove(index);
+        let pid = child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        child.wait().unwrap()
+    }
+
     /// Kills a worker with SIGKILL.
     fn kill_worker(&mut self, index: usize) -> String {
         let (id, mut child) = self.workers.remove(index);
@@ -382,6 +391,11 @@ fn a_nats_server_restart_mid_run_loses_nothing() {
     fleet.nats.kill();
     std::thread::sleep(Duration::from_secs(2));
     fleet.nats.restart();
+    // The coordinator dies too and its replacement rebuilds its view from the markers.
+    let mut coordinator = fleet.coordinator.take().unwrap();
+    coordinator.kill().unwrap();
+    coordinator.wait().unwrap();
+    fleet.start_coordinator();
     let status = fleet.wait_complete("restart", Duration::from_secs(180));
     assert_eq!(status["committed"], 60);
     assert_eq!(status["failed"].as_array().unwrap().len(), 0, "{status}");
@@ -495,4 +509,35 @@ fn four_workers_share_the_jobs_rate_limit_without_429s() {
         rate >= 0.95 * 20.0,
         "{rate:.2} requests/s against a limit of 20/s"
     );
+}
+
+#[test]
+fn sigterm_hands_unfinished_shards_back_and_the_job_completes_elsewhere() {
+    let Some(mut fleet) = Fleet::start(&["--ack-wait", "30s"]) else {
+        return;
+    };
+    let mock = Mock::start(MockConfig {
+        latency: latency(300),
+        ..MockConfig::default()
+    });
+    let pairs = 60;
+    let spec = crg_job(fleet.dir(), "drain", &mock, pairs, "max_concurrency = 8");
+    fleet.start_worker(&["--drain-timeout", "200ms", "--records", "2"]);
+    fleet.submit(&spec);
+    fleet.wait_for("drain", Duration::from_secs(60), |s| {
+        s["running"].as_array().is_some_and(|r| !r.is_empty())
+    });
+    // A shard takes about 1.5 s here, far past the 200 ms drain deadline.
+    let exit = fleet.terminate_worker(0);
+    assert!(
+        exit.success(),
+        "the worker exits cleanly after draining: {exit:?}"
+    );
+    let log = std::fs::read_to_string(fleet.dir().join("w1.log")).unwrap();
+    assert!(log.contains("handing the shard back"), "{log}");
+    // Handed back with a nak, not left to ack_wait (30 s): the next worker gets them at once.
+    fleet.start_worker(&["--records", "8"]);
+    let status = fleet.wait_complete("drain", Duration::from_secs(25));
+    assert_eq!(status["failed"].as_array().unwrap().len(), 0, "{status}");
+    assert_exactly_once(&Committed::read(&fleet.dir().join("out/drain")), pairs);
 }
