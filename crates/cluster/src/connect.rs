@@ -4,6 +4,8 @@
 //! them) and are never printed: `Debug` redacts them and URLs are logged without credentials.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, ServerAddr};
@@ -139,6 +141,7 @@ fn redact(server: &str) -> String {
 /// doubling to 5 s) for as long as the process lives.
 pub async fn connect(options: &NatsOptions) -> Result<Client, ClusterError> {
     let addrs = options.check()?;
+    let disconnected = Arc::new(AtomicBool::new(false));
     let mut connect = ConnectOptions::new()
         .name(&options.name)
         .connection_timeout(Duration::from_secs(5))
@@ -149,13 +152,19 @@ pub async fn connect(options: &NatsOptions) -> Result<Client, ClusterError> {
             let exponent = attempts.min(6) as u32;
             Duration::from_millis(100 * 2u64.pow(exponent)).min(Duration::from_secs(5))
         })
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::Connected => tracing::info!("nats connected"),
-                async_nats::Event::Disconnected => {
-                    tracing::warn!("nats disconnected, reconnecting")
+        .event_callback(move |event| {
+            let disconnected = disconnected.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected if disconnected.swap(false, Ordering::SeqCst) => {
+                        tracing::info!("nats reconnected")
+                    }
+                    async_nats::Event::Disconnected => {
+                        disconnected.store(true, Ordering::SeqCst);
+                        tracing::warn!("nats disconnected, reconnecting")
+                    }
+                    other => tracing::debug!(event = %other, "nats event"),
                 }
-                other => tracing::debug!(event = %other, "nats event"),
             }
         });
     if let (Some(user), Some(password)) = (&options.user, &options.password) {

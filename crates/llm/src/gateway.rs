@@ -29,6 +29,14 @@ pub struct Budget {
     spend: Mutex<Spend>,
 }
 
+#[derive(Default)]
+struct Spend {
+    spent: f64,
+    reserved: f64,
+    /// Spent by other workers of the job (the distributed mode keeps it current).
+    elsewhere: f64,
+}
+
 impl Budget {
     /// `spent_before_usd` is what earlier runs of the job already spent.
     pub fn new(max_usd: Option<f64>, spent_before_usd: f64) -> Arc<Self> {
@@ -36,7 +44,7 @@ impl Budget {
             max_usd,
             spend: Mutex::new(Spend {
                 spent: spent_before_usd,
-                reserved: 0.0,
+                ..Spend::default()
             }),
         })
     }
@@ -52,10 +60,10 @@ impl Budget {
             return Ok(());
         };
         let mut spend = self.spend.lock().expect("spend lock");
-        if spend.spent + spend.reserved + worst_case > budget {
+        if spend.spent + spend.elsewhere + spend.reserved + worst_case > budget {
             return Err(LlmError::BudgetExhausted {
                 budget,
-                spent: spend.spent,
+                spent: spend.spent + spend.elsewhere,
             });
         }
         spend.reserved += worst_case;
@@ -70,6 +78,11 @@ impl Budget {
 
     pub fn spent(&self) -> f64 {
         self.spend.lock().expect("spend lock").spent
+    }
+
+    /// Sets what other workers of the job have spent, counted against the same limit.
+    pub fn set_spent_elsewhere(&self, usd: f64) {
+        self.spend.lock().expect("spend lock").elsewhere = usd.max(0.0);
     }
 }
 
@@ -107,12 +120,6 @@ impl Default for GatewayConfig {
             cache: None,
         }
     }
-}
-
-#[derive(Default)]
-struct Spend {
-    spent: f64,
-    reserved: f64,
 }
 
 pub struct Gateway {

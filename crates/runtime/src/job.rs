@@ -56,6 +56,8 @@ pub struct JobContext {
     /// Every distinct gateway with the key of the endpoint it calls (a hash of its URL and
     /// model): rate-limit pauses are shared across workers by that key.
     pub endpoints: Vec<(String, Arc<Gateway>)>,
+    /// The job's spending limit, shared by its gateways.
+    pub budget: Arc<Budget>,
     /// Key-value metadata written into every Parquet file of the job.
     pub file_metadata: BTreeMap<String, String>,
 }
@@ -137,6 +139,7 @@ impl JobContext {
             pipeline,
             gateways,
             endpoints,
+            budget,
             file_metadata,
         })
     }

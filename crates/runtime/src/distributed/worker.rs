@@ -80,6 +80,7 @@ pub async fn run_worker(
         contexts: Mutex::default(),
         building: tokio::sync::Mutex::new(()),
         live: membership.live_workers(),
+        committed_cost: Mutex::default(),
     });
     let mut background = tokio::task::JoinSet::new();
     background.spawn(follow_share(
@@ -111,6 +112,7 @@ pub async fn run_worker(
     let events = Arc::new(ClusterEvents {
         cluster: cluster.clone(),
         worker_id: worker_id.clone(),
+        jobs: jobs.clone(),
         running: running.clone(),
         metrics: metrics.clone(),
     });
@@ -135,6 +137,7 @@ pub async fn run_worker(
                 if let Ok(stats) = cluster.queue_stats().await {
                     metrics.queue_pending.set(stats.pending as f64);
                 }
+                jobs.refresh_budgets().await;
             }
         }
     };
@@ -210,6 +213,8 @@ struct ClusterJobs {
     /// (one gateway, one rate-limit bucket), not build one each.
     building: tokio::sync::Mutex<()>,
     live: watch::Receiver<usize>,
+    /// LLM cost of the shards this worker committed, per job.
+    committed_cost: Mutex<HashMap<String, f64>>,
 }
 
 impl ClusterJobs {
@@ -256,6 +261,44 @@ impl ClusterJobs {
         (usage, waits)
     }
 
+    /// Counts the cost of a shard this worker committed.
+    fn committed(&self, job: &str, cost_usd: f64) {
+        *self
+            .committed_cost
+            .lock()
+            .expect("cost lock")
+            .entry(job.to_owned())
+            .or_default() += cost_usd;
+    }
+
+    /// Brings each job's budget up to date with what the rest of the fleet has spent: the
+    /// committed cost the coordinator counted, less this worker's own share of it (its own
+    /// spend is in the budget already).
+    async fn refresh_budgets(&self) {
+        let contexts: Vec<(String, Arc<JobContext>)> = {
+            let contexts = self.contexts.lock().expect("contexts lock");
+            contexts
+                .iter()
+                .map(|(job, (_, context))| (job.clone(), context.clone()))
+                .collect()
+        };
+        for (job, context) in contexts {
+            let Ok(Some(progress)) = self.cluster.progress(&job).await else {
+                continue;
+            };
+            let own = self
+                .committed_cost
+                .lock()
+                .expect("cost lock")
+                .get(&job)
+                .copied()
+                .unwrap_or(0.0);
+            context
+                .budget
+                .set_spent_elsewhere(progress.usage.cost_usd - own);
+        }
+    }
+
     async fn build(&self, record: JobRecord) -> Result<Arc<JobContext>, RuntimeError> {
         let spent_before = self
             .cluster
@@ -280,6 +323,14 @@ impl ClusterJobs {
                     RuntimeError::Config(format!("building the job context panicked: {e}"))
                 })??;
         let context = Arc::new(context);
+        let own = self
+            .committed_cost
+            .lock()
+            .expect("cost lock")
+            .get(&record.name)
+            .copied()
+            .unwrap_or(0.0);
+        context.budget.set_spent_elsewhere(spent_before - own);
         let share = 1.0 / (*self.live.borrow()).max(1) as f64;
         for (endpoint, gateway) in &context.endpoints {
             gateway.set_share(share);
@@ -339,6 +390,7 @@ impl JobResolver for ClusterJobs {
 struct ClusterEvents {
     cluster: Cluster,
     worker_id: String,
+    jobs: Arc<ClusterJobs>,
     running: Arc<Mutex<BTreeMap<(String, String), RunningShard>>>,
     metrics: WorkerMetrics,
 }
@@ -402,11 +454,14 @@ impl EventSink for ClusterEvents {
                 None
             }
             ShardEvent::Committed {
+                job,
                 records,
                 rows,
                 rejects,
+                usage,
                 ..
             } => {
+                self.jobs.committed(job, usage.cost_usd);
                 self.metrics.records.inc_by(*records as f64);
                 self.metrics.rows.inc_by(*rows as f64);
                 self.metrics.rejects.inc_by(*rejects as f64);
