@@ -124,9 +124,10 @@ pub struct WorkerArgs {
     /// Call the model even when the response cache has the answer.
     #[arg(long)]
     pub no_cache: bool,
-    /// How long a heartbeat counts this worker as alive (match the coordinator's).
-    #[arg(long, env = "RUBRICMILL_HEARTBEAT_TTL", default_value = "15s", value_parser = parse_duration)]
-    pub heartbeat_ttl: Duration,
+    /// Used only to create the stream, consumer and buckets if this worker starts first; the
+    /// coordinator's and submit's settings win.
+    #[command(flatten)]
+    pub queue: QueueArgs,
     /// Serve /metrics, /healthz and /readyz here (e.g. 0.0.0.0:9090).
     #[arg(long, env = "RUBRICMILL_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -269,11 +270,10 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let (registry, health, server) = telemetry(args.metrics_addr).await?;
-    let settings = QueueSettings {
-        heartbeat_ttl: args.heartbeat_ttl,
-        ..QueueSettings::default()
-    };
-    let cluster = args.nats.open("worker", settings, false).await?;
+    let cluster = args
+        .nats
+        .open("worker", args.queue.settings(), false)
+        .await?;
     let id = args.id.clone().unwrap_or_else(default_worker_id);
     let mut worker = WorkerOptions::new(id);
     worker.shard_concurrency = args.shards.max(1);

@@ -166,7 +166,31 @@ impl Cluster {
         settings: QueueSettings,
         configure: bool,
     ) -> Result<Self, ClusterError> {
-        let js = jetstream::new(client.clone());
+        // Creating replicated assets right after a cluster forms (or while a peer is down)
+        // can outlast one request: try a few times before giving up.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::try_open(client.clone(), names.clone(), settings.clone(), configure).await {
+                Ok(cluster) => return Ok(cluster),
+                Err(error) if attempt < 5 => {
+                    tracing::warn!(attempt, error = %error, "cannot open the cluster state yet, retrying");
+                    tokio::time::sleep(Duration::from_secs(attempt)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    async fn try_open(
+        client: async_nats::Client,
+        names: Names,
+        settings: QueueSettings,
+        configure: bool,
+    ) -> Result<Self, ClusterError> {
+        let js = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(15))
+            .build(client.clone());
         let stream_config = stream::Config {
             name: names.stream(),
             subjects: vec![names.shard_subjects()],

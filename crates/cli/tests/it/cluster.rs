@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rubricmill_mock_llm::MockConfig;
-use rubricmill_testkit::{NatsServer, free_port};
+use rubricmill_testkit::{NatsCluster, NatsServer, free_port};
 
 use crate::{Committed, Mock, rubricmill, write_pairs, write_spec};
 
@@ -19,7 +19,8 @@ static ONE_FLEET_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// A NATS server, a coordinator and workers, all stopped when dropped.
 struct Fleet {
     _turn: std::sync::MutexGuard<'static, ()>,
-    nats: NatsServer,
+    /// One server, or the members of a NATS cluster.
+    nats: Vec<NatsServer>,
     dir: tempfile::TempDir,
     coordinator: Option<Child>,
     workers: Vec<(String, Child)>,
@@ -33,7 +34,26 @@ impl Fleet {
         let turn = ONE_FLEET_AT_A_TIME
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let nats = NatsServer::start()?;
+        let nats = vec![NatsServer::start()?];
+        Some(Self::with_nats(turn, nats, queue_args))
+    }
+
+    /// A fleet on a three-server NATS cluster with everything replicated three times.
+    fn start_clustered(queue_args: &[&str]) -> Option<Self> {
+        let turn = ONE_FLEET_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let cluster = NatsCluster::start(3)?;
+        let mut args = vec!["--replicas", "3"];
+        args.extend_from_slice(queue_args);
+        Some(Self::with_nats(turn, cluster.servers, &args))
+    }
+
+    fn with_nats(
+        turn: std::sync::MutexGuard<'static, ()>,
+        nats: Vec<NatsServer>,
+        queue_args: &[&str],
+    ) -> Self {
         let mut fleet = Self {
             _turn: turn,
             nats,
@@ -44,7 +64,15 @@ impl Fleet {
             queue_args: queue_args.iter().map(|s| (*s).to_owned()).collect(),
         };
         fleet.start_coordinator();
-        Some(fleet)
+        fleet
+    }
+
+    fn nats_urls(&self) -> String {
+        self.nats
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     fn dir(&self) -> &Path {
@@ -55,7 +83,7 @@ impl Fleet {
         let mut command = rubricmill();
         command
             .arg(subcommand)
-            .env("RUBRICMILL_NATS_URL", self.nats.url())
+            .env("RUBRICMILL_NATS_URL", self.nats_urls())
             .env(
                 "RUST_LOG",
                 "warn,rubricmill_runtime=info,rubricmill_cluster=info",
@@ -86,6 +114,7 @@ impl Fleet {
         let child = self
             .command("worker")
             .args(["--id", &id, "--heartbeat-ttl", "3s"])
+            .args(&self.queue_args)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(self.log(&id))
@@ -397,9 +426,9 @@ fn a_nats_server_restart_mid_run_loses_nothing() {
     fleet.wait_for("restart", Duration::from_secs(60), |s| {
         s["progress"]["committed"].as_u64().unwrap_or(0) >= 3
     });
-    fleet.nats.kill();
+    fleet.nats[0].kill();
     std::thread::sleep(Duration::from_secs(2));
-    fleet.nats.restart();
+    fleet.nats[0].restart();
     // The coordinator dies too and its replacement rebuilds its view from the markers.
     let mut coordinator = fleet.coordinator.take().unwrap();
     coordinator.kill().unwrap();
@@ -618,4 +647,35 @@ fn credentials_come_from_the_environment_and_are_never_printed() {
     let (ok, stderr) = status_with(&server, &[]);
     assert!(!ok, "no token was accepted");
     assert!(!stderr.contains("tok-51b7"), "{stderr}");
+}
+
+#[test]
+fn a_three_server_nats_cluster_survives_losing_a_member_mid_run() {
+    let Some(mut fleet) = Fleet::start_clustered(&["--ack-wait", "5s"]) else {
+        return;
+    };
+    let mock = Mock::start(MockConfig {
+        latency: latency(50),
+        ..MockConfig::default()
+    });
+    let pairs = 400;
+    let spec = crg_job(
+        fleet.dir(),
+        "replicated",
+        &mock,
+        pairs,
+        "max_concurrency = 4",
+    );
+    fleet.start_worker(&["--shards", "1", "--records", "4"]);
+    fleet.start_worker(&["--shards", "1", "--records", "4"]);
+    fleet.submit(&spec);
+    fleet.wait_for("replicated", Duration::from_secs(60), |s| {
+        s["progress"]["committed"].as_u64().unwrap_or(0) >= 3
+    });
+    // The first URL is where every client connected first; the others carry on.
+    fleet.nats[0].kill();
+    let status = fleet.wait_complete("replicated", Duration::from_secs(180));
+    assert_eq!(status["committed"], 40);
+    assert_eq!(status["failed"].as_array().unwrap().len(), 0, "{status}");
+    assert_exactly_once(&Committed::read(&fleet.dir().join("out/replicated")), pairs);
 }
