@@ -224,13 +224,13 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn telemetry(
-    addr: Option<SocketAddr>,
-) -> anyhow::Result<(
-    Arc<Registry>,
-    Arc<Health>,
-    Option<rubricmill_telemetry::TelemetryServer>,
-)> {
+/// Runs a long-lived role with its telemetry endpoint (when `addr` is given), until the role
+/// returns; the endpoint stops after it.
+async fn with_telemetry<F, Fut>(addr: Option<SocketAddr>, role: F) -> anyhow::Result<ExitCode>
+where
+    F: FnOnce(Arc<Registry>, Arc<Health>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     let registry = Registry::new("rubricmill");
     let health = Health::new();
     let server = match addr {
@@ -241,62 +241,52 @@ async fn telemetry(
         ),
         None => None,
     };
-    Ok((registry, health, server))
+    let result = role(registry, health).await;
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
+    result.map(|()| ExitCode::SUCCESS)
 }
 
 pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
-    let (registry, health, server) = telemetry(args.metrics_addr).await?;
-    let cluster = args
-        .nats
-        .open("coordinator", args.queue.settings(), true)
-        .await?;
-    let options = distributed::CoordinatorOptions {
-        reconcile_every: args.reconcile_every,
-        ..Default::default()
-    };
-    distributed::run_coordinator(
-        cluster,
-        options,
-        registry,
-        health,
-        crate::run::interrupted(),
-    )
-    .await?;
-    if let Some(server) = server {
-        server.shutdown().await;
-    }
-    Ok(ExitCode::SUCCESS)
+    with_telemetry(args.metrics_addr, |registry, health| async move {
+        let cluster = args
+            .nats
+            .open("coordinator", args.queue.settings(), true)
+            .await?;
+        let options = distributed::CoordinatorOptions {
+            reconcile_every: args.reconcile_every,
+            ..Default::default()
+        };
+        let shutdown = crate::run::interrupted();
+        distributed::run_coordinator(cluster, options, registry, health, shutdown).await?;
+        Ok(())
+    })
+    .await
 }
 
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    let (registry, health, server) = telemetry(args.metrics_addr).await?;
-    let cluster = args
-        .nats
-        .open("worker", args.queue.settings(), false)
-        .await?;
-    let id = args.id.clone().unwrap_or_else(default_worker_id);
-    let mut worker = WorkerOptions::new(id);
-    worker.shard_concurrency = args.shards.max(1);
-    worker.record_concurrency = args.records.max(1);
-    let options = distributed::ClusterWorkerOptions {
-        worker,
-        drain_timeout: args.drain_timeout,
-        context: ContextOptions {
-            no_cache: args.no_cache,
-        },
-    };
-    distributed::run_worker(
-        cluster,
-        options,
-        registry,
-        health,
-        crate::run::interrupted(),
-    )
-    .await?;
-    if let Some(server) = server {
-        server.shutdown().await;
-    }
-    Ok(ExitCode::SUCCESS)
+    with_telemetry(args.metrics_addr, |registry, health| async move {
+        let cluster = args
+            .nats
+            .open("worker", args.queue.settings(), false)
+            .await?;
+        let id = args.id.clone().unwrap_or_else(default_worker_id);
+        let mut worker = WorkerOptions::new(id);
+        worker.shard_concurrency = args.shards.max(1);
+        worker.record_concurrency = args.records.max(1);
+        let options = distributed::ClusterWorkerOptions {
+            worker,
+            drain_timeout: args.drain_timeout,
+            context: ContextOptions {
+                no_cache: args.no_cache,
+            },
+        };
+        let shutdown = crate::run::interrupted();
+        distributed::run_worker(cluster, options, registry, health, shutdown).await?;
+        Ok(())
+    })
+    .await
 }
 
 fn default_worker_id() -> String {

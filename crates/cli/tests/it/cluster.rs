@@ -3,14 +3,14 @@
 //! a cluster kills them.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rubricmill_mock_llm::MockConfig;
 use rubricmill_testkit::{NatsCluster, NatsServer, free_port};
 
-use crate::{Committed, Mock, rubricmill, write_pairs, write_spec};
+use crate::{Committed, Mock, crg_job, pairs_job, rubricmill, write_pairs};
 
 /// The fleets of these tests run one at a time: each is several processes, and two at once on a
 /// small machine starve each other's timers (the shared-limit test measures pacing).
@@ -241,27 +241,6 @@ impl Drop for Fleet {
             let _ = child.wait();
         }
     }
-}
-
-/// A crg job of `pairs` synthetic pairs, 10 per shard, against `mock`. The consistency filter is
-/// off so that every pair costs exactly one call and makes exactly one row.
-fn crg_job(dir: &Path, name: &str, mock: &Mock, pairs: usize, llm: &str) -> PathBuf {
-    let input = dir.join(format!("{name}.jsonl"));
-    write_pairs(&input, pairs);
-    pairs_job(dir, name, &input, mock, llm)
-}
-
-fn pairs_job(dir: &Path, name: &str, input: &Path, mock: &Mock, llm: &str) -> PathBuf {
-    write_spec(
-        dir,
-        name,
-        &format!(
-            "pipeline = \"crg\"\n[input]\nurl = \"{}\"\nrecords_per_shard = 10\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"mock-model\"\nmax_tokens = 300\n{llm}\n[crg]\nconsistency_filter = false\n",
-            input.display(),
-            dir.join("out").display(),
-            mock.server().base_url()
-        ),
-    )
 }
 
 fn latency(ms: u64) -> rubricmill_mock_llm::Latency {

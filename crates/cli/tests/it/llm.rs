@@ -2,28 +2,10 @@
 //! in-process on a free loopback port), checking what the server saw.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
 
 use rubricmill_mock_llm::{MockConfig, RecordedRequest};
 
-use crate::{Committed, Mock, rubricmill, run_job, write_pairs, write_spec};
-
-/// A crg job over `pairs` synthetic pairs against `mock`; `llm` lines go into `[llm]`. The
-/// consistency filter is off so that each pair costs exactly one call (crg.rs tests the judge).
-fn job(dir: &Path, name: &str, mock: &Mock, pairs: usize, llm: &str) -> PathBuf {
-    let input = dir.join(format!("{name}.jsonl"));
-    write_pairs(&input, pairs);
-    write_spec(
-        dir,
-        name,
-        &format!(
-            "pipeline = \"crg\"\n[input]\nurl = \"{}\"\nrecords_per_shard = 10\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"mock-model\"\nmax_tokens = 300\n{llm}\n[crg]\nconsistency_filter = false\n",
-            input.display(),
-            dir.join("out").display(),
-            mock.server().base_url()
-        ),
-    )
-}
+use crate::{Committed, Mock, crg_job, rubricmill, run_job};
 
 #[test]
 fn client_limit_matching_the_server_limit_gets_no_429s() {
@@ -33,7 +15,7 @@ fn client_limit_matching_the_server_limit_gets_no_429s() {
         ..MockConfig::default()
     });
     let dir = tempfile::tempdir().unwrap();
-    let spec = job(
+    let spec = crg_job(
         dir.path(),
         "paced",
         &mock,
@@ -69,7 +51,7 @@ fn no_request_arrives_before_the_retry_after_of_a_429() {
         ..MockConfig::default()
     });
     let dir = tempfile::tempdir().unwrap();
-    let spec = job(dir.path(), "throttled", &mock, 4, "max_concurrency = 2");
+    let spec = crg_job(dir.path(), "throttled", &mock, 4, "max_concurrency = 2");
     let (code, summary, _) = run_job(&spec, &[]);
     assert_eq!(code, 0, "{summary}");
     let requests = mock.requests();
@@ -102,7 +84,7 @@ fn a_refused_key_stops_the_job_at_once_with_a_clear_message() {
         ..MockConfig::default()
     });
     let dir = tempfile::tempdir().unwrap();
-    let spec = job(
+    let spec = crg_job(
         dir.path(),
         "badkey",
         &mock,
@@ -161,7 +143,7 @@ fn context_length_errors_and_malformed_answers_become_reject_rows() {
         ..MockConfig::default()
     });
     let dir = tempfile::tempdir().unwrap();
-    let spec = job(dir.path(), "toolong", &mock, 20, "");
+    let spec = crg_job(dir.path(), "toolong", &mock, 20, "");
     let (code, summary, _) = run_job(&spec, &[]);
     assert_eq!(code, 0, "{summary}");
     let out = Committed::read(&dir.path().join("out/toolong"));
@@ -184,7 +166,7 @@ fn context_length_errors_and_malformed_answers_become_reject_rows() {
         malformed_json: 1.0,
         ..MockConfig::default()
     });
-    let spec = job(dir.path(), "garbled", &mock, 10, "");
+    let spec = crg_job(dir.path(), "garbled", &mock, 10, "");
     let (code, summary, _) = run_job(&spec, &[]);
     assert_eq!(code, 0, "{summary}");
     let out = Committed::read(&dir.path().join("out/garbled"));
@@ -214,7 +196,7 @@ fn context_length_errors_and_malformed_answers_become_reject_rows() {
 fn a_second_run_is_answered_from_the_cache() {
     let mock = Mock::start(MockConfig::default());
     let dir = tempfile::tempdir().unwrap();
-    let first = job(dir.path(), "first", &mock, 30, "");
+    let first = crg_job(dir.path(), "first", &mock, 30, "");
     let (code, summary, _) = run_job(&first, &[]);
     assert_eq!(code, 0, "{summary}");
     let sent = mock.requests().len();
@@ -247,7 +229,7 @@ fn the_budget_stops_calls_and_a_larger_budget_resumes() {
     let dir = tempfile::tempdir().unwrap();
     // About 600 tokens reserved a call at $1,000 per million input and output tokens: ~$0.6 a call.
     let llm = "price_per_million = { input = 1000.0, output = 1000.0 }\nmax_cost_usd = 6.0\nmax_concurrency = 2";
-    let spec = job(dir.path(), "budget", &mock, 60, llm);
+    let spec = crg_job(dir.path(), "budget", &mock, 60, llm);
     let (code, summary, _) = run_job(&spec, &[]);
     assert_eq!(code, 4, "budget stops exit 4: {summary}");
     assert_eq!(summary["stop"], "budget");

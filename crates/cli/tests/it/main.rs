@@ -113,6 +113,29 @@ pub fn write_spec(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
+/// A crg job over `pairs` synthetic pairs (10 per shard) against `mock`; `llm` lines go into
+/// `[llm]`. The consistency filter is off so that each pair costs exactly one call and makes
+/// exactly one row (crg.rs tests the judge).
+pub fn crg_job(dir: &Path, name: &str, mock: &Mock, pairs: usize, llm: &str) -> PathBuf {
+    let input = dir.join(format!("{name}.jsonl"));
+    write_pairs(&input, pairs);
+    pairs_job(dir, name, &input, mock, llm)
+}
+
+/// The job of [`crg_job`] over existing input (a file or a glob).
+pub fn pairs_job(dir: &Path, name: &str, input: &Path, mock: &Mock, llm: &str) -> PathBuf {
+    write_spec(
+        dir,
+        name,
+        &format!(
+            "pipeline = \"crg\"\n[input]\nurl = \"{}\"\nrecords_per_shard = 10\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"mock-model\"\nmax_tokens = 300\n{llm}\n[crg]\nconsistency_filter = false\n",
+            input.display(),
+            dir.join("out").display(),
+            mock.server().base_url()
+        ),
+    )
+}
+
 /// Synthetic preference pairs, one JSON object per line.
 pub fn write_pairs(path: &Path, count: usize) {
     let mut text = String::new();
