@@ -658,3 +658,161 @@ fn a_three_server_nats_cluster_survives_losing_a_member_mid_run() {
     assert_eq!(status["failed"].as_array().unwrap().len(), 0, "{status}");
     assert_exactly_once(&Committed::read(&fleet.dir().join("out/replicated")), pairs);
 }
+
+#[test]
+fn a_rejected_key_halts_the_job_and_submitting_after_the_fix_resumes_it() {
+    let Some(mut fleet) = Fleet::start(&[]) else {
+        return;
+    };
+    let mock = Mock::start(MockConfig {
+        api_key: Some(rubricmill_mock_llm::ApiKey::new("key-right-4c1")),
+        ..MockConfig::default()
+    });
+    let pairs = 50;
+    let spec = crg_job(
+        fleet.dir(),
+        "keyed",
+        &mock,
+        pairs,
+        "api_key_env = \"RUBRICMILL_TEST_LLM_KEY\"",
+    );
+    let mut worker = fleet.command("worker");
+    let wrong = worker
+        .args(["--id", "wrong-key"])
+        .env("RUBRICMILL_TEST_LLM_KEY", "key-wrong-9e0")
+        .stdout(Stdio::null())
+        .stderr(fleet.log("wrong-key"))
+        .spawn()
+        .unwrap();
+    fleet.workers.push(("wrong-key".into(), wrong));
+    fleet.submit(&spec);
+    let status = fleet.wait_for("keyed", Duration::from_secs(60), |s| s["state"] == "halted");
+    let reason = status["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(!reason.is_empty(), "{status}");
+    assert!(
+        !reason.contains("key-wrong-9e0"),
+        "the key was reported: {reason}"
+    );
+    assert_eq!(
+        status["failed"].as_array().unwrap().len(),
+        0,
+        "nothing failed: {status}"
+    );
+    assert_eq!(
+        status["queue"]["pending"], 0,
+        "the halted job's shards left the queue"
+    );
+    // The operator fixes the key and submits again: the job resumes and completes.
+    fleet.kill_worker(0);
+    let mut worker = fleet.command("worker");
+    let right = worker
+        .args(["--id", "right-key"])
+        .env("RUBRICMILL_TEST_LLM_KEY", "key-right-4c1")
+        .stdout(Stdio::null())
+        .stderr(fleet.log("right-key"))
+        .spawn()
+        .unwrap();
+    fleet.workers.push(("right-key".into(), right));
+    let again = fleet.submit(&spec);
+    assert!(again["queued"].as_u64().unwrap() > 0, "{again}");
+    let status = fleet.wait_complete("keyed", Duration::from_secs(60));
+    assert_eq!(status["progress"]["rows"], pairs as u64);
+    assert_exactly_once(&Committed::read(&fleet.dir().join("out/keyed")), pairs);
+}
+
+#[test]
+fn a_worker_lost_on_the_last_delivery_is_recorded_by_the_coordinator() {
+    // One delivery per shard: a worker killed during it leaves the message undeliverable,
+    // and only the coordinator (advisory or sweep) can record the failure.
+    let Some(mut fleet) = Fleet::start(&["--max-deliver", "1", "--ack-wait", "1s"]) else {
+        return;
+    };
+    let mock = Mock::start(MockConfig {
+        latency: latency(3000),
+        ..MockConfig::default()
+    });
+    let spec = crg_job(fleet.dir(), "lost", &mock, 10, "");
+    fleet.start_worker(&["--shards", "1"]);
+    fleet.submit(&spec);
+    fleet.wait_for("lost", Duration::from_secs(30), |s| {
+        s["running"].as_array().is_some_and(|r| !r.is_empty())
+    });
+    fleet.kill_worker(0);
+    let status = fleet.wait_complete("lost", Duration::from_secs(60));
+    let failed = status["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{status}");
+    let reason = failed[0]["reason"].as_str().unwrap();
+    eprintln!("lost shard recorded: {reason}");
+    assert!(reason.contains("worker was lost"), "{status}");
+    assert_eq!(status["queue"]["pending"], 0);
+    // Retry runs it again on a healthy worker.
+    fleet.start_worker(&[]);
+    fleet.run("retry", "lost");
+    let status = fleet.wait_for("lost", Duration::from_secs(60), |s| {
+        s["state"] == "complete" && s["failed"].as_array().is_some_and(Vec::is_empty)
+    });
+    assert_eq!(status["committed"], 1);
+}
+
+#[test]
+fn cancel_empties_the_queue_and_submit_resumes() {
+    let Some(mut fleet) = Fleet::start(&[]) else {
+        return;
+    };
+    let mock = Mock::start(MockConfig::default());
+    let spec = crg_job(fleet.dir(), "paused", &mock, 40, "");
+    let submitted = fleet.submit(&spec);
+    assert_eq!(submitted["queued"], 4);
+    let again = fleet.submit(&spec);
+    assert_eq!(
+        (again["queued"].as_u64(), again["already_queued"].as_u64()),
+        (Some(0), Some(4)),
+        "a second submit queues nothing twice"
+    );
+    assert!(
+        fleet
+            .run("cancel", "paused")
+            .contains("4 queued shards removed")
+    );
+    let status = fleet.status("paused").unwrap();
+    assert_eq!(status["state"], "cancelled");
+    assert_eq!(status["queue"]["pending"], 0);
+    // A worker started now finds nothing to do for the cancelled job.
+    fleet.start_worker(&[]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(mock.requests().len(), 0);
+    let resumed = fleet.submit(&spec);
+    assert_eq!(resumed["queued"], 4);
+    let status = fleet.wait_complete("paused", Duration::from_secs(60));
+    assert_eq!(status["progress"]["rows"], 40);
+}
+
+#[test]
+fn a_lost_worker_whose_advisory_nobody_heard_is_found_by_the_sweep() {
+    let Some(mut fleet) = Fleet::start(&["--max-deliver", "1", "--ack-wait", "1s"]) else {
+        return;
+    };
+    let mock = Mock::start(MockConfig {
+        latency: latency(3000),
+        ..MockConfig::default()
+    });
+    let spec = crg_job(fleet.dir(), "unheard", &mock, 10, "");
+    fleet.start_worker(&["--shards", "1"]);
+    fleet.submit(&spec);
+    fleet.wait_for("unheard", Duration::from_secs(30), |s| {
+        s["running"].as_array().is_some_and(|r| !r.is_empty())
+    });
+    // No coordinator listens when the server gives the message up.
+    let mut coordinator = fleet.coordinator.take().unwrap();
+    coordinator.kill().unwrap();
+    coordinator.wait().unwrap();
+    fleet.kill_worker(0);
+    std::thread::sleep(Duration::from_secs(3));
+    fleet.start_coordinator();
+    let status = fleet.wait_complete("unheard", Duration::from_secs(60));
+    let failed = status["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{status}");
+    let reason = failed[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("found by the sweep"), "{reason}");
+    assert_eq!(status["queue"]["pending"], 0);
+}

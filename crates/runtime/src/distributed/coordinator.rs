@@ -306,12 +306,9 @@ impl Coordinator {
             let id = shard.id.as_str();
             match self.cluster.queued_sequence(&record.name, id).await? {
                 Some(sequence) => {
-                    self.fail_lost(
-                        &record.name,
-                        id,
-                        "its worker was lost during the last delivery",
-                    )
-                    .await?;
+                    let reason =
+                        "its worker was lost during the last delivery (found by the sweep)";
+                    self.fail_lost(&record.name, id, reason).await?;
                     self.cluster.delete_message(sequence).await?;
                 }
                 None => {
@@ -380,8 +377,8 @@ impl Coordinator {
             let Some((job, shard)) = self.cluster.message_at(advisory.stream_seq).await? else {
                 return Ok::<(), RuntimeError>(());
             };
-            self.fail_lost(&job, &shard, "its worker was lost during the last delivery")
-                .await?;
+            let reason = "its worker was lost during the last delivery (max-deliveries advisory)";
+            self.fail_lost(&job, &shard, reason).await?;
             self.cluster.delete_message(advisory.stream_seq).await?;
             Ok(())
         };
