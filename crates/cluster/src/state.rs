@@ -259,6 +259,13 @@ impl Cluster {
             bucket(names.workers_bucket(), settings.heartbeat_ttl, 1),
         )
         .await?;
+        // The bucket's TTL is what counts (whoever created it set it): beat by it.
+        let mut settings = settings;
+        if let Ok(status) = workers.status().await
+            && !status.max_age().is_zero()
+        {
+            settings.heartbeat_ttl = status.max_age();
+        }
         Ok(Self {
             client,
             js,

@@ -61,7 +61,12 @@ impl Fleet {
             coordinator: None,
             workers: Vec::new(),
             spawned: 0,
-            queue_args: queue_args.iter().map(|s| (*s).to_owned()).collect(),
+            // Short heartbeats: a killed worker leaves the membership within seconds.
+            queue_args: ["--heartbeat-ttl", "3s"]
+                .iter()
+                .chain(queue_args)
+                .map(|s| (*s).to_owned())
+                .collect(),
         };
         fleet.start_coordinator();
         fleet
@@ -113,7 +118,7 @@ impl Fleet {
         let id = format!("w{}", self.spawned);
         let child = self
             .command("worker")
-            .args(["--id", &id, "--heartbeat-ttl", "3s"])
+            .args(["--id", &id])
             .args(&self.queue_args)
             .args(extra)
             .stdout(Stdio::null())
