@@ -5,14 +5,13 @@
 //! Every key has one kind of writer, so no update is lost to a race; the job state, which several
 //! commands change, goes through compare-and-set.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, kv, stream};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use rubricmill_core::{JobSpec, Usage};
+use rubricmill_core::{JobManifest, JobSpec, Usage};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -73,16 +72,11 @@ impl JobState {
 }
 
 /// A submitted job as the cluster knows it: its plan without the shard list (which stays in
-/// `job.json` beside the output) and its state.
+/// `job.json` beside the output; deliveries carry their shard) and its state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
     pub name: String,
-    pub fingerprint: String,
-    pub planned_at: DateTime<Utc>,
-    pub input_root: String,
-    pub spec: JobSpec,
-    #[serde(default)]
-    pub templates: BTreeMap<String, String>,
+    pub plan: JobManifest,
     pub shards_planned: u64,
     pub submitted_at: DateTime<Utc>,
     /// Bumped by every submit and retry; part of the message ids they publish, so a shard
@@ -90,6 +84,27 @@ pub struct JobRecord {
     pub generation: u64,
     #[serde(flatten)]
     pub state: JobState,
+}
+
+impl JobRecord {
+    /// The record of a planned job, in `state`.
+    pub fn new(manifest: &JobManifest, generation: u64, state: JobState) -> Self {
+        Self {
+            name: manifest.name.clone(),
+            plan: JobManifest {
+                shards: Vec::new(),
+                ..manifest.clone()
+            },
+            shards_planned: manifest.shards.len() as u64,
+            submitted_at: Utc::now(),
+            generation,
+            state,
+        }
+    }
+
+    pub fn spec(&self) -> &JobSpec {
+        &self.plan.spec
+    }
 }
 
 /// The coordinator's view of a job, rebuilt from the commit markers.

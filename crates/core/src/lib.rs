@@ -3,6 +3,7 @@
 //! it and tests can build these values by hand.
 
 pub mod hash;
+pub mod plan;
 pub mod record;
 pub mod row;
 pub mod shard;
@@ -11,6 +12,7 @@ pub mod text;
 pub mod usage;
 
 pub use hash::{content_hash, short_hash};
+pub use plan::JobManifest;
 pub use record::{Location, Message, PreferencePair, RawPayload, RawRecord, SourceRef};
 pub use row::{
     CitationMetadata, CrgAttempt, CrgRow, CrgRubricItem, JudgeVerdict, OutputRow, Provenance,

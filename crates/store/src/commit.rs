@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use rubricmill_core::{JobSpec, ShardId, ShardSpec, StageCounts, Usage};
+use rubricmill_core::{JobManifest, ShardId, StageCounts, Usage};
 use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
@@ -46,21 +46,6 @@ pub struct CommitMarker {
     pub records: u64,
     pub stages: BTreeMap<String, StageCounts>,
     pub usage: Usage,
-}
-
-/// The plan of a job as stored beside its output.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobManifest {
-    pub name: String,
-    pub fingerprint: String,
-    pub planned_at: DateTime<Utc>,
-    /// Store URL that the shards' file URLs live in.
-    pub input_root: String,
-    pub spec: JobSpec,
-    /// Prompt template overrides in force (name → text), read from `spec.prompts` at planning.
-    #[serde(default)]
-    pub templates: BTreeMap<String, String>,
-    pub shards: Vec<ShardSpec>,
 }
 
 /// Files one attempt wrote.

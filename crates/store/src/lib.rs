@@ -11,11 +11,12 @@ pub mod output;
 mod parquet_input;
 pub mod part;
 
-pub use commit::{AttemptFiles, CommitMarker, CommitOutcome, JobManifest, JobStore};
+pub use commit::{AttemptFiles, CommitMarker, CommitOutcome, JobStore};
 pub use input::{
     InputFile, Inputs, ReadItem, list_inputs, list_inputs_with, plan_shards, read_shard,
 };
 pub use location::{StoreLocation, to_url};
+pub use rubricmill_core::JobManifest;
 
 /// Failures of storage operations. Record-level problems are not errors: they become rejects.
 #[derive(Debug, thiserror::Error)]

@@ -45,18 +45,7 @@ pub async fn submit(cluster: &Cluster, spec: &JobSpec) -> Result<SubmitSummary, 
     } else {
         JobState::Running
     };
-    let record = JobRecord {
-        name: manifest.name.clone(),
-        fingerprint: manifest.fingerprint.clone(),
-        planned_at: manifest.planned_at,
-        input_root: manifest.input_root.clone(),
-        spec: manifest.spec.clone(),
-        templates: manifest.templates.clone(),
-        shards_planned: manifest.shards.len() as u64,
-        submitted_at: Utc::now(),
-        generation,
-        state,
-    };
+    let record = JobRecord::new(&manifest, generation, state);
     // The record first: a worker that gets a shard must find its job.
     cluster.put_job(&record).await?;
     let pending_ids: HashSet<&str> = pending.iter().map(|s| s.id.as_str()).collect();
@@ -119,7 +108,7 @@ pub async fn retry(cluster: &Cluster, job: &str) -> Result<u64, RuntimeError> {
     if failed.is_empty() {
         return Ok(0);
     }
-    let store = JobStore::open(&record.spec.output.url, job)?;
+    let store = JobStore::open(&record.spec().output.url, job)?;
     let Some(manifest) = store.load_manifest().await? else {
         return Err(RuntimeError::Config(format!(
             "job {job:?} has no plan at {}; submit it again",

@@ -171,7 +171,7 @@ impl Coordinator {
 
     async fn tracker(&mut self, record: &JobRecord) -> Result<&mut Tracker, RuntimeError> {
         if !self.trackers.contains_key(&record.name) {
-            let store = JobStore::open(&record.spec.output.url, &record.name)?;
+            let store = JobStore::open(&record.spec().output.url, &record.name)?;
             let manifest = store.load_manifest().await?.ok_or_else(|| {
                 RuntimeError::Config(format!(
                     "job {:?} has no plan at {}",
@@ -336,7 +336,7 @@ impl Coordinator {
                 let Some(record) = self.cluster.job(job).await? else {
                     return Ok(());
                 };
-                JobStore::open(&record.spec.output.url, job)?
+                JobStore::open(&record.spec().output.url, job)?
             }
         };
         let id = rubricmill_core::ShardId(shard.to_owned());

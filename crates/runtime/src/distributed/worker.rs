@@ -18,7 +18,6 @@ use rubricmill_cluster::{
     RunningShard, WorkerBeat, publish_pause, subscribe_pauses,
 };
 use rubricmill_queue::{EventSink, ShardEvent};
-use rubricmill_store::JobManifest;
 use rubricmill_telemetry::{Health, Registry};
 use tokio::sync::watch;
 
@@ -305,16 +304,8 @@ impl ClusterJobs {
             .progress(&record.name)
             .await?
             .map_or(0.0, |p| p.usage.cost_usd);
-        let manifest = JobManifest {
-            name: record.name.clone(),
-            fingerprint: record.fingerprint.clone(),
-            planned_at: record.planned_at,
-            input_root: record.input_root.clone(),
-            spec: record.spec.clone(),
-            templates: record.templates.clone(),
-            // Deliveries carry their shard; the list stays in job.json.
-            shards: Vec::new(),
-        };
+        // Deliveries carry their shard: the plan without its shard list is enough.
+        let manifest = record.plan.clone();
         let options = self.options.clone();
         let context =
             tokio::task::spawn_blocking(move || JobContext::new(manifest, spent_before, &options))
@@ -351,7 +342,7 @@ impl ClusterJobs {
                 });
             }));
         }
-        tracing::info!(job = %record.name, fingerprint = %record.fingerprint, spent_before_usd = spent_before, "job context ready");
+        tracing::info!(job = %record.name, fingerprint = %record.plan.fingerprint, spent_before_usd = spent_before, "job context ready");
         Ok(context)
     }
 }
@@ -368,14 +359,14 @@ impl JobResolver for ClusterJobs {
                 state: record.state.label().to_owned(),
             });
         }
-        if let Some(context) = self.cached(job, &record.fingerprint) {
+        let fingerprint = record.plan.fingerprint.clone();
+        if let Some(context) = self.cached(job, &fingerprint) {
             return Ok(context);
         }
         let _building = self.building.lock().await;
-        if let Some(context) = self.cached(job, &record.fingerprint) {
+        if let Some(context) = self.cached(job, &fingerprint) {
             return Ok(context);
         }
-        let fingerprint = record.fingerprint.clone();
         let context = self.build(record).await?;
         self.contexts
             .lock()
