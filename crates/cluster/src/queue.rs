@@ -228,9 +228,11 @@ pub struct NatsDelivery {
 }
 
 impl NatsDelivery {
+    /// Sends an acknowledgement of `kind` and waits for the server to confirm it: a worker
+    /// that hands a shard back and exits must not lose the nak in its send buffer.
     async fn send(&self, kind: AckKind, what: &str) -> Result<(), QueueError> {
         self.message
-            .ack_with(kind)
+            .double_ack_with(kind)
             .await
             .map_err(|e| QueueError::Backend(format!("{what}: {e}")))
     }
@@ -269,6 +271,10 @@ impl Delivery for NatsDelivery {
     }
 
     async fn progress(&self) -> Result<(), QueueError> {
-        self.send(AckKind::Progress, "progress").await
+        // A heartbeat need not wait for its confirmation; the next one follows soon.
+        self.message
+            .ack_with(AckKind::Progress)
+            .await
+            .map_err(|e| QueueError::Backend(format!("progress: {e}")))
     }
 }

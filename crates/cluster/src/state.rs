@@ -302,6 +302,13 @@ impl Cluster {
         &self.client
     }
 
+    /// Sends whatever the client still buffers (events, acks); call before exiting.
+    pub async fn flush(&self) {
+        if let Err(error) = self.client.flush().await {
+            tracing::warn!(error = %error, "cannot flush the nats connection");
+        }
+    }
+
     /// Whether the client is connected now (it reconnects by itself when not).
     pub fn is_connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
@@ -426,11 +433,9 @@ impl Cluster {
     }
 
     pub async fn failures(&self, job: &str) -> Result<Vec<FailedShard>, ClusterError> {
-        let prefix = format!("{}.", self.names.job_key(job));
-        let mut failed: Vec<FailedShard> = load_matching(&self.shards, "failed shards", |key| {
-            key.starts_with(&prefix)
-        })
-        .await?;
+        let filter = self.names.job_shard_keys(job);
+        let mut failed: Vec<FailedShard> =
+            load_matching(&self.shards, "failed shards", &filter).await?;
         failed.sort_by(|a, b| a.shard.cmp(&b.shard));
         Ok(failed)
     }
@@ -561,25 +566,36 @@ async fn load_all<T: DeserializeOwned>(
     store: &kv::Store,
     what: &str,
 ) -> Result<Vec<T>, ClusterError> {
-    load_matching(store, what, |_| true).await
+    load_matching(store, what, ">").await
 }
 
-/// Values of every live key accepted by `keep`. Entries that vanish between listing and
+/// Values of every live key matching `key_filter` (a subject pattern over keys: `>` for all). Entries that vanish between listing and
 /// reading (expired heartbeats) are skipped.
+///
+/// Keys come from one stream-info request listing the bucket's subjects. `Store::keys()`
+/// cannot serve here: it replays the bucket through a consumer and finishes only when the
+/// bucket falls idle, which a bucket of heartbeats never does while workers run.
 async fn load_matching<T: DeserializeOwned>(
     store: &kv::Store,
     what: &str,
-    keep: impl Fn(&str) -> bool,
+    key_filter: &str,
 ) -> Result<Vec<T>, ClusterError> {
-    let keys: Vec<String> = store
-        .keys()
+    let subjects: Vec<(String, usize)> = store
+        .stream
+        .info_with_subjects(format!("{}{key_filter}", store.prefix))
         .await
         .map_err(|e| ClusterError::js(format!("listing {what}"), e))?
         .try_collect()
         .await
         .map_err(|e| ClusterError::js(format!("listing {what}"), e))?;
+    let mut keys: Vec<String> = subjects
+        .into_iter()
+        .filter_map(|(subject, _)| subject.strip_prefix(&store.prefix).map(str::to_owned))
+        .collect();
+    keys.sort();
     let mut values = Vec::new();
-    for key in keys.into_iter().filter(|k| keep(k)) {
+    for key in keys {
+        // Deleted and purged keys keep a marker subject; `get` skips them.
         if let Some(value) = get_json(store, &key, what).await? {
             values.push(value);
         }

@@ -666,7 +666,8 @@ fn a_three_server_nats_cluster_survives_losing_a_member_mid_run() {
 
 #[test]
 fn a_rejected_key_halts_the_job_and_submitting_after_the_fix_resumes_it() {
-    let Some(mut fleet) = Fleet::start(&[]) else {
+    // A short ack_wait: shards the stopped worker still held come back quickly.
+    let Some(mut fleet) = Fleet::start(&["--ack-wait", "3s"]) else {
         return;
     };
     let mock = Mock::start(MockConfig {
@@ -708,7 +709,7 @@ fn a_rejected_key_halts_the_job_and_submitting_after_the_fix_resumes_it() {
         "the halted job's shards left the queue"
     );
     // The operator fixes the key and submits again: the job resumes and completes.
-    fleet.kill_worker(0);
+    assert!(fleet.terminate_worker(0).success());
     let mut worker = fleet.command("worker");
     let right = worker
         .args(["--id", "right-key"])

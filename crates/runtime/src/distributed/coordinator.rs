@@ -94,6 +94,7 @@ pub async fn run_coordinator(
         }
     }
     connection.abort();
+    cluster.flush().await;
     tracing::info!("coordinator stopped");
     Ok(())
 }

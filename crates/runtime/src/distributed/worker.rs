@@ -164,6 +164,7 @@ pub async fn run_worker(
     if let Err(error) = membership.leave().await {
         tracing::warn!(error = %error, "leaving the fleet failed; the heartbeat expires instead");
     }
+    cluster.flush().await;
     tracing::info!(worker = %worker_id, "worker stopped");
     result
 }
