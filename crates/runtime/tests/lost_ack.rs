@@ -61,12 +61,14 @@ impl WorkQueue for LoseAcks {
     }
 }
 
-/// Runs one worker over `queue` until `shards` events of interest arrived; returns the events.
+/// Runs one worker over `queue` until each of `shards` distinct shards has had an event
+/// `counts`; returns every event it sent.
 async fn run_until(
     context: Arc<JobContext>,
     queue: Arc<dyn WorkQueue>,
     id: &str,
     shards: usize,
+    counts: impl Fn(&ShardEvent) -> bool,
 ) -> Vec<ShardEvent> {
     let (events, mut received) = InProcessEvents::channel();
     let mut options = WorkerOptions::new(id);
@@ -80,17 +82,14 @@ async fn run_until(
     let (stop, stopped) = watch::channel(false);
     let running = tokio::spawn(worker.run(stopped));
     let mut seen = Vec::new();
-    let mut finished = 0;
-    while finished < shards {
+    let mut finished = std::collections::HashSet::new();
+    while finished.len() < shards {
         let event = tokio::time::timeout(Duration::from_secs(60), received.recv())
             .await
             .expect("the worker keeps reporting")
             .expect("events flow");
-        if matches!(
-            event,
-            ShardEvent::Committed { .. } | ShardEvent::AlreadyCommitted { .. }
-        ) {
-            finished += 1;
+        if counts(&event) {
+            finished.insert(event.shard().to_owned());
         }
         seen.push(event);
     }
@@ -161,6 +160,7 @@ async fn a_lost_ack_after_the_commit_writes_nothing_twice() {
         Arc::new(LoseAcks(queue.clone())),
         "first",
         shards,
+        |e| matches!(e, ShardEvent::Committed { .. }),
     )
     .await;
     let committed = first
@@ -183,7 +183,10 @@ async fn a_lost_ack_after_the_commit_writes_nothing_twice() {
     }
 
     // The messages come back; the second worker finds the markers and only acks.
-    let second = run_until(context, Arc::new(queue.clone()), "second", shards).await;
+    let second = run_until(context, Arc::new(queue.clone()), "second", shards, |e| {
+        matches!(e, ShardEvent::AlreadyCommitted { .. })
+    })
+    .await;
     assert!(
         second
             .iter()
