@@ -290,10 +290,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn default_worker_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .map(|h| h.trim().to_owned())
+    let host = Some(distributed::hostname())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "worker".into());
     let suffix = uuid::Uuid::new_v4().simple().to_string();

@@ -20,6 +20,15 @@ pub use coordinator::{CoordinatorOptions, run_coordinator};
 pub use metrics::{CoordinatorMetrics, WorkerMetrics};
 pub use worker::{ClusterWorkerOptions, run_worker};
 
+/// This machine's host name (the pod name on Kubernetes), or empty when unknown.
+pub fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// Keeps readiness in step with the NATS connection (and with draining) until the returned
 /// task is aborted.
 fn follow_connection(

@@ -57,7 +57,7 @@ pub async fn run_worker(
         let worker_id = worker_id.clone();
         move || WorkerBeat {
             id: worker_id.clone(),
-            host: hostname(),
+            host: super::hostname(),
             version: env!("CARGO_PKG_VERSION").into(),
             started_at,
             beat_at: Utc::now(),
@@ -143,19 +143,14 @@ pub async fn run_worker(
     let result = match finished_early {
         Some(joined) => flatten(joined),
         None => {
-            tracing::info!(worker = %worker_id, deadline_s = options.drain_timeout.as_secs_f64(), "draining: no new shards, finishing those in flight");
             draining.store(true, Ordering::SeqCst);
-            let _ = stop_tx.send(true);
-            queue.close();
             let _ = membership.beat(&beat()).await;
-            match tokio::time::timeout(options.drain_timeout, &mut run).await {
-                Ok(joined) => flatten(joined),
-                Err(_) => {
-                    tracing::warn!(worker = %worker_id, "drain deadline passed, handing shards back");
-                    let _ = hand_back_tx.send(true);
-                    flatten(run.await)
-                }
-            }
+            let handles = DrainHandles {
+                stop: stop_tx,
+                hand_back: hand_back_tx,
+                queue: &queue,
+            };
+            drain(&worker_id, options.drain_timeout, &mut run, handles).await
         }
     };
     pauses.abort();
@@ -169,18 +164,38 @@ pub async fn run_worker(
     result
 }
 
+/// What draining needs to stop the worker loop.
+struct DrainHandles<'a> {
+    stop: watch::Sender<bool>,
+    hand_back: watch::Sender<bool>,
+    queue: &'a NatsWorkQueue,
+}
+
+/// Stops pulling, lets the shards in flight finish until `deadline`, then hands the rest back
+/// (nak, no delay) and waits for the loop to end.
+async fn drain(
+    worker_id: &str,
+    deadline: Duration,
+    run: &mut tokio::task::JoinHandle<Result<(), RuntimeError>>,
+    handles: DrainHandles<'_>,
+) -> Result<(), RuntimeError> {
+    tracing::info!(worker = %worker_id, deadline_s = deadline.as_secs_f64(), "draining: no new shards, finishing those in flight");
+    let _ = handles.stop.send(true);
+    handles.queue.close();
+    match tokio::time::timeout(deadline, &mut *run).await {
+        Ok(joined) => flatten(joined),
+        Err(_) => {
+            tracing::warn!(worker = %worker_id, "drain deadline passed, handing shards back");
+            let _ = handles.hand_back.send(true);
+            flatten(run.await)
+        }
+    }
+}
+
 fn flatten(
     joined: Result<Result<(), RuntimeError>, tokio::task::JoinError>,
 ) -> Result<(), RuntimeError> {
     joined.map_err(|e| RuntimeError::Config(format!("worker loop panicked: {e}")))?
-}
-
-fn hostname() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default()
 }
 
 /// Sets every job's share of its rate limits whenever the number of live workers changes.
