@@ -547,23 +547,15 @@ impl Pipeline for CrgPipeline {
             return Estimate::default();
         };
         let request = self.pair_request(widest, 1);
-        let mut estimate = Estimate {
-            rejected: 0,
-            calls: 1,
-            prompt_tokens: self.gateway.estimate_prompt_tokens(&request.messages),
-            max_output_tokens: u64::from(request.max_tokens),
-            typical_output_tokens: TYPICAL_ANSWER_TOKENS.min(u64::from(request.max_tokens)),
-        };
+        let mut estimate = Estimate::call(&self.gateway, &request, TYPICAL_ANSWER_TOKENS);
         if self.spec.consistency_filter {
             let placeholder = "x ".repeat(TYPICAL_ANSWER_TOKENS as usize * 4 / 2);
             for pair in &pairs {
                 let judge = self.judge_request(pair, &placeholder, true, 1);
-                let tokens = self.judge_gateway.estimate_prompt_tokens(&judge.messages);
-                estimate.calls += 2;
-                estimate.prompt_tokens += 2 * tokens;
-                estimate.max_output_tokens += 2 * u64::from(judge.max_tokens);
-                estimate.typical_output_tokens +=
-                    2 * TYPICAL_JUDGE_TOKENS.min(u64::from(judge.max_tokens));
+                let judged = Estimate::call(&self.judge_gateway, &judge, TYPICAL_JUDGE_TOKENS);
+                // Each pair is judged in both orders.
+                estimate.add(&judged);
+                estimate.add(&judged);
             }
         }
         estimate

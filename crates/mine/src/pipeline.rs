@@ -8,7 +8,7 @@ use rubricmill_core::row::excerpt;
 use rubricmill_core::{
     OutputRow, PipelineKind, Provenance, RawRecord, RejectRow, SourceRef, StageCounts, Usage,
 };
-use rubricmill_llm::LlmError;
+use rubricmill_llm::{ChatRequest, Gateway, LlmError};
 
 /// Identity of the attempt a record is processed in, for provenance.
 #[derive(Debug, Clone)]
@@ -95,6 +95,17 @@ pub struct Estimate {
 }
 
 impl Estimate {
+    /// One call of `request` through `gateway`, whose answer is typically `typical` tokens.
+    pub fn call(gateway: &Gateway, request: &ChatRequest, typical: u64) -> Self {
+        Self {
+            rejected: 0,
+            calls: 1,
+            prompt_tokens: gateway.estimate_prompt_tokens(&request.messages),
+            max_output_tokens: u64::from(request.max_tokens),
+            typical_output_tokens: typical.min(u64::from(request.max_tokens)),
+        }
+    }
+
     pub fn add(&mut self, other: &Estimate) {
         self.rejected += other.rejected;
         self.calls += other.calls;

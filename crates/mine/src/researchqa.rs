@@ -81,13 +81,7 @@ impl LlmStage {
     }
 
     fn estimate(&self, request: &ChatRequest, typical: u64) -> Estimate {
-        Estimate {
-            rejected: 0,
-            calls: 1,
-            prompt_tokens: self.gateway.estimate_prompt_tokens(&request.messages),
-            max_output_tokens: u64::from(request.max_tokens),
-            typical_output_tokens: typical.min(u64::from(request.max_tokens)),
-        }
+        Estimate::call(&self.gateway, request, typical)
     }
 }
 
