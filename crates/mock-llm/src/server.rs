@@ -10,7 +10,6 @@
 //! with finish_reason "length" when the answer is longer). Admitted requests are charged
 //! prompt tokens plus the completion tokens of the content actually returned (0 for errors).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -22,7 +21,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use rubricmill_llm::ResponseFormat;
 use rubricmill_llm::estimate_tokens;
 use rubricmill_llm::simulated::{
@@ -32,6 +30,7 @@ use rubricmill_llm::wire::{
     WireChoice, WireError, WireErrorBody, WireRequest, WireResponse, WireResponseFormat,
     WireResponseMessage, WireUsage,
 };
+use rubricmill_telemetry::http::{drain_connections, serve_http1};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -206,17 +205,9 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stopped: watc
         }
     }
     drop(listener);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        debug!(
-            left = connections.len(),
-            "mock-llm cutting off connections at shutdown"
-        );
-        connections.abort_all();
-        while connections.join_next().await.is_some() {}
+    let left = drain_connections(connections, SHUTDOWN_GRACE).await;
+    if left > 0 {
+        debug!(left, "mock-llm cut off connections at shutdown");
     }
 }
 
@@ -225,25 +216,13 @@ async fn serve_connection(
     peer: SocketAddr,
     shard: usize,
     state: Arc<State>,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) {
-    let service = hyper::service::service_fn(move |request| {
+    let handler = move |request| {
         let state = Arc::clone(&state);
-        async move { Ok::<_, Infallible>(route(&state, shard, request).await) }
-    });
-    let connection = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        _ = stopped.changed() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
+        async move { route(&state, shard, request).await }
     };
-    if let Err(error) = result {
+    if let Err(error) = serve_http1(stream, handler, stopped).await {
         debug!(%peer, %error, "mock-llm connection ended with an error");
     }
 }

@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 mod health;
+pub mod http;
 mod metrics;
 mod server;
 mod text;

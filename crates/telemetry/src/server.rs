@@ -4,7 +4,6 @@
 //! once, asks open connections to finish their current request, and cuts off whatever is left
 //! after [`SHUTDOWN_GRACE`].
 
-use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,11 +13,11 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::http::{drain_connections, serve_http1};
 use crate::{Health, Registry};
 
 /// The content type of `GET /metrics`: the Prometheus text exposition format 0.0.4.
@@ -139,45 +138,24 @@ async fn accept_loop(
 }
 
 /// Waits up to [`SHUTDOWN_GRACE`] for the connections, then aborts the rest.
-async fn drain(mut connections: JoinSet<()>) {
-    let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    if finished.is_ok() {
-        return;
+async fn drain(connections: JoinSet<()>) {
+    let left = drain_connections(connections, SHUTDOWN_GRACE).await;
+    if left > 0 {
+        tracing::debug!(left, "telemetry cut off connections at shutdown");
     }
-    tracing::debug!(
-        left = connections.len(),
-        "telemetry cutting off connections at shutdown"
-    );
-    connections.abort_all();
-    while connections.join_next().await.is_some() {}
 }
 
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     endpoints: Arc<Endpoints>,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) {
-    let service = hyper::service::service_fn(move |request| {
+    let handler = move |request| {
         let endpoints = Arc::clone(&endpoints);
-        async move { Ok::<_, Infallible>(endpoints.respond(&request).await) }
-    });
-    let connection = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        _ = stopped.changed() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
+        async move { endpoints.respond(&request).await }
     };
-    if let Err(error) = result {
+    if let Err(error) = serve_http1(stream, handler, stopped).await {
         tracing::debug!(%peer, %error, "telemetry connection ended with an error");
     }
 }
