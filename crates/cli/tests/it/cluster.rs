@@ -114,6 +114,11 @@ impl Fleet {
 
     /// Starts a worker process; `extra` goes on its command line.
     fn start_worker(&mut self, extra: &[&str]) -> String {
+        self.start_worker_with_env(extra, &[])
+    }
+
+    /// Starts a worker process with extra arguments and environment variables.
+    fn start_worker_with_env(&mut self, extra: &[&str], env: &[(&str, &str)]) -> String {
         self.spawned += 1;
         let id = format!("w{}", self.spawned);
         let child = self
@@ -121,6 +126,7 @@ impl Fleet {
             .args(["--id", &id])
             .args(&self.queue_args)
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(self.log(&id))
             .spawn()
@@ -255,6 +261,14 @@ fn latency(ms: u64) -> rubricmill_mock_llm::Latency {
     }
 }
 
+/// mock-llm answering every request after `ms` milliseconds.
+fn with_latency(ms: u64) -> MockConfig {
+    MockConfig {
+        latency: latency(ms),
+        ..MockConfig::default()
+    }
+}
+
 /// The ids every row must have, once each.
 fn assert_exactly_once(committed: &Committed, pairs: usize) {
     let ids = committed.strings("pair_id");
@@ -270,10 +284,7 @@ fn three_worker_processes_commit_every_record_once() {
     let Some(mut fleet) = Fleet::start(&[]) else {
         return;
     };
-    let mock = Mock::start(MockConfig {
-        latency: latency(20),
-        ..MockConfig::default()
-    });
+    let mock = Mock::start(with_latency(20));
     let spec = crg_job(fleet.dir(), "three", &mock, 300, "max_concurrency = 8");
     let metrics_port = free_port();
     fleet.start_worker(&["--metrics-addr", &format!("127.0.0.1:{metrics_port}")]);
@@ -343,10 +354,7 @@ fn kill_nine_chaos_commits_exactly_once_and_replays_paid_calls_from_the_cache() 
     let Some(mut fleet) = Fleet::start(&["--ack-wait", "2s", "--max-deliver", "20"]) else {
         return;
     };
-    let mock = Mock::start(MockConfig {
-        latency: latency(100),
-        ..MockConfig::default()
-    });
+    let mock = Mock::start(with_latency(100));
     let pairs = 3000;
     let spec = crg_job(fleet.dir(), "chaos", &mock, pairs, "max_concurrency = 8");
     for _ in 0..3 {
@@ -398,10 +406,7 @@ fn a_nats_server_restart_mid_run_loses_nothing() {
     let Some(mut fleet) = Fleet::start(&["--ack-wait", "3s"]) else {
         return;
     };
-    let mock = Mock::start(MockConfig {
-        latency: latency(50),
-        ..MockConfig::default()
-    });
+    let mock = Mock::start(with_latency(50));
     let pairs = 600;
     let spec = crg_job(fleet.dir(), "restart", &mock, pairs, "max_concurrency = 4");
     fleet.start_worker(&["--shards", "1", "--records", "4"]);
@@ -538,10 +543,7 @@ fn sigterm_hands_unfinished_shards_back_and_the_job_completes_elsewhere() {
     let Some(mut fleet) = Fleet::start(&["--ack-wait", "30s"]) else {
         return;
     };
-    let mock = Mock::start(MockConfig {
-        latency: latency(300),
-        ..MockConfig::default()
-    });
+    let mock = Mock::start(with_latency(300));
     let pairs = 60;
     let spec = crg_job(fleet.dir(), "drain", &mock, pairs, "max_concurrency = 8");
     fleet.start_worker(&["--drain-timeout", "200ms", "--records", "2"]);
@@ -638,10 +640,7 @@ fn a_three_server_nats_cluster_survives_losing_a_member_mid_run() {
     let Some(mut fleet) = Fleet::start_clustered(&["--ack-wait", "5s"]) else {
         return;
     };
-    let mock = Mock::start(MockConfig {
-        latency: latency(50),
-        ..MockConfig::default()
-    });
+    let mock = Mock::start(with_latency(50));
     let pairs = 400;
     let spec = crg_job(
         fleet.dir(),
@@ -682,15 +681,7 @@ fn a_rejected_key_halts_the_job_and_submitting_after_the_fix_resumes_it() {
         pairs,
         "api_key_env = \"RUBRICMILL_TEST_LLM_KEY\"",
     );
-    let mut worker = fleet.command("worker");
-    let wrong = worker
-        .args(["--id", "wrong-key"])
-        .env("RUBRICMILL_TEST_LLM_KEY", "key-wrong-9e0")
-        .stdout(Stdio::null())
-        .stderr(fleet.log("wrong-key"))
-        .spawn()
-        .unwrap();
-    fleet.workers.push(("wrong-key".into(), wrong));
+    fleet.start_worker_with_env(&[], &[("RUBRICMILL_TEST_LLM_KEY", "key-wrong-9e0")]);
     fleet.submit(&spec);
     let status = fleet.wait_for("keyed", Duration::from_secs(60), |s| s["state"] == "halted");
     let reason = status["reason"].as_str().unwrap_or_default().to_owned();
@@ -710,15 +701,7 @@ fn a_rejected_key_halts_the_job_and_submitting_after_the_fix_resumes_it() {
     );
     // The operator fixes the key and submits again: the job resumes and completes.
     assert!(fleet.terminate_worker(0).success());
-    let mut worker = fleet.command("worker");
-    let right = worker
-        .args(["--id", "right-key"])
-        .env("RUBRICMILL_TEST_LLM_KEY", "key-right-4c1")
-        .stdout(Stdio::null())
-        .stderr(fleet.log("right-key"))
-        .spawn()
-        .unwrap();
-    fleet.workers.push(("right-key".into(), right));
+    fleet.start_worker_with_env(&[], &[("RUBRICMILL_TEST_LLM_KEY", "key-right-4c1")]);
     let again = fleet.submit(&spec);
     assert!(again["queued"].as_u64().unwrap() > 0, "{again}");
     let status = fleet.wait_complete("keyed", Duration::from_secs(60));
@@ -733,10 +716,7 @@ fn a_worker_lost_on_the_last_delivery_is_recorded_by_the_coordinator() {
     let Some(mut fleet) = Fleet::start(&["--max-deliver", "1", "--ack-wait", "1s"]) else {
         return;
     };
-    let mock = Mock::start(MockConfig {
-        latency: latency(3000),
-        ..MockConfig::default()
-    });
+    let mock = Mock::start(with_latency(3000));
     let spec = crg_job(fleet.dir(), "lost", &mock, 10, "");
     fleet.start_worker(&["--shards", "1"]);
     fleet.submit(&spec);
@@ -798,10 +778,7 @@ fn a_lost_worker_whose_advisory_nobody_heard_is_found_by_the_sweep() {
     let Some(mut fleet) = Fleet::start(&["--max-deliver", "1", "--ack-wait", "1s"]) else {
         return;
     };
-    let mock = Mock::start(MockConfig {
-        latency: latency(3000),
-        ..MockConfig::default()
-    });
+    let mock = Mock::start(with_latency(3000));
     let spec = crg_job(fleet.dir(), "unheard", &mock, 10, "");
     fleet.start_worker(&["--shards", "1"]);
     fleet.submit(&spec);
