@@ -7,7 +7,6 @@
 //! client with its ack timer running while it waits for capacity.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::PullConsumer;
@@ -16,6 +15,7 @@ use async_nats::jetstream::{AckKind, Message};
 use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
 use rubricmill_queue::{Delivery, QueueError, ShardTask, WorkQueue};
+use tokio::sync::watch;
 
 use crate::state::encode;
 use crate::{Cluster, ClusterError, FailedShard};
@@ -36,7 +36,8 @@ pub struct NatsWorkQueue {
     pull_wait: Duration,
     /// Part of the message ids this queue publishes (see `JobRecord::generation`).
     generation: u64,
-    closed: Arc<AtomicBool>,
+    /// Turns true on `close`; shared by clones.
+    closed: Arc<watch::Sender<bool>>,
 }
 
 impl NatsWorkQueue {
@@ -55,7 +56,7 @@ impl NatsWorkQueue {
             max_deliver,
             pull_wait: Duration::from_secs(5),
             generation: 0,
-            closed: Arc::new(AtomicBool::new(false)),
+            closed: Arc::new(watch::channel(false).0),
         })
     }
 
@@ -69,9 +70,8 @@ impl NatsWorkQueue {
         self
     }
 
-    /// Stops handing out deliveries: the next pull returns `None`.
-    pub fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
+    fn is_closed(&self) -> bool {
+        *self.closed.borrow()
     }
 
     /// Publishes a shard unless a message for it is already in the stream. The message id
@@ -121,7 +121,22 @@ impl NatsWorkQueue {
         let mut batch = request
             .await
             .map_err(|e| ClusterError::js("pulling a shard", e))?;
-        let first = tokio::time::timeout(wait + Duration::from_secs(5), batch.next()).await;
+        let request_ends = wait + Duration::from_secs(5);
+        let mut closed = self.closed.subscribe();
+        let first = tokio::select! {
+            first = tokio::time::timeout(request_ends, batch.next()) => first,
+            () = until_true(&mut closed) => {
+                // The pull request stays open on the server until it expires: whatever it
+                // still delivers goes straight back.
+                let leftovers = tokio::time::timeout(request_ends, async {
+                    while let Some(Ok(message)) = batch.next().await {
+                        let _ = message.double_ack_with(AckKind::Nak(None)).await;
+                    }
+                });
+                let _ = leftovers.await;
+                return Ok(Vec::new());
+            }
+        };
         let first = match first {
             Ok(Some(Ok(message))) => message,
             Ok(Some(Err(error))) => return Err(ClusterError::js("pulling a shard", error)),
@@ -168,6 +183,11 @@ impl NatsWorkQueue {
     }
 }
 
+/// Resolves once the flag is true (or its sender is gone).
+async fn until_true(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|value| *value).await;
+}
+
 /// The server refuses a message on a subject that already holds one (our per-subject limit).
 fn is_subject_full(error: &str) -> bool {
     error.contains("maximum messages per subject")
@@ -180,9 +200,13 @@ impl WorkQueue for NatsWorkQueue {
         Ok(())
     }
 
+    fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
     async fn pull(&self, max: usize) -> Result<Option<Vec<Box<dyn Delivery>>>, QueueError> {
         loop {
-            if self.closed.load(Ordering::SeqCst) {
+            if self.is_closed() {
                 return Ok(None);
             }
             let messages = match self.next_message(self.pull_wait, max.max(1)).await {

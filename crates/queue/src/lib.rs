@@ -89,6 +89,9 @@ pub trait WorkQueue: Send + Sync {
     async fn publish(&self, task: ShardTask) -> Result<(), QueueError>;
     /// Waits for up to `max` deliveries; `Ok(None)` once the queue is closed and drained.
     async fn pull(&self, max: usize) -> Result<Option<Vec<Box<dyn Delivery>>>, QueueError>;
+    /// Stops handing out deliveries: a pull in progress ends with `Ok(None)`, and anything
+    /// that reaches it meanwhile goes back to the queue.
+    fn close(&self);
 }
 
 /// What a worker reports about a shard.

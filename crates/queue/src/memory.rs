@@ -65,6 +65,10 @@ impl WorkQueue for InProcessQueue {
         Ok(())
     }
 
+    fn close(&self) {
+        InProcessQueue::close(self);
+    }
+
     async fn pull(&self, max: usize) -> Result<Option<Vec<Box<dyn Delivery>>>, QueueError> {
         loop {
             let notified = self.notify.notified();

@@ -112,11 +112,25 @@ impl Worker {
         self
     }
 
-    /// Runs until the queue closes or `stop` turns true; then stops pulling and waits for the
-    /// shards in flight.
+    /// Runs until the queue closes or `stop` turns true (which closes the queue); then waits for
+    /// the shards in flight.
+    ///
+    /// A pull is never abandoned halfway: a JetStream pull dropped while it waits would strand
+    /// the message the server was about to deliver until its ack deadline. So finished shards
+    /// only free their slots for the next pull, and stopping goes through `WorkQueue::close`,
+    /// which ends a pull in progress cleanly.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> Result<(), RuntimeError> {
+        let closer = {
+            let queue = self.queue.clone();
+            tokio::spawn(async move {
+                // A dropped sender means stop too.
+                let _ = stop.wait_for(|stopped| *stopped).await;
+                queue.close();
+            })
+        };
         let mut in_flight = JoinSet::new();
         loop {
+            while in_flight.try_join_next().is_some() {}
             let free = self
                 .options
                 .shard_concurrency
@@ -125,10 +139,12 @@ impl Worker {
                 in_flight.join_next().await;
                 continue;
             }
-            let pulled = tokio::select! {
-                pulled = self.queue.pull(free) => pulled?,
-                _ = stop.wait_for(|stopped| *stopped) => None,
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => continue,
+            let pulled = match self.queue.pull(free).await {
+                Ok(pulled) => pulled,
+                Err(error) => {
+                    closer.abort();
+                    return Err(error.into());
+                }
             };
             let Some(deliveries) = pulled else { break };
             for delivery in deliveries {
@@ -136,6 +152,7 @@ impl Worker {
                 in_flight.spawn(async move { worker.handle(delivery).await });
             }
         }
+        closer.abort();
         while in_flight.join_next().await.is_some() {}
         tracing::debug!(worker = %self.options.worker_id, "worker stopped");
         Ok(())

@@ -50,6 +50,9 @@ impl WorkQueue for LoseAcks {
     async fn publish(&self, task: ShardTask) -> Result<(), QueueError> {
         self.0.publish(task).await
     }
+    fn close(&self) {
+        self.0.close();
+    }
     async fn pull(&self, max: usize) -> Result<Option<Vec<Box<dyn Delivery>>>, QueueError> {
         let pulled = self.0.pull(max).await?;
         Ok(pulled.map(|deliveries| {
@@ -183,7 +186,12 @@ async fn a_lost_ack_after_the_commit_writes_nothing_twice() {
     }
 
     // The messages come back; the second worker finds the markers and only acks.
-    let second = run_until(context, Arc::new(queue.clone()), "second", shards, |e| {
+    // Another worker, with its own connection to the queue (the first one closed its own).
+    let queue = NatsWorkQueue::open(&cluster)
+        .await
+        .unwrap()
+        .with_pull_wait(Duration::from_millis(500));
+    let second = run_until(context, Arc::new(queue), "second", shards, |e| {
         matches!(e, ShardEvent::AlreadyCommitted { .. })
     })
     .await;

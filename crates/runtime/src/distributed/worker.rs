@@ -148,7 +148,6 @@ pub async fn run_worker(
             let handles = DrainHandles {
                 stop: stop_tx,
                 hand_back: hand_back_tx,
-                queue: &queue,
             };
             drain(&worker_id, options.drain_timeout, &mut run, handles).await
         }
@@ -165,10 +164,9 @@ pub async fn run_worker(
 }
 
 /// What draining needs to stop the worker loop.
-struct DrainHandles<'a> {
+struct DrainHandles {
     stop: watch::Sender<bool>,
     hand_back: watch::Sender<bool>,
-    queue: &'a NatsWorkQueue,
 }
 
 /// Stops pulling, lets the shards in flight finish until `deadline`, then hands the rest back
@@ -177,11 +175,11 @@ async fn drain(
     worker_id: &str,
     deadline: Duration,
     run: &mut tokio::task::JoinHandle<Result<(), RuntimeError>>,
-    handles: DrainHandles<'_>,
+    handles: DrainHandles,
 ) -> Result<(), RuntimeError> {
     tracing::info!(worker = %worker_id, deadline_s = deadline.as_secs_f64(), "draining: no new shards, finishing those in flight");
+    // The worker loop closes the queue: no new shards.
     let _ = handles.stop.send(true);
-    handles.queue.close();
     match tokio::time::timeout(deadline, &mut *run).await {
         Ok(joined) => flatten(joined),
         Err(_) => {
