@@ -152,6 +152,18 @@ pub fn write_pairs(path: &Path, count: usize) {
     std::fs::write(path, text).unwrap();
 }
 
+/// The commit markers under `commits_dir`. A process killed while writing a marker to a local
+/// directory can leave the store's staging file (`<shard>.json#<n>`) behind; it is not a marker
+/// (the store's listing skips it too), so only names ending in `.json` count.
+pub fn marker_paths(commits_dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(commits_dir)
+        .into_iter()
+        .flatten()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .collect()
+}
+
 /// Committed output of a job, read the way readers must: through the markers.
 pub struct Committed {
     pub markers: Vec<serde_json::Value>,
@@ -163,11 +175,8 @@ pub struct Committed {
 impl Committed {
     pub fn read(job_dir: &Path) -> Self {
         let mut markers = Vec::new();
-        for entry in std::fs::read_dir(job_dir.join("commits"))
-            .into_iter()
-            .flatten()
-        {
-            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        for path in marker_paths(&job_dir.join("commits")) {
+            let bytes = std::fs::read(path).unwrap();
             markers.push(serde_json::from_slice::<serde_json::Value>(&bytes).unwrap());
         }
         markers.sort_by_key(|m| m["shard_id"].as_str().unwrap().to_owned());

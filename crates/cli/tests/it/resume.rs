@@ -5,13 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use crate::{Committed, rubricmill, run_job, write_pairs, write_spec};
-
-fn count_markers(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|entries| entries.count())
-        .unwrap_or(0)
-}
+use crate::{Committed, marker_paths, rubricmill, run_job, write_pairs, write_spec};
 
 /// A crg job over `pairs` synthetic pairs slow enough (40 ms a call, 2 calls at once, 10 pairs a
 /// shard) to be stopped mid-way; returns the spec and its text after the name line.
@@ -39,7 +33,7 @@ fn run_until_committed(
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while count_markers(commits) < shards {
+    while marker_paths(commits).len() < shards {
         assert!(
             Instant::now() < deadline,
             "the run never committed {shards} shards"

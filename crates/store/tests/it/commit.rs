@@ -1,6 +1,6 @@
 //! The commit protocol on a real file system: racing attempts leave exactly one marker and the
 //! losers' files are gone; an attempt that wrote data but never committed leaves no rows behind
-//! for readers, and a later attempt commits cleanly.
+//! for readers (nor does a marker whose write was cut off), and a later attempt commits cleanly.
 
 use std::collections::BTreeMap;
 
@@ -109,11 +109,18 @@ async fn crash_between_data_and_marker_leaves_nothing_readers_trust() {
         .write_attempt(&shard, "dead", Some(Bytes::from_static(b"orphan")), None)
         .await
         .unwrap();
+    // A writer killed while writing a marker to a local directory leaves the staging file
+    // (`<shard>.json#<n>`), whole, beside where the marker would be: it is not a marker.
+    let commits = dir.path().join("crash/commits");
+    std::fs::create_dir_all(&commits).unwrap();
+    let staged = serde_json::to_vec(&marker(&shard, "dead", None)).unwrap();
+    std::fs::write(commits.join(format!("{shard}.json#7")), staged).unwrap();
     assert!(store.marker(&shard).await.unwrap().is_none());
     assert!(
         store.markers().await.unwrap().is_empty(),
         "readers see no committed shard"
     );
+    assert!(store.committed_shards().await.unwrap().is_empty());
     // The redelivered attempt commits; markers point at its files only.
     let files = store
         .write_attempt(&shard, "alive", Some(Bytes::from_static(b"fresh")), None)
