@@ -25,7 +25,7 @@ fn corpus() -> Option<std::path::PathBuf> {
 }
 
 /// The released ResearchQA columns (realliyifei/ResearchQA `researchqa_loader.py`, DESIGN §2.5).
-const RESEARCHQA_COLUMNS: [&str; 7] = [
+pub const RESEARCHQA_COLUMNS: [&str; 7] = [
     "id",
     "general_domain",
     "subdomain",

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use crate::researchqa::RESEARCHQA_COLUMNS;
 use crate::{Committed, column_names, repo_root, rubricmill, run_job, write_pairs, write_spec};
 
 const PROVENANCE: [&str; 10] = [
@@ -36,20 +37,14 @@ fn quickstart_researchqa_writes_documented_rows_with_provenance() {
     assert_eq!(summary["stop"], "complete");
     let out = Committed::read(&dir.path().join("out/rq"));
     assert_eq!(out.markers.len(), 4, "one shard per sample survey");
-    let mut expected = vec![
-        "id",
-        "general_domain",
-        "subdomain",
-        "field",
-        "query",
-        "date",
-        "rubric",
+    let mut expected = RESEARCHQA_COLUMNS.to_vec();
+    expected.extend([
         "doc_id",
         "doc_title",
         "section_heading",
         "heading_path",
         "section_text_hash",
-    ];
+    ]);
     expected.extend(PROVENANCE);
     assert_eq!(column_names(&out.rows), expected);
     let rubric_type = out.rows[0]
