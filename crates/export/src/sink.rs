@@ -83,13 +83,13 @@ impl Sink {
         schema: SchemaRef,
         metadata: &BTreeMap<String, String>,
     ) -> Self {
-        let files = files.max(1);
+        let (files, rows_per_file) = spread(rows, files);
         Self {
             kind,
             target: target.clone(),
             split: split.to_owned(),
             files,
-            rows_per_file: rows.div_ceil(files).max(1),
+            rows_per_file,
             schema,
             metadata: metadata.clone(),
             current: None,
@@ -289,4 +289,45 @@ pub fn put(
             path: name.to_owned(),
             source,
         })
+}
+
+/// How `rows` spread over at most `files` files: the number of files that will really be
+/// written (each name says `-of-<files>`, so it must not promise a file that never comes) and
+/// the rows in each but the last.
+fn spread(rows: u64, files: u64) -> (u64, u64) {
+    let rows_per_file = rows.div_ceil(files.max(1)).max(1);
+    (rows.div_ceil(rows_per_file).max(1), rows_per_file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    #[test]
+    fn file_names_promise_only_files_that_are_written() {
+        // 9 rows over 4 files is 3 a file: only 3 files are written, so names say "of 3".
+        assert_eq!(spread(9, 4), (3, 3));
+        assert_eq!(spread(8, 4), (4, 2));
+        assert_eq!(spread(10, 4), (4, 3));
+        assert_eq!(
+            spread(0, 4),
+            (1, 1),
+            "an empty split still gets its one file"
+        );
+        assert_eq!(spread(5, 0), (1, 5));
+        for rows in 0..200 {
+            for files in 1..20 {
+                let (written, per_file) = spread(rows, files);
+                assert!(written <= files);
+                assert!(
+                    written * per_file >= rows,
+                    "{rows} rows fit in {files} files"
+                );
+                assert!(
+                    rows == 0 || (written - 1) * per_file < rows,
+                    "no empty file"
+                );
+            }
+        }
+    }
 }
