@@ -80,6 +80,12 @@ impl Budget {
         self.spend.lock().expect("spend lock").spent
     }
 
+    /// What counts against the limit: this budget's own spend plus what was spent elsewhere.
+    pub fn counted(&self) -> f64 {
+        let spend = self.spend.lock().expect("spend lock");
+        spend.spent + spend.elsewhere
+    }
+
     /// Sets what other workers of the job have spent, counted against the same limit.
     pub fn set_spent_elsewhere(&self, usd: f64) {
         self.spend.lock().expect("spend lock").elsewhere = usd.max(0.0);

@@ -284,9 +284,7 @@ impl ClusterJobs {
             .or_default() += cost_usd;
     }
 
-    /// Brings each job's budget up to date with what the rest of the fleet has spent: the
-    /// committed cost the coordinator counted, less this worker's own share of it (its own
-    /// spend is in the budget already).
+    /// Brings each job's budget up to date with what the rest of the fleet has spent.
     async fn refresh_budgets(&self) {
         let contexts: Vec<(String, Arc<JobContext>)> = {
             let contexts = self.contexts.lock().expect("contexts lock");
@@ -299,21 +297,28 @@ impl ClusterJobs {
             let Ok(Some(progress)) = self.cluster.progress(&job).await else {
                 continue;
             };
-            let own = self
-                .committed_cost
-                .lock()
-                .expect("cost lock")
-                .get(&job)
-                .copied()
-                .unwrap_or(0.0);
-            context
-                .budget
-                .set_spent_elsewhere(progress.usage.cost_usd - own);
+            self.sync_budget(&job, &context, progress.usage.cost_usd);
         }
     }
 
+    /// Counts the fleet's committed cost (as the coordinator counted it) against `context`'s
+    /// budget, less this worker's own committed share: that is in the budget's own spend
+    /// already.
+    fn sync_budget(&self, job: &str, context: &JobContext, fleet_committed_usd: f64) {
+        let own = self
+            .committed_cost
+            .lock()
+            .expect("cost lock")
+            .get(job)
+            .copied()
+            .unwrap_or(0.0);
+        context
+            .budget
+            .set_spent_elsewhere(fleet_committed_usd - own);
+    }
+
     async fn build(&self, record: JobRecord) -> Result<Arc<JobContext>, RuntimeError> {
-        let spent_before = self
+        let fleet_committed = self
             .cluster
             .progress(&record.name)
             .await?
@@ -321,21 +326,19 @@ impl ClusterJobs {
         // Deliveries carry their shard: the plan without its shard list is enough.
         let manifest = record.plan.clone();
         let options = self.options.clone();
-        let context =
-            tokio::task::spawn_blocking(move || JobContext::new(manifest, spent_before, &options))
-                .await
-                .map_err(|e| {
-                    RuntimeError::Config(format!("building the job context panicked: {e}"))
-                })??;
+        // The new budget's own spend starts at zero: everything committed so far, this
+        // worker's share included, is counted as spent elsewhere.
+        let context = tokio::task::spawn_blocking(move || JobContext::new(manifest, 0.0, &options))
+            .await
+            .map_err(|e| {
+                RuntimeError::Config(format!("building the job context panicked: {e}"))
+            })??;
         let context = Arc::new(context);
-        let own = self
-            .committed_cost
+        self.committed_cost
             .lock()
             .expect("cost lock")
-            .get(&record.name)
-            .copied()
-            .unwrap_or(0.0);
-        context.budget.set_spent_elsewhere(spent_before - own);
+            .remove(&record.name);
+        self.sync_budget(&record.name, &context, fleet_committed);
         let share = 1.0 / (*self.live.borrow()).max(1) as f64;
         for (endpoint, gateway) in &context.endpoints {
             gateway.set_share(share);
@@ -356,7 +359,7 @@ impl ClusterJobs {
                 });
             }));
         }
-        tracing::info!(job = %record.name, fingerprint = %record.plan.fingerprint, spent_before_usd = spent_before, "job context ready");
+        tracing::info!(job = %record.name, fingerprint = %record.plan.fingerprint, fleet_committed_usd = fleet_committed, "job context ready");
         Ok(context)
     }
 }
@@ -511,5 +514,103 @@ impl EventSink for ClusterEvents {
         if let Err(error) = self.cluster.client().publish(subject, payload).await {
             tracing::debug!(error = %error, "cannot publish a shard event");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use rubricmill_cluster::{
+        Cluster, JobProgress, JobRecord, JobState, Names, NatsOptions, QueueSettings, connect,
+    };
+    use rubricmill_core::JobSpec;
+    use rubricmill_testkit::NatsServer;
+    use tokio::sync::watch;
+
+    use super::ClusterJobs;
+    use crate::ContextOptions;
+    use crate::coordinator::plan_or_resume;
+
+    async fn set_fleet_cost(cluster: &Cluster, job: &str, cost_usd: f64) {
+        let mut progress = JobProgress::default();
+        progress.usage.cost_usd = cost_usd;
+        cluster.put_progress(job, &progress).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_fleets_spend_is_counted_once_against_a_budget() {
+        let Some(server) = NatsServer::start() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("pairs.jsonl");
+        std::fs::write(
+            &input,
+            "{\"prompt\":\"Hi?\",\"chosen\":\"Hello.\",\"rejected\":\"Go away.\"}\n",
+        )
+        .unwrap();
+        let spec_path = dir.path().join("spent.toml");
+        std::fs::write(
+            &spec_path,
+            format!(
+                "name = \"spent\"\npipeline = \"crg\"\n[input]\nurl = \"{}\"\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"simulated\"\nmodel = \"sim\"\n",
+                input.display(),
+                dir.path().join("out").display()
+            ),
+        )
+        .unwrap();
+        let (manifest, _) = plan_or_resume(&JobSpec::load(&spec_path).unwrap())
+            .await
+            .unwrap();
+        let client = connect(&NatsOptions::for_servers(&server.url()))
+            .await
+            .unwrap();
+        let cluster = Cluster::open(client, Names::default(), QueueSettings::default(), true)
+            .await
+            .unwrap();
+        let (_live, live_workers) = watch::channel(1);
+        let jobs = ClusterJobs {
+            cluster: cluster.clone(),
+            worker_id: "w1".into(),
+            options: ContextOptions::default(),
+            contexts: Mutex::default(),
+            building: tokio::sync::Mutex::new(()),
+            live: live_workers,
+            committed_cost: Mutex::default(),
+        };
+
+        // A worker joining a job the fleet has spent $0.60 on counts $0.60, not twice that.
+        set_fleet_cost(&cluster, "spent", 0.6).await;
+        let record = JobRecord::new(&manifest, 1, JobState::Running);
+        let context = jobs.build(record.clone()).await.unwrap();
+        jobs.contexts.lock().unwrap().insert(
+            "spent".into(),
+            (manifest.fingerprint.clone(), context.clone()),
+        );
+        assert!(
+            (context.budget.counted() - 0.6).abs() < 1e-9,
+            "{}",
+            context.budget.counted()
+        );
+
+        // It commits a shard of its own ($0.20, in its own spend once its calls settle); the
+        // fleet's total then includes it, and the refresh leaves it out of "elsewhere".
+        jobs.committed("spent", 0.2);
+        set_fleet_cost(&cluster, "spent", 1.0).await;
+        jobs.refresh_budgets().await;
+        assert!(
+            (context.budget.counted() - 0.8).abs() < 1e-9,
+            "{}",
+            context.budget.counted()
+        );
+
+        // A rebuilt context starts its own spend at zero: all $1.00 is elsewhere again.
+        let rebuilt = jobs.build(record).await.unwrap();
+        assert!(
+            (rebuilt.budget.counted() - 1.0).abs() < 1e-9,
+            "{}",
+            rebuilt.budget.counted()
+        );
     }
 }
