@@ -207,8 +207,9 @@ impl Worker {
                 tokio::select! {
                     result = &mut work => break result,
                     () = turned_true(&mut hand_back) => {
-                        // Dropping `work` aborts the attempt; its files are unreferenced and
-                        // the janitor removes them.
+                        // Dropping `work` abandons the attempt: its part uploads are aborted
+                        // as they drop, and files already written are unreferenced, for the
+                        // janitor.
                         tracing::info!(job = %job, shard = %shard, "handing the shard back");
                         let _ = delivery.nak(Duration::ZERO).await;
                         self.events
@@ -416,6 +417,18 @@ impl Worker {
     }
 }
 
+/// The part in `slot`, started by `start` at the first batch: a shard without rows (or
+/// rejects) writes no such file.
+fn started(
+    slot: &mut Option<PartWriter>,
+    start: impl FnOnce() -> Result<PartWriter, StoreError>,
+) -> Result<&mut PartWriter, StoreError> {
+    if slot.is_none() {
+        *slot = Some(start()?);
+    }
+    Ok(slot.as_mut().expect("started above"))
+}
+
 /// Rows buffered before they are encoded and sent as one batch.
 const FLUSH_ROWS: usize = 2048;
 
@@ -514,25 +527,16 @@ impl<'a> ShardOutput<'a> {
         })
         .await
         .map_err(|e| StoreError::Encode(format!("encoding task failed: {e}")))??;
-        if self.rows_part.is_none() {
-            let part = self
-                .context
-                .store
-                .begin_part(
-                    "parts",
-                    self.shard,
-                    self.attempt,
-                    batch.schema(),
-                    &self.context.file_metadata,
-                )
-                .await?;
-            self.rows_part = Some(part);
-        }
-        self.rows_part
-            .as_mut()
-            .expect("opened above")
-            .write(batch)
-            .await
+        let part = started(&mut self.rows_part, || {
+            self.context.store.begin_part(
+                "parts",
+                self.shard,
+                self.attempt,
+                batch.schema(),
+                &self.context.file_metadata,
+            )
+        })?;
+        part.write(batch).await
     }
 
     async fn flush_rejects(&mut self) -> Result<(), StoreError> {
@@ -544,27 +548,18 @@ impl<'a> ShardOutput<'a> {
         let batch = tokio::task::spawn_blocking(move || rejects_batch(&rejects))
             .await
             .map_err(|e| StoreError::Encode(format!("encoding task failed: {e}")))??;
-        if self.rejects_part.is_none() {
+        let part = started(&mut self.rejects_part, || {
             let mut metadata = self.context.file_metadata.clone();
             metadata.insert("rubricmill.table".into(), "rejects".into());
-            let part = self
-                .context
-                .store
-                .begin_part(
-                    "rejects",
-                    self.shard,
-                    self.attempt,
-                    batch.schema(),
-                    &metadata,
-                )
-                .await?;
-            self.rejects_part = Some(part);
-        }
-        self.rejects_part
-            .as_mut()
-            .expect("opened above")
-            .write(batch)
-            .await
+            self.context.store.begin_part(
+                "rejects",
+                self.shard,
+                self.attempt,
+                batch.schema(),
+                &metadata,
+            )
+        })?;
+        part.write(batch).await
     }
 
     async fn finish(mut self) -> Result<Finished, StoreError> {

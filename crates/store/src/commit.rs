@@ -237,7 +237,7 @@ impl JobStore {
 
     /// Starts a streamed attempt file: `parts/<shard>/<attempt>.parquet` (rows) or
     /// `rejects/<shard>/<attempt>.parquet`.
-    pub async fn begin_part(
+    pub fn begin_part(
         &self,
         folder: &str,
         shard: &ShardId,
@@ -248,7 +248,6 @@ impl JobStore {
         let relative = format!("{folder}/{shard}/{attempt}.parquet");
         let path = self.path(&relative);
         crate::part::PartWriter::create(&self.location.store, path, relative, schema, metadata)
-            .await
     }
 
     async fn put(&self, relative: &str, bytes: Bytes) -> Result<(), StoreError> {

@@ -38,6 +38,11 @@ fn on_path(binary: &str) -> bool {
 
 /// Sends one HTTP/1.1 request and returns the status code.
 fn http(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
+    http_exchange(port, method, path).map(|(status, _)| status)
+}
+
+/// One unsigned HTTP/1.1 request: the status and the whole response (headers and body).
+fn http_exchange(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
@@ -51,7 +56,7 @@ fn http(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or(0);
-    Ok(status)
+    Ok((status, response))
 }
 
 /// An S3-protocol server (moto): started here, killed on drop.
@@ -92,6 +97,18 @@ impl S3Server {
     pub fn create_bucket(&self, bucket: &str) {
         let status = http(self.port, "PUT", &format!("/{bucket}")).expect("bucket request");
         assert_eq!(status, 200, "creating bucket {bucket}");
+    }
+
+    /// How many multipart uploads in `bucket` are started and neither completed nor aborted
+    /// (S3 keeps their parts, out of every listing, until one or the other).
+    pub fn open_multipart_uploads(&self, bucket: &str) -> usize {
+        let (status, response) = http_exchange(self.port, "GET", &format!("/{bucket}?uploads"))
+            .expect("uploads request");
+        assert_eq!(
+            status, 200,
+            "listing multipart uploads of {bucket}: {response}"
+        );
+        response.matches("<UploadId>").count()
     }
 
     /// Object-store settings for this server (dummy keys; moto does not check them).

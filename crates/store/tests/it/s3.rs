@@ -126,3 +126,121 @@ async fn conditional_puts_decide_the_commit_race() {
     assert_eq!(listed.len(), 1, "losers removed their files: {listed:?}");
     assert!(listed[0].ends_with(&format!("{}.parquet", winners[0])));
 }
+
+/// `rows` rows of `width` pseudo-random hex characters each: text zstd cannot shrink much.
+fn hex_batch(rows: usize, width: usize, seed: &mut u64) -> arrow_array::RecordBatch {
+    let values: Vec<String> = (0..rows)
+        .map(|_| {
+            (0..width / 16)
+                .map(|_| {
+                    *seed ^= *seed << 13;
+                    *seed ^= *seed >> 7;
+                    *seed ^= *seed << 17;
+                    format!("{:016x}", *seed)
+                })
+                .collect()
+        })
+        .collect();
+    let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+        "text",
+        arrow_schema::DataType::Utf8,
+        false,
+    )]));
+    arrow_array::RecordBatch::try_new(
+        schema,
+        vec![std::sync::Arc::new(arrow_array::StringArray::from(values))],
+    )
+    .unwrap()
+}
+
+fn rows_in(bytes: Bytes) -> usize {
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|batch| batch.unwrap().num_rows())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_of_any_size_read_back_and_a_dropped_upload_is_aborted() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    server.create_bucket("parts");
+    let output = StoreLocation::parse_with("s3://parts/jobs", &server.options()).unwrap();
+    let store = JobStore::at(&output, "sizes");
+    let shard = ShardId("0123456789abcdef01234567".into());
+    let metadata = std::collections::BTreeMap::new();
+    let mut seed = 0x9e37_79b9_7f4a_7c15;
+
+    // A small part (one PUT) and a large one (several upload chunks) read back whole, with
+    // the size and checksum of what is stored.
+    for (attempt, batches) in [("small", 1), ("large", 3)] {
+        let rows = if attempt == "small" { 10 } else { 8192 };
+        let mut part = store
+            .begin_part(
+                "parts",
+                &shard,
+                attempt,
+                hex_batch(1, 16, &mut seed).schema(),
+                &metadata,
+            )
+            .unwrap();
+        for _ in 0..batches {
+            part.write(hex_batch(rows, 1024, &mut seed)).await.unwrap();
+        }
+        let finished = part.finish().await.unwrap();
+        let stored = store.read(&finished.relative).await.unwrap();
+        assert_eq!(stored.len() as u64, finished.bytes, "{attempt}");
+        assert_eq!(
+            blake3::hash(&stored).to_hex().to_string(),
+            finished.checksum,
+            "{attempt}"
+        );
+        assert_eq!(rows_in(stored), rows * batches, "{attempt}");
+    }
+    assert!(
+        store
+            .read("parts/0123456789abcdef01234567/small.parquet")
+            .await
+            .is_ok()
+            && server.open_multipart_uploads("parts") == 0,
+        "finished parts leave no open upload"
+    );
+
+    // A part dropped after its upload has started (a shard handed back) aborts the upload.
+    let mut part = store
+        .begin_part(
+            "parts",
+            &shard,
+            "dropped",
+            hex_batch(1, 16, &mut seed).schema(),
+            &metadata,
+        )
+        .unwrap();
+    for _ in 0..2 {
+        part.write(hex_batch(8192, 1024, &mut seed)).await.unwrap();
+    }
+    assert_eq!(
+        server.open_multipart_uploads("parts"),
+        1,
+        "the upload started"
+    );
+    drop(part);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.open_multipart_uploads("parts") > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dropped part's upload is still open"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        store
+            .read("parts/0123456789abcdef01234567/dropped.parquet")
+            .await
+            .is_err(),
+        "nothing of the dropped part is visible"
+    );
+}
