@@ -29,6 +29,9 @@ use rubricmill_telemetry::{Health, Registry};
 use super::metrics::CoordinatorMetrics;
 use crate::RuntimeError;
 
+/// The least time between two reconciles brought forward by worker events.
+const EVENT_DEBOUNCE: Duration = Duration::from_millis(250);
+
 #[derive(Debug, Clone)]
 pub struct CoordinatorOptions {
     /// How often every running job is reconciled with its markers (events trigger it sooner).
@@ -78,18 +81,26 @@ pub async fn run_coordinator(
     );
     let mut tick = tokio::time::interval(options.reconcile_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Worker events bring a reconcile forward, at most one per `EVENT_DEBOUNCE`: the first
+    // event after a reconcile starts the wait, the ones during it only ride along.
     let mut dirty = false;
-    let mut debounce = tokio::time::interval(Duration::from_millis(250));
+    let debounce = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(debounce);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             _ = tick.tick() => coordinator.reconcile_all().await,
-            _ = debounce.tick(), if dirty => {
+            () = &mut debounce, if dirty => {
                 dirty = false;
                 coordinator.reconcile_all().await;
             }
-            Some(_) = events.next() => dirty = true,
+            Some(_) = events.next() => {
+                if !dirty {
+                    dirty = true;
+                    debounce.as_mut().reset(tokio::time::Instant::now() + EVENT_DEBOUNCE);
+                }
+            }
             Some(message) = advisories.next() => coordinator.on_max_deliveries(&message.payload).await,
         }
     }
