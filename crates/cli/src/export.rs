@@ -23,7 +23,7 @@ pub struct ExportArgs {
     /// Split names and fractions.
     #[arg(long, default_value = "train=0.9,validation=0.05,test=0.05")]
     splits: String,
-    /// Column whose value decides the split (default: doc_id for researchqa, pair_id for crg).
+    /// Column whose value decides the split (default: doc_id for researchqa, rubric_id for crg).
     #[arg(long)]
     split_key: Option<String>,
     /// Jaccard similarity at which two rows count as near duplicates.

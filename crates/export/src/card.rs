@@ -59,6 +59,7 @@ fn dtype(data_type: &DataType) -> &'static str {
 pub fn dataset_card(
     manifest: &JobManifest,
     options: &ExportOptions,
+    split_key: &str,
     report: &ExportReport,
     schema: &SchemaRef,
     usage: &Usage,
@@ -134,10 +135,6 @@ pub fn dataset_card(
     for (split, counts) in &report.splits {
         let _ = writeln!(out, "| {split} | {} |", counts.rows);
     }
-    let split_key = options
-        .split_key
-        .clone()
-        .unwrap_or_else(|| "the source document".into());
     let fractions: Vec<String> = options
         .splits
         .iter()
@@ -145,7 +142,7 @@ pub fn dataset_card(
         .collect();
     let _ = writeln!(
         out,
-        "\nSplits are assigned by the hash of {split_key} ({}).\n",
+        "\nSplits are assigned by the hash of `{split_key}` ({}).\n",
         fractions.join(", ")
     );
     out.push_str("## Generation\n\n");

@@ -169,6 +169,14 @@ pub struct SplitReport {
     pub files: u64,
 }
 
+/// Whether a row's text repeats one already kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TextVerdict {
+    Unique,
+    Exact,
+    Near,
+}
+
 /// What pass 1 decided about one row.
 struct RowInfo {
     split: u8,
@@ -228,7 +236,8 @@ impl Exporter {
         self.options.split_key.clone().unwrap_or_else(|| {
             match self.pipeline() {
                 PipelineKind::Researchqa => "doc_id",
-                PipelineKind::Crg => "pair_id",
+                // A listwise record's pairs share one rubric id: they stay in one split.
+                PipelineKind::Crg => "rubric_id",
             }
             .to_owned()
         })
@@ -267,6 +276,10 @@ impl Exporter {
             .options
             .near_dup_threshold
             .map(dedup::NearDuplicates::new);
+        // The text verdict of the last rubric judged (crg): the other pairs of a listwise
+        // record (written next to each other) share its prompt and rubric and follow it,
+        // rather than counting as duplicates of their own first pair.
+        let mut last_rubric: Option<(String, TextVerdict)> = None;
         let mut schema: Option<SchemaRef> = None;
         for part in &parts {
             for batch in self.read_part(part)? {
@@ -274,7 +287,6 @@ impl Exporter {
                 for row in rows_as_json(&batch, &part.path)? {
                     report.rows_read += 1;
                     let id = string_field(&row, self.id_column());
-                    let normalized = dedup::normalize(&dedup_text(self.pipeline(), &row));
                     let split = split_of(&string_field(&row, &split_column), &self.options.splits);
                     let drop = if row.get("kept").and_then(Value::as_bool) == Some(false) {
                         report.not_kept += 1;
@@ -282,19 +294,38 @@ impl Exporter {
                     } else if !seen_ids.insert(dedup::exact_key(&id)) {
                         report.duplicate_ids += 1;
                         true
-                    } else if self.options.exact_dedup
-                        && !seen_texts.insert(dedup::exact_key(&normalized))
-                    {
-                        report.exact_duplicates += 1;
-                        true
-                    } else if near
-                        .as_mut()
-                        .is_some_and(|near| near.is_duplicate(&normalized))
-                    {
-                        report.near_duplicates += 1;
-                        true
                     } else {
-                        false
+                        let rubric = (self.pipeline() == PipelineKind::Crg)
+                            .then(|| string_field(&row, "rubric_id"));
+                        let verdict = match (&last_rubric, &rubric) {
+                            (Some((last, verdict)), Some(rubric)) if last == rubric => *verdict,
+                            _ => {
+                                let normalized =
+                                    dedup::normalize(&dedup_text(self.pipeline(), &row));
+                                let verdict = if self.options.exact_dedup
+                                    && !seen_texts.insert(dedup::exact_key(&normalized))
+                                {
+                                    TextVerdict::Exact
+                                } else if near
+                                    .as_mut()
+                                    .is_some_and(|near| near.is_duplicate(&normalized))
+                                {
+                                    TextVerdict::Near
+                                } else {
+                                    TextVerdict::Unique
+                                };
+                                if let Some(rubric) = rubric {
+                                    last_rubric = Some((rubric, verdict));
+                                }
+                                verdict
+                            }
+                        };
+                        match verdict {
+                            TextVerdict::Exact => report.exact_duplicates += 1,
+                            TextVerdict::Near => report.near_duplicates += 1,
+                            TextVerdict::Unique => {}
+                        }
+                        verdict != TextVerdict::Unique
                     };
                     infos.push(RowInfo { split });
                     dropped.push(drop);
@@ -397,7 +428,14 @@ impl Exporter {
                 total.add(&m.usage);
                 total
             });
-        let card = card::dataset_card(&self.manifest, &self.options, &report, &schema, &usage);
+        let card = card::dataset_card(
+            &self.manifest,
+            &self.options,
+            &self.split_column(),
+            &report,
+            &schema,
+            &usage,
+        );
         let schema_json = card::schema_json(&schema, self.options.format);
         for (name, text) in [("README.md", card), ("schema.json", schema_json)] {
             let bytes = text.into_bytes();
@@ -521,8 +559,8 @@ fn string_field(row: &Value, column: &str) -> String {
     }
 }
 
-/// The text duplicates are judged on: the query and its rubric (researchqa), the prompt and
-/// its rubric (crg).
+/// The text duplicates are judged on: the query and its rubric (researchqa); the prompt, both
+/// responses and the rubric (crg).
 fn dedup_text(pipeline: PipelineKind, row: &Value) -> String {
     let join = |list: Option<&Value>, field: &str| -> String {
         list.and_then(Value::as_array)
@@ -544,8 +582,10 @@ fn dedup_text(pipeline: PipelineKind, row: &Value) -> String {
             )
         }
         PipelineKind::Crg => format!(
-            "{} {}",
+            "{} {} {} {}",
             join(row.get("prompt"), "content"),
+            string_field(row, "chosen"),
+            string_field(row, "rejected"),
             join(row.get("rubric"), "text")
         ),
     }

@@ -311,3 +311,106 @@ fn healthbench_export_rows_match_the_reference_layout() {
     assert_eq!(rubrics.len(), 2);
     assert_eq!(out["prompt"].as_array().unwrap().len(), 3);
 }
+
+/// Listwise records written so that no two share their words: four records of four ranked
+/// responses each.
+fn write_listwise(path: &Path) {
+    let topics = [
+        ("a sore throat", "ginger tea", "lozenges", "shouting"),
+        (
+            "a flat bicycle tyre",
+            "a patch kit",
+            "a spare tube",
+            "riding on the rim",
+        ),
+        ("stale bread", "toasting it", "breadcrumbs", "the bin"),
+        (
+            "a noisy fridge",
+            "levelling its feet",
+            "cleaning the coils",
+            "ignoring it",
+        ),
+    ];
+    let mut text = String::new();
+    for (i, (topic, best, good, bad)) in topics.iter().enumerate() {
+        let line = serde_json::json!({
+            "id": format!("list-{i}"),
+            "prompt": format!("What should I do about {topic}?"),
+            "responses": [
+                format!("Start with {best}; it works for {topic} because it treats the cause."),
+                format!("Try {good}, which helps with {topic} in many cases."),
+                format!("Maybe {good} or {best} could help somewhat."),
+                format!("Just go with {bad}."),
+            ],
+        });
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn export_keeps_every_pair_of_a_listwise_record_in_one_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("lists.jsonl");
+    write_listwise(&input);
+    let spec = write_spec(
+        dir.path(),
+        "lists",
+        &format!(
+            "pipeline = \"crg\"\n[input]\nurl = \"{}\"\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"simulated\"\nmodel = \"simulated\"\n",
+            input.display(),
+            dir.path().join("out").display()
+        ),
+    );
+    let (code, summary, _) = run_job(&spec, &[]);
+    assert_eq!(code, 0, "{summary}");
+    let out = Committed::read(&dir.path().join("out/lists"));
+    let mut kept_by_record: BTreeMap<String, usize> = BTreeMap::new();
+    for ((kept, _, _), rubric_id) in outcomes(&out).into_iter().zip(out.strings("rubric_id")) {
+        if kept {
+            *kept_by_record.entry(rubric_id).or_default() += 1;
+        }
+    }
+    assert_eq!(kept_by_record.len(), 4, "{kept_by_record:?}");
+    assert!(
+        kept_by_record.values().all(|pairs| *pairs > 1),
+        "every record induces several kept pairs: {kept_by_record:?}"
+    );
+
+    // Two even splits: pairs split by their own ids would scatter most records.
+    let target = dir.path().join("dataset");
+    let output = rubricmill()
+        .arg("export")
+        .arg(&spec)
+        .arg("--to")
+        .arg(&target)
+        .args(["--format", "jsonl", "--splits", "train=0.5,test=0.5"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut exported: BTreeMap<String, usize> = BTreeMap::new();
+    let mut splits: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for entry in std::fs::read_dir(target.join("data")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let split = name.split('-').next().unwrap().to_owned();
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            let rubric_id = row["rubric_id"].as_str().unwrap().to_owned();
+            *exported.entry(rubric_id.clone()).or_default() += 1;
+            splits.entry(rubric_id).or_default().push(split.clone());
+        }
+    }
+    assert_eq!(exported, kept_by_record, "every kept pair is exported");
+    for (record, record_splits) in &splits {
+        assert!(
+            record_splits.iter().all(|s| s == &record_splits[0]),
+            "{record} straddles splits: {record_splits:?}"
+        );
+    }
+}
