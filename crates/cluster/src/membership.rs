@@ -1,7 +1,9 @@
 //! Worker membership: every worker puts a heartbeat into a KV bucket whose entries expire after
 //! the heartbeat TTL, and follows the bucket to know how many workers are alive. The count sets
 //! each worker's share of a job's rate limits, so it is kept current both ways: a watch sees
-//! joins and clean leaves at once, and a periodic listing drops workers that died silently.
+//! joins, heartbeats and clean leaves at once, and a worker whose last heartbeat the watch saw
+//! more than a TTL ago (it died silently; an expired entry sends no event) is dropped. The
+//! bucket is listed once, at join.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -81,8 +83,8 @@ impl Membership {
     }
 }
 
-/// Keeps the live count: watch events move it at once; a listing every third of the TTL
-/// replaces the view, which drops members whose heartbeats expired.
+/// Keeps the live count: watch events move it at once; every third of the TTL, members the
+/// watch has not seen beat for a TTL are dropped.
 async fn follow(cluster: Cluster, mut seen: HashMap<String, Instant>, live: watch::Sender<usize>) {
     let ttl = cluster.settings.heartbeat_ttl;
     let mut refresh = tokio::time::interval((ttl / 3).max(Duration::from_millis(200)));
@@ -105,15 +107,7 @@ async fn follow(cluster: Cluster, mut seen: HashMap<String, Instant>, live: watc
                         kv::Operation::Delete | kv::Operation::Purge => seen.remove(&entry.key),
                     };
                 }
-                _ = refresh.tick() => {
-                    if let Ok(beats) = cluster.workers().await {
-                        let now = Instant::now();
-                        let current: HashMap<String, Instant> =
-                            beats.into_iter().map(|beat| (beat.id, now)).collect();
-                        seen = current;
-                    }
-                    seen.retain(|_, at| at.elapsed() < ttl);
-                }
+                _ = refresh.tick() => seen.retain(|_, at| at.elapsed() < ttl),
             }
             let count = seen.len().max(1);
             live.send_if_modified(|current| std::mem::replace(current, count) != count);
