@@ -239,10 +239,16 @@ impl Cluster {
             filter_subject: names.shard_subjects(),
             ..Default::default()
         };
-        let existing = stream.consumer_info(names.consumer()).await.is_ok();
-        let configured = if existing && !configure {
+        // Without `configure`, the consumer the server has wins: its settings become ours.
+        let mut settings = settings;
+        let existing = stream.consumer_info(names.consumer()).await.ok();
+        let configured = if let Some(info) = existing.as_ref().filter(|_| !configure) {
+            settings.ack_wait = info.config.ack_wait;
+            settings.max_deliver = u32::try_from(info.config.max_deliver).unwrap_or(u32::MAX);
+            settings.max_ack_pending =
+                u32::try_from(info.config.max_ack_pending).unwrap_or(u32::MAX);
             Ok(())
-        } else if existing {
+        } else if existing.is_some() {
             stream
                 .update_consumer(consumer_config)
                 .await
@@ -275,7 +281,6 @@ impl Cluster {
         )
         .await?;
         // The bucket's TTL is what counts (whoever created it set it): beat by it.
-        let mut settings = settings;
         if let Ok(status) = workers.status().await
             && !status.max_age().is_zero()
         {
@@ -314,23 +319,10 @@ impl Cluster {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
+    /// The settings in force. Opened without `configure` (a worker), the consumer's and the
+    /// heartbeat bucket's are the server's, whatever this process was given.
     pub fn settings(&self) -> &QueueSettings {
         &self.settings
-    }
-
-    /// The consumer's settings as the server has them (a worker sizes its heartbeats by them).
-    pub async fn consumer_config(&self) -> Result<consumer::pull::Config, ClusterError> {
-        let info = self
-            .stream
-            .consumer_info(self.names.consumer())
-            .await
-            .map_err(|e| ClusterError::js("reading consumer info", e))?;
-        Ok(consumer::pull::Config {
-            ack_wait: info.config.ack_wait,
-            max_deliver: info.config.max_deliver,
-            max_ack_pending: info.config.max_ack_pending,
-            ..Default::default()
-        })
     }
 
     pub async fn queue_stats(&self) -> Result<QueueStats, ClusterError> {

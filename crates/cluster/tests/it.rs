@@ -220,3 +220,27 @@ async fn failures_and_membership_live_in_kv() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_worker_takes_the_queue_settings_the_server_has() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let configured = open(&server, quick()).await;
+    assert_eq!(configured.settings().ack_wait, Duration::from_secs(2));
+    // A worker started with other settings opens without configuring: the server's win.
+    let client = connect(&NatsOptions::for_servers(&server.url()))
+        .await
+        .unwrap();
+    let worker = Cluster::open(client, Names::default(), QueueSettings::default(), false)
+        .await
+        .unwrap();
+    let settings = worker.settings();
+    assert_eq!(settings.ack_wait, Duration::from_secs(2));
+    assert_eq!(settings.max_deliver, 2);
+    assert_eq!(
+        settings.max_ack_pending,
+        QueueSettings::default().max_ack_pending
+    );
+    assert_eq!(settings.heartbeat_ttl, Duration::from_secs(3));
+}

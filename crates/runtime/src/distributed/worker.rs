@@ -43,9 +43,9 @@ pub async fn run_worker(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RuntimeError> {
     let worker_id = options.worker.worker_id.clone();
-    let consumer = cluster.consumer_config().await?;
-    // Heartbeats keep a running shard's ack deadline ahead of it.
-    options.worker.heartbeat = (consumer.ack_wait / 3).max(Duration::from_millis(100));
+    // Heartbeats keep a running shard's ack deadline (the server's, see `Cluster::open`) ahead
+    // of it.
+    options.worker.heartbeat = (cluster.settings().ack_wait / 3).max(Duration::from_millis(100));
     let metrics = WorkerMetrics::register(&registry);
     let running: Arc<Mutex<BTreeMap<(String, String), RunningShard>>> = Arc::default();
     let draining = Arc::new(AtomicBool::new(false));
@@ -121,7 +121,7 @@ pub async fn run_worker(
         Worker::new(options.worker.clone(), queue.clone(), jobs.clone(), events)
             .with_hand_back(hand_back_rx),
     );
-    tracing::info!(worker = %worker_id, shards = options.worker.shard_concurrency, ack_wait_s = consumer.ack_wait.as_secs_f64(), "worker joined");
+    tracing::info!(worker = %worker_id, shards = options.worker.shard_concurrency, ack_wait_s = cluster.settings().ack_wait.as_secs_f64(), "worker joined");
     let mut run = tokio::spawn(worker.run(stop_rx));
     let mut heartbeat = tokio::time::interval(cluster.settings().heartbeat_ttl / 3);
     tokio::pin!(shutdown);
