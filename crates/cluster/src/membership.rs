@@ -46,15 +46,21 @@ impl Membership {
     /// Announces the worker with its first heartbeat and starts following the fleet. Returns
     /// once the current members are known.
     pub async fn join(cluster: &Cluster, first: &WorkerBeat) -> Result<Self, ClusterError> {
-        let membership_key = first.id.clone();
-        put_json(&cluster.workers, &membership_key, first).await?;
+        // The watch starts before the listing: a worker that joins in between is in one or
+        // the other.
+        let watch = cluster
+            .workers
+            .watch_all()
+            .await
+            .map_err(|e| ClusterError::js("watching worker heartbeats", e))?;
+        put_json(&cluster.workers, &first.id, first).await?;
         let mut seen: HashMap<String, Instant> = HashMap::new();
         for beat in cluster.workers().await? {
             seen.insert(beat.id, Instant::now());
         }
         seen.insert(first.id.clone(), Instant::now());
         let (sender, live) = watch::channel(seen.len());
-        let task = tokio::spawn(follow(cluster.clone(), seen, sender));
+        let task = tokio::spawn(follow(cluster.clone(), watch, seen, sender));
         Ok(Self {
             cluster: cluster.clone(),
             id: first.id.clone(),
@@ -85,18 +91,29 @@ impl Membership {
 
 /// Keeps the live count: watch events move it at once; every third of the TTL, members the
 /// watch has not seen beat for a TTL are dropped.
-async fn follow(cluster: Cluster, mut seen: HashMap<String, Instant>, live: watch::Sender<usize>) {
+async fn follow(
+    cluster: Cluster,
+    watch: kv::Watch,
+    mut seen: HashMap<String, Instant>,
+    live: watch::Sender<usize>,
+) {
     let ttl = cluster.settings.heartbeat_ttl;
     let mut refresh = tokio::time::interval((ttl / 3).max(Duration::from_millis(200)));
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next = Some(watch);
     loop {
-        let mut watch = match cluster.workers.watch_all().await {
-            Ok(watch) => watch,
-            Err(error) => {
-                tracing::warn!(error = %error, "cannot watch worker heartbeats, retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
+        // After a lost watch, members are kept until their TTL: their next heartbeats reach
+        // the new watch well before.
+        let mut watch = match next.take() {
+            Some(watch) => watch,
+            None => match cluster.workers.watch_all().await {
+                Ok(watch) => watch,
+                Err(error) => {
+                    tracing::warn!(error = %error, "cannot watch worker heartbeats, retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
         };
         loop {
             tokio::select! {
