@@ -31,10 +31,11 @@ pub async fn publish_pause(
         .map_err(|e| ClusterError::js("publishing a rate-limit pause", e))
 }
 
-/// Calls `apply` with every notice another worker publishes, until the subscription ends.
+/// Calls `apply` with every notice published, until the subscription ends. A worker's own
+/// notices come back too: its other jobs on the same endpoint pause with the one that was
+/// throttled (a pause only ever extends, so applying it twice is harmless).
 pub async fn subscribe_pauses(
     cluster: &Cluster,
-    own_id: String,
     apply: impl Fn(&str, Duration) + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<()>, ClusterError> {
     let mut subscription = cluster
@@ -48,9 +49,6 @@ pub async fn subscribe_pauses(
                 tracing::warn!("ignoring an undecodable rate-limit notice");
                 continue;
             };
-            if notice.from == own_id {
-                continue;
-            }
             tracing::debug!(endpoint = %notice.endpoint, pause_ms = notice.pause_ms, from = %notice.from, "pausing endpoint on a fleet notice");
             apply(&notice.endpoint, Duration::from_millis(notice.pause_ms));
         }

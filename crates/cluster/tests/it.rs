@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::Utc;
 use rubricmill_cluster::{
     Cluster, FailedShard, Membership, Names, NatsOptions, NatsWorkQueue, PublishOutcome,
-    QueueSettings, WorkerBeat, connect,
+    QueueSettings, RateLimitNotice, WorkerBeat, connect, publish_pause, subscribe_pauses,
 };
 use rubricmill_core::{ShardSpec, shard::ShardUnit};
 use rubricmill_queue::{ShardTask, WorkQueue};
@@ -243,4 +243,30 @@ async fn a_worker_takes_the_queue_settings_the_server_has() {
         QueueSettings::default().max_ack_pending
     );
     assert_eq!(settings.heartbeat_ttl, Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn a_rate_limit_pause_reaches_every_subscriber_its_publisher_included() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let cluster = open(&server, quick()).await;
+    let (sender, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let _subscription = subscribe_pauses(&cluster, move |endpoint, pause| {
+        let _ = sender.send((endpoint.to_owned(), pause));
+    })
+    .await
+    .unwrap();
+    cluster.flush().await;
+    let notice = RateLimitNotice {
+        endpoint: "e1".into(),
+        pause_ms: 1500,
+        from: "w1".into(),
+    };
+    publish_pause(&cluster, &notice).await.unwrap();
+    let applied = tokio::time::timeout(Duration::from_secs(5), received.recv())
+        .await
+        .expect("the notice arrives")
+        .unwrap();
+    assert_eq!(applied, ("e1".to_owned(), Duration::from_millis(1500)));
 }

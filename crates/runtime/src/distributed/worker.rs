@@ -55,9 +55,10 @@ pub async fn run_worker(
         let started_at = Utc::now();
         let capacity = options.worker.shard_concurrency as u32;
         let worker_id = worker_id.clone();
+        let host = super::hostname();
         move || WorkerBeat {
             id: worker_id.clone(),
-            host: super::hostname(),
+            host: host.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
             started_at,
             beat_at: Utc::now(),
@@ -89,7 +90,7 @@ pub async fn run_worker(
     ));
     let pauses = {
         let jobs = jobs.clone();
-        subscribe_pauses(&cluster, worker_id.clone(), move |endpoint, pause| {
+        subscribe_pauses(&cluster, move |endpoint, pause| {
             jobs.pause_endpoint(endpoint, pause)
         })
         .await?
