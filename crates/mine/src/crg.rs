@@ -211,18 +211,36 @@ fn dedup_key(text: &str) -> String {
     words.join(" ").trim_end_matches('.').trim().to_lowercase()
 }
 
+/// The seed of attempt `attempt` (1-based): the configured seed first, then `seed + n - 1` (a
+/// missing seed counting as 0), so each resample asks for a different answer.
+fn attempt_seed(seed: Option<u64>, attempt: u32) -> Option<u64> {
+    if attempt <= 1 {
+        return seed;
+    }
+    Some(seed.unwrap_or(0).wrapping_add(u64::from(attempt - 1)))
+}
+
 /// The numbered OpenRubrics text of a rubric: `"1. The response … [Hard Rule]"`, one item a line.
 pub fn rubric_text(items: &[CrgRubricItem]) -> String {
+    numbered_rubric(
+        items
+            .iter()
+            .map(|item| (item.text.as_str(), item.kind.as_str())),
+    )
+}
+
+/// The numbered OpenRubrics text of `(text, kind)` items; a kind other than `hard_rule` is a
+/// principle.
+pub fn numbered_rubric<'a>(items: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     items
-        .iter()
         .enumerate()
-        .map(|(i, item)| {
-            let tag = if item.kind == "hard_rule" {
+        .map(|(i, (text, kind))| {
+            let tag = if kind == "hard_rule" {
                 "Hard Rule"
             } else {
                 "Principle"
             };
-            format!("{}. {} [{tag}]", i + 1, item.text)
+            format!("{}. {text} [{tag}]", i + 1)
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -324,19 +342,12 @@ impl CrgPipeline {
     fn pair_request(&self, pair: &PreferencePair, attempt: u32) -> ChatRequest {
         let conversation = conversation_text(pair);
         let max_items = self.spec.max_items.to_string();
-        let (temperature, seed) = if attempt <= 1 {
-            (self.model.temperature, self.model.seed)
+        let temperature = if attempt <= 1 {
+            self.model.temperature
         } else {
-            (
-                self.model.temperature.max(self.spec.resample_temperature),
-                Some(
-                    self.model
-                        .seed
-                        .unwrap_or(0)
-                        .wrapping_add(u64::from(attempt - 1)),
-                ),
-            )
+            self.model.temperature.max(self.spec.resample_temperature)
         };
+        let seed = attempt_seed(self.model.seed, attempt);
         ChatRequest {
             model: self.model.model.clone(),
             messages: self.template.render(&[
@@ -366,16 +377,7 @@ impl CrgPipeline {
         } else {
             (&pair.rejected, &pair.chosen)
         };
-        let seed = if attempt <= 1 {
-            self.judge_model.seed
-        } else {
-            Some(
-                self.judge_model
-                    .seed
-                    .unwrap_or(0)
-                    .wrapping_add(u64::from(attempt - 1)),
-            )
-        };
+        let seed = attempt_seed(self.judge_model.seed, attempt);
         ChatRequest {
             model: self.judge_model.model.clone(),
             messages: self.judge_template.render(&[

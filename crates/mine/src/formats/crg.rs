@@ -37,6 +37,7 @@
 use serde_json::{Map, Value, json};
 
 use super::Layout;
+use crate::crg::numbered_rubric;
 
 pub(super) const OPENRUBRIC_LAYOUT: Layout = Layout::JsonLines;
 pub(super) const HEALTHBENCH_LAYOUT: Layout = Layout::JsonLines;
@@ -126,23 +127,6 @@ fn is_hard_rule(kind: &str) -> bool {
     kind == "hard_rule"
 }
 
-/// The numbered OpenRubrics text rubric.
-fn numbered(rubric: &[(&str, &str)]) -> String {
-    rubric
-        .iter()
-        .enumerate()
-        .map(|(i, (text, kind))| {
-            let tag = if is_hard_rule(kind) {
-                "Hard Rule"
-            } else {
-                "Principle"
-            };
-            format!("{}. {} [{tag}]", i + 1, text.trim())
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 fn instruction(prompt: &[(&str, &str)]) -> String {
     if let [("user", content)] = prompt {
         return (*content).to_owned();
@@ -177,12 +161,13 @@ pub(super) fn to_openrubric(row: &Value) -> Result<Option<Value>, String> {
     } else {
         (row.rejected, row.chosen, "B")
     };
+    let rubric = numbered_rubric(row.rubric.iter().map(|(text, kind)| (text.trim(), *kind)));
     Ok(Some(json!({
         "instruction": instruction(&row.prompt),
         "response_a": a,
         "response_b": b,
         "winner": winner,
-        "rubric": numbered(&row.rubric),
+        "rubric": rubric,
     })))
 }
 
@@ -199,15 +184,15 @@ pub(super) fn to_healthbench(row: &Value) -> Result<Option<Value>, String> {
         .rubric
         .iter()
         .map(|(text, kind)| {
-            let (points, axis) = if is_hard_rule(kind) {
-                (HARD_RULE_POINTS, "axis:instruction_following")
+            let (points, axis, kind) = if is_hard_rule(kind) {
+                (HARD_RULE_POINTS, "axis:instruction_following", "hard_rule")
             } else {
-                (PRINCIPLE_POINTS, "axis:principle")
+                (PRINCIPLE_POINTS, "axis:principle", "principle")
             };
             json!({
                 "criterion": text.trim(),
                 "points": points,
-                "tags": ["level:example", axis, format!("kind:{}", if is_hard_rule(kind) { "hard_rule" } else { "principle" })],
+                "tags": ["level:example", axis, format!("kind:{kind}")],
             })
         })
         .collect();
