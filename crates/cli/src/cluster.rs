@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::args::parse_duration;
 use anyhow::Context;
 use clap::Args;
 use rubricmill_cluster::{Cluster, Names, NatsOptions, QueueSettings};
@@ -71,11 +72,6 @@ pub struct QueueArgs {
     /// How long a worker's heartbeat counts it as alive.
     #[arg(long, env = "RUBRICMILL_HEARTBEAT_TTL", default_value = "15s", value_parser = parse_duration)]
     pub heartbeat_ttl: Duration,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|e| format!("{text:?}: {e} (write e.g. 60s, 500ms, 2m)"))
 }
 
 #[derive(Args, Debug)]

@@ -48,8 +48,8 @@ pub struct GcArgs {
     /// The job spec (TOML).
     job: PathBuf,
     /// Keep unreferenced files younger than this (they may belong to a running attempt).
-    #[arg(long, default_value = "1h")]
-    grace: String,
+    #[arg(long, default_value = "1h", value_parser = crate::args::parse_duration)]
+    grace: Duration,
     /// Only list what would be removed.
     #[arg(long)]
     dry_run: bool,
@@ -116,9 +116,7 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
 pub async fn gc(args: GcArgs) -> anyhow::Result<ExitCode> {
     let spec = JobSpec::load(&args.job)?;
     let store = JobStore::open(&spec.output.url, &spec.name)?;
-    let grace: Duration = rubricmill_llm::client::parse_reset(&args.grace)
-        .with_context(|| format!("--grace {:?} is not a duration like 30m or 1h", args.grace))?;
-    let removed = store.gc(grace, args.dry_run).await?;
+    let removed = store.gc(args.grace, args.dry_run).await?;
     let verb = if args.dry_run {
         "would remove"
     } else {

@@ -1,6 +1,7 @@
 //! `rubricmill`: build rubric datasets from survey articles and preference pairs. This binary
 //! only parses arguments, sets up logging and prints; the work lives in the library crates.
 
+mod args;
 mod cluster;
 mod export;
 mod logging;
