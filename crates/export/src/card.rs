@@ -65,11 +65,7 @@ pub fn dataset_card(
     usage: &Usage,
 ) -> String {
     let spec = &manifest.spec;
-    let ext = match options.format {
-        ExportFormat::Parquet => "parquet".to_owned(),
-        ExportFormat::Jsonl => "jsonl".to_owned(),
-        ExportFormat::Interchange(format) => format.extension().to_owned(),
-    };
+    let ext = options.format.extension();
     let mut out = String::from("---\n");
     if let Some(license) = &spec.dataset.license {
         let _ = writeln!(out, "license: {license}");

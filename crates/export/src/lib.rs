@@ -64,6 +64,15 @@ pub enum ExportFormat {
 }
 
 impl ExportFormat {
+    /// The extension of the data files.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Parquet => "parquet",
+            Self::Jsonl => "jsonl",
+            Self::Interchange(format) => format.extension(),
+        }
+    }
+
     pub fn parse(name: &str) -> Result<Self, ExportError> {
         match name {
             "parquet" => Ok(Self::Parquet),
@@ -460,16 +469,13 @@ impl Exporter {
     }
 
     fn sink_kind(&self) -> SinkKind {
+        let extension = self.options.format.extension();
         match self.options.format {
             ExportFormat::Parquet => SinkKind::Parquet,
-            ExportFormat::Jsonl => SinkKind::JsonLines("jsonl"),
+            ExportFormat::Jsonl => SinkKind::JsonLines(extension),
             ExportFormat::Interchange(format) => match format.layout() {
-                rubricmill_mine::formats::Layout::JsonLines => {
-                    SinkKind::JsonLines(format.extension())
-                }
-                rubricmill_mine::formats::Layout::JsonArray => {
-                    SinkKind::JsonArray(format.extension())
-                }
+                rubricmill_mine::formats::Layout::JsonLines => SinkKind::JsonLines(extension),
+                rubricmill_mine::formats::Layout::JsonArray => SinkKind::JsonArray(extension),
             },
         }
     }
