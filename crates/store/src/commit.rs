@@ -18,7 +18,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectMeta, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use rubricmill_core::{JobManifest, ShardId, StageCounts, Usage};
 use serde::{Deserialize, Serialize};
 
@@ -192,26 +192,39 @@ impl JobStore {
 
     /// The shards that have a commit marker (one listing, no reads).
     pub async fn committed_shards(&self) -> Result<Vec<ShardId>, StoreError> {
-        let prefix = self.path("commits");
-        let mut listing = self.location.store.list(Some(&prefix));
-        let mut shards = Vec::new();
-        while let Some(meta) = listing.next().await {
-            let meta = match meta {
-                Ok(meta) => meta,
-                Err(object_store::Error::NotFound { .. }) => break,
-                Err(source) => return Err(StoreError::store("list", prefix.as_ref(), source)),
-            };
-            let Some(name) = meta.location.filename() else {
-                continue;
-            };
-            if let Some(shard) = name.strip_suffix(".json") {
-                shards.push(ShardId(shard.to_owned()));
-            }
-        }
+        let shards = self
+            .list("commits")
+            .await?
+            .iter()
+            .filter_map(|meta| meta.location.filename()?.strip_suffix(".json"))
+            .map(|shard| ShardId(shard.to_owned()))
+            .collect();
         Ok(shards)
     }
 
-    /// Writes one attempt's files under its unique attempt id (plain puts: they never collide).
+    /// Every file under a folder of the job (none when the folder does not exist).
+    async fn list(&self, folder: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        let prefix = self.path(folder);
+        let mut listing = self.location.store.list(Some(&prefix));
+        let mut files = Vec::new();
+        while let Some(meta) = listing.next().await {
+            match meta {
+                Ok(meta) => files.push(meta),
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(source) => return Err(StoreError::store("list", prefix.as_ref(), source)),
+            }
+        }
+        Ok(files)
+    }
+
+    /// Where an attempt's file goes: `<folder>/<shard>/<attempt>.parquet`.
+    fn attempt_relative(folder: &str, shard: &ShardId, attempt: &str) -> String {
+        format!("{folder}/{shard}/{attempt}.parquet")
+    }
+
+    /// Writes one attempt's files whole, under its unique attempt id (plain puts: they never
+    /// collide). Workers stream theirs through [`JobStore::begin_part`]; this is for files
+    /// already encoded (tests, tools).
     pub async fn write_attempt(
         &self,
         shard: &ShardId,
@@ -221,14 +234,14 @@ impl JobStore {
     ) -> Result<AttemptFiles, StoreError> {
         let mut files = AttemptFiles::default();
         if let Some(rows) = rows {
-            let relative = format!("parts/{shard}/{attempt}.parquet");
+            let relative = Self::attempt_relative("parts", shard, attempt);
             let size = rows.len() as u64;
             let checksum = rubricmill_core::content_hash(&rows);
             self.put(&relative, rows).await?;
             files.part = Some((relative, size, checksum));
         }
         if let Some(rejects) = rejects {
-            let relative = format!("rejects/{shard}/{attempt}.parquet");
+            let relative = Self::attempt_relative("rejects", shard, attempt);
             self.put(&relative, rejects).await?;
             files.rejects_part = Some(relative);
         }
@@ -245,7 +258,7 @@ impl JobStore {
         schema: arrow_schema::SchemaRef,
         metadata: &BTreeMap<String, String>,
     ) -> Result<crate::part::PartWriter, StoreError> {
-        let relative = format!("{folder}/{shard}/{attempt}.parquet");
+        let relative = Self::attempt_relative(folder, shard, attempt);
         let path = self.path(&relative);
         crate::part::PartWriter::create(&self.location.store, path, relative, schema, metadata)
     }
@@ -337,14 +350,7 @@ impl JobStore {
         let root = self.location.path.as_ref().to_owned();
         let mut removed = Vec::new();
         for folder in ["parts", "rejects"] {
-            let prefix = self.path(folder);
-            let mut listing = self.location.store.list(Some(&prefix));
-            while let Some(meta) = listing.next().await {
-                let meta = match meta {
-                    Ok(meta) => meta,
-                    Err(object_store::Error::NotFound { .. }) => break,
-                    Err(source) => return Err(StoreError::store("list", prefix.as_ref(), source)),
-                };
+            for meta in self.list(folder).await? {
                 let full = meta.location.as_ref();
                 let relative = full
                     .strip_prefix(&root)
@@ -355,10 +361,7 @@ impl JobStore {
                     continue;
                 }
                 if !dry_run {
-                    match self.location.store.delete(&meta.location).await {
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(source) => return Err(StoreError::store("delete", full, source)),
-                    }
+                    self.discard(Some(&relative), None).await?;
                 }
                 removed.push(relative);
             }
