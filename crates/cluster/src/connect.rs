@@ -71,13 +71,7 @@ impl NatsOptions {
     pub fn redacted_servers(&self) -> String {
         self.servers
             .iter()
-            .map(|server| match server.split_once('@') {
-                Some((head, host)) => match head.split_once("://") {
-                    Some((scheme, _)) => format!("{scheme}://<redacted>@{host}"),
-                    None => format!("<redacted>@{host}"),
-                },
-                None => server.clone(),
-            })
+            .map(|server| redact(server))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -131,12 +125,15 @@ impl NatsOptions {
     }
 }
 
+/// One server URL with any `user:password@` removed.
 fn redact(server: &str) -> String {
-    NatsOptions {
-        servers: vec![server.to_owned()],
-        ..NatsOptions::default()
+    match server.split_once('@') {
+        Some((head, host)) => match head.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://<redacted>@{host}"),
+            None => format!("<redacted>@{host}"),
+        },
+        None => server.to_owned(),
     }
-    .redacted_servers()
 }
 
 /// Connects, retrying the first connection for up to 30 s with backoff (servers may still be

