@@ -186,11 +186,6 @@ enum TextVerdict {
     Near,
 }
 
-/// What pass 1 decided about one row.
-struct RowInfo {
-    split: u8,
-}
-
 /// A committed part and its rows, in export order.
 struct Part {
     path: String,
@@ -277,8 +272,9 @@ impl Exporter {
 
         // Pass 1: decide.
         let split_column = self.split_column();
-        let mut infos = Vec::new();
-        let mut dropped = Vec::new();
+        // What pass 1 decided about each row, in export order: its split, or `None` when
+        // it is dropped.
+        let mut decided: Vec<Option<u8>> = Vec::new();
         let mut seen_ids = HashSet::new();
         let mut seen_texts = HashSet::new();
         let mut near = self
@@ -336,8 +332,7 @@ impl Exporter {
                         }
                         verdict != TextVerdict::Unique
                     };
-                    infos.push(RowInfo { split });
-                    dropped.push(drop);
+                    decided.push((!drop).then_some(split));
                 }
             }
         }
@@ -346,10 +341,8 @@ impl Exporter {
         // Pass 2: write.
         let schema = schema.ok_or_else(|| ExportError::Empty(self.manifest.name.clone()))?;
         let mut split_rows = vec![0u64; self.options.splits.len()];
-        for (info, drop) in infos.iter().zip(&dropped) {
-            if !drop {
-                split_rows[info.split as usize] += 1;
-            }
+        for split in decided.iter().flatten() {
+            split_rows[*split as usize] += 1;
         }
         let committed_bytes: u64 = markers.iter().map(|m| m.bytes).sum();
         let bytes_per_row = committed_bytes as f64 / report.rows_read.max(1) as f64;
@@ -383,13 +376,9 @@ impl Exporter {
                     _ => Some(rows_as_json(&batch, &part.path)?),
                 };
                 for (split, sink) in sinks.iter_mut().enumerate() {
-                    let mask: BooleanArray = (0..rows)
-                        .map(|r| {
-                            Some(
-                                !dropped[row_index + r]
-                                    && infos[row_index + r].split as usize == split,
-                            )
-                        })
+                    let mask: BooleanArray = decided[row_index..row_index + rows]
+                        .iter()
+                        .map(|decision| Some(*decision == Some(split as u8)))
                         .collect();
                     if mask.true_count() == 0 {
                         continue;
