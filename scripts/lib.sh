@@ -2,8 +2,14 @@
 # Shared helpers of the scripts (benchmarks, the dev cluster, the test suite); source it, do not
 # run it.
 
-# build_release: builds the rubricmill binary in release mode and sets $bin.
+# build_release: sets $bin to $RUBRICMILL_BIN when that is set (a binary built elsewhere, e.g.
+# by an earlier CI step), else builds the rubricmill binary in release mode.
 build_release() {
+  if [ -n "${RUBRICMILL_BIN:-}" ]; then
+    bin=$RUBRICMILL_BIN
+    echo "using $bin" >&2
+    return 0
+  fi
   cargo build --release -q --locked -p rubricmill-cli
   bin="${CARGO_TARGET_DIR:-target}/release/rubricmill"
 }

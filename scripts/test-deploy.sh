@@ -43,7 +43,7 @@ venv="$cache/deploy-venv"
 node_dir="$cache/deploy-node"
 checks="$repo/deploy/checks"
 
-# CI runs in a fresh clone: build where scripts/test.sh builds, so the build is reused.
+# CI runs in a fresh clone: keep any build outside the checkout, where later runs find it.
 if [ -n "${CI:-}" ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
   export CARGO_TARGET_DIR="$cache/ci-target"
 fi
@@ -184,12 +184,7 @@ fi
 
 if [ "$run_cluster" = 1 ]; then
   log "release build"
-  # RUBRICMILL_BIN: a binary built elsewhere (e.g. by an earlier CI step); else build it.
-  if [ -n "${RUBRICMILL_BIN:-}" ]; then
-    bin=$RUBRICMILL_BIN
-    echo "using $bin"
-  fi
-  if [ -n "${RUBRICMILL_BIN:-}" ] || build_release; then
+  if build_release; then
     run_check "command lines use existing subcommands and flags" check_cli_flags
     run_check "job specs pass rubricmill validate" check_job_specs
     run_check "dev cluster end to end" check_dev_cluster
