@@ -250,7 +250,8 @@ def check_k8s_refs(k8s_dir: Path) -> int:
             if meta.get("consumer") != want_consumer:
                 problems.add(where, f"consumer is {meta.get('consumer')!r}; with prefix {prefix!r} it is {want_consumer!r}")
 
-    # Job specs in the ConfigMap parse, and their names (the job keys) are unique.
+    # Job names in the ConfigMap are unique (check_job_specs runs each spec through
+    # `rubricmill validate`, which checks everything else).
     jobs = by_kind.get("ConfigMap", {}).get("rubricmill-jobs", {}).get("data") or {}
     seen: dict[str, str] = {}
     for key, text in jobs.items():
@@ -263,9 +264,6 @@ def check_k8s_refs(k8s_dir: Path) -> int:
         except tomllib.TOMLDecodeError as e:
             problems.add(where, f"not valid TOML: {e}")
             continue
-        for field in ("name", "pipeline", "input", "output"):
-            if field not in spec:
-                problems.add(where, f"has no {field}")
         job_name = spec.get("name")
         if job_name in seen:
             problems.add(where, f"job name {job_name!r} is also used by {seen[job_name]}")
@@ -330,7 +328,8 @@ def check_pod(
         # $(VAR) in args is expanded by the kubelet only for variables the container defines;
         # an undefined one stays literal.
         args = [str(a) for a in container.get("args") or []]
-        for arg in args + [str(v.get("value", "")) for v in container.get("env") or []]:
+        values = args + [str(v.get("value", "")) for v in container.get("env") or []]
+        for arg in values:
             for ref in re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", arg):
                 if ref not in env_names:
                     problems.add(cwhere, f"$({ref}) is used but not defined in env")
@@ -340,7 +339,6 @@ def check_pod(
         for mount in mounts.values():
             if mount["name"] not in volumes:
                 problems.add(cwhere, f"volumeMount {mount['name']!r} has no volume")
-        values = args + [str(v.get("value", "")) for v in container.get("env") or []]
         for value in values:
             for mount_path, mount in mounts.items():
                 volume = volumes.get(mount["name"], {})
