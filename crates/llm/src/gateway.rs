@@ -445,7 +445,7 @@ impl Gateway {
             )));
         }
         parse(&repaired.content).map_err(|complaint| {
-            LlmError::BadRecord(format!("unusable answer after one repair: {complaint}"))
+            LlmError::Unusable(format!("unusable answer after one repair: {complaint}"))
         })
     }
 
@@ -628,7 +628,7 @@ mod tests {
             "the failed record's calls are still accounted"
         );
         assert!(
-            matches!(&error, LlmError::BadRecord(m) if m.contains("after one repair")),
+            matches!(&error, LlmError::Unusable(m) if m.contains("after one repair")),
             "{error}"
         );
         assert_eq!(

@@ -70,6 +70,10 @@ pub enum LlmError {
     /// This record cannot be answered (context too long, content filter): reject it.
     #[error("llm rejected the record: {0}")]
     BadRecord(String),
+    /// The model answered, but its answer failed the caller's parser twice (first and after
+    /// one repair): reject the record, or ask again differently (a new seed).
+    #[error("llm answer unusable: {0}")]
+    Unusable(String),
     /// May pass later (429, 5xx, timeouts, connection resets). `retry_after` is the server's
     /// hint; `throttled` marks push-back (429, 503, timeouts) for the concurrency controller.
     #[error("llm temporarily unavailable: {reason}")]

@@ -47,7 +47,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use futures::future::join_all;
 use rubricmill_core::spec::CrgSpec;
@@ -428,22 +427,16 @@ impl CrgPipeline {
         usage: &mut Usage,
     ) -> Result<(ChatRequest, Result<Vec<CrgRubricItem>, (String, bool)>), PipelineError> {
         let request = self.pair_request(pair, attempt);
-        let unusable = AtomicU32::new(0);
         let max_items = self.spec.max_items as usize;
         let (parsed, spent) = self
             .gateway
-            .chat_parsed(&request, |answer| {
-                parse_rubric(answer, max_items).inspect_err(|_| {
-                    unusable.fetch_add(1, Ordering::Relaxed);
-                })
-            })
+            .chat_parsed(&request, |answer| parse_rubric(answer, max_items))
             .await;
         usage.add(&spent);
         let result = match parsed {
             Ok(rubric) => Ok(rubric),
             Err(error) => {
-                let resample = matches!(error, LlmError::BadRecord(_))
-                    && unusable.load(Ordering::Relaxed) >= 2;
+                let resample = matches!(error, LlmError::Unusable(_));
                 Err((classify_llm_error(error)?, resample))
             }
         };

@@ -156,7 +156,7 @@ pub fn provenance(
 /// the shard or job.
 pub fn classify_llm_error(error: LlmError) -> Result<String, PipelineError> {
     match error {
-        LlmError::BadRecord(reason) => Ok(reason),
+        LlmError::BadRecord(reason) | LlmError::Unusable(reason) => Ok(reason),
         other => Err(PipelineError::Llm(other)),
     }
 }
