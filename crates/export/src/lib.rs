@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use arrow_array::{BooleanArray, RecordBatch};
 use arrow_schema::SchemaRef;
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rubricmill_core::{PipelineKind, Usage};
 use rubricmill_mine::formats::{InterchangeFormat, convert};
@@ -286,9 +287,12 @@ impl Exporter {
         // rather than counting as duplicates of their own first pair.
         let mut last_rubric: Option<(String, TextVerdict)> = None;
         let mut schema: Option<SchemaRef> = None;
+        // Pass 1 decodes only the columns its decisions read.
+        let decision_columns = self.decision_columns();
         for part in &parts {
-            for batch in self.read_part(part)? {
-                schema.get_or_insert_with(|| batch.schema());
+            let (part_schema, batches) = self.read_part(part, Some(&decision_columns))?;
+            schema.get_or_insert(part_schema);
+            for batch in batches {
                 for row in rows_as_json(&batch, &part.path)? {
                     report.rows_read += 1;
                     let id = string_field(&row, self.id_column());
@@ -369,7 +373,7 @@ impl Exporter {
         }
         let mut row_index = 0usize;
         for part in &parts {
-            for batch in self.read_part(part)? {
+            for batch in self.read_part(part, None)?.1 {
                 let rows = batch.num_rows();
                 let json = match self.options.format {
                     ExportFormat::Parquet => None,
@@ -504,20 +508,56 @@ impl Exporter {
         ])
     }
 
-    fn read_part(&self, part: &Part) -> Result<Vec<RecordBatch>, ExportError> {
+    /// The top-level columns pass 1 reads: the id, `kept`, the split key and the dedup text's.
+    fn decision_columns(&self) -> Vec<String> {
+        let mut columns = vec![
+            self.id_column().to_owned(),
+            "kept".to_owned(),
+            self.split_column(),
+        ];
+        columns.extend(
+            dedup_columns(self.pipeline())
+                .iter()
+                .map(|c| (*c).to_owned()),
+        );
+        columns
+    }
+
+    /// Reads a part: the file's whole schema, and its batches with only the top-level
+    /// `columns` (all when `None`).
+    fn read_part(
+        &self,
+        part: &Part,
+        columns: Option<&[String]>,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), ExportError> {
+        let read_error = |reason: String| ExportError::Read {
+            path: part.path.clone(),
+            reason,
+        };
         let bytes = self.handle.block_on(self.job.read(&part.path))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .and_then(|builder| builder.with_batch_size(8192).build())
-            .map_err(|e| ExportError::Read {
-                path: part.path.clone(),
-                reason: e.to_string(),
-            })?;
-        reader
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(|e| read_error(e.to_string()))?;
+        let schema = builder.schema().clone();
+        let builder = match columns {
+            None => builder,
+            Some(names) => {
+                let roots = schema
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, field)| names.iter().any(|name| name == field.name()))
+                    .map(|(index, _)| index);
+                let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+                builder.with_projection(mask)
+            }
+        };
+        let batches = builder
+            .with_batch_size(8192)
+            .build()
+            .map_err(|e| read_error(e.to_string()))?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ExportError::Read {
-                path: part.path.clone(),
-                reason: e.to_string(),
-            })
+            .map_err(|e| read_error(e.to_string()))?;
+        Ok((schema, batches))
     }
 }
 
@@ -551,6 +591,14 @@ fn string_field(row: &Value, column: &str) -> String {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => String::new(),
         Some(other) => other.to_string(),
+    }
+}
+
+/// The columns [`dedup_text`] reads, and for crg the rubric id whose pairs share a verdict.
+fn dedup_columns(pipeline: PipelineKind) -> &'static [&'static str] {
+    match pipeline {
+        PipelineKind::Researchqa => &["query", "rubric"],
+        PipelineKind::Crg => &["prompt", "chosen", "rejected", "rubric", "rubric_id"],
     }
 }
 
@@ -623,5 +671,41 @@ mod tests {
         assert_eq!(assigned, again);
         let test_share = assigned.iter().filter(|s| **s == 1).count() as f64 / keys.len() as f64;
         assert!((0.18..0.22).contains(&test_share), "{test_share}");
+    }
+
+    #[test]
+    fn the_dedup_text_needs_only_the_columns_pass_one_reads() {
+        let rows = [
+            (
+                PipelineKind::Researchqa,
+                serde_json::json!({
+                    "id": "q1", "doc_id": "d1", "query": "How do caches age?",
+                    "rubric": [{"rubric_item": "Names eviction.", "type": ["Explanation"]}],
+                    "section_text_hash": "h", "provider": "simulated",
+                }),
+            ),
+            (
+                PipelineKind::Crg,
+                serde_json::json!({
+                    "pair_id": "p1", "rubric_id": "r1", "kept": true,
+                    "prompt": [{"role": "user", "content": "What helps a cold?"}],
+                    "chosen": "Rest and fluids.", "rejected": "Nothing.",
+                    "rubric": [{"text": "Suggests rest.", "kind": "principle"}],
+                    "attempt_log": [{"attempt": 1}], "verdicts": ["chosen"],
+                }),
+            ),
+        ];
+        for (pipeline, row) in rows {
+            let projected: serde_json::Map<String, Value> = row
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(name, _)| dedup_columns(pipeline).contains(&name.as_str()))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect();
+            let full = dedup_text(pipeline, &row);
+            assert!(full.split_whitespace().count() >= 4, "{full}");
+            assert_eq!(dedup_text(pipeline, &Value::Object(projected)), full);
+        }
     }
 }
