@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rubricmill_mock_llm::MockConfig;
 use rubricmill_testkit::{NatsCluster, NatsServer, free_port};
 
-use crate::{Committed, Mock, crg_job, pairs_job, rubricmill, write_pairs};
+use crate::{Committed, Mock, crg_job, pairs_job, rubricmill, succeeded, write_pairs};
 
 /// The fleets of these tests run one at a time: each is several processes, and two at once on a
 /// small machine starve each other's timers (the shared-limit test measures pacing).
@@ -153,28 +153,17 @@ impl Fleet {
     }
 
     fn submit(&self, spec: &Path) -> serde_json::Value {
-        let output = self
-            .command("submit")
-            .arg(spec)
-            .arg("--json")
-            .args(&self.queue_args)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "submit failed: {}",
-            String::from_utf8_lossy(&output.stderr)
+        let output = succeeded(
+            self.command("submit")
+                .arg(spec)
+                .arg("--json")
+                .args(&self.queue_args),
         );
         serde_json::from_slice(&output.stdout).unwrap()
     }
 
     fn run(&self, subcommand: &str, job: &str) -> String {
-        let output = self.command(subcommand).arg(job).output().unwrap();
-        assert!(
-            output.status.success(),
-            "{subcommand} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let output = succeeded(self.command(subcommand).arg(job));
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 

@@ -12,7 +12,7 @@ use rubricmill_llm::ChatRequest;
 use rubricmill_llm::simulated::{CRG_JUDGE_TASK, CRG_TASK};
 use rubricmill_mock_llm::MockConfig;
 
-use crate::{Committed, Mock, repo_root, rubricmill, run_job, write_pairs, write_spec};
+use crate::{Committed, Mock, repo_root, rubricmill, run_job, succeeded, write_pairs, write_spec};
 
 fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
     batch
@@ -380,18 +380,13 @@ fn export_keeps_every_pair_of_a_listwise_record_in_one_split() {
 
     // Two even splits: pairs split by their own ids would scatter most records.
     let target = dir.path().join("dataset");
-    let output = rubricmill()
-        .arg("export")
-        .arg(&spec)
-        .arg("--to")
-        .arg(&target)
-        .args(["--format", "jsonl", "--splits", "train=0.5,test=0.5"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeded(
+        rubricmill()
+            .arg("export")
+            .arg(&spec)
+            .arg("--to")
+            .arg(&target)
+            .args(["--format", "jsonl", "--splits", "train=0.5,test=0.5"]),
     );
     let mut exported: BTreeMap<String, usize> = BTreeMap::new();
     let mut splits: BTreeMap<String, Vec<String>> = BTreeMap::new();

@@ -28,6 +28,18 @@ pub fn rubricmill() -> Command {
     command
 }
 
+/// Runs `command` and returns its output, failing the test with its stderr unless it succeeded.
+pub fn succeeded(command: &mut Command) -> Output {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{:?} failed: {}",
+        command.get_args().collect::<Vec<_>>(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 /// Runs `rubricmill run --json` and returns the exit code and the parsed summary.
 pub fn run_job(spec: &Path, extra: &[&str]) -> (i32, serde_json::Value, Output) {
     let output = rubricmill()

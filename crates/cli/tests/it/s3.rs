@@ -9,7 +9,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rubricmill_store::StoreLocation;
 use rubricmill_testkit::S3Server;
 
-use crate::{rubricmill, write_spec};
+use crate::{rubricmill, succeeded, write_spec};
 
 /// The commit markers of a job folder on S3 and the `pair_id`s of the parts they name.
 fn committed_pair_ids(
@@ -250,18 +250,7 @@ fn s3_errors_and_stalls_are_retried_and_nothing_is_lost_or_duplicated() {
         .map(|(k, v)| (k.to_ascii_uppercase(), v.clone()))
         .collect();
     env.push(("AWS_TIMEOUT".into(), "1s".into()));
-    let output = rubricmill()
-        .arg("run")
-        .arg(&spec)
-        .arg("--json")
-        .envs(env)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    succeeded(rubricmill().arg("run").arg(&spec).arg("--json").envs(env));
     use std::sync::atomic::Ordering;
     assert!(
         proxy.faults.load(Ordering::SeqCst) >= 5,
