@@ -90,7 +90,11 @@ pub async fn run_coordinator(
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            _ = tick.tick() => coordinator.reconcile_all().await,
+            _ = tick.tick() => {
+                // This reconcile covers the events so far.
+                dirty = false;
+                coordinator.reconcile_all().await;
+            }
             () = &mut debounce, if dirty => {
                 dirty = false;
                 coordinator.reconcile_all().await;
