@@ -125,6 +125,35 @@ impl ProviderKind {
     }
 }
 
+/// How a structured answer is asked for. Whatever the mode, the schema is also spelled out in
+/// the prompt and every answer is validated locally, so the modes differ in how often the
+/// model gets it right the first time, never in the rows they make.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StructuredOutput {
+    /// Start with `json_schema` and step down to `json_object`, then to plain instructions,
+    /// when the endpoint refuses a mode.
+    #[default]
+    Auto,
+    /// Always `response_format: json_schema`; a refusal is an error.
+    JsonSchema,
+    /// Always `response_format: json_object` (JSON mode).
+    JsonObject,
+    /// No `response_format`: the prompt's instructions only.
+    None,
+}
+
+impl StructuredOutput {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StructuredOutput::Auto => "auto",
+            StructuredOutput::JsonSchema => "json_schema",
+            StructuredOutput::JsonObject => "json_object",
+            StructuredOutput::None => "none",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
@@ -229,6 +258,13 @@ pub struct LlmSpec {
     /// Retries of one request (429, 5xx, timeouts) before its shard is handed back.
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
+    /// How structured answers are asked for (`auto`, `json_schema`, `json_object`, `none`).
+    #[serde(default)]
+    pub structured_output: StructuredOutput,
+    /// Largest response body read from the endpoint, in MiB; a larger answer is a retryable
+    /// error instead of a memory spike.
+    #[serde(default = "default_max_response_mb")]
+    pub max_response_mb: u32,
     /// Where the response cache lives (any object store URL); default `<output>/_cache/llm`.
     pub cache_url: Option<String>,
     /// Per-stage overrides (`[llm.stages.judge]`): a stage may use its own endpoint, model,
@@ -253,6 +289,8 @@ pub struct StageLlmSpec {
     pub temperature: Option<f32>,
     pub max_tokens: Option<u32>,
     pub seed: Option<u64>,
+    pub structured_output: Option<StructuredOutput>,
+    pub max_response_mb: Option<u32>,
 }
 
 impl LlmSpec {
@@ -300,6 +338,12 @@ impl LlmSpec {
         if o.seed.is_some() {
             merged.seed = o.seed;
         }
+        if let Some(v) = o.structured_output {
+            merged.structured_output = v;
+        }
+        if let Some(v) = o.max_response_mb {
+            merged.max_response_mb = v;
+        }
         merged
     }
 }
@@ -332,6 +376,8 @@ impl Default for LlmSpec {
             simulated_judge_error_rate: 0.0,
             headers: BTreeMap::new(),
             max_retries: default_max_retries(),
+            structured_output: StructuredOutput::default(),
+            max_response_mb: default_max_response_mb(),
             cache_url: None,
             stages: BTreeMap::new(),
         }
@@ -352,6 +398,9 @@ fn default_max_tokens() -> u32 {
 }
 fn default_max_retries() -> u32 {
     6
+}
+fn default_max_response_mb() -> u32 {
+    16
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -755,6 +804,9 @@ impl JobSpec {
         }
         if llm.max_tokens == 0 {
             return Err(invalid("llm.max_tokens", "must be at least 1".into()));
+        }
+        if llm.max_response_mb == 0 {
+            return Err(invalid("llm.max_response_mb", "must be at least 1".into()));
         }
         if !(0.0..=1.0).contains(&llm.simulated_judge_error_rate) {
             return Err(invalid(

@@ -20,6 +20,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
+use rubricmill_core::spec::StructuredOutput;
+
 use crate::wire::{WireErrorBody, WireRequest, WireResponse};
 use crate::{ChatProvider, ChatRequest, ChatResponse, LlmError, TokenUsage};
 
@@ -34,6 +36,10 @@ pub struct EndpointConfig {
     pub headers: Vec<(String, String)>,
     pub timeout: Duration,
     pub max_connections: usize,
+    /// How structured answers are asked for (`llm.structured_output`).
+    pub structured_output: StructuredOutput,
+    /// Largest response body read (`llm.max_response_mb`).
+    pub max_response_bytes: u64,
 }
 
 impl std::fmt::Debug for EndpointConfig {
@@ -43,6 +49,8 @@ impl std::fmt::Debug for EndpointConfig {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("api_key_env", &self.api_key_env)
             .field("timeout", &self.timeout)
+            .field("structured_output", &self.structured_output)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }
@@ -452,6 +460,8 @@ mod tests {
             headers: vec![],
             timeout: Duration::from_secs(1),
             max_connections: 1,
+            structured_output: StructuredOutput::Auto,
+            max_response_bytes: 1 << 20,
         };
         assert!(!format!("{config:?}").contains("sk-very-secret"));
     }

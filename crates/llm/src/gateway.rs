@@ -171,6 +171,11 @@ impl Gateway {
         self.provider.kind()
     }
 
+    /// The structured-output mode the endpoint settled on so far, when it has modes.
+    pub fn structured_output(&self) -> Option<&'static str> {
+        self.provider.structured_output()
+    }
+
     /// Usage of every call made through this gateway so far.
     pub fn totals(&self) -> Usage {
         *self.totals.lock().expect("usage lock")

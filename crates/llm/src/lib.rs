@@ -92,6 +92,11 @@ pub enum LlmError {
 pub trait ChatProvider: Send + Sync {
     /// `openai` or `simulated`: written into every row's provenance.
     fn kind(&self) -> &'static str;
+    /// The structured-output mode this endpoint is using now (`json_schema`, `json_object`,
+    /// `none`), for providers that speak a wire protocol with such modes.
+    fn structured_output(&self) -> Option<&'static str> {
+        None
+    }
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError>;
 }
 

@@ -197,6 +197,8 @@ fn gateway_for(
                     .collect(),
                 timeout: Duration::from_secs(llm.timeout_s),
                 max_connections: llm.max_concurrency as usize,
+                structured_output: llm.structured_output,
+                max_response_bytes: u64::from(llm.max_response_mb) << 20,
             };
             Arc::new(
                 OpenAiProvider::new(endpoint).map_err(|e| RuntimeError::Config(e.to_string()))?,
