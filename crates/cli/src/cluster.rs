@@ -377,7 +377,7 @@ fn render_status(status: &JobStatus) -> String {
                 "  output   {} rows, {} rejects from {} records",
                 progress.rows, progress.rejects, progress.records
             );
-            let usage = &progress.usage;
+            let usage = progress.paid();
             let _ = writeln!(
                 out,
                 "  llm      {} calls ({} cached, {} retried), {} tokens in, {} out, ${:.4}",
@@ -388,6 +388,15 @@ fn render_status(status: &JobStatus) -> String {
                 usage.tokens_out,
                 usage.cost_usd
             );
+            if progress.uncommitted_attempts > 0 {
+                let _ = writeln!(
+                    out,
+                    "           of which {} calls, ${:.4} by {} attempts that did not commit",
+                    progress.uncommitted.calls,
+                    progress.uncommitted.cost_usd,
+                    progress.uncommitted_attempts
+                );
+            }
             let eta = progress.eta_s.map_or("unknown".to_owned(), |s| {
                 format!(
                     "{}",

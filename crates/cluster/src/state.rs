@@ -116,13 +116,38 @@ pub struct JobProgress {
     pub records: u64,
     pub rows: u64,
     pub rejects: u64,
+    /// Usage of the committed attempts, from their markers.
     pub usage: Usage,
+    /// Paid by attempts that did not commit (killed, failed, handed back, beaten to the
+    /// marker) or have not yet, from their spend files.
+    #[serde(default)]
+    pub uncommitted: Usage,
+    /// Attempts behind `uncommitted`.
+    #[serde(default)]
+    pub uncommitted_attempts: u64,
+    /// Cost by worker, committed and not: each worker counts the rest against the budget.
+    #[serde(default)]
+    pub cost_by_worker: std::collections::BTreeMap<String, f64>,
     /// Input records committed per second over the last minute.
     pub records_per_s: f64,
     /// Seconds until every shard is done at the current rate.
     pub eta_s: Option<f64>,
     pub updated_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl JobProgress {
+    /// What the provider billed the job: committed and uncommitted attempts together.
+    pub fn spent_usd(&self) -> f64 {
+        self.usage.cost_usd + self.uncommitted.cost_usd
+    }
+
+    /// Calls, tokens and cost the provider served the job, committed or not.
+    pub fn paid(&self) -> Usage {
+        let mut total = self.usage;
+        total.add(&self.uncommitted);
+        total
+    }
 }
 
 /// A shard given up after its last delivery.

@@ -18,6 +18,12 @@ pub struct Provenance {
     pub tokens_in: u64,
     pub tokens_out: u64,
     pub cost_usd: f64,
+    /// Calls behind this row answered from the response cache (they cost nothing here).
+    #[serde(default)]
+    pub cache_hits: u64,
+    /// The attempts (`<job>/<shard>/<attempt id>`) that paid for those cached answers, sorted.
+    #[serde(default)]
+    pub cached_from: Vec<String>,
 }
 
 /// Bibliographic data of the work a citation rubric item names.
@@ -158,6 +164,15 @@ pub fn excerpt(text: &str) -> String {
 pub enum OutputRow {
     ResearchQa(ResearchQaRow),
     Crg(CrgRow),
+}
+
+impl OutputRow {
+    pub fn provenance_mut(&mut self) -> &mut Provenance {
+        match self {
+            OutputRow::ResearchQa(row) => &mut row.provenance,
+            OutputRow::Crg(row) => &mut row.provenance,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -829,6 +829,19 @@ impl JobSpec {
                 "must be at least 1 (omit it for no limit)".into(),
             ));
         }
+        if let Some(tpm) = llm.tokens_per_minute
+            && llm.max_tokens >= tpm
+        {
+            return Err(invalid(
+                "llm.max_tokens",
+                format!(
+                    "{} leaves no room for any input within llm.tokens_per_minute = {tpm}: a \
+                     request reserves its input plus max_tokens, and one larger than the whole \
+                     limit can never be sent; lower max_tokens or raise tokens_per_minute",
+                    llm.max_tokens
+                ),
+            ));
+        }
         if let Some(budget) = llm.max_cost_usd
             && !(budget.is_finite() && budget >= 0.0)
         {

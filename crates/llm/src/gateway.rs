@@ -1,14 +1,18 @@
 //! The gateway every pipeline stage calls. In order, per call: a fatal error seen before fails
-//! fast; the response cache answers if it can; the budget reserves the call's worst-case cost;
-//! then per attempt: wait out any provider-wide pause, take an adaptive-concurrency slot, wait
-//! for the request and token rate limits, call the provider. Retryable failures back off with
-//! full jitter (never sooner than the server's retry hint, which also pauses every other call
-//! to this endpoint) within a per-request retry budget. Usage, cost and latency are accounted
-//! per call and in the gateway's totals.
+//! fast; the response cache answers if it can (never with another endpoint's answer); the
+//! budget reserves the call's worst-case cost; then per attempt: [`Gateway::admit`] waits out
+//! any provider-wide pause, takes an adaptive-concurrency slot and waits for the request and
+//! token rate limits; the provider is called; the answer is accounted
+//! ([`Gateway::account_answer`]), or a retryable failure backs off
+//! ([`Gateway::after_retryable`]: full jitter, never sooner than the server's retry hint, which
+//! also pauses every other call to this endpoint) within a per-request retry budget. What a
+//! finished call cost goes to the budget, the gateway's totals and the attempt's spend ledger
+//! (see [`crate::scope`]).
 //!
 //! [`Gateway::chat_parsed`] adds the structured-output loop: an answer cut off by `max_tokens`
-//! is asked again with a larger limit (within a cap); an answer the parser refuses gets one
-//! repair request that shows the model its error; after that the record is rejected.
+//! is asked again with a larger limit (within a cap, and within the job's token limit); an
+//! answer the parser refuses gets one repair request that shows the model its error; after
+//! that the record is rejected.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -18,6 +22,7 @@ use rubricmill_core::spec::Price;
 use rubricmill_core::{Message, Usage};
 
 use crate::cache::{CacheStore, cache_key};
+use crate::concurrency::Slot;
 use crate::concurrency::{AdaptiveConcurrency, Feedback};
 use crate::limiter::{Limits, RateLimits};
 use crate::tokens::TokenEstimator;
@@ -108,6 +113,8 @@ pub struct GatewayConfig {
     /// Largest `max_tokens` a truncated answer may be retried with.
     pub max_tokens_cap: u32,
     pub cache: Option<Arc<dyn CacheStore>>,
+    /// The endpoint's identity in cache keys ([`crate::cache::endpoint_identity`]).
+    pub endpoint: String,
 }
 
 impl Default for GatewayConfig {
@@ -124,6 +131,7 @@ impl Default for GatewayConfig {
             max_backoff: Duration::from_secs(30),
             max_tokens_cap: 16_384,
             cache: None,
+            endpoint: String::new(),
         }
     }
 }
@@ -257,19 +265,26 @@ impl Gateway {
         if let Some(reason) = self.fatal.get() {
             return (Err(LlmError::Fatal(reason.clone())), Usage::default());
         }
-        let key = self.config.cache.as_ref().map(|_| cache_key(request));
-        if let (Some(cache), Some(key)) = (&self.config.cache, &key)
-            && let Some(answer) = cache
+        // The simulated provider's answers cost nothing and must never stand in for a model's.
+        let cache = self
+            .config
+            .cache
+            .as_ref()
+            .filter(|_| self.provider.kind() != "simulated");
+        let key = cache.map(|_| cache_key(&self.config.endpoint, request));
+        if let (Some(cache), Some(key)) = (cache, &key)
+            && let Some(cached) = cache
                 .get(key)
                 .await
-                .and_then(|bytes| crate::cache::decode(&bytes))
+                .and_then(|bytes| crate::cache::decode(&bytes, &self.config.endpoint))
         {
+            crate::scope::served_from_cache(cached.origin.as_deref());
             let usage = Usage {
                 cache_hits: 1,
                 ..Usage::default()
             };
             self.account(&usage);
-            return (Ok(answer), usage);
+            return (Ok(cached.answer), usage);
         }
         let prompt_estimate = self.tokens.messages(&request.messages);
         let worst_case = self.cost(prompt_estimate, u64::from(request.max_tokens));
@@ -279,12 +294,17 @@ impl Gateway {
         let (result, usage) = self.send_with_retries(request, prompt_estimate).await;
         self.config.budget.settle(worst_case, usage.cost_usd);
         self.account(&usage);
-        if let (Ok(answer), Some(cache), Some(key)) = (&result, &self.config.cache, &key) {
-            cache.put(key, crate::cache::encode(answer)).await;
+        if usage.calls > 0 || usage.retries > 0 {
+            crate::scope::paid(&usage);
+        }
+        if let (Ok(answer), Some(cache), Some(key)) = (&result, cache, &key) {
+            let entry = crate::cache::encode(answer, &self.config.endpoint, crate::scope::origin());
+            cache.put(key, entry).await;
         }
         (result, usage)
     }
 
+    /// Sends `request` until it is answered, fails for good or runs out of retries.
     async fn send_with_retries(
         &self,
         request: &ChatRequest,
@@ -294,97 +314,147 @@ impl Gateway {
         let reservation = prompt_estimate + u64::from(request.max_tokens);
         let mut attempt = 0u32;
         loop {
-            let paused = self.wait_for_pause().await;
-            let slot = self.concurrency.acquire().await;
-            // Another call may have hit a fatal error while this one waited for its slot.
-            if let Some(reason) = self.fatal.get() {
-                self.concurrency.release(slot, Feedback::Neutral);
-                return (Err(LlmError::Fatal(reason.clone())), usage);
-            }
-            match self.limits.acquire(reservation).await {
-                Ok(limited) => {
-                    if paused || limited {
-                        self.rate_limit_waits.fetch_add(1, Ordering::Relaxed);
-                    }
+            let slot = match self.admit(reservation).await {
+                Ok(slot) => slot,
+                Err(error) => return (Err(error), usage),
+            };
+            let started = Instant::now();
+            let error = match self.provider.chat(request).await {
+                Ok(answer) => {
+                    self.concurrency.release(slot, Feedback::Success);
+                    let answer =
+                        self.account_answer(request, answer, prompt_estimate, started, &mut usage);
+                    return (Ok(answer), usage);
                 }
-                Err(error) => {
-                    self.concurrency.release(slot, Feedback::Neutral);
+                Err(error) => error,
+            };
+            let LlmError::Retryable {
+                reason,
+                retry_after,
+                throttled,
+            } = error
+            else {
+                self.concurrency.release(slot, Feedback::Neutral);
+                return (Err(self.settle_failure(error)), usage);
+            };
+            let feedback = if throttled {
+                Feedback::PushBack
+            } else {
+                Feedback::Neutral
+            };
+            self.concurrency.release(slot, feedback);
+            attempt += 1;
+            match self.after_retryable(attempt, &reason, retry_after, throttled, &mut usage) {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => {
+                    let reason = format!("gave up after {attempt} attempts: {reason}");
+                    tracing::warn!(request_model = %request.model, attempts = attempt, reason = %reason, "llm call failed for good");
+                    let error = LlmError::Retryable {
+                        reason,
+                        retry_after,
+                        throttled,
+                    };
                     return (Err(error), usage);
                 }
             }
-            let started = Instant::now();
-            let result = self.provider.chat(request).await;
-            match result {
-                Ok(mut answer) => {
-                    self.concurrency.release(slot, Feedback::Success);
-                    usage.latency.record(started.elapsed());
-                    if answer.usage.prompt_tokens == 0 {
-                        answer.usage.prompt_tokens = prompt_estimate;
-                    } else {
-                        self.tokens
-                            .observe(&request.messages, answer.usage.prompt_tokens);
-                    }
-                    if answer.usage.completion_tokens == 0 && !answer.content.is_empty() {
-                        answer.usage.completion_tokens = self.tokens.text(&answer.content);
-                    }
-                    usage.calls += 1;
-                    usage.tokens_in += answer.usage.prompt_tokens;
-                    usage.tokens_out += answer.usage.completion_tokens;
-                    usage.cost_usd +=
-                        self.cost(answer.usage.prompt_tokens, answer.usage.completion_tokens);
-                    return (Ok(answer), usage);
+        }
+    }
+
+    /// Waits until one attempt may be sent: any provider-wide pause, an adaptive-concurrency
+    /// slot, then the request and token rate limits. Fails when another call hit a fatal error
+    /// meanwhile, or when the request can never fit the job's token limit.
+    async fn admit(&self, reservation: u64) -> Result<Slot, LlmError> {
+        let paused = self.wait_for_pause().await;
+        let slot = self.concurrency.acquire().await;
+        if let Some(reason) = self.fatal.get() {
+            self.concurrency.release(slot, Feedback::Neutral);
+            return Err(LlmError::Fatal(reason.clone()));
+        }
+        match self.limits.acquire(reservation).await {
+            Ok(limited) => {
+                if paused || limited {
+                    self.rate_limit_waits.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(LlmError::Retryable {
-                    reason,
-                    retry_after,
-                    throttled,
-                }) => {
-                    let feedback = if throttled {
-                        Feedback::PushBack
-                    } else {
-                        Feedback::Neutral
-                    };
-                    self.concurrency.release(slot, feedback);
-                    if throttled {
-                        usage.throttled += 1;
-                    }
-                    if let Some(hint) = retry_after.filter(|_| throttled) {
-                        self.pause(hint);
-                        if let Some(observer) = self.throttle_observer.get() {
-                            observer(hint);
-                        }
-                    }
-                    attempt += 1;
-                    if attempt > self.config.max_retries {
-                        let reason = format!("gave up after {attempt} attempts: {reason}");
-                        return (
-                            Err(LlmError::Retryable {
-                                reason,
-                                retry_after,
-                                throttled,
-                            }),
-                            usage,
-                        );
-                    }
-                    usage.retries += 1;
-                    let delay =
-                        full_jitter(self.config.base_backoff, self.config.max_backoff, attempt)
-                            .max(retry_after.unwrap_or_default());
-                    tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, reason = %reason, "llm call failed, retrying");
-                    tokio::time::sleep(delay).await;
-                }
-                Err(LlmError::Fatal(reason)) => {
-                    self.concurrency.release(slot, Feedback::Neutral);
-                    let reason = self.fatal.get_or_init(|| reason).clone();
-                    tracing::error!(reason = %reason, "llm endpoint unusable, stopping calls");
-                    return (Err(LlmError::Fatal(reason)), usage);
-                }
-                Err(other) => {
-                    self.concurrency.release(slot, Feedback::Neutral);
-                    return (Err(other), usage);
-                }
+                Ok(slot)
+            }
+            Err(error) => {
+                self.concurrency.release(slot, Feedback::Neutral);
+                Err(error)
             }
         }
+    }
+
+    /// Counts an answer's tokens and cost into `usage`, estimating what the provider left out,
+    /// and teaches the token estimator from what it reported.
+    fn account_answer(
+        &self,
+        request: &ChatRequest,
+        mut answer: ChatResponse,
+        prompt_estimate: u64,
+        started: Instant,
+        usage: &mut Usage,
+    ) -> ChatResponse {
+        usage.latency.record(started.elapsed());
+        if answer.usage.prompt_tokens == 0 {
+            answer.usage.prompt_tokens = prompt_estimate;
+        } else {
+            self.tokens
+                .observe(&request.messages, answer.usage.prompt_tokens);
+        }
+        if answer.usage.completion_tokens == 0 && !answer.content.is_empty() {
+            answer.usage.completion_tokens = self.tokens.text(&answer.content);
+        }
+        usage.calls += 1;
+        usage.tokens_in += answer.usage.prompt_tokens;
+        usage.tokens_out += answer.usage.completion_tokens;
+        usage.cost_usd += self.cost(answer.usage.prompt_tokens, answer.usage.completion_tokens);
+        answer
+    }
+
+    /// After the `attempt`-th retryable failure: shares the server's pause with every other
+    /// call (a 429 or 503 with a hint), then returns how long to back off, or `None` when the
+    /// request's retries are spent. Every retry is logged at info with its reason.
+    fn after_retryable(
+        &self,
+        attempt: u32,
+        reason: &str,
+        retry_after: Option<Duration>,
+        throttled: bool,
+        usage: &mut Usage,
+    ) -> Option<Duration> {
+        if throttled {
+            usage.throttled += 1;
+        }
+        if let Some(hint) = retry_after.filter(|_| throttled) {
+            self.pause(hint);
+            if let Some(observer) = self.throttle_observer.get() {
+                observer(hint);
+            }
+        }
+        if attempt > self.config.max_retries {
+            return None;
+        }
+        usage.retries += 1;
+        let delay = full_jitter(self.config.base_backoff, self.config.max_backoff, attempt)
+            .max(retry_after.unwrap_or_default());
+        tracing::info!(
+            attempt,
+            max_retries = self.config.max_retries,
+            delay_ms = delay.as_millis() as u64,
+            reason = %reason,
+            "llm call failed, retrying"
+        );
+        Some(delay)
+    }
+
+    /// A non-retryable failure: a fatal one stops every later call of this gateway.
+    fn settle_failure(&self, error: LlmError) -> LlmError {
+        let LlmError::Fatal(reason) = error else {
+            return error;
+        };
+        let reason = self.fatal.get_or_init(|| reason).clone();
+        tracing::error!(reason = %reason, "llm endpoint unusable, stopping calls");
+        LlmError::Fatal(reason)
     }
 
     /// Sends a request whose answer `parse` must accept: a truncated answer is asked again with
@@ -410,11 +480,17 @@ impl Gateway {
         let mut request = request.clone();
         let mut answer = self.counted(&request, total).await?;
         let mut growths = 0;
+        // A grown request must still fit the job's whole token limit, or it could never be sent.
+        let room = self.limits.max_request_tokens().map(|limit| {
+            let room = limit.saturating_sub(self.tokens.messages(&request.messages));
+            u32::try_from(room).unwrap_or(u32::MAX)
+        });
         while answer.finish_reason == "length" {
             let grown = request
                 .max_tokens
                 .saturating_mul(2)
-                .min(self.config.max_tokens_cap);
+                .min(self.config.max_tokens_cap)
+                .min(room.unwrap_or(u32::MAX));
             if growths == 2 || grown <= request.max_tokens {
                 return Err(LlmError::BadRecord(format!(
                     "answer cut off at max_tokens = {}",

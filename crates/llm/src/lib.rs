@@ -12,6 +12,7 @@ pub mod client;
 pub mod concurrency;
 mod gateway;
 pub mod limiter;
+pub mod scope;
 pub mod simulated;
 pub mod structured;
 pub mod tokens;
@@ -20,10 +21,11 @@ pub mod wire;
 use rubricmill_core::Message;
 use serde::{Deserialize, Serialize};
 
-pub use cache::CacheStore;
+pub use cache::{CacheStore, endpoint_identity};
 pub use client::{EndpointConfig, OpenAiProvider};
 pub use gateway::{Budget, Gateway, GatewayConfig, ThrottleObserver, full_jitter};
 pub use limiter::Limits;
+pub use scope::{AttemptScope, RecordScope, SpendLedger};
 pub use simulated::SimulatedProvider;
 
 /// A JSON Schema the answer must follow, named so servers (and the simulated provider) can tell

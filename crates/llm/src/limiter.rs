@@ -5,9 +5,15 @@
 //! per-minute limit at a finer granularity would accept: requests refill continuously with a
 //! burst of one second's worth less one request (the spare absorbs arrival jitter on the way
 //! to a server that enforces the same bucket), or, for a worker that shares the limit with
-//! others, no burst and 2 % headroom; tokens with a burst of ten seconds' worth, so
-//! one request can reserve its estimated input plus `max_tokens`. A request needing more tokens than that burst
-//! is refused with a clear error instead of waiting forever.
+//! others, no burst and 2 % headroom; tokens with a burst of ten seconds' worth of the share.
+//!
+//! A rate limit never decides a row: a request reserving more tokens (input plus
+//! `max_tokens`) than the share's burst borrows across windows, taking the burst again and
+//! again until it holds all it needs, so it waits as long as its tokens take to refill. Only a
+//! request larger than the job's whole `tokens_per_minute` is refused: no provider enforcing
+//! that limit would ever serve it, however long it waited, and that does not depend on how
+//! many workers share the limit. `validate` and the start of a job refuse a `max_tokens` that
+//! could never fit.
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, RwLock};
@@ -90,25 +96,41 @@ impl RateLimits {
         *self.buckets.write().expect("limiter lock") = Arc::new(Buckets::new(self.limits, share));
     }
 
+    /// The most tokens (input plus `max_tokens`) one request may reserve: the job's whole
+    /// token limit, `None` without one.
+    pub fn max_request_tokens(&self) -> Option<u64> {
+        self.limits.tokens_per_minute.map(u64::from)
+    }
+
     /// Waits until one request of `tokens` tokens may be sent; says whether it had to wait.
+    /// Refuses only a request larger than the job's whole token limit.
     pub async fn acquire(&self, tokens: u64) -> Result<bool, LlmError> {
-        let mut waited = false;
+        if let Some(limit) = self.max_request_tokens()
+            && tokens > limit
+        {
+            return Err(LlmError::BadRecord(format!(
+                "request needs about {tokens} tokens (input + max_tokens), more than the job's whole \
+                 llm.tokens_per_minute of {limit}: no provider enforcing that limit would serve it; \
+                 shorten the input, lower llm.max_tokens or raise llm.tokens_per_minute"
+            )));
+        }
         let buckets = self.buckets.read().expect("limiter lock").clone();
+        let mut waited = false;
         if let Some(bucket) = &buckets.tokens {
-            let needed = u32::try_from(tokens.max(1)).unwrap_or(u32::MAX);
-            let Some(n) = NonZeroU32::new(needed).filter(|n| n.get() <= buckets.token_burst) else {
-                return Err(LlmError::BadRecord(format!(
-                    "request needs about {tokens} tokens (input + max_tokens), more than this worker's token burst of {} \
-                     (ten seconds of llm.tokens_per_minute); lower max_tokens or raise tokens_per_minute",
-                    buckets.token_burst
-                )));
-            };
-            if !matches!(bucket.check_n(n), Ok(Ok(()))) {
-                waited = true;
-                bucket
-                    .until_n_ready(n)
-                    .await
-                    .map_err(|e| LlmError::BadRecord(e.to_string()))?;
+            let mut needed = u32::try_from(tokens.max(1)).unwrap_or(u32::MAX);
+            // Borrow across windows: a request larger than the burst takes whole bursts until
+            // what is left fits in one.
+            while needed > 0 {
+                let take = needed.min(buckets.token_burst);
+                let n = NonZeroU32::new(take).expect("take is at least one");
+                if !matches!(bucket.check_n(n), Ok(Ok(()))) {
+                    waited = true;
+                    bucket
+                        .until_n_ready(n)
+                        .await
+                        .expect("a take never exceeds the burst");
+                }
+                needed -= take;
             }
         }
         if let Some(bucket) = &buckets.requests
@@ -157,16 +179,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn oversized_requests_fail_instead_of_hanging() {
+    async fn a_request_larger_than_the_shares_burst_waits_for_its_tokens_instead_of_failing() {
+        // Two workers share 12,000 tokens a minute: a share refills 100 tokens a second with
+        // a burst of 1,000, below one request of 1,200, which must still go through once the
+        // 200 tokens it borrows from the next window have refilled.
+        let limits = RateLimits::new(Limits {
+            requests_per_minute: None,
+            tokens_per_minute: Some(12_000),
+        });
+        limits.set_share(0.5);
+        let start = std::time::Instant::now();
+        assert!(limits.acquire(1200).await.unwrap(), "had to wait");
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_millis(1500), "{waited:?}");
+        // The bucket is now in debt: the next request waits for its tokens too.
+        assert!(limits.acquire(50).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn only_a_request_larger_than_the_whole_limit_is_refused() {
         let limits = RateLimits::new(Limits {
             requests_per_minute: None,
             tokens_per_minute: Some(6000),
         });
-        let error = limits.acquire(5000).await.unwrap_err();
+        limits.set_share(0.1);
+        let error = limits.acquire(6001).await.unwrap_err();
         assert!(
-            matches!(&error, LlmError::BadRecord(reason) if reason.contains("token burst of 1000")),
+            matches!(&error, LlmError::BadRecord(reason) if reason.contains("llm.tokens_per_minute of 6000")),
             "{error}"
         );
-        limits.acquire(900).await.unwrap();
     }
 }

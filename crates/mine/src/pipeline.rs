@@ -149,6 +149,9 @@ pub fn provenance(
         tokens_in: usage.tokens_in,
         tokens_out: usage.tokens_out,
         cost_usd: usage.cost_usd,
+        cache_hits: usage.cache_hits,
+        // The worker knows which attempts paid for the cached answers.
+        cached_from: Vec::new(),
     }
 }
 

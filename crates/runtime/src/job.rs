@@ -9,7 +9,7 @@ use rubricmill_core::spec::{LlmSpec, llm_stages};
 use rubricmill_core::{JobSpec, PipelineKind, ProviderKind};
 use rubricmill_llm::{
     Budget, CacheStore, ChatProvider, EndpointConfig, Gateway, GatewayConfig, Limits,
-    OpenAiProvider, SimulatedProvider,
+    OpenAiProvider, SimulatedProvider, endpoint_identity,
 };
 use rubricmill_mine::{CrgPipeline, Pipeline, ResearchQaPipeline, StageModel, Stages, Templates};
 use rubricmill_store::{JobManifest, JobStore, StoreLocation};
@@ -156,6 +156,15 @@ impl JobContext {
     pub fn spec(&self) -> &JobSpec {
         &self.manifest.spec
     }
+
+    /// Whether any stage calls a provider that bills (anything but the simulated one): only
+    /// then do attempts keep a spend ledger.
+    pub fn bills(&self) -> bool {
+        let spec = self.spec();
+        llm_stages(spec.pipeline)
+            .iter()
+            .any(|stage| spec.llm.for_stage(stage).provider != ProviderKind::Simulated)
+    }
 }
 
 /// Identifies the endpoint a stage calls, without its key: a 429 from it concerns every
@@ -218,6 +227,7 @@ fn gateway_for(
         initial_concurrency: max_concurrency.min(8),
         max_retries: llm.max_retries,
         cache,
+        endpoint: endpoint_identity(llm.provider.as_str(), llm.base_url.as_deref()),
         ..GatewayConfig::default()
     };
     Ok(Gateway::new(provider, config))

@@ -6,6 +6,7 @@ pub mod coordinator;
 pub mod distributed;
 pub mod embedded;
 pub mod job;
+pub mod spend;
 pub mod worker;
 
 pub use embedded::{

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use rubricmill_core::{
     CrgRow, OutputRow, PipelineKind, RejectRow, ResearchQaRow, ShardId, StageCounts, Usage,
 };
-use rubricmill_llm::full_jitter;
+use rubricmill_llm::{AttemptScope, RecordScope, full_jitter};
 use rubricmill_mine::{PipelineError, RecordContext, RecordOutcome};
 use rubricmill_queue::{Delivery, EventSink, ShardEvent, WorkQueue};
 use rubricmill_store::output::{crg_batch, rejects_batch, researchqa_batch};
@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 
 use crate::RuntimeError;
 use crate::job::JobContext;
+use crate::spend::{AttemptEnd, AttemptLedger};
 
 /// Resolves once the flag turns true; never when its sender is gone without doing so.
 async fn turned_true(flag: &mut watch::Receiver<bool>) {
@@ -189,6 +190,20 @@ impl Worker {
             }
         }
         let attempt = delivery.attempt();
+        let attempt_id = uuid::Uuid::now_v7().to_string();
+        // What this attempt pays is on storage as its calls finish, however the attempt ends.
+        let ledger = context.bills().then(|| {
+            AttemptLedger::start(
+                context.store.clone(),
+                &task.shard.id,
+                &attempt_id,
+                &self.options.worker_id,
+            )
+        });
+        let scope = AttemptScope {
+            origin: format!("{job}/{shard}/{attempt_id}"),
+            ledger: ledger.as_ref().map(AttemptLedger::handle),
+        };
         self.events
             .send(ShardEvent::Started {
                 job: job.clone(),
@@ -198,8 +213,7 @@ impl Worker {
             })
             .await;
         let processed = {
-            let work = self.process(&context, &task.shard);
-            tokio::pin!(work);
+            let mut work = Box::pin(scope.run(self.process(&context, &task.shard, attempt_id)));
             let mut heartbeat = tokio::time::interval(self.options.heartbeat);
             heartbeat.tick().await;
             let mut hand_back = self.hand_back.clone();
@@ -211,6 +225,10 @@ impl Worker {
                         // as they drop, and files already written are unreferenced, for the
                         // janitor.
                         tracing::info!(job = %job, shard = %shard, "handing the shard back");
+                        // Calls still in flight are cut off here; those that finished are in
+                        // the ledger.
+                        drop(work);
+                        settle(ledger, AttemptEnd::NotCommitted).await;
                         let _ = delivery.nak(Duration::ZERO).await;
                         self.events
                             .send(ShardEvent::HandedBack {
@@ -229,6 +247,11 @@ impl Worker {
                 }
             }
         };
+        let end = match &processed {
+            Ok(Committed::Ours(_)) => AttemptEnd::Committed,
+            _ => AttemptEnd::NotCommitted,
+        };
+        settle(ledger, end).await;
         match processed {
             Ok(Committed::Ours(marker)) => {
                 if let Err(error) = delivery.ack().await {
@@ -300,8 +323,8 @@ impl Worker {
         &self,
         context: &JobContext,
         shard: &rubricmill_core::ShardSpec,
+        attempt_id: String,
     ) -> Result<Committed, ShardFailure> {
-        let attempt_id = uuid::Uuid::now_v7().to_string();
         let ctx = RecordContext {
             shard_id: shard.id.to_string(),
             attempt_id: attempt_id.clone(),
@@ -324,7 +347,11 @@ impl Worker {
                     async move {
                         match item {
                             Ok(ReadItem::Record(record)) => {
-                                Ok(Some(pipeline.process(record, &ctx).await))
+                                let scope = RecordScope::default();
+                                let outcome = scope.run(pipeline.process(record, &ctx)).await;
+                                Ok(Some(
+                                    outcome.map(|outcome| with_cache_origins(outcome, &scope)),
+                                ))
                             }
                             Ok(ReadItem::Reject {
                                 source,
@@ -415,6 +442,26 @@ impl Worker {
             Err(error) => Err(ShardFailure::Retryable(error.to_string())),
         }
     }
+}
+
+/// Settles an attempt's spend file, when the job keeps one.
+async fn settle(ledger: Option<AttemptLedger>, end: AttemptEnd) {
+    if let Some(ledger) = ledger {
+        ledger.finish(end).await;
+    }
+}
+
+/// Labels a record's rows with the attempts that paid for the cached answers they were made
+/// from.
+fn with_cache_origins(mut outcome: RecordOutcome, scope: &RecordScope) -> RecordOutcome {
+    let origins = scope.cached_from();
+    if origins.is_empty() {
+        return outcome;
+    }
+    for row in &mut outcome.rows {
+        row.provenance_mut().cached_from = origins.clone();
+    }
+    outcome
 }
 
 /// The part in `slot`, started by `start` at the first batch: a shard without rows (or

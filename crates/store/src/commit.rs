@@ -6,6 +6,7 @@
 //! <output>/<job>/parts/<shard>/<attempt>.parquet    rows written by one attempt
 //! <output>/<job>/rejects/<shard>/<attempt>.parquet  rejects written by one attempt
 //! <output>/<job>/commits/<shard>.json               the marker: which attempt won
+//! <output>/<job>/spend/<shard>/<attempt>.json       what an attempt paid (see `spend`)
 //! ```
 //!
 //! An attempt writes its files under its own attempt id, then creates the marker with a
@@ -94,7 +95,7 @@ impl JobStore {
         self.location.url_of(&self.location.path)
     }
 
-    fn path(&self, relative: &str) -> Path {
+    pub(crate) fn path(&self, relative: &str) -> Path {
         let mut path = self.location.path.clone();
         for part in relative.split('/') {
             path = path.join(part);
@@ -107,7 +108,7 @@ impl JobStore {
         self.location.url_of(&self.path(relative))
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         relative: &str,
     ) -> Result<Option<T>, StoreError> {
@@ -203,7 +204,7 @@ impl JobStore {
     }
 
     /// Every file under a folder of the job (none when the folder does not exist).
-    async fn list(&self, folder: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+    pub(crate) async fn list(&self, folder: &str) -> Result<Vec<ObjectMeta>, StoreError> {
         let prefix = self.path(folder);
         let mut listing = self.location.store.list(Some(&prefix));
         let mut files = Vec::new();
@@ -263,7 +264,7 @@ impl JobStore {
         crate::part::PartWriter::create(&self.location.store, path, relative, schema, metadata)
     }
 
-    async fn put(&self, relative: &str, bytes: Bytes) -> Result<(), StoreError> {
+    pub(crate) async fn put(&self, relative: &str, bytes: Bytes) -> Result<(), StoreError> {
         let path = self.path(relative);
         self.location
             .store

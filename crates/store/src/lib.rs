@@ -10,12 +10,14 @@ pub mod location;
 pub mod output;
 mod parquet_input;
 pub mod part;
+pub mod spend;
 
 pub use commit::{AttemptFiles, CommitMarker, CommitOutcome, JobStore};
 pub use input::{
     InputFile, Inputs, ReadItem, list_inputs, list_inputs_with, plan_shards, read_shard,
 };
 pub use location::{StoreLocation, to_url};
+pub use spend::{AttemptSpend, UncommittedSpend};
 pub use rubricmill_core::JobManifest;
 
 /// Failures of storage operations. Record-level problems are not errors: they become rejects.

@@ -45,6 +45,8 @@ fn provenance_fields() -> Vec<Field> {
         Field::new("tokens_in", DataType::UInt64, false),
         Field::new("tokens_out", DataType::UInt64, false),
         Field::new("cost_usd", DataType::Float64, false),
+        Field::new("cache_hits", DataType::UInt64, false),
+        list_of("cached_from", DataType::Utf8),
     ]
 }
 
@@ -192,14 +194,22 @@ fn push_provenance<'a>(
     let mut tokens_in = UInt64Builder::new();
     let mut tokens_out = UInt64Builder::new();
     let mut cost = Float64Builder::new();
-    for p in provenance {
+    for p in provenance.clone() {
         tokens_in.append_value(p.tokens_in);
         tokens_out.append_value(p.tokens_out);
         cost.append_value(p.cost_usd);
     }
+    let mut cache_hits = UInt64Builder::new();
+    for p in provenance.clone() {
+        cache_hits.append_value(p.cache_hits);
+    }
     columns.push(Arc::new(tokens_in.finish()));
     columns.push(Arc::new(tokens_out.finish()));
     columns.push(Arc::new(cost.finish()));
+    columns.push(Arc::new(cache_hits.finish()));
+    let lengths = provenance.clone().map(|p| p.cached_from.len());
+    let origins = strings(provenance.flat_map(|p| p.cached_from.iter().map(String::as_str)));
+    columns.push(list(DataType::Utf8, lengths, origins));
 }
 
 fn batch(schema: &SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch, StoreError> {

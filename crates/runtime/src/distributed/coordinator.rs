@@ -1,5 +1,6 @@
 //! The coordinator: keeps each running job's progress view current from the commit markers
-//! (the truth), records shards that workers could not record as failed, and marks jobs
+//! (the truth) and the spend files of attempts that did not commit (what else the provider
+//! billed; read again only when they change), records shards that workers could not record as failed, and marks jobs
 //! complete. It holds no state of its own: after a restart it rebuilds everything by listing
 //! the markers again, so it can be stopped and replaced at any time.
 //!
@@ -23,7 +24,8 @@ use rubricmill_cluster::{
 };
 use rubricmill_core::{ShardSpec, Usage};
 use rubricmill_queue::ShardTask;
-use rubricmill_store::{CommitMarker, JobStore};
+use rubricmill_store::spend::uncommitted_cost_by_worker;
+use rubricmill_store::{AttemptSpend, CommitMarker, JobStore, UncommittedSpend};
 use rubricmill_telemetry::{Health, Registry};
 
 use super::metrics::CoordinatorMetrics;
@@ -31,6 +33,10 @@ use crate::RuntimeError;
 
 /// The least time between two reconciles brought forward by worker events.
 const EVENT_DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// How long after a job completes its spend is still followed: an attempt that lost the race
+/// to the last marker writes its final spend after the job is complete.
+const SETTLE_AFTER_COMPLETE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct CoordinatorOptions {
@@ -119,10 +125,18 @@ struct Tracker {
     store: JobStore,
     shards: Vec<ShardSpec>,
     markers: HashMap<String, MarkerSummary>,
+    /// Spend files by path, with the version (size, modification time, e-tag) last read.
+    spends: HashMap<String, (String, AttemptSpend)>,
     idle_rounds: u32,
+    /// Set when the job completed: its spend is followed until then.
+    settle_until: Option<tokio::time::Instant>,
+    /// The progress last published.
+    published: Option<JobProgress>,
 }
 
 struct MarkerSummary {
+    attempt_id: String,
+    worker_id: String,
     records: u64,
     rows: u64,
     rejects: u64,
@@ -133,12 +147,71 @@ struct MarkerSummary {
 impl From<CommitMarker> for MarkerSummary {
     fn from(marker: CommitMarker) -> Self {
         Self {
+            attempt_id: marker.attempt_id,
+            worker_id: marker.worker_id,
             records: marker.records,
             rows: marker.rows,
             rejects: marker.rejects,
             usage: marker.usage,
             committed_at: marker.committed_at,
         }
+    }
+}
+
+impl Tracker {
+    /// Brings the spend files up to date: one listing, then a read of each file that is new
+    /// or changed since the last time.
+    async fn refresh_spends(&mut self) -> Result<(), RuntimeError> {
+        let files = self.store.spend_files().await?;
+        let present: HashSet<String> = files.iter().map(|f| f.location.to_string()).collect();
+        self.spends.retain(|path, _| present.contains(path));
+        for meta in files {
+            let path = meta.location.to_string();
+            let version = format!(
+                "{}|{}|{}",
+                meta.size,
+                meta.last_modified.timestamp_nanos_opt().unwrap_or_default(),
+                meta.e_tag.as_deref().unwrap_or("")
+            );
+            if self
+                .spends
+                .get(&path)
+                .is_some_and(|(seen, _)| *seen == version)
+            {
+                continue;
+            }
+            match self.store.read_spend(&meta).await? {
+                Some(spend) => {
+                    self.spends.insert(path, (version, spend));
+                }
+                None => {
+                    self.spends.remove(&path);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The attempt each committed shard's marker names.
+    fn committed_attempts(&self) -> HashMap<String, String> {
+        self.markers
+            .iter()
+            .map(|(shard, marker)| (shard.clone(), marker.attempt_id.clone()))
+            .collect()
+    }
+
+    /// Fills the spend of attempts that did not commit into `progress`, and the cost by worker.
+    fn add_spend(&self, progress: &mut JobProgress) {
+        let committed = self.committed_attempts();
+        let spends = self.spends.values().map(|(_, spend)| spend);
+        let uncommitted = UncommittedSpend::of(spends.clone(), &committed);
+        progress.uncommitted = uncommitted.usage;
+        progress.uncommitted_attempts = uncommitted.attempts;
+        let mut by_worker = uncommitted_cost_by_worker(spends, &committed);
+        for marker in self.markers.values() {
+            *by_worker.entry(marker.worker_id.clone()).or_insert(0.0) += marker.usage.cost_usd;
+        }
+        progress.cost_by_worker = by_worker;
     }
 }
 
@@ -176,7 +249,9 @@ impl Coordinator {
         }
         for record in jobs {
             if record.state != JobState::Running {
-                self.trackers.remove(&record.name);
+                if let Err(error) = self.settle(&record).await {
+                    tracing::warn!(job = %record.name, error = %error, "settling spend failed");
+                }
                 continue;
             }
             if let Err(error) = self.reconcile(&record, queue).await {
@@ -202,7 +277,10 @@ impl Coordinator {
                     store,
                     shards: manifest.shards,
                     markers: HashMap::new(),
+                    spends: HashMap::new(),
                     idle_rounds: 0,
+                    settle_until: None,
+                    published: None,
                 },
             );
         }
@@ -230,6 +308,7 @@ impl Coordinator {
         tracker
             .markers
             .retain(|shard, _| planned.contains(shard.as_str()));
+        tracker.refresh_spends().await?;
         let mut failed: HashSet<String> = HashSet::new();
         for failure in cluster.failures(&record.name).await? {
             if tracker.markers.contains_key(&failure.shard) {
@@ -254,7 +333,9 @@ impl Coordinator {
             0
         };
         let sweep = tracker.idle_rounds >= sweep_after;
-        let progress = progress_of(tracker, failed.len() as u64, outstanding.len() as u64);
+        let mut progress = progress_of(tracker, failed.len() as u64, outstanding.len() as u64);
+        tracker.add_spend(&mut progress);
+        tracker.published = Some(progress.clone());
         let done = outstanding.is_empty();
         self.publish_progress(
             record,
@@ -277,10 +358,48 @@ impl Coordinator {
                 })
                 .await?;
             if completed.is_some() {
-                tracing::info!(job = %record.name, committed = progress.committed, failed = progress.failed, rows = progress.rows, "job complete");
-                self.trackers.remove(&record.name);
+                tracing::info!(job = %record.name, committed = progress.committed, failed = progress.failed, rows = progress.rows, spent_usd = progress.spent_usd(), "job complete");
+                if let Some(tracker) = self.trackers.get_mut(&record.name) {
+                    tracker.settle_until =
+                        Some(tokio::time::Instant::now() + SETTLE_AFTER_COMPLETE);
+                }
             }
         }
+        Ok(())
+    }
+
+    /// A job that is not running: a complete one's spend is followed for a while (late spend
+    /// files of attempts that lost to the last marker), then the job is forgotten.
+    async fn settle(&mut self, record: &JobRecord) -> Result<(), RuntimeError> {
+        let Some(tracker) = self.trackers.get_mut(&record.name) else {
+            return Ok(());
+        };
+        let settling = record.state == JobState::Complete
+            && tracker
+                .settle_until
+                .is_some_and(|until| tokio::time::Instant::now() < until);
+        if !settling {
+            self.trackers.remove(&record.name);
+            return Ok(());
+        }
+        let Some(mut progress) = tracker.published.clone() else {
+            return Ok(());
+        };
+        tracker.refresh_spends().await?;
+        tracker.add_spend(&mut progress);
+        if tracker.published.as_ref() == Some(&progress) {
+            return Ok(());
+        }
+        tracing::debug!(job = %record.name, uncommitted_attempts = progress.uncommitted_attempts, "late spend after completion");
+        self.cluster.put_progress(&record.name, &progress).await?;
+        self.metrics
+            .cost
+            .with(&[record.name.as_str()])
+            .set(progress.spent_usd());
+        self.trackers
+            .get_mut(&record.name)
+            .expect("tracked above")
+            .published = Some(progress);
         Ok(())
     }
 
@@ -305,7 +424,7 @@ impl Coordinator {
             .with(&[job, "outstanding"])
             .set(outstanding as f64);
         self.metrics.rows.with(&[job]).set(progress.rows as f64);
-        self.metrics.cost.with(&[job]).set(progress.usage.cost_usd);
+        self.metrics.cost.with(&[job]).set(progress.spent_usd());
     }
 
     /// The queue has been idle while shards are outstanding: each is either stuck in the

@@ -137,7 +137,7 @@ impl CoordinatorMetrics {
             rows: registry.gauge("job_rows", "Committed output rows of each job", &["job"]),
             cost: registry.gauge(
                 "job_cost_usd",
-                "Estimated LLM cost of each job's committed shards",
+                "LLM cost of each job: committed shards and attempts that did not commit",
                 &["job"],
             ),
             queue_pending: registry

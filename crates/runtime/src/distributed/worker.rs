@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use rubricmill_cluster::{
-    Cluster, FailedShard, JobRecord, JobState, Membership, NatsWorkQueue, RateLimitNotice,
-    RunningShard, WorkerBeat, publish_pause, subscribe_pauses,
+    Cluster, FailedShard, JobProgress, JobRecord, JobState, Membership, NatsWorkQueue,
+    RateLimitNotice, RunningShard, WorkerBeat, publish_pause, subscribe_pauses,
 };
 use rubricmill_queue::{EventSink, ShardEvent};
 use rubricmill_telemetry::{Health, Registry};
@@ -80,7 +80,6 @@ pub async fn run_worker(
         contexts: Mutex::default(),
         building: tokio::sync::Mutex::new(()),
         live: membership.live_workers(),
-        committed_cost: Mutex::default(),
     });
     let mut background = tokio::task::JoinSet::new();
     background.spawn(follow_share(
@@ -112,7 +111,6 @@ pub async fn run_worker(
     let events = Arc::new(ClusterEvents {
         cluster: cluster.clone(),
         worker_id: worker_id.clone(),
-        jobs: jobs.clone(),
         running: running.clone(),
         metrics: metrics.clone(),
     });
@@ -227,8 +225,6 @@ struct ClusterJobs {
     /// (one gateway, one rate-limit bucket), not build one each.
     building: tokio::sync::Mutex<()>,
     live: watch::Receiver<usize>,
-    /// LLM cost of the shards this worker committed, per job.
-    committed_cost: Mutex<HashMap<String, f64>>,
 }
 
 impl ClusterJobs {
@@ -275,16 +271,6 @@ impl ClusterJobs {
         (usage, waits)
     }
 
-    /// Counts the cost of a shard this worker committed.
-    fn committed(&self, job: &str, cost_usd: f64) {
-        *self
-            .committed_cost
-            .lock()
-            .expect("cost lock")
-            .entry(job.to_owned())
-            .or_default() += cost_usd;
-    }
-
     /// Brings each job's budget up to date with what the rest of the fleet has spent.
     async fn refresh_budgets(&self) {
         let contexts: Vec<(String, Arc<JobContext>)> = {
@@ -298,48 +284,44 @@ impl ClusterJobs {
             let Ok(Some(progress)) = self.cluster.progress(&job).await else {
                 continue;
             };
-            self.sync_budget(&job, &context, progress.usage.cost_usd);
+            self.sync_budget(&context, &progress);
         }
     }
 
-    /// Counts the fleet's committed cost (as the coordinator counted it) against `context`'s
-    /// budget, less this worker's own committed share: that is in the budget's own spend
-    /// already.
-    fn sync_budget(&self, job: &str, context: &JobContext, fleet_committed_usd: f64) {
-        let own = self
-            .committed_cost
-            .lock()
-            .expect("cost lock")
-            .get(job)
+    /// Counts what the rest of the fleet spent on the job (as the coordinator counted it,
+    /// committed or not) against `context`'s budget; this worker's own spend is in the
+    /// budget's own figure already.
+    fn sync_budget(&self, context: &JobContext, progress: &JobProgress) {
+        let seen_of_mine = progress
+            .cost_by_worker
+            .get(&self.worker_id)
             .copied()
             .unwrap_or(0.0);
-        context
-            .budget
-            .set_spent_elsewhere(fleet_committed_usd - own);
+        context.budget.set_spent_elsewhere(spent_elsewhere(
+            progress.spent_usd(),
+            seen_of_mine,
+            context.budget.spent(),
+        ));
     }
 
     async fn build(&self, record: JobRecord) -> Result<Arc<JobContext>, RuntimeError> {
-        let fleet_committed = self
+        let progress = self
             .cluster
             .progress(&record.name)
             .await?
-            .map_or(0.0, |p| p.usage.cost_usd);
+            .unwrap_or_default();
         // Deliveries carry their shard: the plan without its shard list is enough.
         let manifest = record.plan.clone();
         let options = self.options.clone();
-        // The new budget's own spend starts at zero: everything committed so far, this
-        // worker's share included, is counted as spent elsewhere.
+        // The new budget's own spend starts at zero: everything spent so far, this worker's
+        // share included, is counted as spent elsewhere.
         let context = tokio::task::spawn_blocking(move || JobContext::new(manifest, 0.0, &options))
             .await
             .map_err(|e| {
                 RuntimeError::Config(format!("building the job context panicked: {e}"))
             })??;
         let context = Arc::new(context);
-        self.committed_cost
-            .lock()
-            .expect("cost lock")
-            .remove(&record.name);
-        self.sync_budget(&record.name, &context, fleet_committed);
+        self.sync_budget(&context, &progress);
         let share = 1.0 / (*self.live.borrow()).max(1) as f64;
         for (endpoint, gateway) in &context.endpoints {
             gateway.set_share(share);
@@ -360,7 +342,7 @@ impl ClusterJobs {
                 });
             }));
         }
-        tracing::info!(job = %record.name, fingerprint = %record.plan.fingerprint, fleet_committed_usd = fleet_committed, "job context ready");
+        tracing::info!(job = %record.name, fingerprint = %record.plan.fingerprint, fleet_spent_usd = progress.spent_usd(), "job context ready");
         Ok(context)
     }
 }
@@ -399,7 +381,6 @@ impl JobResolver for ClusterJobs {
 struct ClusterEvents {
     cluster: Cluster,
     worker_id: String,
-    jobs: Arc<ClusterJobs>,
     running: Arc<Mutex<BTreeMap<(String, String), RunningShard>>>,
     metrics: WorkerMetrics,
 }
@@ -463,14 +444,11 @@ impl EventSink for ClusterEvents {
                 None
             }
             ShardEvent::Committed {
-                job,
                 records,
                 rows,
                 rejects,
-                usage,
                 ..
             } => {
-                self.jobs.committed(job, usage.cost_usd);
                 self.metrics.records.inc_by(*records as f64);
                 self.metrics.rows.inc_by(*rows as f64);
                 self.metrics.rejects.inc_by(*rejects as f64);
@@ -518,6 +496,14 @@ impl EventSink for ClusterEvents {
     }
 }
 
+/// What counts against a worker's budget as spent elsewhere: the fleet's total less what the
+/// coordinator has seen of this worker's own spend, as far as the budget has it already
+/// (`own`). Spend the coordinator has not seen yet is only in `own`; spend the coordinator saw
+/// from this worker before the budget existed (an earlier context) is only in the total.
+fn spent_elsewhere(fleet_total: f64, seen_of_mine: f64, own: f64) -> f64 {
+    fleet_total - seen_of_mine.min(own)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
@@ -533,10 +519,26 @@ mod tests {
     use crate::ContextOptions;
     use crate::coordinator::plan_or_resume;
 
-    async fn set_fleet_cost(cluster: &Cluster, job: &str, cost_usd: f64) {
+    async fn set_fleet_cost(cluster: &Cluster, job: &str, cost_usd: f64, by_w1: f64) {
         let mut progress = JobProgress::default();
-        progress.usage.cost_usd = cost_usd;
+        progress.usage.cost_usd = cost_usd * 0.75;
+        progress.uncommitted.cost_usd = cost_usd * 0.25;
+        progress.cost_by_worker.insert("w1".into(), by_w1);
+        progress
+            .cost_by_worker
+            .insert("w2".into(), cost_usd - by_w1);
         cluster.put_progress(job, &progress).await.unwrap();
+    }
+
+    #[test]
+    fn a_workers_own_spend_is_left_out_of_elsewhere_once() {
+        // The coordinator has seen $0.20 of this worker's $0.30: the other $0.10 is not in
+        // the fleet's total yet, and the rest of the total is the other workers'.
+        assert!((super::spent_elsewhere(1.0, 0.2, 0.3) - 0.8).abs() < 1e-9);
+        // A rebuilt context has spent nothing itself: what the fleet saw of this worker
+        // before is spent elsewhere as far as the new budget knows.
+        assert!((super::spent_elsewhere(1.0, 0.2, 0.0) - 1.0).abs() < 1e-9);
+        assert!((super::spent_elsewhere(0.0, 0.0, 0.5)).abs() < 1e-9);
     }
 
     #[tokio::test]
@@ -578,11 +580,10 @@ mod tests {
             contexts: Mutex::default(),
             building: tokio::sync::Mutex::new(()),
             live: live_workers,
-            committed_cost: Mutex::default(),
         };
 
         // A worker joining a job the fleet has spent $0.60 on counts $0.60, not twice that.
-        set_fleet_cost(&cluster, "spent", 0.6).await;
+        set_fleet_cost(&cluster, "spent", 0.6, 0.0).await;
         let record = JobRecord::new(&manifest, 1, JobState::Running);
         let context = jobs.build(record.clone()).await.unwrap();
         jobs.contexts.lock().unwrap().insert(
@@ -595,13 +596,11 @@ mod tests {
             context.budget.counted()
         );
 
-        // It commits a shard of its own ($0.20, in its own spend once its calls settle); the
-        // fleet's total then includes it, and the refresh leaves it out of "elsewhere".
-        jobs.committed("spent", 0.2);
-        set_fleet_cost(&cluster, "spent", 1.0).await;
+        // The fleet spends more, $0.20 of it by this worker in an earlier context.
+        set_fleet_cost(&cluster, "spent", 1.0, 0.2).await;
         jobs.refresh_budgets().await;
         assert!(
-            (context.budget.counted() - 0.8).abs() < 1e-9,
+            (context.budget.counted() - 1.0).abs() < 1e-9,
             "{}",
             context.budget.counted()
         );

@@ -1,0 +1,141 @@
+//! Who a call is made for. The worker runs each shard attempt inside an [`AttemptScope`] and
+//! each record inside a [`RecordScope`] (tokio task-locals, so pipelines need not pass them to
+//! every gateway call). The gateway reports to them:
+//!
+//! - every paid call's usage goes to the attempt's [`SpendLedger`] as soon as the call ends,
+//!   so what a provider billed survives an attempt that is killed, loses its commit race or
+//!   fails, and is counted once;
+//! - every answer stored in the response cache is labelled with the attempt that paid for it
+//!   ([`AttemptScope::origin`]);
+//! - every answer served from the cache is noted in the record's scope with that label, so the
+//!   record's rows say which run paid for the answers they were made from.
+//!
+//! Outside any scope (unit tests, `validate`) the gateway works the same and reports nowhere.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use rubricmill_core::Usage;
+
+/// Keeps what one attempt paid, where it survives the attempt.
+pub trait SpendLedger: Send + Sync {
+    /// Adds the usage of one finished call (its retries included).
+    fn paid(&self, usage: &Usage);
+}
+
+/// The attempt calls are made for.
+#[derive(Clone)]
+pub struct AttemptScope {
+    /// `<job>/<shard>/<attempt id>`: the label of answers this attempt pays for.
+    pub origin: String,
+    pub ledger: Option<Arc<dyn SpendLedger>>,
+}
+
+/// What one record's calls were answered from.
+#[derive(Clone, Default)]
+pub struct RecordScope {
+    cached_from: Arc<Mutex<BTreeSet<String>>>,
+}
+
+tokio::task_local! {
+    static ATTEMPT: AttemptScope;
+    static RECORD: RecordScope;
+}
+
+impl AttemptScope {
+    /// Runs `work` with every gateway call inside it made for this attempt.
+    pub async fn run<F: Future>(self, work: F) -> F::Output {
+        ATTEMPT.scope(self, work).await
+    }
+}
+
+impl RecordScope {
+    /// Runs `work` with every gateway call inside it made for this record.
+    pub async fn run<F: Future>(&self, work: F) -> F::Output {
+        RECORD.scope(self.clone(), work).await
+    }
+
+    /// The origins of the cached answers the record used, sorted and distinct.
+    pub fn cached_from(&self) -> Vec<String> {
+        self.cached_from
+            .lock()
+            .expect("record scope lock")
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
+/// Tells the current attempt's ledger about a finished call.
+pub(crate) fn paid(usage: &Usage) {
+    let _ = ATTEMPT.try_with(|attempt| {
+        if let Some(ledger) = &attempt.ledger {
+            ledger.paid(usage);
+        }
+    });
+}
+
+/// The label of the current attempt, for answers it stores in the cache.
+pub(crate) fn origin() -> Option<String> {
+    ATTEMPT.try_with(|attempt| attempt.origin.clone()).ok()
+}
+
+/// Notes that the current record used a cached answer paid for by `origin`.
+pub(crate) fn served_from_cache(origin: Option<&str>) {
+    let _ = RECORD.try_with(|record| {
+        record
+            .cached_from
+            .lock()
+            .expect("record scope lock")
+            .insert(origin.unwrap_or("unknown").to_owned());
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Collect(Mutex<Usage>);
+
+    impl SpendLedger for Collect {
+        fn paid(&self, usage: &Usage) {
+            self.0.lock().unwrap().add(usage);
+        }
+    }
+
+    #[tokio::test]
+    async fn scopes_reach_nested_futures_and_nothing_outside() {
+        let ledger = Arc::new(Collect(Mutex::new(Usage::default())));
+        let attempt = AttemptScope {
+            origin: "job/s1/a1".into(),
+            ledger: Some(ledger.clone()),
+        };
+        let first = RecordScope::default();
+        let second = RecordScope::default();
+        attempt
+            .run(async {
+                assert_eq!(origin().as_deref(), Some("job/s1/a1"));
+                first
+                    .run(async {
+                        paid(&Usage {
+                            calls: 1,
+                            ..Usage::default()
+                        });
+                        served_from_cache(Some("job/s1/a0"));
+                    })
+                    .await;
+                second.run(async { served_from_cache(None) }).await;
+            })
+            .await;
+        paid(&Usage {
+            calls: 5,
+            ..Usage::default()
+        });
+        served_from_cache(Some("outside"));
+        assert_eq!(origin(), None);
+        assert_eq!(ledger.0.lock().unwrap().calls, 1);
+        assert_eq!(first.cached_from(), vec!["job/s1/a0".to_owned()]);
+        assert_eq!(second.cached_from(), vec!["unknown".to_owned()]);
+    }
+}

@@ -1,0 +1,197 @@
+//! The worker's side of the spend ledger (see `rubricmill_store::spend`): each attempt's paid
+//! usage, written to `spend/<shard>/<attempt>.json` as its calls finish.
+//!
+//! Calls report to an in-memory total; one writer task per attempt puts the latest total
+//! whenever it changed, one write at a time, so a burst of calls costs one write and a kill
+//! loses at most the calls that finished during the write in flight. When the attempt ends the
+//! writer is stopped after its current write and the file is settled: the winner of the
+//! commit removes it (its marker has the same figures), every other attempt writes its final
+//! total.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use rubricmill_core::{ShardId, Usage};
+use rubricmill_llm::SpendLedger;
+use rubricmill_store::{AttemptSpend, JobStore};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The spend ledger of one attempt.
+pub struct AttemptLedger {
+    totals: Arc<Totals>,
+    stop: watch::Sender<bool>,
+    writer: JoinHandle<Option<Usage>>,
+    store: JobStore,
+    template: AttemptSpend,
+}
+
+/// What calls report to.
+struct Totals(watch::Sender<Usage>);
+
+impl SpendLedger for Totals {
+    fn paid(&self, usage: &Usage) {
+        self.0.send_modify(|total| total.add(usage));
+    }
+}
+
+/// How an attempt ended, for its spend file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptEnd {
+    /// Its marker is the shard's: the marker carries its usage.
+    Committed,
+    /// Anything else: killed work handed back, a failure, a lost commit race.
+    NotCommitted,
+}
+
+impl AttemptLedger {
+    pub fn start(store: JobStore, shard: &ShardId, attempt: &str, worker: &str) -> Self {
+        let (totals, updates) = watch::channel(Usage::default());
+        let (stop, stopped) = watch::channel(false);
+        let template = AttemptSpend {
+            shard_id: shard.clone(),
+            attempt_id: attempt.to_owned(),
+            worker_id: worker.to_owned(),
+            updated_at: Utc::now(),
+            usage: Usage::default(),
+        };
+        let writer = tokio::spawn(write_changes(
+            store.clone(),
+            template.clone(),
+            updates,
+            stopped,
+        ));
+        Self {
+            totals: Arc::new(Totals(totals)),
+            stop,
+            writer,
+            store,
+            template,
+        }
+    }
+
+    /// The handle calls report their usage to.
+    pub fn handle(&self) -> Arc<dyn SpendLedger> {
+        self.totals.clone()
+    }
+
+    /// Stops the writer after its current write and settles the file for how the attempt
+    /// ended. Failures are logged: the ledger must never fail a shard.
+    pub async fn finish(self, end: AttemptEnd) {
+        let _ = self.stop.send(true);
+        let written = self.writer.await.unwrap_or_default();
+        let total = *self.totals.0.borrow();
+        let result = match end {
+            AttemptEnd::Committed if written.is_some() => {
+                self.store
+                    .remove_spend(&self.template.shard_id, &self.template.attempt_id)
+                    .await
+            }
+            AttemptEnd::Committed => Ok(()),
+            AttemptEnd::NotCommitted if written == Some(total) || total == Usage::default() => {
+                Ok(())
+            }
+            AttemptEnd::NotCommitted => self.store.put_spend(&spend(&self.template, total)).await,
+        };
+        if let Err(error) = result {
+            tracing::warn!(shard = %self.template.shard_id, attempt = %self.template.attempt_id, error = %error, "cannot settle the attempt's spend file");
+        }
+    }
+}
+
+fn spend(template: &AttemptSpend, usage: Usage) -> AttemptSpend {
+    AttemptSpend {
+        updated_at: Utc::now(),
+        usage,
+        ..template.clone()
+    }
+}
+
+/// Writes the latest total whenever it changed, until told to stop; returns the last total
+/// written, if any.
+async fn write_changes(
+    store: JobStore,
+    template: AttemptSpend,
+    mut updates: watch::Receiver<Usage>,
+    mut stopped: watch::Receiver<bool>,
+) -> Option<Usage> {
+    let mut written = None;
+    loop {
+        tokio::select! {
+            biased;
+            _ = stopped.wait_for(|stop| *stop) => return written,
+            changed = updates.changed() => if changed.is_err() { return written },
+        }
+        let total = *updates.borrow_and_update();
+        match store.put_spend(&spend(&template, total)).await {
+            Ok(()) => written = Some(total),
+            Err(error) => {
+                tracing::warn!(shard = %template.shard_id, attempt = %template.attempt_id, error = %error, "cannot write the attempt's spend file");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paid(calls: u64) -> Usage {
+        Usage {
+            calls,
+            tokens_in: calls * 10,
+            cost_usd: calls as f64 * 0.5,
+            ..Usage::default()
+        }
+    }
+
+    async fn settle_with(end: AttemptEnd) -> (JobStore, Vec<AttemptSpend>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = JobStore::open(dir.path().to_str().unwrap(), "job").unwrap();
+        let ledger = AttemptLedger::start(store.clone(), &ShardId("s1".into()), "a1", "w1");
+        let handle = ledger.handle();
+        for _ in 0..50 {
+            handle.paid(&paid(1));
+            tokio::task::yield_now().await;
+        }
+        ledger.finish(end).await;
+        let spends = store.spends().await.unwrap();
+        (store, spends, dir)
+    }
+
+    #[tokio::test]
+    async fn an_attempt_that_did_not_commit_leaves_its_whole_spend() {
+        let (_store, spends, _dir) = settle_with(AttemptEnd::NotCommitted).await;
+        assert_eq!(spends.len(), 1);
+        assert_eq!(spends[0].usage, paid(50));
+        assert_eq!(spends[0].worker_id, "w1");
+    }
+
+    #[tokio::test]
+    async fn the_committed_attempt_removes_its_file() {
+        let (_store, spends, _dir) = settle_with(AttemptEnd::Committed).await;
+        assert_eq!(spends, vec![]);
+    }
+
+    #[tokio::test]
+    async fn spend_is_on_storage_while_the_attempt_still_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = JobStore::open(dir.path().to_str().unwrap(), "job").unwrap();
+        let ledger = AttemptLedger::start(store.clone(), &ShardId("s1".into()), "a1", "w1");
+        ledger.handle().paid(&paid(2));
+        // A killed worker never calls finish: the writer alone must have put it down.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let spends = store.spends().await.unwrap();
+            if spends.first().map(|s| s.usage) == Some(paid(2)) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "spend never written: {spends:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        drop(ledger);
+    }
+}
