@@ -391,10 +391,11 @@ fn render_status(status: &JobStatus) -> String {
             if progress.uncommitted_attempts > 0 {
                 let _ = writeln!(
                     out,
-                    "           of which {} calls, ${:.4} by {} attempts that did not commit",
+                    "           of which {} calls, ${:.4} by {} attempts that did not commit ({} cut off on the wire, estimated)",
                     progress.uncommitted.calls,
                     progress.uncommitted.cost_usd,
-                    progress.uncommitted_attempts
+                    progress.uncommitted_attempts,
+                    progress.uncommitted_estimated.calls
                 );
             }
             let eta = progress.eta_s.map_or("unknown".to_owned(), |s| {

@@ -125,6 +125,9 @@ pub struct JobProgress {
     /// Attempts behind `uncommitted`.
     #[serde(default)]
     pub uncommitted_attempts: u64,
+    /// The estimated part of `uncommitted`: requests on the wire when their attempt died.
+    #[serde(default)]
+    pub uncommitted_estimated: Usage,
     /// Cost by worker, committed and not: each worker counts the rest against the budget.
     #[serde(default)]
     pub cost_by_worker: std::collections::BTreeMap<String, f64>,

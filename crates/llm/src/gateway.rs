@@ -294,9 +294,6 @@ impl Gateway {
         let (result, usage) = self.send_with_retries(request, prompt_estimate).await;
         self.config.budget.settle(worst_case, usage.cost_usd);
         self.account(&usage);
-        if usage.calls > 0 || usage.retries > 0 {
-            crate::scope::paid(&usage);
-        }
         if let (Ok(answer), Some(cache), Some(key)) = (&result, cache, &key) {
             let entry = crate::cache::encode(answer, &self.config.endpoint, crate::scope::origin());
             cache.put(key, entry).await;
@@ -319,14 +316,22 @@ impl Gateway {
                 Err(error) => return (Err(error), usage),
             };
             let started = Instant::now();
+            let estimate = self.estimate_call(request, prompt_estimate);
+            crate::scope::sending(&estimate);
             let error = match self.provider.chat(request).await {
                 Ok(answer) => {
                     self.concurrency.release(slot, Feedback::Success);
+                    let mut paid = Usage::default();
                     let answer =
-                        self.account_answer(request, answer, prompt_estimate, started, &mut usage);
+                        self.account_answer(request, answer, prompt_estimate, started, &mut paid);
+                    crate::scope::settled(&estimate, &paid);
+                    usage.add(&paid);
                     return (Ok(answer), usage);
                 }
-                Err(error) => error,
+                Err(error) => {
+                    crate::scope::settled(&estimate, &Usage::default());
+                    error
+                }
             };
             let LlmError::Retryable {
                 reason,
@@ -381,6 +386,25 @@ impl Gateway {
                 self.concurrency.release(slot, Feedback::Neutral);
                 Err(error)
             }
+        }
+    }
+
+    /// What one request will likely cost: its estimated prompt, and the completion tokens
+    /// answers of this gateway have averaged so far (`max_tokens` before the first answer).
+    fn estimate_call(&self, request: &ChatRequest, prompt_estimate: u64) -> Usage {
+        let totals = self.totals();
+        let completion = totals
+            .tokens_out
+            .checked_div(totals.calls)
+            .map_or(u64::from(request.max_tokens), |average| {
+                average.min(u64::from(request.max_tokens))
+            });
+        Usage {
+            calls: 1,
+            tokens_in: prompt_estimate,
+            tokens_out: completion,
+            cost_usd: self.cost(prompt_estimate, completion),
+            ..Usage::default()
         }
     }
 

@@ -2,9 +2,11 @@
 //! each record inside a [`RecordScope`] (tokio task-locals, so pipelines need not pass them to
 //! every gateway call). The gateway reports to them:
 //!
-//! - every paid call's usage goes to the attempt's [`SpendLedger`] as soon as the call ends,
-//!   so what a provider billed survives an attempt that is killed, loses its commit race or
-//!   fails, and is counted once;
+//! - every request goes to the attempt's [`SpendLedger`] when it is sent, with an estimate of
+//!   its cost, and again when it comes back, with what it cost; so what a provider billed
+//!   survives an attempt that is killed, loses its commit race or fails, and is counted once,
+//!   and a request cut off on the wire (which the provider may well bill) is counted at its
+//!   estimate;
 //! - every answer stored in the response cache is labelled with the attempt that paid for it
 //!   ([`AttemptScope::origin`]);
 //! - every answer served from the cache is noted in the record's scope with that label, so the
@@ -20,8 +22,12 @@ use rubricmill_core::Usage;
 
 /// Keeps what one attempt paid, where it survives the attempt.
 pub trait SpendLedger: Send + Sync {
-    /// Adds the usage of one finished call (its retries included).
-    fn paid(&self, usage: &Usage);
+    /// A request is on its way; `estimate` is what it will likely cost (one call, estimated
+    /// tokens and cost).
+    fn sending(&self, estimate: &Usage);
+    /// The request sent with `estimate` came back, having cost `usage` (nothing when it
+    /// failed).
+    fn settled(&self, estimate: &Usage, usage: &Usage);
 }
 
 /// The attempt calls are made for.
@@ -67,11 +73,20 @@ impl RecordScope {
     }
 }
 
-/// Tells the current attempt's ledger about a finished call.
-pub(crate) fn paid(usage: &Usage) {
+/// Tells the current attempt's ledger about a request on its way.
+pub(crate) fn sending(estimate: &Usage) {
     let _ = ATTEMPT.try_with(|attempt| {
         if let Some(ledger) = &attempt.ledger {
-            ledger.paid(usage);
+            ledger.sending(estimate);
+        }
+    });
+}
+
+/// Tells the current attempt's ledger what a request sent with `estimate` cost.
+pub(crate) fn settled(estimate: &Usage, usage: &Usage) {
+    let _ = ATTEMPT.try_with(|attempt| {
+        if let Some(ledger) = &attempt.ledger {
+            ledger.settled(estimate, usage);
         }
     });
 }
@@ -99,7 +114,8 @@ mod tests {
     struct Collect(Mutex<Usage>);
 
     impl SpendLedger for Collect {
-        fn paid(&self, usage: &Usage) {
+        fn sending(&self, _estimate: &Usage) {}
+        fn settled(&self, _estimate: &Usage, usage: &Usage) {
             self.0.lock().unwrap().add(usage);
         }
     }
@@ -118,20 +134,26 @@ mod tests {
                 assert_eq!(origin().as_deref(), Some("job/s1/a1"));
                 first
                     .run(async {
-                        paid(&Usage {
-                            calls: 1,
-                            ..Usage::default()
-                        });
+                        settled(
+                            &Usage::default(),
+                            &Usage {
+                                calls: 1,
+                                ..Usage::default()
+                            },
+                        );
                         served_from_cache(Some("job/s1/a0"));
                     })
                     .await;
                 second.run(async { served_from_cache(None) }).await;
             })
             .await;
-        paid(&Usage {
-            calls: 5,
-            ..Usage::default()
-        });
+        settled(
+            &Usage::default(),
+            &Usage {
+                calls: 5,
+                ..Usage::default()
+            },
+        );
         served_from_cache(Some("outside"));
         assert_eq!(origin(), None);
         assert_eq!(ledger.0.lock().unwrap().calls, 1);

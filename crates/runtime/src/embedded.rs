@@ -2,13 +2,14 @@
 //! workers are the same [`Worker`] the distributed mode runs; only the queue and the event
 //! channel differ. Re-running the same job resumes: committed shards are skipped.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rubricmill_core::{JobSpec, Usage};
 use rubricmill_queue::{InProcessEvents, InProcessQueue, ShardEvent, ShardTask, WorkQueue};
+use rubricmill_store::UncommittedSpend;
 use tokio::sync::watch;
 
 use crate::RuntimeError;
@@ -75,9 +76,15 @@ pub struct RunSummary {
     pub before: Tally,
     /// Shards this run committed.
     pub this_run: Tally,
+    /// What attempts that did not commit paid the provider, in this run and earlier ones
+    /// (killed runs, failed or retried attempts): their answers are in the response cache, so
+    /// the committed attempts that replayed them show them as cache hits.
+    pub uncommitted: UncommittedSpend,
     pub failed: Vec<(String, String)>,
     pub stop: StopReason,
     pub elapsed: Duration,
+    /// Stage → the structured-output mode its endpoint settled on, for providers with modes.
+    pub structured_output: BTreeMap<String, String>,
 }
 
 /// Receives progress while a run goes on (the CLI draws its progress bar from it).
@@ -103,6 +110,7 @@ pub async fn run_embedded(
     let job = manifest.name.clone();
     let store = rubricmill_store::JobStore::open(&manifest.spec.output.url, &job)?;
     let (pending, markers) = pending_shards(&manifest, &store).await?;
+    let uncommitted_before = store.uncommitted_spend().await?;
     let before = Tally {
         shards: markers.len() as u64,
         records: markers.iter().map(|m| m.records).sum(),
@@ -120,9 +128,11 @@ pub async fn run_embedded(
         shards_planned: manifest.shards.len() as u64,
         before: before.clone(),
         this_run: Tally::default(),
+        uncommitted: uncommitted_before.clone(),
         failed: Vec::new(),
         stop: StopReason::Complete,
         elapsed: Duration::ZERO,
+        structured_output: BTreeMap::new(),
     };
     progress.started(summary.shards_planned, before.shards);
     if pending.is_empty() {
@@ -133,7 +143,7 @@ pub async fn run_embedded(
     tracing::info!(job = %job, pending = pending.len(), committed = before.shards, resumed, "running job");
     let context = Arc::new(JobContext::new(
         manifest,
-        before.usage.cost_usd,
+        before.usage.cost_usd + uncommitted_before.usage.cost_usd,
         &options.context,
     )?);
     let queue = InProcessQueue::new(options.max_deliver);
@@ -193,12 +203,19 @@ pub async fn run_embedded(
         stop = stop.or(late_stop);
     }
     progress.shard_done(&summary.this_run);
+    match store.uncommitted_spend().await {
+        Ok(uncommitted) => summary.uncommitted = uncommitted,
+        Err(error) => {
+            tracing::warn!(job = %job, error = %error, "cannot read the spend of uncommitted attempts")
+        }
+    }
     summary.stop = match stop {
         Some(reason) => reason,
         None if outstanding.is_empty() && summary.failed.is_empty() => StopReason::Complete,
         None if outstanding.is_empty() => StopReason::ShardsFailed,
         None => StopReason::Interrupted,
     };
+    summary.structured_output = context.structured_output_modes();
     summary.elapsed = started.elapsed();
     Ok(summary)
 }

@@ -1,12 +1,13 @@
 //! The worker's side of the spend ledger (see `rubricmill_store::spend`): each attempt's paid
 //! usage, written to `spend/<shard>/<attempt>.json` as its calls finish.
 //!
-//! Calls report to an in-memory total; one writer task per attempt puts the latest total
-//! whenever it changed, one write at a time, so a burst of calls costs one write and a kill
-//! loses at most the calls that finished during the write in flight. When the attempt ends the
-//! writer is stopped after its current write and the file is settled: the winner of the
-//! commit removes it (its marker has the same figures), every other attempt writes its final
-//! total.
+//! Requests report to an in-memory tally when they are sent (at their estimate) and when they
+//! come back (at what they cost); one writer task per attempt puts the latest tally whenever it
+//! changed, one write at a time, so a burst of calls costs one write and a kill loses at most
+//! what changed during the write in flight. Requests a kill cuts off stay in the file at their
+//! estimate. When the attempt ends the writer is stopped after its current write and the file
+//! is settled: the winner of the commit removes it (its marker has the same figures), every
+//! other attempt writes its final tally.
 
 use std::sync::Arc;
 
@@ -17,21 +18,46 @@ use rubricmill_store::{AttemptSpend, JobStore};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// Answered calls and requests on the wire.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Tally {
+    settled: Usage,
+    in_flight: Usage,
+}
+
 /// The spend ledger of one attempt.
 pub struct AttemptLedger {
     totals: Arc<Totals>,
     stop: watch::Sender<bool>,
-    writer: JoinHandle<Option<Usage>>,
+    writer: JoinHandle<Option<Tally>>,
     store: JobStore,
     template: AttemptSpend,
 }
 
 /// What calls report to.
-struct Totals(watch::Sender<Usage>);
+struct Totals(watch::Sender<Tally>);
 
 impl SpendLedger for Totals {
-    fn paid(&self, usage: &Usage) {
-        self.0.send_modify(|total| total.add(usage));
+    fn sending(&self, estimate: &Usage) {
+        self.0.send_modify(|tally| tally.in_flight.add(estimate));
+    }
+
+    fn settled(&self, estimate: &Usage, usage: &Usage) {
+        self.0.send_modify(|tally| {
+            tally.in_flight = minus(&tally.in_flight, estimate);
+            tally.settled.add(usage);
+        });
+    }
+}
+
+/// `a - b` for the counters a request estimate carries.
+fn minus(a: &Usage, b: &Usage) -> Usage {
+    Usage {
+        calls: a.calls.saturating_sub(b.calls),
+        tokens_in: a.tokens_in.saturating_sub(b.tokens_in),
+        tokens_out: a.tokens_out.saturating_sub(b.tokens_out),
+        cost_usd: (a.cost_usd - b.cost_usd).max(0.0),
+        ..*a
     }
 }
 
@@ -46,7 +72,7 @@ pub enum AttemptEnd {
 
 impl AttemptLedger {
     pub fn start(store: JobStore, shard: &ShardId, attempt: &str, worker: &str) -> Self {
-        let (totals, updates) = watch::channel(Usage::default());
+        let (totals, updates) = watch::channel(Tally::default());
         let (stop, stopped) = watch::channel(false);
         let template = AttemptSpend {
             shard_id: shard.clone(),
@@ -54,6 +80,7 @@ impl AttemptLedger {
             worker_id: worker.to_owned(),
             updated_at: Utc::now(),
             usage: Usage::default(),
+            in_flight: Usage::default(),
         };
         let writer = tokio::spawn(write_changes(
             store.clone(),
@@ -88,7 +115,7 @@ impl AttemptLedger {
                     .await
             }
             AttemptEnd::Committed => Ok(()),
-            AttemptEnd::NotCommitted if written == Some(total) || total == Usage::default() => {
+            AttemptEnd::NotCommitted if written == Some(total) || total == Tally::default() => {
                 Ok(())
             }
             AttemptEnd::NotCommitted => self.store.put_spend(&spend(&self.template, total)).await,
@@ -99,10 +126,11 @@ impl AttemptLedger {
     }
 }
 
-fn spend(template: &AttemptSpend, usage: Usage) -> AttemptSpend {
+fn spend(template: &AttemptSpend, tally: Tally) -> AttemptSpend {
     AttemptSpend {
         updated_at: Utc::now(),
-        usage,
+        usage: tally.settled,
+        in_flight: tally.in_flight,
         ..template.clone()
     }
 }
@@ -112,9 +140,9 @@ fn spend(template: &AttemptSpend, usage: Usage) -> AttemptSpend {
 async fn write_changes(
     store: JobStore,
     template: AttemptSpend,
-    mut updates: watch::Receiver<Usage>,
+    mut updates: watch::Receiver<Tally>,
     mut stopped: watch::Receiver<bool>,
-) -> Option<Usage> {
+) -> Option<Tally> {
     let mut written = None;
     loop {
         tokio::select! {
@@ -151,9 +179,12 @@ mod tests {
         let ledger = AttemptLedger::start(store.clone(), &ShardId("s1".into()), "a1", "w1");
         let handle = ledger.handle();
         for _ in 0..50 {
-            handle.paid(&paid(1));
+            handle.sending(&paid(1));
             tokio::task::yield_now().await;
+            handle.settled(&paid(1), &paid(1));
         }
+        // Two requests cut off on the wire.
+        handle.sending(&paid(2));
         ledger.finish(end).await;
         let spends = store.spends().await.unwrap();
         (store, spends, dir)
@@ -164,6 +195,7 @@ mod tests {
         let (_store, spends, _dir) = settle_with(AttemptEnd::NotCommitted).await;
         assert_eq!(spends.len(), 1);
         assert_eq!(spends[0].usage, paid(50));
+        assert_eq!(spends[0].in_flight, paid(2));
         assert_eq!(spends[0].worker_id, "w1");
     }
 
@@ -178,7 +210,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = JobStore::open(dir.path().to_str().unwrap(), "job").unwrap();
         let ledger = AttemptLedger::start(store.clone(), &ShardId("s1".into()), "a1", "w1");
-        ledger.handle().paid(&paid(2));
+        ledger.handle().sending(&paid(1));
+        ledger.handle().settled(&paid(1), &paid(2));
         // A killed worker never calls finish: the writer alone must have put it down.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {

@@ -28,15 +28,23 @@ pub struct AttemptSpend {
     pub attempt_id: String,
     pub worker_id: String,
     pub updated_at: DateTime<Utc>,
-    /// Paid calls, their tokens and cost, retries and throttling (no cache hits).
+    /// Calls that came back: their tokens and cost as the provider reported them.
     pub usage: Usage,
+    /// Requests on the wire when this was written, at their estimated cost. A file left by an
+    /// attempt that died holds the requests its death cut off, which the provider may still
+    /// have served and billed.
+    #[serde(default)]
+    pub in_flight: Usage,
 }
 
 /// The spend of attempts that did not commit (or not yet).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UncommittedSpend {
     pub attempts: u64,
+    /// What they paid: answered calls as reported, plus cut-off requests at their estimate.
     pub usage: Usage,
+    /// The estimated part of `usage`: requests that were on the wire when their attempt ended.
+    pub estimated: Usage,
 }
 
 impl UncommittedSpend {
@@ -53,6 +61,8 @@ impl UncommittedSpend {
             }
             total.attempts += 1;
             total.usage.add(&spend.usage);
+            total.usage.add(&spend.in_flight);
+            total.estimated.add(&spend.in_flight);
         }
         total
     }
@@ -68,7 +78,8 @@ pub fn uncommitted_cost_by_worker<'a>(
         if committed.get(spend.shard_id.as_str()) == Some(&spend.attempt_id) {
             continue;
         }
-        *by_worker.entry(spend.worker_id.clone()).or_insert(0.0) += spend.usage.cost_usd;
+        *by_worker.entry(spend.worker_id.clone()).or_insert(0.0) +=
+            spend.usage.cost_usd + spend.in_flight.cost_usd;
     }
     by_worker
 }
@@ -160,6 +171,7 @@ mod tests {
                 cost_usd: calls as f64,
                 ..Usage::default()
             },
+            in_flight: Usage::default(),
         }
     }
 
@@ -173,8 +185,13 @@ mod tests {
         for s in [&killed, &winner, &other] {
             store.put_spend(s).await.unwrap();
         }
-        // A rewrite replaces the attempt's figures.
-        let other = spend("s2", "a3", "w1", 6);
+        // A rewrite replaces the attempt's figures; requests cut off count at their estimate.
+        let mut other = spend("s2", "a3", "w1", 5);
+        other.in_flight = Usage {
+            calls: 1,
+            cost_usd: 1.0,
+            ..Usage::default()
+        };
         store.put_spend(&other).await.unwrap();
         // A staging file a kill left behind is not a spend file.
         std::fs::write(dir.path().join("job/spend/s2/a9.json#1"), b"{").unwrap();
@@ -184,6 +201,7 @@ mod tests {
         let committed = HashMap::from([("s1".to_owned(), "a2".to_owned())]);
         let uncommitted = UncommittedSpend::of(&spends, &committed);
         assert_eq!((uncommitted.attempts, uncommitted.usage.calls), (2, 9));
+        assert_eq!(uncommitted.estimated.calls, 1);
         assert_eq!(
             uncommitted_cost_by_worker(&spends, &committed),
             BTreeMap::from([("w1".to_owned(), 9.0)])
