@@ -391,11 +391,12 @@ fn render_status(status: &JobStatus) -> String {
             if progress.uncommitted_attempts > 0 {
                 let _ = writeln!(
                     out,
-                    "           of which {} calls, ${:.4} by {} attempts that did not commit ({} cut off on the wire, estimated)",
+                    "           of which {} calls, ${:.4} by {} attempts that did not commit; {} more cut off on the wire (about ${:.4})",
                     progress.uncommitted.calls,
                     progress.uncommitted.cost_usd,
                     progress.uncommitted_attempts,
-                    progress.uncommitted_estimated.calls
+                    progress.cut_off.calls,
+                    progress.cut_off.cost_usd
                 );
             }
             let eta = progress.eta_s.map_or("unknown".to_owned(), |s| {

@@ -125,10 +125,13 @@ pub struct JobProgress {
     /// Attempts behind `uncommitted`.
     #[serde(default)]
     pub uncommitted_attempts: u64,
-    /// The estimated part of `uncommitted`: requests on the wire when their attempt died.
+    /// Requests on the wire when their attempt ended, at their estimated cost: not in
+    /// `uncommitted` (a provider may or may not bill a request whose client went away), but
+    /// counted by budgets.
     #[serde(default)]
-    pub uncommitted_estimated: Usage,
-    /// Cost by worker, committed and not: each worker counts the rest against the budget.
+    pub cut_off: Usage,
+    /// Cost by worker, committed and not, cut-off requests included: each worker counts the
+    /// rest against the budget.
     #[serde(default)]
     pub cost_by_worker: std::collections::BTreeMap<String, f64>,
     /// Input records committed per second over the last minute.
@@ -143,6 +146,11 @@ impl JobProgress {
     /// What the provider billed the job: committed and uncommitted attempts together.
     pub fn spent_usd(&self) -> f64 {
         self.usage.cost_usd + self.uncommitted.cost_usd
+    }
+
+    /// What counts against the budget: [`JobProgress::spent_usd`] and the cut-off requests.
+    pub fn budgeted_usd(&self) -> f64 {
+        self.spent_usd() + self.cut_off.cost_usd
     }
 
     /// Calls, tokens and cost the provider served the job, committed or not.

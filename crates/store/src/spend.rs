@@ -41,10 +41,19 @@ pub struct AttemptSpend {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UncommittedSpend {
     pub attempts: u64,
-    /// What they paid: answered calls as reported, plus cut-off requests at their estimate.
+    /// What they paid: their answered calls, as the provider reported them.
     pub usage: Usage,
-    /// The estimated part of `usage`: requests that were on the wire when their attempt ended.
-    pub estimated: Usage,
+    /// Requests that were on the wire when their attempt ended, at their estimated cost.
+    /// Whether a provider bills a request whose client went away is the provider's business:
+    /// these are not in `usage`, but budgets count them, so a budget is never overshot.
+    pub cut_off: Usage,
+}
+
+impl UncommittedSpend {
+    /// What counts against a budget: `usage` and the cut-off requests.
+    pub fn budgeted_usd(&self) -> f64 {
+        self.usage.cost_usd + self.cut_off.cost_usd
+    }
 }
 
 impl UncommittedSpend {
@@ -61,14 +70,14 @@ impl UncommittedSpend {
             }
             total.attempts += 1;
             total.usage.add(&spend.usage);
-            total.usage.add(&spend.in_flight);
-            total.estimated.add(&spend.in_flight);
+            total.cut_off.add(&spend.in_flight);
         }
         total
     }
 }
 
-/// Cost by worker of the attempts in `spends` that did not commit.
+/// Cost by worker of the attempts in `spends` that did not commit, cut-off requests included
+/// (what budgets count).
 pub fn uncommitted_cost_by_worker<'a>(
     spends: impl IntoIterator<Item = &'a AttemptSpend>,
     committed: &HashMap<String, String>,
@@ -200,8 +209,9 @@ mod tests {
         assert_eq!(spends, vec![killed, winner, other]);
         let committed = HashMap::from([("s1".to_owned(), "a2".to_owned())]);
         let uncommitted = UncommittedSpend::of(&spends, &committed);
-        assert_eq!((uncommitted.attempts, uncommitted.usage.calls), (2, 9));
-        assert_eq!(uncommitted.estimated.calls, 1);
+        assert_eq!((uncommitted.attempts, uncommitted.usage.calls), (2, 8));
+        assert_eq!(uncommitted.cut_off.calls, 1);
+        assert!((uncommitted.budgeted_usd() - 9.0).abs() < 1e-9);
         assert_eq!(
             uncommitted_cost_by_worker(&spends, &committed),
             BTreeMap::from([("w1".to_owned(), 9.0)])

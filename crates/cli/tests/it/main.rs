@@ -1,5 +1,6 @@
 //! End-to-end tests of the `rubricmill` binary: real processes, real files, Parquet read back.
 
+mod accounting;
 mod cluster;
 mod crg;
 mod llm;

@@ -207,7 +207,7 @@ impl Tracker {
         let uncommitted = UncommittedSpend::of(spends.clone(), &committed);
         progress.uncommitted = uncommitted.usage;
         progress.uncommitted_attempts = uncommitted.attempts;
-        progress.uncommitted_estimated = uncommitted.estimated;
+        progress.cut_off = uncommitted.cut_off;
         let mut by_worker = uncommitted_cost_by_worker(spends, &committed);
         for marker in self.markers.values() {
             *by_worker.entry(marker.worker_id.clone()).or_insert(0.0) += marker.usage.cost_usd;

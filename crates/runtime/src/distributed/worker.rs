@@ -298,7 +298,7 @@ impl ClusterJobs {
             .copied()
             .unwrap_or(0.0);
         context.budget.set_spent_elsewhere(spent_elsewhere(
-            progress.spent_usd(),
+            progress.budgeted_usd(),
             seen_of_mine,
             context.budget.spent(),
         ));
@@ -342,7 +342,7 @@ impl ClusterJobs {
                 });
             }));
         }
-        tracing::info!(job = %record.name, fingerprint = %record.plan.fingerprint, fleet_spent_usd = progress.spent_usd(), "job context ready");
+        tracing::info!(job = %record.name, fingerprint = %record.plan.fingerprint, fleet_spent_usd = progress.budgeted_usd(), "job context ready");
         Ok(context)
     }
 }
