@@ -388,6 +388,46 @@ fn kill_nine_chaos_commits_exactly_once_and_replays_paid_calls_from_the_cache() 
         committed.marker_sum("rows") == pairs as u64,
         "markers disagree with the rows"
     );
+    assert_spend_matches_the_server(&fleet, "chaos", &mock);
+}
+
+/// What `status` says the job paid (committed and uncommitted attempts) agrees with what the
+/// server answered, within 1 %, once the coordinator has read the last spend files.
+fn assert_spend_matches_the_server(fleet: &Fleet, job: &str, mock: &Mock) {
+    let served: Vec<_> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 200)
+        .collect();
+    let served_calls = served.len() as f64;
+    let served_tokens = served
+        .iter()
+        .map(|r| r.prompt_tokens + r.completion_tokens)
+        .sum::<u64>() as f64;
+    let within = |a: f64, b: f64| (a - b).abs() <= 0.01 * b;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = fleet.status(job).expect("status");
+        let progress = &status["progress"];
+        let sum = |field: &str| {
+            progress["usage"][field].as_u64().unwrap_or(0)
+                + progress["uncommitted"][field].as_u64().unwrap_or(0)
+        };
+        let calls = sum("calls") as f64;
+        let tokens = (sum("tokens_in") + sum("tokens_out")) as f64;
+        if within(calls, served_calls) && within(tokens, served_tokens) {
+            eprintln!(
+                "{job}: status {calls} calls, {tokens} tokens ({} in markers); the server served {served_calls} calls, {served_tokens} tokens",
+                progress["usage"]["calls"]
+            );
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{job}: status says {calls} calls, {tokens} tokens; the server served {served_calls} calls, {served_tokens} tokens"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 #[test]
@@ -416,6 +456,7 @@ fn a_nats_server_restart_mid_run_loses_nothing() {
     assert_eq!(status["committed"], 60);
     assert_eq!(status["failed"].as_array().unwrap().len(), 0, "{status}");
     assert_exactly_once(&Committed::read(&fleet.dir().join("out/restart")), pairs);
+    assert_spend_matches_the_server(&fleet, "restart", &mock);
 }
 
 #[test]
