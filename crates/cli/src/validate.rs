@@ -24,7 +24,8 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
         .fold((0u64, 0u64), |(n, b), f| (n + 1, b + f.size));
     let records: u64 = manifest.shards.iter().map(|s| s.expected_records).sum();
     let context = JobContext::new(manifest.clone(), 0.0, &ContextOptions { no_cache: true })?;
-    let (estimate, sampled_records) = estimate(&context, sample_shards).await?;
+    let sampled = estimate(&context, sample_shards).await?;
+    let (estimate, sampled_records) = (sampled.estimate, sampled.records);
     let scale = if sampled_records == 0 {
         0.0
     } else {
@@ -63,6 +64,8 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
                 "typical_cost_usd": typical_cost,
                 "max_cost_usd": max_cost,
                 "rejected_before_calls": scaled(estimate.rejected),
+                "largest_request_tokens": estimate.largest_request_tokens,
+                "over_token_limit": scaled(sampled.over_token_limit),
             },
         });
         println!("{plan}");
@@ -117,6 +120,18 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
         }
         _ => println!("  cost       unknown: set llm.price_per_million"),
     }
+    if let Some(limit) = llm.tokens_per_minute {
+        println!(
+            "  rate       largest request about {} tokens (input + max_tokens) of llm.tokens_per_minute = {limit}",
+            estimate.largest_request_tokens
+        );
+        if sampled.over_token_limit > 0 {
+            println!(
+                "  warning    about {} records need more than llm.tokens_per_minute in one request and will be rejected: shorten them, lower llm.max_tokens or raise llm.tokens_per_minute",
+                scaled(sampled.over_token_limit)
+            );
+        }
+    }
     if let Some(budget) = spec.llm.max_cost_usd {
         println!("  budget     ${budget:.2}");
     }
@@ -128,14 +143,24 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
     Ok(ExitCode::SUCCESS)
 }
 
-/// Estimates over up to `sample_shards` shards spread evenly over the plan; returns the
-/// estimate and how many records it covered.
-async fn estimate(context: &JobContext, sample_shards: usize) -> anyhow::Result<(Estimate, u64)> {
+/// What the sampled shards would cost.
+struct Sampled {
+    estimate: Estimate,
+    /// Records the sample covered.
+    records: u64,
+    /// Sampled records with a request larger than the job's whole token limit.
+    over_token_limit: u64,
+}
+
+/// Estimates over up to `sample_shards` shards spread evenly over the plan.
+async fn estimate(context: &JobContext, sample_shards: usize) -> anyhow::Result<Sampled> {
     let shards = &context.manifest.shards;
     let step = shards.len().div_ceil(sample_shards.max(1)).max(1);
     let spec = context.spec();
+    let token_limit = spec.llm.tokens_per_minute.map(u64::from);
     let mut total = Estimate::default();
     let mut records = 0;
+    let mut over_token_limit = 0;
     for shard in shards.iter().step_by(step) {
         let mut items = read_shard(
             &context.inputs,
@@ -146,10 +171,20 @@ async fn estimate(context: &JobContext, sample_shards: usize) -> anyhow::Result<
         while let Some(item) = items.next().await {
             records += 1;
             match item? {
-                ReadItem::Record(record) => total.add(&context.pipeline.estimate(&record)),
+                ReadItem::Record(record) => {
+                    let estimate = context.pipeline.estimate(&record);
+                    if token_limit.is_some_and(|limit| estimate.largest_request_tokens > limit) {
+                        over_token_limit += 1;
+                    }
+                    total.add(&estimate);
+                }
                 ReadItem::Reject { .. } => total.rejected += 1,
             }
         }
     }
-    Ok((total, records))
+    Ok(Sampled {
+        estimate: total,
+        records,
+        over_token_limit,
+    })
 }

@@ -92,17 +92,22 @@ pub struct Estimate {
     pub max_output_tokens: u64,
     /// Output tokens for answers of the typical size of this pipeline.
     pub typical_output_tokens: u64,
+    /// The largest single request: its prompt plus `max_tokens` (what the rate limiter
+    /// reserves for it).
+    pub largest_request_tokens: u64,
 }
 
 impl Estimate {
     /// One call of `request` through `gateway`, whose answer is typically `typical` tokens.
     pub fn call(gateway: &Gateway, request: &ChatRequest, typical: u64) -> Self {
+        let prompt_tokens = gateway.estimate_prompt_tokens(&request.messages);
         Self {
             rejected: 0,
             calls: 1,
-            prompt_tokens: gateway.estimate_prompt_tokens(&request.messages),
+            prompt_tokens,
             max_output_tokens: u64::from(request.max_tokens),
             typical_output_tokens: typical.min(u64::from(request.max_tokens)),
+            largest_request_tokens: prompt_tokens + u64::from(request.max_tokens),
         }
     }
 
@@ -112,6 +117,9 @@ impl Estimate {
         self.prompt_tokens += other.prompt_tokens;
         self.max_output_tokens += other.max_output_tokens;
         self.typical_output_tokens += other.typical_output_tokens;
+        self.largest_request_tokens = self
+            .largest_request_tokens
+            .max(other.largest_request_tokens);
     }
 }
 

@@ -112,6 +112,39 @@ fn a_request_that_can_never_fit_the_token_limit_is_refused_before_any_work() {
 }
 
 #[test]
+fn a_record_too_large_for_the_whole_token_limit_is_a_reject_that_validate_foresees() {
+    let mock = Mock::start(MockConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    // max_tokens fits within 400 tokens a minute, but no crg prompt is under 100 tokens.
+    let spec = job(
+        dir.path(),
+        "huge",
+        2,
+        &mock.server().base_url(),
+        "max_tokens = 300\ntokens_per_minute = 400",
+    );
+    let output = rubricmill().arg("validate").arg(&spec).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("about 2 records need more than llm.tokens_per_minute"),
+        "{stdout}"
+    );
+    let (code, summary, _) = run_job(&spec, &[]);
+    assert_eq!(code, 0, "{summary}");
+    let out = Committed::read(&dir.path().join("out/huge"));
+    assert_eq!((out.row_count(), out.reject_count()), (0, 2));
+    assert!(
+        out.reject_strings("reason")
+            .iter()
+            .all(|r| r.contains("llm.tokens_per_minute of 400")),
+        "{:?}",
+        out.reject_strings("reason")
+    );
+    assert_eq!(mock.requests().len(), 0, "nothing was sent");
+}
+
+#[test]
 fn cached_answers_never_cross_endpoints_and_rows_name_the_run_that_paid() {
     let dry_mock = Mock::start(MockConfig::default());
     let real_mock = Mock::start(MockConfig::default());
