@@ -20,7 +20,7 @@ pub fn init(json: bool, filter: Option<&str>) {
         .map(EnvFilter::new)
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| {
-            EnvFilter::new("warn,rubricmill=info,rubricmill_runtime=info,rubricmill_store=info,rubricmill_cluster=info")
+            EnvFilter::new("warn,rubricmill=info,rubricmill_runtime=info,rubricmill_store=info,rubricmill_cluster=info,rubricmill_llm=info")
         });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -296,3 +296,30 @@ fn what_a_killed_run_paid_is_counted_when_it_resumes() {
     }
     assert!(replayed >= 1, "no row was made from a replayed answer");
 }
+
+#[test]
+fn retries_are_reported_at_info_level_with_their_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on this port.
+    let port = rubricmill_testkit::free_port();
+    let spec = job(
+        dir.path(),
+        "unreachable",
+        1,
+        &format!("http://127.0.0.1:{port}/v1"),
+        "max_retries = 1",
+    );
+    let output = rubricmill()
+        .arg("run")
+        .arg(&spec)
+        .arg("--no-progress")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("llm call failed, retrying") && stderr.contains("cannot connect"),
+        "{stderr}"
+    );
+}
