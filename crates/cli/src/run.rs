@@ -133,11 +133,28 @@ fn summary_json(summary: &RunSummary) -> serde_json::Value {
         "shards_planned": summary.shards_planned,
         "before": tally(&summary.before),
         "this_run": tally(&summary.this_run),
+        "uncommitted": {
+            "attempts": summary.uncommitted.attempts, "llm_calls": summary.uncommitted.usage.calls,
+            "tokens_in": summary.uncommitted.usage.tokens_in, "tokens_out": summary.uncommitted.usage.tokens_out,
+            "cost_usd": summary.uncommitted.usage.cost_usd,
+            "cut_off_calls": summary.uncommitted.cut_off.calls,
+            "cut_off_cost_usd": summary.uncommitted.cut_off.cost_usd,
+        },
+        "spent_usd": spent_usd(summary),
         "failed": summary.failed.iter().map(|(shard, reason)| serde_json::json!({"shard": shard, "reason": reason})).collect::<Vec<_>>(),
         "stop": stop,
         "reason": reason,
         "elapsed_s": summary.elapsed.as_secs_f64(),
+        "structured_output": summary.structured_output,
     })
+}
+
+/// What the provider billed the job in all: committed shards, before and in this run, and
+/// attempts that did not commit.
+fn spent_usd(summary: &RunSummary) -> f64 {
+    summary.before.usage.cost_usd
+        + summary.this_run.usage.cost_usd
+        + summary.uncommitted.usage.cost_usd
 }
 
 fn print_summary(summary: &RunSummary, provider: ProviderKind) {
@@ -195,6 +212,25 @@ fn print_summary(summary: &RunSummary, provider: ProviderKind) {
         latency(0.5),
         latency(0.95)
     );
+    if summary.uncommitted.attempts > 0 {
+        println!(
+            "             {} calls, ${:.4} paid by {} attempts that did not commit; {} more cut off on the wire (about ${:.4})",
+            summary.uncommitted.usage.calls,
+            summary.uncommitted.usage.cost_usd,
+            summary.uncommitted.attempts,
+            summary.uncommitted.cut_off.calls,
+            summary.uncommitted.cut_off.cost_usd
+        );
+    }
+    println!("  spent      ${:.4} on this job in all", spent_usd(summary));
+    if !summary.structured_output.is_empty() {
+        let modes: Vec<String> = summary
+            .structured_output
+            .iter()
+            .map(|(stage, mode)| format!("{stage}={mode}"))
+            .collect();
+        println!("  structured output: {}", modes.join(", "));
+    }
     println!("  elapsed    {seconds:.2}s");
     for (shard, reason) in &summary.failed {
         println!("  failed     shard {shard}: {reason}");

@@ -2,19 +2,31 @@
 //! in the wire format, and every answer classified as an answer, a retryable failure (with the
 //! server's retry hint), a bad record, or a fatal job error.
 //!
-//! Server quirks handled (found across OpenAI, vLLM, SGLang, Ollama, llama.cpp and LiteLLM):
-//! - structured output: `json_schema` is sent first; a 400 that names `response_format` or
-//!   `json_schema` switches this endpoint to JSON mode (`json_object`), and a second such 400 to
-//!   plain instructions; the schema is always also in the prompt's instructions and the answer
-//!   is validated locally, so every mode yields the same rows;
-//! - OpenAI reasoning models reject `max_tokens`: a 400 that names `max_completion_tokens`
-//!   switches the endpoint to that parameter;
+//! Server quirks handled (found across OpenAI, vLLM, SGLang, Ollama, llama.cpp,
+//! llama-cpp-python and LiteLLM):
+//! - structured output (`llm.structured_output`): `auto` sends `json_schema` first (with
+//!   `strict: true` when the schema meets OpenAI's strict rules: every object closed with
+//!   `additionalProperties: false` and every property required) and steps down to JSON mode
+//!   (`json_object`), then to plain instructions, when the endpoint refuses a mode: any 4xx or
+//!   5xx whose error message names the response format (`response_format`, `json_schema`,
+//!   `json_object`, "structured output", "response format"), since some servers answer an
+//!   unknown format with a 500 validation error (llama-cpp-python) rather than a 400. Each
+//!   request remembers the mode it was sent in and steps only from that mode, so concurrent
+//!   refusals of one mode step once, and the request is sent again in the current mode. A fixed
+//!   mode never steps: its refusal is a fatal error that names `llm.structured_output`. The
+//!   schema is always also in the prompt's instructions and the answer is validated locally, so
+//!   every mode yields the same rows;
+//! - OpenAI reasoning models reject `max_tokens`: a 4xx that names `max_completion_tokens`
+//!   switches the endpoint to that parameter (once, also under concurrent refusals);
+//! - response bodies, answers and errors alike, are read a chunk at a time and refused (as a
+//!   retryable error) as soon as they pass `llm.max_response_mb`, or at once when
+//!   `Content-Length` says they will, so a runaway answer cannot exhaust memory;
 //! - `usage` may be missing (some llama.cpp and Ollama builds): the gateway estimates it;
 //! - `content` may be null with a `refusal`: the record is rejected with the refusal text;
 //! - retry hints come as `retry-after-ms`, `Retry-After` (seconds) or OpenAI's
 //!   `x-ratelimit-reset-requests` / `-tokens` durations (`1s`, `6m0s`, `20ms`).
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -22,7 +34,8 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use rubricmill_core::spec::StructuredOutput;
 
-use crate::wire::{WireErrorBody, WireRequest, WireResponse};
+use crate::structured::strict_compatible;
+use crate::wire::{WireErrorBody, WireRequest, WireResponse, WireResponseFormat};
 use crate::{ChatProvider, ChatRequest, ChatResponse, LlmError, TokenUsage};
 
 /// How an endpoint is reached. The API key is the value, read from the environment by the
@@ -55,17 +68,85 @@ impl std::fmt::Debug for EndpointConfig {
     }
 }
 
-const SCHEMA_JSON_SCHEMA: u8 = 0;
-const SCHEMA_JSON_OBJECT: u8 = 1;
-const SCHEMA_NONE: u8 = 2;
+/// How a structured answer is asked for on the wire, in the order `auto` steps through them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SchemaMode {
+    /// `response_format: {type: json_schema}`.
+    JsonSchema = 0,
+    /// `response_format: {type: json_object}` (JSON mode).
+    JsonObject = 1,
+    /// No `response_format`: the prompt's instructions only.
+    None = 2,
+}
+
+impl SchemaMode {
+    fn from_u8(value: u8) -> Self {
+        match value {
+            0 => SchemaMode::JsonSchema,
+            1 => SchemaMode::JsonObject,
+            _ => SchemaMode::None,
+        }
+    }
+
+    /// The mode a setting starts in (`auto` starts at the richest).
+    fn initial(setting: StructuredOutput) -> Self {
+        match setting {
+            StructuredOutput::Auto | StructuredOutput::JsonSchema => SchemaMode::JsonSchema,
+            StructuredOutput::JsonObject => SchemaMode::JsonObject,
+            StructuredOutput::None => SchemaMode::None,
+        }
+    }
+
+    /// The mode `auto` steps down to when this one is refused.
+    fn next(self) -> Option<Self> {
+        match self {
+            SchemaMode::JsonSchema => Some(SchemaMode::JsonObject),
+            SchemaMode::JsonObject => Some(SchemaMode::None),
+            SchemaMode::None => None,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            SchemaMode::JsonSchema => "json_schema",
+            SchemaMode::JsonObject => "json_object",
+            SchemaMode::None => "none",
+        }
+    }
+}
+
+/// The form one request was sent in: adaptations step from what the server actually refused,
+/// never from what other requests changed in the meantime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Form {
+    mode: SchemaMode,
+    completion_tokens: bool,
+}
+
+/// What an error answer means for the request that got it.
+#[derive(Debug)]
+enum Adaptation {
+    /// The endpoint now takes another form: send the request again.
+    Resend,
+    /// Every request would get this answer: stop with this error.
+    Stop(LlmError),
+    /// Not a refusal of the request's form: classify the status as usual.
+    NotAForm,
+}
+
+/// Sends per call at most: the first, and one more after each adaptation (two schema-mode
+/// steps, one token parameter). Forms only ever advance, so this bound is never reached by
+/// refusals that adapt.
+const MAX_SENDS: usize = 4;
 
 pub struct OpenAiProvider {
     http: reqwest::Client,
     url: String,
     config: EndpointConfig,
+    /// The current [`SchemaMode`], as its discriminant.
     schema_mode: AtomicU8,
-    /// 1 once the endpoint asked for `max_completion_tokens`.
-    completion_tokens_param: AtomicU8,
+    /// True once the endpoint asked for `max_completion_tokens`.
+    completion_tokens_param: AtomicBool,
 }
 
 impl OpenAiProvider {
@@ -100,47 +181,101 @@ impl OpenAiProvider {
             .build()
             .map_err(|e| LlmError::Fatal(format!("cannot build the HTTP client: {e}")))?;
         let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
+        let mode = SchemaMode::initial(config.structured_output);
         Ok(Self {
             http,
             url,
             config,
-            schema_mode: AtomicU8::new(SCHEMA_JSON_SCHEMA),
-            completion_tokens_param: AtomicU8::new(0),
+            schema_mode: AtomicU8::new(mode as u8),
+            completion_tokens_param: AtomicBool::new(false),
         })
     }
 
-    fn body(&self, request: &ChatRequest) -> WireRequest {
-        let mode = self.schema_mode.load(Ordering::Relaxed);
-        let mut wire = WireRequest::from_request(request, mode == SCHEMA_JSON_SCHEMA);
-        match mode {
-            SCHEMA_JSON_SCHEMA | SCHEMA_JSON_OBJECT => {}
-            _ => wire.response_format = None,
+    fn mode(&self) -> SchemaMode {
+        SchemaMode::from_u8(self.schema_mode.load(Ordering::Acquire))
+    }
+
+    /// The form the next request is sent in.
+    fn form(&self) -> Form {
+        Form {
+            mode: self.mode(),
+            completion_tokens: self.completion_tokens_param.load(Ordering::Acquire),
         }
-        if self.completion_tokens_param.load(Ordering::Relaxed) == 1 {
+    }
+
+    fn body(&self, request: &ChatRequest, form: Form) -> WireRequest {
+        let mut wire = WireRequest::from_request(request, form.mode == SchemaMode::JsonSchema);
+        match form.mode {
+            SchemaMode::JsonSchema => {
+                if let Some(WireResponseFormat::JsonSchema { json_schema }) =
+                    &mut wire.response_format
+                    && strict_compatible(&json_schema.schema)
+                {
+                    json_schema.strict = Some(true);
+                }
+            }
+            SchemaMode::JsonObject => {}
+            SchemaMode::None => wire.response_format = None,
+        }
+        if form.completion_tokens {
             wire.max_completion_tokens = wire.max_tokens.take();
         }
         wire
     }
 
-    /// Adapts to a 400 that names an unsupported parameter; true when the request should be
-    /// sent again in the new form.
-    fn adapt(&self, message: &str) -> bool {
+    /// What an error answer to a request sent in `sent` means: a refusal of its form (step to
+    /// the next form and resend, or stop when the form is fixed), or anything else.
+    fn adapt(&self, sent: Form, status: StatusCode, message: &str, has_format: bool) -> Adaptation {
+        if !(status.is_client_error() || status.is_server_error()) {
+            return Adaptation::NotAForm;
+        }
         let lower = message.to_ascii_lowercase();
-        if lower.contains("max_completion_tokens")
-            && self.completion_tokens_param.swap(1, Ordering::Relaxed) == 0
+        if !sent.completion_tokens
+            && status.is_client_error()
+            && lower.contains("max_completion_tokens")
         {
-            tracing::info!(url = %self.url, "endpoint wants max_completion_tokens, switching");
-            return true;
-        }
-        if lower.contains("response_format") || lower.contains("json_schema") {
-            let mode = self.schema_mode.load(Ordering::Relaxed);
-            if mode < SCHEMA_NONE {
-                self.schema_mode.store(mode + 1, Ordering::Relaxed);
-                tracing::info!(url = %self.url, mode = mode + 1, "endpoint refused the response format, falling back");
-                return true;
+            // Only the first of concurrent refusals switches (and says so); all resend.
+            if self
+                .completion_tokens_param
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                tracing::info!(url = %self.url, status = status.as_u16(), "endpoint wants max_completion_tokens, switching");
             }
+            return Adaptation::Resend;
         }
-        false
+        if !has_format || sent.mode == SchemaMode::None || !names_response_format(&lower) {
+            return Adaptation::NotAForm;
+        }
+        if self.config.structured_output != StructuredOutput::Auto {
+            let mode = sent.mode.as_str();
+            return Adaptation::Stop(LlmError::Fatal(format!(
+                "{} refused response_format {mode} ({status}: {message}); llm.structured_output = \"{mode}\" does not fall back: set it to \"auto\" or to a mode this server supports",
+                self.url
+            )));
+        }
+        let Some(next) = sent.mode.next() else {
+            return Adaptation::NotAForm;
+        };
+        // Step from the mode this request was sent in only: a refusal of a mode the endpoint
+        // already left just resends in the current mode.
+        let stepped = self.schema_mode.compare_exchange(
+            sent.mode as u8,
+            next as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        if stepped.is_ok() {
+            tracing::info!(
+                url = %self.url,
+                from = sent.mode.as_str(),
+                to = next.as_str(),
+                status = status.as_u16(),
+                error = ?message,
+                "endpoint refused the response format, stepping down"
+            );
+        }
+        Adaptation::Resend
     }
 
     fn key_hint(&self) -> String {
@@ -157,31 +292,36 @@ impl ChatProvider for OpenAiProvider {
         "openai"
     }
 
+    fn structured_output(&self) -> Option<&'static str> {
+        Some(self.mode().as_str())
+    }
+
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        // At most two adaptations (schema mode, token parameter) and one more try each.
-        for _ in 0..4 {
-            let body = serde_json::to_vec(&self.body(request)).expect("requests serialize");
+        let has_format = request.response_format.is_some();
+        for _ in 0..MAX_SENDS {
+            let form = self.form();
+            let body = serde_json::to_vec(&self.body(request, form)).expect("requests serialize");
             let post = self
                 .http
                 .post(&self.url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
-            let response = match post.send().await {
-                Ok(response) => response,
-                Err(error) => return Err(transport_error(&error)),
-            };
+            let response = post.send().await.map_err(|e| transport_error(&e))?;
             let status = response.status();
-            let headers = response.headers().clone();
-            let bytes = match response.bytes().await {
-                Ok(bytes) => bytes,
-                Err(error) => return Err(transport_error(&error)),
+            let headers = if status.is_success() {
+                HeaderMap::new()
+            } else {
+                response.headers().clone()
             };
+            let bytes = read_body(response, self.config.max_response_bytes, &self.url).await?;
             if status.is_success() {
                 return parse_answer(&bytes);
             }
             let message = error_message(&bytes);
-            if status == StatusCode::BAD_REQUEST && self.adapt(&message) {
-                continue;
+            match self.adapt(form, status, &message, has_format) {
+                Adaptation::Resend => continue,
+                Adaptation::Stop(error) => return Err(error),
+                Adaptation::NotAForm => {}
             }
             return Err(classify_status(
                 status,
@@ -198,6 +338,19 @@ impl ChatProvider for OpenAiProvider {
     }
 }
 
+/// True when an error message (lowercased) is about the response format.
+fn names_response_format(lower: &str) -> bool {
+    [
+        "response_format",
+        "json_schema",
+        "json_object",
+        "structured output",
+        "response format",
+    ]
+    .iter()
+    .any(|name| lower.contains(name))
+}
+
 fn transport_error(error: &reqwest::Error) -> LlmError {
     let what = if error.is_timeout() {
         "request timed out"
@@ -210,6 +363,79 @@ fn transport_error(error: &reqwest::Error) -> LlmError {
         reason: format!("{what}: {error}"),
         retry_after: None,
         throttled: error.is_timeout(),
+    }
+}
+
+/// Reads a response body a chunk at a time, refusing it as soon as it passes `limit` bytes (or
+/// at once when `Content-Length` says it will); dropping the response closes the connection.
+async fn read_body(
+    mut response: reqwest::Response,
+    limit: u64,
+    url: &str,
+) -> Result<Vec<u8>, LlmError> {
+    let status = response.status().as_u16();
+    let too_large = |error: LlmError| {
+        tracing::warn!(url = %url, status, error = %error, "response body too large, dropping it");
+        error
+    };
+    let mut body = BoundedBody::new(limit, response.content_length()).map_err(too_large)?;
+    while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(&e))? {
+        body.push(&chunk).map_err(too_large)?;
+    }
+    Ok(body.into_bytes())
+}
+
+/// A response body collected up to a limit.
+#[derive(Debug)]
+struct BoundedBody {
+    limit: u64,
+    bytes: Vec<u8>,
+}
+
+impl BoundedBody {
+    /// Refuses a body whose declared length is over the limit before reading any of it.
+    fn new(limit: u64, declared: Option<u64>) -> Result<Self, LlmError> {
+        if let Some(length) = declared
+            && length > limit
+        {
+            return Err(body_too_large(limit, Some(length)));
+        }
+        // What the server declared, within the limit; a lying Content-Length costs at most 1 MiB.
+        let capacity = declared.unwrap_or(0).min(limit).min(1 << 20);
+        Ok(Self {
+            limit,
+            bytes: Vec::with_capacity(usize::try_from(capacity).unwrap_or(0)),
+        })
+    }
+
+    fn push(&mut self, chunk: &[u8]) -> Result<(), LlmError> {
+        if self.bytes.len() as u64 + chunk.len() as u64 > self.limit {
+            return Err(body_too_large(self.limit, None));
+        }
+        self.bytes.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+fn body_too_large(limit: u64, declared: Option<u64>) -> LlmError {
+    let limit = match limit % (1 << 20) {
+        0 => format!("{} MiB", limit >> 20),
+        _ => format!("{limit} bytes"),
+    };
+    let reason = match declared {
+        Some(length) => format!(
+            "response body of {length} bytes (Content-Length) is larger than llm.max_response_mb ({limit})"
+        ),
+        None => format!("response body larger than llm.max_response_mb ({limit})"),
+    };
+    LlmError::Retryable {
+        reason,
+        retry_after: None,
+        throttled: false,
     }
 }
 
@@ -449,6 +675,244 @@ mod tests {
             }
         ));
         assert!(matches!(classify(400, "bad field"), LlmError::BadRecord(_)));
+    }
+
+    fn provider(setting: StructuredOutput) -> OpenAiProvider {
+        OpenAiProvider::new(EndpointConfig {
+            base_url: "http://127.0.0.1:9/v1".into(),
+            api_key: None,
+            api_key_env: None,
+            headers: vec![],
+            timeout: Duration::from_secs(1),
+            max_connections: 1,
+            structured_output: setting,
+            max_response_bytes: 16 << 20,
+        })
+        .unwrap()
+    }
+
+    fn request(schema: serde_json::Value) -> ChatRequest {
+        ChatRequest {
+            model: "m".into(),
+            messages: vec![rubricmill_core::Message::new("user", "hi")],
+            temperature: 0.0,
+            max_tokens: 100,
+            seed: None,
+            response_format: Some(crate::ResponseFormat {
+                name: "task".into(),
+                schema,
+            }),
+        }
+    }
+
+    const LLAMA_CPP_PYTHON_500: &str = "1 validation error for CreateChatCompletionRequest\nresponse_format.type\n  Input should be 'text' or 'json_object' [type=literal_error, input_value='json_schema', input_type=str]";
+
+    fn status(code: u16) -> StatusCode {
+        StatusCode::from_u16(code).unwrap()
+    }
+
+    #[test]
+    fn refusals_naming_the_response_format_are_recognised_at_any_error_status() {
+        for message in [
+            LLAMA_CPP_PYTHON_500,
+            "response_format type json_schema is not supported",
+            "JSON_OBJECT is not available for this model",
+            "This model does not support Structured Outputs",
+            "unsupported Response Format",
+        ] {
+            assert!(
+                names_response_format(&message.to_ascii_lowercase()),
+                "{message}"
+            );
+        }
+        assert!(!names_response_format("the server had an error"));
+        for code in [400, 422, 500, 501] {
+            let provider = provider(StructuredOutput::Auto);
+            let sent = provider.form();
+            assert!(matches!(
+                provider.adapt(sent, status(code), LLAMA_CPP_PYTHON_500, true),
+                Adaptation::Resend
+            ));
+            assert_eq!(provider.structured_output(), Some("json_object"), "{code}");
+        }
+    }
+
+    #[test]
+    fn concurrent_refusals_of_one_mode_step_once() {
+        let provider = provider(StructuredOutput::Auto);
+        assert_eq!(provider.structured_output(), Some("json_schema"));
+        // Two requests sent in json_schema mode, both refused.
+        let first = provider.form();
+        let second = provider.form();
+        for sent in [first, second] {
+            assert!(matches!(
+                provider.adapt(sent, status(500), LLAMA_CPP_PYTHON_500, true),
+                Adaptation::Resend
+            ));
+        }
+        assert_eq!(
+            provider.structured_output(),
+            Some("json_object"),
+            "the second refusal of json_schema must not skip json_object"
+        );
+        // A refusal of json_object itself steps to plain instructions, and there it stops.
+        let in_json_mode = provider.form();
+        assert_eq!(in_json_mode.mode, SchemaMode::JsonObject);
+        assert!(matches!(
+            provider.adapt(
+                in_json_mode,
+                status(400),
+                "json_object is not supported",
+                true
+            ),
+            Adaptation::Resend
+        ));
+        assert_eq!(provider.structured_output(), Some("none"));
+        let body = provider.body(
+            &request(serde_json::json!({"type": "object"})),
+            provider.form(),
+        );
+        assert_eq!(body.response_format, None);
+        assert!(matches!(
+            provider.adapt(provider.form(), status(400), "bad response_format", true),
+            Adaptation::NotAForm
+        ));
+    }
+
+    #[test]
+    fn a_fixed_mode_never_steps_and_its_refusal_is_fatal() {
+        for (setting, mode) in [
+            (StructuredOutput::JsonSchema, "json_schema"),
+            (StructuredOutput::JsonObject, "json_object"),
+        ] {
+            let provider = provider(setting);
+            assert_eq!(provider.structured_output(), Some(mode));
+            match provider.adapt(provider.form(), status(500), LLAMA_CPP_PYTHON_500, true) {
+                Adaptation::Stop(LlmError::Fatal(message)) => {
+                    assert!(message.contains("llm.structured_output"), "{message}");
+                    assert!(message.contains("input_value='json_schema'"), "{message}");
+                    assert!(message.contains(mode), "{message}");
+                }
+                other => panic!("{setting:?}: {other:?}"),
+            }
+            assert_eq!(provider.structured_output(), Some(mode), "it never steps");
+        }
+        let none = provider(StructuredOutput::None);
+        assert_eq!(none.structured_output(), Some("none"));
+        let body = none.body(&request(serde_json::json!({"type": "object"})), none.form());
+        assert_eq!(body.response_format, None);
+        let json_mode = provider(StructuredOutput::JsonObject);
+        let body = json_mode.body(
+            &request(serde_json::json!({"type": "object"})),
+            json_mode.form(),
+        );
+        assert_eq!(body.response_format, Some(WireResponseFormat::JsonObject));
+    }
+
+    #[test]
+    fn errors_that_are_not_about_the_form_are_classified_as_usual() {
+        let provider = provider(StructuredOutput::Auto);
+        let sent = provider.form();
+        for (code, message, has_format) in [
+            (
+                500,
+                "The server had an error while processing your request.",
+                true,
+            ),
+            (429, "Rate limit reached", true),
+            (400, "response_format is not supported", false),
+        ] {
+            assert!(
+                matches!(
+                    provider.adapt(sent, status(code), message, has_format),
+                    Adaptation::NotAForm
+                ),
+                "{code} {message}"
+            );
+        }
+        assert_eq!(provider.structured_output(), Some("json_schema"));
+    }
+
+    #[test]
+    fn max_completion_tokens_switches_once_under_concurrent_refusals() {
+        let provider = provider(StructuredOutput::Auto);
+        let message = "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.";
+        let (first, second) = (provider.form(), provider.form());
+        for sent in [first, second] {
+            assert!(matches!(
+                provider.adapt(sent, status(400), message, true),
+                Adaptation::Resend
+            ));
+        }
+        let now = provider.form();
+        assert!(now.completion_tokens);
+        assert_eq!(
+            now.mode,
+            SchemaMode::JsonSchema,
+            "the schema mode is untouched"
+        );
+        let body = provider.body(&request(serde_json::json!({"type": "object"})), now);
+        assert_eq!(
+            (body.max_tokens, body.max_completion_tokens),
+            (None, Some(100))
+        );
+        // Sent with max_completion_tokens already, the same complaint is not a form to adapt.
+        assert!(matches!(
+            provider.adapt(now, status(400), message, true),
+            Adaptation::NotAForm
+        ));
+    }
+
+    #[test]
+    fn strict_is_sent_only_for_schemas_strict_mode_accepts() {
+        let provider = provider(StructuredOutput::Auto);
+        let strict_of = |schema: serde_json::Value| match provider
+            .body(&request(schema), provider.form())
+            .response_format
+        {
+            Some(WireResponseFormat::JsonSchema { json_schema }) => json_schema.strict,
+            other => panic!("{other:?}"),
+        };
+        let closed = serde_json::json!({
+            "type": "object", "additionalProperties": false, "required": ["a"],
+            "properties": {"a": {"type": "string"}}
+        });
+        assert_eq!(strict_of(closed.clone()), Some(true));
+        let mut optional = closed.clone();
+        optional["required"] = serde_json::json!([]);
+        assert_eq!(strict_of(optional), None);
+        assert_eq!(strict_of(serde_json::json!({"type": "object"})), None);
+        let wire = serde_json::to_value(provider.body(&request(closed), provider.form())).unwrap();
+        assert_eq!(wire["response_format"]["json_schema"]["strict"], true);
+    }
+
+    #[test]
+    fn bodies_over_the_limit_are_refused_as_retryable() {
+        let too_large = |result: Result<BoundedBody, LlmError>| match result {
+            Err(LlmError::Retryable {
+                reason, throttled, ..
+            }) => {
+                assert!(!throttled);
+                reason
+            }
+            other => panic!("{other:?}"),
+        };
+        // Declared too large: refused before reading.
+        let reason = too_large(BoundedBody::new(16 << 20, Some(200 << 20)));
+        assert!(reason.contains("llm.max_response_mb (16 MiB)"), "{reason}");
+        assert!(reason.contains("209715200"), "{reason}");
+        // Undeclared: refused at the chunk that passes the limit.
+        let mut body = BoundedBody::new(10, None).unwrap();
+        body.push(b"12345").unwrap();
+        body.push(b"67890").unwrap();
+        let reason = too_large(body.push(b"!").map(|()| body));
+        assert!(
+            reason.contains("llm.max_response_mb (10 bytes)"),
+            "{reason}"
+        );
+        let mut body = BoundedBody::new(10, Some(4)).unwrap();
+        body.push(b"1234").unwrap();
+        assert_eq!(body.into_bytes(), b"1234");
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Structured answers: finding the JSON object in a model's text (code fences, prose around it,
 //! trailing commas) and checking it against the request's JSON Schema. The validator covers
 //! the subset rubricmill's schemas use: `type` (one or a list), `required`, `properties`,
-//! `items`, `enum`, `minItems`, `maxItems`, `minLength`.
+//! `items`, `enum`, `minItems`, `maxItems`, `minLength`. It ignores `additionalProperties`:
+//! schemas close their objects for OpenAI's strict mode (see [`strict_compatible`]), where the
+//! server enforces it, and an extra field in an answer sent in JSON mode or under plain
+//! instructions is harmless, so every mode accepts the same answers.
 
 use serde_json::Value;
 
@@ -153,6 +156,66 @@ fn validate_at(value: &Value, schema: &Value, path: &str) -> Result<(), String> 
     Ok(())
 }
 
+/// True when OpenAI's strict structured output accepts `schema`: the root is an object, every
+/// object schema has `additionalProperties: false` and lists each of its properties in
+/// `required`, and only `properties`, `items` and `anyOf` nest schemas (`oneOf`, `allOf`, `not`
+/// and `$ref` are not checked through, so they count as incompatible). Strict mode makes the
+/// server follow the schema exactly; a schema with optional fields cannot use it without
+/// changing which answers it accepts.
+pub fn strict_compatible(schema: &Value) -> bool {
+    schema.as_object().is_some_and(declares_object) && strict_node(schema)
+}
+
+fn declares_object(schema: &serde_json::Map<String, Value>) -> bool {
+    match schema.get("type") {
+        Some(Value::String(kind)) => kind == "object",
+        Some(Value::Array(kinds)) => kinds.iter().any(|k| k == "object"),
+        _ => false,
+    }
+}
+
+fn strict_node(schema: &Value) -> bool {
+    let Some(map) = schema.as_object() else {
+        return false;
+    };
+    if ["oneOf", "allOf", "not", "$ref"]
+        .iter()
+        .any(|k| map.contains_key(*k))
+    {
+        return false;
+    }
+    if declares_object(map) || map.contains_key("properties") {
+        if map.get("additionalProperties") != Some(&Value::Bool(false)) {
+            return false;
+        }
+        let none = serde_json::Map::new();
+        let properties = match map.get("properties") {
+            None => &none,
+            Some(Value::Object(properties)) => properties,
+            Some(_) => return false,
+        };
+        let required: Vec<&str> = map
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if !properties.keys().all(|k| required.contains(&k.as_str())) {
+            return false;
+        }
+        if !properties.values().all(strict_node) {
+            return false;
+        }
+    }
+    let nested_ok = |key: &str| match map.get(key) {
+        None => true,
+        Some(Value::Array(schemas)) => schemas.iter().all(strict_node),
+        Some(single) => key == "items" && strict_node(single),
+    };
+    nested_ok("items") && nested_ok("anyOf")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,5 +264,59 @@ mod tests {
                 .unwrap_err()
                 .contains("note")
         );
+    }
+
+    #[test]
+    fn strict_compatible_needs_closed_objects_with_every_property_required() {
+        let closed = json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["items", "note"],
+            "properties": {
+                "items": {"type": "array", "maxItems": 3, "items": {
+                    "type": "object", "additionalProperties": false, "required": ["kind"],
+                    "properties": {"kind": {"type": "string", "enum": ["a", "b"]}}
+                }},
+                "note": {"anyOf": [
+                    {"type": "null"},
+                    {"type": "object", "additionalProperties": false, "required": [], "properties": {}}
+                ]}
+            }
+        });
+        assert!(strict_compatible(&closed));
+        let mut open_item = closed.clone();
+        open_item["properties"]["items"]["items"]
+            .as_object_mut()
+            .unwrap()
+            .remove("additionalProperties");
+        assert!(!strict_compatible(&open_item), "a nested object is open");
+        let mut optional = closed.clone();
+        optional["required"] = json!(["items"]);
+        assert!(!strict_compatible(&optional), "note is optional");
+        let mut open_variant = closed.clone();
+        open_variant["properties"]["note"]["anyOf"][1]["additionalProperties"] = json!(true);
+        assert!(
+            !strict_compatible(&open_variant),
+            "an anyOf variant is open"
+        );
+        let mut one_of = closed.clone();
+        one_of["properties"]["note"] = json!({"oneOf": [{"type": "null"}, {"type": "string"}]});
+        assert!(!strict_compatible(&one_of));
+        assert!(!strict_compatible(&json!({"type": "object"})));
+        assert!(
+            !strict_compatible(&json!({"type": "string"})),
+            "the root is an object"
+        );
+        assert!(!strict_compatible(&json!(true)));
+    }
+
+    #[test]
+    fn additional_properties_are_not_enforced_locally() {
+        let schema = json!({
+            "type": "object", "additionalProperties": false, "required": ["a"],
+            "properties": {"a": {"type": "string"}}
+        });
+        assert!(validate(&json!({"a": "x", "extra": 1}), &schema).is_ok());
+        assert!(validate(&json!({"a": 1}), &schema).is_err());
     }
 }

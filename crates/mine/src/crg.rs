@@ -302,9 +302,11 @@ impl CrgPipeline {
             name: CRG_TASK.into(),
             schema: json!({
                 "type": "object",
+                "additionalProperties": false,
                 "required": ["items"],
                 "properties": {"items": {"type": "array", "maxItems": self.spec.max_items, "items": {
                     "type": "object",
+                    "additionalProperties": false,
                     "required": ["text", "kind"],
                     "properties": {
                         "text": {"type": "string"},
@@ -316,6 +318,8 @@ impl CrgPipeline {
     }
 
     fn judge_format() -> ResponseFormat {
+        // `reason` is optional: OpenAI's strict mode would require it, so this schema stays open
+        // (sent without `strict`) rather than change which verdicts are accepted.
         ResponseFormat {
             name: CRG_JUDGE_TASK.into(),
             schema: json!({

@@ -118,11 +118,13 @@ impl ResearchQaPipeline {
             name: RESEARCHQA_TASK.into(),
             schema: json!({
                 "type": "object",
+                "additionalProperties": false,
                 "required": ["query", "rubric"],
                 "properties": {
                     "query": {"type": "string"},
                     "rubric": {"type": "array", "maxItems": self.spec.max_rubric_items, "items": {
                         "type": "object",
+                        "additionalProperties": false,
                         "required": ["item", "types", "citation"],
                         "properties": {
                             "item": {"type": "string"},
@@ -141,6 +143,7 @@ fn judge_format() -> ResponseFormat {
         name: RESEARCHQA_JUDGE_TASK.into(),
         schema: json!({
             "type": "object",
+            "additionalProperties": false,
             "required": ["standalone", "specific", "answerable", "reason"],
             "properties": {
                 "standalone": {"type": "boolean"},
@@ -438,6 +441,7 @@ impl ResearchQaPipeline {
             name: RESEARCHQA_CLASSIFY_TASK.into(),
             schema: json!({
                 "type": "object",
+                "additionalProperties": false,
                 "required": ["label"],
                 "properties": {"label": {"type": "string", "enum": self.spec.classify_taxonomy}}
             }),

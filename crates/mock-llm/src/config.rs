@@ -79,6 +79,26 @@ pub struct MockConfig {
     /// Answer 400 to `response_format` type json_schema, like servers without structured output.
     #[arg(long)]
     pub no_schema_support: bool,
+    /// Answer `response_format` type json_schema with this status (400–599) and a validation
+    /// error naming `response_format`, as llama-cpp-python's server answers a format type it
+    /// does not know with a 500 (not a 400); JSON mode (json_object) is still served with valid
+    /// JSON. Takes precedence over `no_schema_support`.
+    #[arg(long, value_name = "STATUS")]
+    pub refuse_json_schema: Option<u16>,
+    /// Answer `response_format` type json_object with this status (400–599) and an error naming
+    /// `response_format`, like servers without JSON mode; requests without a response format
+    /// are still served.
+    #[arg(long, value_name = "STATUS")]
+    pub refuse_json_object: Option<u16>,
+    /// Answer every chat request that would succeed with a 200 body of this many bytes: a
+    /// completion whose content is padded with spaces, streamed in 64 KiB chunks with no
+    /// Content-Length (chunked), like a runaway answer. The mock never holds the body in memory.
+    #[arg(long, value_name = "BYTES")]
+    pub oversized_body_bytes: Option<u64>,
+    /// Declare the size of `oversized_body_bytes` answers in Content-Length instead of sending
+    /// them chunked.
+    #[arg(long, requires = "oversized_body_bytes")]
+    pub oversized_body_content_length: bool,
     /// How many requests to keep for `requests()` and window statistics (counters go on).
     #[arg(long, value_name = "N", default_value_t = 2_000_000)]
     pub record_limit: usize,
@@ -106,6 +126,10 @@ impl Default for MockConfig {
             api_key: None,
             models: Vec::new(),
             no_schema_support: false,
+            refuse_json_schema: None,
+            refuse_json_object: None,
+            oversized_body_bytes: None,
+            oversized_body_content_length: false,
             record_limit: 2_000_000,
         }
     }
@@ -141,6 +165,21 @@ impl MockConfig {
         }
         if self.rpm == Some(0) || self.tpm == Some(0) {
             return Err("rpm and tpm must be at least 1".into());
+        }
+        for (name, status) in [
+            ("refuse_json_schema", self.refuse_json_schema),
+            ("refuse_json_object", self.refuse_json_object),
+        ] {
+            if let Some(status) = status
+                && !(400..=599).contains(&status)
+            {
+                return Err(format!(
+                    "{name} must be an error status in 400..=599, got {status}"
+                ));
+            }
+        }
+        if self.oversized_body_content_length && self.oversized_body_bytes.is_none() {
+            return Err("oversized_body_content_length needs oversized_body_bytes".into());
         }
         self.latency.validate()
     }
@@ -383,6 +422,13 @@ mod tests {
             "--models",
             "a,b",
             "--no-schema-support",
+            "--refuse-json-schema",
+            "500",
+            "--refuse-json-object",
+            "422",
+            "--oversized-body-bytes",
+            "1048576",
+            "--oversized-body-content-length",
         ])
         .unwrap();
         assert_eq!(
@@ -400,6 +446,12 @@ mod tests {
         assert_eq!(config.models, vec!["a", "b"]);
         assert_eq!(config.api_key.as_ref().map(ApiKey::expose), Some("sk-test"));
         assert!(config.no_schema_support);
+        assert_eq!(
+            (config.refuse_json_schema, config.refuse_json_object),
+            (Some(500), Some(422))
+        );
+        assert_eq!(config.oversized_body_bytes, Some(1 << 20));
+        assert!(config.oversized_body_content_length);
         assert_eq!(config.hang_ms, 5000);
         assert!(config.validate().is_ok());
         assert!(
@@ -421,6 +473,17 @@ mod tests {
         .unwrap();
         assert!(config.validate().is_err());
         assert!(serde_json::from_str::<MockConfig>(r#"{"rpn": 5}"#).is_err());
+        let config = parse(&["--refuse-json-schema", "200"]).unwrap();
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("refuse_json_schema")
+        );
+        assert!(parse(&["--oversized-body-content-length"]).is_err());
+        let config: MockConfig =
+            serde_json::from_str(r#"{"oversized_body_content_length": true}"#).unwrap();
+        assert!(config.validate().is_err());
     }
 
     #[test]

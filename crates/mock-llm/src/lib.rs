@@ -5,9 +5,11 @@
 //! tasks get valid, deterministic, task-aware JSON; it can be slow (fixed, uniform or lognormal
 //! latency, plus a cost per output token), enforce rate limits (RPM, TPM, RPS with a burst)
 //! with 429s that carry `Retry-After`, `retry-after-ms` and `x-ratelimit-*` headers, and inject
-//! faults by rate (500, 503, hangs, malformed JSON, truncation, context length). `GET
-//! /v1/models`, `GET /stats` (`?window_ms=N` adds sliding-window maxima) and `GET /health`
-//! complete it.
+//! faults by rate (500, 503, hangs, malformed JSON, truncation, context length). It can also act
+//! like real servers that refuse a response format (json_schema or json_object, with the status
+//! they use: llama-cpp-python answers 500) or send a runaway answer (a streamed body of any
+//! size). `GET /v1/models`, `GET /stats` (`?window_ms=N` adds sliding-window maxima) and `GET
+//! /health` complete it.
 //!
 //! ```no_run
 //! # async fn example() -> std::io::Result<()> {

@@ -4,21 +4,27 @@
 //! and waits out the configured latency.
 //!
 //! A chat request goes through, in order: 401 (api key) → 400 (body, empty messages) → 404
-//! (model) → 400 (json_schema without schema support) → 429 (rate limits, answered at once,
-//! charging nothing) → the fault draw (hang: `hang_ms` then 504) → latency → 500 / 503 / 400
-//! context length, or the answer (cut for malformed JSON and truncation; cut at `max_tokens`
-//! with finish_reason "length" when the answer is longer). Admitted requests are charged
-//! prompt tokens plus the completion tokens of the content actually returned (0 for errors).
+//! (model) → the refusal of its response format (`refuse_json_schema` / `refuse_json_object`
+//! with their status and a llama-cpp-python style validation error, or 400 to json_schema
+//! without schema support) → 429 (rate limits, answered at once, charging nothing) → the fault
+//! draw (hang: `hang_ms` then 504) → latency → 500 / 503 / 400 context length, or the answer
+//! (cut for malformed JSON and truncation; cut at `max_tokens` with finish_reason "length" when
+//! the answer is longer; replaced by a streamed completion of `oversized_body_bytes` when set).
+//! Admitted requests are charged prompt tokens plus the completion tokens of the content
+//! actually returned (0 for errors).
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use rubricmill_llm::ResponseFormat;
@@ -51,7 +57,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// Model listed by `/v1/models` when any model is accepted.
 const DEFAULT_MODEL: &str = "mock-llm";
 
-type Body = Full<Bytes>;
+/// Every answer is whole in memory but oversized ones, which are streamed.
+type Body = Either<Full<Bytes>, Padded>;
 
 /// A running mock server. Dropping it stops it too (without waiting).
 #[derive(Debug)]
@@ -401,16 +408,27 @@ async fn chat(state: &State, call: &mut Call<'_>, request: Request<Incoming>) ->
         );
     }
     let json_object = match &wire.response_format {
-        Some(WireResponseFormat::JsonSchema { .. }) if config.no_schema_support => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                "response_format type json_schema is not supported by this server; use json_object"
-                    .into(),
-                "invalid_request_error",
-                Some("unsupported_response_format"),
-            );
+        Some(WireResponseFormat::JsonSchema { .. }) => {
+            if let Some(status) = config.refuse_json_schema {
+                return format_refusal(status, "json_schema", config.refuse_json_object.is_none());
+            }
+            if config.no_schema_support {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "response_format type json_schema is not supported by this server; use json_object"
+                        .into(),
+                    "invalid_request_error",
+                    Some("unsupported_response_format"),
+                );
+            }
+            false
         }
-        Some(WireResponseFormat::JsonObject) => true,
+        Some(WireResponseFormat::JsonObject) => {
+            if let Some(status) = config.refuse_json_object {
+                return format_refusal(status, "json_object", false);
+            }
+            true
+        }
         _ => false,
     };
 
@@ -511,10 +529,22 @@ async fn chat(state: &State, call: &mut Call<'_>, request: Request<Incoming>) ->
                 Some("context_length_exceeded"),
             )
         }
-        (_, Some(answer)) => {
-            call.completion_tokens = completion_tokens;
-            completion_response(state, wire, answer, call.prompt_tokens, completion_tokens)
-        }
+        (_, Some(answer)) => match config.oversized_body_bytes {
+            Some(size) => {
+                call.completion_tokens = size / 4;
+                oversized_response(
+                    state,
+                    wire,
+                    call.prompt_tokens,
+                    size,
+                    config.oversized_body_content_length,
+                )
+            }
+            None => {
+                call.completion_tokens = completion_tokens;
+                completion_response(state, wire, answer, call.prompt_tokens, completion_tokens)
+            }
+        },
         (_, None) => error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             "no answer".into(),
@@ -653,6 +683,120 @@ fn completion_response(
     }
 }
 
+/// A completion of `size` bytes (or just over, when `size` is smaller than the JSON around the
+/// content) whose content is spaces, streamed a chunk at a time; with `declared`, its length is
+/// in Content-Length, otherwise it goes chunked.
+fn oversized_response(
+    state: &State,
+    wire: &WireRequest,
+    prompt_tokens: u64,
+    size: u64,
+    declared: bool,
+) -> Response<Body> {
+    const MARK: &str = "@@padding@@";
+    let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+    let completion_tokens = size / 4;
+    let body = WireResponse {
+        id: format!("chatcmpl-mock-{id}"),
+        object: "chat.completion".into(),
+        created: 0,
+        model: wire.model.clone(),
+        choices: vec![WireChoice {
+            index: 0,
+            message: WireResponseMessage {
+                role: Some("assistant".into()),
+                content: Some(MARK.into()),
+                refusal: None,
+            },
+            finish_reason: Some("stop".into()),
+        }],
+        usage: Some(WireUsage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+        }),
+    };
+    let text = serde_json::to_string(&body).unwrap_or_default();
+    let Some((head, tail)) = text.split_once(MARK) else {
+        return error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "could not encode the oversized answer".into(),
+            "server_error",
+            None,
+        );
+    };
+    let padding = size.saturating_sub((head.len() + tail.len()) as u64);
+    let body = Padded {
+        head: Some(Bytes::from(head.to_owned())),
+        padding,
+        tail: Some(Bytes::from(tail.to_owned())),
+        declared,
+    };
+    let mut response = Response::new(Either::Right(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Spaces sent as the padding of oversized answers, a chunk at a time.
+static PAD: [u8; 64 * 1024] = [b' '; 64 * 1024];
+
+/// A body streamed as a head, `padding` spaces in chunks of [`PAD`], and a tail, so an answer of
+/// any size costs the mock no memory.
+#[derive(Debug)]
+pub(crate) struct Padded {
+    head: Option<Bytes>,
+    padding: u64,
+    tail: Option<Bytes>,
+    /// Whether the size goes in Content-Length (otherwise the body is sent chunked).
+    declared: bool,
+}
+
+impl Padded {
+    fn remaining(&self) -> u64 {
+        let len = |part: &Option<Bytes>| part.as_ref().map_or(0, |b| b.len() as u64);
+        len(&self.head) + self.padding + len(&self.tail)
+    }
+}
+
+impl hyper::body::Body for Padded {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        let chunk = if let Some(head) = this.head.take() {
+            head
+        } else if this.padding > 0 {
+            let n = usize::try_from(this.padding.min(PAD.len() as u64)).unwrap_or(PAD.len());
+            this.padding -= n as u64;
+            Bytes::from_static(&PAD[..n])
+        } else if let Some(tail) = this.tail.take() {
+            tail
+        } else {
+            return Poll::Ready(None);
+        };
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining() == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.declared {
+            SizeHint::with_exact(self.remaining())
+        } else {
+            SizeHint::default()
+        }
+    }
+}
+
 fn models(state: &State) -> Response<Body> {
     let names: Vec<&str> = if state.config.models.is_empty() {
         vec![DEFAULT_MODEL]
@@ -717,13 +861,38 @@ async fn stats(state: &Arc<State>, query: Option<&str>) -> Response<Body> {
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(Either::Left(Full::new(Bytes::from(body))));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// A refusal of a response format type (`json_schema`, `json_object`) as llama-cpp-python's
+/// server words it: the pydantic validation error of its request model, here with the status
+/// configured (that server answers 500).
+fn format_refusal(status: u16, refused: &str, json_object_served: bool) -> Response<Body> {
+    let accepted = if json_object_served {
+        "'text' or 'json_object'"
+    } else {
+        "'text'"
+    };
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let kind = if status.is_server_error() {
+        "internal_server_error"
+    } else {
+        "invalid_request_error"
+    };
+    error_response(
+        status,
+        format!(
+            "1 validation error for CreateChatCompletionRequest\nresponse_format.type\n  Input should be {accepted} [type=literal_error, input_value='{refused}', input_type=str]"
+        ),
+        kind,
+        None,
+    )
 }
 
 /// An OpenAI-style error: `{"error": {"message", "type", "code"}}`.

@@ -78,7 +78,8 @@ pub struct RunSummary {
     pub this_run: Tally,
     /// What attempts that did not commit paid the provider, in this run and earlier ones
     /// (killed runs, failed or retried attempts): their answers are in the response cache, so
-    /// the committed attempts that replayed them show them as cache hits.
+    /// the committed attempts that replayed them show them as cache hits. Requests cut off on
+    /// the wire are apart, at their estimate.
     pub uncommitted: UncommittedSpend,
     pub failed: Vec<(String, String)>,
     pub stop: StopReason,
@@ -143,7 +144,7 @@ pub async fn run_embedded(
     tracing::info!(job = %job, pending = pending.len(), committed = before.shards, resumed, "running job");
     let context = Arc::new(JobContext::new(
         manifest,
-        before.usage.cost_usd + uncommitted_before.usage.cost_usd,
+        before.usage.cost_usd + uncommitted_before.budgeted_usd(),
         &options.context,
     )?);
     let queue = InProcessQueue::new(options.max_deliver);

@@ -157,6 +157,18 @@ impl JobContext {
         &self.manifest.spec
     }
 
+    /// The structured-output mode each stage's endpoint settled on (`json_schema`,
+    /// `json_object`, `none`), for stages whose provider has such modes.
+    pub fn structured_output_modes(&self) -> BTreeMap<String, String> {
+        self.gateways
+            .iter()
+            .filter_map(|(stage, gateway)| {
+                let mode = gateway.structured_output()?;
+                Some((stage.clone(), mode.to_owned()))
+            })
+            .collect()
+    }
+
     /// Whether any stage calls a provider that bills (anything but the simulated one): only
     /// then do attempts keep a spend ledger.
     pub fn bills(&self) -> bool {

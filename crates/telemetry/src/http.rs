@@ -6,7 +6,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
 
-use http_body_util::Full;
 use hyper::Response;
 use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -15,15 +14,18 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// Serves one connection with `handler` until the client closes it or `stopped` changes; then
-/// the request in flight is finished and the connection closed.
-pub async fn serve_http1<F, Fut>(
+/// the request in flight is finished and the connection closed. Any body type works: most
+/// answers are an `http_body_util::Full` body, mock-llm streams its oversized ones.
+pub async fn serve_http1<F, Fut, B>(
     stream: TcpStream,
     handler: F,
     mut stopped: watch::Receiver<bool>,
 ) -> Result<(), hyper::Error>
 where
     F: Fn(hyper::Request<Incoming>) -> Fut,
-    Fut: Future<Output = Response<Full<Bytes>>>,
+    Fut: Future<Output = Response<B>>,
+    B: hyper::body::Body<Data = Bytes> + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let service = hyper::service::service_fn(move |request| {
         let answer = handler(request);

@@ -256,3 +256,106 @@ fn the_budget_stops_calls_and_a_larger_budget_resumes() {
         60
     );
 }
+
+/// The structured-output mode a recorded request was sent in.
+fn format_mode(request: &RecordedRequest) -> &'static str {
+    use rubricmill_llm::wire::WireResponseFormat;
+    match &request.body.response_format {
+        Some(WireResponseFormat::JsonSchema { .. }) => "json_schema",
+        Some(WireResponseFormat::JsonObject) => "json_object",
+        Some(WireResponseFormat::Text) => "text",
+        None => "none",
+    }
+}
+
+#[test]
+fn a_server_refusing_json_schema_with_500_settles_on_json_mode_and_the_summary_says_so() {
+    // llama-cpp-python's server answers a json_schema response format with a 500 validation
+    // error, and serves JSON mode.
+    let mock = Mock::start(MockConfig {
+        refuse_json_schema: Some(500),
+        ..MockConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let spec = crg_job(dir.path(), "jsonmode", &mock, 20, "max_concurrency = 8");
+    let (code, summary, _) = run_job(&spec, &[]);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(
+        summary["structured_output"],
+        serde_json::json!({"generate": "json_object", "judge": "json_object"})
+    );
+    assert_eq!(
+        Committed::read(&dir.path().join("out/jsonmode")).row_count(),
+        20
+    );
+    let requests = mock.requests();
+    let refused = requests.iter().filter(|r| r.status == 500).count();
+    assert!(
+        (1..=8).contains(&refused),
+        "{refused} refusals: at most the calls in flight before the first one came back"
+    );
+    let seen: Vec<(u16, &str)> = requests
+        .iter()
+        .map(|r| (r.status, format_mode(r)))
+        .collect();
+    let refused_modes: HashSet<&str> = requests
+        .iter()
+        .filter(|r| r.status == 500)
+        .map(format_mode)
+        .collect();
+    assert_eq!(refused_modes, HashSet::from(["json_schema"]), "{seen:?}");
+    let answered = requests
+        .iter()
+        .filter(|r| r.status == 200 && format_mode(r) == "json_object")
+        .count();
+    assert_eq!(
+        answered, 20,
+        "every call was answered in JSON mode: {seen:?}"
+    );
+    assert_eq!(
+        requests.len(),
+        refused + 20,
+        "no retries: every refused call was sent again in JSON mode at once: {seen:?}"
+    );
+    assert_eq!(summary["this_run"]["retries"].as_u64(), Some(0));
+}
+
+#[test]
+fn strict_is_sent_with_the_generation_schema_but_not_with_the_judge_schema() {
+    let mock = Mock::start(MockConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let spec = crg_job(dir.path(), "strict", &mock, 10, "");
+    // The judge runs with the consistency filter.
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("consistency_filter = false", "consistency_filter = true");
+    std::fs::write(&spec, text).unwrap();
+    let (code, summary, _) = run_job(&spec, &[]);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["structured_output"]["generate"], "json_schema");
+    let strict_by_task = |task: &str| -> Vec<Option<bool>> {
+        use rubricmill_llm::wire::WireResponseFormat;
+        mock.requests()
+            .iter()
+            .filter_map(|r| match &r.body.response_format {
+                Some(WireResponseFormat::JsonSchema { json_schema })
+                    if json_schema.name == task =>
+                {
+                    Some(json_schema.strict)
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let generate = strict_by_task(rubricmill_llm::simulated::CRG_TASK);
+    let judge = strict_by_task(rubricmill_llm::simulated::CRG_JUDGE_TASK);
+    assert!(!generate.is_empty() && !judge.is_empty());
+    assert!(
+        generate.iter().all(|s| *s == Some(true)),
+        "every field of the generation schema is required: {generate:?}"
+    );
+    assert!(
+        judge.iter().all(Option::is_none),
+        "the judge's reason is optional, so its schema cannot be strict: {judge:?}"
+    );
+}

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use crate::researchqa::RESEARCHQA_COLUMNS;
 use crate::{Committed, column_names, repo_root, rubricmill, run_job, write_pairs, write_spec};
 
-const PROVENANCE: [&str; 10] = [
+const PROVENANCE: [&str; 12] = [
     "source_file",
     "source_location",
     "shard_id",
@@ -17,6 +17,8 @@ const PROVENANCE: [&str; 10] = [
     "tokens_in",
     "tokens_out",
     "cost_usd",
+    "cache_hits",
+    "cached_from",
 ];
 
 #[test]

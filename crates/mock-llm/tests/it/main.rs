@@ -1,5 +1,7 @@
 //! Integration tests of mock-llm over real HTTP: a server on a free loopback port, a plain
-//! hyper client.
+//! hyper client; `client` runs rubricmill's own HTTP client against it.
+
+mod client;
 
 use std::time::{Duration, Instant};
 
@@ -249,6 +251,83 @@ async fn json_mode_answers_valid_task_json() {
     let reply = http.chat(&body_of(&researchqa, false)).await;
     assert_eq!(reply.content(), simulated_answer(&researchqa));
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn refused_formats_answer_like_llama_cpp_python() {
+    let (server, http) = start(MockConfig {
+        refuse_json_schema: Some(500),
+        ..MockConfig::default()
+    })
+    .await;
+    let request = chat_request(Some(CRG_TASK), CONVERSATION_PROMPT);
+    let refused = http.chat(&body_of(&request, true)).await;
+    assert_eq!(refused.status, 500);
+    assert_eq!(refused.json()["error"]["type"], "internal_server_error");
+    let message = refused.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("response_format") && message.contains("'json_object'"),
+        "{message}"
+    );
+    let reply = http.chat(&body_of(&request, false)).await;
+    assert_eq!(
+        reply.content(),
+        simulated_answer(&request),
+        "JSON mode is served"
+    );
+    server.shutdown().await;
+
+    let (server, http) = start(MockConfig {
+        refuse_json_schema: Some(400),
+        refuse_json_object: Some(422),
+        ..MockConfig::default()
+    })
+    .await;
+    let refused = http.chat(&body_of(&request, true)).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.json()["error"]["type"], "invalid_request_error");
+    let refused = http.chat(&body_of(&request, false)).await;
+    assert_eq!(refused.status, 422);
+    assert!(
+        refused.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("input_value='json_object'")
+    );
+    assert_eq!(http.chat(&simple_body()).await.status, 200);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_answers_have_the_size_asked_for_chunked_or_declared() {
+    let size = 1_000_000u64;
+    for declared in [false, true] {
+        let (server, http) = start(MockConfig {
+            oversized_body_bytes: Some(size),
+            oversized_body_content_length: declared,
+            ..MockConfig::default()
+        })
+        .await;
+        let reply = http.chat(&simple_body()).await;
+        assert_eq!(reply.body.len() as u64, size);
+        assert_eq!(
+            reply
+                .header("content-length")
+                .map(|v| v.parse::<u64>().unwrap()),
+            declared.then_some(size)
+        );
+        assert_eq!(
+            reply.header("transfer-encoding"),
+            (!declared).then_some("chunked")
+        );
+        let content = reply.content();
+        assert!(content.len() as u64 > size - 1000 && content.trim().is_empty());
+        assert_eq!(server.requests()[0].status, 200);
+        server.shutdown().await;
+    }
 }
 
 #[tokio::test]
