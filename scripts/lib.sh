@@ -110,3 +110,15 @@ start_nats() {
   echo "nats-server did not start: $(tail -n 5 "$work/nats.log")" >&2
   return 1
 }
+
+# wait_http URL PID SECONDS: true once URL answers with a 2xx status, false as soon as the
+# process PID (the server behind it) has exited or SECONDS have passed.
+wait_http() {
+  local url=$1 pid=$2 deadline=$((SECONDS + $3))
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" "$url" 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.2
+  done
+  return 1
+}

@@ -40,9 +40,15 @@ echo "--- export read back by pyarrow, DuckDB, polars and datasets"
 scripts/test-export-readers.sh 2>&1 | tee -a "$log" || status=$?
 echo "--- deploy/: manifests, compose file, Dockerfile and a dev cluster end to end"
 RUBRICMILL_BIN="${CARGO_TARGET_DIR:-target}/debug/rubricmill" scripts/test-deploy.sh 2>&1 | tee -a "$log" || status=$?
-# One closing line over all test binaries, the readers check and the deploy checks.
+# Skipped only when asked (RUBRICMILL_SKIP_REAL_MODEL=1), and then it says so. The first run on
+# a machine builds llama-cpp-python (about 15 minutes); later runs reuse the cached wheel.
+echo "--- both pipelines against a real model (llama-cpp-python serving SmolLM2-135M)"
+RUBRICMILL_BIN="${CARGO_TARGET_DIR:-target}/debug/rubricmill" scripts/test-real-model.sh 2>&1 | tee -a "$log" || status=$?
+# One closing line over all test binaries, the readers check, the deploy checks and the
+# real-model checks.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      /^export readers:/ { p += $3; f += $5 }
      /^deploy checks:/ { p += $3; f += $5 }
+     /^real model:/ { p += $3; f += $5 }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

@@ -17,8 +17,8 @@ pub use input::{
     InputFile, Inputs, ReadItem, list_inputs, list_inputs_with, plan_shards, read_shard,
 };
 pub use location::{StoreLocation, to_url};
-pub use spend::{AttemptSpend, UncommittedSpend};
 pub use rubricmill_core::JobManifest;
+pub use spend::{AttemptSpend, UncommittedSpend};
 
 /// Failures of storage operations. Record-level problems are not errors: they become rejects.
 #[derive(Debug, thiserror::Error)]
