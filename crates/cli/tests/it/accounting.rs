@@ -269,13 +269,16 @@ fn what_a_killed_run_paid_is_counted_when_it_resumes() {
         "the scenario must leave paid calls outside the markers"
     );
     assert!(field("uncommitted", "attempts") >= 1, "{summary}");
+    // Only the requests on the wire at the kill (at most max_concurrency = 4) can be missing:
+    // the server may still have answered them, and calls that came back just before the kill
+    // may not have reached the spend file yet. Nothing is counted that was not served.
+    let served_calls = served.len() as u64;
     assert!(
-        accounted_calls.abs_diff(served.len() as u64) <= 1,
-        "accounted {accounted_calls} calls, the server served {}",
-        served.len()
+        accounted_calls <= served_calls && served_calls - accounted_calls <= 4,
+        "accounted {accounted_calls} calls, the server served {served_calls}"
     );
     assert!(
-        (accounted_tokens as f64 - served_tokens as f64).abs() <= 0.01 * served_tokens as f64,
+        (accounted_tokens as f64 - served_tokens as f64).abs() <= 0.03 * served_tokens as f64,
         "accounted {accounted_tokens} tokens, the server served {served_tokens}"
     );
     // Rows made from answers the killed run paid for name its attempts, whose spend files
