@@ -2,6 +2,14 @@
 # Shared helpers of the scripts (benchmarks, the dev cluster, the test suite); source it, do not
 # run it.
 
+# use_ci_target_dir: CI runs in a fresh clone each time; keep its cargo builds outside the
+# checkout (under ${RUBRICMILL_CACHE:-~/.cache/rubricmill}), where later runs find them.
+use_ci_target_dir() {
+  if [ -n "${CI:-}" ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
+    export CARGO_TARGET_DIR="${RUBRICMILL_CACHE:-$HOME/.cache/rubricmill}/ci-target"
+  fi
+}
+
 # build_release: sets $bin to $RUBRICMILL_BIN when that is set (a binary built elsewhere, e.g.
 # by an earlier CI step), else builds the rubricmill binary in release mode.
 build_release() {

