@@ -1,15 +1,23 @@
 //! `rubricmill validate`: checks the spec, the environment and the inputs, plans the shards and
 //! estimates calls, tokens and cost by rendering the prompts of a sample of shards, spending
-//! nothing and writing nothing.
+//! nothing and writing nothing. For crg it also reports, per input file, which pair layouts its
+//! records were read as ([`layout_report`]): how many records fit each and the pairs they give,
+//! the first normalised pair, and the reasons of the first records that fit none.
 
 use std::path::Path;
 use std::process::ExitCode;
 
+use std::collections::{BTreeMap, HashMap};
+
 use futures::StreamExt;
-use rubricmill_core::{JobSpec, PipelineKind, ProviderKind};
+use rubricmill_core::{
+    JobSpec, PairLayout, PipelineKind, PreferencePair, ProviderKind, RawPayload,
+};
 use rubricmill_mine::Estimate;
+use rubricmill_mine::pairs::PairReader;
 use rubricmill_runtime::{ContextOptions, JobContext};
 use rubricmill_store::{ReadItem, read_shard};
+use serde_json::json;
 
 pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::Result<ExitCode> {
     let spec = JobSpec::load(job)?;
@@ -44,8 +52,12 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
     let typical_cost = price(prompt_tokens, typical_out);
     let max_cost = price(prompt_tokens, max_out);
     let sampled_all = sampled_records == records;
+    let layouts = match spec.pipeline {
+        PipelineKind::Crg => Some(layout_report(&context).await?),
+        PipelineKind::Researchqa => None,
+    };
     if json {
-        let plan = serde_json::json!({
+        let mut plan = serde_json::json!({
             "job": spec.name,
             "pipeline": spec.pipeline.as_str(),
             "fingerprint": manifest.fingerprint,
@@ -68,6 +80,13 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
                 "over_token_limit": scaled(sampled.over_token_limit),
             },
         });
+        if let Some(files) = &layouts {
+            plan["layouts"] = json!({
+                "forced": (spec.input.layout.kind != PairLayout::Auto)
+                    .then(|| spec.input.layout.kind.as_str()),
+                "files": files.iter().map(FileLayouts::to_json).collect::<Vec<_>>(),
+            });
+        }
         println!("{plan}");
         return Ok(ExitCode::SUCCESS);
     }
@@ -140,7 +159,232 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
         manifest.spec.output.url.trim_end_matches('/'),
         spec.name
     );
+    if let Some(files) = &layouts {
+        print_layouts(files, spec.input.layout.kind);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Records read per input file for the layout report.
+const LAYOUT_SAMPLE_RECORDS: u64 = 1_000;
+/// Records read in all for the layout report; files past it are listed as not read.
+const LAYOUT_TOTAL_RECORDS: u64 = 100_000;
+/// Reasons shown per file for records that fit no layout.
+const UNFIT_REASONS_SHOWN: usize = 5;
+/// Characters of each text shown in the first pair.
+const SHOWN_CHARS: usize = 72;
+
+/// How the records of one input file were read.
+#[derive(Debug, Default)]
+struct FileLayouts {
+    file: String,
+    examined: u64,
+    /// True when records of the file were left unread (past [`LAYOUT_SAMPLE_RECORDS`]).
+    partial: bool,
+    /// Layout → (records that fit it, pairs, comparisons skipped).
+    fits: BTreeMap<PairLayout, (u64, u64, u64)>,
+    unfit: u64,
+    /// (location, reason) of the first records that fit no layout.
+    unfit_reasons: Vec<(String, String)>,
+    /// (location, layout, pair) of the first normalised pair.
+    first_pair: Option<(String, PairLayout, PreferencePair)>,
+}
+
+impl FileLayouts {
+    fn new(file: &str) -> Self {
+        Self {
+            file: file.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    fn unfit(&mut self, location: String, reason: String) {
+        self.unfit += 1;
+        if self.unfit_reasons.len() < UNFIT_REASONS_SHOWN {
+            self.unfit_reasons.push((location, reason));
+        }
+    }
+
+    fn pairs(&self) -> u64 {
+        self.fits.values().map(|(_, pairs, _)| pairs).sum()
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        let fits: serde_json::Map<String, serde_json::Value> = self
+            .fits
+            .iter()
+            .map(|(layout, (records, pairs, skipped))| {
+                (
+                    layout.as_str().to_owned(),
+                    json!({"records": records, "pairs": pairs, "skipped": skipped}),
+                )
+            })
+            .collect();
+        json!({
+            "file": self.file,
+            "records_examined": self.examined,
+            "all_records_examined": !self.partial,
+            "fits": fits,
+            "fits_none": self.unfit,
+            "pairs": self.pairs(),
+            "first_pair": self.first_pair.as_ref().map(|(location, layout, pair)| json!({
+                "location": location,
+                "layout": layout.as_str(),
+                "pair_id": pair.pair_id,
+                "prompt": pair.prompt.iter().map(|m| json!({
+                    "role": m.role,
+                    "content": clip(&m.content, SHOWN_CHARS),
+                })).collect::<Vec<_>>(),
+                "chosen": clip(&pair.chosen, SHOWN_CHARS),
+                "rejected": clip(&pair.rejected, SHOWN_CHARS),
+            })),
+            "fits_none_reasons": self.unfit_reasons.iter().map(|(location, reason)| json!({
+                "location": location,
+                "reason": reason,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Reads up to [`LAYOUT_SAMPLE_RECORDS`] records of every input file (at most
+/// [`LAYOUT_TOTAL_RECORDS`] in all) with the job's pair settings, as the crg pipeline will.
+async fn layout_report(context: &JobContext) -> anyhow::Result<Vec<FileLayouts>> {
+    let spec = context.spec();
+    let reader = PairReader::for_input(&spec.input);
+    let mut files: Vec<FileLayouts> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut total = 0u64;
+    let mut slot = |files: &mut Vec<FileLayouts>, url: &str| -> usize {
+        *index.entry(url.to_owned()).or_insert_with(|| {
+            files.push(FileLayouts::new(url));
+            files.len() - 1
+        })
+    };
+    for shard in &context.manifest.shards {
+        let shard_files: Vec<usize> = shard
+            .unit
+            .files()
+            .iter()
+            .map(|f| slot(&mut files, &f.url))
+            .collect();
+        if total >= LAYOUT_TOTAL_RECORDS
+            || shard_files
+                .iter()
+                .all(|i| files[*i].examined >= LAYOUT_SAMPLE_RECORDS)
+        {
+            for i in shard_files {
+                files[i].partial = true;
+            }
+            continue;
+        }
+        let mut items = read_shard(
+            &context.inputs,
+            shard,
+            spec.input.format,
+            spec.input.max_record_bytes,
+        );
+        while let Some(item) = items.next().await {
+            let (source, outcome) = match item? {
+                ReadItem::Record(record) => {
+                    let outcome = match &record.payload {
+                        RawPayload::Json(value) => reader.read(value).map_err(|e| e.to_string()),
+                        RawPayload::Text(_) => {
+                            Err("crg reads structured records, not text documents".to_owned())
+                        }
+                    };
+                    (record.source, outcome)
+                }
+                ReadItem::Reject { source, reason, .. } => (source, Err(reason)),
+            };
+            let i = slot(&mut files, &source.file);
+            let file = &mut files[i];
+            if file.examined >= LAYOUT_SAMPLE_RECORDS || total >= LAYOUT_TOTAL_RECORDS {
+                file.partial = true;
+                continue;
+            }
+            file.examined += 1;
+            total += 1;
+            let location = source.location.to_string();
+            match outcome {
+                Ok(normalized) => {
+                    let counts = file.fits.entry(normalized.layout).or_default();
+                    counts.0 += 1;
+                    counts.1 += normalized.pairs.len() as u64;
+                    counts.2 += normalized.skipped.len() as u64;
+                    if file.first_pair.is_none()
+                        && let Some(pair) = normalized.pairs.into_iter().next()
+                    {
+                        file.first_pair = Some((location, normalized.layout, pair));
+                    }
+                }
+                Err(reason) => file.unfit(location, reason),
+            }
+        }
+    }
+    Ok(files)
+}
+
+fn print_layouts(files: &[FileLayouts], forced: PairLayout) {
+    if forced == PairLayout::Auto {
+        println!("  layouts    detected per record (input.layout = \"auto\")");
+    } else {
+        println!("  layouts    input.layout = \"{forced}\" for every record");
+    }
+    let plural = |n: u64, word: &str| {
+        if n == 1 {
+            format!("{n} {word}")
+        } else {
+            format!("{n} {word}s")
+        }
+    };
+    for file in files {
+        let examined = if file.examined == 0 && file.partial {
+            format!("not read: the report stops after {LAYOUT_TOTAL_RECORDS} records in all")
+        } else if file.partial {
+            format!("first {} records read", file.examined)
+        } else {
+            plural(file.examined, "record")
+        };
+        println!("    {} ({examined})", file.file);
+        for (layout, (records, pairs, skipped)) in &file.fits {
+            let skipped = if *skipped == 0 {
+                String::new()
+            } else {
+                format!(", {} skipped", plural(*skipped, "comparison"))
+            };
+            println!(
+                "      {:<14} {} -> {}{skipped}",
+                layout.as_str(),
+                plural(*records, "record"),
+                plural(*pairs, "pair")
+            );
+        }
+        if file.unfit > 0 {
+            println!("      {:<14} {}", "fits none", plural(file.unfit, "record"));
+        }
+        if let Some((location, layout, pair)) = &file.first_pair {
+            let last_turn = pair.prompt.last().map_or("", |m| m.content.as_str());
+            println!(
+                "      first pair     {location} ({layout}, {}): prompt {:?} | chosen {:?} | rejected {:?}",
+                plural(pair.prompt.len() as u64, "turn"),
+                clip(last_turn, SHOWN_CHARS),
+                clip(&pair.chosen, SHOWN_CHARS),
+                clip(&pair.rejected, SHOWN_CHARS)
+            );
+        }
+        for (location, reason) in &file.unfit_reasons {
+            println!("      fits none      {location}: {reason}");
+        }
+    }
+}
+
+/// `text` on one line (whitespace runs become one space), cut to `max` characters with "…".
+fn clip(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
+    }
 }
 
 /// What the sampled shards would cost.

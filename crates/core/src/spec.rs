@@ -88,21 +88,403 @@ impl InputFormat {
     }
 }
 
-/// How preference pairs are laid out in structured records.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How preference pairs are laid out in structured records (crg). `mine::pairs` documents each
+/// layout's fields and the rule [`PairLayout::Auto`] detects it by.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum PairLayout {
     /// Detect per record from the fields present.
     #[default]
     Auto,
-    /// `{prompt, chosen, rejected}` strings.
+    /// `{prompt, chosen, rejected}` with string responses (TRL's standard format with an
+    /// explicit prompt).
     Strings,
-    /// `chosen`/`rejected` whole "\n\nHuman: … \n\nAssistant: …" transcripts.
+    /// `{chosen, rejected}` strings that begin with the same prompt text (TRL's standard format
+    /// with an implicit prompt).
+    TrlImplicit,
+    /// `chosen`/`rejected` whole "\n\nHuman: … \n\nAssistant: …" transcripts, or an HH
+    /// transcript `prompt` with plain or transcript responses (Anthropic HH).
     HhRlhf,
-    /// `conversations` (ShareGPT `from`/`value` turns) plus `chosen`/`rejected` turns.
+    /// `conversations` (ShareGPT `from`/`value` turns) plus `chosen`/`rejected` turns
+    /// (LLaMA-Factory's previous ShareGPT preference format).
     Sharegpt,
-    /// `chosen`/`rejected` as chat message lists (`role`/`content`) sharing a prefix.
+    /// `chosen`/`rejected` as chat message lists (`role`/`content`, content possibly a list of
+    /// typed parts) sharing a prefix, with an optional separate `prompt` (TRL's conversational
+    /// format, OpenAI chat messages).
     Messages,
+    /// `{chosen_messages, rejected_messages}` with typed content parts (LLaMA-Factory's current
+    /// preference sample).
+    LlamaFactory,
+    /// `{instruction, input, system, history, chosen, rejected}` (LLaMA-Factory's previous
+    /// Alpaca preference format).
+    Alpaca,
+    /// `chosen`/`rejected` with per-side ratings or a distilabel `status`, the prompt in
+    /// `prompt` or in `input` and `system` (Argilla and distilabel DPO exports).
+    ArgillaDpo,
+    /// `{prompt, responses}`: responses best first, or each with a `score` or `rank` (whose
+    /// direction `input.score_order` states).
+    Listwise,
+    /// `{instruction, completions: [{response, overall_score, fine-grained_score,
+    /// annotations}]}` (UltraFeedback; higher scores are better).
+    Ultrafeedback,
+    /// `{prompt, answers: [{answer, rank}]}` (Nectar; rank 1 is the best).
+    Nectar,
+    /// `{prompt, responses: [{response, helpfulness, correctness, coherence, complexity,
+    /// verbosity}]}` (HelpSteer attribute scores, one prompt's responses grouped).
+    Helpsteer,
+}
+
+impl PairLayout {
+    /// Every layout a record can be read as (all but [`PairLayout::Auto`]).
+    pub const CONCRETE: &[PairLayout] = &[
+        PairLayout::Strings,
+        PairLayout::TrlImplicit,
+        PairLayout::HhRlhf,
+        PairLayout::Sharegpt,
+        PairLayout::Messages,
+        PairLayout::LlamaFactory,
+        PairLayout::Alpaca,
+        PairLayout::ArgillaDpo,
+        PairLayout::Listwise,
+        PairLayout::Ultrafeedback,
+        PairLayout::Nectar,
+        PairLayout::Helpsteer,
+    ];
+
+    /// The name used in job specs, reports and reject reasons.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PairLayout::Auto => "auto",
+            PairLayout::Strings => "strings",
+            PairLayout::TrlImplicit => "trl-implicit",
+            PairLayout::HhRlhf => "hh-rlhf",
+            PairLayout::Sharegpt => "sharegpt",
+            PairLayout::Messages => "messages",
+            PairLayout::LlamaFactory => "llama-factory",
+            PairLayout::Alpaca => "alpaca",
+            PairLayout::ArgillaDpo => "argilla-dpo",
+            PairLayout::Listwise => "listwise",
+            PairLayout::Ultrafeedback => "ultrafeedback",
+            PairLayout::Nectar => "nectar",
+            PairLayout::Helpsteer => "helpsteer",
+        }
+    }
+
+    /// The score direction this layout documents for its own score field, if it has one.
+    pub fn documented_order(self, helpsteer: HelpsteerAttribute) -> Option<ScoreOrder> {
+        match self {
+            PairLayout::Ultrafeedback => Some(ScoreOrder::HigherIsBetter),
+            PairLayout::Nectar => Some(ScoreOrder::LowerIsBetter),
+            PairLayout::Helpsteer => helpsteer.documented_order(),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for PairLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which way a score or rank orders responses (`input.score_order`). Needed wherever a layout
+/// does not document it: a generic `score` or `rank` field, or a HelpSteer attribute that
+/// measures "more" rather than "better".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScoreOrder {
+    HigherIsBetter,
+    LowerIsBetter,
+}
+
+impl ScoreOrder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScoreOrder::HigherIsBetter => "higher_is_better",
+            ScoreOrder::LowerIsBetter => "lower_is_better",
+        }
+    }
+}
+
+/// Which pairs a ranked record (listwise, UltraFeedback, Nectar, HelpSteer) gives
+/// (`input.pairing`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pairing {
+    /// Adjacent pairs of the ranking, then the best against each of the rest; ties skipped.
+    #[default]
+    Listwise,
+    /// One pair: the best response against the worst.
+    BestVsWorst,
+}
+
+impl Pairing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pairing::Listwise => "listwise",
+            Pairing::BestVsWorst => "best_vs_worst",
+        }
+    }
+}
+
+/// The HelpSteer score responses are ranked by (`input.helpsteer_attribute`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HelpsteerAttribute {
+    #[default]
+    Helpfulness,
+    Correctness,
+    Coherence,
+    /// Higher means more complex, not better: needs `input.score_order`.
+    Complexity,
+    /// Higher means more verbose, not better: needs `input.score_order`.
+    Verbosity,
+    /// The sum of the five attributes, higher is better.
+    Sum,
+}
+
+impl HelpsteerAttribute {
+    /// The five per-response attributes of the HelpSteer schema.
+    pub const ATTRIBUTES: &[&str] = &[
+        "helpfulness",
+        "correctness",
+        "coherence",
+        "complexity",
+        "verbosity",
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HelpsteerAttribute::Helpfulness => "helpfulness",
+            HelpsteerAttribute::Correctness => "correctness",
+            HelpsteerAttribute::Coherence => "coherence",
+            HelpsteerAttribute::Complexity => "complexity",
+            HelpsteerAttribute::Verbosity => "verbosity",
+            HelpsteerAttribute::Sum => "sum",
+        }
+    }
+
+    /// Higher is better for the quality attributes and their sum; complexity and verbosity
+    /// measure amount, so their direction is the user's to state.
+    pub fn documented_order(self) -> Option<ScoreOrder> {
+        match self {
+            HelpsteerAttribute::Complexity | HelpsteerAttribute::Verbosity => None,
+            _ => Some(ScoreOrder::HigherIsBetter),
+        }
+    }
+}
+
+/// The UltraFeedback score completions are ranked by (`input.ultrafeedback_score`); higher is
+/// better for all of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UltrafeedbackScore {
+    /// `overall_score`, the critique's overall rating.
+    #[default]
+    OverallScore,
+    /// `fine-grained_score` (also spelled `fine_grained_score`).
+    FineGrainedScore,
+    /// The mean of the `annotations.<aspect>.Rating` values (`"N/A"` aspects left out).
+    MeanRating,
+}
+
+impl UltrafeedbackScore {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UltrafeedbackScore::OverallScore => "overall_score",
+            UltrafeedbackScore::FineGrainedScore => "fine_grained_score",
+            UltrafeedbackScore::MeanRating => "mean_rating",
+        }
+    }
+}
+
+/// How preference records are read (crg): the layout and the settings that decide how a
+/// layout's lists and scores become pairs. In the job spec these are flat keys of `[input]`
+/// (`layout`, `score_order`, `pairing`, `drop_non_text`, `helpsteer_attribute`,
+/// `ultrafeedback_score`); in code they travel together, so whatever reads pairs gets all of
+/// them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LayoutSpec {
+    /// `input.layout`: one layout for every record, or `auto`.
+    pub kind: PairLayout,
+    /// `input.score_order`: the direction of scores no layout documents.
+    pub score_order: Option<ScoreOrder>,
+    /// `input.pairing`: which pairs a ranked record gives.
+    pub pairing: Pairing,
+    /// `input.drop_non_text`: keep the text parts of messages that also hold images, audio or
+    /// other non-text parts (otherwise such a record is rejected).
+    pub drop_non_text: bool,
+    /// `input.helpsteer_attribute`.
+    pub helpsteer_attribute: HelpsteerAttribute,
+    /// `input.ultrafeedback_score`.
+    pub ultrafeedback_score: UltrafeedbackScore,
+}
+
+impl From<PairLayout> for LayoutSpec {
+    fn from(kind: PairLayout) -> Self {
+        Self {
+            kind,
+            ..Self::default()
+        }
+    }
+}
+
+impl LayoutSpec {
+    /// True when every setting but the layout has its default value.
+    pub fn has_default_settings(&self) -> bool {
+        LayoutSpec {
+            kind: PairLayout::Auto,
+            ..*self
+        } == LayoutSpec::default()
+    }
+}
+
+/// A field mapping value (`input.fields.<key>`), parsed: an RFC 6901 JSON pointer when it
+/// starts with `/` (`/answers/0/text`, `~1` for `/` and `~0` for `~` inside a key), else a
+/// dotted path (`answers.0.text`, `answers.-1.text` counting from the end). Keys containing
+/// dots need the pointer form; a dotted path that names a top-level key verbatim still finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldPath {
+    raw: String,
+    pointer: bool,
+    segments: Vec<String>,
+}
+
+/// Why a field mapping value is not a path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldPathError {
+    #[error(
+        "must not be empty; write a dotted path (\"answers.0.text\") or a JSON pointer (\"/answers/0/text\")"
+    )]
+    Empty,
+    #[error(
+        "dotted path {raw:?} has an empty segment; for keys that contain dots use a JSON pointer such as {pointer:?}"
+    )]
+    EmptySegment { raw: String, pointer: String },
+    #[error(
+        "JSON pointer {raw:?}: `~` must be followed by `0` (for `~`) or `1` (for `/`), as RFC 6901 says"
+    )]
+    BadEscape { raw: String },
+}
+
+impl FieldPath {
+    pub fn parse(raw: &str) -> Result<Self, FieldPathError> {
+        if raw.is_empty() {
+            return Err(FieldPathError::Empty);
+        }
+        if let Some(tokens) = raw.strip_prefix('/') {
+            let segments = tokens
+                .split('/')
+                .map(unescape_pointer_token)
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| FieldPathError::BadEscape {
+                    raw: raw.to_owned(),
+                })?;
+            return Ok(Self {
+                raw: raw.to_owned(),
+                pointer: true,
+                segments,
+            });
+        }
+        let segments: Vec<String> = raw.split('.').map(str::to_owned).collect();
+        if segments.iter().any(String::is_empty) {
+            let escaped = raw.replace('~', "~0").replace('/', "~1");
+            return Err(FieldPathError::EmptySegment {
+                raw: raw.to_owned(),
+                pointer: format!("/{escaped}"),
+            });
+        }
+        Ok(Self {
+            raw: raw.to_owned(),
+            pointer: false,
+            segments,
+        })
+    }
+
+    /// A path to one top-level key, spelled as the key itself.
+    pub fn key(name: &str) -> Self {
+        Self {
+            raw: name.to_owned(),
+            pointer: false,
+            segments: vec![name.to_owned()],
+        }
+    }
+
+    /// The path as written in the spec, for messages.
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    pub fn is_pointer(&self) -> bool {
+        self.pointer
+    }
+
+    /// The value at this path, or `None` when the path leads nowhere (a missing key, an index
+    /// out of range, a step through a scalar).
+    pub fn lookup<'a>(&self, root: &'a serde_json::Value) -> Option<&'a serde_json::Value> {
+        use serde_json::Value;
+        if !self.pointer
+            && let Some(v) = root.as_object().and_then(|o| o.get(&self.raw))
+        {
+            return Some(v);
+        }
+        let mut current = root;
+        for segment in &self.segments {
+            current = match current {
+                Value::Object(o) => o.get(segment)?,
+                Value::Array(a) => a.get(self.index(segment, a.len())?)?,
+                _ => return None,
+            };
+        }
+        Some(current)
+    }
+
+    /// An array index: RFC 6901 digits (no leading zeros) for pointers; digits or `-N` (from
+    /// the end) for dotted paths.
+    fn index(&self, segment: &str, len: usize) -> Option<usize> {
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if self.pointer {
+            let canonical = segment == "0" || (digits(segment) && !segment.starts_with('0'));
+            return if canonical {
+                segment.parse().ok()
+            } else {
+                None
+            };
+        }
+        match segment.strip_prefix('-') {
+            Some(back) if digits(back) => {
+                len.checked_sub(back.parse::<usize>().ok().filter(|n| *n > 0)?)
+            }
+            Some(_) => None,
+            None if digits(segment) => segment.parse().ok(),
+            None => None,
+        }
+    }
+}
+
+impl std::fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
+/// `~1` → `/`, `~0` → `~`; `None` for any other `~`.
+fn unescape_pointer_token(token: &str) -> Option<String> {
+    let mut out = String::with_capacity(token.len());
+    let mut chars = token.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '~' => match chars.next() {
+                Some('0') => out.push('~'),
+                Some('1') => out.push('/'),
+                _ => return None,
+            },
+            other => out.push(other),
+        }
+    }
+    Some(out)
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,26 +536,92 @@ impl StructuredOutput {
     }
 }
 
+/// The `[input]` table. In TOML every key is flat; the keys that say how preference pairs are
+/// read are gathered into [`InputSpec::layout`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "InputToml", into = "InputToml")]
 pub struct InputSpec {
     /// Object URL or local path, with glob patterns (`**`, `*`, `?`, `[…]`) in the path.
     pub url: String,
     /// Inferred from the file extension when absent.
     pub format: Option<InputFormat>,
-    /// Layout of preference pairs (crg only).
-    #[serde(default)]
-    pub layout: PairLayout,
+    /// How preference pairs are read (crg only): `layout` and the settings that go with it.
+    pub layout: LayoutSpec,
     /// Records per shard; for Markdown and JSON, files per shard.
-    #[serde(default = "default_records_per_shard")]
     pub records_per_shard: u64,
-    /// Field mapping for structured inputs: our field name → dotted path in the record
-    /// (`prompt = "question"`, `chosen = "answers.0.text"`).
-    #[serde(default)]
+    /// Field mapping for structured inputs: our field name → where it is in the record, as a
+    /// dotted path (`answers.0.text`) or a JSON pointer (`/answers/0/text`); see [`FieldPath`].
     pub fields: BTreeMap<String, String>,
     /// A record larger than this is rejected instead of read.
-    #[serde(default = "default_max_record_bytes")]
     pub max_record_bytes: u64,
+}
+
+/// `[input]` as written in TOML (unknown keys are errors).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputToml {
+    url: String,
+    format: Option<InputFormat>,
+    #[serde(default)]
+    layout: PairLayout,
+    #[serde(default = "default_records_per_shard")]
+    records_per_shard: u64,
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
+    #[serde(default = "default_max_record_bytes")]
+    max_record_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    score_order: Option<ScoreOrder>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pairing: Pairing,
+    #[serde(default, skip_serializing_if = "is_default")]
+    drop_non_text: bool,
+    #[serde(default, skip_serializing_if = "is_default")]
+    helpsteer_attribute: HelpsteerAttribute,
+    #[serde(default, skip_serializing_if = "is_default")]
+    ultrafeedback_score: UltrafeedbackScore,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+impl From<InputToml> for InputSpec {
+    fn from(t: InputToml) -> Self {
+        Self {
+            url: t.url,
+            format: t.format,
+            layout: LayoutSpec {
+                kind: t.layout,
+                score_order: t.score_order,
+                pairing: t.pairing,
+                drop_non_text: t.drop_non_text,
+                helpsteer_attribute: t.helpsteer_attribute,
+                ultrafeedback_score: t.ultrafeedback_score,
+            },
+            records_per_shard: t.records_per_shard,
+            fields: t.fields,
+            max_record_bytes: t.max_record_bytes,
+        }
+    }
+}
+
+impl From<InputSpec> for InputToml {
+    fn from(s: InputSpec) -> Self {
+        Self {
+            url: s.url,
+            format: s.format,
+            layout: s.layout.kind,
+            records_per_shard: s.records_per_shard,
+            fields: s.fields,
+            max_record_bytes: s.max_record_bytes,
+            score_order: s.layout.score_order,
+            pairing: s.layout.pairing,
+            drop_non_text: s.layout.drop_non_text,
+            helpsteer_attribute: s.layout.helpsteer_attribute,
+            ultrafeedback_score: s.layout.ultrafeedback_score,
+        }
+    }
 }
 
 /// Field names the mapping may rename.
@@ -184,6 +632,17 @@ pub const MAPPABLE_FIELDS: &[&str] = &[
     "rejected",
     "conversations",
     "messages",
+    "responses",
+    "instruction",
+    "input",
+    "system",
+    "history",
+    "chosen_messages",
+    "rejected_messages",
+    "chosen_rating",
+    "rejected_rating",
+    "completions",
+    "answers",
     "title",
     "text",
     "sections",
@@ -635,7 +1094,7 @@ impl JobSpec {
                 "must be at least 1024".into(),
             ));
         }
-        for key in self.input.fields.keys() {
+        for (key, value) in &self.input.fields {
             if !MAPPABLE_FIELDS.contains(&key.as_str()) {
                 return Err(invalid(
                     &format!("input.fields.{key}"),
@@ -645,7 +1104,11 @@ impl JobSpec {
                     ),
                 ));
             }
+            if let Err(problem) = FieldPath::parse(value) {
+                return Err(invalid(&format!("input.fields.{key}"), problem.to_string()));
+            }
         }
+        self.validate_layout(path)?;
         if self.output.url.trim().is_empty() {
             return Err(invalid("output.url", "must not be empty".into()));
         }
@@ -725,6 +1188,72 @@ impl JobSpec {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The `[input]` settings for preference pairs: crg only, and never a score direction
+    /// left to guess or contradicting the forced layout's own.
+    fn validate_layout(&self, path: &Path) -> Result<(), SpecError> {
+        let invalid = |field: &str, problem: String| SpecError::Invalid {
+            path: path.to_owned(),
+            field: field.to_owned(),
+            problem,
+        };
+        let layout = &self.input.layout;
+        if self.pipeline != PipelineKind::Crg {
+            let defaults = LayoutSpec::default();
+            let set = [
+                ("input.layout", layout.kind != defaults.kind),
+                ("input.score_order", layout.score_order.is_some()),
+                ("input.pairing", layout.pairing != defaults.pairing),
+                ("input.drop_non_text", layout.drop_non_text),
+                (
+                    "input.helpsteer_attribute",
+                    layout.helpsteer_attribute != defaults.helpsteer_attribute,
+                ),
+                (
+                    "input.ultrafeedback_score",
+                    layout.ultrafeedback_score != defaults.ultrafeedback_score,
+                ),
+            ];
+            if let Some((field, _)) = set.iter().find(|(_, is_set)| *is_set) {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "only the crg pipeline reads preference pairs; the {} pipeline does not use it",
+                        self.pipeline.as_str()
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+        let attribute = layout.helpsteer_attribute;
+        if attribute.documented_order().is_none() && layout.score_order.is_none() {
+            return Err(invalid(
+                "input.score_order",
+                format!(
+                    "input.helpsteer_attribute = \"{}\" measures amount, not quality, so which way \
+                     is better is not documented: set input.score_order = \"higher_is_better\" or \
+                     \"lower_is_better\"",
+                    attribute.as_str()
+                ),
+            ));
+        }
+        if let (Some(documented), Some(stated)) =
+            (layout.kind.documented_order(attribute), layout.score_order)
+            && documented != stated
+        {
+            return Err(invalid(
+                "input.score_order",
+                format!(
+                    "\"{}\" contradicts the {} layout, whose scores are {} by its schema; \
+                     remove input.score_order or choose another input.layout",
+                    stated.as_str(),
+                    layout.kind.as_str(),
+                    documented.as_str()
+                ),
+            ));
         }
         Ok(())
     }
@@ -881,6 +1410,10 @@ impl JobSpec {
             input_url: &'a str,
             input_format: Option<InputFormat>,
             layout: PairLayout,
+            /// Only when a setting differs from its default, so older plans keep their
+            /// fingerprint.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            layout_settings: Option<LayoutSpec>,
             records_per_shard: u64,
             fields: &'a BTreeMap<String, String>,
             provider: ProviderKind,
@@ -896,7 +1429,9 @@ impl JobSpec {
             pipeline: self.pipeline,
             input_url: &self.input.url,
             input_format: self.input.format,
-            layout: self.input.layout,
+            layout: self.input.layout.kind,
+            layout_settings: (!self.input.layout.has_default_settings())
+                .then_some(self.input.layout),
             records_per_shard: self.input.records_per_shard,
             fields: &self.input.fields,
             provider: self.llm.provider,
@@ -951,7 +1486,7 @@ provider = "simulated"
         assert_eq!(spec.input.records_per_shard, 50);
         assert_eq!(spec.llm.provider, ProviderKind::Simulated);
         assert_eq!(spec.researchqa.max_rubric_items, 8);
-        assert_eq!(spec.input.layout, PairLayout::Auto);
+        assert_eq!(spec.input.layout, LayoutSpec::default());
     }
 
     #[test]
@@ -1045,5 +1580,173 @@ provider = "simulated"
             Some(InputFormat::Parquet)
         );
         assert_eq!(InputFormat::from_file_name("x.csv"), None);
+    }
+    #[test]
+    fn layout_settings_are_flat_input_keys_gathered_into_one_value() {
+        let text = MINIMAL.replace(
+            "[input]",
+            "[input]\nlayout = \"nectar\"\npairing = \"best_vs_worst\"\ndrop_non_text = true\n\
+             score_order = \"lower_is_better\"\nultrafeedback_score = \"mean_rating\"",
+        );
+        let spec = parse(&text).unwrap();
+        assert_eq!(
+            spec.input.layout,
+            LayoutSpec {
+                kind: PairLayout::Nectar,
+                score_order: Some(ScoreOrder::LowerIsBetter),
+                pairing: Pairing::BestVsWorst,
+                drop_non_text: true,
+                helpsteer_attribute: HelpsteerAttribute::Helpfulness,
+                ultrafeedback_score: UltrafeedbackScore::MeanRating,
+            }
+        );
+        // The plan stores the spec as JSON: it reads back the same, still flat.
+        let json = serde_json::to_value(&spec.input).unwrap();
+        assert_eq!(json["layout"], "nectar");
+        assert_eq!(json["pairing"], "best_vs_worst");
+        let back: InputSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(back, spec.input);
+        // Defaults are not written, so a default spec serialises as it did before.
+        let json = serde_json::to_value(&parse(MINIMAL).unwrap().input).unwrap();
+        let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "fields",
+                "format",
+                "layout",
+                "max_record_bytes",
+                "records_per_shard",
+                "url"
+            ]
+        );
+        // Every layout name parses.
+        for layout in PairLayout::CONCRETE {
+            let text = MINIMAL.replace(
+                "[input]",
+                &format!("[input]\nlayout = \"{}\"", layout.as_str()),
+            );
+            assert_eq!(parse(&text).unwrap().input.layout.kind, *layout);
+        }
+        let err = parse(&MINIMAL.replace("[input]", "[input]\npairing = \"all\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pairing") || err.contains("best_vs_worst"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn layout_settings_that_leave_a_direction_to_guess_or_contradict_it_name_the_field() {
+        let cases = [
+            (
+                "layout = \"nectar\"\nscore_order = \"higher_is_better\"",
+                "input.score_order",
+                "contradicts the nectar layout",
+            ),
+            (
+                "layout = \"ultrafeedback\"\nscore_order = \"lower_is_better\"",
+                "input.score_order",
+                "contradicts the ultrafeedback layout",
+            ),
+            (
+                "helpsteer_attribute = \"verbosity\"",
+                "input.score_order",
+                "measures amount",
+            ),
+            (
+                "fields = { prompt = \"/q/~2x\" }",
+                "input.fields.prompt",
+                "RFC 6901",
+            ),
+            (
+                "fields = { chosen = \"answers..text\" }",
+                "input.fields.chosen",
+                "\"/answers..text\"",
+            ),
+            (
+                "fields = { rejected = \"\" }",
+                "input.fields.rejected",
+                "must not be empty",
+            ),
+        ];
+        for (settings, field, problem) in cases {
+            let text = MINIMAL.replace("[input]", &format!("[input]\n{settings}"));
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.field(), Some(field), "{settings}: {err}");
+            assert!(err.to_string().contains(problem), "{settings}: {err}");
+        }
+        // Stated and documented directions that agree are fine, and so is a stated direction
+        // for an attribute that needs one.
+        for settings in [
+            "layout = \"nectar\"\nscore_order = \"lower_is_better\"",
+            "layout = \"helpsteer\"\nhelpsteer_attribute = \"verbosity\"\nscore_order = \"lower_is_better\"",
+            "layout = \"listwise\"\nscore_order = \"higher_is_better\"",
+            "fields = { prompt = \"/meta/q.text\", chosen = \"answers.-1.text\" }",
+        ] {
+            let text = MINIMAL.replace("[input]", &format!("[input]\n{settings}"));
+            assert!(parse(&text).is_ok(), "{settings}");
+        }
+        // Pair settings on the researchqa pipeline are refused, naming the key.
+        let text = MINIMAL
+            .replace("pipeline = \"crg\"", "pipeline = \"researchqa\"")
+            .replace("[input]", "[input]\npairing = \"best_vs_worst\"");
+        assert_eq!(parse(&text).unwrap_err().field(), Some("input.pairing"));
+    }
+
+    #[test]
+    fn fingerprint_counts_layout_settings_only_when_set() {
+        let base = parse(MINIMAL).unwrap();
+        let explicit = parse(&MINIMAL.replace(
+            "[input]",
+            "[input]\nlayout = \"auto\"\npairing = \"listwise\"\ndrop_non_text = false",
+        ))
+        .unwrap();
+        assert_eq!(base.fingerprint(), explicit.fingerprint());
+        let best =
+            parse(&MINIMAL.replace("[input]", "[input]\npairing = \"best_vs_worst\"")).unwrap();
+        assert_ne!(base.fingerprint(), best.fingerprint());
+    }
+
+    #[test]
+    fn field_paths_dotted_and_json_pointer() {
+        use serde_json::json;
+        let record = json!({
+            "meta.v2": {"a/b": {"x~y": "escaped"}},
+            "answers": [{"text": "first"}, {"text": "mid"}, {"text": "last"}],
+            "q.text": "literal dotted key",
+            "10": "digits as a key"
+        });
+        let at = |raw: &str| FieldPath::parse(raw).unwrap().lookup(&record).cloned();
+        assert_eq!(at("/meta.v2/a~1b/x~0y"), Some(json!("escaped")));
+        assert_eq!(at("/answers/0/text"), Some(json!("first")));
+        assert_eq!(at("/answers/2/text"), Some(json!("last")));
+        assert_eq!(at("answers.-1.text"), Some(json!("last")));
+        assert_eq!(at("answers.1.text"), Some(json!("mid")));
+        assert_eq!(at("q.text"), Some(json!("literal dotted key")));
+        assert_eq!(at("/10"), Some(json!("digits as a key")));
+        // Pointers have no negative or zero-padded indices, and `-` is past the end.
+        assert_eq!(at("/answers/-1/text"), None);
+        assert_eq!(at("/answers/01/text"), None);
+        assert_eq!(at("/answers/-"), None);
+        assert_eq!(at("/answers/3/text"), None);
+        assert_eq!(at("answers.x"), None);
+        assert_eq!(at("/q.text/deeper"), None);
+        // The dotted form cannot reach a key with dots below the top level.
+        assert_eq!(at("meta.v2.a/b"), None);
+        assert!(FieldPath::parse("/answers/0").unwrap().is_pointer());
+        assert_eq!(FieldPath::parse("a.b").unwrap().as_str(), "a.b");
+        assert_eq!(
+            FieldPath::parse("/a~"),
+            Err(FieldPathError::BadEscape { raw: "/a~".into() })
+        );
+        assert_eq!(
+            FieldPath::parse(".a"),
+            Err(FieldPathError::EmptySegment {
+                raw: ".a".into(),
+                pointer: "/.a".into()
+            })
+        );
     }
 }

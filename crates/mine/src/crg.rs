@@ -3,9 +3,13 @@
 //!
 //! For each input record:
 //!
-//! 1. **Normalise** ([`normalize_record`]): a pairwise record gives one preference pair, a
-//!    listwise record (`{prompt, responses}` best first) the induced adjacent and top-versus-rest
-//!    pairs. A record that gives no pair becomes a reject (stage `parse`).
+//! 1. **Normalise** ([`PairReader::read`], layouts and settings in [`crate::pairs`]): a
+//!    pairwise record gives one preference pair, a ranked record (listwise, UltraFeedback,
+//!    Nectar, HelpSteer) the pairs `input.pairing` induces. A record that cannot be read becomes
+//!    a reject (stage `parse`). Stage `pairs` counts the comparisons of every readable record:
+//!    each comparison that gives no pair (a tie, two identical texts, a repeated pair) is a
+//!    reject there with its reason, so `pairs.input = pairs.output + pairs.rejected`, and a
+//!    record whose comparisons were all skipped ends there.
 //! 2. **Generate** (stage `generate`, template `crg_generate`): one call writes hard rules and
 //!    principles contrasting the chosen and the rejected response. A listwise record gets one
 //!    rubric, written from its widest induced pair (the last one: best versus worst). The answer
@@ -49,17 +53,17 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use futures::future::join_all;
-use rubricmill_core::spec::CrgSpec;
+use rubricmill_core::spec::{CrgSpec, LayoutSpec};
 use rubricmill_core::{
-    CrgAttempt, CrgRow, CrgRubricItem, JudgeVerdict, OutputRow, PairLayout, PipelineKind,
-    PreferencePair, RawPayload, RawRecord, Usage, short_hash,
+    CrgAttempt, CrgRow, CrgRubricItem, JudgeVerdict, OutputRow, PipelineKind, PreferencePair,
+    RawPayload, RawRecord, Usage, short_hash,
 };
 use rubricmill_llm::simulated::{CRG_JUDGE_TASK, CRG_TASK};
 use rubricmill_llm::structured::extract_json;
 use rubricmill_llm::{ChatRequest, Gateway, LlmError, ResponseFormat};
 use serde_json::{Value, json};
 
-use crate::pairs::{FieldMap, normalize_record};
+use crate::pairs::{FieldMap, Normalized, PairReader};
 use crate::pipeline::{
     Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, Stages,
     classify_llm_error, provenance,
@@ -81,8 +85,7 @@ pub struct CrgPipeline {
     judge_gateway: Arc<Gateway>,
     judge_model: StageModel,
     spec: CrgSpec,
-    layout: PairLayout,
-    fields: FieldMap,
+    reader: PairReader,
     template: Template,
     judge_template: Template,
 }
@@ -276,10 +279,13 @@ struct Judged {
 }
 
 impl CrgPipeline {
+    /// `layout` is the job's `input.layout` with its settings (a bare
+    /// [`PairLayout`](rubricmill_core::PairLayout) takes the default settings); `fields` is
+    /// `input.fields`, validated with the spec.
     pub fn new(
         stages: &Stages,
         spec: CrgSpec,
-        layout: PairLayout,
+        layout: impl Into<LayoutSpec>,
         fields: &BTreeMap<String, String>,
     ) -> Self {
         let (gateway, model) = stages.get("generate");
@@ -290,8 +296,7 @@ impl CrgPipeline {
             judge_gateway,
             judge_model,
             spec,
-            layout,
-            fields: FieldMap::new(fields),
+            reader: PairReader::new(layout, FieldMap::new(fields)),
             template: stages.templates.get("crg_generate"),
             judge_template: stages.templates.get("crg_judge"),
         }
@@ -396,11 +401,9 @@ impl CrgPipeline {
         }
     }
 
-    fn pairs_of(&self, record: &RawRecord) -> Result<Vec<PreferencePair>, String> {
+    fn read_pairs(&self, record: &RawRecord) -> Result<Normalized, String> {
         match &record.payload {
-            RawPayload::Json(value) => {
-                normalize_record(value, self.layout, &self.fields).map_err(|e| e.to_string())
-            }
+            RawPayload::Json(value) => self.reader.read(value).map_err(|e| e.to_string()),
             RawPayload::Text(_) => Err("crg reads structured records, not text documents".into()),
         }
     }
@@ -411,7 +414,7 @@ impl CrgPipeline {
             return pair.pair_id.clone();
         }
         if let RawPayload::Json(value) = &record.payload {
-            match self.fields.get(value, "id") {
+            match self.reader.fields().get(value, "id") {
                 Some(Value::String(id)) if !id.trim().is_empty() => return id.trim().to_owned(),
                 Some(Value::Number(id)) => return id.to_string(),
                 _ => {}
@@ -536,11 +539,14 @@ impl Pipeline for CrgPipeline {
     }
 
     fn estimate(&self, record: &RawRecord) -> Estimate {
-        let Ok(pairs) = self.pairs_of(record) else {
-            return Estimate {
-                rejected: 1,
-                ..Estimate::default()
-            };
+        let pairs = match self.read_pairs(record) {
+            Ok(normalized) if !normalized.pairs.is_empty() => normalized.pairs,
+            _ => {
+                return Estimate {
+                    rejected: 1,
+                    ..Estimate::default()
+                };
+            }
         };
         let Some(widest) = pairs.last() else {
             return Estimate::default();
@@ -567,12 +573,8 @@ impl Pipeline for CrgPipeline {
     ) -> Result<RecordOutcome, PipelineError> {
         let mut outcome = RecordOutcome::default();
         outcome.enter("parse");
-        let pairs = match self.pairs_of(&record) {
-            Ok(pairs) if !pairs.is_empty() => pairs,
-            Ok(_) => {
-                outcome.reject(ctx, &record.source, "parse", "record yields no pair", "");
-                return Ok(outcome);
-            }
+        let normalized = match self.read_pairs(&record) {
+            Ok(normalized) => normalized,
             Err(reason) => {
                 let raw = match &record.payload {
                     RawPayload::Json(value) => value.to_string(),
@@ -583,6 +585,30 @@ impl Pipeline for CrgPipeline {
             }
         };
         outcome.pass("parse");
+        for skipped in &normalized.skipped {
+            outcome.enter("pairs");
+            outcome.reject(
+                ctx,
+                &record.source,
+                "pairs",
+                skipped.to_string(),
+                &skipped.excerpt(),
+            );
+        }
+        for _ in &normalized.pairs {
+            outcome.enter("pairs");
+            outcome.pass("pairs");
+        }
+        if normalized.comparisons() == 0 {
+            // Every layout offers at least one comparison; should one ever offer none, the
+            // record still ends as a reject, never silently.
+            outcome.enter("pairs");
+            outcome.reject(ctx, &record.source, "pairs", "record yields no pair", "");
+        }
+        let pairs = normalized.pairs;
+        if pairs.is_empty() {
+            return Ok(outcome);
+        }
         let rubric_id = self.rubric_id(&record, &pairs);
         let widest = pairs.last().expect("pairs are not empty");
         let mut usage = Usage::default();

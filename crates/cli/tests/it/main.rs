@@ -3,6 +3,7 @@
 mod accounting;
 mod cluster;
 mod crg;
+mod layouts;
 mod llm;
 mod researchqa;
 mod resume;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use rubricmill_core::spec::CrgSpec;
+use rubricmill_core::spec::{CrgSpec, LayoutSpec};
 use rubricmill_core::{
     CrgRow, Location, OutputRow, PairLayout, RawPayload, RawRecord, RejectRow, SourceRef,
 };
@@ -14,7 +14,9 @@ use rubricmill_llm::{
     ChatProvider, ChatRequest, ChatResponse, Gateway, GatewayConfig, LlmError, SimulatedProvider,
 };
 use rubricmill_mine::crg::{CHOSEN_FIRST, REJECTED_FIRST};
-use rubricmill_mine::{CrgPipeline, Pipeline, RecordContext, StageModel, Stages, Templates};
+use rubricmill_mine::{
+    CrgPipeline, Pipeline, RecordContext, RecordOutcome, StageModel, Stages, Templates,
+};
 use serde_json::json;
 
 /// The simulated provider, recording every request; `generate_answer` replaces its rubric.
@@ -49,6 +51,24 @@ struct Setup {
 
 impl Setup {
     fn new(spec: CrgSpec, judge_error_rate: f64, generate_answer: Option<&str>) -> Self {
+        Self::build(
+            spec,
+            judge_error_rate,
+            generate_answer,
+            PairLayout::Auto.into(),
+        )
+    }
+
+    fn with_layout(spec: CrgSpec, layout: LayoutSpec) -> Self {
+        Self::build(spec, 0.0, None, layout)
+    }
+
+    fn build(
+        spec: CrgSpec,
+        judge_error_rate: f64,
+        generate_answer: Option<&str>,
+        layout: LayoutSpec,
+    ) -> Self {
         let provider = Arc::new(Recording {
             inner: SimulatedProvider::with_options(0, SimulatedOptions { judge_error_rate }),
             generate_answer: generate_answer.map(str::to_owned),
@@ -71,7 +91,7 @@ impl Setup {
             ]),
             Templates::default(),
         );
-        let pipeline = CrgPipeline::new(&stages, spec, PairLayout::Auto, &BTreeMap::new());
+        let pipeline = CrgPipeline::new(&stages, spec, layout, &BTreeMap::new());
         Self { pipeline, provider }
     }
 
@@ -87,6 +107,20 @@ impl Setup {
     }
 
     async fn run(&self, record: serde_json::Value) -> (Vec<CrgRow>, Vec<RejectRow>) {
+        let outcome = self.outcome(record).await;
+        let rows = outcome
+            .rows
+            .into_iter()
+            .map(|row| match row {
+                OutputRow::Crg(row) => row,
+                OutputRow::ResearchQa(_) => panic!("crg makes crg rows"),
+            })
+            .collect();
+        (rows, outcome.rejects)
+    }
+
+    /// The whole outcome of one record, stage counts included.
+    async fn outcome(&self, record: serde_json::Value) -> RecordOutcome {
         let record = RawRecord {
             source: SourceRef {
                 file: "file:///data/pairs.jsonl".into(),
@@ -98,16 +132,7 @@ impl Setup {
             shard_id: "s".into(),
             attempt_id: "a".into(),
         };
-        let outcome = self.pipeline.process(record, &ctx).await.unwrap();
-        let rows = outcome
-            .rows
-            .into_iter()
-            .map(|row| match row {
-                OutputRow::Crg(row) => row,
-                OutputRow::ResearchQa(_) => panic!("crg makes crg rows"),
-            })
-            .collect();
-        (rows, outcome.rejects)
+        self.pipeline.process(record, &ctx).await.unwrap()
     }
 }
 
@@ -318,6 +343,94 @@ async fn a_listwise_record_gives_one_row_per_pair_sharing_one_rubric() {
     // The record's usage is on its first row only.
     assert!(rows[0].provenance.tokens_in > 0);
     assert!(rows[1..].iter().all(|r| r.provenance.tokens_in == 0));
+}
+
+/// (input, output, rejected) of one stage.
+fn stage(outcome: &RecordOutcome, name: &str) -> (u64, u64, u64) {
+    let counts = outcome.stages.get(name).cloned().unwrap_or_default();
+    (counts.input, counts.output, counts.rejected)
+}
+
+#[tokio::test]
+async fn tied_comparisons_are_rejects_at_stage_pairs_and_every_comparison_is_counted() {
+    let setup = Setup::new(CrgSpec::default(), 0.0, None);
+    // UltraFeedback-style: two completions tie on overall_score.
+    let record = json!({
+        "instruction": "Give two tips for staying focused while studying.",
+        "completions": [
+            {"response": "Phone in another room; 25-minute blocks with breaks.", "overall_score": 7.0},
+            {"response": "A quiet place and one clear goal per session.", "overall_score": 7.0},
+            {"response": "Drink lots of coffee.", "overall_score": 4.0},
+            {"response": "Focus harder.", "overall_score": 2.0},
+        ],
+    });
+    let outcome = setup.outcome(record).await;
+    assert_eq!(stage(&outcome, "parse"), (1, 1, 0));
+    // Five comparisons: four pairs and one tie.
+    assert_eq!(stage(&outcome, "pairs"), (5, 4, 1));
+    assert_eq!(outcome.rows.len(), 4);
+    assert_eq!(outcome.rejects.len(), 1);
+    let reject = &outcome.rejects[0];
+    assert_eq!(reject.stage, "pairs");
+    assert_eq!(
+        reject.reason,
+        "tie: `completions.0` and `completions.1` have the same overall_score (7), so neither is preferred"
+    );
+    assert!(reject.excerpt.contains("Drink") || reject.excerpt.contains("Phone"));
+
+    // Every comparison a tie: no pair, no call, one reject per comparison.
+    let setup = Setup::new(CrgSpec::default(), 0.0, None);
+    let record = json!({
+        "prompt": "\n\nHuman: Best pasta shape?\n\nAssistant:",
+        "answers": [
+            {"answer": "Rigatoni holds sauce well.", "rank": 1},
+            {"answer": "Penne is versatile.", "rank": 1},
+        ],
+    });
+    let outcome = setup.outcome(record).await;
+    assert_eq!(stage(&outcome, "parse"), (1, 1, 0));
+    assert_eq!(stage(&outcome, "pairs"), (1, 0, 1));
+    assert!(outcome.rows.is_empty());
+    assert_eq!(outcome.rejects.len(), 1);
+    assert!(setup.requests(CRG_TASK).is_empty());
+
+    // An unreadable record stops at parse, and its reason names the layout it was read as.
+    let outcome = setup
+        .outcome(json!({"prompt": "q", "answers": [{"answer": "a", "rank": "first"}, {"answer": "b", "rank": 2}]}))
+        .await;
+    assert_eq!(stage(&outcome, "parse"), (1, 0, 1));
+    assert_eq!(stage(&outcome, "pairs"), (0, 0, 0));
+    assert_eq!(
+        outcome.rejects[0].reason,
+        "field `answers.0.rank`: expected a number, found string (read as nectar)"
+    );
+}
+
+#[tokio::test]
+async fn the_pipeline_follows_the_layout_settings() {
+    use rubricmill_core::spec::{LayoutSpec, Pairing, ScoreOrder};
+    let layout = LayoutSpec {
+        pairing: Pairing::BestVsWorst,
+        score_order: Some(ScoreOrder::LowerIsBetter),
+        ..LayoutSpec::default()
+    };
+    let setup = Setup::with_layout(CrgSpec::default(), layout);
+    let record = json!({
+        "id": "R1",
+        "prompt": "Name a fast land animal.",
+        "responses": [
+            {"text": "A snail.", "rank": 3},
+            {"text": "The cheetah.", "rank": 1},
+            {"text": "A horse.", "rank": 2},
+        ],
+    });
+    let (rows, rejects) = setup.run(record).await;
+    assert!(rejects.is_empty(), "{rejects:?}");
+    let pairs: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| (r.pair_id.as_str(), r.chosen.as_str(), r.rejected.as_str()))
+        .collect();
+    assert_eq!(pairs, vec![("R1-0-2", "The cheetah.", "A snail.")]);
 }
 
 #[tokio::test]
