@@ -3,8 +3,8 @@
 //!
 //! Requests report to an in-memory tally when they are sent (at their estimate) and when they
 //! come back (at what they cost); one writer task per attempt puts the latest tally whenever it
-//! changed, one write at a time, so a burst of calls costs one write and a kill loses at most
-//! what changed during the write in flight. Requests a kill cuts off stay in the file at their
+//! changed, one write at a time and at most one per 10 ms, so a burst of calls costs one write
+//! and a kill loses at most what changed in the last interval. Requests a kill cuts off stay in the file at their
 //! estimate. When the attempt ends the writer is stopped after its current write and the file
 //! is settled: the winner of the commit removes it (its marker has the same figures), every
 //! other attempt writes its final tally.
@@ -135,8 +135,12 @@ fn spend(template: &AttemptSpend, tally: Tally) -> AttemptSpend {
     }
 }
 
-/// Writes the latest total whenever it changed, until told to stop; returns the last total
-/// written, if any.
+/// The least time between two writes of one attempt's spend file: what a kill can lose is at
+/// most the calls that came back within one interval.
+const WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Writes the latest total whenever it changed, at most once per [`WRITE_INTERVAL`], until told
+/// to stop; returns the last total written, if any.
 async fn write_changes(
     store: JobStore,
     template: AttemptSpend,
@@ -144,12 +148,21 @@ async fn write_changes(
     mut stopped: watch::Receiver<bool>,
 ) -> Option<Tally> {
     let mut written = None;
+    let mut next_write = tokio::time::Instant::now();
     loop {
         tokio::select! {
             biased;
             _ = stopped.wait_for(|stop| *stop) => return written,
             changed = updates.changed() => if changed.is_err() { return written },
         }
+        // Changes within one interval share a write: at thousands of calls a second, a write
+        // per call would cost more CPU than the calls themselves.
+        tokio::select! {
+            biased;
+            _ = stopped.wait_for(|stop| *stop) => return written,
+            () = tokio::time::sleep_until(next_write) => {}
+        }
+        next_write = tokio::time::Instant::now() + WRITE_INTERVAL;
         let total = *updates.borrow_and_update();
         match store.put_spend(&spend(&template, total)).await {
             Ok(()) => written = Some(total),
