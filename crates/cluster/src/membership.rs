@@ -53,7 +53,20 @@ impl Membership {
             .watch_all()
             .await
             .map_err(|e| ClusterError::js("watching worker heartbeats", e))?;
-        put_json(&cluster.workers, &first.id, first).await?;
+        // Right after a cluster forms, the bucket's stream may not yet be known to the server
+        // this client talks to ("no stream found"): try the first heartbeat a few times.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match put_json(&cluster.workers, &first.id, first).await {
+                Ok(()) => break,
+                Err(error) if attempt < 5 => {
+                    tracing::warn!(attempt, error = %error, "cannot write the first heartbeat yet, retrying");
+                    tokio::time::sleep(Duration::from_secs(attempt)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
         let mut seen: HashMap<String, Instant> = HashMap::new();
         for beat in cluster.workers().await? {
             seen.insert(beat.id, Instant::now());
