@@ -1,5 +1,6 @@
-//! Output rows of the two pipelines and of the rejects table (DESIGN §2.5). Arrow schemas for
-//! them live in the store crate; these are the plain values pipelines produce.
+//! Output rows of the two pipelines and of the rejects table ("Output schemas" in
+//! docs/ARCHITECTURE.md). Arrow schemas for them live in the store crate; these are the plain
+//! values pipelines produce.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,5 @@
-//! The output layout of a job and its commit protocol (DESIGN §2.4), which makes output exactly
-//! once however often a shard is attempted:
+//! The output layout of a job and its commit protocol, which makes output exactly once however
+//! often a shard is attempted:
 //!
 //! ```text
 //! <output>/<job>/job.json                           the plan: spec, fingerprint, shards

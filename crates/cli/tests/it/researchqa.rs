@@ -24,7 +24,7 @@ fn corpus() -> Option<std::path::PathBuf> {
     Some(root)
 }
 
-/// The released ResearchQA columns (realliyifei/ResearchQA `researchqa_loader.py`, DESIGN §2.5).
+/// The released ResearchQA columns (realliyifei/ResearchQA `researchqa_loader.py`; see "Output schemas" in docs/ARCHITECTURE.md).
 pub const RESEARCHQA_COLUMNS: [&str; 7] = [
     "id",
     "general_domain",
