@@ -1,6 +1,6 @@
 //! Arrow schemas of the output tables ("Output schemas" in docs/ARCHITECTURE.md) and their
-//! Parquet encoding: explicit schemas with nested `List<Struct>` columns, zstd, key-value metadata naming the job, the pipeline
-//! version, the model and the prompt hashes. Provenance columns are flat so that DuckDB, polars
+//! Parquet encoding: explicit schemas with nested `List<Struct>` columns, zstd, key-value
+//! metadata naming the job, the pipeline version, the model and the prompt hashes. Provenance columns are flat so that DuckDB, polars
 //! and pandas users can filter on them directly.
 
 use std::collections::BTreeMap;
