@@ -10,13 +10,11 @@ use std::process::ExitCode;
 use std::collections::{BTreeMap, HashMap};
 
 use futures::StreamExt;
-use rubricmill_core::{
-    JobSpec, PairLayout, PipelineKind, PreferencePair, ProviderKind, RawPayload,
-};
+use rubricmill_core::{JobSpec, PairLayout, PipelineKind, PreferencePair, ProviderKind};
 use rubricmill_mine::Estimate;
 use rubricmill_mine::pairs::PairReader;
 use rubricmill_runtime::{ContextOptions, JobContext};
-use rubricmill_store::{ReadItem, read_shard};
+use rubricmill_store::ReadItem;
 use serde_json::json;
 
 pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::Result<ExitCode> {
@@ -277,21 +275,11 @@ async fn layout_report(context: &JobContext) -> anyhow::Result<Vec<FileLayouts>>
             }
             continue;
         }
-        let mut items = read_shard(
-            &context.inputs,
-            shard,
-            spec.input.format,
-            spec.input.max_record_bytes,
-        );
+        let mut items = context.read_shard(shard);
         while let Some(item) = items.next().await {
             let (source, outcome) = match item? {
                 ReadItem::Record(record) => {
-                    let outcome = match &record.payload {
-                        RawPayload::Json(value) => reader.read(value).map_err(|e| e.to_string()),
-                        RawPayload::Text(_) => {
-                            Err("crg reads structured records, not text documents".to_owned())
-                        }
-                    };
+                    let outcome = reader.read_input(&record);
                     (record.source, outcome)
                 }
                 ReadItem::Reject { source, reason, .. } => (source, Err(reason)),
@@ -406,12 +394,7 @@ async fn estimate(context: &JobContext, sample_shards: usize) -> anyhow::Result<
     let mut records = 0;
     let mut over_token_limit = 0;
     for shard in shards.iter().step_by(step) {
-        let mut items = read_shard(
-            &context.inputs,
-            shard,
-            spec.input.format,
-            spec.input.max_record_bytes,
-        );
+        let mut items = context.read_shard(shard);
         while let Some(item) = items.next().await {
             records += 1;
             match item? {

@@ -402,10 +402,7 @@ impl CrgPipeline {
     }
 
     fn read_pairs(&self, record: &RawRecord) -> Result<Normalized, String> {
-        match &record.payload {
-            RawPayload::Json(value) => self.reader.read(value).map_err(|e| e.to_string()),
-            RawPayload::Text(_) => Err("crg reads structured records, not text documents".into()),
-        }
+        self.reader.read_input(record)
     }
 
     /// The id the record's rubric goes by.

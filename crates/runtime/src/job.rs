@@ -12,7 +12,7 @@ use rubricmill_llm::{
     OpenAiProvider, SimulatedProvider, endpoint_identity,
 };
 use rubricmill_mine::{CrgPipeline, Pipeline, ResearchQaPipeline, StageModel, Stages, Templates};
-use rubricmill_store::{JobManifest, JobStore, StoreLocation};
+use rubricmill_store::{JobManifest, JobStore, ReadItem, StoreError, StoreLocation, read_shard};
 
 use crate::RuntimeError;
 use crate::cache::ObjectCache;
@@ -167,6 +167,15 @@ impl JobContext {
                 Some((stage.clone(), mode.to_owned()))
             })
             .collect()
+    }
+
+    /// The records of one shard, read with the job's input settings.
+    pub fn read_shard(
+        &self,
+        shard: &rubricmill_core::ShardSpec,
+    ) -> futures::stream::BoxStream<'static, Result<ReadItem, StoreError>> {
+        let input = &self.spec().input;
+        read_shard(&self.inputs, shard, input.format, input.max_record_bytes)
     }
 
     /// Whether any stage calls a provider that bills (anything but the simulated one): only

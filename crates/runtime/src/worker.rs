@@ -21,7 +21,7 @@ use rubricmill_mine::{PipelineError, RecordContext, RecordOutcome};
 use rubricmill_queue::{Delivery, EventSink, ShardEvent, WorkQueue};
 use rubricmill_store::output::{crg_batch, rejects_batch, researchqa_batch};
 use rubricmill_store::part::{FinishedPart, PartWriter};
-use rubricmill_store::{CommitMarker, CommitOutcome, ReadItem, StoreError, read_shard};
+use rubricmill_store::{CommitMarker, CommitOutcome, ReadItem, StoreError};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -329,14 +329,8 @@ impl Worker {
             shard_id: shard.id.to_string(),
             attempt_id: attempt_id.clone(),
         };
-        let spec = context.spec();
         let mut output = ShardOutput::new(context, &shard.id, &attempt_id);
-        let mut read_items = read_shard(
-            &context.inputs,
-            shard,
-            spec.input.format,
-            spec.input.max_record_bytes,
-        );
+        let mut read_items = context.read_shard(shard);
         let pipeline = context.pipeline.clone();
         // Records flow through the pipeline in order, `record_concurrency` at a time.
         let mut outcomes = Box::pin(

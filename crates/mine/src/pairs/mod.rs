@@ -169,6 +169,17 @@ impl PairReader {
         }
     }
 
+    /// Reads one input record: a structured record through [`PairReader::read`]; a text
+    /// document is no preference record. The error is the reason for the rejects table.
+    pub fn read_input(&self, record: &rubricmill_core::RawRecord) -> Result<Normalized, String> {
+        match &record.payload {
+            rubricmill_core::RawPayload::Json(value) => self.read(value).map_err(|e| e.to_string()),
+            rubricmill_core::RawPayload::Text(_) => {
+                Err("crg reads structured records, not text documents".into())
+            }
+        }
+    }
+
     /// Reads one record.
     pub fn read(&self, record: &Value) -> Result<Normalized, RecordError> {
         let forced = self.layout.kind != PairLayout::Auto;
