@@ -75,10 +75,7 @@ impl JobContext {
         let store = JobStore::open(&spec.output.url, &spec.name)?;
         let inputs = StoreLocation::parse(&manifest.input_root)?;
         // The simulated provider's answers cost nothing: caching them would only write files.
-        let all_simulated = llm_stages(spec.pipeline)
-            .iter()
-            .all(|stage| spec.llm.for_stage(stage).provider == ProviderKind::Simulated);
-        let cache: Option<Arc<dyn CacheStore>> = if options.no_cache || all_simulated {
+        let cache: Option<Arc<dyn CacheStore>> = if options.no_cache || !bills(spec) {
             None
         } else {
             let url = match &spec.llm.cache_url {
@@ -178,14 +175,18 @@ impl JobContext {
         read_shard(&self.inputs, shard, input.format, input.max_record_bytes)
     }
 
-    /// Whether any stage calls a provider that bills (anything but the simulated one): only
-    /// then do attempts keep a spend ledger.
+    /// Whether any stage calls a provider that bills: only then do attempts keep a spend
+    /// ledger.
     pub fn bills(&self) -> bool {
-        let spec = self.spec();
-        llm_stages(spec.pipeline)
-            .iter()
-            .any(|stage| spec.llm.for_stage(stage).provider != ProviderKind::Simulated)
+        bills(self.spec())
     }
+}
+
+/// Whether any stage of `spec` calls a provider that bills (anything but the simulated one).
+fn bills(spec: &JobSpec) -> bool {
+    llm_stages(spec.pipeline)
+        .iter()
+        .any(|stage| spec.llm.for_stage(stage).provider != ProviderKind::Simulated)
 }
 
 /// Identifies the endpoint a stage calls, without its key: a 429 from it concerns every

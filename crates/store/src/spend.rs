@@ -47,13 +47,8 @@ pub struct UncommittedSpend {
     /// Whether a provider bills a request whose client went away is the provider's business:
     /// these are not in `usage`, but budgets count them, so a budget is never overshot.
     pub cut_off: Usage,
-}
-
-impl UncommittedSpend {
-    /// What counts against a budget: `usage` and the cut-off requests.
-    pub fn budgeted_usd(&self) -> f64 {
-        self.usage.cost_usd + self.cut_off.cost_usd
-    }
+    /// What budgets count ([`UncommittedSpend::budgeted_usd`]) by worker.
+    pub cost_by_worker: BTreeMap<String, f64>,
 }
 
 impl UncommittedSpend {
@@ -71,26 +66,18 @@ impl UncommittedSpend {
             total.attempts += 1;
             total.usage.add(&spend.usage);
             total.cut_off.add(&spend.in_flight);
+            *total
+                .cost_by_worker
+                .entry(spend.worker_id.clone())
+                .or_insert(0.0) += spend.usage.cost_usd + spend.in_flight.cost_usd;
         }
         total
     }
-}
 
-/// Cost by worker of the attempts in `spends` that did not commit, cut-off requests included
-/// (what budgets count).
-pub fn uncommitted_cost_by_worker<'a>(
-    spends: impl IntoIterator<Item = &'a AttemptSpend>,
-    committed: &HashMap<String, String>,
-) -> BTreeMap<String, f64> {
-    let mut by_worker = BTreeMap::new();
-    for spend in spends {
-        if committed.get(spend.shard_id.as_str()) == Some(&spend.attempt_id) {
-            continue;
-        }
-        *by_worker.entry(spend.worker_id.clone()).or_insert(0.0) +=
-            spend.usage.cost_usd + spend.in_flight.cost_usd;
+    /// What counts against a budget: `usage` and the cut-off requests.
+    pub fn budgeted_usd(&self) -> f64 {
+        self.usage.cost_usd + self.cut_off.cost_usd
     }
-    by_worker
 }
 
 impl JobStore {
@@ -213,7 +200,7 @@ mod tests {
         assert_eq!(uncommitted.cut_off.calls, 1);
         assert!((uncommitted.budgeted_usd() - 9.0).abs() < 1e-9);
         assert_eq!(
-            uncommitted_cost_by_worker(&spends, &committed),
+            uncommitted.cost_by_worker,
             BTreeMap::from([("w1".to_owned(), 9.0)])
         );
         store

@@ -24,7 +24,6 @@ use rubricmill_cluster::{
 };
 use rubricmill_core::{ShardSpec, Usage};
 use rubricmill_queue::ShardTask;
-use rubricmill_store::spend::uncommitted_cost_by_worker;
 use rubricmill_store::{AttemptSpend, CommitMarker, JobStore, UncommittedSpend};
 use rubricmill_telemetry::{Health, Registry};
 
@@ -204,11 +203,11 @@ impl Tracker {
     fn add_spend(&self, progress: &mut JobProgress) {
         let committed = self.committed_attempts();
         let spends = self.spends.values().map(|(_, spend)| spend);
-        let uncommitted = UncommittedSpend::of(spends.clone(), &committed);
+        let uncommitted = UncommittedSpend::of(spends, &committed);
         progress.uncommitted = uncommitted.usage;
         progress.uncommitted_attempts = uncommitted.attempts;
         progress.cut_off = uncommitted.cut_off;
-        let mut by_worker = uncommitted_cost_by_worker(spends, &committed);
+        let mut by_worker = uncommitted.cost_by_worker;
         for marker in self.markers.values() {
             *by_worker.entry(marker.worker_id.clone()).or_insert(0.0) += marker.usage.cost_usd;
         }
