@@ -32,8 +32,7 @@ keep=0
 drain_timeout=20s
 job_name=dev-cluster-crg
 
-# usage: the comment block at the top of this file.
-usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+usage() { print_usage "$0"; }
 
 while [ $# -gt 0 ]; do
   case "$1" in

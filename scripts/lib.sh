@@ -2,6 +2,12 @@
 # Shared helpers of the scripts (benchmarks, the dev cluster, the test suite); source it, do not
 # run it.
 
+# print_usage SCRIPT: prints the comment block at the top of SCRIPT (below the #! line), which
+# is its usage text.
+print_usage() {
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$1"
+}
+
 # use_ci_target_dir: CI runs in a fresh clone each time; keep its cargo builds outside the
 # checkout (under ${RUBRICMILL_CACHE:-~/.cache/rubricmill}), where later runs find them.
 use_ci_target_dir() {

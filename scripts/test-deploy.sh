@@ -19,11 +19,14 @@ cd "$(dirname "$0")/.."
 repo=$(pwd)
 
 run_cluster=1
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
 case "${1:-}" in
   "") ;;
   --no-cluster) run_cluster=0 ;;
   -h | --help)
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+    print_usage "$0"
     exit 0
     ;;
   *)
@@ -43,8 +46,6 @@ venv="$cache/deploy-venv"
 node_dir="$cache/deploy-node"
 checks="$repo/deploy/checks"
 
-# shellcheck source=scripts/lib.sh
-source scripts/lib.sh
 use_ci_target_dir
 
 passed=0

@@ -24,10 +24,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
 case "${1:-}" in
   "") ;;
   -h | --help)
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+    print_usage "$0"
     exit 0
     ;;
   *)
@@ -62,8 +65,6 @@ N_CTX=2048
 # each other at every step and two are slower than one.
 THREADS=${RUBRICMILL_LLAMA_THREADS:-1}
 
-# shellcheck source=scripts/lib.sh
-source scripts/lib.sh
 
 cache="${RUBRICMILL_CACHE:-$HOME/.cache/rubricmill}"
 wheels="$cache/wheels"
