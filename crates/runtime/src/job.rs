@@ -190,10 +190,16 @@ fn bills(spec: &JobSpec) -> bool {
 }
 
 /// Identifies the endpoint a stage calls, without its key: a 429 from it concerns every
-/// gateway with the same key, in every worker.
+/// gateway with the same key, in every worker. Built on the identity the response cache keys
+/// answers by, so spellings of one URL share their pauses too.
 fn endpoint_key(llm: &LlmSpec) -> String {
-    let url = llm.base_url.as_deref().unwrap_or(llm.provider.as_str());
-    rubricmill_core::short_hash(format!("{url}|{}", llm.model).as_bytes(), 16)
+    let endpoint = identity(llm);
+    rubricmill_core::short_hash(format!("{endpoint}|{}", llm.model).as_bytes(), 16)
+}
+
+/// The endpoint identity of a stage's settings (provider kind and normalised base URL).
+fn identity(llm: &LlmSpec) -> String {
+    endpoint_identity(llm.provider.as_str(), llm.base_url.as_deref())
 }
 
 fn gateway_for(
@@ -249,7 +255,7 @@ fn gateway_for(
         initial_concurrency: max_concurrency.min(8),
         max_retries: llm.max_retries,
         cache,
-        endpoint: endpoint_identity(llm.provider.as_str(), llm.base_url.as_deref()),
+        endpoint: identity(llm),
         ..GatewayConfig::default()
     };
     Ok(Gateway::new(provider, config))
