@@ -118,8 +118,60 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_message(&error));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes on one line, each said once: most error types of the workspace
+/// already include their source in their own message, so a cause is appended only when the
+/// text so far does not hold it. Secrets are redacted whatever the error.
+fn error_message(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if message.contains(text.as_str()) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    rubricmill_core::secret::redact_secrets(&message).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read {path}: {source}")]
+    struct ReadError {
+        path: String,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let inner = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let error = anyhow::Error::new(ReadError {
+            path: "job.toml".into(),
+            source: inner,
+        })
+        .context("cannot start the job");
+        let message = error_message(&error);
+        assert_eq!(
+            message,
+            "cannot start the job: cannot read job.toml: no such file"
+        );
+        assert_eq!(message.matches("no such file").count(), 1);
+    }
+
+    #[test]
+    fn secrets_in_causes_are_redacted() {
+        let error = anyhow::anyhow!("refused by https://user:hunter2@example.com/v1");
+        assert!(!error_message(&error).contains("hunter2"));
     }
 }

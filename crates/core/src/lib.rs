@@ -6,6 +6,7 @@ pub mod hash;
 pub mod plan;
 pub mod record;
 pub mod row;
+pub mod secret;
 pub mod shard;
 pub mod spec;
 pub mod text;

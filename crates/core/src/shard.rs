@@ -62,6 +62,15 @@ pub enum ShardUnit {
         row_groups: Vec<usize>,
         first_row: u64,
     },
+    /// A file, or its part from `first_line` on, that planning found it cannot read (a FIFO, a
+    /// corrupt Parquet footer, a truncated compressed stream): reading this unit yields one
+    /// reject with `reason`, so the file is accounted for instead of blocking the job.
+    Unreadable {
+        file: FileRef,
+        /// The first line not readable, for a JSONL file whose stream broke part way.
+        first_line: Option<u64>,
+        reason: String,
+    },
 }
 
 impl ShardUnit {
@@ -69,7 +78,9 @@ impl ShardUnit {
     pub fn files(&self) -> Vec<&FileRef> {
         match self {
             ShardUnit::Files { files } => files.iter().collect(),
-            ShardUnit::Lines { file, .. } | ShardUnit::RowGroups { file, .. } => vec![file],
+            ShardUnit::Lines { file, .. }
+            | ShardUnit::RowGroups { file, .. }
+            | ShardUnit::Unreadable { file, .. } => vec![file],
         }
     }
 
@@ -92,6 +103,9 @@ impl ShardUnit {
             } => {
                 format!("row_groups:{}:{row_groups:?}", file.identity())
             }
+            ShardUnit::Unreadable {
+                file, first_line, ..
+            } => format!("unreadable:{}:{}", file.identity(), first_line.unwrap_or(0)),
         }
     }
 }

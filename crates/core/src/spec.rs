@@ -16,12 +16,14 @@ pub enum SpecError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid job spec {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: Box<toml::de::Error>,
-    },
-    #[error("invalid job spec {path}: field `{field}`: {problem}")]
+    /// The TOML parser's message with its snippet of the spec, secrets redacted (it quotes the
+    /// line it stopped at, which may hold a pasted key).
+    #[error("invalid job spec {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error(
+        "invalid job spec {path}: field `{field}`: {}",
+        crate::secret::redact_secrets(problem)
+    )]
     Invalid {
         path: PathBuf,
         field: String,
@@ -1048,9 +1050,9 @@ impl JobSpec {
 
     /// Parses and validates spec text; `path` is used in messages only.
     pub fn parse(path: &Path, text: &str) -> Result<Self, SpecError> {
-        let spec: JobSpec = toml::from_str(text).map_err(|source| SpecError::Parse {
+        let spec: JobSpec = toml::from_str(text).map_err(|error| SpecError::Parse {
             path: path.to_owned(),
-            source: Box::new(source),
+            message: crate::secret::redact_secrets(&error.to_string()).into_owned(),
         })?;
         spec.validate(path)?;
         Ok(spec)
@@ -1325,6 +1327,25 @@ impl JobSpec {
                 ));
             }
         }
+        // The spec is stored beside the output (job.json) and in the cluster: a credential in a
+        // header would be written there. Name the header, never the value.
+        for (name, value) in &llm.headers {
+            let lowered = name.to_ascii_lowercase();
+            if crate::secret::is_secret_key(name)
+                || lowered == "cookie"
+                || crate::secret::looks_like_secret(value)
+                || value
+                    .split_whitespace()
+                    .any(crate::secret::looks_like_secret)
+            {
+                return Err(invalid(
+                    &format!("llm.headers.{name}"),
+                    "looks like a credential; the spec is stored with the job's output, so keep \
+                     keys in the environment and name the variable with llm.api_key_env"
+                        .into(),
+                ));
+            }
+        }
         if llm.max_concurrency == 0 {
             return Err(invalid("llm.max_concurrency", "must be at least 1".into()));
         }
@@ -1528,6 +1549,39 @@ provider = "simulated"
             assert_eq!(err.field(), Some(field), "{err}");
             assert!(err.to_string().contains(field), "{err}");
         }
+    }
+
+    #[test]
+    fn pasted_key_in_a_parse_error_is_not_echoed() {
+        // An unknown key, a key of the wrong type and a broken line: the parser quotes the
+        // line it stopped at, and the key must not reach the message.
+        let cases = [
+            MINIMAL.replace("[llm]", "[llm]\napi_key = \"sk-proj-Zx81kQ0aa91LmPq2\""),
+            MINIMAL.replace("[llm]", "[llm]\nmax_tokens = \"sk-proj-Zx81kQ0aa91LmPq2\""),
+            MINIMAL.replace("[llm]", "[llm]\nmodel = sk-proj-Zx81kQ0aa91LmPq2"),
+        ];
+        for text in cases {
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains("job.toml"), "{err}");
+            assert!(!err.contains("Zx81kQ0aa91LmPq2"), "{err}");
+            assert!(!err.contains("plainpass"), "{err}");
+        }
+    }
+
+    #[test]
+    fn credentials_in_headers_are_refused_without_echo() {
+        for header in [
+            "Authorization = \"Bearer plainpass\"",
+            "x-api-key = \"plainpass\"",
+            "X-Custom = \"sk-proj-Zx81kQ0aa91LmPq2plainpass\"",
+        ] {
+            let text = MINIMAL.replace("[llm]", &format!("[llm]\nheaders = {{ {header} }}"));
+            let err = parse(&text).unwrap_err();
+            assert!(err.field().unwrap().starts_with("llm.headers."), "{err}");
+            assert!(!err.to_string().contains("plainpass"), "{err}");
+        }
+        let text = MINIMAL.replace("[llm]", "[llm]\nheaders = { X-Title = \"rubricmill\" }");
+        parse(&text).unwrap();
     }
 
     #[test]

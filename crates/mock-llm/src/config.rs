@@ -102,7 +102,14 @@ pub struct MockConfig {
     /// How many requests to keep for `requests()` and window statistics (counters go on).
     #[arg(long, value_name = "N", default_value_t = 2_000_000)]
     pub record_limit: usize,
+    /// Total bytes of request bodies kept for `requests()`; past it, requests are still counted
+    /// and kept for the window statistics, without their bodies.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RECORD_BODY_BYTES)]
+    pub record_body_bytes: u64,
 }
+
+/// Default of [`MockConfig::record_body_bytes`]: 64 MiB.
+pub const DEFAULT_RECORD_BODY_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Default for MockConfig {
     fn default() -> Self {
@@ -131,6 +138,7 @@ impl Default for MockConfig {
             oversized_body_bytes: None,
             oversized_body_content_length: false,
             record_limit: 2_000_000,
+            record_body_bytes: DEFAULT_RECORD_BODY_BYTES,
         }
     }
 }

@@ -170,7 +170,7 @@ impl State {
             faults: FaultPlan::from_config(&config),
             draws: Draws::new(config.seed),
             counters: Counters::new(),
-            recorder: Recorder::new(config.record_limit),
+            recorder: Recorder::new(config.record_limit, config.record_body_bytes),
             next_id: AtomicU64::new(1),
             expected_authorization: config
                 .api_key
@@ -277,6 +277,8 @@ struct Call<'a> {
     at: Duration,
     status: u16,
     body: Option<WireRequest>,
+    /// Size of the body on the wire.
+    body_len: u64,
     prompt_tokens: u64,
     completion_tokens: u64,
     retry_after_ms: Option<u64>,
@@ -292,6 +294,7 @@ impl<'a> Call<'a> {
             at,
             status: 499,
             body: None,
+            body_len: 0,
             prompt_tokens: 0,
             completion_tokens: 0,
             retry_after_ms: None,
@@ -324,6 +327,7 @@ impl Drop for Call<'_> {
                     completion_tokens: self.completion_tokens,
                     retry_after_ms: self.retry_after_ms,
                 },
+                self.body_len,
             );
         }
     }
@@ -341,6 +345,7 @@ fn prompt_tokens(request: &WireRequest) -> u64 {
 
 async fn chat(state: &State, call: &mut Call<'_>, request: Request<Incoming>) -> Response<Body> {
     let config = &state.config;
+    // The key is checked before the body is read: an unauthenticated client costs no memory.
     let authorized = match &state.expected_authorization {
         None => true,
         Some(expected) => request
@@ -348,6 +353,14 @@ async fn chat(state: &State, call: &mut Call<'_>, request: Request<Incoming>) ->
             .get(header::AUTHORIZATION)
             .is_some_and(|value| value.as_bytes() == expected.as_bytes()),
     };
+    if !authorized {
+        return error_response(
+            StatusCode::UNAUTHORIZED,
+            "Incorrect API key provided. You can find your API key in the mock-llm flags (--api-key or MOCK_LLM_API_KEY).".into(),
+            "invalid_request_error",
+            Some("invalid_api_key"),
+        );
+    }
     let bytes = match Limited::new(request.into_body(), MAX_BODY_BYTES)
         .collect()
         .await
@@ -362,18 +375,10 @@ async fn chat(state: &State, call: &mut Call<'_>, request: Request<Incoming>) ->
             );
         }
     };
+    call.body_len = bytes.len() as u64;
     let parsed = serde_json::from_slice::<WireRequest>(&bytes);
     if let Ok(wire) = &parsed {
         call.prompt_tokens = prompt_tokens(wire);
-    }
-    if !authorized {
-        call.body = parsed.ok();
-        return error_response(
-            StatusCode::UNAUTHORIZED,
-            "Incorrect API key provided. You can find your API key in the mock-llm flags (--api-key or MOCK_LLM_API_KEY).".into(),
-            "invalid_request_error",
-            Some("invalid_api_key"),
-        );
     }
     let wire = match parsed {
         Ok(wire) => wire,

@@ -189,53 +189,89 @@ impl Counters {
 
 const SHARDS: usize = 16;
 
+/// Arrival, status and tokens of one request: what the window maxima need, kept for every
+/// request up to the record limit whatever its body.
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    at: Duration,
+    status: u16,
+    tokens: u64,
+}
+
+/// What one connection shard kept.
+#[derive(Debug, Default)]
+struct Kept {
+    points: Vec<Point>,
+    requests: Vec<RecordedRequest>,
+}
+
 /// The kept requests, sharded by connection so that connections rarely wait on each other.
+/// Statistics (arrival, status, tokens) are kept for up to `limit` requests; bodies only while
+/// their total size stays within `body_budget` bytes, so memory stays bounded whatever clients
+/// send.
 #[derive(Debug)]
 pub(crate) struct Recorder {
-    shards: Box<[Mutex<Vec<RecordedRequest>>]>,
+    shards: Box<[Mutex<Kept>]>,
     kept: AtomicUsize,
     limit: usize,
+    body_bytes: AtomicU64,
+    body_budget: u64,
 }
 
 impl Recorder {
-    pub fn new(limit: usize) -> Self {
+    pub fn new(limit: usize, body_budget: u64) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(Vec::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Kept::default())).collect(),
             kept: AtomicUsize::new(0),
             limit,
+            body_bytes: AtomicU64::new(0),
+            body_budget,
         }
     }
 
-    /// Keeps `request` unless the limit is reached.
-    pub fn push(&self, shard: usize, request: RecordedRequest) {
+    /// Keeps the statistics of `request` unless the limit is reached, and its body (of
+    /// `body_len` bytes on the wire) while the body budget lasts.
+    pub fn push(&self, shard: usize, request: RecordedRequest, body_len: u64) {
         if self.kept.fetch_add(1, Ordering::Relaxed) >= self.limit {
             self.kept.fetch_sub(1, Ordering::Relaxed);
             return;
         }
+        let keep_body =
+            self.body_bytes.fetch_add(body_len, Ordering::Relaxed) + body_len <= self.body_budget;
+        if !keep_body {
+            self.body_bytes.fetch_sub(body_len, Ordering::Relaxed);
+        }
         let mut shard = self.shards[shard % SHARDS]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        shard.push(request);
+        shard.points.push(Point {
+            at: request.at,
+            status: request.status,
+            tokens: request.prompt_tokens + request.completion_tokens,
+        });
+        if keep_body {
+            shard.requests.push(request);
+        }
     }
 
     pub fn kept(&self) -> u64 {
         self.kept.load(Ordering::Relaxed) as u64
     }
 
-    /// Every kept request, by arrival time.
+    /// Every request kept with its body, by arrival time.
     pub fn all(&self) -> Vec<RecordedRequest> {
-        let mut all = Vec::with_capacity(self.kept.load(Ordering::Relaxed));
+        let mut all = Vec::new();
         for shard in self.shards.iter() {
             let shard = shard
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            all.extend(shard.iter().cloned());
+            all.extend(shard.requests.iter().cloned());
         }
         all.sort_by_key(|r| r.at);
         all
     }
 
-    /// Window maxima over 2xx and over all kept requests, without copying bodies.
+    /// Window maxima over 2xx and over all kept requests.
     pub fn window_maxima(&self, window: Duration) -> WindowMaxima {
         let mut ok = Vec::new();
         let mut all = Vec::new();
@@ -243,12 +279,11 @@ impl Recorder {
             let shard = shard
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            for r in shard.iter() {
-                let point = (r.at, r.prompt_tokens + r.completion_tokens);
-                if (200..300).contains(&r.status) {
-                    ok.push(point);
+            for point in &shard.points {
+                if (200..300).contains(&point.status) {
+                    ok.push((point.at, point.tokens));
                 }
-                all.push(point);
+                all.push((point.at, point.tokens));
             }
         }
         let (ok_requests, ok_tokens) = window_maxima(ok, window);
@@ -311,9 +346,9 @@ mod tests {
 
     #[test]
     fn recorder_keeps_at_most_its_limit_and_sorts_by_arrival() {
-        let recorder = Recorder::new(3);
+        let recorder = Recorder::new(3, u64::MAX);
         for (i, at) in [30, 10, 20, 40].into_iter().enumerate() {
-            recorder.push(i, record(at, 200, 1));
+            recorder.push(i, record(at, 200, 1), 100);
         }
         let all = recorder.all();
         assert_eq!(
@@ -323,6 +358,22 @@ mod tests {
         assert_eq!(recorder.kept(), 3);
         let maxima = recorder.window_maxima(Duration::from_millis(15));
         assert_eq!((maxima.ok_requests, maxima.all_tokens), (2, 4));
+    }
+
+    #[test]
+    fn bodies_beyond_the_budget_are_dropped_but_still_counted_in_windows() {
+        let recorder = Recorder::new(10, 250);
+        for at in [10, 20, 30, 40] {
+            recorder.push(0, record(at, 200, 1), 100);
+        }
+        assert_eq!(
+            recorder.all().len(),
+            2,
+            "two bodies of 100 bytes fit in 250"
+        );
+        assert_eq!(recorder.kept(), 4);
+        let maxima = recorder.window_maxima(Duration::from_millis(100));
+        assert_eq!(maxima.ok_requests, 4);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use chrono::Utc;
 use rubricmill_core::{JobSpec, ShardSpec};
+use rubricmill_store::location::{InputPattern, absolute_input_pattern};
 use rubricmill_store::{CommitMarker, JobManifest, JobStore, list_inputs, plan_shards, to_url};
 
 use crate::RuntimeError;
@@ -15,6 +16,7 @@ use crate::RuntimeError;
 pub async fn plan_or_resume(spec: &JobSpec) -> Result<(JobManifest, bool), RuntimeError> {
     let spec = absolutize(spec)?;
     let store = JobStore::open(&spec.output.url, &spec.name)?;
+    check_output_outside_inputs(&spec, &store)?;
     let templates = read_templates(&spec)?;
     let fingerprint = fingerprint(&spec, &templates);
     if let Some(existing) = store.load_manifest().await? {
@@ -37,6 +39,7 @@ pub async fn plan_or_resume(spec: &JobSpec) -> Result<(JobManifest, bool), Runti
 /// Plans without storing anything (for `validate`).
 pub async fn plan(spec: &JobSpec) -> Result<JobManifest, RuntimeError> {
     let spec = absolutize(spec)?;
+    check_output_outside_inputs(&spec, &JobStore::open(&spec.output.url, &spec.name)?)?;
     let templates = read_templates(&spec)?;
     let inputs = list_inputs(&spec.input.url, spec.input.format).await?;
     let shards = plan_shards(&inputs, spec.input.records_per_shard).await?;
@@ -91,9 +94,32 @@ fn check_same_job(
     })
 }
 
+/// Refuses a job whose input pattern would read its own output: a second run would mine the
+/// first run's plan, markers and Parquet parts as records.
+fn check_output_outside_inputs(spec: &JobSpec, store: &JobStore) -> Result<(), RuntimeError> {
+    let inputs = InputPattern::parse(&spec.input.url)?;
+    if !inputs.location.same_store(store.location()) {
+        return Ok(());
+    }
+    match store
+        .layout_examples()
+        .into_iter()
+        .find(|p| inputs.selects(p))
+    {
+        None => Ok(()),
+        Some(example) => Err(RuntimeError::Config(format!(
+            "output.url: the job's output folder {} is inside what input.url {} reads (e.g. {} \
+             would be read as input); put the output elsewhere or narrow the input pattern",
+            store.url(),
+            inputs.pattern,
+            inputs.location.url_of(&example),
+        ))),
+    }
+}
+
 fn absolutize(spec: &JobSpec) -> Result<JobSpec, RuntimeError> {
     let mut spec = spec.clone();
-    spec.input.url = to_url(&spec.input.url)?.to_string().replace("%2A", "*");
+    spec.input.url = absolute_input_pattern(&spec.input.url)?;
     spec.output.url = to_url(&spec.output.url)?.to_string();
     Ok(spec)
 }

@@ -103,6 +103,22 @@ impl JobStore {
         path
     }
 
+    /// One example of each kind of file the job folder holds (the plan, a marker, a rows part,
+    /// a rejects part, a spend file), to tell whether an input pattern would pick the job's own
+    /// output up as input.
+    pub fn layout_examples(&self) -> Vec<Path> {
+        [
+            "job.json",
+            "commits/shard.json",
+            "parts/shard/attempt.parquet",
+            "rejects/shard/attempt.parquet",
+            "spend/shard/attempt.json",
+        ]
+        .into_iter()
+        .map(|relative| self.path(relative))
+        .collect()
+    }
+
     /// Full URL of a file named relative to the job folder.
     pub fn url_of(&self, relative: &str) -> String {
         self.location.url_of(&self.path(relative))
@@ -367,7 +383,72 @@ impl JobStore {
                 removed.push(relative);
             }
         }
+        removed.extend(self.gc_staging_files(cutoff, dry_run).await?);
         removed.sort();
+        Ok(removed)
+    }
+
+    /// Local stores write each file as `<name>#<n>` and rename it into place; a process killed
+    /// in between leaves the staging file, which the store's own listing never shows. Removes
+    /// those older than `cutoff` below the job folder.
+    async fn gc_staging_files(
+        &self,
+        cutoff: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Vec<String>, StoreError> {
+        let Some(root) = self.location.local_path(&self.location.path) else {
+            return Ok(Vec::new());
+        };
+        let found = tokio::task::spawn_blocking(move || {
+            let mut found = Vec::new();
+            let mut folders = vec![root.clone()];
+            while let Some(folder) = folders.pop() {
+                let Ok(entries) = std::fs::read_dir(&folder) else {
+                    continue;
+                };
+                for entry in entries.flatten() {
+                    let Ok(kind) = entry.file_type() else {
+                        continue;
+                    };
+                    let path = entry.path();
+                    if kind.is_dir() {
+                        folders.push(path);
+                        continue;
+                    }
+                    let name = entry.file_name();
+                    let is_staging =
+                        name.to_str()
+                            .and_then(|n| n.rsplit_once('#'))
+                            .is_some_and(|(_, n)| {
+                                !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+                            });
+                    let old = entry
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|m| DateTime::<Utc>::from(m) <= cutoff);
+                    if kind.is_file() && is_staging && old {
+                        let relative = path.strip_prefix(&root).unwrap_or(&path).to_owned();
+                        found.push((path, relative));
+                    }
+                }
+            }
+            found
+        })
+        .await
+        .map_err(|e| StoreError::io(&self.url(), std::io::Error::other(e)))?;
+        let mut removed = Vec::new();
+        for (path, relative) in found {
+            if !dry_run {
+                match tokio::fs::remove_file(&path).await {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(source) => {
+                        return Err(StoreError::io(&path.display().to_string(), source));
+                    }
+                }
+            }
+            removed.push(relative.to_string_lossy().into_owned());
+        }
         Ok(removed)
     }
 

@@ -12,6 +12,8 @@ use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::arrow_reader::ArrowReaderMetadata;
+use parquet::arrow::async_reader::ParquetRecordBatchStream;
 use rubricmill_core::row::excerpt;
 use rubricmill_core::{
     FileRef, InputFormat, Location, RawPayload, RawRecord, ShardSpec, ShardUnit, SourceRef,
@@ -21,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio_util::io::StreamReader;
 
 use crate::StoreError;
-use crate::lines::{Line, LineReader};
+use crate::lines::{Line, LineReader, UTF8_BOM};
 use crate::location::{InputPattern, StoreLocation};
 use crate::parquet_input::ObjectFileReader;
 
@@ -58,6 +60,9 @@ pub struct InputFile {
 pub struct Inputs {
     pub location: StoreLocation,
     pub files: Vec<InputFile>,
+    /// Entries the pattern matched that cannot be read as files (a FIFO, a socket, a device),
+    /// with the reason: planning turns each into a reject instead of hanging on it.
+    pub unreadable: Vec<(FileRef, String)>,
 }
 
 /// Lists the objects an input URL or glob matches, sorted by path so planning is deterministic.
@@ -74,38 +79,86 @@ pub async fn list_inputs_with(
     let pattern = InputPattern::parse_with(url, options)?;
     let store = pattern.location.store.clone();
     let mut metas = Vec::new();
-    if pattern.glob.is_none() {
-        match store.head(&pattern.location.path).await {
-            Ok(meta) => metas.push(meta),
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(source) => {
-                return Err(StoreError::store(
-                    "head",
-                    pattern.location.path.as_ref(),
-                    source,
-                ));
+    let mut unreadable = Vec::new();
+    if let Some(root) = pattern.location.local_path(&pattern.location.path) {
+        // Local folders are walked here rather than by the store: the walk stays as deep as
+        // the glob reaches, survives symlink loops, and sees FIFOs and devices for what they
+        // are (opening one would block planning forever).
+        let depth = if pattern.glob.is_some() {
+            pattern.max_depth()
+        } else {
+            None
+        };
+        let listing = tokio::task::spawn_blocking(move || walk_local(&root, depth))
+            .await
+            .map_err(|e| StoreError::io(&pattern.pattern, io::Error::other(e)))?
+            .map_err(|(path, source)| StoreError::io(&path.display().to_string(), source))?;
+        for skipped in &listing.loops {
+            tracing::warn!(path = %skipped.display(), "symlink loop in the input folder, not followed");
+        }
+        for (local, reason, modified) in listing.others {
+            let Ok(path) = Path::from_absolute_path(&local) else {
+                continue;
+            };
+            if pattern.selects(&path) {
+                let file = FileRef {
+                    url: pattern.location.url_of(&path),
+                    size: 0,
+                    etag: None,
+                    last_modified: modified.to_rfc3339(),
+                };
+                unreadable.push((file, reason));
             }
         }
-    }
-    if metas.is_empty() {
-        let mut listing = store.list(Some(&pattern.location.path));
-        while let Some(meta) = listing.next().await {
-            match meta {
-                Ok(meta) if pattern.matches(&meta.location) => metas.push(meta),
-                Ok(_) => {}
-                Err(object_store::Error::NotFound { .. }) => break,
+        for local in listing.files {
+            let path = Path::from_absolute_path(&local).map_err(|e| StoreError::Url {
+                url: local.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            if !pattern.selects(&path) {
+                continue;
+            }
+            match store.head(&path).await {
+                Ok(meta) => metas.push(meta),
+                // Removed since the walk saw it.
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => return Err(StoreError::store("head", path.as_ref(), source)),
+            }
+        }
+    } else {
+        if pattern.glob.is_none() {
+            match store.head(&pattern.location.path).await {
+                Ok(meta) => metas.push(meta),
+                Err(object_store::Error::NotFound { .. }) => {}
                 Err(source) => {
                     return Err(StoreError::store(
-                        "list",
+                        "head",
                         pattern.location.path.as_ref(),
                         source,
                     ));
                 }
             }
         }
+        if metas.is_empty() {
+            let mut listing = store.list(Some(&pattern.location.path));
+            while let Some(meta) = listing.next().await {
+                match meta {
+                    Ok(meta) if pattern.selects(&meta.location) => metas.push(meta),
+                    Ok(_) => {}
+                    Err(object_store::Error::NotFound { .. }) => break,
+                    Err(source) => {
+                        return Err(StoreError::store(
+                            "list",
+                            pattern.location.path.as_ref(),
+                            source,
+                        ));
+                    }
+                }
+            }
+        }
     }
     metas.sort_by(|a, b| a.location.cmp(&b.location));
-    if metas.is_empty() {
+    if metas.is_empty() && unreadable.is_empty() {
         return Err(StoreError::NoInputs {
             pattern: pattern.pattern,
         });
@@ -132,7 +185,101 @@ pub async fn list_inputs_with(
     Ok(Inputs {
         location: pattern.location,
         files,
+        unreadable,
     })
+}
+
+/// What a walk of a local folder found.
+#[derive(Debug, Default)]
+struct LocalListing {
+    /// Regular files (symlinks to them included), by path as reached.
+    files: Vec<std::path::PathBuf>,
+    /// Entries that are not regular files or folders, with what they are and when modified.
+    others: Vec<(std::path::PathBuf, String, chrono::DateTime<chrono::Utc>)>,
+    /// Symlinks to a folder that holds them (not followed).
+    loops: Vec<std::path::PathBuf>,
+}
+
+/// Walks `root` (a file or a folder) down to `max_depth` folders below it, following symlinks
+/// but never into a folder that is its own ancestor. Broken symlinks are skipped. A `root` that
+/// does not exist lists nothing.
+fn walk_local(
+    root: &std::path::Path,
+    max_depth: Option<usize>,
+) -> Result<LocalListing, (std::path::PathBuf, io::Error)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut listing = LocalListing::default();
+    let metadata = match std::fs::metadata(root) {
+        Ok(metadata) => metadata,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(listing),
+        Err(error) => return Err((root.to_owned(), error)),
+    };
+    let classify =
+        |path: std::path::PathBuf, metadata: &std::fs::Metadata, listing: &mut LocalListing| {
+            let kind = metadata.file_type();
+            let what = if kind.is_fifo() {
+                "a FIFO"
+            } else if kind.is_socket() {
+                "a socket"
+            } else if kind.is_block_device() || kind.is_char_device() {
+                "a device"
+            } else {
+                "not a regular file"
+            };
+            let modified = metadata
+                .modified()
+                .map(chrono::DateTime::<chrono::Utc>::from)
+                .unwrap_or_default();
+            listing.others.push((
+                path,
+                format!("{what}, not a regular file: it cannot be read as input"),
+                modified,
+            ));
+        };
+    if metadata.is_file() {
+        listing.files.push(root.to_owned());
+        return Ok(listing);
+    }
+    if !metadata.is_dir() {
+        classify(root.to_owned(), &metadata, &mut listing);
+        return Ok(listing);
+    }
+    // (folder, its depth below root, the (device, inode) of it and its ancestors)
+    let mut stack = vec![(
+        root.to_owned(),
+        0usize,
+        vec![(metadata.dev(), metadata.ino())],
+    )];
+    while let Some((folder, depth, ancestors)) = stack.pop() {
+        let entries = std::fs::read_dir(&folder).map_err(|error| (folder.clone(), error))?;
+        for entry in entries {
+            let entry = entry.map_err(|error| (folder.clone(), error))?;
+            let path = entry.path();
+            // Follows symlinks; a broken one is skipped.
+            let Ok(metadata) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if metadata.is_file() {
+                listing.files.push(path);
+            } else if metadata.is_dir() {
+                if max_depth.is_some_and(|max| depth >= max) {
+                    continue;
+                }
+                let id = (metadata.dev(), metadata.ino());
+                if ancestors.contains(&id) {
+                    listing.loops.push(path);
+                    continue;
+                }
+                let mut below = ancestors.clone();
+                below.push(id);
+                stack.push((path, depth + 1, below));
+            } else {
+                classify(path, &metadata, &mut listing);
+            }
+        }
+    }
+    listing.files.sort();
+    Ok(listing)
 }
 
 /// Splits the inputs into shards of about `records_per_shard` records (files, for Markdown and
@@ -167,7 +314,60 @@ pub async fn plan_shards(
             count,
         ));
     }
+    for (file, reason) in &inputs.unreadable {
+        shards.push(unreadable_shard(file, None, reason.clone()));
+    }
     Ok(shards)
+}
+
+/// The most shards one JSONL file of `stored_bytes` may plan into: a thousand, plus one per 64
+/// stored bytes. Real records (sections, pairs) are far larger than 64 bytes even compressed,
+/// so only a file of near-empty records, or one that decompresses absurdly, reaches it.
+fn max_shards_of(stored_bytes: u64) -> u64 {
+    1_000 + stored_bytes / 64
+}
+
+/// A shard that reads as one reject: `file` (from `first_line` on) cannot be read.
+fn unreadable_shard(file: &FileRef, first_line: Option<u64>, reason: String) -> ShardSpec {
+    let unit = ShardUnit::Unreadable {
+        file: file.clone(),
+        first_line,
+        reason,
+    };
+    ShardSpec::new(unit, 1)
+}
+
+/// Whether an I/O error is a failure of the store or the network (worth retrying the shard)
+/// rather than of the bytes it delivered (a truncated or corrupt stream: every retry reads the
+/// same bytes and fails the same way).
+fn is_transient_io(error: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<object_store::Error>())
+        || matches!(
+            error.kind(),
+            TimedOut
+                | ConnectionReset
+                | ConnectionAborted
+                | BrokenPipe
+                | Interrupted
+                | WouldBlock
+                | NotConnected
+        )
+}
+
+/// [`is_transient_io`] for Parquet errors: the store's failures arrive as `External`.
+fn is_transient_parquet(error: &parquet::errors::ParquetError) -> bool {
+    match error {
+        parquet::errors::ParquetError::External(inner) => {
+            inner.is::<object_store::Error>()
+                || inner
+                    .downcast_ref::<io::Error>()
+                    .is_some_and(is_transient_io)
+        }
+        _ => false,
+    }
 }
 
 async fn plan_jsonl(
@@ -180,6 +380,7 @@ async fn plan_jsonl(
     let mut lines = LineReader::new(reader, 1, 0, 64);
     let mut line = Line::default();
     let mut shards = Vec::new();
+    let max_shards = max_shards_of(input.file.size);
     // (first line, byte offset of first line, records so far)
     let mut current: Option<(u64, u64, u64)> = None;
     let mut end_offset = 0;
@@ -195,10 +396,23 @@ async fn plan_jsonl(
         ShardSpec::new(unit, records)
     };
     loop {
-        let more = lines
-            .next_line(&mut line)
-            .await
-            .map_err(|source| StoreError::io(&input.file.url, source))?;
+        let more = match lines.next_line(&mut line).await {
+            Ok(more) => more,
+            Err(error) if is_transient_io(&error) => {
+                return Err(StoreError::io(&input.file.url, error));
+            }
+            Err(error) => {
+                // The stream breaks here for every reader: plan what came before, and the rest
+                // as one reject.
+                let broken_at = last_line + 1;
+                if let Some((first, start, records)) = current.take() {
+                    shards.push(close(first, start, last_line, end_offset, records));
+                }
+                let reason = format!("cannot decode the file from line {broken_at} on: {error}");
+                shards.push(unreadable_shard(&input.file, Some(broken_at), reason));
+                return Ok(shards);
+            }
+        };
         if !more {
             break;
         }
@@ -212,6 +426,17 @@ async fn plan_jsonl(
         if *records == records_per_shard {
             shards.push(close(*first, *start, line.number, end_offset, *records));
             current = None;
+            if shards.len() as u64 > max_shards {
+                // Planning memory and the plan's size would grow with a file of tiny records
+                // (a decompression bomb of `{}` lines plans millions of shards from a few KB).
+                let reason = format!(
+                    "more than {max_shards} shards of {records_per_shard} records from a file \
+                     of {} bytes: a likely decompression bomb or a file of near-empty records \
+                     (planning stopped at line {}; raise input.records_per_shard to read it)",
+                    input.file.size, line.number
+                );
+                return Ok(vec![unreadable_shard(&input.file, None, reason)]);
+            }
         }
     }
     if let Some((first, start, records)) = current {
@@ -226,9 +451,16 @@ async fn plan_parquet(
     records_per_shard: u64,
 ) -> Result<Vec<ShardSpec>, StoreError> {
     let reader = ObjectFileReader::new(store.clone(), input.path.clone(), input.file.size);
-    let builder = ParquetRecordBatchStreamBuilder::new(reader)
-        .await
-        .map_err(|source| StoreError::parquet(&input.file.url, source))?;
+    let builder = match ParquetRecordBatchStreamBuilder::new(reader).await {
+        Ok(builder) => builder,
+        Err(error) if is_transient_parquet(&error) => {
+            return Err(StoreError::parquet(&input.file.url, error));
+        }
+        Err(error) => {
+            let reason = format!("not a readable Parquet file: {error}");
+            return Ok(vec![unreadable_shard(&input.file, None, reason)]);
+        }
+    };
     let mut shards = Vec::new();
     let mut groups = Vec::new();
     let mut first_row = 0u64;
@@ -358,6 +590,15 @@ impl ShardReader {
                 row_groups,
                 first_row,
             } => self.read_row_groups(&file, row_groups, first_row).await,
+            ShardUnit::Unreadable {
+                file,
+                first_line,
+                reason,
+            } => {
+                let location = first_line.map_or(Location::Document, Location::Line);
+                let source = SourceRef::new(file.url.clone(), location);
+                Ok(self.reject(source, reason, b"").await)
+            }
         };
         match outcome {
             Ok(Ok(())) | Ok(Err(Closed)) => Ok(()),
@@ -402,11 +643,23 @@ impl ShardReader {
             let compression = Compression::from_name(&file.url);
             let mut reader = open_stream(&self.location.store, &path, None, compression).await?;
             let mut bytes = Vec::new();
-            (&mut reader)
+            match (&mut reader)
                 .take(self.max_record_bytes + 1)
                 .read_to_end(&mut bytes)
                 .await
-                .map_err(|source| StoreError::io(&file.url, source))?;
+            {
+                Ok(_) => {}
+                Err(error) if is_transient_io(&error) => {
+                    return Err(StoreError::io(&file.url, error));
+                }
+                Err(error) => {
+                    let reason = format!("cannot decode the file: {error}");
+                    if let Err(closed) = self.reject(document, reason, b"").await {
+                        return Ok(Err(closed));
+                    }
+                    continue;
+                }
+            }
             if bytes.len() as u64 > self.max_record_bytes {
                 let reason = format!(
                     "file is larger than input.max_record_bytes ({} bytes)",
@@ -428,7 +681,10 @@ impl ShardReader {
         Ok(Ok(()))
     }
 
-    async fn emit_text_file(&self, source: SourceRef, bytes: Vec<u8>) -> Result<(), Closed> {
+    async fn emit_text_file(&self, source: SourceRef, mut bytes: Vec<u8>) -> Result<(), Closed> {
+        if bytes.starts_with(UTF8_BOM) {
+            bytes.drain(..UTF8_BOM.len());
+        }
         match String::from_utf8(bytes) {
             Ok(text) if text.trim().is_empty() => {
                 self.reject(source, "empty file".into(), b"").await
@@ -448,6 +704,7 @@ impl ShardReader {
     }
 
     async fn emit_json_file(&self, file: &FileRef, bytes: &[u8]) -> Result<(), Closed> {
+        let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
         let document = SourceRef::new(file.url.clone(), Location::Document);
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return self.reject(document, "empty file".into(), b"").await;
@@ -503,11 +760,23 @@ impl ShardReader {
         let mut lines = LineReader::new(reader, start_number, start_offset, limit);
         let mut line = Line::default();
         let last_line = first_line + line_count - 1;
-        while lines
-            .next_line(&mut line)
-            .await
-            .map_err(|source| StoreError::io(&file.url, source))?
-        {
+        loop {
+            match lines.next_line(&mut line).await {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(error) if is_transient_io(&error) => {
+                    return Err(StoreError::io(&file.url, error));
+                }
+                Err(error) => {
+                    // The planner saw these lines decode; a stream that breaks now (the file
+                    // changed, or the planner was older) loses the shard's rest as one reject.
+                    let broken_at = line.number.max(first_line);
+                    let source = SourceRef::new(file.url.clone(), Location::Line(broken_at));
+                    let reason =
+                        format!("cannot decode the file from line {broken_at} on: {error}");
+                    return Ok(self.reject(source, reason, b"").await);
+                }
+            }
             if line.number < first_line || line.is_blank() {
                 continue;
             }
@@ -525,6 +794,9 @@ impl ShardReader {
         Ok(Ok(()))
     }
 
+    /// Reads row groups one at a time: a row group that cannot be decoded becomes one reject
+    /// (the rows of the others are still read), and a row over `max_record_bytes` a reject of
+    /// its own.
     async fn read_row_groups(
         &self,
         file: &FileRef,
@@ -532,38 +804,103 @@ impl ShardReader {
         first_row: u64,
     ) -> Result<Result<(), Closed>, StoreError> {
         let path = self.path_of(file)?;
-        let reader = ObjectFileReader::new(self.location.store.clone(), path, file.size);
-        let mut batches = ParquetRecordBatchStreamBuilder::new(reader)
-            .await
-            .map_err(|source| StoreError::parquet(&file.url, source))?
-            .with_row_groups(row_groups)
-            .with_batch_size(256)
-            .build()
-            .map_err(|source| StoreError::parquet(&file.url, source))?;
+        let mut reader =
+            ObjectFileReader::new(self.location.store.clone(), path.clone(), file.size);
+        let metadata = match ArrowReaderMetadata::load_async(&mut reader, Default::default()).await
+        {
+            Ok(metadata) => metadata,
+            Err(error) if is_transient_parquet(&error) => {
+                return Err(StoreError::parquet(&file.url, error));
+            }
+            Err(error) => {
+                let source = SourceRef::new(file.url.clone(), Location::Document);
+                let reason = format!("not a readable Parquet file: {error}");
+                return Ok(self.reject(source, reason, b"").await);
+            }
+        };
+        let mut row = first_row;
+        for group in row_groups {
+            let group_rows = metadata
+                .metadata()
+                .row_groups()
+                .get(group)
+                .map_or(0, |g| g.num_rows().max(0) as u64);
+            let group_first = row;
+            row += group_rows;
+            let reader =
+                ObjectFileReader::new(self.location.store.clone(), path.clone(), file.size);
+            let batches =
+                ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata.clone())
+                    .with_row_groups(vec![group])
+                    .with_batch_size(256)
+                    .build();
+            let outcome = match batches {
+                Ok(batches) => self.emit_batches(file, batches, group_first).await,
+                Err(error) => Err(error),
+            };
+            match outcome {
+                Ok(Ok(())) => {}
+                Ok(Err(closed)) => return Ok(Err(closed)),
+                Err(error) if is_transient_parquet(&error) => {
+                    return Err(StoreError::parquet(&file.url, error));
+                }
+                Err(error) => {
+                    let source = SourceRef::new(file.url.clone(), Location::Row(group_first));
+                    let reason = format!(
+                        "cannot decode row group {group} (rows {group_first}..{row}): {error}"
+                    );
+                    if let Err(closed) = self.reject(source, reason, b"").await {
+                        return Ok(Err(closed));
+                    }
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Emits the rows of one row group's batches, numbered from `first_row`.
+    async fn emit_batches(
+        &self,
+        file: &FileRef,
+        mut batches: ParquetRecordBatchStream<ObjectFileReader>,
+        first_row: u64,
+    ) -> Result<Result<(), Closed>, parquet::errors::ParquetError> {
         let mut row = first_row;
         while let Some(batch) = batches.next().await {
-            let batch = batch.map_err(|source| StoreError::parquet(&file.url, source))?;
+            let batch = batch?;
             let mut json = Vec::new();
             {
                 let mut writer = arrow_json::LineDelimitedWriter::new(&mut json);
                 writer
                     .write(&batch)
                     .and_then(|()| writer.finish())
-                    .map_err(|e| StoreError::io(&file.url, io::Error::other(e)))?;
+                    .map_err(|e| parquet::errors::ParquetError::General(e.to_string()))?;
             }
             for line in json.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
                 let source = SourceRef::new(file.url.clone(), Location::Row(row));
                 row += 1;
-                let item = match serde_json::from_slice(line) {
-                    Ok(value) => ReadItem::Record(RawRecord {
+                let item = if line.len() as u64 > self.max_record_bytes {
+                    ReadItem::Reject {
                         source,
-                        payload: RawPayload::Json(value),
-                    }),
-                    Err(error) => ReadItem::Reject {
-                        source,
-                        reason: format!("row does not convert to JSON: {error}"),
-                        excerpt: excerpt(&String::from_utf8_lossy(line)),
-                    },
+                        reason: format!(
+                            "record is {} bytes, over input.max_record_bytes ({})",
+                            line.len(),
+                            self.max_record_bytes
+                        ),
+                        excerpt: excerpt(&String::from_utf8_lossy(&line[..line.len().min(1200)])),
+                    }
+                } else {
+                    match serde_json::from_slice(line) {
+                        Ok(value) => ReadItem::Record(RawRecord {
+                            source,
+                            payload: RawPayload::Json(value),
+                        }),
+                        Err(error) => ReadItem::Reject {
+                            source,
+                            reason: format!("row does not convert to JSON: {error}"),
+                            excerpt: excerpt(&String::from_utf8_lossy(line)),
+                        },
+                    }
                 };
                 if let Err(closed) = self.emit(item).await {
                     return Ok(Err(closed));

@@ -25,6 +25,9 @@ impl Line {
     }
 }
 
+/// The UTF-8 byte order mark.
+pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
 pub struct LineReader<R> {
     inner: R,
     next_number: u64,
@@ -82,6 +85,11 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             line.bytes.pop();
             line.len -= 1;
         }
+        // A byte order mark opens some files written on Windows; it is not part of the record.
+        if line.start == 0 && line.bytes.starts_with(UTF8_BOM) {
+            line.bytes.drain(..UTF8_BOM.len());
+            line.len -= UTF8_BOM.len() as u64;
+        }
         self.next_number += 1;
         Ok(true)
     }
@@ -113,6 +121,14 @@ mod tests {
                 (4, 9, b"f".to_vec(), false),
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_byte_order_mark_at_the_start_is_dropped() {
+        let lines = read_all(b"\xEF\xBB\xBF{\"a\": 1}\n\xEF\xBB\xBFx\n", 100).await;
+        assert_eq!(lines[0], (1, 0, b"{\"a\": 1}".to_vec(), false));
+        // Only the stream's first line can carry one; elsewhere the bytes are data.
+        assert_eq!(lines[1].2, b"\xEF\xBB\xBFx".to_vec());
     }
 
     #[tokio::test]

@@ -1,13 +1,18 @@
 //! Turning what a user writes (`s3://bucket/prefix/*.jsonl.gz`, `file:///data`, `data/surveys`)
 //! into an object store, a path inside it and, for inputs, a glob to match. Local paths are made
-//! absolute so a planned job means the same thing on every worker.
+//! absolute so a planned job means the same thing on every worker, and they are taken
+//! literally: a folder named `a#b`, `50%` or `what?` is that folder, because every path segment
+//! is percent-encoded on its way into a URL and decoded on its way out. In an input pattern,
+//! the glob starts at the first segment holding `*`, `?`, `[` or `{` (unless the path exists as
+//! written); `*` stays within one folder, `**` crosses folders, `{a,b}` is either.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use globset::{Glob, GlobMatcher};
+use globset::{GlobBuilder, GlobMatcher};
 use object_store::ObjectStore;
 use object_store::path::Path;
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use url::Url;
 
 use crate::StoreError;
@@ -88,9 +93,20 @@ impl StoreLocation {
         })
     }
 
-    /// Full URL of an object in this store, for provenance and messages.
+    /// Full URL of an object in this store, for provenance and messages; it parses back to
+    /// the same object whatever characters the object's name holds.
     pub fn url_of(&self, path: &Path) -> String {
-        format!("{}{}", self.base, path)
+        format!("{}{}", self.base, encode_path(path.as_ref()))
+    }
+
+    /// The local file or folder a path of this store is, for `file://` stores.
+    pub fn local_path(&self, path: &Path) -> Option<std::path::PathBuf> {
+        (self.base.scheme() == "file").then(|| std::path::Path::new("/").join(path.as_ref()))
+    }
+
+    /// Whether both locations are in the same store (scheme, bucket or host).
+    pub fn same_store(&self, other: &StoreLocation) -> bool {
+        self.base == other.base
     }
 
     /// A location for a path below this one.
@@ -105,7 +121,7 @@ impl StoreLocation {
     /// Resolves a full object URL back to a path in this store; `None` when it points elsewhere.
     pub fn path_of_url(&self, url: &str) -> Option<Path> {
         let rest = url.strip_prefix(self.base.as_str())?;
-        Path::parse(rest).ok()
+        Path::from_url_path(rest).ok()
     }
 }
 
@@ -114,8 +130,38 @@ fn url_path(url: &Url) -> Result<Path, String> {
     Path::from_url_path(url.path()).map_err(|e| e.to_string())
 }
 
+/// Characters percent-encoded in each path segment of a URL this crate writes: those a URL
+/// gives a meaning to (`%`, `#`, `?`, space, …) and the glob characters, so that a segment read
+/// back from the URL is the name it was, and never a pattern.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'[')
+    .add(b']')
+    .add(b'*')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'|');
+
+/// A `/`-separated path with each segment percent-encoded for a URL.
+fn encode_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| utf8_percent_encode(segment, SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// Turns a user-written location into a URL: URLs with a scheme pass through, local paths are
-/// made absolute against the working directory.
+/// made absolute against the working directory and taken literally (every character of a
+/// folder's name, `#`, `?` and `%` included, names that folder).
 pub fn to_url(location: &str) -> Result<Url, StoreError> {
     let bad = |reason: String| StoreError::Url {
         url: location.to_owned(),
@@ -124,6 +170,43 @@ pub fn to_url(location: &str) -> Result<Url, StoreError> {
     if location.contains("://") {
         return Url::parse(location).map_err(|e| bad(e.to_string()));
     }
+    let text = absolute_local_path(location)?;
+    Url::parse(&format!("file://{}", encode_path(&text))).map_err(|e| bad(e.to_string()))
+}
+
+/// An input pattern as a URL string that every worker reads the same way: URLs pass through; a
+/// local pattern becomes the encoded URL of the folder it lists, followed by the glob as
+/// written. A local path that exists as written is taken literally, glob characters and all.
+pub fn absolute_input_pattern(pattern: &str) -> Result<String, StoreError> {
+    if pattern.contains("://") {
+        return Ok(pattern.to_owned());
+    }
+    let text = absolute_local_path(pattern)?;
+    let Some(glob_at) = text.find(GLOB_CHARS) else {
+        return Ok(to_url(&text)?.to_string());
+    };
+    if std::fs::symlink_metadata(&text).is_ok() {
+        return Ok(to_url(&text)?.to_string());
+    }
+    // The folder to list is everything up to the last '/' before the first glob character.
+    let slash = text[..glob_at].rfind('/').unwrap_or(0);
+    let folder = to_url(if slash == 0 { "/" } else { &text[..slash] })?;
+    Ok(format!(
+        "{}/{}",
+        folder.as_str().trim_end_matches('/'),
+        &text[slash + 1..]
+    ))
+}
+
+/// The characters that start a glob.
+const GLOB_CHARS: [char; 4] = ['*', '?', '[', '{'];
+
+/// A local path made absolute and free of `.` and `..`, as UTF-8.
+fn absolute_local_path(location: &str) -> Result<String, StoreError> {
+    let bad = |reason: String| StoreError::Url {
+        url: location.to_owned(),
+        reason,
+    };
     let path = std::path::Path::new(location);
     let absolute = if path.is_absolute() {
         path.to_path_buf()
@@ -132,12 +215,10 @@ pub fn to_url(location: &str) -> Result<Url, StoreError> {
             .map_err(|e| bad(format!("cannot read the working directory: {e}")))?
             .join(path)
     };
-    let normalized = normalize_path(&absolute);
-    // Url::from_file_path percent-encodes glob characters; keep them literal for matching.
-    let text = normalized
+    normalize_path(&absolute)
         .to_str()
-        .ok_or_else(|| bad("path is not valid UTF-8".into()))?;
-    Url::parse(&format!("file://{text}")).map_err(|e| bad(e.to_string()))
+        .map(str::to_owned)
+        .ok_or_else(|| bad("path is not valid UTF-8".into()))
 }
 
 /// Removes `.` and `..` components without touching the file system (the path may not exist).
@@ -162,7 +243,27 @@ pub struct InputPattern {
     pub location: StoreLocation,
     /// `None` when the URL names a single object or a whole folder.
     pub glob: Option<GlobMatcher>,
+    /// The pattern as the user wrote it, for messages.
     pub pattern: String,
+    /// Folders below the listed one that a match can lie in (`None`: any, for `**`).
+    depth: Option<usize>,
+}
+
+/// The folder depth a glob below the listed folder reaches: `*.jsonl` is 0, `a/*/b.md` is 2;
+/// `**`, or a `/` inside braces, reaches any depth (listing then walks the whole folder).
+fn glob_depth(glob: &str) -> Option<usize> {
+    let mut in_braces = 0usize;
+    let mut depth = 0usize;
+    for c in glob.chars() {
+        match c {
+            '{' => in_braces += 1,
+            '}' => in_braces = in_braces.saturating_sub(1),
+            '/' if in_braces > 0 => return None,
+            '/' => depth += 1,
+            _ => {}
+        }
+    }
+    (!glob.contains("**")).then_some(depth)
 }
 
 impl InputPattern {
@@ -171,35 +272,59 @@ impl InputPattern {
     }
 
     pub fn parse_with(url: &str, options: &BTreeMap<String, String>) -> Result<Self, StoreError> {
-        let glob_at = url.find(['*', '?', '[', '{']);
-        let Some(glob_at) = glob_at else {
+        let written = url;
+        let url = absolute_input_pattern(url)?;
+        let Some(glob_at) = url.find(GLOB_CHARS) else {
             return Ok(Self {
-                location: StoreLocation::parse_with(url, options)?,
+                location: StoreLocation::parse_with(&url, options)?,
                 glob: None,
-                pattern: url.to_owned(),
+                pattern: written.to_owned(),
+                depth: None,
             });
         };
         // The listable prefix is everything up to the last '/' before the first glob character.
         let slash = url[..glob_at].rfind('/').ok_or_else(|| StoreError::Url {
-            url: url.to_owned(),
+            url: written.to_owned(),
             reason: "a glob needs a folder before it (e.g. data/*.jsonl)".into(),
         })?;
         let prefix = &url[..slash];
         let prefix = if prefix.is_empty() { "/" } else { prefix };
         let location = StoreLocation::parse_with(prefix, options)?;
-        let full_pattern = format!("{}/{}", location.path, &url[slash + 1..]);
+        // The folder's own name is matched literally; only the part after it is a glob.
+        let full_pattern = format!(
+            "{}/{}",
+            globset::escape(location.path.as_ref()),
+            &url[slash + 1..]
+        );
         let full_pattern = full_pattern.trim_start_matches('/').to_owned();
-        let glob = Glob::new(&full_pattern)
+        let glob = GlobBuilder::new(&full_pattern)
+            .literal_separator(true)
+            .build()
             .map_err(|e| StoreError::Url {
-                url: url.to_owned(),
+                url: written.to_owned(),
                 reason: format!("bad glob: {e}"),
             })?
             .compile_matcher();
+        let depth = glob_depth(&url[slash + 1..]);
         Ok(Self {
             location,
             glob: Some(glob),
-            pattern: url.to_owned(),
+            pattern: written.to_owned(),
+            depth,
         })
+    }
+
+    /// How many folders below the listed one a match can lie (`None`: any number).
+    pub fn max_depth(&self) -> Option<usize> {
+        match &self.glob {
+            Some(_) => self.depth,
+            None => None,
+        }
+    }
+
+    /// Whether a file at `path` of this pattern's store would be read as input.
+    pub fn selects(&self, path: &Path) -> bool {
+        path.prefix_matches(&self.location.path) && self.matches(path)
     }
 
     pub fn matches(&self, path: &Path) -> bool {
@@ -216,10 +341,20 @@ mod tests {
 
     #[test]
     fn relative_paths_become_absolute_file_urls() {
-        let url = to_url("data/../samples/*.md").unwrap();
+        let url = to_url("data/../samples").unwrap();
         assert_eq!(url.scheme(), "file");
-        assert!(url.path().ends_with("/samples/*.md"), "{url}");
+        assert!(url.path().ends_with("/samples"), "{url}");
         assert!(!url.path().contains(".."));
+        // In an input pattern the glob stays a glob; in a plain location `*` is a name.
+        let pattern = absolute_input_pattern("data/../samples/*.md").unwrap();
+        assert!(pattern.starts_with("file:///"), "{pattern}");
+        assert!(pattern.ends_with("/samples/*.md"), "{pattern}");
+        assert!(
+            to_url("samples/*.md")
+                .unwrap()
+                .path()
+                .ends_with("/samples/%2A.md")
+        );
     }
 
     #[test]
@@ -229,6 +364,56 @@ mod tests {
         assert!(pattern.matches(&Path::from("data/surveys/cs/a.md")));
         assert!(!pattern.matches(&Path::from("data/surveys/cs/a.txt")));
         assert!(!pattern.matches(&Path::from("data/other/a.md")));
+    }
+
+    #[test]
+    fn local_folders_are_taken_literally() {
+        for name in ["a#b", "q?x", "p%41", "sp ace", "br{a,b}", "st*r"] {
+            let written = format!("/tmp/in/{name}/out");
+            let location = StoreLocation::parse(&written).unwrap();
+            assert_eq!(
+                location.path.as_ref(),
+                format!("tmp/in/{name}/out"),
+                "{name}"
+            );
+            assert_eq!(
+                location.local_path(&location.path).unwrap(),
+                std::path::PathBuf::from(&written)
+            );
+            let url = location.url_of(&location.path.clone().join("job.json"));
+            assert_eq!(
+                location.path_of_url(&url).unwrap().as_ref(),
+                format!("tmp/in/{name}/out/job.json"),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn glob_star_stays_in_its_folder_and_braces_work() {
+        let pattern = InputPattern::parse("/data/x#1/*.jsonl").unwrap();
+        assert_eq!(pattern.location.path.as_ref(), "data/x#1");
+        assert!(pattern.matches(&Path::parse("data/x#1/a.jsonl").unwrap()));
+        assert!(!pattern.matches(&Path::parse("data/x#1/sub/a.jsonl").unwrap()));
+        assert_eq!(pattern.max_depth(), Some(0));
+
+        let pattern = InputPattern::parse("/data/{a,b}.jsonl").unwrap();
+        assert!(pattern.matches(&Path::from("data/a.jsonl")));
+        assert!(pattern.matches(&Path::from("data/b.jsonl")));
+        assert!(!pattern.matches(&Path::from("data/c.jsonl")));
+
+        // The listed folder's own name is not a pattern.
+        let pattern = InputPattern::parse("file:///data/x%5B1%5D/*.md").unwrap();
+        assert_eq!(pattern.location.path.as_ref(), "data/x[1]");
+        assert!(pattern.matches(&Path::parse("data/x[1]/a.md").unwrap()));
+    }
+
+    #[test]
+    fn glob_depth_counts_folders() {
+        assert_eq!(glob_depth("*.jsonl"), Some(0));
+        assert_eq!(glob_depth("a/*/b.md"), Some(2));
+        assert_eq!(glob_depth("**/*.md"), None);
+        assert_eq!(glob_depth("{a,b/c}/*.md"), None);
     }
 
     #[test]

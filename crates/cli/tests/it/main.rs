@@ -3,6 +3,7 @@
 mod accounting;
 mod cluster;
 mod crg;
+mod hostile;
 mod layouts;
 mod llm;
 mod researchqa;

@@ -3,5 +3,6 @@
 
 mod crg_pipeline;
 mod pairs_corpus;
+mod pairs_fuzz;
 mod pairs_samples;
 mod sections_corpus;

@@ -6,7 +6,8 @@ mod client;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::header::HeaderMap;
 use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
@@ -586,6 +587,62 @@ async fn api_key_is_required_when_set_and_never_echoed() {
     );
     let stats = http.stats("").await;
     assert_eq!(stats.by_status.get(&401), Some(&2));
+    server.shutdown().await;
+}
+
+/// An unauthenticated request is answered from its headers: the server neither waits for nor
+/// keeps its body (a body that never ends still gets its 401), and keeps no body for it.
+#[tokio::test]
+async fn unauthenticated_bodies_are_neither_read_nor_kept() {
+    let key = "sk-mock-secret-123";
+    let (server, http) = start(MockConfig {
+        api_key: Some(key.parse().unwrap()),
+        ..MockConfig::default()
+    })
+    .await;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
+    sender
+        .send(Ok(Frame::data(Bytes::from_static(b"{\"model\": \"m\", "))))
+        .await
+        .unwrap();
+    let endless = StreamBody::new(Box::pin(futures::stream::unfold(
+        receiver,
+        |mut receiver| async { receiver.recv().await.map(|frame| (frame, receiver)) },
+    )));
+    let client = Client::builder(TokioExecutor::new()).build_http::<StreamBody<_>>();
+    let request = Request::post(format!("{}/v1/chat/completions", http.root))
+        .header("content-type", "application/json")
+        .body(endless)
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(30), client.request(request))
+        .await
+        .expect("a 401 must not wait for the body")
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    drop(sender);
+
+    let large = serde_json::json!({
+        "model": "m",
+        "messages": [{"role": "user", "content": "x".repeat(4 << 20)}],
+    });
+    for _ in 0..5 {
+        assert_eq!(
+            http.chat_with_key(&large, Some("sk-wrong")).await.status,
+            401
+        );
+    }
+    assert_eq!(
+        http.chat_with_key(&simple_body(), Some(key)).await.status,
+        200
+    );
+    let kept = server.requests();
+    assert_eq!(
+        kept.len(),
+        1,
+        "only the authenticated request keeps its body"
+    );
+    assert_eq!(kept[0].status, 200);
+    assert_eq!(http.stats("").await.by_status.get(&401), Some(&6));
     server.shutdown().await;
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests of the store crate against the local file system through object_store.
 
 mod commit;
+mod hostile;
 mod readers;
 mod s3;
 
