@@ -214,7 +214,10 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             summary.queued,
             summary.already_queued
         );
-        println!("output: {}", summary.output_url);
+        println!(
+            "output: {}",
+            rubricmill_store::location::display_location(&summary.output_url)
+        );
         println!("watch it with: rubricmill status {} --watch", summary.job);
     }
     Ok(ExitCode::SUCCESS)

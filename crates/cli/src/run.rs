@@ -166,7 +166,10 @@ fn print_summary(summary: &RunSummary, provider: ProviderKind) {
             "job {} is already complete: {}/{} shards committed, {} rows, {} rejects; nothing to do",
             summary.job, done, summary.shards_planned, summary.before.rows, summary.before.rejects
         );
-        println!("output: {}", summary.output_url);
+        println!(
+            "output: {}",
+            rubricmill_store::location::display_location(&summary.output_url)
+        );
         return;
     }
     let label = if provider == ProviderKind::Simulated {
@@ -235,7 +238,10 @@ fn print_summary(summary: &RunSummary, provider: ProviderKind) {
     for (shard, reason) in &summary.failed {
         println!("  failed     shard {shard}: {reason}");
     }
-    println!("output: {}", summary.output_url);
+    println!(
+        "output: {}",
+        rubricmill_store::location::display_location(&summary.output_url)
+    );
 }
 
 fn stop_text(stop: &StopReason) -> String {

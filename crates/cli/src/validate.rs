@@ -10,11 +10,12 @@ use std::process::ExitCode;
 use std::collections::{BTreeMap, HashMap};
 
 use futures::StreamExt;
-use rubricmill_core::{JobSpec, PairLayout, PipelineKind, PreferencePair, ProviderKind};
+use rubricmill_core::{JobSpec, PairLayout, PipelineKind, PreferencePair, ProviderKind, ShardUnit};
 use rubricmill_mine::Estimate;
 use rubricmill_mine::pairs::PairReader;
 use rubricmill_runtime::{ContextOptions, JobContext};
 use rubricmill_store::ReadItem;
+use rubricmill_store::location::display_location;
 use serde_json::json;
 
 pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::Result<ExitCode> {
@@ -29,6 +30,8 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
         .filter(|f| seen.insert(f.url.clone()))
         .fold((0u64, 0u64), |(n, b), f| (n + 1, b + f.size));
     let records: u64 = manifest.shards.iter().map(|s| s.expected_records).sum();
+    let unreadable = unreadable_files(&manifest);
+    let warnings = plan_warnings(manifest.shards.len() as u64, records, bytes);
     let context = JobContext::new(manifest.clone(), 0.0, &ContextOptions { no_cache: true })?;
     let sampled = estimate(&context, sample_shards).await?;
     let (estimate, sampled_records) = (sampled.estimate, sampled.records);
@@ -63,6 +66,11 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
             "input_bytes": bytes,
             "shards": manifest.shards.len(),
             "expected_records": records,
+            "unreadable": unreadable
+                .iter()
+                .map(|(file, reason)| json!({"file": file, "reason": reason}))
+                .collect::<Vec<_>>(),
+            "warnings": warnings,
             "provider": llm.provider.as_str(),
             "model": llm.model,
             "estimate": {
@@ -108,6 +116,21 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
         PipelineKind::Crg => "records",
     };
     println!("  expected   {records} {unit}");
+    if !unreadable.is_empty() {
+        println!(
+            "  unreadable {} (each becomes a reject with its reason)",
+            plural(unreadable.len() as u64, "file")
+        );
+        for (file, reason) in unreadable.iter().take(5) {
+            println!("    {}: {reason}", display_location(file));
+        }
+        if unreadable.len() > 5 {
+            println!("    … and {} more", unreadable.len() - 5);
+        }
+    }
+    for warning in &warnings {
+        println!("  warning    {warning}");
+    }
     match llm.provider {
         ProviderKind::Simulated => {
             println!(
@@ -153,9 +176,12 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
         println!("  budget     ${budget:.2}");
     }
     println!(
-        "  output     {}/{}",
-        manifest.spec.output.url.trim_end_matches('/'),
-        spec.name
+        "  output     {}",
+        display_location(&format!(
+            "{}/{}",
+            manifest.spec.output.url.trim_end_matches('/'),
+            spec.name
+        ))
     );
     if let Some(files) = &layouts {
         print_layouts(files, spec.input.layout.kind);
@@ -318,13 +344,6 @@ fn print_layouts(files: &[FileLayouts], forced: PairLayout) {
     } else {
         println!("  layouts    input.layout = \"{forced}\" for every record");
     }
-    let plural = |n: u64, word: &str| {
-        if n == 1 {
-            format!("{n} {word}")
-        } else {
-            format!("{n} {word}s")
-        }
-    };
     for file in files {
         let examined = if file.examined == 0 && file.partial {
             format!("not read: the report stops after {LAYOUT_TOTAL_RECORDS} records in all")
@@ -367,6 +386,47 @@ fn print_layouts(files: &[FileLayouts], forced: PairLayout) {
 }
 
 /// `text` on one line (whitespace runs become one space), cut to `max` characters with "…".
+/// Files (or their tails) that planning found unreadable, with the reason each will be a reject.
+fn unreadable_files(manifest: &rubricmill_core::JobManifest) -> Vec<(String, String)> {
+    manifest
+        .shards
+        .iter()
+        .filter_map(|shard| match &shard.unit {
+            ShardUnit::Unreadable { file, reason, .. } => Some((file.url.clone(), reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Warnings about a plan out of proportion to its input: more records than stored bytes, or
+/// thousands of shards for a few bytes each, means near-empty records or an input that
+/// decompresses absurdly (both cost bookkeeping for nothing).
+fn plan_warnings(shards: u64, records: u64, stored_bytes: u64) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if records > stored_bytes.max(1) {
+        warnings.push(format!(
+            "{records} records from {stored_bytes} stored bytes: the records are near-empty or \
+             the input decompresses absurdly; check the input"
+        ));
+    }
+    if shards > 1_000 && shards > stored_bytes / 1_024 {
+        warnings.push(format!(
+            "{shards} shards for {stored_bytes} stored bytes (under 1 KiB a shard): raise \
+             input.records_per_shard"
+        ));
+    }
+    warnings
+}
+
+/// `n word` with the word in the plural unless `n` is 1.
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
 fn clip(text: &str, max: usize) -> String {
     let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
     match flat.char_indices().nth(max) {

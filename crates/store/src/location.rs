@@ -174,6 +174,16 @@ pub fn to_url(location: &str) -> Result<Url, StoreError> {
     Url::parse(&format!("file://{}", encode_path(&text))).map_err(|e| bad(e.to_string()))
 }
 
+/// A URL for people to read: a `file://` URL as the local path it names (decoded), any other
+/// URL as it is.
+pub fn display_location(url: &str) -> String {
+    Url::parse(url)
+        .ok()
+        .filter(|u| u.scheme() == "file")
+        .and_then(|u| u.to_file_path().ok())
+        .map_or_else(|| url.to_owned(), |path| path.display().to_string())
+}
+
 /// An input pattern as a URL string that every worker reads the same way: URLs pass through; a
 /// local pattern becomes the encoded URL of the folder it lists, followed by the glob as
 /// written. A local path that exists as written is taken literally, glob characters and all.
@@ -414,6 +424,13 @@ mod tests {
         assert_eq!(glob_depth("a/*/b.md"), Some(2));
         assert_eq!(glob_depth("**/*.md"), None);
         assert_eq!(glob_depth("{a,b/c}/*.md"), None);
+    }
+
+    #[test]
+    fn file_urls_display_as_paths() {
+        let url = to_url("/tmp/out #1/x%41").unwrap();
+        assert_eq!(display_location(url.as_str()), "/tmp/out #1/x%41");
+        assert_eq!(display_location("s3://b/k%20x"), "s3://b/k%20x");
     }
 
     #[test]
