@@ -109,10 +109,22 @@ fn a_refused_key_stops_the_job_at_once_with_a_clear_message() {
         !stdout.contains("wrong-key-value") && !stderr.contains("wrong-key-value"),
         "the key leaked"
     );
-    let sent = mock.requests().len();
+    // Refused requests are counted, not kept: mock-llm does not read a body it will refuse.
+    let sent = mock
+        .server()
+        .stats()
+        .by_status
+        .get(&401)
+        .copied()
+        .unwrap_or(0);
     assert!(
         (1..=8).contains(&sent),
         "{sent} requests: no retry storm after a 401"
+    );
+    assert_eq!(
+        mock.server().stats().requests,
+        sent,
+        "every request was refused"
     );
     assert!(
         !dir.path().join("out/badkey/commits").exists()
@@ -130,7 +142,7 @@ fn a_refused_key_stops_the_job_at_once_with_a_clear_message() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("RUBRICMILL_TEST_KEY"));
     assert_eq!(
-        mock.requests().len(),
+        mock.server().stats().requests,
         sent,
         "nothing was sent without a key"
     );
