@@ -70,7 +70,9 @@ consistency_filter = false
 TOML
   worker_pids=()
   for ((i = 1; i <= workers; i++)); do
-    "$bin" worker --id "bench-$workers-$i" --shards 2 --records "$concurrency" >"$work/worker-$workers-$i.log" 2>&1 &
+    # The worker policy: this job's endpoint and folder only.
+    "$bin" worker --id "bench-$workers-$i" --shards 2 --records "$concurrency" \
+      --allow-endpoint "$mock_url" --allow-input "$work" --allow-output "$work" >"$work/worker-$workers-$i.log" 2>&1 &
     worker_pids+=("$!")
     pids+=("$!")
   done

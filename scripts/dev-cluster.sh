@@ -16,6 +16,10 @@
 # another. nats-server and moto_server are installed with pip when missing. Exit 0 when the
 # job completed and the counts agree, non-zero otherwise (with the tail of every log).
 #
+# NATS runs with the per-role users of deploy/nats/auth.conf (random passwords for this run):
+# each process connects as its role's user, as on Kubernetes and in the compose stack. The
+# workers run under a worker policy that allows mock-llm, the samples and the bucket only.
+#
 # It reads `rubricmill status JOB --json` (state, planned, pending, running, committed,
 # failed, progress.rows) in one place: status_fields below.
 set -euo pipefail
@@ -234,8 +238,22 @@ export RUBRICMILL_NATS_URL="nats://127.0.0.1:$nats_port"
 # A short ack wait: a shard of a worker that dies is redelivered quickly here.
 export RUBRICMILL_ACK_WAIT=30s RUBRICMILL_MAX_DELIVER=4
 
+# One password per NATS role, for this run only; the server reads them from its environment.
+for role in submitter coordinator worker status; do
+  var="RUBRICMILL_NATS_${role^^}_PASSWORD"
+  export "$var=$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+done
+
+# use_role ROLE: the rubricmill commands started from here on connect as ROLE's NATS user
+# (through the environment: no password on a command line).
+use_role() {
+  local var="RUBRICMILL_NATS_${1^^}_PASSWORD"
+  export RUBRICMILL_NATS_USER="rubricmill-$1" RUBRICMILL_NATS_PASSWORD="${!var}"
+}
+
 log "work folder $work"
-start nats nats-server -js -sd "$work/nats" -a 127.0.0.1 -p "$nats_port" -m "$nats_monitor"
+start nats nats-server -js -sd "$work/nats" -a 127.0.0.1 -p "$nats_port" -m "$nats_monitor" \
+  -c "$repo/deploy/nats/compose.conf"
 wait_for nats "http://127.0.0.1:$nats_monitor/healthz?js-enabled-only=true"
 log "nats-server ready on $RUBRICMILL_NATS_URL (monitoring :$nats_monitor)"
 
@@ -247,10 +265,20 @@ log "S3 server ready on $AWS_ENDPOINT_URL with bucket rubricmill"
 start_mock "$work" --latency-ms "$latency_ms" || die "mock-llm did not start"
 log "mock-llm ready on $mock_url"
 
+use_role coordinator
 start coordinator "$bin" coordinator --metrics-addr "127.0.0.1:$coordinator_metrics" --reconcile-every 5s
 wait_for coordinator "http://127.0.0.1:$coordinator_metrics/readyz"
 log "coordinator ready"
 
+# What a job may use of the workers: mock-llm, the samples and the bucket, no key variable.
+cat >"$work/worker-policy.toml" <<EOF
+llm_endpoints = ["$mock_url"]
+inputs = ["$repo/samples/"]
+outputs = ["s3://rubricmill/dev"]
+EOF
+export RUBRICMILL_WORKER_POLICY="$work/worker-policy.toml"
+
+use_role worker
 for ((i = 1; i <= workers; i++)); do
   start "worker-$i" "$bin" worker --id "dev-worker-$i" --shards 2 \
     --drain-timeout "$drain_timeout" --metrics-addr "127.0.0.1:${worker_metrics[$((i - 1))]}"
@@ -286,9 +314,11 @@ max_concurrency = 16
 EOF
 
 log "submitting $job_name"
+use_role submitter
 "$bin" submit "$job_spec" >"$work/logs/submit.log" 2>&1 || die "rubricmill submit failed (submit.log below)"
 sed 's/^/  submit: /' "$work/logs/submit.log" >&2
 
+use_role status
 started=$SECONDS
 deadline=$((SECONDS + timeout_s))
 last_line=""

@@ -461,7 +461,39 @@ def check_nats_values(k8s_dir: Path) -> int:
     replicas = int(settings.get("RUBRICMILL_REPLICAS", "1"))
     if replicas > servers:
         problems.add("settings.yaml", f"RUBRICMILL_REPLICAS {replicas} exceeds the {servers} NATS server(s) of nats-values.yaml")
-    return problems.finish(f"JetStream with file storage, the monitoring port KEDA reads, {servers} servers for {replicas} replicas")
+    # The NATS users are those of deploy/nats/auth.conf (which a Rust test keeps equal to the
+    # permissions the code derives), with the same subject permissions.
+    shipped = auth_conf_users(k8s_dir.parent / "nats" / "auth.conf")
+    merged = ((values or {}).get("config") or {}).get("merge") or {}
+    users = (merged.get("authorization") or {}).get("users") or []
+    found = {}
+    for user in users:
+        permissions = user.get("permissions") or {}
+        found[user.get("user")] = (
+            list((permissions.get("publish") or {}).get("allow") or []),
+            list((permissions.get("subscribe") or {}).get("allow") or []),
+        )
+        password = str(user.get("password", ""))
+        if not re.fullmatch(r"<< \$[A-Z_]+ >>", password):
+            problems.add("nats-values.yaml", f"user {user.get('user')}: the password must come from the environment (<< $VAR >>)")
+    if found != shipped:
+        for name in sorted(set(found) | set(shipped), key=str):
+            if found.get(name) != shipped.get(name):
+                problems.add("nats-values.yaml", f"user {name}: permissions differ from deploy/nats/auth.conf")
+    return problems.finish(
+        f"JetStream with file storage, the monitoring port KEDA reads, {servers} servers for {replicas} replicas, {len(found)} NATS users as in auth.conf"
+    )
+
+
+def auth_conf_users(path: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """user -> (publish allow, subscribe allow) of the generated auth.conf."""
+    users = {}
+    text = path.read_text()
+    for block in re.findall(r"\{\s*user:(.*?)\n    \}", text, re.S):
+        name = re.match(r'\s*"([^"]+)"', block).group(1)
+        lists = [re.findall(r'"([^"]*)"', m) for m in re.findall(r"allow: \[(.*?)\]", block)]
+        users[name] = (lists[0], lists[1])
+    return users
 
 
 # --------------------------------------------------------------------------- Compose

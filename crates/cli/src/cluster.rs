@@ -14,7 +14,7 @@ use clap::Args;
 use rubricmill_cluster::{Cluster, Names, NatsOptions, QueueSettings};
 use rubricmill_core::JobSpec;
 use rubricmill_runtime::distributed::{self, JobStatus};
-use rubricmill_runtime::{ContextOptions, WorkerOptions};
+use rubricmill_runtime::{ContextOptions, PolicyFile, WorkerOptions, WorkerPolicy};
 use rubricmill_telemetry::{Health, Registry};
 
 /// How to reach NATS. Every option can also come from the environment.
@@ -127,6 +127,45 @@ pub struct WorkerArgs {
     /// Serve /metrics, /healthz and /readyz here (e.g. 0.0.0.0:9090).
     #[arg(long, env = "RUBRICMILL_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// The worker policy: what submitted jobs may use of this worker. Without any, a job may name
+/// no key variable and no endpoint (the simulated provider runs); the flags add to the file.
+#[derive(Args, Debug, Clone)]
+pub struct PolicyArgs {
+    /// Policy file (TOML: api_key_env, llm_endpoints, inputs, outputs).
+    #[arg(long = "policy", env = "RUBRICMILL_WORKER_POLICY")]
+    pub file: Option<PathBuf>,
+    /// A variable jobs may name as llm.api_key_env (repeatable).
+    #[arg(long = "allow-key-env", value_name = "VAR")]
+    pub key_env: Vec<String>,
+    /// A URL prefix (or pattern with `*`) llm.base_url must fall under (repeatable).
+    #[arg(long = "allow-endpoint", value_name = "URL")]
+    pub endpoint: Vec<String>,
+    /// A URL prefix every input must fall under (repeatable).
+    #[arg(long = "allow-input", value_name = "URL")]
+    pub input: Vec<String>,
+    /// A URL prefix every output must fall under (repeatable).
+    #[arg(long = "allow-output", value_name = "URL")]
+    pub output: Vec<String>,
+}
+
+impl PolicyArgs {
+    fn policy(&self) -> anyhow::Result<WorkerPolicy> {
+        let file = match &self.file {
+            Some(path) => PolicyFile::load(path)?,
+            None => PolicyFile::default(),
+        };
+        let flags = PolicyFile {
+            api_key_env: self.key_env.clone(),
+            llm_endpoints: self.endpoint.clone(),
+            inputs: (!self.input.is_empty()).then(|| self.input.clone()),
+            outputs: (!self.output.is_empty()).then(|| self.output.clone()),
+        };
+        Ok(WorkerPolicy::new(file.merge(flags))?)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -265,6 +304,8 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    // A bad policy fails before the worker joins anything.
+    let policy = args.policy.policy()?;
     with_telemetry(args.metrics_addr, |registry, health| async move {
         let cluster = args
             .nats
@@ -280,6 +321,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             context: ContextOptions {
                 no_cache: args.no_cache,
             },
+            policy,
         };
         let shutdown = crate::run::interrupted();
         distributed::run_worker(cluster, options, registry, health, shutdown).await?;

@@ -5,8 +5,8 @@
 //! logged without credentials.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::{Client, ConnectErrorKind, ConnectOptions, ServerAddr};
@@ -136,6 +136,25 @@ fn redact(server: &str) -> String {
     }
 }
 
+/// The last permissions violation the server reported to this process. The server reports a
+/// denied publish asynchronously and the request itself only times out, so errors of
+/// JetStream requests carry this to say why (see [`ClusterError::js`]).
+static LAST_DENIAL: Mutex<Option<(Instant, String)>> = Mutex::new(None);
+
+/// The server's last permissions violation, if it came within the last minute (a request
+/// times out within that).
+pub(crate) fn last_denial() -> Option<String> {
+    let denial = LAST_DENIAL.lock().ok()?;
+    let (at, message) = denial.as_ref()?;
+    (at.elapsed() < Duration::from_secs(60)).then(|| message.clone())
+}
+
+fn record_denial(message: &str) {
+    if let Ok(mut denial) = LAST_DENIAL.lock() {
+        *denial = Some((Instant::now(), message.to_owned()));
+    }
+}
+
 /// Connects, retrying the first connection for up to 30 s with backoff (servers may still be
 /// starting), except when the servers refuse the credentials or TLS, which no retry mends.
 /// Once connected, the client reconnects by itself with backoff (100 ms doubling to 5 s) for as
@@ -194,6 +213,13 @@ async fn connect_options(options: &NatsOptions) -> Result<ConnectOptions, Cluste
                     async_nats::Event::Disconnected => {
                         disconnected.store(true, Ordering::SeqCst);
                         tracing::warn!("nats disconnected, reconnecting")
+                    }
+                    async_nats::Event::ServerError(error)
+                        if error.to_string().to_ascii_lowercase().contains("permissions violation") =>
+                    {
+                        let message = error.to_string();
+                        tracing::warn!(error = %message, "nats denied a request: this user lacks the permission");
+                        record_denial(&message);
                     }
                     other => tracing::debug!(event = %other, "nats event"),
                 }

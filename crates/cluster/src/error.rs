@@ -18,10 +18,18 @@ pub enum ClusterError {
 }
 
 impl ClusterError {
+    /// A failed JetStream request. When the server has denied this process a permission,
+    /// the reason says so: the request itself only times out.
     pub(crate) fn js(what: impl Into<String>, error: impl std::fmt::Display) -> Self {
+        let reason = match crate::connect::last_denial() {
+            Some(denial) => format!(
+                "{error} (the NATS server denied this user: {denial}; check the user's permissions)"
+            ),
+            None => error.to_string(),
+        };
         Self::JetStream {
             what: what.into(),
-            reason: error.to_string(),
+            reason,
         }
     }
 

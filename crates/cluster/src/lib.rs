@@ -11,6 +11,7 @@ mod connect;
 mod error;
 mod membership;
 mod names;
+mod permissions;
 mod queue;
 mod state;
 
@@ -19,6 +20,7 @@ pub use connect::{NatsOptions, connect};
 pub use error::ClusterError;
 pub use membership::{Membership, WorkerBeat};
 pub use names::Names;
+pub use permissions::{Permissions, Role, permissions, server_authorization};
 pub use queue::{NatsDelivery, NatsWorkQueue, PublishOutcome};
 pub use state::{
     Cluster, FailedShard, JobProgress, JobRecord, JobState, QueueSettings, QueueStats, RunningShard,

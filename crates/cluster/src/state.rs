@@ -224,7 +224,8 @@ impl Cluster {
             attempt += 1;
             match Self::try_open(client.clone(), names.clone(), settings.clone(), configure).await {
                 Ok(cluster) => return Ok(cluster),
-                Err(error) if attempt < 5 => {
+                // A denied permission stays denied: no retry mends it.
+                Err(error) if attempt < 5 && crate::connect::last_denial().is_none() => {
                     tracing::warn!(attempt, error = %error, "cannot open the cluster state yet, retrying");
                     tokio::time::sleep(Duration::from_secs(attempt)).await;
                 }

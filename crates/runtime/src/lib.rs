@@ -6,6 +6,7 @@ pub mod coordinator;
 pub mod distributed;
 pub mod embedded;
 pub mod job;
+pub mod policy;
 pub mod spend;
 pub mod worker;
 
@@ -13,6 +14,7 @@ pub use embedded::{
     EmbeddedOptions, NoProgress, ProgressObserver, RunSummary, StopReason, Tally, run_embedded,
 };
 pub use job::{ContextOptions, JobContext, preflight};
+pub use policy::{PolicyError, PolicyFile, Refusal, WorkerPolicy};
 pub use worker::{JobResolver, SingleJob, Worker, WorkerOptions};
 
 #[derive(Debug, thiserror::Error)]

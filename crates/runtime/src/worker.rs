@@ -40,6 +40,16 @@ async fn turned_true(flag: &mut watch::Receiver<bool>) {
 #[async_trait::async_trait]
 pub trait JobResolver: Send + Sync {
     async fn resolve(&self, job: &str) -> Result<Arc<JobContext>, RuntimeError>;
+
+    /// Checks that a delivered shard may be processed (the distributed worker's policy
+    /// judges the files it names); an error drops the delivery like [`Self::resolve`]'s.
+    async fn check_shard(
+        &self,
+        _job: &str,
+        _shard: &rubricmill_core::ShardSpec,
+    ) -> Result<(), RuntimeError> {
+        Ok(())
+    }
 }
 
 /// Resolves exactly one job (the embedded mode).
@@ -162,7 +172,15 @@ impl Worker {
     async fn handle(&self, delivery: Box<dyn Delivery>) {
         let task = delivery.task().clone();
         let (job, shard) = (task.job.clone(), task.shard.id.to_string());
-        let context = match self.jobs.resolve(&job).await {
+        let resolved = match self.jobs.resolve(&job).await {
+            Ok(context) => self
+                .jobs
+                .check_shard(&job, &task.shard)
+                .await
+                .map(|()| context),
+            Err(error) => Err(error),
+        };
+        let context = match resolved {
             Ok(context) => context,
             Err(RuntimeError::JobInactive { state, .. }) => {
                 tracing::debug!(job = %job, shard = %shard, state = %state, "dropping a shard of an inactive job");

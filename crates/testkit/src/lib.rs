@@ -147,6 +147,8 @@ pub struct NatsServer {
     store: tempfile::TempDir,
     /// Extra server arguments (authentication, say).
     args: Vec<String>,
+    /// Environment of the server process (values a configuration file refers to).
+    env: Vec<(String, String)>,
 }
 
 impl NatsServer {
@@ -158,6 +160,21 @@ impl NatsServer {
     /// Starts the server with extra arguments, e.g. `["--user", "u", "--pass", "p"]`.
     pub fn start_with(args: &[&str]) -> Option<Self> {
         let mut server = Self::prepare(args.iter().map(|a| (*a).to_owned()).collect())?;
+        server.restart();
+        Some(server)
+    }
+
+    /// Starts the server with a configuration file holding `config` (e.g. an `authorization`
+    /// block) and `env` in its environment, for the `$VARIABLE`s the file names.
+    pub fn start_with_config(config: &str, env: &[(&str, &str)]) -> Option<Self> {
+        let mut server = Self::prepare(Vec::new())?;
+        let path = server.store.path().join("server.conf");
+        std::fs::write(&path, config).expect("the server configuration is written");
+        server.args = vec!["-c".into(), path.display().to_string()];
+        server.env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         server.restart();
         Some(server)
     }
@@ -174,6 +191,7 @@ impl NatsServer {
             monitor_port: free_port(),
             store: tempfile::tempdir().expect("a temporary store directory"),
             args,
+            env: Vec::new(),
         })
     }
 
@@ -203,6 +221,7 @@ impl NatsServer {
             .arg("-sd")
             .arg(self.store.path())
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -27,6 +27,8 @@ struct Fleet {
     spawned: usize,
     /// Extra queue arguments for submit and the coordinator.
     queue_args: Vec<String>,
+    /// With per-role NATS users: each command runs as its role's user.
+    roles: bool,
 }
 
 impl Fleet {
@@ -49,12 +51,45 @@ impl Fleet {
         Some(Self::with_nats(turn, cluster.servers, &args))
     }
 
+    /// A fleet on a server with the shipped per-role users (deploy/nats/auth.conf): every
+    /// command connects as the user of its role.
+    fn start_with_roles() -> Option<Self> {
+        let turn = ONE_FLEET_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let config = std::fs::read_to_string(crate::repo_root().join("deploy/nats/auth.conf"))
+            .expect("deploy/nats/auth.conf");
+        let passwords: Vec<(String, String)> = ROLES
+            .iter()
+            .map(|role| (password_env(role), role_password(role)))
+            .collect();
+        let env: Vec<(&str, &str)> = passwords
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let nats = vec![NatsServer::start_with_config(&config, &env)?];
+        let mut fleet = Self::prepare(turn, nats, &[]);
+        fleet.roles = true;
+        fleet.start_coordinator();
+        Some(fleet)
+    }
+
     fn with_nats(
         turn: std::sync::MutexGuard<'static, ()>,
         nats: Vec<NatsServer>,
         queue_args: &[&str],
     ) -> Self {
-        let mut fleet = Self {
+        let mut fleet = Self::prepare(turn, nats, queue_args);
+        fleet.start_coordinator();
+        fleet
+    }
+
+    fn prepare(
+        turn: std::sync::MutexGuard<'static, ()>,
+        nats: Vec<NatsServer>,
+        queue_args: &[&str],
+    ) -> Self {
+        Self {
             _turn: turn,
             nats,
             dir: tempfile::tempdir().unwrap(),
@@ -67,9 +102,8 @@ impl Fleet {
                 .chain(queue_args)
                 .map(|s| (*s).to_owned())
                 .collect(),
-        };
-        fleet.start_coordinator();
-        fleet
+            roles: false,
+        }
     }
 
     fn nats_urls(&self) -> String {
@@ -93,6 +127,14 @@ impl Fleet {
                 "RUST_LOG",
                 "warn,rubricmill_runtime=info,rubricmill_cluster=info",
             );
+        if self.roles {
+            let role = match subcommand {
+                "submit" | "retry" | "cancel" => "submitter",
+                "status" => "status",
+                other => other,
+            };
+            as_role(&mut command, role);
+        }
         command
     }
 
@@ -117,12 +159,45 @@ impl Fleet {
         self.start_worker_with_env(extra, &[])
     }
 
-    /// Starts a worker process with extra arguments and environment variables.
+    /// The worker policy of this fleet's workers (unless a test passes its own `--policy`):
+    /// the test key variable, mock-llm on any loopback port, and this fleet's folder for
+    /// inputs and outputs.
+    fn policy(&self) -> std::path::PathBuf {
+        let path = self.dir().join("worker-policy.toml");
+        if !path.exists() {
+            let folder = self.dir().display().to_string();
+            let text = format!(
+                "api_key_env = [\"RUBRICMILL_TEST_LLM_KEY\"]\nllm_endpoints = [\"http://127.0.0.1:*/v1\"]\ninputs = [{folder:?}]\noutputs = [{folder:?}]\n"
+            );
+            std::fs::write(&path, text).unwrap();
+        }
+        path
+    }
+
+    /// Starts a worker process under the fleet's policy, with extra arguments and
+    /// environment variables.
     fn start_worker_with_env(&mut self, extra: &[&str], env: &[(&str, &str)]) -> String {
+        let mut command = self.command("worker");
+        command.env("RUBRICMILL_WORKER_POLICY", self.policy());
+        self.spawn_worker(command, extra, env)
+    }
+
+    /// Starts a worker process with no policy at all.
+    fn start_worker_without_policy(&mut self, env: &[(&str, &str)]) -> String {
+        let mut command = self.command("worker");
+        command.env_remove("RUBRICMILL_WORKER_POLICY");
+        self.spawn_worker(command, &[], env)
+    }
+
+    fn spawn_worker(
+        &mut self,
+        mut command: Command,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> String {
         self.spawned += 1;
         let id = format!("w{}", self.spawned);
-        let child = self
-            .command("worker")
+        let child = command
             .args(["--id", &id])
             .args(&self.queue_args)
             .args(extra)
@@ -241,6 +316,24 @@ impl Drop for Fleet {
             let _ = child.wait();
         }
     }
+}
+
+/// The roles of deploy/nats/auth.conf.
+const ROLES: [&str; 4] = ["submitter", "coordinator", "worker", "status"];
+
+fn password_env(role: &str) -> String {
+    format!("RUBRICMILL_NATS_{}_PASSWORD", role.to_ascii_uppercase())
+}
+
+fn role_password(role: &str) -> String {
+    format!("pw-{role}-e41")
+}
+
+/// Makes `command` connect as `role`'s user.
+fn as_role(command: &mut Command, role: &str) {
+    command
+        .env("RUBRICMILL_NATS_USER", format!("rubricmill-{role}"))
+        .env("RUBRICMILL_NATS_PASSWORD", role_password(role));
 }
 
 fn latency(ms: u64) -> rubricmill_mock_llm::Latency {
@@ -831,4 +924,290 @@ fn a_lost_worker_whose_advisory_nobody_heard_is_found_by_the_sweep() {
     let reason = failed[0]["reason"].as_str().unwrap();
     assert!(reason.contains("found by the sweep"), "{reason}");
     assert_eq!(status["queue"]["pending"], 0);
+}
+
+/// A worker under a strict policy, and jobs that break each of its rules: each is halted with
+/// the rule and the offending value named, before the worker reads the key variable, calls
+/// the endpoint or touches the buckets; a job inside the policy runs.
+#[test]
+fn the_worker_policy_refuses_jobs_outside_it_before_touching_anything() {
+    let Some(mut fleet) = Fleet::start(&[]) else {
+        return;
+    };
+    let allowed = Mock::start(MockConfig {
+        api_key: Some(rubricmill_mock_llm::ApiKey::new("key-allowed-3b9")),
+        ..MockConfig::default()
+    });
+    let elsewhere = Mock::start(MockConfig::default());
+    let outside = tempfile::tempdir().unwrap();
+    let inputs = fleet.dir().join("inputs");
+    std::fs::create_dir_all(&inputs).unwrap();
+    write_pairs(&inputs.join("pairs.jsonl"), 12);
+    write_pairs(&outside.path().join("private.jsonl"), 12);
+    let outputs = fleet.dir().join("out");
+    let policy = fleet.dir().join("strict-policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "api_key_env = [\"RUBRICMILL_TEST_LLM_KEY\"]\nllm_endpoints = [{:?}]\ninputs = [{:?}]\noutputs = [{:?}]\n",
+            allowed.server().base_url(),
+            inputs.display().to_string(),
+            outputs.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let policy_flag = policy.display().to_string();
+    fleet.start_worker_with_env(
+        &["--policy", &policy_flag],
+        &[
+            ("RUBRICMILL_TEST_LLM_KEY", "key-allowed-3b9"),
+            ("AWS_SECRET_ACCESS_KEY", "aws-secret-never-sent-71c"),
+        ],
+    );
+    let job = |name: &str, input: &Path, output: &Path, base_url: &str, key: &str| {
+        crate::write_spec(
+            fleet.dir(),
+            name,
+            &format!(
+                "pipeline = \"crg\"\n[input]\nurl = \"{}\"\nrecords_per_shard = 4\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"openai\"\nbase_url = \"{base_url}\"\nmodel = \"mock-model\"\napi_key_env = \"{key}\"\n[crg]\nconsistency_filter = false\n",
+                input.display(),
+                output.display(),
+            ),
+        )
+    };
+    let good_input = inputs.join("pairs.jsonl");
+    let allowed_url = allowed.server().base_url();
+    let cases = [
+        (
+            "steal-aws-key",
+            job(
+                "steal-aws-key",
+                &good_input,
+                &outputs,
+                &allowed_url,
+                "AWS_SECRET_ACCESS_KEY",
+            ),
+            "api_key_env",
+            "$AWS_SECRET_ACCESS_KEY",
+            fleet.dir().join("out/steal-aws-key"),
+        ),
+        (
+            "other-endpoint",
+            job(
+                "other-endpoint",
+                &good_input,
+                &outputs,
+                &elsewhere.server().base_url(),
+                "RUBRICMILL_TEST_LLM_KEY",
+            ),
+            "llm_endpoints",
+            "127.0.0.1",
+            fleet.dir().join("out/other-endpoint"),
+        ),
+        (
+            "userinfo-endpoint",
+            job(
+                "userinfo-endpoint",
+                &good_input,
+                &outputs,
+                &allowed_url.replace("http://", "http://user:pw-hidden-88@"),
+                "RUBRICMILL_TEST_LLM_KEY",
+            ),
+            "llm_endpoints",
+            "user information",
+            fleet.dir().join("out/userinfo-endpoint"),
+        ),
+        (
+            "output-outside",
+            job(
+                "output-outside",
+                &good_input,
+                &outside.path().join("drop"),
+                &allowed_url,
+                "RUBRICMILL_TEST_LLM_KEY",
+            ),
+            "outputs",
+            "drop",
+            outside.path().join("drop/output-outside"),
+        ),
+        (
+            "input-outside",
+            job(
+                "input-outside",
+                &outside.path().join("private.jsonl"),
+                &outputs,
+                &allowed_url,
+                "RUBRICMILL_TEST_LLM_KEY",
+            ),
+            "inputs",
+            "file://",
+            fleet.dir().join("out/input-outside"),
+        ),
+    ];
+    for (name, spec, rule, value, job_dir) in &cases {
+        fleet.submit(spec);
+        let status = fleet.wait_for(name, Duration::from_secs(60), |s| s["state"] == "halted");
+        let reason = status["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("worker policy") && reason.contains(&format!("rule {rule}")),
+            "{name}: the reason names no rule {rule}: {reason}"
+        );
+        assert!(
+            reason.contains(value),
+            "{name}: the reason lacks {value:?}: {reason}"
+        );
+        for secret in [
+            "aws-secret-never-sent-71c",
+            "key-allowed-3b9",
+            "pw-hidden-88",
+        ] {
+            assert!(
+                !reason.contains(secret),
+                "{name}: a secret in the reason: {reason}"
+            );
+        }
+        assert_eq!(
+            status["queue"]["pending"], 0,
+            "{name}: shards left queued: {status}"
+        );
+        assert!(
+            !job_dir.join("commits").exists() && !job_dir.join("parts").exists(),
+            "{name}: the worker wrote into {}",
+            job_dir.display()
+        );
+        assert_eq!(
+            allowed.server().stats().connections,
+            0,
+            "{name}: the allowed endpoint was called"
+        );
+        assert_eq!(
+            elsewhere.server().stats().connections,
+            0,
+            "{name}: the other endpoint was called"
+        );
+    }
+    let logs = fleet.logs();
+    assert!(
+        !logs.contains("aws-secret-never-sent-71c") && !logs.contains("pw-hidden-88"),
+        "{logs}"
+    );
+
+    // A job inside every rule runs to the end under the same worker.
+    let spec = job(
+        "inside",
+        &good_input,
+        &outputs,
+        &allowed_url,
+        "RUBRICMILL_TEST_LLM_KEY",
+    );
+    fleet.submit(&spec);
+    let status = fleet.wait_complete("inside", Duration::from_secs(60));
+    assert_eq!(status["progress"]["rows"], 12, "{status}");
+    assert_eq!(allowed.count(200), 12);
+    assert_eq!(elsewhere.server().stats().connections, 0);
+}
+
+/// Without a policy a worker lends no key: a job naming one is refused, while a simulated
+/// job (no key, no endpoint) runs.
+#[test]
+fn without_a_policy_a_worker_lends_no_key_but_runs_the_simulated_provider() {
+    let Some(mut fleet) = Fleet::start(&[]) else {
+        return;
+    };
+    let mock = Mock::start(MockConfig::default());
+    fleet.start_worker_without_policy(&[("RUBRICMILL_TEST_LLM_KEY", "key-5d0")]);
+    let keyed = crg_job(
+        fleet.dir(),
+        "keyed",
+        &mock,
+        8,
+        "api_key_env = \"RUBRICMILL_TEST_LLM_KEY\"",
+    );
+    fleet.submit(&keyed);
+    let status = fleet.wait_for("keyed", Duration::from_secs(60), |s| s["state"] == "halted");
+    let reason = status["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("rule api_key_env"), "{reason}");
+    assert_eq!(mock.server().stats().connections, 0);
+
+    let input = fleet.dir().join("sim.jsonl");
+    write_pairs(&input, 8);
+    let simulated = crate::write_spec(
+        fleet.dir(),
+        "simulated",
+        &format!(
+            "pipeline = \"crg\"\n[input]\nurl = \"{}\"\nrecords_per_shard = 4\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"simulated\"\nmodel = \"sim\"\n",
+            input.display(),
+            fleet.dir().join("out").display()
+        ),
+    );
+    fleet.submit(&simulated);
+    let status = fleet.wait_complete("simulated", Duration::from_secs(60));
+    assert_eq!(status["failed"].as_array().unwrap().len(), 0, "{status}");
+    assert!(
+        status["progress"]["records"].as_u64().unwrap_or(0) == 8,
+        "{status}"
+    );
+}
+
+/// The shipped per-role NATS users: the submitter, coordinator and worker users run a job end
+/// to end; the status user reads it but can neither submit nor cancel, and says why.
+#[test]
+fn per_role_nats_users_run_a_job_and_the_status_user_changes_nothing() {
+    let Some(mut fleet) = Fleet::start_with_roles() else {
+        return;
+    };
+    let mock = Mock::start(MockConfig::default());
+    let spec = crg_job(fleet.dir(), "roles", &mock, 30, "");
+    fleet.start_worker(&[]);
+    fleet.submit(&spec);
+    let status = fleet.wait_complete("roles", Duration::from_secs(90));
+    assert_eq!(status["progress"]["rows"], 30, "{status}");
+    assert_eq!(status["failed"].as_array().unwrap().len(), 0, "{status}");
+
+    // The status user reads…
+    let mut command = rubricmill();
+    command
+        .args(["status", "roles", "--json"])
+        .env("RUBRICMILL_NATS_URL", fleet.nats_urls());
+    as_role(&mut command, "status");
+    succeeded(&mut command);
+    // …and is denied every change, with the denial in the error.
+    let again = crg_job(fleet.dir(), "roles-again", &mock, 5, "");
+    for args in [
+        vec!["cancel".to_owned(), "roles".to_owned()],
+        vec!["submit".to_owned(), again.display().to_string()],
+    ] {
+        let mut command = rubricmill();
+        command
+            .args(&args)
+            .env("RUBRICMILL_NATS_URL", fleet.nats_urls());
+        as_role(&mut command, "status");
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "{args:?} succeeded as the status user"
+        );
+        assert!(
+            stderr
+                .to_ascii_lowercase()
+                .contains("permissions violation"),
+            "{args:?}: the error does not say the permission was denied: {stderr}"
+        );
+        assert!(!stderr.contains(&role_password("status")), "{stderr}");
+    }
+    assert!(
+        fleet
+            .status("roles-again")
+            .is_none_or(|s| s["state"] != "running")
+    );
+    // The worker user cannot enqueue shards either.
+    let mut command = rubricmill();
+    command
+        .arg("submit")
+        .arg(&again)
+        .env("RUBRICMILL_NATS_URL", fleet.nats_urls());
+    as_role(&mut command, "worker");
+    let output = command.output().unwrap();
+    assert!(!output.status.success(), "the worker user submitted a job");
 }

@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use super::metrics::WorkerMetrics;
 use crate::RuntimeError;
 use crate::job::{ContextOptions, JobContext};
+use crate::policy::{Refusal, WorkerPolicy};
 use crate::worker::{JobResolver, Worker, WorkerOptions};
 
 #[derive(Debug, Clone)]
@@ -32,6 +33,8 @@ pub struct ClusterWorkerOptions {
     /// How long shards in flight may run after SIGTERM before they are handed back.
     pub drain_timeout: Duration,
     pub context: ContextOptions,
+    /// What jobs may use of this worker: key variables, endpoints, buckets.
+    pub policy: WorkerPolicy,
 }
 
 /// Runs a worker until `shutdown` resolves, then drains.
@@ -72,11 +75,16 @@ pub async fn run_worker(
             draining: draining.load(Ordering::SeqCst),
         }
     };
+    let unrestricted = options.policy.unrestricted();
+    if !unrestricted.is_empty() {
+        tracing::warn!(fields = ?unrestricted, "the worker policy leaves these locations unrestricted: jobs may read and write any bucket this worker's credentials reach");
+    }
     let membership = Membership::join(&cluster, &beat()).await?;
     let jobs = Arc::new(ClusterJobs {
         cluster: cluster.clone(),
         worker_id: worker_id.clone(),
         options: options.context.clone(),
+        policy: options.policy.clone(),
         contexts: Mutex::default(),
         building: tokio::sync::Mutex::new(()),
         live: membership.live_workers(),
@@ -220,6 +228,7 @@ struct ClusterJobs {
     cluster: Cluster,
     worker_id: String,
     options: ContextOptions,
+    policy: WorkerPolicy,
     contexts: Mutex<HashMap<String, (String, Arc<JobContext>)>>,
     /// One build at a time: two shards of a new job arriving together must share one context
     /// (one gateway, one rate-limit bucket), not build one each.
@@ -359,6 +368,11 @@ impl JobResolver for ClusterJobs {
                 state: record.state.label().to_owned(),
             });
         }
+        // Before anything of the job is read or sent: no key variable, endpoint or bucket
+        // outside the policy is touched.
+        if let Err(refusal) = self.policy.check(&record.plan) {
+            return Err(self.refuse(job, &refusal).await);
+        }
         let fingerprint = record.plan.fingerprint.clone();
         if let Some(context) = self.cached(job, &fingerprint) {
             return Ok(context);
@@ -374,6 +388,55 @@ impl JobResolver for ClusterJobs {
             .insert(job.to_owned(), (fingerprint, context.clone()));
         Ok(context)
     }
+
+    async fn check_shard(
+        &self,
+        job: &str,
+        shard: &rubricmill_core::ShardSpec,
+    ) -> Result<(), RuntimeError> {
+        match self.policy.check_shard(shard) {
+            Ok(()) => Ok(()),
+            Err(refusal) => Err(self.refuse(job, &refusal).await),
+        }
+    }
+}
+
+impl ClusterJobs {
+    /// Halts a job the policy refuses (so `status` shows why and its queue is emptied) and
+    /// returns the error that drops the delivery.
+    async fn refuse(&self, job: &str, refusal: &Refusal) -> RuntimeError {
+        tracing::warn!(job = %job, rule = refusal.rule, value = %refusal.value, "job refused by the worker policy");
+        halt_job(&self.cluster, job, &refusal.to_string()).await;
+        RuntimeError::JobInactive {
+            job: job.to_owned(),
+            state: "halted".into(),
+        }
+    }
+}
+
+/// Halts a running job with `reason` and purges its queued shards; a job no longer running is
+/// left as it is.
+async fn halt_job(cluster: &Cluster, job: &str, reason: &str) {
+    let halted = cluster
+        .update_job(job, |record| {
+            (record.state == JobState::Running).then(|| JobRecord {
+                state: JobState::Halted {
+                    reason: reason.to_owned(),
+                },
+                ..record.clone()
+            })
+        })
+        .await;
+    match halted {
+        Ok(Some(_)) => {
+            tracing::error!(job = %job, reason = %reason, "job halted");
+            if let Err(error) = cluster.purge_job(job).await {
+                tracing::warn!(job = %job, error = %error, "cannot purge the halted job's queue");
+            }
+        }
+        Ok(None) => {}
+        Err(error) => tracing::warn!(job = %job, error = %error, "cannot halt the job"),
+    }
 }
 
 /// Turns worker events into cluster state: the running set for heartbeats, durable failure
@@ -387,27 +450,7 @@ struct ClusterEvents {
 
 impl ClusterEvents {
     async fn halt(&self, job: &str, reason: &str) {
-        let halted = self
-            .cluster
-            .update_job(job, |record| {
-                (record.state == JobState::Running).then(|| JobRecord {
-                    state: JobState::Halted {
-                        reason: reason.to_owned(),
-                    },
-                    ..record.clone()
-                })
-            })
-            .await;
-        match halted {
-            Ok(Some(_)) => {
-                tracing::error!(job = %job, reason = %reason, "job halted");
-                if let Err(error) = self.cluster.purge_job(job).await {
-                    tracing::warn!(job = %job, error = %error, "cannot purge the halted job's queue");
-                }
-            }
-            Ok(None) => {}
-            Err(error) => tracing::warn!(job = %job, error = %error, "cannot halt the job"),
-        }
+        halt_job(&self.cluster, job, reason).await;
     }
 
     /// Failure records must survive this worker: retried until stored (or the shard will be
@@ -577,6 +620,7 @@ mod tests {
             cluster: cluster.clone(),
             worker_id: "w1".into(),
             options: ContextOptions::default(),
+            policy: crate::WorkerPolicy::default(),
             contexts: Mutex::default(),
             building: tokio::sync::Mutex::new(()),
             live: live_workers,
