@@ -224,6 +224,19 @@ impl Cluster {
             attempt += 1;
             match Self::try_open(client.clone(), names.clone(), settings.clone(), configure).await {
                 Ok(cluster) => return Ok(cluster),
+                // A worker's user may read the cluster state but not create it: a worker that
+                // starts first waits for submit or the coordinator to create it.
+                Err(_)
+                    if !configure
+                        && crate::connect::last_denial()
+                            .is_some_and(|denial| denial.contains("$JS.API.STREAM.CREATE.")) =>
+                {
+                    tracing::info!(
+                        stream = %names.stream(),
+                        "waiting for the cluster state: this user may not create it (submit or the coordinator does)"
+                    );
+                    wait_for_state(&client, &names).await;
+                }
                 // A denied permission stays denied: no retry mends it.
                 Err(error) if attempt < 5 && crate::connect::last_denial().is_none() => {
                     tracing::warn!(attempt, error = %error, "cannot open the cluster state yet, retrying");
@@ -538,6 +551,26 @@ impl Cluster {
             .await
             .map(|_| ())
             .map_err(|e| ClusterError::js(format!("deleting message {sequence}"), e))
+    }
+}
+
+/// Polls until the shard stream and every bucket exist (each poll is one info request).
+async fn wait_for_state(client: &async_nats::Client, names: &Names) {
+    let js = jetstream::new(client.clone());
+    loop {
+        let mut missing = js.get_stream(names.stream()).await.is_err();
+        for bucket in [
+            names.jobs_bucket(),
+            names.progress_bucket(),
+            names.shards_bucket(),
+            names.workers_bucket(),
+        ] {
+            missing |= js.get_key_value(&bucket).await.is_err();
+        }
+        if !missing {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
