@@ -6,7 +6,7 @@ use super::*;
 pub(super) static ARABIC_NUM: LazyLock<Regex> =
     LazyLock::new(|| re(r"^(\d{1,2}(?:[.．]\d{1,2}){0,5})([.．])?(.*)$"));
 pub(super) static ROMAN_NUM: LazyLock<Regex> =
-    LazyLock::new(|| re(r"^(I|II|III|IV|V|VI|VII|VIII|IX|X|XI|XII|XIII|XIV|XV)[.．]\s+(\S.*)$"));
+    LazyLock::new(|| re(r"^((?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3}))(?:[.．]\s*|\s+)(\S.*)$"));
 pub(super) static LETTER_NUM: LazyLock<Regex> =
     LazyLock::new(|| re(r"^([A-H])[.．]\s+(\p{Lu}.*)$"));
 pub(super) static TITLE_NOISE_PREFIX: LazyLock<Regex> =
@@ -41,11 +41,60 @@ pub(super) fn heading_name(cleaned: &str) -> String {
     } else {
         text
     };
-    text.trim()
+    let name = text
+        .trim()
         .trim_end_matches([':', '：', '.', '|', ' ', '\u{3000}'])
         .trim()
         .to_lowercase()
-        .replace('’', "'")
+        .replace('’', "'");
+    canonical_name(&name).map_or(name, str::to_string)
+}
+
+/// Section names the rules know, matched with every non-letter removed, so that headings whose
+/// spacing the converter broke ("L I T E R A T U R E  C I T E D", "LITERATURECITED",
+/// "R EFERENCES") read as the name they spell.
+const KNOWN_NAMES: &[&str] = &[
+    "abstract",
+    "introduction",
+    "background",
+    "conclusion",
+    "conclusions",
+    "discussion",
+    "keywords",
+    "references",
+    "reference",
+    "bibliography",
+    "literature cited",
+    "works cited",
+    "cited literature",
+    "references and notes",
+    "reference list",
+    "notes and references",
+    "acknowledgements",
+    "acknowledgments",
+    "acknowledgement",
+    "acknowledgment",
+    "author contributions",
+    "authors' contributions",
+    "funding",
+    "conflicts of interest",
+    "conflict of interest",
+    "competing interests",
+    "declaration of competing interest",
+    "data availability",
+    "data availability statement",
+    "abbreviations",
+    "appendix",
+];
+
+/// The known name `name` spells once spacing is ignored.
+fn canonical_name(name: &str) -> Option<&'static str> {
+    let letters = |s: &str| -> String { s.chars().filter(|c| c.is_alphabetic()).collect() };
+    let squashed = letters(name);
+    if squashed.is_empty() || squashed.len() > 40 {
+        return None;
+    }
+    KNOWN_NAMES.iter().copied().find(|k| letters(k) == squashed)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -95,7 +144,13 @@ pub(super) fn parse_numbering(h: &str) -> Option<(Numbering, String)> {
     if let Some(c) = ROMAN_NUM.captures(h) {
         let roman = c.get(1).map_or("", |m| m.as_str()).to_string();
         let title = c.get(2).map_or("", |m| m.as_str()).trim().to_string();
-        return Some((Numbering::Roman(roman), title));
+        let dotted = h[roman.len()..].starts_with(['.', '．']);
+        // without a period only a numeral of two letters or more before an all-caps title
+        // ("XVII REFERENCES"); "I Think" or "V2X" are not numbered
+        let undotted_ok = roman.len() >= 2 && is_caps_heading(&title);
+        if !roman.is_empty() && (dotted || undotted_ok) && title.chars().any(char::is_alphabetic) {
+            return Some((Numbering::Roman(roman), title));
+        }
     }
     if let Some(c) = LETTER_NUM.captures(h) {
         let letter = c
@@ -293,6 +348,7 @@ pub(super) fn unit(heading: String, level: usize, body: &str) -> Unit {
         parent: None,
         non_content: None,
         preamble: false,
+        kind: SectionKind::Content,
     }
 }
 

@@ -74,16 +74,20 @@ mod citations;
 mod headings;
 mod kinds;
 mod markdown;
+mod quality;
 mod reference_runs;
 mod references;
 mod split;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_publishers;
 
 use citations::*;
 use headings::*;
 use kinds::*;
 use markdown::*;
+use quality::*;
 use reference_runs::*;
 use references::*;
 use split::*;
@@ -123,6 +127,29 @@ pub struct Section {
     pub citations: Vec<Reference>,
     /// `Some((k, n))` for the k-th of n parts of a split section (1-based).
     pub part: Option<(usize, usize)>,
+    /// What the section is about: the surveyed work, or the review's own method.
+    pub kind: SectionKind,
+}
+
+/// What a kept section describes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SectionKind {
+    /// The surveyed work: what queries are mined from.
+    #[default]
+    Content,
+    /// How the review itself was done (search strategy, inclusion criteria, study selection);
+    /// such sections make poor research queries.
+    ReviewMethod,
+}
+
+impl SectionKind {
+    /// The `section_kind` output value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SectionKind::Content => "content",
+            SectionKind::ReviewMethod => "review_method",
+        }
+    }
 }
 
 /// One entry of a survey's reference list.
@@ -328,6 +355,7 @@ struct Unit {
     non_content: Option<String>,
     /// The untitled text before the first heading.
     preamble: bool,
+    kind: SectionKind,
 }
 
 struct Ctx<'a> {
@@ -402,6 +430,7 @@ fn build(raw: RawDoc, opts: &SectionOptions) -> ParsedSurvey {
                 text: part,
                 citations,
                 part: part_no,
+                kind: u.kind,
             });
         }
     }

@@ -61,6 +61,17 @@ pub(super) fn ref_share(text: &str) -> f64 {
     }
 }
 
+/// Share of the non-space characters of `text` on lines that look like reference entries.
+pub(super) fn ref_char_share(text: &str) -> f64 {
+    let non_ws = |s: &str| s.chars().filter(|c| !c.is_whitespace()).count();
+    let total = non_ws(text);
+    if total == 0 {
+        return 0.0;
+    }
+    let refs: usize = text.lines().filter(|l| is_ref_line(l)).map(non_ws).sum();
+    refs as f64 / total as f64
+}
+
 /// Byte ranges (line-aligned) of runs of at least `min_run` reference-like lines, allowing up to
 /// two continuation lines between entries.
 pub(super) fn reference_runs(text: &str, min_run: usize) -> Vec<(usize, usize)> {

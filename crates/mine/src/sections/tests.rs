@@ -1,13 +1,13 @@
 use super::*;
 
-fn opts(min: usize, max: usize) -> SectionOptions {
+pub(super) fn opts(min: usize, max: usize) -> SectionOptions {
     SectionOptions {
         min_section_chars: min,
         max_section_chars: max,
     }
 }
 
-fn para(words: usize, seed: &str) -> String {
+pub(super) fn para(words: usize, seed: &str) -> String {
     (0..words)
         .map(|i| format!("{seed}{i}"))
         .collect::<Vec<_>>()
@@ -15,7 +15,7 @@ fn para(words: usize, seed: &str) -> String {
         + "."
 }
 
-fn accounted(p: &ParsedSurvey) {
+pub(super) fn accounted(p: &ParsedSurvey) {
     assert_eq!(
         p.kept_units() + p.dropped_units() + p.merged,
         p.units,
