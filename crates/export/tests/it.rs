@@ -30,6 +30,9 @@ fn row(id: &str, doc: &str, query: &str) -> ResearchQaRow {
         section_heading: "1 Intro".into(),
         heading_path: vec!["1 Intro".into()],
         section_text_hash: "h".into(),
+        section_kind: "content".into(),
+        section_text: Some(format!("Text about {query}.")),
+        cited_references: Vec::new(),
         provenance: Provenance {
             provider: "simulated".into(),
             ..Provenance::default()

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
-use rubricmill_mine::sections::{SectionOptions, parse_markdown_survey};
+use rubricmill_mine::sections::{SectionKind, SectionOptions, parse_markdown_survey};
 use rubricmill_mock_llm::MockConfig;
 
 use crate::{Committed, Mock, repo_root, run_job, write_spec};
@@ -131,11 +131,17 @@ fn twenty_real_surveys_mine_to_accounted_researchqa_rows() {
             &std::fs::read_to_string(file).unwrap(),
             &SectionOptions::default(),
         );
+        // review-method sections are skipped by default, each a `sections` reject
+        let method = parsed
+            .sections
+            .iter()
+            .filter(|s| s.kind == SectionKind::ReviewMethod)
+            .count();
         kept_sections.insert(
             file.file_stem().unwrap().to_string_lossy().into_owned(),
-            parsed.sections.len(),
+            parsed.sections.len() - method,
         );
-        dropped_units += parsed.dropped.len();
+        dropped_units += parsed.dropped.len() + method;
     }
     let sections: usize = kept_sections.values().sum();
 

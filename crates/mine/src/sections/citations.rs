@@ -13,6 +13,31 @@ pub(super) static CITE_NUM_PAREN: LazyLock<Regex> =
 pub(super) static CITE_NUM_SUPER: LazyLock<Regex> = LazyLock::new(|| {
     re(r"(?:[a-z]{2}[.,]?|[a-z][)\]][.,]?)(\d{1,3}(?:[-–,]\d{1,3})*)(?:[.,;:]?(?:\s|$))")
 });
+/// Superscript citations in markup: "<sup>2,3</sup>", "$^{4-6}$" (a lone superscript in math
+/// mode; "x^{2}" inside a formula is not one).
+pub(super) static CITE_NUM_MARKUP: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"<sup>\s*(\d{1,4}(?:\s*[-–—,]\s*\d{1,4})*)\s*</sup>|\$\s*\^\{?\s*(\d{1,4}(?:\s*[-–—,]\s*\d{1,4})*)\s*\}?\s*\$",
+    )
+});
+/// A label whose number is not a citation: "Eq. (6)", "Fig.3", "Table [2]", "pp. 12".
+static NUMBER_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)\b(?:eqs?|eqns?|equations?|figs?|figures?|tables?|tabs?|sections?|secs?|sects?|chapters?|steps?|appendix|panels?|algorithms?|lines?|items?|nos?|pp?|pages?|vols?|volumes?)\.?\s*[(\[]?$",
+    )
+});
+/// Spaces that are not ASCII spaces ("et\u{a0}al."), read as one.
+const ODD_SPACES: [char; 5] = ['\u{a0}', '\u{2007}', '\u{2009}', '\u{202f}', '\u{200a}'];
+
+/// Whether the number starting at `pos` follows a label ("Eq. (", "Fig.", "Table ").
+fn follows_label(text: &str, pos: usize) -> bool {
+    let mut start = pos.saturating_sub(16);
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    NUMBER_LABEL.is_match(&text[start..pos])
+}
+
 pub(super) static CITE_GROUP: LazyLock<Regex> =
     LazyLock::new(|| re(r"[(\[]([^()\[\]]{2,400}?(?:19|20)\d{2}[a-z]?[^()\[\]]{0,40}?)[)\]]"));
 pub(super) static CITE_NARRATIVE: LazyLock<Regex> = LazyLock::new(|| {
@@ -140,9 +165,15 @@ impl CitationIndex {
         style: CiteStyle,
         refs: &[Reference],
     ) -> Vec<Reference> {
+        let text = text.replace(ODD_SPACES, " ");
+        let text = repair_ocr_years(&text);
+        let text = text.as_ref();
         let mut hits: Vec<(usize, usize)> = Vec::new(); // (position, ref index)
         if !self.numeric.is_empty() {
             let mut numeric = |pos: usize, list: &str| {
+                if follows_label(text, pos) {
+                    return;
+                }
                 for n in expand_numbers(list) {
                     if let Some(&i) = self.numeric.get(&n.to_string()) {
                         hits.push((pos, i));
@@ -158,6 +189,11 @@ impl CitationIndex {
             for c in CITE_NUM_BRACKET_RANGE.captures_iter(text) {
                 if let (Some(a), Some(b)) = (c.get(1), c.get(2)) {
                     numeric(a.start(), &format!("{}-{}", a.as_str(), b.as_str()));
+                }
+            }
+            for c in CITE_NUM_MARKUP.captures_iter(text) {
+                if let Some(m) = c.get(1).or(c.get(2)) {
+                    numeric(m.start(), m.as_str());
                 }
             }
             if style.paren {

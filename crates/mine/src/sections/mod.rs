@@ -81,7 +81,11 @@ mod split;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_props;
+#[cfg(test)]
 mod tests_publishers;
+#[cfg(test)]
+mod tests_references;
 
 use citations::*;
 use headings::*;

@@ -1,6 +1,8 @@
 //! Reference-list parsing: entries of numbered and author-year lists, and their first author,
 //! year, title and URL/DOI.
 
+use std::borrow::Cow;
+
 use super::*;
 
 pub(super) static YEAR: LazyLock<Regex> = LazyLock::new(|| re(r"\b((?:19|20)\d{2})([a-z])?\b"));
@@ -13,13 +15,24 @@ pub(super) static URL: LazyLock<Regex> = LazyLock::new(|| re(r"https?://\S+"));
 pub(super) static DOI: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?i)\bdoi:?\s*(10\.\d{4,9}/\S+)|\b(10\.\d{4,9}/\S+)"));
 pub(super) static ENTRY_MARKER: LazyLock<Regex> =
-    LazyLock::new(|| re(r"^\s*(?:\[(\d{1,4})\]\s*|(\d{1,4})\.\s*|(\d{1,4})\s+)"));
+    LazyLock::new(|| re(r"^\s*(?:\[(\d{1,4})\]\s*|(\d{1,4})\.\s*|(\d{1,4})\s+|\((\d{1,4})\)\s*)"));
+/// MDPI/ACS author lists: "Smith, J.; Jones, K.L.; van Dijk, A.-B. " (then the title).
+pub(super) static ACS_AUTHORS: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"^(?:\p{Lu}[\p{L}'’\-]+(?:[\s\-][\p{L}'’\-]+){0,2},\s?(?:\p{Lu}\.\s?-?){1,3}(?:;\s*|,?\s+(?:and|&)\s+)?)+(?:et al\.\s*)?",
+    )
+});
+/// arXiv identifiers ("arXiv:1905.01234v2", "abs/2010.11929"): their digits are not years.
+static ARXIV_ID: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?i)(?:arxiv:?\s*|abs/)\d{4}\.\d{4,5}(?:v\d+)?"));
+/// A year with OCR letters for digits ("2O18", "2OI9").
+static OCR_YEAR: LazyLock<Regex> = LazyLock::new(|| re(r"\b[12][0-9OoIl]{3}\b"));
 pub(super) static INLINE_MARKER: LazyLock<Regex> =
     LazyLock::new(|| re(r"\s(?:\[(\d{1,4})\]|(\d{1,4})\.)"));
 pub(super) static QUOTED_TITLE: LazyLock<Regex> =
     LazyLock::new(|| re(r#"[“„"«]([^”"“»]{8,400}?)[,.]?[”"»]"#));
 pub(super) static VANCOUVER_AUTHORS: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"^(?:[\p{L}'’\-]+(?:\s[\p{L}'’\-]+){0,2}\s\p{Lu}{1,3}(?:,\s|\.\s|,?\set\sal\.\s?))+")
+    re(r"^(?:[\p{L}'’\-]+(?:\s[\p{L}'’\-]+){0,2}\s\p{Lu}{1,3}(?:,?\set\sal\.\s?|,\s|\.\s))+")
 });
 pub(super) static SENTENCE_END: LazyLock<Regex> = LazyLock::new(|| re(r"[.?!](?:\s|$)"));
 
@@ -102,11 +115,12 @@ pub(super) fn numbered_entries(lines: &[&str]) -> Vec<(Option<u32>, String)> {
                 .get(1)
                 .or(c.get(2))
                 .or(c.get(3))
+                .or(c.get(4))
                 .and_then(|m| m.as_str().parse::<u32>().ok());
             if let (Some(n), Some(m)) = (n, c.get(0))
                 && !seen.contains(&n)
                 && n >= 1
-                && n <= last + 5
+                && (out.is_empty() || n <= last + 5)
                 && starts_entry(&line[m.end()..])
             {
                 seen.insert(n);
@@ -200,11 +214,12 @@ pub(super) fn parse_entry(raw: &str) -> Reference {
     let no_urls = DOI
         .replace_all(&URL.replace_all(body, " "), " ")
         .to_string();
+    let no_urls = repair_ocr_years(&ARXIV_ID.replace_all(&no_urls, " ")).into_owned();
     let year = find_year(&no_urls);
     Reference {
         key: String::new(),
         first_author: first_author(body),
-        title: find_title(body, year.as_deref()),
+        title: find_title(&repair_ocr_years(body), year.as_deref()),
         year,
         url,
         raw: body.to_string(),
@@ -354,6 +369,11 @@ pub(super) fn find_title(body: &str, year: Option<&str>) -> Option<String> {
             }
         }
     }
+    if let Some(m) = ACS_AUTHORS.find(body)
+        && m.end() < body.len()
+    {
+        return first_sentence(&body[m.end()..]);
+    }
     if let Some(m) = VANCOUVER_AUTHORS.find(body) {
         return first_sentence(&body[m.end()..]);
     }
@@ -389,7 +409,7 @@ pub(super) fn structured_references(items: &[serde_json::Value]) -> Result<Vec<R
                 let raw = collapse_ws(s);
                 let marker = ENTRY_MARKER
                     .captures(&raw)
-                    .and_then(|c| c.get(1).or(c.get(2)).or(c.get(3)))
+                    .and_then(|c| c.get(1).or(c.get(2)).or(c.get(3)).or(c.get(4)))
                     .map(|m| m.as_str().to_string());
                 let mut r = parse_entry(&raw);
                 r.key = marker.unwrap_or(position);
@@ -436,4 +456,25 @@ pub(super) fn structured_references(items: &[serde_json::Value]) -> Result<Vec<R
         refs.push(r);
     }
     Ok(refs)
+}
+
+/// Text with OCR-garbled years repaired ("2O18" → "2018"); other text unchanged.
+pub(super) fn repair_ocr_years(s: &str) -> Cow<'_, str> {
+    OCR_YEAR.replace_all(s, |c: &regex::Captures<'_>| {
+        let token = &c[0];
+        let digits: String = token
+            .chars()
+            .map(|ch| match ch {
+                'O' | 'o' => '0',
+                'I' | 'l' => '1',
+                d => d,
+            })
+            .collect();
+        let is_year = digits.starts_with("19") || digits.starts_with("20");
+        if is_year && digits != token {
+            digits
+        } else {
+            token.to_string()
+        }
+    })
 }

@@ -15,7 +15,8 @@ pub(super) fn merge_short(units: &mut [Unit], ctx: &mut Ctx<'_>) -> usize {
                 continue;
             }
             let len = units[i].body.chars().count();
-            if len >= min {
+            // an empty section is never kept, whatever the minimum
+            if len > 0 && len >= min {
                 continue;
             }
             let has_kept_child = units

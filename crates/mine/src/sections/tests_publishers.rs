@@ -271,3 +271,14 @@ fn a_reference_list_under_an_unknown_heading_is_found_by_its_share() {
     assert_eq!(p.sections[0].citations.len(), 1);
     accounted(&p);
 }
+
+#[test]
+fn empty_sections_are_dropped_even_without_a_minimum_length() {
+    // found by the property test: with min_section_chars = 0 a heading without text was kept
+    let p = parse_markdown_survey("# \n# \n# .", &opts(0, 1));
+    assert!(
+        p.sections.iter().all(|s| !s.text.trim().is_empty()),
+        "{p:#?}"
+    );
+    accounted(&p);
+}
