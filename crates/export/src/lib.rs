@@ -12,7 +12,7 @@
 //! through the runtime handle. Parquet output streams through multipart uploads, so memory is
 //! bounded by a row group and a few upload chunks, not by the dataset.
 
-mod card;
+pub mod card;
 pub mod dedup;
 mod sink;
 
@@ -177,6 +177,8 @@ pub struct ExportReport {
 pub struct SplitReport {
     pub rows: u64,
     pub files: u64,
+    /// Bytes of the split's data files.
+    pub bytes: u64,
 }
 
 /// Whether a row's text repeats one already kept.
@@ -421,6 +423,7 @@ impl Exporter {
                 SplitReport {
                     rows: written.rows,
                     files: written.files.len() as u64,
+                    bytes: written.bytes,
                 },
             );
         }

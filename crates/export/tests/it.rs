@@ -221,6 +221,19 @@ async fn export_dedups_splits_by_document_and_writes_the_hf_layout() {
     assert!(card.contains("path: data/train-*.parquet"));
     assert!(card.contains("simulated provider"));
     assert!(target_dir.join("schema.json").exists());
+    // the front matter is YAML a YAML parser reads back, with the bytes of every split
+    let front = card
+        .strip_prefix("---\n")
+        .and_then(|rest| rest.split_once("\n---\n"))
+        .map(|(yaml, _)| yaml)
+        .expect("front matter");
+    let front: rubricmill_export::card::FrontMatter = serde_norway::from_str(front).unwrap();
+    for split in &front.dataset_info.splits {
+        let reported = &report.splits[&split.name];
+        assert_eq!(split.num_examples, reported.rows);
+        assert_eq!(split.num_bytes, reported.bytes);
+        assert!(split.num_bytes > 0);
+    }
 
     // Exporting again gives the same split of every row.
     let again_dir = dir.path().join("again");

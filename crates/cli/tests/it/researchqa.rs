@@ -125,6 +125,7 @@ fn twenty_real_surveys_mine_to_accounted_researchqa_rows() {
     assert_eq!(files.len(), 20);
     // What the pipeline must do with each survey, from the section extractor directly.
     let mut kept_sections = BTreeMap::new();
+    let mut parsed_sections = BTreeMap::new();
     let mut dropped_units = 0;
     for file in &files {
         let parsed = parse_markdown_survey(
@@ -137,10 +138,9 @@ fn twenty_real_surveys_mine_to_accounted_researchqa_rows() {
             .iter()
             .filter(|s| s.kind == SectionKind::ReviewMethod)
             .count();
-        kept_sections.insert(
-            file.file_stem().unwrap().to_string_lossy().into_owned(),
-            parsed.sections.len() - method,
-        );
+        let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
+        parsed_sections.insert(stem.clone(), parsed.sections.len());
+        kept_sections.insert(stem, parsed.sections.len() - method);
         dropped_units += parsed.dropped.len() + method;
     }
     let sections: usize = kept_sections.values().sum();
@@ -250,7 +250,7 @@ fn twenty_real_surveys_mine_to_accounted_researchqa_rows() {
             .parse()
             .unwrap_or_else(|_| panic!("{id}: section index is not a number"));
         let stem = Path::new(file).file_stem().unwrap().to_string_lossy();
-        let kept = kept_sections[stem.as_ref()];
+        let kept = parsed_sections[stem.as_ref()];
         assert!(index < kept, "{id}: index beyond the {kept} kept sections");
         assert!(
             doc.chars()
