@@ -209,6 +209,23 @@ pub struct ParsedSurvey {
     pub units: usize,
     /// Units whose text was merged into another kept section.
     pub merged: usize,
+    /// What became of each heading/text unit, in input order (for evaluating the rules
+    /// against hand labels).
+    pub outcomes: Vec<UnitOutcome>,
+}
+
+/// What became of one heading/text unit of the input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitOutcome {
+    /// The heading as written in the input; `None` for the text before the first heading.
+    pub raw_heading: Option<String>,
+    /// The heading as cleaned by the parser ("Introduction" for an unheaded introduction).
+    pub heading: String,
+    /// Its text is in a kept section (its own or one it was merged into).
+    pub kept: bool,
+    /// Characters of its own text (0 for a heading directly followed by another).
+    pub text_chars: usize,
+    pub kind: SectionKind,
 }
 
 impl ParsedSurvey {
@@ -400,6 +417,18 @@ fn build(raw: RawDoc, opts: &SectionOptions) -> ParsedSurvey {
     link_parents(&mut units);
     classify(&mut units, &mut ctx);
     let merged = merge_short(&mut units, &mut ctx);
+    let outcomes = raw
+        .units
+        .iter()
+        .zip(&units)
+        .map(|(r, u)| UnitOutcome {
+            raw_heading: r.heading.clone(),
+            heading: u.heading.clone(),
+            kept: u.status != Status::Dropped,
+            text_chars: clean_body(&r.body).chars().count(),
+            kind: u.kind,
+        })
+        .collect();
 
     let references = match raw.structured_refs {
         Some(refs) => refs,
@@ -445,5 +474,6 @@ fn build(raw: RawDoc, opts: &SectionOptions) -> ParsedSurvey {
         references,
         units: n_units,
         merged,
+        outcomes,
     }
 }

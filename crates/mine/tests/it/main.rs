@@ -5,3 +5,4 @@ mod crg_pipeline;
 mod pairs_corpus;
 mod pairs_samples;
 mod sections_corpus;
+mod sections_eval;
