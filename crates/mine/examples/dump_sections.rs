@@ -1,6 +1,7 @@
 //! Prints how a Markdown survey splits into sections: each kept section (kind, heading,
 //! characters, citations) and each dropped unit with its reason. For inspecting the section
-//! rules on a survey: `cargo run -p rubricmill-mine --example dump_sections -- survey.md`.
+//! rules on a survey: `cargo run -p rubricmill-mine --example dump_sections -- survey.md`
+//! (`DUMP_REFERENCE=12` also prints the reference-list entries keyed "12").
 
 use rubricmill_mine::sections::{SectionOptions, parse_markdown_survey};
 
@@ -25,6 +26,11 @@ fn main() {
                 s.text.chars().count(),
                 s.citations.len()
             );
+        }
+        if let Ok(key) = std::env::var("DUMP_REFERENCE") {
+            for r in p.references.iter().filter(|r| r.key == key) {
+                println!("REF {r:?}");
+            }
         }
         for d in &p.dropped {
             let part = if d.partial { " (part)" } else { "" };

@@ -11,6 +11,9 @@ pub(super) static YEAR_AFTER_AUTHORS: LazyLock<Regex> =
     LazyLock::new(|| re(r"[.,]\s?((?:19|20)\d{2}[a-z]?)\.(?:\s|$)"));
 pub(super) static YEAR_VANCOUVER: LazyLock<Regex> =
     LazyLock::new(|| re(r"\b((?:19|20)\d{2}[a-z]?)\s?;"));
+/// MDPI/ACS: "Conserv. Biol. 2008, 22, 297–307" (year, then volume).
+static YEAR_BEFORE_VOLUME: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\b((?:19|20)\d{2}[a-z]?),\s\d{1,4}(?:,|\s|\(|$)"));
 pub(super) static URL: LazyLock<Regex> = LazyLock::new(|| re(r"https?://\S+"));
 pub(super) static DOI: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?i)\bdoi:?\s*(10\.\d{4,9}/\S+)|\b(10\.\d{4,9}/\S+)"));
@@ -35,6 +38,11 @@ pub(super) static VANCOUVER_AUTHORS: LazyLock<Regex> = LazyLock::new(|| {
     re(r"^(?:[\p{L}'’\-]+(?:\s[\p{L}'’\-]+){0,2}\s\p{Lu}{1,3}(?:,?\set\sal\.\s?|,\s|\.\s))+")
 });
 pub(super) static SENTENCE_END: LazyLock<Regex> = LazyLock::new(|| re(r"[.?!](?:\s|$)"));
+/// The end of a title: a period ("Who cares about tweets? Investigating …" goes on past "?").
+static TITLE_END: LazyLock<Regex> = LazyLock::new(|| re(r"\.(?:\s|$)"));
+/// LaTeX math a converter left in an author list: "Liu $\mathrm { C } ,$".
+static LATEX_MATH: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\$\s*(?:\\mathrm\s*\{\s*([^}$]*?)\s*\}\s*)?([^$]{0,20}?)\s*\$"));
 
 // ---------------------------------------------------------------------------------------------
 // reference list parsing
@@ -121,7 +129,9 @@ pub(super) fn numbered_entries(lines: &[&str]) -> Vec<(Option<u32>, String)> {
                 && !seen.contains(&n)
                 && n >= 1
                 && (out.is_empty() || n <= last + 5)
-                && starts_entry(&line[m.end()..])
+                // the next number at a line start opens an entry even when OCR lost the
+                // capital ("20. hrysochoos, André")
+                && (n == last + 1 || starts_entry(&line[m.end()..]))
             {
                 seen.insert(n);
                 last = last.max(n);
@@ -184,9 +194,12 @@ pub(super) fn append_text(out: &mut [(Option<u32>, String)], text: &str) {
 /// has its year; other lines continue it.
 pub(super) fn author_year_entries(lines: &[&str]) -> Vec<(Option<u32>, String)> {
     let mut out: Vec<(Option<u32>, String)> = Vec::new();
-    for line in lines {
+    let pieces: Vec<&str> = lines.iter().flat_map(|l| glued_entries(l)).collect();
+    for line in pieces {
         let starts_upper = line.chars().next().is_some_and(char::is_uppercase);
-        let cur_has_year = out.last().is_some_and(|(_, t)| YEAR.is_match(t));
+        let cur_has_year = out
+            .last()
+            .is_some_and(|(_, t)| YEAR.is_match(&repair_ocr_years(t)));
         if out.is_empty() || (starts_upper && cur_has_year) {
             out.push((None, line.to_string()));
         } else {
@@ -196,7 +209,32 @@ pub(super) fn author_year_entries(lines: &[&str]) -> Vec<(Option<u32>, String)> 
     out
 }
 
+/// "Surname, I." after a sentence end: where a converter glued the next Harvard entry on.
+static GLUED_HARVARD_START: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\.\s+\p{Lu}[\p{L}'’\-]+,\s?\p{Lu}\."));
+
+/// One line holding several author-year entries, split where the next one starts: both sides
+/// have a year and the next starts "Surname, I." ("… 35, 53-68. Teizer,J., Vela,P.A., 2009. …").
+fn glued_entries(line: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0usize;
+    for m in GLUED_HARVARD_START.find_iter(line) {
+        let cut = m.start() + 1;
+        let before = &line[start..cut];
+        let after: String = line[cut..].chars().take(60).collect();
+        let has_year = |s: &str| YEAR.is_match(&repair_ocr_years(s));
+        if has_year(before) && has_year(&after) {
+            out.push(before.trim());
+            start = cut;
+        }
+    }
+    out.push(line[start..].trim());
+    out
+}
+
 pub(super) fn parse_entry(raw: &str) -> Reference {
+    let unmathed = LATEX_MATH.replace_all(raw, "$1$2");
+    let raw = unmathed.as_ref();
     let body = match ENTRY_MARKER.find(raw) {
         Some(m)
             if m.start() == 0
@@ -248,7 +286,12 @@ pub(super) fn find_url(s: &str) -> Option<String> {
 }
 
 pub(super) fn find_year(s: &str) -> Option<String> {
-    for r in [&*YEAR_PAREN, &*YEAR_AFTER_AUTHORS, &*YEAR_VANCOUVER] {
+    for r in [
+        &*YEAR_PAREN,
+        &*YEAR_AFTER_AUTHORS,
+        &*YEAR_VANCOUVER,
+        &*YEAR_BEFORE_VOLUME,
+    ] {
         if let Some(c) = r.captures(s)
             && let Some(m) = c.get(1)
         {
@@ -355,8 +398,15 @@ pub(super) fn find_title(body: &str, year: Option<&str>) -> Option<String> {
     }
     let first_sentence = |s: &str| -> Option<String> {
         let s = s.trim_start_matches(|c: char| c == '.' || c == ')' || c.is_whitespace());
-        let end = SENTENCE_END.find(s).map_or(s.len(), |m| m.start() + 1);
-        clean(&s[..end])
+        let end = TITLE_END.find(s).map_or(s.len(), |m| m.start() + 1);
+        let mut title = &s[..end];
+        // "… subjects (Tech. rep.)": a parenthesis the title does not close is not the title's
+        if let Some(open) = title.rfind('(')
+            && !title[open..].contains(')')
+        {
+            title = &title[..open];
+        }
+        clean(title)
     };
     if let Some(y) = year {
         // "(2015). Title." / "(2021) Title." / "Kembhavi A. 2018. Title."

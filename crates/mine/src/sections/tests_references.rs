@@ -27,6 +27,36 @@ fn numbered_lists_may_start_anywhere_and_use_parentheses() {
 }
 
 #[test]
+fn an_entry_whose_capital_was_lost_still_starts_at_its_number() {
+    let list = "19. Minor, E.S.; Urban, D.L. A graph-theory framework for landscape connectivity. Conserv. Biol. 2008, 22, 297–307.\n20. hrysochoos, A.; Louche, H. An infrared image processing method. Int. J. Eng. Sci. 2000, 38, 1759–1788.\n21. Smith, J. A third title of a work. J. Things 2010, 1, 1–2.\n";
+    let refs = parse_reference_list(list);
+    let keys_years: Vec<(&str, Option<&str>)> = refs
+        .iter()
+        .map(|r| (r.key.as_str(), r.year.as_deref()))
+        .collect();
+    assert_eq!(
+        keys_years,
+        [
+            ("19", Some("2008")),
+            ("20", Some("2000")),
+            ("21", Some("2010"))
+        ]
+    );
+}
+
+#[test]
+fn author_year_entries_glued_on_one_line_are_split() {
+    let list = "Smith, J., 2O15. A first title of a work. J. Things 29, 225-238.\nTeizer,J., Cheng,T.,2013.A second title of a work. Autom. Constr. 35, 53-68. Teizer,J., Vela,P.A., 2oo9. A third title of a work. Adv. Eng. Inf. 23, 452-462.\n";
+    let refs = parse_reference_list(list);
+    let keys: Vec<&str> = refs.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["Smith 2015", "Teizer 2013", "Teizer 2009"],
+        "{refs:#?}"
+    );
+}
+
+#[test]
 fn first_author_year_and_title_in_the_common_styles() {
     let cases = [
         // MDPI / ACS
@@ -56,6 +86,32 @@ fn first_author_year_and_title_in_the_common_styles() {
             "Smith",
             "2016",
             "Title of the first work",
+        ),
+        // Vancouver with a question in the title
+        (
+            "117. Maynard DG, Greenwood MA. Who cares about sarcastic tweets? Investigating the impact of sarcasm. In: LREC 2014 Proceedings. ELRA; 2014.",
+            "Maynard",
+            "2014",
+            "Who cares about sarcastic tweets? Investigating the impact of sarcasm",
+        ),
+        // APA with a report type; LaTeX left in a Vancouver author list
+        (
+            "Dutta, D. (2017). Developing an intelligent chat-bot tool to assist students (Tech. rep.) Georgia Institute of Technology.",
+            "Dutta",
+            "2017",
+            "Developing an intelligent chat-bot tool to assist students",
+        ),
+        (
+            "82. Peng W, Chen JQ, Liu $\\mathrm { C } ,$ et al. Loss of PTEN promotes resistance to immunotherapy. Cancer Discov 2016;6:202–16.",
+            "Peng",
+            "2016",
+            "Loss of PTEN promotes resistance to immunotherapy",
+        ),
+        (
+            "22. Zhang L, Liu Y. Potential interventions for novel coronavirus in China: A systemic review. J Med Virol. 2020.",
+            "Zhang",
+            "2020",
+            "Potential interventions for novel coronavirus in China: A systemic review",
         ),
         // Springer
         (

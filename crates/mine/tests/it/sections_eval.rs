@@ -3,6 +3,10 @@
 //! content, method — the review's own method —, non-content, or noise). Prints precision and
 //! recall per survey and overall (`scripts/eval-sections.sh`), and fails when the rules keep
 //! more than 0.5 % of the non-content headings or drop more than 2 % of the content ones.
+//! A second test checks a hand-checked sample of citations (`tests/labels/citations.tsv`, one
+//! to three per survey with a numbered or author-year list): each survey must resolve at least
+//! 95 % of its sampled citations, and 85 % of the resolved ones must have first author, year
+//! and title all right.
 //!
 //! A heading is matched to the parser's unit with the same text, in order. A unit whose
 //! abstract was dropped but whose unheaded introduction was kept (renamed "Introduction")
@@ -231,5 +235,115 @@ fn section_kinds_meet_the_targets_on_the_labelled_surveys() {
         content_dropped <= MAX_CONTENT_DROPPED,
         "content dropped {:.2} %",
         content_dropped * 100.0
+    );
+}
+
+const CITATION_LABELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/labels/citations.tsv");
+/// Targets: every sampled survey resolves at least this share of its sampled citations …
+const MIN_CITATION_RECALL: f64 = 0.95;
+/// … and this share of the resolved ones has first author, year and title all right.
+const MIN_METADATA_RIGHT: f64 = 0.85;
+
+/// Letters and digits, lower-cased: titles compare equal across spacing and punctuation noise.
+fn squash(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+#[test]
+fn sampled_citations_resolve_with_the_right_metadata() {
+    let root = Path::new(CORPUS);
+    if !root.is_dir() {
+        println!("skipping: ../shared/corpus not found");
+        return;
+    }
+    let text = std::fs::read_to_string(CITATION_LABELS).expect("citation labels");
+    let mut by_file: BTreeMap<&str, Vec<Vec<&str>>> = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let cols: Vec<&str> = line.split('\t').collect();
+        assert_eq!(cols.len(), 5, "{line:?}");
+        by_file.entry(cols[0]).or_default().push(cols);
+    }
+    let (mut resolved_total, mut right_total, mut labelled_total) = (0usize, 0usize, 0usize);
+    let mut lowest = 1.0f64;
+    for (file, labels) in &by_file {
+        let path = ["computer_science", "medicine"]
+            .iter()
+            .map(|field| root.join(field).join(file))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{file} is not in the corpus"));
+        let parsed = parse_markdown_survey(
+            &std::fs::read_to_string(&path).expect("readable survey"),
+            &SectionOptions::default(),
+        );
+        let mut resolved = 0usize;
+        for label in labels {
+            let (context, author, year, title) = (collapse(label[1]), label[2], label[3], label[4]);
+            let section = parsed
+                .sections
+                .iter()
+                .find(|s| collapse(&s.text).contains(&context));
+            let cited = section.and_then(|s| {
+                s.citations.iter().find(|r| {
+                    r.first_author.as_deref().map(squash) == Some(squash(author))
+                        && r.year.as_deref().is_some_and(|y| y.starts_with(year))
+                })
+            });
+            let Some(cited) = cited else {
+                let why = if section.is_some() {
+                    "not resolved"
+                } else {
+                    "context not in a kept section"
+                };
+                println!("  missed: {file} :: {context} ({why})");
+                continue;
+            };
+            resolved += 1;
+            if cited.title.as_deref().map(squash) == Some(squash(title)) {
+                right_total += 1;
+            } else {
+                println!(
+                    "  wrong title: {file} :: {:?} (labelled {title:?})",
+                    cited.title
+                );
+            }
+        }
+        let recall = share(resolved, labels.len());
+        lowest = lowest.min(recall);
+        println!(
+            "{:<44} citations resolved {resolved}/{}",
+            file.chars().take(44).collect::<String>(),
+            labels.len()
+        );
+        resolved_total += resolved;
+        labelled_total += labels.len();
+    }
+    let recall = share(resolved_total, labelled_total);
+    let right = share(right_total, resolved_total);
+    println!(
+        "citation recall: {resolved_total}/{labelled_total} = {:.1} % overall, lowest survey {:.1} % (target >= {:.0} % each)",
+        recall * 100.0,
+        lowest * 100.0,
+        MIN_CITATION_RECALL * 100.0
+    );
+    println!(
+        "metadata fully right: {right_total}/{resolved_total} = {:.1} % (target >= {:.0} %)",
+        right * 100.0,
+        MIN_METADATA_RIGHT * 100.0
+    );
+    assert!(
+        lowest >= MIN_CITATION_RECALL,
+        "a survey resolves {:.1} %",
+        lowest * 100.0
+    );
+    assert!(
+        right >= MIN_METADATA_RIGHT,
+        "metadata right {:.1} %",
+        right * 100.0
     );
 }
