@@ -124,6 +124,8 @@ pub fn dataset_card(
         .unwrap_or_else(|| spec.name.clone());
     let written = || report.splits.iter().filter(|(_, c)| c.rows > 0);
     let with_features = matches!(options.format, ExportFormat::Parquet | ExportFormat::Jsonl);
+    let single_json =
+        options.format == ExportFormat::Interchange(InterchangeFormat::ResearchqaJson);
     let front = FrontMatter {
         license: spec.dataset.license.clone(),
         pretty_name: pretty.clone(),
@@ -133,7 +135,11 @@ pub fn dataset_card(
             data_files: written()
                 .map(|(split, _)| DataFiles {
                     split: split.clone(),
-                    path: format!("data/{split}-*.{ext}"),
+                    path: if single_json {
+                        format!("{split}.{ext}")
+                    } else {
+                        format!("data/{split}-*.{ext}")
+                    },
                 })
                 .collect(),
         }],

@@ -278,3 +278,49 @@ async fn jsonl_export_and_dedup_switches() {
     }
     assert_eq!(lines, 202);
 }
+
+#[tokio::test]
+async fn researchqa_json_export_writes_the_released_file_names_and_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, manifest) = committed_job(dir.path()).await;
+    let target_dir = dir.path().join("rqa");
+    let target = StoreLocation::parse(target_dir.to_str().unwrap()).unwrap();
+    let options = ExportOptions {
+        format: ExportFormat::parse("researchqa-json").unwrap(),
+        splits: vec![("test".into(), 0.5), ("valid".into(), 0.5)],
+        ..ExportOptions::default()
+    };
+    let report = export(store, manifest, target, options).await.unwrap();
+    let mut read = 0;
+    for split in ["test", "valid"] {
+        let text = std::fs::read_to_string(target_dir.join(format!("{split}.json")))
+            .unwrap_or_else(|e| panic!("{split}.json: {e}"));
+        let items: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+        assert_eq!(items.len() as u64, report.splits[split].rows);
+        for item in &items {
+            for entry in item["rubric"].as_array().unwrap() {
+                let mut keys: Vec<&str> = entry
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .map(String::as_str)
+                    .collect();
+                keys.sort_unstable();
+                assert_eq!(keys, ["citation_metadata", "rubric_item", "type"]);
+                assert!(entry["type"].is_string());
+            }
+        }
+        read += items.len();
+    }
+    assert_eq!(read as u64, report.rows_written);
+    assert!(
+        !target_dir.join("data").exists(),
+        "no data/ folder for a JSON array export"
+    );
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(target_dir.join("schema.json")).unwrap())
+            .unwrap();
+    assert_eq!(schema["fields"][6]["name"], "rubric");
+    let card = std::fs::read_to_string(target_dir.join("README.md")).unwrap();
+    assert!(card.contains("path: test.json"), "{card}");
+}
