@@ -397,6 +397,16 @@ fn distinct_method_terms(text: &str) -> usize {
 
 /// Marks sections describing the review's own method, and their subsections.
 fn mark_review_methods(units: &mut [Unit]) {
+    // a "Methods" chapter whose subsections name the review's steps ("Search strategy") is the
+    // review's method, even when its own text is too short to tell
+    let mut has_method_child = vec![false; units.len()];
+    for u in units.iter() {
+        if let Some(p) = u.parent
+            && METHOD_HEADING.is_match(&heading_name(&u.heading))
+        {
+            has_method_child[p] = true;
+        }
+    }
     for i in 0..units.len() {
         let parent_is_method = units[i]
             .parent
@@ -407,7 +417,7 @@ fn mark_review_methods(units: &mut [Unit]) {
             || (METHOD_HEADING_SUPPORTED.is_match(&name)
                 && distinct_method_terms(&units[i].body) >= 1)
             || (METHOD_HEADING_GENERIC.is_match(&name)
-                && distinct_method_terms(&units[i].body) >= 2);
+                && (has_method_child[i] || distinct_method_terms(&units[i].body) >= 2));
         if is_method {
             units[i].kind = SectionKind::ReviewMethod;
         }

@@ -282,3 +282,29 @@ fn empty_sections_are_dropped_even_without_a_minimum_length() {
     );
     accounted(&p);
 }
+
+#[test]
+fn a_methods_chapter_with_review_steps_under_it_is_the_review_method() {
+    let md = format!(
+        "# A Survey\n\n# 1 Introduction\n\n{a}\n\n# 2 Methods\n\n# 2.1 Design\n\n{d}\n\n# 2.2 Search strategy\n\n{s}\n\n# 3 Results\n\n{r}\n",
+        a = prose(8, "models"),
+        d = prose(5, "designs"),
+        s = prose(5, "searches"),
+        r = prose(8, "results"),
+    );
+    let p = parse_markdown_survey(&md, &opts(100, 10_000));
+    let kinds: Vec<(&str, SectionKind)> = p
+        .sections
+        .iter()
+        .map(|s| (s.heading.as_str(), s.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("1 Introduction", SectionKind::Content),
+            ("2.1 Design", SectionKind::ReviewMethod),
+            ("2.2 Search strategy", SectionKind::ReviewMethod),
+            ("3 Results", SectionKind::Content),
+        ]
+    );
+}
