@@ -16,8 +16,8 @@ pub use hash::{content_hash, short_hash};
 pub use plan::JobManifest;
 pub use record::{Location, Message, PreferencePair, RawPayload, RawRecord, SourceRef};
 pub use row::{
-    CitationMetadata, CrgAttempt, CrgRow, CrgRubricItem, JudgeVerdict, OutputRow, Provenance,
-    RejectRow, ResearchQaRow, RubricItem,
+    CitationMetadata, CitedReference, CrgAttempt, CrgRow, CrgRubricItem, JudgeVerdict, OutputRow,
+    Provenance, RejectRow, ResearchQaRow, RubricItem,
 };
 pub use shard::{FileRef, ShardId, ShardSpec, ShardUnit};
 pub use spec::{InputFormat, JobSpec, PairLayout, PipelineKind, ProviderKind, SpecError};

@@ -36,6 +36,17 @@ pub struct CitationMetadata {
     pub year: Option<String>,
 }
 
+/// A work a section cites: its key in the survey's reference list and its bibliographic data.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CitedReference {
+    /// "12" in a numbered list, "Smith 2020" in an author-year list.
+    pub key: String,
+    pub first_author: Option<String>,
+    pub title: Option<String>,
+    pub url: Option<String>,
+    pub year: Option<String>,
+}
+
 /// One ResearchQA rubric item ("Does the response …?").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RubricItem {
@@ -63,6 +74,17 @@ pub struct ResearchQaRow {
     /// Headings from the top of the document down to this section.
     pub heading_path: Vec<String>,
     pub section_text_hash: String,
+    /// `content`, or `review_method` for a section describing the review's own method.
+    #[serde(default)]
+    pub section_kind: String,
+    /// The exact section text the generation prompt saw; `None` when the job turned the
+    /// column off (`researchqa.keep_section_text = false`).
+    #[serde(default)]
+    pub section_text: Option<String>,
+    /// Works the section cites, resolved against the survey's reference list, in order of
+    /// first citation.
+    #[serde(default)]
+    pub cited_references: Vec<CitedReference>,
     pub provenance: Provenance,
 }
 

@@ -900,6 +900,18 @@ pub struct ResearchQaSpec {
     /// spec or the input win over classified ones.
     #[serde(default)]
     pub classify_taxonomy: Vec<String>,
+    /// Sections describing the review's own method (search strategy, inclusion criteria,
+    /// study selection) become reject rows instead of queries.
+    #[serde(default = "default_true")]
+    pub skip_method_sections: bool,
+    /// At most this many sections of one survey are mined (spread evenly over the survey);
+    /// the others become reject rows. Unset: no cap.
+    #[serde(default)]
+    pub max_sections_per_doc: Option<u32>,
+    /// Write the exact section text the prompt saw in the `section_text` column; `false`
+    /// leaves the column null to keep outputs small (`section_text_hash` stays).
+    #[serde(default = "default_true")]
+    pub keep_section_text: bool,
 }
 
 impl Default for ResearchQaSpec {
@@ -917,6 +929,9 @@ impl Default for ResearchQaSpec {
             near_duplicate_threshold: default_near_duplicate_threshold(),
             grounding_threshold: default_grounding_threshold(),
             classify_taxonomy: Vec::new(),
+            skip_method_sections: true,
+            max_sections_per_doc: None,
+            keep_section_text: true,
         }
     }
 }
@@ -1155,6 +1170,12 @@ impl JobSpec {
                     return Err(invalid(
                         "researchqa.classify_taxonomy",
                         "entries must not be empty".into(),
+                    ));
+                }
+                if rq.max_sections_per_doc == Some(0) {
+                    return Err(invalid(
+                        "researchqa.max_sections_per_doc",
+                        "must be at least 1 (leave it out for no cap)".into(),
                     ));
                 }
                 if rq.min_section_chars >= rq.max_section_chars {

@@ -5,14 +5,16 @@
 //! 1. decide every row: dropped (`kept = false`, an id seen before, an exact or near
 //!    duplicate of an earlier row) or kept in a split (by the hash of the split key, so one
 //!    source document never straddles two splits);
-//! 2. write the kept rows per split in the Hugging Face layout `data/<split>-<i>-of-<n>.<ext>`,
-//!    then `README.md` (dataset card with YAML front matter) and `schema.json`.
+//! 2. write the kept rows per split in the Hugging Face layout `data/<split>-<i>-of-<n>.<ext>`
+//!    (`researchqa-json`: one `<split>.json` at the top, as the released ResearchQA files
+//!    `test.json`, `valid.json` are), then `README.md` (dataset card with YAML front matter)
+//!    and `schema.json`.
 //!
 //! The work is CPU-bound, so it runs on the blocking pool; object-store I/O inside it is driven
 //! through the runtime handle. Parquet output streams through multipart uploads, so memory is
 //! bounded by a row group and a few upload chunks, not by the dataset.
 
-mod card;
+pub mod card;
 pub mod dedup;
 mod sink;
 
@@ -177,6 +179,8 @@ pub struct ExportReport {
 pub struct SplitReport {
     pub rows: u64,
     pub files: u64,
+    /// Bytes of the split's data files.
+    pub bytes: u64,
 }
 
 /// Whether a row's text repeats one already kept.
@@ -421,6 +425,7 @@ impl Exporter {
                 SplitReport {
                     rows: written.rows,
                     files: written.files.len() as u64,
+                    bytes: written.bytes,
                 },
             );
         }

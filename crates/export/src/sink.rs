@@ -100,17 +100,25 @@ impl Sink {
     }
 
     pub fn name(&self) -> String {
-        format!("data/{}-*.{}", self.split, self.kind.extension())
+        match self.kind {
+            SinkKind::JsonArray(ext) => format!("{}.{ext}", self.split),
+            _ => format!("data/{}-*.{}", self.split, self.kind.extension()),
+        }
     }
 
     fn open(&mut self, handle: &Handle) -> Result<(), ExportError> {
-        let name = format!(
-            "data/{}-{:05}-of-{:05}.{}",
-            self.split,
-            self.next_index,
-            self.files,
-            self.kind.extension()
-        );
+        // a JSON array is one file per split named as the released ResearchQA files are
+        // ("test.json", "valid.json" at the top of the dataset)
+        let name = match self.kind {
+            SinkKind::JsonArray(ext) => format!("{}.{ext}", self.split),
+            _ => format!(
+                "data/{}-{:05}-of-{:05}.{}",
+                self.split,
+                self.next_index,
+                self.files,
+                self.kind.extension()
+            ),
+        };
         self.next_index += 1;
         let path = Path::from(format!("{}/{name}", self.target.path).trim_start_matches('/'));
         let upload = handle

@@ -30,6 +30,9 @@ fn row(id: &str, doc: &str, query: &str) -> ResearchQaRow {
         section_heading: "1 Intro".into(),
         heading_path: vec!["1 Intro".into()],
         section_text_hash: "h".into(),
+        section_kind: "content".into(),
+        section_text: Some(format!("Text about {query}.")),
+        cited_references: Vec::new(),
         provenance: Provenance {
             provider: "simulated".into(),
             ..Provenance::default()
@@ -218,6 +221,19 @@ async fn export_dedups_splits_by_document_and_writes_the_hf_layout() {
     assert!(card.contains("path: data/train-*.parquet"));
     assert!(card.contains("simulated provider"));
     assert!(target_dir.join("schema.json").exists());
+    // the front matter is YAML a YAML parser reads back, with the bytes of every split
+    let front = card
+        .strip_prefix("---\n")
+        .and_then(|rest| rest.split_once("\n---\n"))
+        .map(|(yaml, _)| yaml)
+        .expect("front matter");
+    let front: rubricmill_export::card::FrontMatter = serde_norway::from_str(front).unwrap();
+    for split in &front.dataset_info.splits {
+        let reported = &report.splits[&split.name];
+        assert_eq!(split.num_examples, reported.rows);
+        assert_eq!(split.num_bytes, reported.bytes);
+        assert!(split.num_bytes > 0);
+    }
 
     // Exporting again gives the same split of every row.
     let again_dir = dir.path().join("again");
@@ -261,4 +277,50 @@ async fn jsonl_export_and_dedup_switches() {
         }
     }
     assert_eq!(lines, 202);
+}
+
+#[tokio::test]
+async fn researchqa_json_export_writes_the_released_file_names_and_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, manifest) = committed_job(dir.path()).await;
+    let target_dir = dir.path().join("rqa");
+    let target = StoreLocation::parse(target_dir.to_str().unwrap()).unwrap();
+    let options = ExportOptions {
+        format: ExportFormat::parse("researchqa-json").unwrap(),
+        splits: vec![("test".into(), 0.5), ("valid".into(), 0.5)],
+        ..ExportOptions::default()
+    };
+    let report = export(store, manifest, target, options).await.unwrap();
+    let mut read = 0;
+    for split in ["test", "valid"] {
+        let text = std::fs::read_to_string(target_dir.join(format!("{split}.json")))
+            .unwrap_or_else(|e| panic!("{split}.json: {e}"));
+        let items: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+        assert_eq!(items.len() as u64, report.splits[split].rows);
+        for item in &items {
+            for entry in item["rubric"].as_array().unwrap() {
+                let mut keys: Vec<&str> = entry
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .map(String::as_str)
+                    .collect();
+                keys.sort_unstable();
+                assert_eq!(keys, ["citation_metadata", "rubric_item", "type"]);
+                assert!(entry["type"].is_string());
+            }
+        }
+        read += items.len();
+    }
+    assert_eq!(read as u64, report.rows_written);
+    assert!(
+        !target_dir.join("data").exists(),
+        "no data/ folder for a JSON array export"
+    );
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(target_dir.join("schema.json")).unwrap())
+            .unwrap();
+    assert_eq!(schema["fields"][6]["name"], "rubric");
+    let card = std::fs::read_to_string(target_dir.join("README.md")).unwrap();
+    assert!(card.contains("path: test.json"), "{card}");
 }

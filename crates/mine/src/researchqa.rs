@@ -24,8 +24,8 @@ use std::sync::Arc;
 use futures::StreamExt;
 use rubricmill_core::spec::ResearchQaSpec;
 use rubricmill_core::{
-    OutputRow, PipelineKind, RawPayload, RawRecord, ResearchQaRow, RubricItem, SourceRef, Usage,
-    short_hash,
+    CitedReference, OutputRow, PipelineKind, RawPayload, RawRecord, ResearchQaRow, RubricItem,
+    SourceRef, Usage, short_hash,
 };
 use rubricmill_llm::simulated::{RESEARCHQA_CLASSIFY_TASK, RESEARCHQA_JUDGE_TASK, RESEARCHQA_TASK};
 use rubricmill_llm::structured::{extract_json, validate};
@@ -39,7 +39,7 @@ use crate::pipeline::{
 use crate::prompt::Template;
 use crate::rubric_filters::{ItemChecks, check_items, content_stems, source_reference};
 use crate::sections::{
-    ParsedSurvey, Reference, Section, SectionOptions, parse_markdown_survey,
+    ParsedSurvey, Reference, Section, SectionKind, SectionOptions, parse_markdown_survey,
     parse_structured_survey,
 };
 
@@ -122,6 +122,7 @@ impl ResearchQaPipeline {
                 "required": ["query", "rubric"],
                 "properties": {
                     "query": {"type": "string"},
+                    "decline": {"type": ["string", "null"]},
                     "rubric": {"type": "array", "maxItems": self.spec.max_rubric_items, "items": {
                         "type": "object",
                         "additionalProperties": false,
@@ -173,6 +174,12 @@ fn parse_verdict(answer: &str, schema: &Value) -> Result<Result<(), String>, Str
         .unwrap_or("")
         .trim();
     Ok(Err(format!("not {}: {reason}", failed.join(", not "))))
+}
+
+/// A usable generation answer: a query with its rubric, or a refusal to mine the section.
+enum Answer {
+    Mined(String, Vec<RubricItem>),
+    Declined(String),
 }
 
 /// Document-level values every row of one survey shares.
@@ -313,9 +320,17 @@ impl ResearchQaPipeline {
         answer: &str,
         schema: &Value,
         section: &Section,
-    ) -> Result<(String, Vec<RubricItem>), String> {
+    ) -> Result<Answer, String> {
         let value = extract_json(answer)?;
         validate(&value, schema)?;
+        if let Some(reason) = value
+            .get("decline")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+        {
+            return Ok(Answer::Declined(reason.to_owned()));
+        }
         let query = value
             .get("query")
             .and_then(Value::as_str)
@@ -382,7 +397,7 @@ impl ResearchQaPipeline {
         if rubric.is_empty() {
             return Err("answer has no usable rubric items".into());
         }
-        Ok((query.to_owned(), rubric))
+        Ok(Answer::Mined(query.to_owned(), rubric))
     }
 
     /// The type of an item whose types were all unknown: "Other" when configured, else the
@@ -431,9 +446,55 @@ impl ResearchQaPipeline {
     fn judge_request(judge: &LlmStage, section: &Section, query: &str) -> ChatRequest {
         let heading_path = section.heading_path.join(" › ");
         judge.request(
-            &[("heading_path", &heading_path), ("query", query)],
+            &[
+                ("heading_path", &heading_path),
+                ("section_text", &section.text),
+                ("query", query),
+            ],
             judge_format(),
         )
+    }
+
+    /// The sections to mine, and the others with why they are skipped: review-method sections
+    /// (`skip_method_sections`), then those over `max_sections_per_doc`, which keeps sections
+    /// spread evenly over the survey.
+    fn select_sections<'a>(
+        &self,
+        sections: &'a [Section],
+    ) -> (Vec<&'a Section>, Vec<(&'a Section, String)>) {
+        let mut skipped = Vec::new();
+        let mut keep = Vec::with_capacity(sections.len());
+        for section in sections {
+            if self.spec.skip_method_sections && section.kind == SectionKind::ReviewMethod {
+                skipped.push((
+                    section,
+                    "review-method section (researchqa.skip_method_sections)".to_owned(),
+                ));
+            } else {
+                keep.push(section);
+            }
+        }
+        let Some(cap) = self.spec.max_sections_per_doc.map(|c| c as usize) else {
+            return (keep, skipped);
+        };
+        if cap == 0 || keep.len() <= cap {
+            return (keep, skipped);
+        }
+        let n = keep.len();
+        let chosen: std::collections::HashSet<usize> = (0..cap).map(|k| k * n / cap).collect();
+        let mut kept = Vec::with_capacity(cap);
+        for (i, section) in keep.into_iter().enumerate() {
+            if chosen.contains(&i) {
+                kept.push(section);
+            } else {
+                skipped.push((
+                    section,
+                    format!("over researchqa.max_sections_per_doc ({cap}) for this survey"),
+                ));
+            }
+        }
+        skipped.sort_by_key(|(s, _)| s.index);
+        (kept, skipped)
     }
 
     fn classify_format(&self) -> ResponseFormat {
@@ -536,7 +597,14 @@ impl ResearchQaPipeline {
             })
             .await;
         let (query, rubric) = match parsed {
-            Ok(parsed) => parsed,
+            Ok(Answer::Mined(query, rubric)) => (query, rubric),
+            Ok(Answer::Declined(reason)) => {
+                return Ok(Mined::failed(
+                    usage,
+                    "generate",
+                    format!("the generator declined the section: {reason}"),
+                ));
+            }
             Err(error) => {
                 let reason = classify_llm_error(error)?;
                 return Ok(Mined::failed(usage, "generate", reason));
@@ -627,6 +695,19 @@ impl ResearchQaPipeline {
             section_heading: section.heading.clone(),
             heading_path: section.heading_path.clone(),
             section_text_hash: short_hash(section.text.as_bytes(), 24),
+            section_kind: section.kind.as_str().to_owned(),
+            section_text: self.spec.keep_section_text.then(|| section.text.clone()),
+            cited_references: section
+                .citations
+                .iter()
+                .map(|r| CitedReference {
+                    key: r.key.clone(),
+                    first_author: r.first_author.clone(),
+                    title: r.title.clone(),
+                    url: r.url.clone(),
+                    year: r.year.clone(),
+                })
+                .collect(),
             provenance: provenance(
                 source,
                 ctx,
@@ -724,7 +805,8 @@ impl Pipeline for ResearchQaPipeline {
             );
             estimate.add(&classify.estimate(&request, TYPICAL_VERDICT_TOKENS));
         }
-        for section in &parsed.sections {
+        let (mined, _skipped) = self.select_sections(&parsed.sections);
+        for section in mined {
             let request = self.section_request(section);
             estimate.add(&self.generate.estimate(&request, TYPICAL_ANSWER_TOKENS));
             if let Some(judge) = &self.judge {
@@ -771,6 +853,14 @@ impl Pipeline for ResearchQaPipeline {
             return Ok(outcome);
         }
         outcome.pass("parse");
+        let (to_mine, skipped) = self.select_sections(&parsed.sections);
+        for (section, reason) in skipped {
+            let reason = format!("{}: {reason}", section.heading);
+            outcome.reject(ctx, &record.source, "sections", reason, &section.text);
+        }
+        if to_mine.is_empty() {
+            return Ok(outcome);
+        }
         let mut document = self.document(&record, &raw);
         if document.title.is_none() {
             document.title = parsed.title.clone();
@@ -785,8 +875,7 @@ impl Pipeline for ResearchQaPipeline {
             }
         };
         // Futures are lazy: `buffered` runs SECTION_CONCURRENCY of them at a time, in order.
-        let calls: Vec<_> = parsed
-            .sections
+        let calls: Vec<_> = to_mine
             .iter()
             .map(|section| self.mine_section(section))
             .collect();
@@ -812,7 +901,7 @@ impl Pipeline for ResearchQaPipeline {
         if document.general_domain.is_none() {
             document.general_domain = document.folder.clone();
         }
-        for (section, result) in parsed.sections.iter().zip(results) {
+        for (section, result) in to_mine.into_iter().zip(results) {
             let mined = result?;
             if let Some(mined) = account(&mut outcome, ctx, &record.source, section, mined) {
                 let row = self.row(section, &document, &record.source, ctx, mined);
@@ -1241,5 +1330,182 @@ mod tests {
             no_script(),
         );
         assert_eq!(full.estimate(&survey()).calls, 4 + 4 + 1);
+    }
+
+    /// The `survey()` fixture with a review-method section inserted as section 2.
+    fn survey_with_method_section() -> RawRecord {
+        let mut record = survey();
+        let RawPayload::Text(text) = &mut record.payload else {
+            unreachable!("the fixture is Markdown")
+        };
+        let method = "We searched PubMed, Scopus and Web of Science for studies on prefix caching. \
+            Two reviewers screened titles and abstracts against the inclusion criteria and \
+            resolved disagreements by discussion; the PRISMA diagram shows the records screened.";
+        *text = text.replace(
+            "# 2 Eviction",
+            &format!("# 1.5 Search strategy\n\n{method} {method}\n\n# 2 Eviction"),
+        );
+        record
+    }
+
+    #[tokio::test]
+    async fn review_method_sections_are_skipped_unless_asked_for() {
+        let (skipping, provider) = pipeline(ResearchQaSpec::default(), no_script());
+        let outcome = skipping
+            .process(survey_with_method_section(), &ctx())
+            .await
+            .unwrap();
+        let mut skipped = rejects(&outcome, "sections");
+        skipped.retain(|r| !r.starts_with("References:"));
+        assert_eq!(
+            skipped,
+            ["1.5 Search strategy: review-method section (researchqa.skip_method_sections)"]
+        );
+        assert_eq!(stage(&outcome, "generate").0, 4);
+        assert_eq!(
+            provider.calls.lock().unwrap().get(RESEARCHQA_TASK),
+            Some(&4)
+        );
+        assert!(rows(&outcome).iter().all(|r| r.section_kind == "content"));
+
+        let spec = ResearchQaSpec {
+            skip_method_sections: false,
+            query_judge: false,
+            min_items: 1,
+            grounding_threshold: 0.0,
+            ..ResearchQaSpec::default()
+        };
+        let (keeping, _) = pipeline(spec, no_script());
+        let outcome = keeping
+            .process(survey_with_method_section(), &ctx())
+            .await
+            .unwrap();
+        assert_eq!(
+            rejects(&outcome, "sections"),
+            ["References: non-content section: references"]
+        );
+        let kinds: Vec<(&str, &str)> = rows(&outcome)
+            .iter()
+            .map(|r| (r.section_heading.as_str(), r.section_kind.as_str()))
+            .collect();
+        assert!(
+            kinds.contains(&("1.5 Search strategy", "review_method")),
+            "{kinds:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn max_sections_per_doc_caps_a_survey_evenly_and_rejects_the_rest() {
+        let spec = ResearchQaSpec {
+            max_sections_per_doc: Some(2),
+            ..ResearchQaSpec::default()
+        };
+        let (capped, provider) = pipeline(spec, no_script());
+        let outcome = capped.process(survey(), &ctx()).await.unwrap();
+        assert_eq!(
+            provider.calls.lock().unwrap().get(RESEARCHQA_TASK),
+            Some(&2)
+        );
+        let skipped = rejects(&outcome, "sections");
+        assert_eq!(
+            skipped,
+            [
+                "References: non-content section: references",
+                "2 Eviction: over researchqa.max_sections_per_doc (2) for this survey",
+                "4 Admission: over researchqa.max_sections_per_doc (2) for this survey"
+            ]
+        );
+        let (gen_in, _, _) = stage(&outcome, "generate");
+        assert_eq!(gen_in, 2);
+    }
+
+    #[tokio::test]
+    async fn the_generator_may_decline_a_section() {
+        let script: Script = Box::new(|request| {
+            let generate = request.response_format.as_ref()?.name == RESEARCHQA_TASK;
+            (generate && prompt_of(request).contains("4 Admission</section_heading>")).then(|| {
+                json!({"query": "", "rubric": [], "decline": "the section lists admission tools only"})
+                    .to_string()
+            })
+        });
+        let (pipeline, provider) = pipeline(ResearchQaSpec::default(), script);
+        let outcome = pipeline.process(survey(), &ctx()).await.unwrap();
+        assert_eq!(
+            rejects(&outcome, "generate"),
+            [
+                "4 Admission: the generator declined the section: the section lists admission tools only"
+            ]
+        );
+        // a decline is an answer, not an error: no repair call
+        assert_eq!(
+            provider.calls.lock().unwrap().get(RESEARCHQA_TASK),
+            Some(&4)
+        );
+        assert!(
+            rows(&outcome)
+                .iter()
+                .all(|r| r.section_heading != "4 Admission")
+        );
+    }
+
+    #[tokio::test]
+    async fn rows_carry_the_section_text_kind_and_cited_works_and_the_judge_sees_the_text() {
+        let judge_prompts = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = judge_prompts.clone();
+        let script: Script = Box::new(move |request| {
+            if request.response_format.as_ref()?.name == RESEARCHQA_JUDGE_TASK {
+                seen.lock().unwrap().push(prompt_of(request));
+            }
+            None
+        });
+        let (judged, _) = pipeline(ResearchQaSpec::default(), script);
+        let record = survey();
+        let outcome = judged.process(record.clone(), &ctx()).await.unwrap();
+        let RawPayload::Text(markdown) = &record.payload else {
+            unreachable!("the fixture is Markdown")
+        };
+        let parsed = parse_markdown_survey(markdown, &judged.options);
+        let mined = rows(&outcome);
+        assert!(!mined.is_empty());
+        for row in &mined {
+            let section = parsed
+                .sections
+                .iter()
+                .find(|s| s.heading == row.section_heading)
+                .expect("the row's section");
+            assert_eq!(row.section_text.as_deref(), Some(section.text.as_str()));
+            assert_eq!(
+                row.section_text_hash,
+                short_hash(section.text.as_bytes(), 24)
+            );
+            assert_eq!(row.section_kind, "content");
+            let cited: Vec<(&str, Option<&str>)> = row
+                .cited_references
+                .iter()
+                .map(|r| (r.key.as_str(), r.first_author.as_deref()))
+                .collect();
+            assert_eq!(cited, [("1", Some("Okafor"))], "{}", row.section_heading);
+        }
+        let prompts = judge_prompts.lock().unwrap().clone();
+        assert_eq!(prompts.len(), 4);
+        let eviction = parsed
+            .sections
+            .iter()
+            .find(|s| s.heading == "2 Eviction")
+            .expect("eviction section");
+        assert!(
+            prompts.iter().any(|p| p.contains(&eviction.text)),
+            "the judge prompt carries the section text"
+        );
+
+        let spec = ResearchQaSpec {
+            keep_section_text: false,
+            ..ResearchQaSpec::default()
+        };
+        let (lean, _) = pipeline(spec, no_script());
+        let outcome = lean.process(survey(), &ctx()).await.unwrap();
+        let lean_rows = rows(&outcome);
+        assert!(!lean_rows.is_empty());
+        assert!(lean_rows.iter().all(|r| r.section_text.is_none()));
     }
 }

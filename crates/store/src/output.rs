@@ -59,6 +59,16 @@ fn citation_fields() -> Fields {
     ])
 }
 
+fn cited_reference_fields() -> Fields {
+    Fields::from(vec![
+        utf8("key", false),
+        utf8("first_author", true),
+        utf8("title", true),
+        utf8("url", true),
+        utf8("year", true),
+    ])
+}
+
 fn rubric_item_fields() -> Fields {
     Fields::from(vec![
         utf8("rubric_item", false),
@@ -86,6 +96,12 @@ pub static RESEARCHQA_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         utf8("section_heading", false),
         list_of("heading_path", DataType::Utf8),
         utf8("section_text_hash", false),
+        utf8("section_kind", false),
+        utf8("section_text", true),
+        list_of(
+            "cited_references",
+            DataType::Struct(cited_reference_fields()),
+        ),
     ];
     fields.extend(provenance_fields());
     Arc::new(Schema::new(fields))
@@ -271,9 +287,39 @@ pub fn researchqa_batch(rows: &[ResearchQaRow]) -> Result<RecordBatch, StoreErro
         strings(rows.iter().map(|r| r.section_heading.as_str())),
         string_list(rows, |r| r.heading_path.as_slice()),
         strings(rows.iter().map(|r| r.section_text_hash.as_str())),
+        strings(rows.iter().map(|r| r.section_kind.as_str())),
+        optional_strings(rows.iter().map(|r| r.section_text.as_deref())),
+        cited_references_column(rows),
     ];
     push_provenance(&mut columns, rows.iter().map(|r| &r.provenance));
     batch(&RESEARCHQA_SCHEMA, columns)
+}
+
+/// The `cited_references` column: per row, the works its section cites.
+fn cited_references_column(rows: &[ResearchQaRow]) -> ArrayRef {
+    let cited: Vec<_> = rows
+        .iter()
+        .flat_map(|r| r.cited_references.iter())
+        .collect();
+    let field = |get: fn(&rubricmill_core::CitedReference) -> Option<&str>| {
+        optional_strings(cited.iter().map(|c| get(c)))
+    };
+    let child = StructArray::new(
+        cited_reference_fields(),
+        vec![
+            strings(cited.iter().map(|c| c.key.as_str())),
+            field(|c| c.first_author.as_deref()),
+            field(|c| c.title.as_deref()),
+            field(|c| c.url.as_deref()),
+            field(|c| c.year.as_deref()),
+        ],
+        None,
+    );
+    list(
+        DataType::Struct(cited_reference_fields()),
+        rows.iter().map(|r| r.cited_references.len()),
+        Arc::new(child),
+    )
 }
 
 /// A `List<Struct<a, b>>` column of string pairs.

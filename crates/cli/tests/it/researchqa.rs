@@ -9,7 +9,7 @@ use std::path::Path;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
-use rubricmill_mine::sections::{SectionOptions, parse_markdown_survey};
+use rubricmill_mine::sections::{SectionKind, SectionOptions, parse_markdown_survey};
 use rubricmill_mock_llm::MockConfig;
 
 use crate::{Committed, Mock, repo_root, run_job, write_spec};
@@ -125,17 +125,23 @@ fn twenty_real_surveys_mine_to_accounted_researchqa_rows() {
     assert_eq!(files.len(), 20);
     // What the pipeline must do with each survey, from the section extractor directly.
     let mut kept_sections = BTreeMap::new();
+    let mut parsed_sections = BTreeMap::new();
     let mut dropped_units = 0;
     for file in &files {
         let parsed = parse_markdown_survey(
             &std::fs::read_to_string(file).unwrap(),
             &SectionOptions::default(),
         );
-        kept_sections.insert(
-            file.file_stem().unwrap().to_string_lossy().into_owned(),
-            parsed.sections.len(),
-        );
-        dropped_units += parsed.dropped.len();
+        // review-method sections are skipped by default, each a `sections` reject
+        let method = parsed
+            .sections
+            .iter()
+            .filter(|s| s.kind == SectionKind::ReviewMethod)
+            .count();
+        let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
+        parsed_sections.insert(stem.clone(), parsed.sections.len());
+        kept_sections.insert(stem, parsed.sections.len() - method);
+        dropped_units += parsed.dropped.len() + method;
     }
     let sections: usize = kept_sections.values().sum();
 
@@ -244,7 +250,7 @@ fn twenty_real_surveys_mine_to_accounted_researchqa_rows() {
             .parse()
             .unwrap_or_else(|_| panic!("{id}: section index is not a number"));
         let stem = Path::new(file).file_stem().unwrap().to_string_lossy();
-        let kept = kept_sections[stem.as_ref()];
+        let kept = parsed_sections[stem.as_ref()];
         assert!(index < kept, "{id}: index beyond the {kept} kept sections");
         assert!(
             doc.chars()

@@ -46,6 +46,9 @@ fn quickstart_researchqa_writes_documented_rows_with_provenance() {
         "section_heading",
         "heading_path",
         "section_text_hash",
+        "section_kind",
+        "section_text",
+        "cited_references",
     ]);
     expected.extend(PROVENANCE);
     assert_eq!(column_names(&out.rows), expected);

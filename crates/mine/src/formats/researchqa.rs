@@ -11,15 +11,19 @@
 //!                date: str, rubric: List[RubricItem(rubric_item: str, type: str)])
 //! ```
 //!
-//! with `RubricItem(**r)` for each rubric entry. So an element must have those seven keys
-//! (extra top-level keys are ignored), and a rubric entry must have exactly `rubric_item` and
-//! `type`: any other key (such as `citation_metadata`) makes `RubricItem(**r)` raise. Hence:
+//! with `RubricItem(**r)` for each rubric entry. `RubricItem` has the fields `rubric_item`,
+//! `type` and, since the loader's commit "add the key of RubricItem", an optional
+//! `citation_metadata`; any other key makes `RubricItem(**r)` raise. So an element must have
+//! those seven keys (extra top-level keys are ignored), and a rubric entry has exactly
+//! `rubric_item`, `type` and `citation_metadata`. Hence:
 //!
 //! - all scalar fields are strings; a label or date we do not have is written as `""`;
-//! - `type` is a string: the item's type labels joined with `", "` (one label in the common
-//!   case, e.g. `"Citation"`);
-//! - citation metadata, heading path and provenance are not part of this layout; they stay in
-//!   the Parquet rows (`rubric[].citation_metadata`, `heading_path`, provenance columns).
+//! - `type` is one string, as each released item has one type: the item's first type label
+//!   (the generator lists the main one first), e.g. `"Citation"`;
+//! - `citation_metadata` is the cited work's `{first_author, title, url, year}` for citation
+//!   items and `null` otherwise;
+//! - heading path, section text and provenance are not part of this layout; they stay in the
+//!   Parquet rows.
 //!
 //! Input rows are JSON objects as Arrow's JSON writer renders the researchqa Parquet schema
 //! (null columns may be absent).
@@ -63,16 +67,32 @@ pub(super) fn to_researchqa_json(row: &Value) -> Result<Option<Value>, String> {
                 "researchqa row {id}: rubric item {i} has no rubric_item"
             ));
         };
-        let types = match item.get("type") {
+        let item_type = match item.get("type") {
             Some(Value::Array(types)) => types
                 .iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(", "),
+                .find_map(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
             Some(Value::String(t)) => t.clone(),
             _ => String::new(),
         };
-        rubric.push(json!({"rubric_item": text, "type": types}));
+        let citation = match item.get("citation_metadata") {
+            Some(Value::Object(fields)) => {
+                let field = |key: &str| fields.get(key).cloned().unwrap_or(Value::Null);
+                json!({
+                    "first_author": field("first_author"),
+                    "title": field("title"),
+                    "url": field("url"),
+                    "year": field("year"),
+                })
+            }
+            _ => Value::Null,
+        };
+        rubric.push(json!({
+            "rubric_item": text,
+            "type": item_type,
+            "citation_metadata": citation,
+        }));
     }
     Ok(Some(json!({
         "id": id,
@@ -153,13 +173,18 @@ mod tests {
             keys.sort_unstable();
             assert_eq!(
                 keys,
-                ["rubric_item", "type"],
+                ["citation_metadata", "rubric_item", "type"],
                 "RubricItem(**r) takes only these"
             );
             assert!(item["type"].is_string());
         }
         assert_eq!(rubric[0]["type"], "Citation");
-        assert_eq!(rubric[1]["type"], "Comparison, Explanation");
+        assert_eq!(rubric[1]["type"], "Comparison", "one type per item");
+        assert_eq!(
+            rubric[0]["citation_metadata"],
+            json!({"first_author": "Abdollahpouri", "title": "Popularity bias", "url": null, "year": "2019"})
+        );
+        assert_eq!(rubric[1]["citation_metadata"], Value::Null);
         assert_eq!(
             rubric[0]["rubric_item"],
             "Does the response cite the work of Abdollahpouri on popularity bias?"

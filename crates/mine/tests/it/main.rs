@@ -6,3 +6,4 @@ mod pairs_corpus;
 mod pairs_fuzz;
 mod pairs_samples;
 mod sections_corpus;
+mod sections_eval;

@@ -1,0 +1,349 @@
+//! The section rules measured against hand labels: every heading of the 20 surveys in
+//! `../shared/corpus/surveys`, labelled by reading the surveys (`tests/labels/sections.tsv`:
+//! content, method — the review's own method —, non-content, or noise). Prints precision and
+//! recall per survey and overall (`scripts/eval-sections.sh`), and fails when the rules keep
+//! more than 0.5 % of the non-content headings or drop more than 2 % of the content ones.
+//! A second test checks a hand-checked sample of citations (`tests/labels/citations.tsv`, one
+//! to three per survey with a numbered or author-year list): each survey must resolve at least
+//! 95 % of its sampled citations, and 85 % of the resolved ones must have first author, year
+//! and title all right.
+//!
+//! A heading is matched to the parser's unit with the same text, in order. A unit whose
+//! abstract was dropped but whose unheaded introduction was kept (renamed "Introduction")
+//! counts as dropped for its abstract label. Noise labels and headings the parser folded into
+//! text (no unit of their own) are left out and counted, and so are headings with no text of
+//! their own (a chapter heading right before its first subsection): nothing is kept or lost.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rubricmill_mine::sections::{SectionKind, SectionOptions, parse_markdown_survey};
+
+const CORPUS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/corpus/surveys"
+);
+const LABELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/labels/sections.tsv");
+
+/// Targets on the labelled set.
+const MAX_NON_CONTENT_KEPT: f64 = 0.005;
+const MAX_CONTENT_DROPPED: f64 = 0.02;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Label {
+    Content,
+    Method,
+    NonContent,
+    Noise,
+}
+
+fn labels() -> BTreeMap<String, Vec<(String, Label)>> {
+    let text = std::fs::read_to_string(LABELS).expect("label file");
+    let mut by_file: BTreeMap<String, Vec<(String, Label)>> = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let cols: Vec<&str> = line.split('\t').collect();
+        assert!(cols.len() >= 3, "labels line {}: {line:?}", n + 1);
+        let label = match cols[2] {
+            "content" => Label::Content,
+            "method" => Label::Method,
+            "non-content" => Label::NonContent,
+            "noise" => Label::Noise,
+            other => panic!("labels line {}: unknown label {other:?}", n + 1),
+        };
+        by_file
+            .entry(cols[0].to_owned())
+            .or_default()
+            .push((cols[1].to_owned(), label));
+    }
+    by_file
+}
+
+fn collapse(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    content: usize,
+    content_dropped: usize,
+    non_content: usize,
+    non_content_kept: usize,
+    method: usize,
+    marked: usize,
+    marked_right: usize,
+    unmatched: usize,
+    empty: usize,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.content += o.content;
+        self.content_dropped += o.content_dropped;
+        self.non_content += o.non_content;
+        self.non_content_kept += o.non_content_kept;
+        self.method += o.method;
+        self.marked += o.marked;
+        self.marked_right += o.marked_right;
+        self.unmatched += o.unmatched;
+        self.empty += o.empty;
+    }
+}
+
+fn share(part: usize, whole: usize) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+#[test]
+fn section_kinds_meet_the_targets_on_the_labelled_surveys() {
+    let root = Path::new(CORPUS);
+    if !root.is_dir() {
+        println!("skipping: ../shared/corpus not found");
+        return;
+    }
+    let labels = labels();
+    assert_eq!(labels.len(), 20, "labels cover the 20 surveys");
+    let mut total = Counts::default();
+    println!(
+        "{:<44} {:>7} {:>7} {:>7} {:>7} {:>9}",
+        "survey", "content", "dropped", "non-c.", "kept", "unmatched"
+    );
+    for (file, labelled) in &labels {
+        let path = ["computer_science", "medicine"]
+            .iter()
+            .map(|field| root.join(field).join(file))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{file} is not in the corpus"));
+        let text = std::fs::read_to_string(&path).expect("readable survey");
+        let parsed = parse_markdown_survey(&text, &SectionOptions::default());
+        let mut counts = Counts::default();
+        let mut next = 0usize;
+        for (heading, label) in labelled {
+            if *label == Label::Noise {
+                continue;
+            }
+            let wanted = collapse(heading);
+            let found = parsed.outcomes[next..]
+                .iter()
+                .position(|o| o.raw_heading.as_deref().map(collapse).as_deref() == Some(&wanted));
+            let Some(offset) = found else {
+                counts.unmatched += 1;
+                continue;
+            };
+            let outcome = &parsed.outcomes[next + offset];
+            next += offset + 1;
+            if outcome.text_chars == 0 {
+                // a heading with no text of its own: nothing to keep or lose
+                counts.empty += 1;
+                continue;
+            }
+            let renamed_intro = outcome.heading == "Introduction" && wanted != "Introduction";
+            let kept = outcome.kept && !(renamed_intro && *label == Label::NonContent);
+            let marked = kept && outcome.kind == SectionKind::ReviewMethod;
+            match label {
+                Label::Content | Label::Method => {
+                    counts.content += 1;
+                    if !kept {
+                        counts.content_dropped += 1;
+                        println!("  content dropped: {file} :: {heading}");
+                    }
+                }
+                Label::NonContent => {
+                    counts.non_content += 1;
+                    if kept {
+                        counts.non_content_kept += 1;
+                        println!("  non-content kept: {file} :: {heading}");
+                    }
+                }
+                Label::Noise => {}
+            }
+            if *label == Label::Method {
+                counts.method += 1;
+            }
+            if marked {
+                counts.marked += 1;
+                if *label == Label::Method {
+                    counts.marked_right += 1;
+                }
+            }
+        }
+        println!(
+            "{:<44} {:>7} {:>7} {:>7} {:>7} {:>9}",
+            file.chars().take(44).collect::<String>(),
+            counts.content,
+            counts.content_dropped,
+            counts.non_content,
+            counts.non_content_kept,
+            counts.unmatched
+        );
+        total.add(&counts);
+    }
+    let non_content_kept = share(total.non_content_kept, total.non_content);
+    let content_dropped = share(total.content_dropped, total.content);
+    println!(
+        "non-content kept: {}/{} = {:.2} % (target <= {:.1} %)",
+        total.non_content_kept,
+        total.non_content,
+        non_content_kept * 100.0,
+        MAX_NON_CONTENT_KEPT * 100.0
+    );
+    println!(
+        "content dropped: {}/{} = {:.2} % (target <= {:.1} %)",
+        total.content_dropped,
+        total.content,
+        content_dropped * 100.0,
+        MAX_CONTENT_DROPPED * 100.0
+    );
+    println!(
+        "section kind content: precision {:.3}, recall {:.3}",
+        1.0 - share(
+            total.non_content_kept,
+            total.content - total.content_dropped + total.non_content_kept
+        ),
+        1.0 - content_dropped
+    );
+    println!(
+        "review-method marking: precision {:.3} ({} of {} marked), recall {:.3} ({} of {} labelled)",
+        share(total.marked_right, total.marked),
+        total.marked_right,
+        total.marked,
+        share(total.marked_right, total.method),
+        total.marked_right,
+        total.method
+    );
+    println!(
+        "labelled headings without a unit of their own: {}",
+        total.unmatched
+    );
+    assert!(
+        total.content + total.non_content > 550,
+        "most labels match a unit ({} unmatched)",
+        total.unmatched
+    );
+    assert!(
+        non_content_kept <= MAX_NON_CONTENT_KEPT,
+        "non-content kept {:.2} %",
+        non_content_kept * 100.0
+    );
+    assert!(
+        content_dropped <= MAX_CONTENT_DROPPED,
+        "content dropped {:.2} %",
+        content_dropped * 100.0
+    );
+}
+
+const CITATION_LABELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/labels/citations.tsv");
+/// Targets: every sampled survey resolves at least this share of its sampled citations …
+const MIN_CITATION_RECALL: f64 = 0.95;
+/// … and this share of the resolved ones has first author, year and title all right.
+const MIN_METADATA_RIGHT: f64 = 0.85;
+
+/// Letters and digits, lower-cased: titles compare equal across spacing and punctuation noise.
+fn squash(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+#[test]
+fn sampled_citations_resolve_with_the_right_metadata() {
+    let root = Path::new(CORPUS);
+    if !root.is_dir() {
+        println!("skipping: ../shared/corpus not found");
+        return;
+    }
+    let text = std::fs::read_to_string(CITATION_LABELS).expect("citation labels");
+    let mut by_file: BTreeMap<&str, Vec<Vec<&str>>> = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let cols: Vec<&str> = line.split('\t').collect();
+        assert_eq!(cols.len(), 5, "{line:?}");
+        by_file.entry(cols[0]).or_default().push(cols);
+    }
+    let (mut resolved_total, mut right_total, mut labelled_total) = (0usize, 0usize, 0usize);
+    let mut lowest = 1.0f64;
+    for (file, labels) in &by_file {
+        let path = ["computer_science", "medicine"]
+            .iter()
+            .map(|field| root.join(field).join(file))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{file} is not in the corpus"));
+        let parsed = parse_markdown_survey(
+            &std::fs::read_to_string(&path).expect("readable survey"),
+            &SectionOptions::default(),
+        );
+        let mut resolved = 0usize;
+        for label in labels {
+            let (context, author, year, title) = (collapse(label[1]), label[2], label[3], label[4]);
+            let section = parsed
+                .sections
+                .iter()
+                .find(|s| collapse(&s.text).contains(&context));
+            let cited = section.and_then(|s| {
+                s.citations.iter().find(|r| {
+                    r.first_author.as_deref().map(squash) == Some(squash(author))
+                        && r.year.as_deref().is_some_and(|y| y.starts_with(year))
+                })
+            });
+            let Some(cited) = cited else {
+                let why = if section.is_some() {
+                    "not resolved"
+                } else {
+                    "context not in a kept section"
+                };
+                println!("  missed: {file} :: {context} ({why})");
+                continue;
+            };
+            resolved += 1;
+            if cited.title.as_deref().map(squash) == Some(squash(title)) {
+                right_total += 1;
+            } else {
+                println!(
+                    "  wrong title: {file} :: {:?} (labelled {title:?})",
+                    cited.title
+                );
+            }
+        }
+        let recall = share(resolved, labels.len());
+        lowest = lowest.min(recall);
+        println!(
+            "{:<44} citations resolved {resolved}/{}",
+            file.chars().take(44).collect::<String>(),
+            labels.len()
+        );
+        resolved_total += resolved;
+        labelled_total += labels.len();
+    }
+    let recall = share(resolved_total, labelled_total);
+    let right = share(right_total, resolved_total);
+    println!(
+        "citation recall: {resolved_total}/{labelled_total} = {:.1} % overall, lowest survey {:.1} % (target >= {:.0} % each)",
+        recall * 100.0,
+        lowest * 100.0,
+        MIN_CITATION_RECALL * 100.0
+    );
+    println!(
+        "metadata fully right: {right_total}/{resolved_total} = {:.1} % (target >= {:.0} %)",
+        right * 100.0,
+        MIN_METADATA_RIGHT * 100.0
+    );
+    assert!(
+        lowest >= MIN_CITATION_RECALL,
+        "a survey resolves {:.1} %",
+        lowest * 100.0
+    );
+    assert!(
+        right >= MIN_METADATA_RIGHT,
+        "metadata right {:.1} %",
+        right * 100.0
+    );
+}
