@@ -11,12 +11,19 @@ use arrow_schema::{DataType, Field, Schema};
 use rubricmill_core::ShardUnit;
 use rubricmill_store::{list_inputs, plan_shards};
 
-use crate::{read_all, write};
+use crate::{ReadAll, read_all, write};
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     encoder.write_all(bytes).unwrap();
     encoder.finish().unwrap()
+}
+
+/// Asserts that reading gave exactly one reject, at `location`, whose reason holds `reason`.
+fn assert_one_reject(all: &ReadAll, location: &str, reason: &str) {
+    assert_eq!(all.rejects.len(), 1, "{:?}", all.rejects);
+    assert_eq!(all.rejects[0].0, location);
+    assert!(all.rejects[0].1.contains(reason), "{:?}", all.rejects);
 }
 
 fn pairs_jsonl(count: usize) -> String {
@@ -146,13 +153,7 @@ async fn a_corrupt_parquet_row_group_is_one_reject_and_the_others_are_read() {
         "row groups 0 and 2: {:?}",
         all.rejects
     );
-    assert_eq!(all.rejects.len(), 1);
-    assert_eq!(all.rejects[0].0, "pairs.parquet:row 4");
-    assert!(
-        all.rejects[0].1.contains("row group 1"),
-        "{:?}",
-        all.rejects
-    );
+    assert_one_reject(&all, "pairs.parquet:row 4", "row group 1");
 }
 
 #[tokio::test]
@@ -172,13 +173,7 @@ async fn a_file_that_is_not_parquet_is_a_reject_at_planning() {
     )
     .await;
     assert_eq!(all.records.len(), 3);
-    assert_eq!(all.rejects.len(), 1);
-    assert_eq!(all.rejects[0].0, "junk.parquet:document");
-    assert!(
-        all.rejects[0].1.contains("not a readable Parquet file"),
-        "{:?}",
-        all.rejects
-    );
+    assert_one_reject(&all, "junk.parquet:document", "not a readable Parquet file");
 }
 
 #[tokio::test]
@@ -187,13 +182,7 @@ async fn parquet_rows_over_max_record_bytes_are_rejects() {
     let path = write_parquet(dir.path(), "pairs.parquet", 5, 10, Some(2));
     let all = read_all(path.to_str().unwrap(), None, 10, 10_000).await;
     assert_eq!(all.records.len(), 4);
-    assert_eq!(all.rejects.len(), 1);
-    assert_eq!(all.rejects[0].0, "pairs.parquet:row 2");
-    assert!(
-        all.rejects[0].1.contains("input.max_record_bytes"),
-        "{:?}",
-        all.rejects
-    );
+    assert_one_reject(&all, "pairs.parquet:row 2", "input.max_record_bytes");
 }
 
 #[tokio::test]
@@ -214,9 +203,7 @@ async fn a_fifo_is_a_reject_and_does_not_hang_planning() {
     )
     .await;
     assert_eq!(all.records.len(), 3);
-    assert_eq!(all.rejects.len(), 1);
-    assert_eq!(all.rejects[0].0, "pipe.jsonl:document");
-    assert!(all.rejects[0].1.contains("FIFO"), "{:?}", all.rejects);
+    assert_one_reject(&all, "pipe.jsonl:document", "FIFO");
     // Named directly, too.
     let all = read_all(fifo.to_str().unwrap(), None, 10, 1 << 20).await;
     assert_eq!((all.records.len(), all.rejects.len()), (0, 1));
