@@ -189,3 +189,45 @@ fn author_year_citations_survive_nbsp_and_ocr_years() {
         p.references
     );
 }
+
+#[test]
+fn marker_tally_counts_every_number_and_those_that_resolve() {
+    // six entries: [2-4] is three markers, [7] and [9] are past the list, "[1]-[3]" adds the 2
+    // between its ends, "Eq. [5]" is not a citation
+    let list = PAREN_LIST.replace('(', "[").replace(')', "]");
+    let body = "Models improve [1]. Data matter [2-4]. Results vary [7], see [9] and [1]-[3]. The loss falls by Eq. [5].";
+    let p = doc(body, &list);
+    assert_eq!(
+        p.citation_markers,
+        MarkerTally {
+            found: 9,
+            resolved: 7
+        },
+        "{:#?}",
+        p.references
+    );
+    assert_eq!(p.citation_markers.share(), Some(7.0 / 9.0));
+}
+
+#[test]
+fn marker_tally_of_an_author_year_list_counts_author_year_pairs_only() {
+    let refs = "Smith, J., & Jones, K. (2018). Title of the first work. Journal of Things, 12, 3–4.\nBrown, L. (2020). Title of the second work. Journal of Things, 13, 5–6.\n";
+    // three pairs resolve (Smith 2018, Brown 2020 twice), two do not (Smith 2017, White 2015);
+    // the bracketed number is not this document's style
+    let body = "Earlier work (Smith et al., 2018; Smith et al., 2017) and Brown (2020) disagree [3]; see also (White, 2015; Brown, 2020).";
+    let p = doc(body, refs);
+    assert_eq!(
+        p.citation_markers,
+        MarkerTally {
+            found: 5,
+            resolved: 3
+        }
+    );
+}
+
+#[test]
+fn marker_tally_is_empty_without_a_reference_list() {
+    let p = doc("Models improve [1] (Smith, 2018).", "");
+    assert_eq!(p.citation_markers.found, 0);
+    assert_eq!(p.citation_markers.share(), None);
+}
