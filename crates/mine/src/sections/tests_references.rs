@@ -231,3 +231,109 @@ fn marker_tally_is_empty_without_a_reference_list() {
     assert_eq!(p.citation_markers.found, 0);
     assert_eq!(p.citation_markers.share(), None);
 }
+
+#[test]
+fn a_title_case_title_before_the_year_is_not_taken_for_authors() {
+    // Vancouver books and journals put the year after a capitalised title
+    let r = one(
+        "1. Brown K, Green L, White M. Quiet Rivers: How Towns Shape Water. Riverside: Valley Press; 2015.",
+    );
+    assert_eq!(r.first_author.as_deref(), Some("Brown"));
+    assert_eq!(
+        r.title.as_deref(),
+        Some("Quiet Rivers: How Towns Shape Water")
+    );
+    assert_eq!(r.year.as_deref(), Some("2015"));
+    let r = one(
+        "2. Grey L, Black Y. Possible Treatments for Winter Colds: A Short Review. J Cold Res. 2020; 92: 1-9.",
+    );
+    assert_eq!(
+        r.title.as_deref(),
+        Some("Possible Treatments for Winter Colds: A Short Review")
+    );
+}
+
+#[test]
+fn a_single_vancouver_author_ends_at_the_initials() {
+    for (entry, author, title) in [
+        (
+            "7. Stone QW. Particles in living systems. Chem Int Ed. 2011;50(6):1242–58.",
+            "Stone",
+            "Particles in living systems",
+        ),
+        (
+            "8. Fox-Hart A. Plant-drug interactions. Lancet. 2000; 355: 134-8.",
+            "Fox-Hart",
+            "Plant-drug interactions",
+        ),
+    ] {
+        let r = one(entry);
+        assert_eq!(r.first_author.as_deref(), Some(author), "{entry}");
+        assert_eq!(r.title.as_deref(), Some(title), "{entry}");
+    }
+    // a middle initial of a given-name-first author is not the end of the name
+    let r = one(
+        "Mary D. Stone, Ann Hill, and Bo Li. Popularity biases in evaluation. In Proc. X, 2018.",
+    );
+    assert_eq!(r.first_author.as_deref(), Some("Stone"));
+}
+
+#[test]
+fn vancouver_initials_may_be_hyphenated_or_mixed_case() {
+    let r = one(
+        "3. Tam BX, Vo GT, Ho Q-H, Lam M-T, et al. Global trends of research in river ecology. J Clin Rivers. 2019;8(3):360.",
+    );
+    assert_eq!(
+        r.title.as_deref(),
+        Some("Global trends of research in river ecology")
+    );
+    let r = one(
+        "4. Wade A, Salo J, Jung Sg, Ames H. Mapping river floods: a review of trends. Water Res. 2019;15(2):1–9.",
+    );
+    assert_eq!(r.first_author.as_deref(), Some("Wade"));
+    assert_eq!(
+        r.title.as_deref(),
+        Some("Mapping river floods: a review of trends")
+    );
+}
+
+#[test]
+fn abbreviations_inside_a_title_do_not_end_it() {
+    let r = one(
+        "5. Reed D. Silent Streams: Smith v. Jones and the Promise of Clean Water. New York, River Press, 2004",
+    );
+    assert_eq!(
+        r.title.as_deref(),
+        Some("Silent Streams: Smith v. Jones and the Promise of Clean Water")
+    );
+    let r = one(
+        "6. Lane SS, Moss LN. Changes in water use: a national sample of U.S. adults with gardens, 2009 and 2016. Water Care 2018;41:956–962",
+    );
+    assert_eq!(
+        r.title.as_deref(),
+        Some("Changes in water use: a national sample of U.S. adults with gardens, 2009 and 2016")
+    );
+    let r = one(
+        "Hill, N.T, & Crow, E.A (2004). Evaluations of tutorial strategies employed by the ms. rivertutor. In International conference on tutoring (pp. 1–9).",
+    );
+    assert_eq!(
+        r.title.as_deref(),
+        Some("Evaluations of tutorial strategies employed by the ms. rivertutor")
+    );
+}
+
+#[test]
+fn a_one_word_hyphenated_title_is_a_title() {
+    let r = one(
+        "Kale, Z., Mill, K., Mat, J., 2011. Tracking-by-detection. IEEE Transactions on Things 34, 1409-1422.",
+    );
+    assert_eq!(r.title.as_deref(), Some("Tracking-by-detection"));
+}
+
+#[test]
+fn an_mdpi_book_title_ends_at_its_semicolon() {
+    let r = one(
+        "47. Bond, J.A.; Mury, U.S.R. Graphs with Applications; Oxford: New York, NY, USA, 1982.",
+    );
+    assert_eq!(r.title.as_deref(), Some("Graphs with Applications"));
+}
