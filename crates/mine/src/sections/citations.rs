@@ -10,6 +10,11 @@ pub(super) static CITE_NUM_BRACKET_RANGE: LazyLock<Regex> =
     LazyLock::new(|| re(r"\[(\d{1,4})\]\s*[-–—]\s*\[(\d{1,4})\]"));
 pub(super) static CITE_NUM_PAREN: LazyLock<Regex> =
     LazyLock::new(|| re(r"\((\d{1,3}(?:\s*[-–—,]\s*\d{1,3})*)\)(?:[.,;:)]|\s*$)"));
+/// "Smith et al. (12) examined", "Egede (4) found": a parenthesised number right after a name,
+/// whatever follows it.
+pub(super) static CITE_NUM_PAREN_NARRATIVE: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?:\bet\s+al\.?|\p{Lu}[\p{L}'’\-]+)\s+\((\d{1,3}(?:\s*[-–—,]\s*\d{1,3})*)\)")
+});
 pub(super) static CITE_NUM_SUPER: LazyLock<Regex> = LazyLock::new(|| {
     re(r"(?:[a-z]{2}[.,]?|[a-z][)\]][.,]?)(\d{1,3}(?:[-–,]\d{1,3})*)(?:[.,;:]?(?:\s|$))")
 });
@@ -26,6 +31,14 @@ static NUMBER_LABEL: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)\b(?:eqs?|eqns?|equations?|figs?|figures?|tables?|tabs?|sections?|secs?|sects?|chapters?|steps?|appendix|panels?|algorithms?|lines?|items?|nos?|pp?|pages?|vols?|volumes?)\.?\s*[(\[]?$",
     )
 });
+/// The labels among [`NUMBER_LABEL`] that a bracketed number may follow as a label: singular
+/// nouns and abbreviations only ("Table [2]"); after a plural noun ("earlier steps [4]", "gene
+/// panels [7]") a bracketed number is a citation.
+static NUMBER_LABEL_BRACKET: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)\b(?:eqs?|eqns?|equation|figs?|figure|table|tab|section|secs?|sects?|chapter|step|appendix|panel|algorithm|line|item|nos?|pp?|page|vols?|volume)\.?\s*\[?$",
+    )
+});
 /// Spaces that are not ASCII spaces ("et\u{a0}al."), read as one.
 const ODD_SPACES: [char; 5] = ['\u{a0}', '\u{2007}', '\u{2009}', '\u{202f}', '\u{200a}'];
 
@@ -35,7 +48,12 @@ fn follows_label(text: &str, pos: usize) -> bool {
     while !text.is_char_boundary(start) {
         start -= 1;
     }
-    NUMBER_LABEL.is_match(&text[start..pos])
+    let before = &text[start..pos];
+    if before.ends_with('[') {
+        NUMBER_LABEL_BRACKET.is_match(before)
+    } else {
+        NUMBER_LABEL.is_match(before)
+    }
 }
 
 pub(super) static CITE_GROUP: LazyLock<Regex> =
@@ -240,8 +258,15 @@ impl CitationIndex {
                 }
             }
             if style.paren {
-                for c in CITE_NUM_PAREN.captures_iter(text) {
-                    if let Some(m) = c.get(1) {
+                let mut seen = HashSet::new();
+                for c in CITE_NUM_PAREN
+                    .captures_iter(text)
+                    .chain(CITE_NUM_PAREN_NARRATIVE.captures_iter(text))
+                {
+                    // a number both patterns find is one marker
+                    if let Some(m) = c.get(1)
+                        && seen.insert(m.start())
+                    {
                         numeric(m.start(), m.as_str());
                     }
                 }

@@ -337,3 +337,22 @@ fn an_mdpi_book_title_ends_at_its_semicolon() {
     );
     assert_eq!(r.title.as_deref(), Some("Graphs with Applications"));
 }
+
+#[test]
+fn a_bracketed_number_after_a_plural_noun_is_a_citation() {
+    let list = PAREN_LIST.replace('(', "[").replace(')', "]");
+    let body = "Models run in earlier steps [1], on gene panels [2] and lookup tables [3]; see Table [4] and Fig. [5].";
+    let p = doc(body, &list);
+    assert_eq!(cited_keys(&p), ["1", "2", "3"]);
+}
+
+#[test]
+fn a_narrative_parenthesised_number_followed_by_a_verb_is_a_citation() {
+    let body = "Models improve (1). Data matter (2). Results vary (3), and more (4). Others agree (1). A review by Gray et al. (5) examined results, and Blue (6) found more; in step (2) we add.";
+    let p = doc(body, PAREN_LIST);
+    assert_eq!(cited_keys(&p), ["1", "2", "3", "4", "5", "6"]);
+    assert_eq!(
+        p.citation_markers.found, 7,
+        "\"step (2) we\" is a label, not a marker"
+    );
+}
