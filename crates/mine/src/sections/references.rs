@@ -35,11 +35,19 @@ pub(super) static INLINE_MARKER: LazyLock<Regex> =
 pub(super) static QUOTED_TITLE: LazyLock<Regex> =
     LazyLock::new(|| re(r#"[“„"«]([^”"“»]{8,400}?)[,.]?[”"»]"#));
 pub(super) static VANCOUVER_AUTHORS: LazyLock<Regex> = LazyLock::new(|| {
-    // initials: "AB", hyphenated "Q-H", or a capital and a small letter "Sg"; "Li G , Name"
+    // initials: "AB" or hyphenated "Q-H" (not "Li" or "Ge": given-name-first authors with short
+    // surnames, "Yunqi Li, Yingqiang Ge, and …"); "Li G , Name"
     re(
-        r"^(?:[\p{L}'’\-]+(?:\s[\p{L}'’\-]+){0,2}\s\p{Lu}(?:[\p{Lu}\-]{0,3}|\p{Ll})(?:,?\set\sal\.\s?|\s?,\s|\.\s))+",
+        r"^(?:[\p{L}'’\-]+(?:\s[\p{L}'’\-]+){0,2}\s\p{Lu}[\p{Lu}\-]{0,3}(?:,?\set\sal\.\s?|\s?,\s|\.\s))+",
     )
 });
+/// Initials-first author lists closed by a comma, as mathematics and some engineering styles
+/// print them: "A. Bell, K. Stone and M. Reed, Title, Journal …" (the title follows the comma).
+static INITIALS_FIRST_AUTHORS: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"^(?:(?:\p{Lu}\.\s?-?)+\s?\p{Lu}[\p{L}'’\-]+(?:\s*[,，]\s*(?:and\s+)?|\s+and\s+))+")
+});
+/// A period glued to the next sentence's capital after a word: "thinking.Paper presented".
+static GLUED_SENTENCE_END: LazyLock<Regex> = LazyLock::new(|| re(r"\p{Ll}{3}\.\p{Lu}"));
 pub(super) static SENTENCE_END: LazyLock<Regex> = LazyLock::new(|| re(r"[.?!](?:\s|$)"));
 /// The end of a title: a period ("Who cares about tweets? Investigating …" goes on past "?"),
 /// unless it closes an abbreviation (see [`title_end`]).
@@ -333,9 +341,12 @@ pub(super) fn is_initials(tok: &str) -> bool {
 /// Surname of the first author of a reference entry.
 pub(super) fn first_author(body: &str) -> Option<String> {
     let body = body.trim_start_matches(|c: char| !c.is_alphabetic());
-    // the first author's name ends at a comma, a conjunction, "et al", a parenthesis or quote
+    // the first author's name ends at a comma (or a full-width one), a conjunction, "et al", a
+    // parenthesis or quote
     let mut end = body.len();
-    for pat in [",", ";", "(", "“", "\"", ":", " and ", " & ", " et al", "„"] {
+    for pat in [
+        ",", "，", ";", "(", "“", "\"", ":", " and ", " & ", " et al", "„",
+    ] {
         if let Some(p) = body.find(pat) {
             end = end.min(p);
         }
@@ -349,10 +360,9 @@ pub(super) fn first_author(body: &str) -> Option<String> {
     for tok in head.split_inclusive(' ') {
         let t = tok.trim();
         let initials = is_initials(t);
-        let title_follows = || head[pos + tok.len()..].split_whitespace().count() >= 2;
         if t.ends_with('.')
             && ((!initials && t.trim_end_matches('.').chars().count() >= 2)
-                || (initials && after_name && title_follows()))
+                || (initials && after_name && closes_vancouver_author(t, &body[pos + tok.len()..])))
         {
             head = &head[..pos + tok.trim_end().len()];
             break;
@@ -421,6 +431,26 @@ pub(super) fn first_author(body: &str) -> Option<String> {
     (surname.chars().filter(|c| c.is_alphabetic()).count() >= 2).then_some(surname)
 }
 
+/// Whether the initials `initials` (ending in a period, right after a surname) close a Vancouver
+/// author ("Stone QW. Particles in …", "Fox A. Plant-drug interactions") rather than being a
+/// middle initial before a surname ("Mary D. Stone, Ann Hill"): several letters always close
+/// one; a single letter does unless the next word is a surname, ended by a comma, a period or
+/// a conjunction.
+fn closes_vancouver_author(initials: &str, rest: &str) -> bool {
+    if initials.chars().filter(|c| c.is_alphabetic()).count() >= 2 {
+        return true;
+    }
+    let rest = rest.trim_start();
+    let Some(word) = rest.split_whitespace().next() else {
+        return false;
+    };
+    let after = rest[word.len()..].trim_start();
+    !(word.ends_with([',', '.', ';'])
+        || after.starts_with("and ")
+        || after.starts_with("& ")
+        || after.is_empty())
+}
+
 pub(super) fn find_title(body: &str, year: Option<&str>) -> Option<String> {
     let clean = |t: &str| {
         let t = collapse_ws(t.trim().trim_end_matches([',', '.', ' ']));
@@ -454,6 +484,18 @@ pub(super) fn find_title(body: &str, year: Option<&str>) -> Option<String> {
                 return first_sentence(&body[p + pat.len()..]);
             }
         }
+    }
+    if let Some(m) = INITIALS_FIRST_AUTHORS.find(body)
+        && body[..m.end()].trim_end().ends_with([',', '，'])
+        && body[m.end()..].starts_with(char::is_uppercase)
+    {
+        // the title ends at the next comma and space, period, or period glued to a capital
+        let rest = &body[m.end()..];
+        let mut end = rest.find(", ").unwrap_or(rest.len());
+        if let Some(g) = GLUED_SENTENCE_END.find(&rest[..end]) {
+            end = g.start() + 3;
+        }
+        return first_sentence(&rest[..end]);
     }
     if let Some(m) = ACS_AUTHORS.find(body)
         && m.end() < body.len()
