@@ -10,6 +10,11 @@ pub(super) static CITE_NUM_BRACKET_RANGE: LazyLock<Regex> =
     LazyLock::new(|| re(r"\[(\d{1,4})\]\s*[-–—]\s*\[(\d{1,4})\]"));
 pub(super) static CITE_NUM_PAREN: LazyLock<Regex> =
     LazyLock::new(|| re(r"\((\d{1,3}(?:\s*[-–—,]\s*\d{1,3})*)\)(?:[.,;:)]|\s*$)"));
+/// "Smith et al. (12) examined", "Egede (4) found": a parenthesised number right after a name,
+/// whatever follows it.
+pub(super) static CITE_NUM_PAREN_NARRATIVE: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?:\bet\s+al\.?|\p{Lu}[\p{L}'’\-]+)\s+\((\d{1,3}(?:\s*[-–—,]\s*\d{1,3})*)\)")
+});
 pub(super) static CITE_NUM_SUPER: LazyLock<Regex> = LazyLock::new(|| {
     re(r"(?:[a-z]{2}[.,]?|[a-z][)\]][.,]?)(\d{1,3}(?:[-–,]\d{1,3})*)(?:[.,;:]?(?:\s|$))")
 });
@@ -26,6 +31,14 @@ static NUMBER_LABEL: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)\b(?:eqs?|eqns?|equations?|figs?|figures?|tables?|tabs?|sections?|secs?|sects?|chapters?|steps?|appendix|panels?|algorithms?|lines?|items?|nos?|pp?|pages?|vols?|volumes?)\.?\s*[(\[]?$",
     )
 });
+/// The labels among [`NUMBER_LABEL`] that a bracketed number may follow as a label: singular
+/// nouns and abbreviations only ("Table [2]"); after a plural noun ("earlier steps [4]", "gene
+/// panels [7]") a bracketed number is a citation.
+static NUMBER_LABEL_BRACKET: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)\b(?:eqs?|eqns?|equation|figs?|figure|table|tab|section|secs?|sects?|chapter|step|appendix|panel|algorithm|line|item|nos?|pp?|page|vols?|volume)\.?\s*\[?$",
+    )
+});
 /// Spaces that are not ASCII spaces ("et\u{a0}al."), read as one.
 const ODD_SPACES: [char; 5] = ['\u{a0}', '\u{2007}', '\u{2009}', '\u{202f}', '\u{200a}'];
 
@@ -35,7 +48,12 @@ fn follows_label(text: &str, pos: usize) -> bool {
     while !text.is_char_boundary(start) {
         start -= 1;
     }
-    NUMBER_LABEL.is_match(&text[start..pos])
+    let before = &text[start..pos];
+    if before.ends_with('[') {
+        NUMBER_LABEL_BRACKET.is_match(before)
+    } else {
+        NUMBER_LABEL.is_match(before)
+    }
 }
 
 pub(super) static CITE_GROUP: LazyLock<Regex> =
@@ -165,19 +183,57 @@ impl CitationIndex {
         style: CiteStyle,
         refs: &[Reference],
     ) -> Vec<Reference> {
+        let mut hits: Vec<(usize, usize)> = self
+            .markers(text, style, refs)
+            .into_iter()
+            .filter_map(|m| Some((m.position, m.reference?)))
+            .collect();
+        hits.sort_by_key(|(pos, _)| *pos);
+        let mut seen = HashSet::new();
+        hits.into_iter()
+            .filter(|(_, i)| seen.insert(*i))
+            .map(|(_, i)| refs[i].clone())
+            .collect()
+    }
+
+    /// How many citation markers of the document's own style `text` holds and how many of them
+    /// name an entry of the reference list. A numbered list counts every number of a numeric
+    /// citation ("[3-5]" is three markers); an author-year list counts every author-year pair
+    /// of a parenthetical group and every narrative "Surname et al. (2019)".
+    pub(super) fn tally(&self, text: &str, style: CiteStyle, refs: &[Reference]) -> MarkerTally {
+        let numbered = !self.numeric.is_empty();
+        let mut tally = MarkerTally::default();
+        for m in self.markers(text, style, refs) {
+            if m.numeric != numbered {
+                continue;
+            }
+            tally.found += 1;
+            if m.reference.is_some() {
+                tally.resolved += 1;
+            }
+        }
+        tally
+    }
+
+    /// Every citation marker in `text` with the reference entry it names, if any. A marker
+    /// found by two patterns (a narrative citation inside a parenthetical group) is listed
+    /// once.
+    fn markers(&self, text: &str, style: CiteStyle, refs: &[Reference]) -> Vec<Marker> {
         let text = text.replace(ODD_SPACES, " ");
         let text = repair_ocr_years(&text);
         let text = text.as_ref();
-        let mut hits: Vec<(usize, usize)> = Vec::new(); // (position, ref index)
+        let mut out: Vec<Marker> = Vec::new();
         if !self.numeric.is_empty() {
             let mut numeric = |pos: usize, list: &str| {
                 if follows_label(text, pos) {
                     return;
                 }
                 for n in expand_numbers(list) {
-                    if let Some(&i) = self.numeric.get(&n.to_string()) {
-                        hits.push((pos, i));
-                    }
+                    out.push(Marker {
+                        position: pos,
+                        numeric: true,
+                        reference: self.numeric.get(&n.to_string()).copied(),
+                    });
                 }
             };
             for c in CITE_NUM_BRACKET.captures_iter(text) {
@@ -185,10 +241,15 @@ impl CitationIndex {
                     numeric(m.start(), m.as_str());
                 }
             }
-            // "[23]-[25]"
+            // "[23]-[25]": the numbers between the two bracketed ends (the ends are found above)
             for c in CITE_NUM_BRACKET_RANGE.captures_iter(text) {
-                if let (Some(a), Some(b)) = (c.get(1), c.get(2)) {
-                    numeric(a.start(), &format!("{}-{}", a.as_str(), b.as_str()));
+                let bounds = (c.get(1), c.get(2));
+                if let (Some(a), Some(b)) = bounds
+                    && let (Ok(first), Ok(last)) =
+                        (a.as_str().parse::<u32>(), b.as_str().parse::<u32>())
+                    && last > first + 1
+                {
+                    numeric(a.start(), &format!("{}-{}", first + 1, last - 1));
                 }
             }
             for c in CITE_NUM_MARKUP.captures_iter(text) {
@@ -197,8 +258,15 @@ impl CitationIndex {
                 }
             }
             if style.paren {
-                for c in CITE_NUM_PAREN.captures_iter(text) {
-                    if let Some(m) = c.get(1) {
+                let mut seen = HashSet::new();
+                for c in CITE_NUM_PAREN
+                    .captures_iter(text)
+                    .chain(CITE_NUM_PAREN_NARRATIVE.captures_iter(text))
+                {
+                    // a number both patterns find is one marker
+                    if let Some(m) = c.get(1)
+                        && seen.insert(m.start())
+                    {
                         numeric(m.start(), m.as_str());
                     }
                 }
@@ -226,26 +294,54 @@ impl CitationIndex {
                         continue;
                     }
                     for y in YEAR.find_iter(piece) {
-                        if let Some(i) = self.lookup_author(&author, y.as_str(), refs) {
-                            hits.push((piece_start + y.start(), i));
-                        }
+                        out.push(Marker {
+                            position: piece_start + y.start(),
+                            numeric: false,
+                            reference: self.lookup_author(&author, y.as_str(), refs),
+                        });
                     }
                 }
             }
+            // "Smith et al. (2019)": its group "(2019)" names no author, so it is counted here only
             for c in CITE_NARRATIVE.captures_iter(text) {
-                if let (Some(a), Some(y)) = (c.get(1), c.get(3))
-                    && let Some(i) = self.lookup_author(a.as_str(), y.as_str(), refs)
-                {
-                    hits.push((a.start(), i));
+                if let (Some(a), Some(y)) = (c.get(1), c.get(3)) {
+                    out.push(Marker {
+                        position: a.start(),
+                        numeric: false,
+                        reference: self.lookup_author(a.as_str(), y.as_str(), refs),
+                    });
                 }
             }
         }
-        hits.sort_by_key(|(pos, _)| *pos);
-        let mut seen = HashSet::new();
-        hits.into_iter()
-            .filter(|(_, i)| seen.insert(*i))
-            .map(|(_, i)| refs[i].clone())
-            .collect()
+        out
+    }
+}
+
+/// One citation marker: where it is, whether it is a number, and the entry it names.
+struct Marker {
+    position: usize,
+    numeric: bool,
+    reference: Option<usize>,
+}
+
+/// Citation markers found and resolved (see [`ParsedSurvey::citation_markers`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MarkerTally {
+    /// Markers of the document's citation style found in the kept sections.
+    pub found: usize,
+    /// Those that name an entry of the reference list.
+    pub resolved: usize,
+}
+
+impl MarkerTally {
+    pub fn add(&mut self, other: MarkerTally) {
+        self.found += other.found;
+        self.resolved += other.resolved;
+    }
+
+    /// The share of markers that resolve; `None` when there are none.
+    pub fn share(&self) -> Option<f64> {
+        (self.found > 0).then(|| self.resolved as f64 / self.found as f64)
     }
 }
 

@@ -87,6 +87,7 @@ mod tests_publishers;
 #[cfg(test)]
 mod tests_references;
 
+pub use citations::MarkerTally;
 use citations::*;
 use headings::*;
 use kinds::*;
@@ -212,6 +213,10 @@ pub struct ParsedSurvey {
     /// What became of each heading/text unit, in input order (for evaluating the rules
     /// against hand labels).
     pub outcomes: Vec<UnitOutcome>,
+    /// Citation markers of the document's style (numbered or author-year) in the kept sections
+    /// and how many resolve to a reference entry: a measure of citation resolution that needs
+    /// no labels.
+    pub citation_markers: MarkerTally,
 }
 
 /// What became of one heading/text unit of the input.
@@ -438,6 +443,7 @@ fn build(raw: RawDoc, opts: &SectionOptions) -> ParsedSurvey {
     let style = CiteStyle::detect(&units, &index);
 
     let mut sections = Vec::new();
+    let mut citation_markers = MarkerTally::default();
     for (i, u) in units.iter().enumerate() {
         if u.status != Status::Content {
             continue;
@@ -447,6 +453,7 @@ fn build(raw: RawDoc, opts: &SectionOptions) -> ParsedSurvey {
         let n = parts.len();
         for (k, part) in parts.into_iter().enumerate() {
             let citations = index.resolve(&part, style, &references);
+            citation_markers.add(index.tally(&part, style, &references));
             let (heading, part_no) = if n > 1 {
                 (
                     format!("{} (part {}/{})", u.heading, k + 1, n),
@@ -475,5 +482,6 @@ fn build(raw: RawDoc, opts: &SectionOptions) -> ParsedSurvey {
         units: n_units,
         merged,
         outcomes,
+        citation_markers,
     }
 }

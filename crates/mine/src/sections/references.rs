@@ -35,11 +35,36 @@ pub(super) static INLINE_MARKER: LazyLock<Regex> =
 pub(super) static QUOTED_TITLE: LazyLock<Regex> =
     LazyLock::new(|| re(r#"[“„"«]([^”"“»]{8,400}?)[,.]?[”"»]"#));
 pub(super) static VANCOUVER_AUTHORS: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"^(?:[\p{L}'’\-]+(?:\s[\p{L}'’\-]+){0,2}\s\p{Lu}{1,3}(?:,?\set\sal\.\s?|,\s|\.\s))+")
+    // initials: "AB" or hyphenated "Q-H" (not "Li" or "Ge": given-name-first authors with short
+    // surnames, "Yunqi Li, Yingqiang Ge, and …"); "Li G , Name"
+    re(
+        r"^(?:[\p{L}'’\-]+(?:\s[\p{L}'’\-]+){0,2}\s\p{Lu}[\p{Lu}\-]{0,3}(?:,?\set\sal\.\s?|\s?,\s|\.\s))+",
+    )
 });
+/// Initials-first author lists closed by a comma, as mathematics and some engineering styles
+/// print them: "A. Bell, K. Stone and M. Reed, Title, Journal …" (the title follows the comma).
+static INITIALS_FIRST_AUTHORS: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"^(?:(?:\p{Lu}\.\s?-?)+\s?\p{Lu}[\p{L}'’\-]+(?:\s*[,，]\s*(?:and\s+)?|\s+and\s+))+")
+});
+/// A period glued to the next sentence's capital after a word: "thinking.Paper presented".
+static GLUED_SENTENCE_END: LazyLock<Regex> = LazyLock::new(|| re(r"\p{Ll}{3}\.\p{Lu}"));
 pub(super) static SENTENCE_END: LazyLock<Regex> = LazyLock::new(|| re(r"[.?!](?:\s|$)"));
-/// The end of a title: a period ("Who cares about tweets? Investigating …" goes on past "?").
+/// The end of a title: a period ("Who cares about tweets? Investigating …" goes on past "?"),
+/// unless it closes an abbreviation (see [`title_end`]).
 static TITLE_END: LazyLock<Regex> = LazyLock::new(|| re(r"\.(?:\s|$)"));
+/// Abbreviations a title goes on past: lower-case words of one or two letters ("Smith v.
+/// Jones", "the ms. tutor") and dotted capitals ("U.S. adults").
+static TITLE_ABBREVIATION: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?:^|[\s(])(?:\p{Ll}{1,2}|(?:\p{Lu}\.)+\p{Lu})$"));
+
+/// Where the title starting `s` ends: just after the first period that does not close an
+/// abbreviation; the whole text when there is none.
+fn title_end(s: &str) -> usize {
+    TITLE_END
+        .find_iter(s)
+        .find(|m| !TITLE_ABBREVIATION.is_match(&s[..m.start()]))
+        .map_or(s.len(), |m| m.start() + 1)
+}
 /// LaTeX math a converter left in an author list: "Liu $\mathrm { C } ,$".
 static LATEX_MATH: LazyLock<Regex> =
     LazyLock::new(|| re(r"\$\s*(?:\\mathrm\s*\{\s*([^}$]*?)\s*\}\s*)?([^$]{0,20}?)\s*\$"));
@@ -316,22 +341,33 @@ pub(super) fn is_initials(tok: &str) -> bool {
 /// Surname of the first author of a reference entry.
 pub(super) fn first_author(body: &str) -> Option<String> {
     let body = body.trim_start_matches(|c: char| !c.is_alphabetic());
-    // the first author's name ends at a comma, a conjunction, "et al", a parenthesis or quote
+    // the first author's name ends at a comma (or a full-width one), a conjunction, "et al", a
+    // parenthesis or quote
     let mut end = body.len();
-    for pat in [",", ";", "(", "“", "\"", ":", " and ", " & ", " et al", "„"] {
+    for pat in [
+        ",", "，", ";", "(", "“", "\"", ":", " and ", " & ", " et al", "„",
+    ] {
         if let Some(p) = body.find(pat) {
             end = end.min(p);
         }
     }
     let mut head = &body[..end];
     // or at the period closing a name that is not an initial ("Robin Burke. Title")
+    // or at the initials closing a single Vancouver author ("Stone QW. Title of the work"),
+    // not a middle initial ("Michael D. Ekstrand")
     let mut pos = 0usize;
+    let mut after_name = false;
     for tok in head.split_inclusive(' ') {
         let t = tok.trim();
-        if t.ends_with('.') && !is_initials(t) && t.trim_end_matches('.').chars().count() >= 2 {
+        let initials = is_initials(t);
+        if t.ends_with('.')
+            && ((!initials && t.trim_end_matches('.').chars().count() >= 2)
+                || (initials && after_name && closes_vancouver_author(t, &body[pos + tok.len()..])))
+        {
             head = &head[..pos + tok.trim_end().len()];
             break;
         }
+        after_name = !initials && !t.is_empty();
         pos += tok.len();
     }
     let head = head.trim().trim_end_matches('.');
@@ -360,8 +396,17 @@ pub(super) fn first_author(body: &str) -> Option<String> {
         .collect();
     let has_initials = tokens.iter().any(|t| is_initials(t));
     let names: Vec<&String> = tokens.iter().filter(|t| !is_initials(t)).collect();
+    // "Mary D. Stone": a given name, a middle initial, then the surname
+    let middle_initial = tokens.first().is_some_and(|t| !is_initials(t))
+        && tokens
+            .iter()
+            .rposition(|t| is_initials(t))
+            .is_some_and(|i| i + 1 < tokens.len());
     let surname = if names.is_empty() {
         return None;
+    } else if middle_initial {
+        let last_initial = tokens.iter().rposition(|t| is_initials(t)).unwrap_or(0);
+        tokens[last_initial + 1..].join(" ")
     } else if has_initials || followed_by_initials || names.len() == 1 {
         names
             .iter()
@@ -386,10 +431,32 @@ pub(super) fn first_author(body: &str) -> Option<String> {
     (surname.chars().filter(|c| c.is_alphabetic()).count() >= 2).then_some(surname)
 }
 
+/// Whether the initials `initials` (ending in a period, right after a surname) close a Vancouver
+/// author ("Stone QW. Particles in …", "Fox A. Plant-drug interactions") rather than being a
+/// middle initial before a surname ("Mary D. Stone, Ann Hill"): several letters always close
+/// one; a single letter does unless the next word is a surname, ended by a comma, a period or
+/// a conjunction.
+fn closes_vancouver_author(initials: &str, rest: &str) -> bool {
+    if initials.chars().filter(|c| c.is_alphabetic()).count() >= 2 {
+        return true;
+    }
+    let rest = rest.trim_start();
+    let Some(word) = rest.split_whitespace().next() else {
+        return false;
+    };
+    let after = rest[word.len()..].trim_start();
+    !(word.ends_with([',', '.', ';'])
+        || after.starts_with("and ")
+        || after.starts_with("& ")
+        || after.is_empty())
+}
+
 pub(super) fn find_title(body: &str, year: Option<&str>) -> Option<String> {
     let clean = |t: &str| {
         let t = collapse_ws(t.trim().trim_end_matches([',', '.', ' ']));
-        (t.split_whitespace().count() >= 2 && t.chars().count() >= 8).then_some(t)
+        // one hyphenated word ("Tracking-learning-detection") may be a whole title
+        let words = t.split_whitespace().count();
+        ((words >= 2 || (words == 1 && t.contains('-'))) && t.chars().count() >= 8).then_some(t)
     };
     if let Some(c) = QUOTED_TITLE.captures(body)
         && let Some(m) = c.get(1)
@@ -398,8 +465,7 @@ pub(super) fn find_title(body: &str, year: Option<&str>) -> Option<String> {
     }
     let first_sentence = |s: &str| -> Option<String> {
         let s = s.trim_start_matches(|c: char| c == '.' || c == ')' || c.is_whitespace());
-        let end = TITLE_END.find(s).map_or(s.len(), |m| m.start() + 1);
-        let mut title = &s[..end];
+        let mut title = &s[..title_end(s)];
         // "… subjects (Tech. rep.)": a parenthesis the title does not close is not the title's
         if let Some(open) = title.rfind('(')
             && !title[open..].contains(')')
@@ -419,10 +485,25 @@ pub(super) fn find_title(body: &str, year: Option<&str>) -> Option<String> {
             }
         }
     }
+    if let Some(m) = INITIALS_FIRST_AUTHORS.find(body)
+        && body[..m.end()].trim_end().ends_with([',', '，'])
+        && body[m.end()..].starts_with(char::is_uppercase)
+    {
+        // the title ends at the next comma and space, period, or period glued to a capital
+        let rest = &body[m.end()..];
+        let mut end = rest.find(", ").unwrap_or(rest.len());
+        if let Some(g) = GLUED_SENTENCE_END.find(&rest[..end]) {
+            end = g.start() + 3;
+        }
+        return first_sentence(&rest[..end]);
+    }
     if let Some(m) = ACS_AUTHORS.find(body)
         && m.end() < body.len()
     {
-        return first_sentence(&body[m.end()..]);
+        // a book's title ends at the semicolon before its publisher: "Title; Oxford: …"
+        let rest = &body[m.end()..];
+        let rest = rest.find("; ").map_or(rest, |p| &rest[..=p]);
+        return first_sentence(rest.trim_end_matches(';'));
     }
     if let Some(m) = VANCOUVER_AUTHORS.find(body) {
         return first_sentence(&body[m.end()..]);
@@ -439,9 +520,16 @@ pub(super) fn find_title(body: &str, year: Option<&str>) -> Option<String> {
     None
 }
 
-/// Text made of names only: no lower-case word of four letters or more besides "and".
+/// Text made of names only: no lower-case word of four letters or more besides "and", and no
+/// word of three letters or more that closes a sentence or clause ("Action.", "Rivers:"), as
+/// a capitalised title before the year would.
 pub(super) fn is_author_list(s: &str) -> bool {
     s.chars().count() < 400
+        && !s.split_whitespace().any(|w| {
+            w.ends_with(['.', ':', '?', '!'])
+                && !is_initials(w)
+                && w.chars().filter(|c| c.is_alphabetic()).count() >= 3
+        })
         && s.split_whitespace().all(|w| {
             let w = w.trim_matches(|c: char| !c.is_alphabetic());
             w.chars().next().is_none_or(|c| !c.is_lowercase())

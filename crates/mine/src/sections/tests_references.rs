@@ -189,3 +189,214 @@ fn author_year_citations_survive_nbsp_and_ocr_years() {
         p.references
     );
 }
+
+#[test]
+fn marker_tally_counts_every_number_and_those_that_resolve() {
+    // six entries: [2-4] is three markers, [7] and [9] are past the list, "[1]-[3]" adds the 2
+    // between its ends, "Eq. [5]" is not a citation
+    let list = PAREN_LIST.replace('(', "[").replace(')', "]");
+    let body = "Models improve [1]. Data matter [2-4]. Results vary [7], see [9] and [1]-[3]. The loss falls by Eq. [5].";
+    let p = doc(body, &list);
+    assert_eq!(
+        p.citation_markers,
+        MarkerTally {
+            found: 9,
+            resolved: 7
+        },
+        "{:#?}",
+        p.references
+    );
+    assert_eq!(p.citation_markers.share(), Some(7.0 / 9.0));
+}
+
+#[test]
+fn marker_tally_of_an_author_year_list_counts_author_year_pairs_only() {
+    let refs = "Smith, J., & Jones, K. (2018). Title of the first work. Journal of Things, 12, 3–4.\nBrown, L. (2020). Title of the second work. Journal of Things, 13, 5–6.\n";
+    // three pairs resolve (Smith 2018, Brown 2020 twice), two do not (Smith 2017, White 2015);
+    // the bracketed number is not this document's style
+    let body = "Earlier work (Smith et al., 2018; Smith et al., 2017) and Brown (2020) disagree [3]; see also (White, 2015; Brown, 2020).";
+    let p = doc(body, refs);
+    assert_eq!(
+        p.citation_markers,
+        MarkerTally {
+            found: 5,
+            resolved: 3
+        }
+    );
+}
+
+#[test]
+fn marker_tally_is_empty_without_a_reference_list() {
+    let p = doc("Models improve [1] (Smith, 2018).", "");
+    assert_eq!(p.citation_markers.found, 0);
+    assert_eq!(p.citation_markers.share(), None);
+}
+
+#[test]
+fn a_title_case_title_before_the_year_is_not_taken_for_authors() {
+    // Vancouver books and journals put the year after a capitalised title
+    let r = one(
+        "1. Brown K, Green L, White M. Quiet Rivers: How Towns Shape Water. Riverside: Valley Press; 2015.",
+    );
+    assert_eq!(r.first_author.as_deref(), Some("Brown"));
+    assert_eq!(
+        r.title.as_deref(),
+        Some("Quiet Rivers: How Towns Shape Water")
+    );
+    assert_eq!(r.year.as_deref(), Some("2015"));
+    let r = one(
+        "2. Grey L, Black Y. Possible Treatments for Winter Colds: A Short Review. J Cold Res. 2020; 92: 1-9.",
+    );
+    assert_eq!(
+        r.title.as_deref(),
+        Some("Possible Treatments for Winter Colds: A Short Review")
+    );
+}
+
+#[test]
+fn a_single_vancouver_author_ends_at_the_initials() {
+    for (entry, author, title) in [
+        (
+            "7. Stone QW. Particles in living systems. Chem Int Ed. 2011;50(6):1242–58.",
+            "Stone",
+            "Particles in living systems",
+        ),
+        (
+            "8. Fox-Hart A. Plant-drug interactions. Lancet. 2000; 355: 134-8.",
+            "Fox-Hart",
+            "Plant-drug interactions",
+        ),
+    ] {
+        let r = one(entry);
+        assert_eq!(r.first_author.as_deref(), Some(author), "{entry}");
+        assert_eq!(r.title.as_deref(), Some(title), "{entry}");
+    }
+    // several initials close the author even when the title goes on with "and"
+    let r = one(
+        "9. Dale BR. Synthesis and properties of metal particles: size and shape. Thin Films. 2010;518(12):3127–50.",
+    );
+    assert_eq!(r.first_author.as_deref(), Some("Dale"));
+    // a middle initial of a given-name-first author is not the end of the name
+    let r = one(
+        "Mary D. Stone, Ann Hill, and Bo Li. Popularity biases in evaluation. In Proc. X, 2018.",
+    );
+    assert_eq!(r.first_author.as_deref(), Some("Stone"));
+}
+
+#[test]
+fn vancouver_initials_may_be_hyphenated() {
+    let r = one(
+        "3. Tam BX, Vo GT, Ho Q-H, Lam M-T, et al. Global trends of research in river ecology. J Clin Rivers. 2019;8(3):360.",
+    );
+    assert_eq!(
+        r.title.as_deref(),
+        Some("Global trends of research in river ecology")
+    );
+    // given-name-first authors with two-letter surnames are not Vancouver initials
+    let r = one(
+        "Yun Li, Ying Ge, and Yong Zhang. Tutorial on fairness of river systems. In Proc. X, 2021.",
+    );
+    assert_eq!(r.first_author.as_deref(), Some("Li"));
+    assert_eq!(
+        r.title.as_deref(),
+        Some("Tutorial on fairness of river systems")
+    );
+}
+
+#[test]
+fn abbreviations_inside_a_title_do_not_end_it() {
+    let r = one(
+        "5. Reed D. Silent Streams: Smith v. Jones and the Promise of Clean Water. New York, River Press, 2004",
+    );
+    assert_eq!(
+        r.title.as_deref(),
+        Some("Silent Streams: Smith v. Jones and the Promise of Clean Water")
+    );
+    let r = one(
+        "6. Lane SS, Moss LN. Changes in water use: a national sample of U.S. adults with gardens, 2009 and 2016. Water Care 2018;41:956–962",
+    );
+    assert_eq!(
+        r.title.as_deref(),
+        Some("Changes in water use: a national sample of U.S. adults with gardens, 2009 and 2016")
+    );
+    let r = one(
+        "Hill, N.T, & Crow, E.A (2004). Evaluations of tutorial strategies employed by the ms. rivertutor. In International conference on tutoring (pp. 1–9).",
+    );
+    assert_eq!(
+        r.title.as_deref(),
+        Some("Evaluations of tutorial strategies employed by the ms. rivertutor")
+    );
+}
+
+#[test]
+fn a_one_word_hyphenated_title_is_a_title() {
+    let r = one(
+        "Kale, Z., Mill, K., Mat, J., 2011. Tracking-by-detection. IEEE Transactions on Things 34, 1409-1422.",
+    );
+    assert_eq!(r.title.as_deref(), Some("Tracking-by-detection"));
+}
+
+#[test]
+fn an_mdpi_book_title_ends_at_its_semicolon() {
+    let r = one(
+        "47. Bond, J.A.; Mury, U.S.R. Graphs with Applications; Oxford: New York, NY, USA, 1982.",
+    );
+    assert_eq!(r.title.as_deref(), Some("Graphs with Applications"));
+}
+
+#[test]
+fn a_bracketed_number_after_a_plural_noun_is_a_citation() {
+    let list = PAREN_LIST.replace('(', "[").replace(')', "]");
+    let body = "Models run in earlier steps [1], on gene panels [2] and lookup tables [3]; see Table [4] and Fig. [5].";
+    let p = doc(body, &list);
+    assert_eq!(cited_keys(&p), ["1", "2", "3"]);
+}
+
+#[test]
+fn a_narrative_parenthesised_number_followed_by_a_verb_is_a_citation() {
+    let body = "Models improve (1). Data matter (2). Results vary (3), and more (4). Others agree (1). A review by Gray et al. (5) examined results, and Blue (6) found more; in step (2) we add.";
+    let p = doc(body, PAREN_LIST);
+    assert_eq!(cited_keys(&p), ["1", "2", "3", "4", "5", "6"]);
+    assert_eq!(
+        p.citation_markers.found, 7,
+        "\"step (2) we\" is a label, not a marker"
+    );
+}
+
+#[test]
+fn initials_first_authors_then_a_comma_then_the_title() {
+    for (entry, author, title) in [
+        (
+            "1. A.Bell, River flow and river thinking. Ubiquity. 2011, Article No. 1.",
+            "Bell",
+            "River flow and river thinking",
+        ),
+        (
+            "2. K. Stone and M. Reed, New frameworks for assessing river thinking.Paper presented at the meeting of XYZ 2012, Vancouver,BC. 2012.",
+            "Stone",
+            "New frameworks for assessing river thinking",
+        ),
+        (
+            "3. Q. Dale， The markings of a new river: Introducing rivers in the middle school, J. River Edu.4 (2012),no.2,121-135.",
+            "Dale",
+            "The markings of a new river: Introducing rivers in the middle school",
+        ),
+        (
+            "4. B. J. Fox, J. F. Gray, and B. J. Fox, Graphical models for river flows. MIT press, 1998.",
+            "Fox",
+            "Graphical models for river flows",
+        ),
+    ] {
+        let r = one(entry);
+        assert_eq!(r.first_author.as_deref(), Some(author), "{entry}");
+        assert_eq!(r.title.as_deref(), Some(title), "{entry}");
+    }
+    // initials-first authors closed by a period keep their title to the period
+    let r = one(
+        "5. A. B. Abel and D. Dane-Fox. Recognizing river entailment for flows. In Proc. X, 2016.",
+    );
+    assert_eq!(
+        r.title.as_deref(),
+        Some("Recognizing river entailment for flows")
+    );
+}
