@@ -112,6 +112,16 @@ impl Names {
         format!("{}-workers", self.prefix)
     }
 
+    /// Every KV bucket of the cluster state: jobs, progress, shards, workers.
+    pub fn buckets(&self) -> [String; 4] {
+        [
+            self.jobs_bucket(),
+            self.progress_bucket(),
+            self.shards_bucket(),
+            self.workers_bucket(),
+        ]
+    }
+
     /// KV key of a job in the jobs and progress buckets.
     pub fn job_key(&self, job: &str) -> String {
         job_token(job)

@@ -60,12 +60,7 @@ pub struct Permissions {
 pub fn permissions(names: &Names, role: Role) -> Permissions {
     let stream = names.stream();
     let consumer = names.consumer();
-    let buckets = [
-        names.jobs_bucket(),
-        names.progress_bucket(),
-        names.shards_bucket(),
-        names.workers_bucket(),
-    ];
+    let buckets = names.buckets();
     let prefix = names.prefix();
     // Everyone opens the cluster state: reads the stream, the consumer and every bucket.
     let mut publish = vec![
@@ -96,26 +91,25 @@ pub fn permissions(names: &Names, role: Role) -> Permissions {
     let kv_write = |publish: &mut Vec<String>, bucket: &str| {
         publish.push(format!("$KV.{bucket}.>"));
     };
-    let shards = names.shard_subjects();
+    // Submit and the coordinator configure the cluster state and queue shards: they create the
+    // assets, publish shards, read queued ones back and purge them.
+    let manage_queue = |publish: &mut Vec<String>| {
+        create_assets(publish);
+        create_consumer(publish);
+        publish.push(names.shard_subjects());
+        publish.push(format!("$JS.API.STREAM.PURGE.{stream}"));
+        publish.push(format!("$JS.API.STREAM.MSG.GET.{stream}"));
+        publish.push(format!("$JS.API.DIRECT.GET.{stream}.>"));
+    };
     match role {
         Role::Status => {}
         Role::Submitter => {
-            create_assets(&mut publish);
-            create_consumer(&mut publish);
-            publish.push(shards);
-            publish.push(format!("$JS.API.STREAM.PURGE.{stream}"));
-            publish.push(format!("$JS.API.STREAM.MSG.GET.{stream}"));
-            publish.push(format!("$JS.API.DIRECT.GET.{stream}.>"));
+            manage_queue(&mut publish);
             kv_write(&mut publish, &names.jobs_bucket());
             kv_write(&mut publish, &names.shards_bucket());
         }
         Role::Coordinator => {
-            create_assets(&mut publish);
-            create_consumer(&mut publish);
-            publish.push(shards);
-            publish.push(format!("$JS.API.STREAM.PURGE.{stream}"));
-            publish.push(format!("$JS.API.STREAM.MSG.GET.{stream}"));
-            publish.push(format!("$JS.API.DIRECT.GET.{stream}.>"));
+            manage_queue(&mut publish);
             publish.push(format!("$JS.API.STREAM.MSG.DELETE.{stream}"));
             for bucket in &buckets {
                 kv_write(&mut publish, bucket);

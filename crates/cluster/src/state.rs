@@ -559,12 +559,7 @@ async fn wait_for_state(client: &async_nats::Client, names: &Names) {
     let js = jetstream::new(client.clone());
     loop {
         let mut missing = js.get_stream(names.stream()).await.is_err();
-        for bucket in [
-            names.jobs_bucket(),
-            names.progress_bucket(),
-            names.shards_bucket(),
-            names.workers_bucket(),
-        ] {
+        for bucket in names.buckets() {
             missing |= js.get_key_value(&bucket).await.is_err();
         }
         if !missing {

@@ -1354,7 +1354,6 @@ impl JobSpec {
             let lowered = name.to_ascii_lowercase();
             if crate::secret::is_secret_key(name)
                 || lowered == "cookie"
-                || crate::secret::looks_like_secret(value)
                 || value
                     .split_whitespace()
                     .any(crate::secret::looks_like_secret)

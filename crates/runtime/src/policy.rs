@@ -289,33 +289,12 @@ impl NormalUrl {
         if http_only && !matches!(url.scheme(), "http" | "https") {
             return Err("is not an http(s) URL".into());
         }
-        let decoded = percent_decode(url.path());
+        let decoded = percent_encoding::percent_decode_str(url.path()).decode_utf8_lossy();
         if decoded.split('/').any(|segment| segment == "..") {
             return Err("climbs with '..'".into());
         }
         Ok(Self(url[..url::Position::AfterPath].to_owned()))
     }
-}
-
-/// Decodes `%XX` escapes (anything else is kept as written).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(value) = text
-                .get(i + 1..i + 3)
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-        {
-            out.push(value);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// One allowed URL prefix, possibly with `*` wildcards (each matching within one segment or

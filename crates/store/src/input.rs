@@ -84,11 +84,7 @@ pub async fn list_inputs_with(
         // Local folders are walked here rather than by the store: the walk stays as deep as
         // the glob reaches, survives symlink loops, and sees FIFOs and devices for what they
         // are (opening one would block planning forever).
-        let depth = if pattern.glob.is_some() {
-            pattern.max_depth()
-        } else {
-            None
-        };
+        let depth = pattern.max_depth();
         let listing = tokio::task::spawn_blocking(move || walk_local(&root, depth))
             .await
             .map_err(|e| StoreError::io(&pattern.pattern, io::Error::other(e)))?
@@ -611,7 +607,7 @@ impl ShardReader {
     }
 
     async fn reject(&self, source: SourceRef, reason: String, raw: &[u8]) -> Result<(), Closed> {
-        let excerpt = excerpt(&String::from_utf8_lossy(&raw[..raw.len().min(4 * 300)]));
+        let excerpt = excerpt_of(raw);
         self.emit(ReadItem::Reject {
             source,
             reason,
@@ -880,15 +876,7 @@ impl ShardReader {
                 let source = SourceRef::new(file.url.clone(), Location::Row(row));
                 row += 1;
                 let item = if line.len() as u64 > self.max_record_bytes {
-                    ReadItem::Reject {
-                        source,
-                        reason: format!(
-                            "record is {} bytes, over input.max_record_bytes ({})",
-                            line.len(),
-                            self.max_record_bytes
-                        ),
-                        excerpt: excerpt(&String::from_utf8_lossy(&line[..line.len().min(1200)])),
-                    }
+                    oversized(source, line.len() as u64, self.max_record_bytes, line)
                 } else {
                     match serde_json::from_slice(line) {
                         Ok(value) => ReadItem::Record(RawRecord {
@@ -911,24 +899,27 @@ impl ShardReader {
     }
 }
 
+/// The reject of a record of `len` bytes, over `input.max_record_bytes`; `start` holds (at
+/// least) its first bytes.
+fn oversized(source: SourceRef, len: u64, max_record_bytes: u64, start: &[u8]) -> ReadItem {
+    ReadItem::Reject {
+        source,
+        reason: format!("record is {len} bytes, over input.max_record_bytes ({max_record_bytes})"),
+        excerpt: excerpt_of(start),
+    }
+}
+
+/// A reject's excerpt of raw bytes: the start of them, as text.
+fn excerpt_of(raw: &[u8]) -> String {
+    excerpt(&String::from_utf8_lossy(&raw[..raw.len().min(1200)]))
+}
+
 /// Decodes one JSONL line into a record or a reject.
 fn line_to_item(file_url: &str, line: &Line, max_record_bytes: u64) -> ReadItem {
     let source = SourceRef::new(file_url.to_owned(), Location::Line(line.number));
-    let lossy = || {
-        excerpt(&String::from_utf8_lossy(
-            &line.bytes[..line.bytes.len().min(1200)],
-        ))
-    };
+    let lossy = || excerpt_of(&line.bytes);
     if line.overflow {
-        let reason = format!(
-            "record is {} bytes, over input.max_record_bytes ({max_record_bytes})",
-            line.len
-        );
-        return ReadItem::Reject {
-            source,
-            reason,
-            excerpt: lossy(),
-        };
+        return oversized(source, line.len, max_record_bytes, &line.bytes);
     }
     if let Err(error) = std::str::from_utf8(&line.bytes) {
         let reason = format!("invalid UTF-8 at byte {} of the line", error.valid_up_to());

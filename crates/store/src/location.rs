@@ -255,7 +255,8 @@ pub struct InputPattern {
     pub glob: Option<GlobMatcher>,
     /// The pattern as the user wrote it, for messages.
     pub pattern: String,
-    /// Folders below the listed one that a match can lie in (`None`: any, for `**`).
+    /// Folders below the listed one that a match can lie in (`None`: any, for `**` or a
+    /// whole folder).
     depth: Option<usize>,
 }
 
@@ -326,10 +327,7 @@ impl InputPattern {
 
     /// How many folders below the listed one a match can lie (`None`: any number).
     pub fn max_depth(&self) -> Option<usize> {
-        match &self.glob {
-            Some(_) => self.depth,
-            None => None,
-        }
+        self.depth
     }
 
     /// Whether a file at `path` of this pattern's store would be read as input.
