@@ -235,11 +235,7 @@ fn review_method_sections_are_marked() {
         c = prose(8, "learners"),
     );
     let p = parse_markdown_survey(&md, &opts(100, 10_000));
-    let kinds: Vec<(&str, SectionKind)> = p
-        .sections
-        .iter()
-        .map(|s| (s.heading.as_str(), s.kind))
-        .collect();
+    let kinds = heading_kinds(&p);
     assert_eq!(
         kinds,
         [
@@ -293,11 +289,7 @@ fn a_methods_chapter_with_review_steps_under_it_is_the_review_method() {
         r = prose(8, "results"),
     );
     let p = parse_markdown_survey(&md, &opts(100, 10_000));
-    let kinds: Vec<(&str, SectionKind)> = p
-        .sections
-        .iter()
-        .map(|s| (s.heading.as_str(), s.kind))
-        .collect();
+    let kinds = heading_kinds(&p);
     assert_eq!(
         kinds,
         [
@@ -307,4 +299,12 @@ fn a_methods_chapter_with_review_steps_under_it_is_the_review_method() {
             ("3 Results", SectionKind::Content),
         ]
     );
+}
+
+/// Each kept section's heading with its kind.
+fn heading_kinds(p: &ParsedSurvey) -> Vec<(&str, SectionKind)> {
+    p.sections
+        .iter()
+        .map(|s| (s.heading.as_str(), s.kind))
+        .collect()
 }
