@@ -26,6 +26,10 @@ use serde::{Deserialize, Serialize};
 use crate::StoreError;
 use crate::location::StoreLocation;
 
+/// How many marker reads one reader keeps in flight: enough to hide an object store's
+/// latency (a GET on S3 takes 10–30 ms), few enough not to be throttled.
+pub const MARKER_READS_IN_FLIGHT: usize = 64;
+
 /// The commit marker of one shard: the truth about what the job produced for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommitMarker {
@@ -195,15 +199,28 @@ impl JobStore {
         self.get_json(&Self::marker_relative(shard)).await
     }
 
-    /// Every commit marker of the job.
+    /// Every commit marker of the job, sorted by shard id: one listing, then the markers read
+    /// [`MARKER_READS_IN_FLIGHT`] at a time.
     pub async fn markers(&self) -> Result<Vec<CommitMarker>, StoreError> {
-        let mut markers = Vec::new();
-        for shard in self.committed_shards().await? {
-            if let Some(marker) = self.marker(&shard).await? {
-                markers.push(marker);
-            }
-        }
+        let shards = self.committed_shards().await?;
+        let mut markers = self.read_markers(shards).await?;
         markers.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
+        Ok(markers)
+    }
+
+    /// Reads the markers of `shards` with a bounded window of requests in flight, in no
+    /// particular order; a shard whose marker is missing is left out.
+    pub async fn read_markers(
+        &self,
+        shards: impl IntoIterator<Item = ShardId>,
+    ) -> Result<Vec<CommitMarker>, StoreError> {
+        let mut reads = futures::stream::iter(shards)
+            .map(|shard| async move { self.marker(&shard).await })
+            .buffer_unordered(MARKER_READS_IN_FLIGHT);
+        let mut markers = Vec::new();
+        while let Some(marker) = reads.next().await {
+            markers.extend(marker?);
+        }
         Ok(markers)
     }
 

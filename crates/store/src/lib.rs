@@ -12,7 +12,7 @@ mod parquet_input;
 pub mod part;
 pub mod spend;
 
-pub use commit::{AttemptFiles, CommitMarker, CommitOutcome, JobStore};
+pub use commit::{AttemptFiles, CommitMarker, CommitOutcome, JobStore, MARKER_READS_IN_FLIGHT};
 pub use input::{
     InputFile, Inputs, ReadItem, list_inputs, list_inputs_with, plan_shards, read_shard,
 };
