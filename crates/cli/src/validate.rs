@@ -10,7 +10,9 @@ use std::process::ExitCode;
 use std::collections::{BTreeMap, HashMap};
 
 use futures::StreamExt;
-use rubricmill_core::{JobSpec, PairLayout, PipelineKind, PreferencePair, ProviderKind, ShardUnit};
+use rubricmill_core::{
+    JobSpec, PairLayout, PipelineKind, PreferencePair, ProviderKind, ShardSpec, ShardUnit,
+};
 use rubricmill_mine::Estimate;
 use rubricmill_mine::pairs::PairReader;
 use rubricmill_runtime::{ContextOptions, JobContext};
@@ -21,19 +23,19 @@ use serde_json::json;
 pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::Result<ExitCode> {
     let spec = JobSpec::load(job)?;
     rubricmill_runtime::preflight(&spec)?;
-    let manifest = rubricmill_runtime::coordinator::plan(&spec).await?;
+    let planned = rubricmill_runtime::coordinator::plan(&spec).await?;
+    let (manifest, shards) = (planned.manifest, planned.shards);
     let mut seen = std::collections::HashSet::new();
-    let (files, bytes) = manifest
-        .shards
+    let (files, bytes) = shards
         .iter()
         .flat_map(|s| s.unit.files())
         .filter(|f| seen.insert(f.url.clone()))
         .fold((0u64, 0u64), |(n, b), f| (n + 1, b + f.size));
-    let records: u64 = manifest.shards.iter().map(|s| s.expected_records).sum();
-    let unreadable = unreadable_files(&manifest);
-    let warnings = plan_warnings(manifest.shards.len() as u64, records, bytes);
+    let records = manifest.expected_records;
+    let unreadable = unreadable_files(&shards);
+    let warnings = plan_warnings(manifest.shard_count, records, bytes);
     let context = JobContext::new(manifest.clone(), 0.0, &ContextOptions { no_cache: true })?;
-    let sampled = estimate(&context, sample_shards).await?;
+    let sampled = estimate(&context, &shards, sample_shards).await?;
     let (estimate, sampled_records) = (sampled.estimate, sampled.records);
     let scale = if sampled_records == 0 {
         0.0
@@ -54,7 +56,7 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
     let max_cost = price(prompt_tokens, max_out);
     let sampled_all = sampled_records == records;
     let layouts = match spec.pipeline {
-        PipelineKind::Crg => Some(layout_report(&context).await?),
+        PipelineKind::Crg => Some(layout_report(&context, &shards).await?),
         PipelineKind::Researchqa => None,
     };
     if json {
@@ -64,7 +66,7 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
             "fingerprint": manifest.fingerprint,
             "input_files": files,
             "input_bytes": bytes,
-            "shards": manifest.shards.len(),
+            "shards": manifest.shard_count,
             "expected_records": records,
             "unreadable": unreadable
                 .iter()
@@ -108,8 +110,7 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
     );
     println!(
         "  shards     {} ({} records per shard)",
-        manifest.shards.len(),
-        spec.input.records_per_shard
+        manifest.shard_count, spec.input.records_per_shard
     );
     let unit = match spec.pipeline {
         PipelineKind::Researchqa => "documents",
@@ -272,7 +273,10 @@ impl FileLayouts {
 
 /// Reads up to [`LAYOUT_SAMPLE_RECORDS`] records of every input file (at most
 /// [`LAYOUT_TOTAL_RECORDS`] in all) with the job's pair settings, as the crg pipeline will.
-async fn layout_report(context: &JobContext) -> anyhow::Result<Vec<FileLayouts>> {
+async fn layout_report(
+    context: &JobContext,
+    shards: &[ShardSpec],
+) -> anyhow::Result<Vec<FileLayouts>> {
     let spec = context.spec();
     let reader = PairReader::for_input(&spec.input);
     let mut files: Vec<FileLayouts> = Vec::new();
@@ -284,7 +288,7 @@ async fn layout_report(context: &JobContext) -> anyhow::Result<Vec<FileLayouts>>
             files.len() - 1
         })
     };
-    for shard in &context.manifest.shards {
+    for shard in shards {
         let shard_files: Vec<usize> = shard
             .unit
             .files()
@@ -385,11 +389,9 @@ fn print_layouts(files: &[FileLayouts], forced: PairLayout) {
     }
 }
 
-/// `text` on one line (whitespace runs become one space), cut to `max` characters with "…".
 /// Files (or their tails) that planning found unreadable, with the reason each will be a reject.
-fn unreadable_files(manifest: &rubricmill_core::JobManifest) -> Vec<(String, String)> {
-    manifest
-        .shards
+fn unreadable_files(shards: &[ShardSpec]) -> Vec<(String, String)> {
+    shards
         .iter()
         .filter_map(|shard| match &shard.unit {
             ShardUnit::Unreadable { file, reason, .. } => Some((file.url.clone(), reason.clone())),
@@ -445,8 +447,11 @@ struct Sampled {
 }
 
 /// Estimates over up to `sample_shards` shards spread evenly over the plan.
-async fn estimate(context: &JobContext, sample_shards: usize) -> anyhow::Result<Sampled> {
-    let shards = &context.manifest.shards;
+async fn estimate(
+    context: &JobContext,
+    shards: &[ShardSpec],
+    sample_shards: usize,
+) -> anyhow::Result<Sampled> {
     let step = shards.len().div_ceil(sample_shards.max(1)).max(1);
     let spec = context.spec();
     let token_limit = spec.llm.tokens_per_minute.map(u64::from);

@@ -91,11 +91,8 @@ impl JobRecord {
     pub fn new(manifest: &JobManifest, generation: u64, state: JobState) -> Self {
         Self {
             name: manifest.name.clone(),
-            plan: JobManifest {
-                shards: Vec::new(),
-                ..manifest.clone()
-            },
-            shards_planned: manifest.shards.len() as u64,
+            plan: manifest.without_inline_shards(),
+            shards_planned: manifest.shard_count,
             submitted_at: Utc::now(),
             generation,
             state,

@@ -13,7 +13,7 @@ pub mod text;
 pub mod usage;
 
 pub use hash::{content_hash, short_hash};
-pub use plan::JobManifest;
+pub use plan::{JobManifest, PlanChunk};
 pub use record::{Location, Message, PreferencePair, RawPayload, RawRecord, SourceRef};
 pub use row::{
     CitationMetadata, CitedReference, CrgAttempt, CrgRow, CrgRubricItem, JudgeVerdict, OutputRow,

@@ -131,7 +131,10 @@ async fn committed_job(dir: &Path) -> (JobStore, JobManifest) {
         input_root: "file:///".into(),
         spec,
         templates: BTreeMap::new(),
-        shards: vec![],
+        shard_count: 0,
+        expected_records: 0,
+        chunks: vec![],
+        inline_shards: vec![],
     };
     (store, manifest)
 }

@@ -1,18 +1,25 @@
 //! Planning: turn a job spec into a stored plan (the shard list) and tell which shards still
-//! need work. The plan lives beside the output as `job.json`; a re-run reuses it, so the same
-//! command resumes, and refuses to mix outputs of a changed spec into the same folder.
+//! need work. The plan lives beside the output as `job.json` and its chunk files; a re-run
+//! reuses it, so the same command resumes, and refuses to mix outputs of a changed spec into
+//! the same folder.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::Utc;
-use rubricmill_core::{JobSpec, ShardSpec};
+use futures::StreamExt;
+use rubricmill_core::{JobSpec, ShardId, ShardSpec};
 use rubricmill_store::location::{InputPattern, absolute_input_pattern};
-use rubricmill_store::{CommitMarker, JobManifest, JobStore, list_inputs, plan_shards, to_url};
+use rubricmill_store::{
+    CommitMarker, Inputs, JobManifest, JobStore, PlanIndex, PlanWriter, list_inputs, plan_shards,
+    plan_shards_into, to_url,
+};
 
 use crate::RuntimeError;
 
 /// Plans a job, or loads the plan an earlier run stored. Relative local paths in the spec are
 /// made absolute first, so the stored plan means the same on every machine that shares them.
+/// A new plan streams into chunk files as the inputs are planned, so planning holds a few
+/// chunks in memory, not the shard list.
 pub async fn plan_or_resume(spec: &JobSpec) -> Result<(JobManifest, bool), RuntimeError> {
     let spec = absolutize(spec)?;
     let store = JobStore::open(&spec.output.url, &spec.name)?;
@@ -30,28 +37,64 @@ pub async fn plan_or_resume(spec: &JobSpec) -> Result<(JobManifest, bool), Runti
             true,
         ));
     }
-    let manifest = plan(&spec).await?;
+    let inputs = list_inputs(&spec.input.url, spec.input.format).await?;
+    let mut writer = PlanWriter::new(&store);
+    plan_shards_into(&inputs, spec.input.records_per_shard, async |shards| {
+        writer.extend(shards).await
+    })
+    .await?;
+    let index = writer.finish().await?;
+    let manifest = manifest_of(spec, templates, &inputs, index);
     let stored = store.create_manifest(&manifest).await?;
     check_same_job(&stored, &fingerprint, &store)?;
+    tracing::info!(job = %stored.name, shards = stored.shard_count, chunks = stored.chunks.len(), "planned job");
     Ok((stored, false))
 }
 
+/// A plan held in memory and stored nowhere (for `validate`): its index (without chunks) and
+/// its shards.
+#[derive(Debug, Clone)]
+pub struct PlannedInMemory {
+    pub manifest: JobManifest,
+    pub shards: Vec<ShardSpec>,
+}
+
 /// Plans without storing anything (for `validate`).
-pub async fn plan(spec: &JobSpec) -> Result<JobManifest, RuntimeError> {
+pub async fn plan(spec: &JobSpec) -> Result<PlannedInMemory, RuntimeError> {
     let spec = absolutize(spec)?;
     check_output_outside_inputs(&spec, &JobStore::open(&spec.output.url, &spec.name)?)?;
     let templates = read_templates(&spec)?;
     let inputs = list_inputs(&spec.input.url, spec.input.format).await?;
     let shards = plan_shards(&inputs, spec.input.records_per_shard).await?;
-    Ok(JobManifest {
+    let index = PlanIndex {
+        shard_count: shards.len() as u64,
+        expected_records: shards.iter().map(|s| s.expected_records).sum(),
+        chunks: Vec::new(),
+    };
+    Ok(PlannedInMemory {
+        manifest: manifest_of(spec, templates, &inputs, index),
+        shards,
+    })
+}
+
+fn manifest_of(
+    spec: JobSpec,
+    templates: BTreeMap<String, String>,
+    inputs: &Inputs,
+    index: PlanIndex,
+) -> JobManifest {
+    JobManifest {
         name: spec.name.clone(),
         fingerprint: fingerprint(&spec, &templates),
         planned_at: Utc::now(),
         input_root: inputs.location.url_of(&inputs.location.path),
         spec,
         templates,
-        shards,
-    })
+        shard_count: index.shard_count,
+        expected_records: index.expected_records,
+        chunks: index.chunks,
+        inline_shards: Vec::new(),
+    }
 }
 
 /// Reads the prompt template overrides the spec names; unknown names and unreadable files are
@@ -124,23 +167,29 @@ fn absolutize(spec: &JobSpec) -> Result<JobSpec, RuntimeError> {
     Ok(spec)
 }
 
-/// Shards of the plan that have no commit marker yet, and the markers of those that do.
+/// Shards of the plan that have no commit marker yet, and the markers of those that do
+/// (markers of shards the plan does not hold are left out).
 pub async fn pending_shards(
     manifest: &JobManifest,
     store: &JobStore,
 ) -> Result<(Vec<ShardSpec>, Vec<CommitMarker>), RuntimeError> {
-    let markers = store.markers().await?;
-    let planned: HashSet<&str> = manifest.shards.iter().map(|s| s.id.as_str()).collect();
-    let markers: Vec<CommitMarker> = markers
+    let mut markers: HashMap<ShardId, CommitMarker> = store
+        .markers()
+        .await?
         .into_iter()
-        .filter(|m| planned.contains(m.shard_id.as_str()))
+        .map(|marker| (marker.shard_id.clone(), marker))
         .collect();
-    let committed: HashSet<&str> = markers.iter().map(|m| m.shard_id.as_str()).collect();
-    let pending = manifest
-        .shards
-        .iter()
-        .filter(|s| !committed.contains(s.id.as_str()))
-        .cloned()
-        .collect();
-    Ok((pending, markers))
+    let mut pending = Vec::new();
+    let mut planned_markers = Vec::with_capacity(markers.len());
+    let mut chunks = std::pin::pin!(store.planned_shards(manifest));
+    while let Some(chunk) = chunks.next().await {
+        for shard in chunk? {
+            match markers.remove(&shard.id) {
+                Some(marker) => planned_markers.push(marker),
+                None => pending.push(shard),
+            }
+        }
+    }
+    planned_markers.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
+    Ok((pending, planned_markers))
 }

@@ -126,7 +126,7 @@ pub async fn run_embedded(
         job: job.clone(),
         output_url: store.url(),
         resumed,
-        shards_planned: manifest.shards.len() as u64,
+        shards_planned: manifest.shard_count,
         before: before.clone(),
         this_run: Tally::default(),
         uncommitted: uncommitted_before.clone(),

@@ -2,7 +2,8 @@
 //! often a shard is attempted:
 //!
 //! ```text
-//! <output>/<job>/job.json                           the plan: spec, fingerprint, shards
+//! <output>/<job>/job.json                           the plan: spec, fingerprint, chunk index
+//! <output>/<job>/plan/<checksum>.jsonl.zst          the plan's shards (see `plan`)
 //! <output>/<job>/parts/<shard>/<attempt>.parquet    rows written by one attempt
 //! <output>/<job>/rejects/<shard>/<attempt>.parquet  rejects written by one attempt
 //! <output>/<job>/commits/<shard>.json               the marker: which attempt won
@@ -113,6 +114,7 @@ impl JobStore {
     pub fn layout_examples(&self) -> Vec<Path> {
         [
             "job.json",
+            "plan/chunk.jsonl.zst",
             "commits/shard.json",
             "parts/shard/attempt.parquet",
             "rejects/shard/attempt.parquet",
@@ -175,7 +177,8 @@ impl JobStore {
     }
 
     pub async fn load_manifest(&self) -> Result<Option<JobManifest>, StoreError> {
-        self.get_json("job.json").await
+        let manifest: Option<JobManifest> = self.get_json("job.json").await?;
+        Ok(manifest.map(JobManifest::with_counts_of_inline_shards))
     }
 
     /// Stores the plan unless one exists; returns the plan in force (ours or the earlier one).
@@ -364,26 +367,31 @@ impl JobStore {
         Ok(())
     }
 
-    /// Removes attempt files (`parts/`, `rejects/`) that no commit marker references and that
-    /// are older than `grace` (younger ones may belong to an attempt still running). Returns the
+    /// Removes attempt files (`parts/`, `rejects/`) that no commit marker references and plan
+    /// chunks (`plan/`) that `job.json` does not list (a planner that lost the race to store
+    /// the plan), older than `grace` (younger ones may belong to an attempt or a planner still
+    /// running). Returns the
     /// removed files' paths relative to the job folder; `dry_run` only lists them.
     pub async fn gc(
         &self,
         grace: std::time::Duration,
         dry_run: bool,
     ) -> Result<Vec<String>, StoreError> {
-        let referenced: std::collections::HashSet<String> = self
+        let mut referenced: std::collections::HashSet<String> = self
             .markers()
             .await?
             .into_iter()
             .flat_map(|m| [m.part, m.rejects_part])
             .flatten()
             .collect();
+        if let Some(manifest) = self.load_manifest().await? {
+            referenced.extend(manifest.chunks.into_iter().map(|chunk| chunk.file));
+        }
         let cutoff =
             Utc::now() - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
         let root = self.location.path.as_ref().to_owned();
         let mut removed = Vec::new();
-        for folder in ["parts", "rejects"] {
+        for folder in ["parts", "rejects", crate::plan::PLAN_FOLDER] {
             for meta in self.list(folder).await? {
                 let full = meta.location.as_ref();
                 let relative = full

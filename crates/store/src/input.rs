@@ -65,6 +65,9 @@ pub struct Inputs {
     pub unreadable: Vec<(FileRef, String)>,
 }
 
+/// Metadata requests for walked local files kept in flight at once.
+const HEADS_IN_FLIGHT: usize = 64;
+
 /// Lists the objects an input URL or glob matches, sorted by path so planning is deterministic.
 pub async fn list_inputs(url: &str, format: Option<InputFormat>) -> Result<Inputs, StoreError> {
     list_inputs_with(url, format, &std::collections::BTreeMap::new()).await
@@ -106,15 +109,24 @@ pub async fn list_inputs_with(
                 unreadable.push((file, reason));
             }
         }
+        let mut selected = Vec::with_capacity(listing.files.len());
         for local in listing.files {
             let path = Path::from_absolute_path(&local).map_err(|e| StoreError::Url {
                 url: local.display().to_string(),
                 reason: e.to_string(),
             })?;
-            if !pattern.selects(&path) {
-                continue;
+            if pattern.selects(&path) {
+                selected.push(path);
             }
-            match store.head(&path).await {
+        }
+        let mut heads = futures::stream::iter(selected)
+            .map(|path| {
+                let store = &store;
+                async move { (store.head(&path).await, path) }
+            })
+            .buffer_unordered(HEADS_IN_FLIGHT);
+        while let Some((head, path)) = heads.next().await {
+            match head {
                 Ok(meta) => metas.push(meta),
                 // Removed since the walk saw it.
                 Err(object_store::Error::NotFound { .. }) => {}
@@ -278,42 +290,88 @@ fn walk_local(
     Ok(listing)
 }
 
+/// Input files planned at once: planning a JSONL file reads it whole, so several are read
+/// side by side to hide the store's latency.
+const FILES_PLANNED_IN_FLIGHT: usize = 16;
+
 /// Splits the inputs into shards of about `records_per_shard` records (files, for Markdown and
 /// JSON). JSONL files are scanned once to find line boundaries; Parquet files by their footer.
 pub async fn plan_shards(
     inputs: &Inputs,
     records_per_shard: u64,
 ) -> Result<Vec<ShardSpec>, StoreError> {
-    let store = &inputs.location.store;
     let mut shards = Vec::new();
+    plan_shards_into(inputs, records_per_shard, async |batch| {
+        shards.extend(batch);
+        Ok(())
+    })
+    .await?;
+    Ok(shards)
+}
+
+/// [`plan_shards`] handing the shards to `sink` a batch at a time, in plan order, so a plan
+/// need not be held in memory whole. Files are planned [`FILES_PLANNED_IN_FLIGHT`] at a time.
+pub async fn plan_shards_into(
+    inputs: &Inputs,
+    records_per_shard: u64,
+    mut sink: impl AsyncFnMut(Vec<ShardSpec>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let store = &inputs.location.store;
+    let mut planned = futures::stream::iter(&inputs.files)
+        .map(|input| plan_file(store, input, records_per_shard))
+        .buffered(FILES_PLANNED_IN_FLIGHT);
     let mut whole_files: Vec<FileRef> = Vec::new();
-    for input in &inputs.files {
-        match input.format {
-            InputFormat::Markdown | InputFormat::Json => {
-                whole_files.push(input.file.clone());
+    while let Some(planned) = planned.next().await {
+        match planned? {
+            PlannedFile::Whole(file) => {
+                whole_files.push(file);
                 if whole_files.len() as u64 == records_per_shard {
                     let files = std::mem::take(&mut whole_files);
                     let count = files.len() as u64;
-                    shards.push(ShardSpec::new(ShardUnit::Files { files }, count));
+                    sink(vec![ShardSpec::new(ShardUnit::Files { files }, count)]).await?;
                 }
             }
-            InputFormat::Jsonl => shards.extend(plan_jsonl(store, input, records_per_shard).await?),
-            InputFormat::Parquet => {
-                shards.extend(plan_parquet(store, input, records_per_shard).await?)
-            }
+            PlannedFile::Shards(shards) => sink(shards).await?,
         }
     }
     if !whole_files.is_empty() {
         let count = whole_files.len() as u64;
-        shards.push(ShardSpec::new(
-            ShardUnit::Files { files: whole_files },
-            count,
-        ));
+        let unit = ShardUnit::Files { files: whole_files };
+        sink(vec![ShardSpec::new(unit, count)]).await?;
     }
-    for (file, reason) in &inputs.unreadable {
-        shards.push(unreadable_shard(file, None, reason.clone()));
+    let unreadable: Vec<ShardSpec> = inputs
+        .unreadable
+        .iter()
+        .map(|(file, reason)| unreadable_shard(file, None, reason.clone()))
+        .collect();
+    if !unreadable.is_empty() {
+        sink(unreadable).await?;
     }
-    Ok(shards)
+    Ok(())
+}
+
+/// What planning one input file gives.
+enum PlannedFile {
+    /// A file read whole (Markdown, JSON), grouped with its neighbours into shards.
+    Whole(FileRef),
+    /// The shards of a file that splits (JSONL lines, Parquet row groups).
+    Shards(Vec<ShardSpec>),
+}
+
+async fn plan_file(
+    store: &Arc<dyn ObjectStore>,
+    input: &InputFile,
+    records_per_shard: u64,
+) -> Result<PlannedFile, StoreError> {
+    match input.format {
+        InputFormat::Markdown | InputFormat::Json => Ok(PlannedFile::Whole(input.file.clone())),
+        InputFormat::Jsonl => plan_jsonl(store, input, records_per_shard)
+            .await
+            .map(PlannedFile::Shards),
+        InputFormat::Parquet => plan_parquet(store, input, records_per_shard)
+            .await
+            .map(PlannedFile::Shards),
+    }
 }
 
 /// The most shards one JSONL file of `stored_bytes` may plan into: a thousand, plus one per 64

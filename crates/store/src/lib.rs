@@ -10,13 +10,16 @@ pub mod location;
 pub mod output;
 mod parquet_input;
 pub mod part;
+pub mod plan;
 pub mod spend;
 
 pub use commit::{AttemptFiles, CommitMarker, CommitOutcome, JobStore, MARKER_READS_IN_FLIGHT};
 pub use input::{
-    InputFile, Inputs, ReadItem, list_inputs, list_inputs_with, plan_shards, read_shard,
+    InputFile, Inputs, ReadItem, list_inputs, list_inputs_with, plan_shards, plan_shards_into,
+    read_shard,
 };
 pub use location::{StoreLocation, to_url};
+pub use plan::{PlanIndex, PlanWriter, SHARDS_PER_CHUNK};
 pub use rubricmill_core::JobManifest;
 pub use spend::{AttemptSpend, UncommittedSpend};
 

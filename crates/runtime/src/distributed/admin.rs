@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use rubricmill_cluster::{
     Cluster, FailedShard, JobProgress, JobRecord, JobState, NatsWorkQueue, PublishOutcome,
     QueueStats,
@@ -14,7 +15,7 @@ use rubricmill_store::JobStore;
 use serde::Serialize;
 
 use crate::RuntimeError;
-use crate::coordinator::{pending_shards, plan_or_resume};
+use crate::coordinator::plan_or_resume;
 
 /// What `submit` did.
 #[derive(Debug, Clone, Serialize)]
@@ -37,10 +38,15 @@ pub struct SubmitSummary {
 pub async fn submit(cluster: &Cluster, spec: &JobSpec) -> Result<SubmitSummary, RuntimeError> {
     let (manifest, resumed) = plan_or_resume(spec).await?;
     let store = JobStore::open(&manifest.spec.output.url, &manifest.name)?;
-    let (pending, markers) = pending_shards(&manifest, &store).await?;
+    let committed: HashSet<String> = store
+        .committed_shards()
+        .await?
+        .into_iter()
+        .map(|shard| shard.0)
+        .collect();
     let previous = cluster.job(&manifest.name).await?;
     let generation = previous.as_ref().map_or(1, |r| r.generation + 1);
-    let state = if pending.is_empty() {
+    let state = if committed.len() as u64 >= manifest.shard_count {
         JobState::Complete
     } else {
         JobState::Running
@@ -48,35 +54,44 @@ pub async fn submit(cluster: &Cluster, spec: &JobSpec) -> Result<SubmitSummary, 
     let record = JobRecord::new(&manifest, generation, state);
     // The record first: a worker that gets a shard must find its job.
     cluster.put_job(&record).await?;
-    let pending_ids: HashSet<&str> = pending.iter().map(|s| s.id.as_str()).collect();
     for failed in cluster.failures(&manifest.name).await? {
-        if pending_ids.contains(failed.shard.as_str()) {
+        if !committed.contains(failed.shard.as_str()) {
             cluster.clear_failure(&failed.job, &failed.shard).await?;
         }
     }
     let queue = NatsWorkQueue::open(cluster)
         .await?
         .with_generation(generation);
-    let tasks = pending
-        .iter()
-        .map(|shard| ShardTask {
-            job: manifest.name.clone(),
-            shard: shard.clone(),
-        })
-        .collect();
-    let outcomes = queue.publish_all(tasks).await?;
-    let queued = outcomes
-        .iter()
-        .filter(|o| **o == PublishOutcome::Queued)
-        .count() as u64;
+    // A chunk of the plan at a time: memory holds one chunk's tasks, not the plan.
+    let (mut queued, mut already_queued, mut committed_before) = (0, 0, 0);
+    let mut chunks = std::pin::pin!(store.planned_shards(&manifest));
+    while let Some(chunk) = chunks.next().await {
+        let shards = chunk?;
+        let planned = shards.len() as u64;
+        let tasks: Vec<ShardTask> = shards
+            .into_iter()
+            .filter(|shard| !committed.contains(shard.id.as_str()))
+            .map(|shard| ShardTask {
+                job: manifest.name.clone(),
+                shard,
+            })
+            .collect();
+        committed_before += planned - tasks.len() as u64;
+        for outcome in queue.publish_all(tasks).await? {
+            match outcome {
+                PublishOutcome::Queued => queued += 1,
+                _ => already_queued += 1,
+            }
+        }
+    }
     let summary = SubmitSummary {
         job: manifest.name.clone(),
         output_url: store.url(),
         resumed,
-        planned: manifest.shards.len() as u64,
-        committed_before: markers.len() as u64,
+        planned: manifest.shard_count,
+        committed_before,
         queued,
-        already_queued: outcomes.len() as u64 - queued,
+        already_queued,
         generation,
     };
     tracing::info!(job = %summary.job, planned = summary.planned, committed = summary.committed_before, queued = summary.queued, already_queued = summary.already_queued, "job submitted");
@@ -126,15 +141,19 @@ pub async fn retry(cluster: &Cluster, job: &str) -> Result<u64, RuntimeError> {
         .await?
         .unwrap_or(record);
     let failed_ids: HashSet<&str> = failed.iter().map(|f| f.shard.as_str()).collect();
-    let tasks: Vec<ShardTask> = manifest
-        .shards
-        .iter()
-        .filter(|shard| failed_ids.contains(shard.id.as_str()))
-        .map(|shard| ShardTask {
-            job: job.to_owned(),
-            shard: shard.clone(),
-        })
-        .collect();
+    let mut tasks: Vec<ShardTask> = Vec::with_capacity(failed.len());
+    let mut chunks = std::pin::pin!(store.planned_shards(&manifest));
+    while let Some(chunk) = chunks.next().await {
+        tasks.extend(
+            chunk?
+                .into_iter()
+                .filter(|shard| failed_ids.contains(shard.id.as_str()))
+                .map(|shard| ShardTask {
+                    job: job.to_owned(),
+                    shard,
+                }),
+        );
+    }
     let queue = NatsWorkQueue::open(cluster)
         .await?
         .with_generation(updated.generation);

@@ -270,12 +270,13 @@ impl Coordinator {
                     store.url()
                 ))
             })?;
-            tracing::info!(job = %record.name, shards = manifest.shards.len(), "tracking job");
+            let shards = store.all_planned_shards(&manifest).await?;
+            tracing::info!(job = %record.name, shards = shards.len(), "tracking job");
             self.trackers.insert(
                 record.name.clone(),
                 Tracker {
                     store,
-                    shards: manifest.shards,
+                    shards,
                     markers: HashMap::new(),
                     spends: HashMap::new(),
                     idle_rounds: 0,

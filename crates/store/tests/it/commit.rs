@@ -170,7 +170,10 @@ async fn manifest_is_created_once() {
         input_root: "file:///".into(),
         spec,
         templates: BTreeMap::new(),
-        shards: vec![],
+        shard_count: 0,
+        expected_records: 0,
+        chunks: vec![],
+        inline_shards: vec![],
     };
     let mut second = first.clone();
     second.fingerprint = "two".into();

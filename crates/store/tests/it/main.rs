@@ -2,6 +2,7 @@
 
 mod commit;
 mod hostile;
+mod plan;
 mod readers;
 mod s3;
 
