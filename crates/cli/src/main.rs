@@ -5,6 +5,7 @@ mod args;
 mod cluster;
 mod export;
 mod logging;
+mod plan;
 mod progress;
 mod run;
 mod validate;
@@ -57,6 +58,15 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         sample_shards: usize,
     },
+    /// Plan a job and store the plan beside its output without running it (`run` and `submit`
+    /// reuse it); prints the shard count.
+    Plan {
+        /// The job spec (TOML).
+        job: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a job's committed rows as a dataset: dedup, splits, Hugging Face layout, card.
     Export(export::ExportArgs),
     /// Remove attempt files that no commit marker references.
@@ -102,6 +112,7 @@ fn main() -> ExitCode {
                 json,
                 sample_shards,
             } => validate::validate(&job, json, sample_shards).await,
+            Command::Plan { job, json } => plan::plan(&job, json).await,
             Command::Export(args) => export::export(args).await,
             Command::Gc(args) => export::gc(args).await,
             Command::Submit(args) => cluster::submit(args).await,

@@ -182,9 +182,22 @@ impl JobStore {
     }
 
     /// Stores the plan unless one exists; returns the plan in force (ours or the earlier one).
+    /// A put whose outcome is unknown (a timeout: it may have landed) is resolved by reading
+    /// the plan back, and tried again while none is there.
     pub async fn create_manifest(&self, manifest: &JobManifest) -> Result<JobManifest, StoreError> {
-        if self.put_json_if_absent("job.json", manifest).await? {
-            return Ok(manifest.clone());
+        const ATTEMPTS: u32 = 3;
+        for attempt in 1..=ATTEMPTS {
+            match self.put_json_if_absent("job.json", manifest).await {
+                Ok(true) => return Ok(manifest.clone()),
+                Ok(false) => break,
+                Err(error) if error.is_retryable() && attempt < ATTEMPTS => {
+                    tracing::warn!(error = %error, attempt, "storing the plan had an unknown outcome, reading it back");
+                    if let Some(stored) = self.load_manifest().await? {
+                        return Ok(stored);
+                    }
+                }
+                Err(error) => return Err(error),
+            }
         }
         self.load_manifest()
             .await?
