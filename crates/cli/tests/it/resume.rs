@@ -172,3 +172,57 @@ fn sigterm_finishes_shards_in_flight_and_exits_cleanly() {
     assert_eq!(code, 0, "{summary}");
     assert_eq!(Committed::read(&job).strings("pair_id").len(), 300);
 }
+
+#[test]
+fn a_plan_stored_by_plan_is_the_one_run_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("pairs.jsonl");
+    write_pairs(&input, 60);
+    let body = format!(
+        "pipeline = \"crg\"\n[input]\nurl = \"{}\"\nrecords_per_shard = 4\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"simulated\"\nmodel = \"simulated\"\n",
+        input.display(),
+        dir.path().join("out").display()
+    );
+    let spec = write_spec(dir.path(), "planned", &body);
+    let plan = |spec: &std::path::Path| -> serde_json::Value {
+        let output = crate::succeeded(rubricmill().arg("plan").arg(spec).arg("--json"));
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let first = plan(&spec);
+    assert_eq!(first["shards"], 15, "{first}");
+    assert_eq!(first["expected_records"], 60);
+    assert_eq!(first["existed"], false);
+    let job = dir.path().join("out/planned");
+    let chunks: Vec<_> = std::fs::read_dir(job.join("plan")).unwrap().collect();
+    assert_eq!(chunks.len(), 1, "15 shards are one chunk file");
+    let job_json = std::fs::read_to_string(job.join("job.json")).unwrap();
+    assert!(
+        !job_json.contains("first_line"),
+        "job.json holds the index, the shards are in the chunk: {job_json}"
+    );
+    let again = plan(&spec);
+    assert_eq!(again["existed"], true);
+    assert_eq!(again["fingerprint"], first["fingerprint"]);
+    // A different spec for the same folder is refused, not planned over the stored plan.
+    let changed = write_spec(
+        dir.path(),
+        "planned",
+        &body.replace("records_per_shard = 4", "records_per_shard = 5"),
+    );
+    let refused = rubricmill().arg("plan").arg(&changed).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("different spec"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let spec = write_spec(dir.path(), "planned", &body);
+    let (code, summary, _) = run_job(&spec, &[]);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(
+        summary["resumed"], true,
+        "run used the stored plan: {summary}"
+    );
+    assert_eq!(summary["this_run"]["shards"], 15);
+    assert_eq!(Committed::read(&job).strings("pair_id").len(), 60);
+}
