@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Bookkeeping at corpus scale: synthetic one-pair shards, the simulated provider (no latency),
+# the crg pipeline, so what is measured is planning, commit markers, progress and export, not
+# the model. Prints one table per part:
+#
+#   plan       LOCAL_SHARDS (1,000,000) shards planned on local files and S3_SHARDS (100,000)
+#              on the S3 server (moto): seconds and peak RSS of `rubricmill plan`
+#   resume     the S3 job run to the end, then run again with everything committed: seconds
+#              to a finished no-op, and the store requests it made
+#   cluster    RUN_SHARDS (20,000) shards through nats-server, a coordinator and 2 workers on
+#              local files: coordinator CPU seconds and store requests per minute and per
+#              committed shard, and `rubricmill status` latency sampled during the run
+#   export     delegated to scripts/bench-export.sh --scale (peak RSS at 1M and 10M rows)
+#
+#   scripts/bench-scale.sh [plan|resume|cluster|export|all]     (default all)
+#
+# Targets (issue 15): 1M shards planned in <= 2 minutes at <= 1 GiB; a finished 100k-shard
+# job on S3 resumed in <= 30 s; <= 2 coordinator store requests per committed shard.
+set -euo pipefail
+trap 'echo "bench-scale: failed at line $LINENO" >&2' ERR
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+part=${1:-all}
+local_shards=${LOCAL_SHARDS:-1000000}
+s3_shards=${S3_SHARDS:-100000}
+run_shards=${RUN_SHARDS:-20000}
+
+build_release
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# one_pair_inputs COUNT FOLDER: COUNT tiny pairs as JSONL files of 10,000 lines each.
+one_pair_inputs() {
+  python3 - "$1" "$2" <<'PY'
+import json, os, sys
+count, folder = int(sys.argv[1]), sys.argv[2]
+os.makedirs(folder, exist_ok=True)
+per_file = 10_000
+for start in range(0, count, per_file):
+    with open(os.path.join(folder, f"pairs-{start // per_file:05d}.jsonl"), "w") as out:
+        for n in range(start, min(count, start + per_file)):
+            out.write(json.dumps({"id": f"p{n}", "prompt": f"how should item {n} be stored?",
+                                  "chosen": f"cool, dry and dark, item {n}",
+                                  "rejected": f"anywhere at all, item {n}"}) + "\n")
+PY
+}
+
+# job_spec NAME INPUT OUTPUT: a crg job of one pair per shard with the simulated provider.
+job_spec() {
+  cat >"$work/$1.toml" <<TOML
+name = "$1"
+pipeline = "crg"
+[input]
+url = "$2"
+records_per_shard = 1
+[output]
+url = "$3"
+[llm]
+provider = "simulated"
+model = "simulated"
+max_concurrency = 64
+TOML
+}
+
+# measured LABEL COMMAND...: runs COMMAND, prints "LABEL seconds peak_rss_MiB", keeps stdout in
+# $work/LABEL.out and stderr in $work/LABEL.err.
+measured() {
+  local label=$1
+  shift
+  local start end
+  start=$(date +%s.%N)
+  /usr/bin/time -f '%M' -o "$work/$label.rss" "$@" >"$work/$label.out" 2>"$work/$label.err"
+  end=$(date +%s.%N)
+  python3 -c "import sys; print(f'{sys.argv[1]:<28} {float(sys.argv[3]) - float(sys.argv[2]):>10.1f} {int(open(sys.argv[4]).read().split()[-1]) / 1024:>14.0f}')" \
+    "$label" "$start" "$end" "$work/$label.rss"
+}
+
+s3_ready=""
+start_s3() {
+  [ -n "$s3_ready" ] && return 0
+  ensure_tool moto_server "moto[server]"
+  local port
+  port=$(free_ports 1)
+  moto_server -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
+  pids+=("$!")
+  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+  export AWS_ENDPOINT="http://127.0.0.1:$port" AWS_ALLOW_HTTP=true
+  wait_http "$AWS_ENDPOINT/" "${pids[-1]}" 30
+  python3 -c "import urllib.request as u; u.urlopen(u.Request('$AWS_ENDPOINT/bench', method='PUT'))"
+  s3_ready=1
+}
+
+# s3_upload FOLDER PREFIX: copies FOLDER's files to s3://bench/PREFIX/.
+s3_upload() {
+  python3 - "$1" "$2" <<'PY'
+import os, sys, urllib.request
+folder, prefix = sys.argv[1], sys.argv[2]
+endpoint = os.environ["AWS_ENDPOINT"]
+for name in sorted(os.listdir(folder)):
+    with open(os.path.join(folder, name), "rb") as f:
+        request = urllib.request.Request(f"{endpoint}/bench/{prefix}/{name}", data=f.read(), method="PUT")
+        urllib.request.urlopen(request)
+PY
+}
+
+plan_part() {
+  echo "== plan: shards planned and stored (plan index + chunk files)"
+  printf '%-28s %10s %14s\n' case seconds peak_rss_MiB
+  one_pair_inputs "$local_shards" "$work/local-in"
+  job_spec plan-local "$work/local-in/*.jsonl" "$work/local-out"
+  measured "local $local_shards shards" "$bin" plan "$work/plan-local.toml" --json
+  start_s3
+  one_pair_inputs "$s3_shards" "$work/s3-in"
+  s3_upload "$work/s3-in" in
+  job_spec plan-s3 "s3://bench/in/*.jsonl" "s3://bench/out"
+  measured "s3 $s3_shards shards" "$bin" plan "$work/plan-s3.toml" --json
+}
+
+resume_part() {
+  echo "== resume: a finished job on S3 run again"
+  start_s3
+  if [ ! -f "$work/plan-s3.toml" ]; then
+    one_pair_inputs "$s3_shards" "$work/s3-in"
+    s3_upload "$work/s3-in" in
+    job_spec plan-s3 "s3://bench/in/*.jsonl" "s3://bench/out"
+  fi
+  printf '%-28s %10s %14s\n' case seconds peak_rss_MiB
+  measured "s3 first run" "$bin" run "$work/plan-s3.toml" --json --no-progress --workers 4 --shard-concurrency 16
+  measured "s3 resume, all committed" "$bin" run "$work/plan-s3.toml" --json --no-progress
+  python3 - "$work/s3 resume, all committed.out" <<'PY'
+import json, sys
+summary = json.load(open(sys.argv[1]))
+print(f"  resumed: {summary['resumed']}, committed before: {summary['before']['shards']}, this run: {summary['this_run']['shards']}")
+PY
+}
+
+case "$part" in
+  plan) plan_part ;;
+  resume) resume_part ;;
+  all)
+    plan_part
+    resume_part
+    ;;
+  *)
+    print_usage "$0"
+    exit 2
+    ;;
+esac
