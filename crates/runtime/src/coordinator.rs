@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::Utc;
 use rubricmill_core::{JobSpec, ShardSpec};
 use rubricmill_store::location::{InputPattern, absolute_input_pattern};
-use rubricmill_store::{CommitMarker, JobManifest, JobStore, list_inputs, plan_shards, to_url};
+use rubricmill_store::{JobManifest, JobStore, MarkerSummary, list_inputs, plan_shards, to_url};
 
 use crate::RuntimeError;
 
@@ -124,23 +124,25 @@ fn absolutize(spec: &JobSpec) -> Result<JobSpec, RuntimeError> {
     Ok(spec)
 }
 
-/// Shards of the plan that have no commit marker yet, and the markers of those that do.
+/// Shards of the plan that have no commit marker yet, and the marker summaries of those that
+/// do: a listing of `commits/`, the progress log, and reads of only the markers the log does not
+/// summarise (see `rubricmill_store::progress`).
 pub async fn pending_shards(
     manifest: &JobManifest,
     store: &JobStore,
-) -> Result<(Vec<ShardSpec>, Vec<CommitMarker>), RuntimeError> {
-    let markers = store.markers().await?;
+) -> Result<(Vec<ShardSpec>, Vec<MarkerSummary>), RuntimeError> {
+    let summaries = store.committed_summaries().await?;
     let planned: HashSet<&str> = manifest.shards.iter().map(|s| s.id.as_str()).collect();
-    let markers: Vec<CommitMarker> = markers
+    let summaries: Vec<MarkerSummary> = summaries
         .into_iter()
         .filter(|m| planned.contains(m.shard_id.as_str()))
         .collect();
-    let committed: HashSet<&str> = markers.iter().map(|m| m.shard_id.as_str()).collect();
+    let committed: HashSet<&str> = summaries.iter().map(|m| m.shard_id.as_str()).collect();
     let pending = manifest
         .shards
         .iter()
         .filter(|s| !committed.contains(s.id.as_str()))
         .cloned()
         .collect();
-    Ok((pending, markers))
+    Ok((pending, summaries))
 }

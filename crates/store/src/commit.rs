@@ -7,6 +7,7 @@
 //! <output>/<job>/rejects/<shard>/<attempt>.parquet  rejects written by one attempt
 //! <output>/<job>/commits/<shard>.json               the marker: which attempt won
 //! <output>/<job>/spend/<shard>/<attempt>.json       what an attempt paid (see `spend`)
+//! <output>/<job>/progress/<writer>.jsonl.zst        marker summaries (see `progress`)
 //! ```
 //!
 //! An attempt writes its files under its own attempt id, then creates the marker with a
@@ -373,7 +374,7 @@ impl JobStore {
         dry_run: bool,
     ) -> Result<Vec<String>, StoreError> {
         let referenced: std::collections::HashSet<String> = self
-            .markers()
+            .committed_summaries()
             .await?
             .into_iter()
             .flat_map(|m| [m.part, m.rejects_part])

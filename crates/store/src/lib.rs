@@ -10,6 +10,8 @@ pub mod location;
 pub mod output;
 mod parquet_input;
 pub mod part;
+pub mod progress;
+pub mod requests;
 pub mod spend;
 
 pub use commit::{AttemptFiles, CommitMarker, CommitOutcome, JobStore, MARKER_READS_IN_FLIGHT};
@@ -17,7 +19,10 @@ pub use input::{
     InputFile, Inputs, ReadItem, list_inputs, list_inputs_with, plan_shards, read_shard,
 };
 pub use location::{StoreLocation, to_url};
+pub use progress::{PROGRESS_FILES_BEFORE_COMPACTION, ProgressLog};
+pub use requests::{LIST_PAGE, RequestTally};
 pub use rubricmill_core::JobManifest;
+pub use rubricmill_core::MarkerSummary;
 pub use spend::{AttemptSpend, UncommittedSpend};
 
 /// Failures of storage operations. Record-level problems are not errors: they become rejects.
