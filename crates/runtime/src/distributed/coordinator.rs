@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::StreamExt;
 use rubricmill_cluster::{
-    Cluster, FailedShard, JobProgress, JobRecord, JobState, NatsWorkQueue, QueueStats,
+    Cluster, FailedShard, JobProgress, JobRecord, JobState, NatsWorkQueue, QueueStats, RunningOn,
+    WorkerBeat,
 };
 use rubricmill_core::{ShardId, ShardSpec};
 use rubricmill_queue::{ShardEvent, ShardTask};
@@ -207,9 +208,19 @@ impl Coordinator {
             self.metrics.queue_pending.set(queue.pending as f64);
             self.metrics.queue_ack_pending.set(queue.ack_pending as f64);
         }
-        if let Ok(workers) = self.cluster.workers().await {
-            self.metrics.live_workers.set(workers.len() as f64);
-        }
+        let ttl = self.cluster.settings().heartbeat_ttl;
+        let now = Utc::now();
+        let live: Vec<WorkerBeat> = match self.cluster.workers().await {
+            Ok(workers) => workers
+                .into_iter()
+                .filter(|beat| beat.is_live(ttl, now))
+                .collect(),
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot read worker heartbeats");
+                Vec::new()
+            }
+        };
+        self.metrics.live_workers.set(live.len() as f64);
         let mut by_state: BTreeMap<&str, u64> = BTreeMap::new();
         for record in &jobs {
             *by_state.entry(record.state.label()).or_default() += 1;
@@ -225,7 +236,7 @@ impl Coordinator {
                 }
                 continue;
             }
-            if let Err(error) = self.reconcile(&record, queue).await {
+            if let Err(error) = self.reconcile(&record, queue, &live).await {
                 tracing::warn!(job = %record.name, error = %error, "reconcile failed");
             }
         }
@@ -265,6 +276,7 @@ impl Coordinator {
         &mut self,
         record: &JobRecord,
         queue: Option<QueueStats>,
+        live: &[WorkerBeat],
     ) -> Result<(), RuntimeError> {
         let started = Instant::now();
         let full_every = self.options.full_reconcile_every;
@@ -303,7 +315,8 @@ impl Coordinator {
             outstanding = outstanding_count(tracker, &failed);
         }
         let tracker = self.trackers.get_mut(&record.name).expect("tracked above");
-        let progress = tracker.progress(failed.len() as u64, outstanding);
+        let mut progress = tracker.progress(failed.len() as u64, outstanding);
+        progress.running = running_on(&record.name, live, &tracker.committed, &failed);
         tracker.published = Some(progress.clone());
         self.publish_progress(record, &progress, failed.len() as u64, outstanding);
         self.cluster.put_progress(&record.name, &progress).await?;
@@ -557,6 +570,38 @@ impl Coordinator {
             tracing::warn!(sequence = advisory.stream_seq, error = %error, "cannot handle a max-deliveries advisory");
         }
     }
+}
+
+/// The job's shards in flight on live workers, neither committed nor failed; a shard listed
+/// by two workers (delivered again) counts once, on the worker that started it last.
+fn running_on(
+    job: &str,
+    live: &[WorkerBeat],
+    committed: &HashMap<String, String>,
+    failed: &HashSet<String>,
+) -> Vec<RunningOn> {
+    let mut running: BTreeMap<&str, RunningOn> = BTreeMap::new();
+    for beat in live {
+        for shard in beat.in_flight.iter().filter(|s| s.job == job) {
+            let id = shard.shard.as_str();
+            if committed.contains_key(id) || failed.contains(id) {
+                continue;
+            }
+            if running.get(id).is_some_and(|r| r.since >= shard.since) {
+                continue;
+            }
+            running.insert(
+                id,
+                RunningOn {
+                    shard: shard.shard.clone(),
+                    worker: beat.id.clone(),
+                    attempt: shard.attempt,
+                    since: shard.since,
+                },
+            );
+        }
+    }
+    running.into_values().collect()
 }
 
 /// Planned shards neither committed nor failed: a count from the running sums.
