@@ -16,6 +16,7 @@ use rubricmill_core::{JobManifest, JobSpec, ShardId, Usage};
 use rubricmill_queue::ShardEvent;
 use rubricmill_runtime::coordinator::{pending_shards, plan_or_resume};
 use rubricmill_runtime::distributed::{self, CoordinatorOptions};
+use rubricmill_runtime::{ContextOptions, WorkerOptions, WorkerPolicy};
 use rubricmill_store::{CommitMarker, CommitOutcome, JobStore};
 use rubricmill_telemetry::{Health, Registry};
 use rubricmill_testkit::NatsServer;
@@ -106,16 +107,22 @@ async fn open_cluster(server: &NatsServer) -> Cluster {
         .unwrap()
 }
 
-/// A coordinator running in this process (on its own thread and runtime, with its own
-/// connection) until stopped.
-struct RunningCoordinator {
+/// A coordinator or worker running in this process (on its own thread and runtime, with its
+/// own connection) until stopped.
+struct Role {
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     registry: Arc<Registry>,
 }
 
-impl RunningCoordinator {
-    fn start(server: &NatsServer, options: CoordinatorOptions) -> Self {
+type Stopped = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+impl Role {
+    fn start<F, Fut>(server: &NatsServer, run: F) -> Self
+    where
+        F: FnOnce(Cluster, Arc<Registry>, Stopped) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()>,
+    {
         let registry = Registry::new("rubricmill");
         let (stop, stopped) = oneshot::channel::<()>();
         let url = server.url();
@@ -132,17 +139,10 @@ impl RunningCoordinator {
                         Cluster::open(client, Names::default(), QueueSettings::default(), true)
                             .await
                             .unwrap();
-                    distributed::run_coordinator(
-                        cluster,
-                        options,
-                        registry,
-                        Health::new(),
-                        async {
-                            let _ = stopped.await;
-                        },
-                    )
-                    .await
-                    .unwrap();
+                    let stopped: Stopped = Box::pin(async {
+                        let _ = stopped.await;
+                    });
+                    run(cluster, registry, stopped).await;
                 });
             }
         });
@@ -151,6 +151,29 @@ impl RunningCoordinator {
             thread: Some(thread),
             registry,
         }
+    }
+
+    fn coordinator(server: &NatsServer, options: CoordinatorOptions) -> Self {
+        Self::start(server, move |cluster, registry, stopped| async move {
+            distributed::run_coordinator(cluster, options, registry, Health::new(), stopped)
+                .await
+                .unwrap();
+        })
+    }
+
+    fn worker(server: &NatsServer, id: &str) -> Self {
+        let id = id.to_owned();
+        Self::start(server, move |cluster, registry, stopped| async move {
+            let options = distributed::ClusterWorkerOptions {
+                worker: WorkerOptions::new(id),
+                drain_timeout: Duration::from_secs(5),
+                context: ContextOptions::default(),
+                policy: WorkerPolicy::default(),
+            };
+            distributed::run_worker(cluster, options, registry, Health::new(), stopped)
+                .await
+                .unwrap();
+        })
     }
 
     /// The value of a metric line `name{labels}` or `name` (0 when absent).
@@ -266,7 +289,7 @@ async fn status_counts_a_shard_running_only_on_a_live_worker_and_while_it_is_nei
     let dead = Membership::join(&cluster, &beat("dead", "honest", &ids[3..], stale_at))
         .await
         .unwrap();
-    let coordinator = RunningCoordinator::start(&server, options());
+    let coordinator = Role::coordinator(&server, options());
     wait_progress(&cluster, "honest", |p| p.committed == 1).await;
     // Two reconciles later the coordinator has seen the beats too.
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -286,4 +309,249 @@ async fn status_counts_a_shard_running_only_on_a_live_worker_and_while_it_is_nei
     );
     coordinator.stop().await;
     drop((live, dead));
+}
+
+/// Sums of the markers' figures: (committed, records, rows, rejects, calls).
+fn sums(markers: &[CommitMarker]) -> (u64, u64, u64, u64, u64) {
+    markers.iter().fold((0, 0, 0, 0, 0), |t, m| {
+        (
+            t.0 + 1,
+            t.1 + m.records,
+            t.2 + m.rows,
+            t.3 + m.rejects,
+            t.4 + m.usage.calls,
+        )
+    })
+}
+
+fn figures(p: &JobProgress) -> (u64, u64, u64, u64, u64) {
+    (p.committed, p.records, p.rows, p.rejects, p.usage.calls)
+}
+
+fn progress_files(dir: &std::path::Path, job: &str) -> usize {
+    std::fs::read_dir(dir.join("out").join(job).join("progress"))
+        .map(|entries| {
+            entries
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".jsonl.zst")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_coordinator_rebuilds_progress_from_the_log_and_reads_only_unsummarised_markers()
+ {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, manifest) = plan_job(dir.path(), "restart", 6).await;
+    let store = JobStore::open(&spec.output.url, "restart").unwrap();
+    let cluster = open_cluster(&server).await;
+    cluster
+        .put_job(&JobRecord::new(&manifest, 1, JobState::Running))
+        .await
+        .unwrap();
+    // Listing often, so the first coordinator's log holds what events told it. No sweep: no
+    // worker is there to take a shard queued again.
+    let often = CoordinatorOptions {
+        full_reconcile_every: Duration::from_millis(500),
+        sweep_after_idle_rounds: u32::MAX,
+        ..options()
+    };
+    let first = Role::coordinator(&server, often.clone());
+    wait_progress(&cluster, "restart", |p| p.planned == 6).await;
+    let mut markers = Vec::new();
+    for index in 0..4 {
+        let marker = commit(&store, &manifest, index).await;
+        publish(&cluster, &committed_event("restart", &marker)).await;
+        markers.push(marker);
+    }
+    let progress = wait_progress(&cluster, "restart", |p| p.committed == 4).await;
+    assert_eq!(figures(&progress), sums(&markers), "figures from events");
+    // A listing later, the four summaries are in the log.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    first.stop().await;
+    let files = progress_files(dir.path(), "restart");
+    assert!(files >= 1, "the coordinator wrote no progress log");
+
+    // A marker whose event nobody heard, then a new coordinator.
+    markers.push(commit(&store, &manifest, 4).await);
+    cluster
+        .put_progress("restart", &JobProgress::default())
+        .await
+        .unwrap();
+    let second = Role::coordinator(
+        &server,
+        CoordinatorOptions {
+            sweep_after_idle_rounds: u32::MAX,
+            ..options()
+        },
+    );
+    let progress = wait_progress(&cluster, "restart", |p| p.committed == 5).await;
+    assert_eq!(
+        figures(&progress),
+        sums(&markers),
+        "figures after the restart"
+    );
+    // Reads: the plan, each progress file, and the one marker no summary had.
+    let gets = second.metric("rubricmill_storage_requests_total{op=\"get\"}");
+    assert_eq!(gets, (2 + files) as f64, "{}", second.registry.render());
+    second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marker_whose_event_was_lost_is_found_by_the_full_reconcile_and_the_job_completes() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, manifest) = plan_job(dir.path(), "lost-event", 4).await;
+    let store = JobStore::open(&spec.output.url, "lost-event").unwrap();
+    let cluster = open_cluster(&server).await;
+    cluster
+        .put_job(&JobRecord::new(&manifest, 1, JobState::Running))
+        .await
+        .unwrap();
+    let coordinator = Role::coordinator(
+        &server,
+        CoordinatorOptions {
+            full_reconcile_every: Duration::from_secs(2),
+            sweep_after_idle_rounds: u32::MAX,
+            ..options()
+        },
+    );
+    wait_progress(&cluster, "lost-event", |p| p.planned == 4).await;
+    let mut markers = Vec::new();
+    for index in 0..3 {
+        let marker = commit(&store, &manifest, index).await;
+        publish(&cluster, &committed_event("lost-event", &marker)).await;
+        markers.push(marker);
+    }
+    wait_progress(&cluster, "lost-event", |p| p.committed == 3).await;
+    let listings_before = coordinator.metric("rubricmill_coordinator_full_reconciles_total");
+    markers.push(commit(&store, &manifest, 3).await);
+    let progress = wait_progress(&cluster, "lost-event", |p| p.committed == 4).await;
+    assert_eq!(figures(&progress), sums(&markers));
+    assert!(
+        coordinator.metric("rubricmill_coordinator_full_reconciles_total") > listings_before,
+        "found without a listing?"
+    );
+    for _ in 0..50 {
+        if cluster.job("lost-event").await.unwrap().unwrap().state == JobState::Complete {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        cluster.job("lost-event").await.unwrap().unwrap().state,
+        JobState::Complete
+    );
+    assert_eq!(
+        coordinator.metric("rubricmill_coordinator_shards_republished_total"),
+        0.0
+    );
+    coordinator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_reads_only_the_markers_the_progress_log_does_not_summarise() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, manifest) = plan_job(dir.path(), "resume", 50).await;
+    let writer = JobStore::open(&spec.output.url, "resume").unwrap();
+    let mut markers = Vec::new();
+    for index in 0..40 {
+        markers.push(commit(&writer, &manifest, index).await);
+    }
+    let expected: Vec<_> = {
+        let mut all: Vec<_> = markers.iter().map(CommitMarker::summary).collect();
+        all.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
+        all
+    };
+
+    // No log yet: every marker is read once, and the log records them.
+    let first = JobStore::open(&spec.output.url, "resume").unwrap();
+    let (pending, summaries) = pending_shards(&manifest, &first).await.unwrap();
+    assert_eq!((pending.len(), summaries.clone()), (10, expected));
+    let requests = first.requests();
+    assert_eq!((requests.get, requests.list, requests.put), (40, 2, 1));
+
+    // Ten more commits: the next resume reads the log and those ten markers only.
+    for index in 40..50 {
+        markers.push(commit(&writer, &manifest, index).await);
+    }
+    let second = JobStore::open(&spec.output.url, "resume").unwrap();
+    let (pending, summaries) = pending_shards(&manifest, &second).await.unwrap();
+    assert_eq!((pending.len(), summaries.len()), (0, 50));
+    let requests = second.requests();
+    assert_eq!((requests.get, requests.list, requests.put), (1 + 10, 2, 1));
+
+    // A finished job with its markers in the log: two listings and one read per log file.
+    let third = JobStore::open(&spec.output.url, "resume").unwrap();
+    let (pending, summaries) = pending_shards(&manifest, &third).await.unwrap();
+    assert_eq!((pending.len(), summaries.len()), (0, 50));
+    let requests = third.requests();
+    assert_eq!((requests.get, requests.list, requests.put), (2, 2, 0));
+    let sum: u64 = summaries.iter().map(|s| s.rows).sum();
+    assert_eq!(sum, markers.iter().map(|m| m.rows).sum::<u64>());
+
+    // Many small files are compacted into one holding them all.
+    for marker in &markers[..8] {
+        writer.write_progress([&marker.summary()]).await.unwrap();
+    }
+    assert_eq!(progress_files(dir.path(), "resume"), 10);
+    let (_, summaries) = pending_shards(&manifest, &writer).await.unwrap();
+    assert_eq!(summaries.len(), 50);
+    assert_eq!(progress_files(dir.path(), "resume"), 1);
+    let fresh = JobStore::open(&spec.output.url, "resume").unwrap();
+    let (_, again) = pending_shards(&manifest, &fresh).await.unwrap();
+    assert_eq!(again, summaries);
+    assert_eq!(fresh.requests().get, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_costs_the_coordinator_at_most_two_storage_requests_per_committed_shard() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let shards = 24;
+    let (spec, _) = plan_job(dir.path(), "counted", shards).await;
+    let cluster = open_cluster(&server).await;
+    let coordinator = Role::coordinator(&server, options());
+    let submitted = distributed::submit(&cluster, &spec).await.unwrap();
+    assert_eq!(submitted.queued, shards as u64);
+    let workers = [Role::worker(&server, "w1"), Role::worker(&server, "w2")];
+    for _ in 0..300 {
+        if cluster.job("counted").await.unwrap().unwrap().state == JobState::Complete {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        cluster.job("counted").await.unwrap().unwrap().state,
+        JobState::Complete
+    );
+    let store = JobStore::open(&spec.output.url, "counted").unwrap();
+    let markers = store.markers().await.unwrap();
+    let progress = cluster.progress("counted").await.unwrap().unwrap();
+    assert_eq!(figures(&progress), sums(&markers));
+    let requests = coordinator.storage_requests();
+    eprintln!("the coordinator made {requests} storage requests for {shards} committed shards");
+    assert!(requests > 0.0, "the counter counts nothing");
+    assert!(
+        requests <= 2.0 * shards as f64,
+        "{requests} storage requests for {shards} shards:\n{}",
+        coordinator.registry.render()
+    );
+    for worker in workers {
+        worker.stop().await;
+    }
+    coordinator.stop().await;
 }
