@@ -109,7 +109,7 @@ impl JobStore {
     }
 
     /// One example of each kind of file the job folder holds (the plan, a marker, a rows part,
-    /// a rejects part, a spend file), to tell whether an input pattern would pick the job's own
+    /// a rejects part, a spend file, a progress file), to tell whether an input pattern would pick the job's own
     /// output up as input.
     pub fn layout_examples(&self) -> Vec<Path> {
         [
@@ -118,6 +118,7 @@ impl JobStore {
             "parts/shard/attempt.parquet",
             "rejects/shard/attempt.parquet",
             "spend/shard/attempt.json",
+            "progress/writer.jsonl.zst",
         ]
         .into_iter()
         .map(|relative| self.path(relative))
@@ -374,7 +375,7 @@ impl JobStore {
         dry_run: bool,
     ) -> Result<Vec<String>, StoreError> {
         let referenced: std::collections::HashSet<String> = self
-            .committed_summaries()
+            .summaries(false)
             .await?
             .into_iter()
             .flat_map(|m| [m.part, m.rejects_part])

@@ -175,6 +175,12 @@ impl JobStore {
     /// time). What it had to read is added to the log (compacting it when it has grown), so the
     /// next caller need not read it again; a failure to write the log only costs that.
     pub async fn committed_summaries(&self) -> Result<Vec<MarkerSummary>, StoreError> {
+        self.summaries(true).await
+    }
+
+    /// Like [`JobStore::committed_summaries`], writing nothing when `record` is false (`gc`
+    /// leaves the job folder as it found it but for what it removes).
+    pub async fn summaries(&self, record: bool) -> Result<Vec<MarkerSummary>, StoreError> {
         let listed: HashSet<ShardId> = self.committed_shards().await?.into_iter().collect();
         let mut known: HashMap<ShardId, MarkerSummary> = HashMap::new();
         let log = self
@@ -195,7 +201,9 @@ impl JobStore {
             .iter()
             .map(CommitMarker::summary)
             .collect();
-        let recorded = if log.wants_compaction() {
+        let recorded = if !record {
+            Ok(())
+        } else if log.wants_compaction() {
             self.compact_progress(&log, known.values().chain(&read))
                 .await
         } else {
