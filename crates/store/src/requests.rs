@@ -118,7 +118,7 @@ impl CountingStore {
         listing
             .inspect(move |_| {
                 entries += 1;
-                if entries > 1 && (entries - 1) % LIST_PAGE == 0 {
+                if entries > 1 && (entries - 1).is_multiple_of(LIST_PAGE) {
                     RequestCounts::add(&counts.list, 1);
                 }
             })
