@@ -290,9 +290,10 @@ async fn status_counts_a_shard_running_only_on_a_live_worker_and_while_it_is_nei
         .await
         .unwrap();
     let coordinator = Role::coordinator(&server, options());
-    wait_progress(&cluster, "honest", |p| p.committed == 1).await;
-    // Two reconciles later the coordinator has seen the beats too.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    wait_progress(&cluster, "honest", |p| {
+        p.committed == 1 && !p.running.is_empty()
+    })
+    .await;
 
     let status = distributed::job_status(&cluster, "honest").await.unwrap();
     let running: Vec<&str> = status.running.iter().map(|r| r.shard.as_str()).collect();
@@ -358,14 +359,12 @@ async fn a_restarted_coordinator_rebuilds_progress_from_the_log_and_reads_only_u
         .put_job(&JobRecord::new(&manifest, 1, JobState::Running))
         .await
         .unwrap();
-    // Listing often, so the first coordinator's log holds what events told it. No sweep: no
-    // worker is there to take a shard queued again.
-    let often = CoordinatorOptions {
-        full_reconcile_every: Duration::from_millis(500),
+    // No sweep: no worker is there to take a shard queued again.
+    let no_sweep = CoordinatorOptions {
         sweep_after_idle_rounds: u32::MAX,
         ..options()
     };
-    let first = Role::coordinator(&server, often.clone());
+    let first = Role::coordinator(&server, no_sweep.clone());
     wait_progress(&cluster, "restart", |p| p.planned == 6).await;
     let mut markers = Vec::new();
     for index in 0..4 {
@@ -375,8 +374,7 @@ async fn a_restarted_coordinator_rebuilds_progress_from_the_log_and_reads_only_u
     }
     let progress = wait_progress(&cluster, "restart", |p| p.committed == 4).await;
     assert_eq!(figures(&progress), sums(&markers), "figures from events");
-    // A listing later, the four summaries are in the log.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // On its way out, the coordinator adds what events told it to the log.
     first.stop().await;
     let files = progress_files(dir.path(), "restart");
     assert!(files >= 1, "the coordinator wrote no progress log");
@@ -387,13 +385,7 @@ async fn a_restarted_coordinator_rebuilds_progress_from_the_log_and_reads_only_u
         .put_progress("restart", &JobProgress::default())
         .await
         .unwrap();
-    let second = Role::coordinator(
-        &server,
-        CoordinatorOptions {
-            sweep_after_idle_rounds: u32::MAX,
-            ..options()
-        },
-    );
+    let second = Role::coordinator(&server, no_sweep);
     let progress = wait_progress(&cluster, "restart", |p| p.committed == 5).await;
     assert_eq!(
         figures(&progress),

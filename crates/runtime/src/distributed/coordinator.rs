@@ -137,6 +137,7 @@ pub async fn run_coordinator(
         }
     }
     forward.abort();
+    coordinator.save_progress_logs().await;
     connection.abort();
     cluster.flush().await;
     tracing::info!("coordinator stopped");
@@ -392,6 +393,33 @@ impl Coordinator {
         tracker.listed_at = Some(tokio::time::Instant::now());
         self.metrics.full_reconciles.inc();
         Ok(true)
+    }
+
+    /// On the way out: each job's summaries not yet in its progress log are written, those a
+    /// listing of `commits/` confirms, so the next coordinator reads none of those markers.
+    async fn save_progress_logs(&mut self) {
+        for (job, tracker) in &mut self.trackers {
+            if tracker.unsaved.is_empty() {
+                continue;
+            }
+            let saved = async {
+                let listed: HashSet<ShardId> = tracker
+                    .store
+                    .committed_shards()
+                    .await?
+                    .into_iter()
+                    .collect();
+                let confirmed = tracker
+                    .unsaved
+                    .iter()
+                    .filter(|summary| listed.contains(&summary.shard_id));
+                tracker.store.write_progress(confirmed).await?;
+                Ok::<(), RuntimeError>(())
+            };
+            if let Err(error) = saved.await {
+                tracing::warn!(job = %job, error = %error, "cannot write the progress log on the way out");
+            }
+        }
     }
 
     /// The job's failed shards from their records; records of shards committed after all (a
