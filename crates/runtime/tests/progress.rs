@@ -547,3 +547,34 @@ async fn a_run_costs_the_coordinator_at_most_two_storage_requests_per_committed_
     }
     coordinator.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_records_its_commits_in_the_progress_log_so_resuming_it_reads_no_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, manifest) = plan_job(dir.path(), "recorded", 6).await;
+    let summary = rubricmill_runtime::run_embedded(
+        &spec,
+        &rubricmill_runtime::EmbeddedOptions::default(),
+        &mut rubricmill_runtime::NoProgress,
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.this_run.shards, 6);
+    let files = progress_files(dir.path(), "recorded");
+    assert!(files >= 1, "the run wrote no progress log");
+    let store = JobStore::open(&spec.output.url, "recorded").unwrap();
+    let (pending, summaries) = pending_shards(&manifest, &store).await.unwrap();
+    assert!(pending.is_empty());
+    assert_eq!(summaries.len(), 6);
+    assert_eq!(
+        summaries.iter().map(|s| s.rows).sum::<u64>(),
+        summary.this_run.rows
+    );
+    let requests = store.requests();
+    assert_eq!(
+        (requests.get, requests.list, requests.put),
+        (files as u64, 2, 0),
+        "only the log is read"
+    );
+}
