@@ -170,6 +170,64 @@ impl JobStore {
         Ok(())
     }
 
+    /// Compacts the files `read` found into one without holding their summaries: each file is
+    /// read again and its lines go into the new file, each shard once; then the files of
+    /// `read` are deleted. For readers that did not keep what they read.
+    pub async fn compact_progress_files(&self, read: &ProgressLog) -> Result<(), StoreError> {
+        let mut seen: HashSet<ShardId> = HashSet::new();
+        let mut encoder = ZstdEncoder::new(Vec::new());
+        let mut count = 0u64;
+        for relative in &read.files {
+            let bytes = match self.read(relative).await {
+                Ok(bytes) => bytes,
+                // Compacted by another reader: its content is in that reader's file.
+                Err(StoreError::ObjectStore {
+                    source: object_store::Error::NotFound { .. },
+                    ..
+                }) => continue,
+                Err(error) => return Err(error),
+            };
+            let mut lines = BufReader::new(ZstdDecoder::new(&bytes[..])).lines();
+            let url = self.url_of(relative);
+            let bad = |reason: String| StoreError::Decode {
+                path: url.clone(),
+                reason,
+            };
+            while let Some(line) = lines.next_line().await.map_err(|e| bad(e.to_string()))? {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let summary: MarkerSummary =
+                    serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
+                if !seen.insert(summary.shard_id) {
+                    continue;
+                }
+                encoder
+                    .write_all(format!("{line}\n").as_bytes())
+                    .await
+                    .map_err(|e| StoreError::Encode(e.to_string()))?;
+                count += 1;
+            }
+        }
+        encoder
+            .shutdown()
+            .await
+            .map_err(|e| StoreError::Encode(e.to_string()))?;
+        if count > 0 {
+            let relative = format!("{FOLDER}/{}{SUFFIX}", uuid::Uuid::now_v7());
+            self.put(&relative, encoder.into_inner().into()).await?;
+        }
+        for file in &read.files {
+            self.discard(Some(file), None).await?;
+        }
+        tracing::debug!(
+            files = read.files.len(),
+            summaries = count,
+            "progress compacted"
+        );
+        Ok(())
+    }
+
     /// The summaries of every committed shard: a listing of `commits/`, the progress log, and
     /// the markers the log does not summarise (read [`crate::MARKER_READS_IN_FLIGHT`] at a
     /// time). What it had to read is added to the log (compacting it when it has grown), so the
@@ -221,5 +279,62 @@ impl JobStore {
     /// The requests this job's store has served so far (see [`crate::requests`]).
     pub fn requests(&self) -> crate::RequestTally {
         self.location().requests()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use rubricmill_core::Usage;
+
+    use super::*;
+
+    fn summary(shard: &str, rows: u64) -> MarkerSummary {
+        MarkerSummary {
+            shard_id: ShardId(shard.into()),
+            attempt_id: format!("attempt-{shard}"),
+            worker_id: "w".into(),
+            committed_at: Utc::now(),
+            part: Some(format!("parts/{shard}/attempt-{shard}.parquet")),
+            rejects_part: None,
+            rows,
+            rejects: 0,
+            bytes: 10,
+            checksum: Some("c".into()),
+            records: 1,
+            usage: Usage::default(),
+        }
+    }
+
+    async fn read_all(store: &JobStore) -> (Vec<MarkerSummary>, ProgressLog) {
+        let mut all = Vec::new();
+        let log = store.read_progress(|s| all.push(s)).await.unwrap();
+        all.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
+        (all, log)
+    }
+
+    #[tokio::test]
+    async fn compaction_keeps_the_union_of_the_files_it_read_and_deletes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = JobStore::open(dir.path().to_str().unwrap(), "job").unwrap();
+        let (a, b, c) = (summary("a", 1), summary("b", 2), summary("c", 3));
+        assert_eq!(store.write_progress([]).await.unwrap(), None);
+        store.write_progress([&a, &b]).await.unwrap();
+        store.write_progress([&b, &c]).await.unwrap();
+        store.write_progress([&c]).await.unwrap();
+        let (before, log) = read_all(&store).await;
+        assert_eq!(log.files.len(), 3);
+        assert_eq!(before.len(), 5, "b and c are in two files each");
+        store.compact_progress_files(&log).await.unwrap();
+        let (after, log) = read_all(&store).await;
+        assert_eq!(log.files.len(), 1);
+        assert_eq!(after, vec![a.clone(), b.clone(), c.clone()]);
+        // A file written after the read survives a compaction of what was read.
+        let d = summary("d", 4);
+        store.write_progress([&d]).await.unwrap();
+        store.compact_progress(&log, [&a, &b, &c]).await.unwrap();
+        let (last, log) = read_all(&store).await;
+        assert_eq!(log.files.len(), 2);
+        assert_eq!(last, vec![a, b, c, d]);
     }
 }

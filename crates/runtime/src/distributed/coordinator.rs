@@ -258,10 +258,27 @@ impl Coordinator {
                     store.url()
                 ))
             })?;
-            let mut tracker = Tracker::new(store, manifest.shards);
-            let summaries = tracker.store.committed_summaries().await?;
-            for summary in summaries {
-                tracker.add(summary, false);
+            let mut tracker = Tracker::new(store.clone(), manifest.shards);
+            // Summaries stream into the sums (none is held beyond its line): a listing, the
+            // log, then the listed markers no summary covers, which go into the log.
+            let listed: HashSet<ShardId> = store.committed_shards().await?.into_iter().collect();
+            let log = store
+                .read_progress(|summary| {
+                    if listed.contains(&summary.shard_id) {
+                        tracker.add(summary, false);
+                    }
+                })
+                .await?;
+            if log.wants_compaction()
+                && let Err(error) = store.compact_progress_files(&log).await
+            {
+                tracing::warn!(job = %record.name, error = %error, "cannot compact the progress log");
+            }
+            tracker.read_new_markers(listed).await?;
+            let unsaved = std::mem::take(&mut tracker.unsaved);
+            if let Err(error) = store.write_progress(&unsaved).await {
+                tracing::warn!(job = %record.name, error = %error, "cannot write the progress log");
+                tracker.unsaved = unsaved;
             }
             tracker.refresh_spends().await?;
             tracker.listed_at = Some(tokio::time::Instant::now());
@@ -281,17 +298,19 @@ impl Coordinator {
     ) -> Result<(), RuntimeError> {
         let started = Instant::now();
         let full_every = self.options.full_reconcile_every;
+        // A job tracked just now was listed in full as it was.
+        let new = !self.trackers.contains_key(&record.name);
         let tracker = self.tracker(record).await?;
         tracker.apply_inbox().await?;
-        let mut depth = if tracker
+        let due = tracker
             .listed_at
-            .is_none_or(|at| at.elapsed() >= full_every)
-        {
+            .is_none_or(|at| at.elapsed() >= full_every);
+        let mut depth = if new || due {
             Depth::Full
         } else {
             Depth::Light
         };
-        if depth == Depth::Full && !self.list_in_full(record).await? {
+        if due && !new && !self.list_in_full(record).await? {
             return Ok(());
         }
         let mut failed = self.failed_shards(record).await?;
