@@ -96,6 +96,11 @@ pub struct CoordinatorArgs {
     /// How often each running job is reconciled with its commit markers.
     #[arg(long, env = "RUBRICMILL_RECONCILE_EVERY", default_value = "10s", value_parser = parse_duration)]
     pub reconcile_every: Duration,
+    /// How often each running job's commit markers are listed in full (also at start, before
+    /// the idle sweep acts and before a job is marked complete); between listings, commits are
+    /// counted from worker events.
+    #[arg(long, env = "RUBRICMILL_FULL_RECONCILE_EVERY", default_value = "10m", value_parser = parse_duration)]
+    pub full_reconcile_every: Duration,
     /// Serve /metrics, /healthz and /readyz here (e.g. 0.0.0.0:9090).
     #[arg(long, env = "RUBRICMILL_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -294,6 +299,7 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
             .await?;
         let options = distributed::CoordinatorOptions {
             reconcile_every: args.reconcile_every,
+            full_reconcile_every: args.full_reconcile_every,
             ..Default::default()
         };
         let shutdown = crate::run::interrupted();

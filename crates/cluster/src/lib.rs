@@ -23,5 +23,6 @@ pub use names::Names;
 pub use permissions::{Permissions, Role, permissions, server_authorization};
 pub use queue::{NatsDelivery, NatsWorkQueue, PublishOutcome};
 pub use state::{
-    Cluster, FailedShard, JobProgress, JobRecord, JobState, QueueSettings, QueueStats, RunningShard,
+    Cluster, FailedShard, JobProgress, JobRecord, JobState, QueueSettings, QueueStats, RunningOn,
+    RunningShard,
 };

@@ -34,6 +34,16 @@ pub struct WorkerBeat {
     pub draining: bool,
 }
 
+impl WorkerBeat {
+    /// Whether the beat is younger than `ttl` at `now` (by the clocks of the worker and the
+    /// reader). An entry outlives its worker by up to the bucket's TTL, and a stale one can be
+    /// read in between: only a live beat says what runs.
+    pub fn is_live(&self, ttl: Duration, now: DateTime<Utc>) -> bool {
+        let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+        now - self.beat_at < ttl
+    }
+}
+
 /// This worker's view of the fleet.
 pub struct Membership {
     cluster: Cluster,

@@ -131,6 +131,11 @@ pub struct JobProgress {
     /// rest against the budget.
     #[serde(default)]
     pub cost_by_worker: std::collections::BTreeMap<String, f64>,
+    /// Shards in flight on workers whose heartbeat is younger than the heartbeat TTL, less
+    /// those committed or failed, at `updated_at`: one snapshot with `committed` and `failed`,
+    /// so no shard is in two of them. As long as the fleet's cap on shards in flight.
+    #[serde(default)]
+    pub running: Vec<RunningOn>,
     /// Input records committed per second over the last minute.
     pub records_per_s: f64,
     /// Seconds until every shard is done at the current rate.
@@ -174,6 +179,15 @@ pub struct FailedShard {
 pub struct RunningShard {
     pub job: String,
     pub shard: String,
+    pub attempt: u32,
+    pub since: DateTime<Utc>,
+}
+
+/// A shard running on a live worker, as the coordinator last saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunningOn {
+    pub shard: String,
+    pub worker: String,
     pub attempt: u32,
     pub since: DateTime<Utc>,
 }

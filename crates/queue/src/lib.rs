@@ -113,6 +113,10 @@ pub enum ShardEvent {
         rows: u64,
         rejects: u64,
         usage: Box<rubricmill_core::Usage>,
+        /// The marker this worker wrote, less its per-stage counts: whoever follows the
+        /// events knows the commit without reading the marker. Absent from older workers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        summary: Option<Box<rubricmill_core::MarkerSummary>>,
     },
     /// The shard was committed before (earlier run, or another worker won the race).
     AlreadyCommitted { job: String, shard: String },

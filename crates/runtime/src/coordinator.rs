@@ -10,7 +10,7 @@ use futures::StreamExt;
 use rubricmill_core::{JobSpec, ShardId, ShardSpec};
 use rubricmill_store::location::{InputPattern, absolute_input_pattern};
 use rubricmill_store::{
-    CommitMarker, Inputs, JobManifest, JobStore, PlanIndex, PlanWriter, list_inputs, plan_shards,
+    Inputs, JobManifest, JobStore, MarkerSummary, PlanIndex, PlanWriter, list_inputs, plan_shards,
     plan_shards_into, to_url,
 };
 
@@ -167,29 +167,31 @@ fn absolutize(spec: &JobSpec) -> Result<JobSpec, RuntimeError> {
     Ok(spec)
 }
 
-/// Shards of the plan that have no commit marker yet, and the markers of those that do
-/// (markers of shards the plan does not hold are left out).
+/// Shards of the plan that have no commit marker yet, and the marker summaries of those that
+/// do (summaries of shards the plan does not hold are left out): a listing of `commits/`, the
+/// progress log, and reads of only the markers the log does not summarise (see
+/// `rubricmill_store::progress`); the plan is read a chunk at a time.
 pub async fn pending_shards(
     manifest: &JobManifest,
     store: &JobStore,
-) -> Result<(Vec<ShardSpec>, Vec<CommitMarker>), RuntimeError> {
-    let mut markers: HashMap<ShardId, CommitMarker> = store
-        .markers()
+) -> Result<(Vec<ShardSpec>, Vec<MarkerSummary>), RuntimeError> {
+    let mut summaries: HashMap<ShardId, MarkerSummary> = store
+        .committed_summaries()
         .await?
         .into_iter()
         .map(|marker| (marker.shard_id.clone(), marker))
         .collect();
     let mut pending = Vec::new();
-    let mut planned_markers = Vec::with_capacity(markers.len());
+    let mut planned_summaries = Vec::with_capacity(summaries.len());
     let mut chunks = std::pin::pin!(store.planned_shards(manifest));
     while let Some(chunk) = chunks.next().await {
         for shard in chunk? {
-            match markers.remove(&shard.id) {
-                Some(marker) => planned_markers.push(marker),
+            match summaries.remove(&shard.id) {
+                Some(summary) => planned_summaries.push(summary),
                 None => pending.push(shard),
             }
         }
     }
-    planned_markers.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
-    Ok((pending, planned_markers))
+    planned_summaries.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
+    Ok((pending, planned_summaries))
 }

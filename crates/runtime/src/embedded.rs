@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rubricmill_core::{JobSpec, Usage};
+use rubricmill_core::{JobSpec, MarkerSummary, Usage};
 use rubricmill_queue::{InProcessEvents, InProcessQueue, ShardEvent, ShardTask, WorkQueue};
 use rubricmill_store::UncommittedSpend;
 use tokio::sync::watch;
@@ -174,14 +174,17 @@ pub async fn run_embedded(
     }
     drop(events);
     let mut outstanding: HashSet<String> = pending.iter().map(|s| s.id.to_string()).collect();
+    let mut log = ProgressRecorder::new(store.clone());
     tokio::pin!(interrupt);
     let mut stop = None;
     while stop.is_none() && !outstanding.is_empty() {
         tokio::select! {
             event = event_rx.recv() => {
                 let Some(event) = event else { break };
+                log.note(&event);
                 stop = apply_event(event, &mut summary, &mut outstanding);
                 progress.shard_done(&summary.this_run);
+                log.save_if_due().await;
             }
             () = &mut interrupt => {
                 tracing::warn!(job = %job, "interrupted: finishing shards in flight, then stopping");
@@ -200,9 +203,11 @@ pub async fn run_embedded(
     }
     // Shards that finished while the workers wound down.
     while let Ok(event) = event_rx.try_recv() {
+        log.note(&event);
         let late_stop = apply_event(event, &mut summary, &mut outstanding);
         stop = stop.or(late_stop);
     }
+    log.save().await;
     progress.shard_done(&summary.this_run);
     match store.uncommitted_spend().await {
         Ok(uncommitted) => summary.uncommitted = uncommitted,
@@ -259,5 +264,55 @@ fn apply_event(
         | ShardEvent::HandedBack { .. } => None,
         ShardEvent::BudgetExhausted { reason, .. } => Some(StopReason::Budget(reason)),
         ShardEvent::Fatal { reason, .. } => Some(StopReason::Fatal(reason)),
+    }
+}
+
+/// Summaries of the markers this run's workers wrote, added to the job's progress log now and
+/// then and at the end, so that resuming reads none of those markers again.
+struct ProgressRecorder {
+    store: rubricmill_store::JobStore,
+    unsaved: Vec<MarkerSummary>,
+    saved_at: Instant,
+}
+
+impl ProgressRecorder {
+    /// Summaries held before they are written even if the time has not come.
+    const MOST_UNSAVED: usize = 10_000;
+    /// The longest a summary waits to be written.
+    const SAVE_EVERY: Duration = Duration::from_secs(60);
+
+    fn new(store: rubricmill_store::JobStore) -> Self {
+        Self {
+            store,
+            unsaved: Vec::new(),
+            saved_at: Instant::now(),
+        }
+    }
+
+    fn note(&mut self, event: &ShardEvent) {
+        if let ShardEvent::Committed {
+            summary: Some(summary),
+            ..
+        } = event
+        {
+            self.unsaved.push(summary.as_ref().clone());
+        }
+    }
+
+    async fn save_if_due(&mut self) {
+        if self.unsaved.len() >= Self::MOST_UNSAVED || self.saved_at.elapsed() >= Self::SAVE_EVERY {
+            self.save().await;
+        }
+    }
+
+    /// Writes what is unsaved; a failure is only logged (resume then reads those markers).
+    async fn save(&mut self) {
+        self.saved_at = Instant::now();
+        match self.store.write_progress(&self.unsaved).await {
+            Ok(_) => self.unsaved.clear(),
+            Err(error) => {
+                tracing::warn!(job = %self.store.url(), error = %error, "cannot write the progress log")
+            }
+        }
     }
 }

@@ -286,6 +286,7 @@ impl Worker {
                         rows: marker.rows,
                         rejects: marker.rejects,
                         usage: Box::new(marker.usage),
+                        summary: Some(Box::new(marker.summary())),
                     })
                     .await;
             }

@@ -8,6 +8,7 @@
 //! <output>/<job>/rejects/<shard>/<attempt>.parquet  rejects written by one attempt
 //! <output>/<job>/commits/<shard>.json               the marker: which attempt won
 //! <output>/<job>/spend/<shard>/<attempt>.json       what an attempt paid (see `spend`)
+//! <output>/<job>/progress/<writer>.jsonl.zst        marker summaries (see `progress`)
 //! ```
 //!
 //! An attempt writes its files under its own attempt id, then creates the marker with a
@@ -109,7 +110,7 @@ impl JobStore {
     }
 
     /// One example of each kind of file the job folder holds (the plan, a marker, a rows part,
-    /// a rejects part, a spend file), to tell whether an input pattern would pick the job's own
+    /// a rejects part, a spend file, a progress file), to tell whether an input pattern would pick the job's own
     /// output up as input.
     pub fn layout_examples(&self) -> Vec<Path> {
         [
@@ -119,6 +120,7 @@ impl JobStore {
             "parts/shard/attempt.parquet",
             "rejects/shard/attempt.parquet",
             "spend/shard/attempt.json",
+            "progress/writer.jsonl.zst",
         ]
         .into_iter()
         .map(|relative| self.path(relative))
@@ -391,7 +393,7 @@ impl JobStore {
         dry_run: bool,
     ) -> Result<Vec<String>, StoreError> {
         let mut referenced: std::collections::HashSet<String> = self
-            .markers()
+            .summaries(false)
             .await?
             .into_iter()
             .flat_map(|m| [m.part, m.rejects_part])

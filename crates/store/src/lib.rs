@@ -11,6 +11,8 @@ pub mod output;
 mod parquet_input;
 pub mod part;
 pub mod plan;
+pub mod progress;
+pub mod requests;
 pub mod spend;
 
 pub use commit::{AttemptFiles, CommitMarker, CommitOutcome, JobStore, MARKER_READS_IN_FLIGHT};
@@ -20,7 +22,10 @@ pub use input::{
 };
 pub use location::{StoreLocation, to_url};
 pub use plan::{PlanIndex, PlanWriter, SHARDS_PER_CHUNK};
+pub use progress::{PROGRESS_FILES_BEFORE_COMPACTION, ProgressLog};
+pub use requests::{LIST_PAGE, RequestTally};
 pub use rubricmill_core::JobManifest;
+pub use rubricmill_core::MarkerSummary;
 pub use spend::{AttemptSpend, UncommittedSpend};
 
 /// Failures of storage operations. Record-level problems are not errors: they become rejects.

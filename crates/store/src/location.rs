@@ -16,6 +16,7 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use url::Url;
 
 use crate::StoreError;
+use crate::requests::{CountingStore, RequestCounts, RequestTally};
 
 /// An object store plus the path inside it that a URL addressed.
 #[derive(Clone)]
@@ -25,6 +26,8 @@ pub struct StoreLocation {
     pub path: Path,
     /// The URL with everything up to the path, used to print full object URLs.
     base: Url,
+    /// Requests made through `store` (shared by every location derived from this one).
+    requests: Arc<RequestCounts>,
 }
 
 impl std::fmt::Debug for StoreLocation {
@@ -86,10 +89,13 @@ impl StoreLocation {
         let mut base = url.clone();
         base.set_path("/");
         base.set_query(None);
+        let requests = Arc::new(RequestCounts::default());
+        let counted = CountingStore::new(Arc::from(store), requests.clone());
         Ok(Self {
-            store: Arc::from(store),
+            store: Arc::new(counted),
             path,
             base,
+            requests,
         })
     }
 
@@ -115,7 +121,14 @@ impl StoreLocation {
             store: self.store.clone(),
             path: self.path.clone().join(part),
             base: self.base.clone(),
+            requests: self.requests.clone(),
         }
+    }
+
+    /// The requests made to this store so far, through this location and every location
+    /// opened from it.
+    pub fn requests(&self) -> RequestTally {
+        self.requests.tally()
     }
 
     /// Resolves a full object URL back to a path in this store; `None` when it points elsewhere.

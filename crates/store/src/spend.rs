@@ -113,6 +113,17 @@ impl JobStore {
         Ok(files)
     }
 
+    /// The spend files of one shard's attempts (one listing of `spend/<shard>/`, no reads).
+    pub async fn spend_files_of(&self, shard: &ShardId) -> Result<Vec<ObjectMeta>, StoreError> {
+        let mut files = self.list(&format!("spend/{shard}")).await?;
+        files.retain(|meta| {
+            meta.location
+                .filename()
+                .is_some_and(|name| name.ends_with(".json"))
+        });
+        Ok(files)
+    }
+
     /// Reads one spend file found by [`JobStore::spend_files`]; `None` when it is gone.
     pub async fn read_spend(&self, meta: &ObjectMeta) -> Result<Option<AttemptSpend>, StoreError> {
         let root = self.location().path.as_ref().to_owned();

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+pub use rubricmill_cluster::RunningOn;
 use rubricmill_cluster::{
     Cluster, FailedShard, JobProgress, JobRecord, JobState, NatsWorkQueue, PublishOutcome,
     QueueStats,
@@ -166,15 +167,6 @@ pub async fn retry(cluster: &Cluster, job: &str) -> Result<u64, RuntimeError> {
     Ok(count)
 }
 
-/// Where a running shard runs.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunningOn {
-    pub shard: String,
-    pub worker: String,
-    pub attempt: u32,
-    pub since: DateTime<Utc>,
-}
-
 /// A job's status as `rubricmill status` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobStatus {
@@ -222,20 +214,7 @@ async fn status_of(
 ) -> Result<JobStatus, RuntimeError> {
     let progress = cluster.progress(&record.name).await?;
     let failed = cluster.failures(&record.name).await?;
-    let running: Vec<RunningOn> = workers
-        .iter()
-        .flat_map(|beat| {
-            beat.in_flight
-                .iter()
-                .filter(|shard| shard.job == record.name)
-                .map(|shard| RunningOn {
-                    shard: shard.shard.clone(),
-                    worker: beat.id.clone(),
-                    attempt: shard.attempt,
-                    since: shard.since,
-                })
-        })
-        .collect();
+    let running = running_now(cluster, &record.name, workers, progress.as_ref(), &failed);
     let committed = progress.as_ref().map_or(0, |p| p.committed);
     let pending = record
         .shards_planned
@@ -256,6 +235,54 @@ async fn status_of(
         failed,
         progress,
         queue,
-        workers: workers.len() as u64,
+        workers: live_workers(cluster, workers),
     })
+}
+
+/// Workers whose heartbeat is younger than the heartbeat TTL.
+fn live_workers(cluster: &Cluster, workers: &[rubricmill_cluster::WorkerBeat]) -> u64 {
+    let ttl = cluster.settings().heartbeat_ttl;
+    let now = Utc::now();
+    workers.iter().filter(|beat| beat.is_live(ttl, now)).count() as u64
+}
+
+/// The job's running shards: the coordinator's snapshot (taken with its committed count, so no
+/// shard is both), less shards failed since and shards of workers no longer live. Before a
+/// coordinator has seen the job, the live workers' heartbeats less the failed shards.
+fn running_now(
+    cluster: &Cluster,
+    job: &str,
+    workers: &[rubricmill_cluster::WorkerBeat],
+    progress: Option<&JobProgress>,
+    failed: &[FailedShard],
+) -> Vec<RunningOn> {
+    let ttl = cluster.settings().heartbeat_ttl;
+    let now = Utc::now();
+    let live: HashSet<&str> = workers
+        .iter()
+        .filter(|beat| beat.is_live(ttl, now))
+        .map(|beat| beat.id.as_str())
+        .collect();
+    let failed: HashSet<&str> = failed.iter().map(|f| f.shard.as_str()).collect();
+    let candidates: Vec<RunningOn> = match progress {
+        Some(progress) => progress.running.clone(),
+        None => workers
+            .iter()
+            .flat_map(|beat| {
+                beat.in_flight
+                    .iter()
+                    .filter(|shard| shard.job == job)
+                    .map(|shard| RunningOn {
+                        shard: shard.shard.clone(),
+                        worker: beat.id.clone(),
+                        attempt: shard.attempt,
+                        since: shard.since,
+                    })
+            })
+            .collect(),
+    };
+    candidates
+        .into_iter()
+        .filter(|r| live.contains(r.worker.as_str()) && !failed.contains(r.shard.as_str()))
+        .collect()
 }

@@ -1,8 +1,15 @@
-//! The coordinator: keeps each running job's progress view current from the commit markers
-//! (the truth) and the spend files of attempts that did not commit (what else the provider
-//! billed; read again only when they change), records shards that workers could not record as failed, and marks jobs
-//! complete. It holds no state of its own: after a restart it rebuilds everything by listing
-//! the markers again, so it can be stopped and replaced at any time.
+//! The coordinator: keeps each running job's progress view current, records shards that
+//! workers could not record as failed, and marks jobs complete. It holds no state of its own:
+//! after a restart it rebuilds everything from the job's progress log and a listing of its
+//! commit markers (the truth), so it can be stopped and replaced at any time.
+//!
+//! Its work grows with what changes, not with the size of the job (see [`super::tracker`]):
+//! worker events name each commit with its marker's summary, and between full reconciles the
+//! coordinator neither lists `commits/` nor walks the plan. A full reconcile (a paged listing
+//! of `commits/` and `spend/`, reading only the markers it has not counted, then adding what it
+//! counted to the progress log) runs when a job is first tracked, before the idle sweep acts,
+//! before a job is marked complete, and every `full_reconcile_every`; it finds markers whose
+//! events were lost.
 //!
 //! Two things go wrong without it and are mended here:
 //! - a worker killed during a shard's last delivery never records the failure; the server's
@@ -15,19 +22,22 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::StreamExt;
 use rubricmill_cluster::{
-    Cluster, FailedShard, JobProgress, JobRecord, JobState, NatsWorkQueue, QueueStats,
+    Cluster, FailedShard, JobProgress, JobRecord, JobState, NatsWorkQueue, QueueStats, RunningOn,
+    WorkerBeat,
 };
-use rubricmill_core::{ShardSpec, Usage};
-use rubricmill_queue::ShardTask;
-use rubricmill_store::{AttemptSpend, CommitMarker, JobStore, UncommittedSpend};
+use rubricmill_core::{ShardId, ShardSpec};
+use rubricmill_queue::{ShardEvent, ShardTask};
+use rubricmill_store::JobStore;
 use rubricmill_telemetry::{Health, Registry};
+use tokio::sync::mpsc;
 
 use super::metrics::CoordinatorMetrics;
+use super::tracker::{PlanIndex, Tracker};
 use crate::RuntimeError;
 
 /// The least time between two reconciles brought forward by worker events.
@@ -39,10 +49,13 @@ const SETTLE_AFTER_COMPLETE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct CoordinatorOptions {
-    /// How often every running job is reconciled with its markers (events trigger it sooner).
+    /// How often every running job's progress is brought up to date (events bring it sooner).
     pub reconcile_every: Duration,
     /// Idle reconciles in a row before outstanding shards are swept.
     pub sweep_after_idle_rounds: u32,
+    /// How often each running job's markers are listed in full, besides when it is first
+    /// tracked, before a sweep and before it is marked complete.
+    pub full_reconcile_every: Duration,
 }
 
 impl Default for CoordinatorOptions {
@@ -50,6 +63,7 @@ impl Default for CoordinatorOptions {
         Self {
             reconcile_every: Duration::from_secs(10),
             sweep_after_idle_rounds: 2,
+            full_reconcile_every: Duration::from_secs(600),
         }
     }
 }
@@ -66,10 +80,17 @@ pub async fn run_coordinator(
     let connection =
         super::follow_connection(cluster.clone(), health, Arc::new(AtomicBool::new(false)));
     let client = cluster.client().clone();
-    let mut events = client
+    let subscription = client
         .subscribe(cluster.names().all_events())
         .await
         .map_err(|e| RuntimeError::Config(format!("subscribing to worker events: {e}")))?;
+    // Events are taken off the connection at once, also while a reconcile runs, so a long
+    // listing cannot make the client drop them.
+    let (event_tx, mut events) = mpsc::unbounded_channel();
+    let forward = tokio::spawn(forward_events(
+        subscription.map(|message| message.payload),
+        event_tx,
+    ));
     let mut advisories = client
         .subscribe(cluster.names().max_deliveries_advisory())
         .await
@@ -82,6 +103,7 @@ pub async fn run_coordinator(
     };
     tracing::info!(
         every_s = options.reconcile_every.as_secs_f64(),
+        full_every_s = options.full_reconcile_every.as_secs_f64(),
         "coordinator running"
     );
     let mut tick = tokio::time::interval(options.reconcile_every);
@@ -104,7 +126,8 @@ pub async fn run_coordinator(
                 dirty = false;
                 coordinator.reconcile_all().await;
             }
-            Some(_) = events.next() => {
+            Some(event) = events.recv() => {
+                coordinator.on_event(event);
                 if !dirty {
                     dirty = true;
                     debounce.as_mut().reset(tokio::time::Instant::now() + EVENT_DEBOUNCE);
@@ -113,105 +136,46 @@ pub async fn run_coordinator(
             Some(message) = advisories.next() => coordinator.on_max_deliveries(&message.payload).await,
         }
     }
+    forward.abort();
+    coordinator.save_progress_logs().await;
     connection.abort();
     cluster.flush().await;
     tracing::info!("coordinator stopped");
     Ok(())
 }
 
-/// What the coordinator knows about one job between reconciles.
-struct Tracker {
-    store: JobStore,
-    shards: Vec<ShardSpec>,
-    markers: HashMap<String, MarkerSummary>,
-    /// Spend files by path, with the version (size, modification time, e-tag) last read.
-    spends: HashMap<String, (String, AttemptSpend)>,
-    idle_rounds: u32,
-    /// Set when the job completed: its spend is followed until then.
-    settle_until: Option<tokio::time::Instant>,
-    /// The progress last published.
-    published: Option<JobProgress>,
-}
-
-struct MarkerSummary {
-    attempt_id: String,
-    worker_id: String,
-    records: u64,
-    rows: u64,
-    rejects: u64,
-    usage: Usage,
-    committed_at: DateTime<Utc>,
-}
-
-impl From<CommitMarker> for MarkerSummary {
-    fn from(marker: CommitMarker) -> Self {
-        Self {
-            attempt_id: marker.attempt_id,
-            worker_id: marker.worker_id,
-            records: marker.records,
-            rows: marker.rows,
-            rejects: marker.rejects,
-            usage: marker.usage,
-            committed_at: marker.committed_at,
-        }
-    }
-}
-
-impl Tracker {
-    /// Brings the spend files up to date: one listing, then a read of each file that is new
-    /// or changed since the last time.
-    async fn refresh_spends(&mut self) -> Result<(), RuntimeError> {
-        let files = self.store.spend_files().await?;
-        let present: HashSet<String> = files.iter().map(|f| f.location.to_string()).collect();
-        self.spends.retain(|path, _| present.contains(path));
-        for meta in files {
-            let path = meta.location.to_string();
-            let version = format!(
-                "{}|{}|{}",
-                meta.size,
-                meta.last_modified.timestamp_nanos_opt().unwrap_or_default(),
-                meta.e_tag.as_deref().unwrap_or("")
-            );
-            if self
-                .spends
-                .get(&path)
-                .is_some_and(|(seen, _)| *seen == version)
-            {
-                continue;
-            }
-            match self.store.read_spend(&meta).await? {
-                Some(spend) => {
-                    self.spends.insert(path, (version, spend));
-                }
-                None => {
-                    self.spends.remove(&path);
+/// Decodes worker events off the subscription into `sink`.
+async fn forward_events<P: AsRef<[u8]>>(
+    mut payloads: impl futures::Stream<Item = P> + Unpin,
+    sink: mpsc::UnboundedSender<ShardEvent>,
+) {
+    while let Some(payload) = payloads.next().await {
+        match serde_json::from_slice::<ShardEvent>(payload.as_ref()) {
+            Ok(event) => {
+                if sink.send(event).is_err() {
+                    return;
                 }
             }
+            Err(error) => tracing::debug!(error = %error, "undecodable shard event"),
         }
-        Ok(())
     }
+}
 
-    /// The attempt each committed shard's marker names.
-    fn committed_attempts(&self) -> HashMap<String, String> {
-        self.markers
-            .iter()
-            .map(|(shard, marker)| (shard.clone(), marker.attempt_id.clone()))
-            .collect()
-    }
+/// Whether a reconcile lists the job's markers in full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Depth {
+    /// Events and the failure records only.
+    Light,
+    /// Also a listing of `commits/` and `spend/`.
+    Full,
+}
 
-    /// Fills the spend of attempts that did not commit into `progress`, and the cost by worker.
-    fn add_spend(&self, progress: &mut JobProgress) {
-        let committed = self.committed_attempts();
-        let spends = self.spends.values().map(|(_, spend)| spend);
-        let uncommitted = UncommittedSpend::of(spends, &committed);
-        progress.uncommitted = uncommitted.usage;
-        progress.uncommitted_attempts = uncommitted.attempts;
-        progress.cut_off = uncommitted.cut_off;
-        let mut by_worker = uncommitted.cost_by_worker;
-        for marker in self.markers.values() {
-            *by_worker.entry(marker.worker_id.clone()).or_insert(0.0) += marker.usage.cost_usd;
+impl Depth {
+    fn label(self) -> &'static str {
+        match self {
+            Depth::Light => "light",
+            Depth::Full => "full",
         }
-        progress.cost_by_worker = by_worker;
     }
 }
 
@@ -223,6 +187,15 @@ struct Coordinator {
 }
 
 impl Coordinator {
+    /// Files a worker event with its job (events of jobs not tracked yet are covered by the
+    /// full listing that starts tracking them).
+    fn on_event(&mut self, event: ShardEvent) {
+        self.metrics.events.inc();
+        if let Some(tracker) = self.trackers.get_mut(event.job()) {
+            tracker.inbox.note(event);
+        }
+    }
+
     async fn reconcile_all(&mut self) {
         let jobs = match self.cluster.jobs().await {
             Ok(jobs) => jobs,
@@ -236,9 +209,19 @@ impl Coordinator {
             self.metrics.queue_pending.set(queue.pending as f64);
             self.metrics.queue_ack_pending.set(queue.ack_pending as f64);
         }
-        if let Ok(workers) = self.cluster.workers().await {
-            self.metrics.live_workers.set(workers.len() as f64);
-        }
+        let ttl = self.cluster.settings().heartbeat_ttl;
+        let now = Utc::now();
+        let live: Vec<WorkerBeat> = match self.cluster.workers().await {
+            Ok(workers) => workers
+                .into_iter()
+                .filter(|beat| beat.is_live(ttl, now))
+                .collect(),
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot read worker heartbeats");
+                Vec::new()
+            }
+        };
+        self.metrics.live_workers.set(live.len() as f64);
         let mut by_state: BTreeMap<&str, u64> = BTreeMap::new();
         for record in &jobs {
             *by_state.entry(record.state.label()).or_default() += 1;
@@ -254,12 +237,17 @@ impl Coordinator {
                 }
                 continue;
             }
-            if let Err(error) = self.reconcile(&record, queue).await {
+            if let Err(error) = self.reconcile(&record, queue, &live).await {
                 tracing::warn!(job = %record.name, error = %error, "reconcile failed");
             }
         }
+        for tracker in self.trackers.values_mut() {
+            self.metrics.count_requests(tracker);
+        }
     }
 
+    /// The job's tracker, created from the progress log and a full listing of its markers
+    /// (reading only the markers the log does not summarise) when the job is new to us.
     async fn tracker(&mut self, record: &JobRecord) -> Result<&mut Tracker, RuntimeError> {
         if !self.trackers.contains_key(&record.name) {
             let store = JobStore::open(&record.spec().output.url, &record.name)?;
@@ -270,20 +258,35 @@ impl Coordinator {
                     store.url()
                 ))
             })?;
-            let shards = store.all_planned_shards(&manifest).await?;
-            tracing::info!(job = %record.name, shards = shards.len(), "tracking job");
-            self.trackers.insert(
-                record.name.clone(),
-                Tracker {
-                    store,
-                    shards,
-                    markers: HashMap::new(),
-                    spends: HashMap::new(),
-                    idle_rounds: 0,
-                    settle_until: None,
-                    published: None,
-                },
-            );
+            let plan = PlanIndex::load(&store, manifest).await?;
+            let mut tracker = Tracker::new(store.clone(), plan);
+            // Summaries stream into the sums (none is held beyond its line): a listing, the
+            // log, then the listed markers no summary covers, which go into the log.
+            let listed: HashSet<ShardId> = store.committed_shards().await?.into_iter().collect();
+            let log = store
+                .read_progress(|summary| {
+                    if listed.contains(&summary.shard_id) {
+                        tracker.add(summary, false);
+                    }
+                })
+                .await?;
+            if log.wants_compaction()
+                && let Err(error) = store.compact_progress_files(&log).await
+            {
+                tracing::warn!(job = %record.name, error = %error, "cannot compact the progress log");
+            }
+            tracker.read_new_markers(listed).await?;
+            let unsaved = std::mem::take(&mut tracker.unsaved);
+            if let Err(error) = store.write_progress(&unsaved).await {
+                tracing::warn!(job = %record.name, error = %error, "cannot write the progress log");
+                tracker.unsaved = unsaved;
+            }
+            tracker.refresh_spends().await?;
+            tracker.listed_at = Some(tokio::time::Instant::now());
+            self.metrics.full_reconciles.inc();
+            self.metrics.count_requests(&mut tracker);
+            tracing::info!(job = %record.name, shards = tracker.plan.len(), committed = tracker.committed.len(), "tracking job");
+            self.trackers.insert(record.name.clone(), tracker);
         }
         Ok(self.trackers.get_mut(&record.name).expect("inserted above"))
     }
@@ -292,81 +295,171 @@ impl Coordinator {
         &mut self,
         record: &JobRecord,
         queue: Option<QueueStats>,
+        live: &[WorkerBeat],
     ) -> Result<(), RuntimeError> {
-        let cluster = self.cluster.clone();
-        let sweep_after = self.options.sweep_after_idle_rounds;
+        let started = Instant::now();
+        let full_every = self.options.full_reconcile_every;
+        // A job tracked just now was listed in full as it was.
+        let new = !self.trackers.contains_key(&record.name);
         let tracker = self.tracker(record).await?;
-        // New markers only: a listing, then one read per shard committed since last time.
-        for shard in tracker.store.committed_shards().await? {
-            if tracker.markers.contains_key(shard.as_str()) {
-                continue;
-            }
-            if let Some(marker) = tracker.store.marker(&shard).await? {
-                tracker.markers.insert(shard.0, MarkerSummary::from(marker));
-            }
+        tracker.apply_inbox().await?;
+        let due = tracker
+            .listed_at
+            .is_none_or(|at| at.elapsed() >= full_every);
+        let mut depth = if new || due {
+            Depth::Full
+        } else {
+            Depth::Light
+        };
+        if due && !new && !self.list_in_full(record).await? {
+            return Ok(());
         }
-        let planned: HashSet<&str> = tracker.shards.iter().map(|s| s.id.as_str()).collect();
-        tracker
-            .markers
-            .retain(|shard, _| planned.contains(shard.as_str()));
-        tracker.refresh_spends().await?;
-        let mut failed: HashSet<String> = HashSet::new();
-        for failure in cluster.failures(&record.name).await? {
-            if tracker.markers.contains_key(&failure.shard) {
-                // Committed after all (a retry, or a race with the sweep): not a failure.
-                cluster.clear_failure(&record.name, &failure.shard).await?;
-            } else {
-                failed.insert(failure.shard);
-            }
-        }
-        let outstanding: Vec<ShardSpec> = tracker
-            .shards
-            .iter()
-            .filter(|s| {
-                !tracker.markers.contains_key(s.id.as_str()) && !failed.contains(s.id.as_str())
-            })
-            .cloned()
-            .collect();
+        let mut failed = self.failed_shards(record).await?;
+        let tracker = self.trackers.get_mut(&record.name).expect("tracked above");
+        let mut outstanding = outstanding_count(tracker, &failed);
         let idle = queue.is_some_and(|q| q.pending == 0 && q.ack_pending == 0);
-        tracker.idle_rounds = if idle && !outstanding.is_empty() {
+        tracker.idle_rounds = if idle && outstanding > 0 {
             tracker.idle_rounds + 1
         } else {
             0
         };
-        let sweep = tracker.idle_rounds >= sweep_after;
-        let mut progress = progress_of(tracker, failed.len() as u64, outstanding.len() as u64);
-        tracker.add_spend(&mut progress);
-        tracker.published = Some(progress.clone());
-        let done = outstanding.is_empty();
-        self.publish_progress(
-            record,
-            &progress,
-            failed.len() as u64,
-            outstanding.len() as u64,
-        );
-        cluster.put_progress(&record.name, &progress).await?;
-        if sweep {
-            self.sweep(record, outstanding).await?;
+        let sweep = tracker.idle_rounds >= self.options.sweep_after_idle_rounds;
+        // Before the sweep acts or the job is marked complete, the markers are listed: a
+        // commit whose event was lost is found here rather than swept or missed.
+        if (sweep || outstanding == 0) && depth == Depth::Light {
+            depth = Depth::Full;
+            if !self.list_in_full(record).await? {
+                return Ok(());
+            }
+            failed = self.failed_shards(record).await?;
+            let tracker = self.trackers.get(&record.name).expect("tracked above");
+            outstanding = outstanding_count(tracker, &failed);
         }
-        if done {
-            let completed = cluster
-                .update_job(&record.name, |current| {
-                    (current.state == JobState::Running && current.generation == record.generation)
-                        .then(|| JobRecord {
-                            state: JobState::Complete,
-                            ..current.clone()
-                        })
-                })
+        let tracker = self.trackers.get_mut(&record.name).expect("tracked above");
+        let mut progress = tracker.progress(failed.len() as u64, outstanding);
+        progress.running = running_on(&record.name, live, &tracker.committed, &failed);
+        tracker.published = Some(progress.clone());
+        self.publish_progress(record, &progress, failed.len() as u64, outstanding);
+        self.cluster.put_progress(&record.name, &progress).await?;
+        if sweep && outstanding > 0 {
+            let tracker = self.trackers.get(&record.name).expect("tracked above");
+            let shards = tracker
+                .plan
+                .outstanding(&tracker.store, &tracker.committed, &failed)
                 .await?;
-            if completed.is_some() {
-                tracing::info!(job = %record.name, committed = progress.committed, failed = progress.failed, rows = progress.rows, spent_usd = progress.spent_usd(), "job complete");
-                if let Some(tracker) = self.trackers.get_mut(&record.name) {
-                    tracker.settle_until =
-                        Some(tokio::time::Instant::now() + SETTLE_AFTER_COMPLETE);
-                }
+            self.sweep(record, shards).await?;
+        }
+        self.metrics
+            .reconcile_seconds
+            .with(&[depth.label()])
+            .inc_by(started.elapsed().as_secs_f64());
+        if outstanding > 0 {
+            return Ok(());
+        }
+        let completed = self
+            .cluster
+            .update_job(&record.name, |current| {
+                (current.state == JobState::Running && current.generation == record.generation)
+                    .then(|| JobRecord {
+                        state: JobState::Complete,
+                        ..current.clone()
+                    })
+            })
+            .await?;
+        if completed.is_some() {
+            tracing::info!(job = %record.name, committed = progress.committed, failed = progress.failed, rows = progress.rows, spent_usd = progress.spent_usd(), "job complete");
+            if let Some(tracker) = self.trackers.get_mut(&record.name) {
+                tracker.settle_until = Some(tokio::time::Instant::now() + SETTLE_AFTER_COMPLETE);
             }
         }
         Ok(())
+    }
+
+    /// The full reconcile of one job: lists `commits/` (paged), counts the markers it had not
+    /// counted (reading them with a bounded window), lists `spend/`, and adds the summaries the
+    /// listing confirms to the progress log. A counted shard the listing lacks means the count
+    /// was wrong (an event named a marker that is not there): the tracker is dropped and
+    /// rebuilt from the store on the next reconcile. Returns false in that case.
+    async fn list_in_full(&mut self, record: &JobRecord) -> Result<bool, RuntimeError> {
+        let tracker = self
+            .trackers
+            .get_mut(&record.name)
+            .expect("tracked before listing");
+        let listed: HashSet<ShardId> = tracker
+            .store
+            .committed_shards()
+            .await?
+            .into_iter()
+            .collect();
+        let vanished = tracker
+            .committed
+            .keys()
+            .filter(|shard| !listed.contains(&ShardId((*shard).clone())))
+            .count();
+        if vanished > 0 {
+            tracing::warn!(job = %record.name, shards = vanished, "counted commits have no marker; rebuilding the job's progress from storage");
+            if let Some(mut dropped) = self.trackers.remove(&record.name) {
+                self.metrics.count_requests(&mut dropped);
+            }
+            return Ok(false);
+        }
+        let found = tracker.read_new_markers(listed).await?;
+        if found > 0 {
+            tracing::info!(job = %record.name, shards = found, "full listing found commits no event reported");
+        }
+        tracker.refresh_spends().await?;
+        let unsaved = std::mem::take(&mut tracker.unsaved);
+        if let Err(error) = tracker.store.write_progress(&unsaved).await {
+            tracing::warn!(job = %record.name, error = %error, "cannot write the progress log");
+            tracker.unsaved = unsaved;
+        }
+        tracker.listed_at = Some(tokio::time::Instant::now());
+        self.metrics.full_reconciles.inc();
+        Ok(true)
+    }
+
+    /// On the way out: each job's summaries not yet in its progress log are written, those a
+    /// listing of `commits/` confirms, so the next coordinator reads none of those markers.
+    async fn save_progress_logs(&mut self) {
+        for (job, tracker) in &mut self.trackers {
+            if tracker.unsaved.is_empty() {
+                continue;
+            }
+            let saved = async {
+                let listed: HashSet<ShardId> = tracker
+                    .store
+                    .committed_shards()
+                    .await?
+                    .into_iter()
+                    .collect();
+                let confirmed = tracker
+                    .unsaved
+                    .iter()
+                    .filter(|summary| listed.contains(&summary.shard_id));
+                tracker.store.write_progress(confirmed).await?;
+                Ok::<(), RuntimeError>(())
+            };
+            if let Err(error) = saved.await {
+                tracing::warn!(job = %job, error = %error, "cannot write the progress log on the way out");
+            }
+        }
+    }
+
+    /// The job's failed shards from their records; records of shards committed after all (a
+    /// retry, or a race with the sweep) are removed.
+    async fn failed_shards(&self, record: &JobRecord) -> Result<HashSet<String>, RuntimeError> {
+        let tracker = self.trackers.get(&record.name).expect("tracked above");
+        let mut failed = HashSet::new();
+        for failure in self.cluster.failures(&record.name).await? {
+            if tracker.committed.contains_key(&failure.shard) {
+                self.cluster
+                    .clear_failure(&record.name, &failure.shard)
+                    .await?;
+            } else {
+                failed.insert(failure.shard);
+            }
+        }
+        Ok(failed)
     }
 
     /// A job that is not running: a complete one's spend is followed for a while (late spend
@@ -380,13 +473,19 @@ impl Coordinator {
                 .settle_until
                 .is_some_and(|until| tokio::time::Instant::now() < until);
         if !settling {
-            self.trackers.remove(&record.name);
+            if let Some(mut dropped) = self.trackers.remove(&record.name) {
+                self.metrics.count_requests(&mut dropped);
+            }
             return Ok(());
         }
         let Some(mut progress) = tracker.published.clone() else {
             return Ok(());
         };
-        tracker.refresh_spends().await?;
+        // Spend files of attempts that ended after the last listing, as their events tell.
+        if tracker.inbox.is_empty() {
+            return Ok(());
+        }
+        tracker.apply_inbox().await?;
         tracker.add_spend(&mut progress);
         if tracker.published.as_ref() == Some(&progress) {
             return Ok(());
@@ -524,43 +623,43 @@ impl Coordinator {
     }
 }
 
-fn progress_of(tracker: &Tracker, failed: u64, outstanding: u64) -> JobProgress {
-    let mut progress = JobProgress {
-        planned: tracker.shards.len() as u64,
-        committed: tracker.markers.len() as u64,
-        failed,
-        updated_at: Some(Utc::now()),
-        ..JobProgress::default()
-    };
-    let window_start = Utc::now() - chrono::Duration::seconds(60);
-    let mut first_commit: Option<DateTime<Utc>> = None;
-    let mut recent_records = 0;
-    for marker in tracker.markers.values() {
-        progress.records += marker.records;
-        progress.rows += marker.rows;
-        progress.rejects += marker.rejects;
-        progress.usage.add(&marker.usage);
-        if marker.committed_at >= window_start {
-            recent_records += marker.records;
-            first_commit =
-                Some(first_commit.map_or(marker.committed_at, |f| f.min(marker.committed_at)));
+/// The job's shards in flight on live workers, neither committed nor failed; a shard listed
+/// by two workers (delivered again) counts once, on the worker that started it last.
+fn running_on(
+    job: &str,
+    live: &[WorkerBeat],
+    committed: &HashMap<String, String>,
+    failed: &HashSet<String>,
+) -> Vec<RunningOn> {
+    let mut running: BTreeMap<&str, RunningOn> = BTreeMap::new();
+    for beat in live {
+        for shard in beat.in_flight.iter().filter(|s| s.job == job) {
+            let id = shard.shard.as_str();
+            if committed.contains_key(id) || failed.contains(id) {
+                continue;
+            }
+            if running.get(id).is_some_and(|r| r.since >= shard.since) {
+                continue;
+            }
+            running.insert(
+                id,
+                RunningOn {
+                    shard: shard.shard.clone(),
+                    worker: beat.id.clone(),
+                    attempt: shard.attempt,
+                    since: shard.since,
+                },
+            );
         }
     }
-    if let Some(first) = first_commit {
-        let seconds = (Utc::now() - first).num_milliseconds().max(1000) as f64 / 1000.0;
-        progress.records_per_s = recent_records as f64 / seconds.min(60.0);
-    }
-    let expected_remaining: u64 = tracker
-        .shards
-        .iter()
-        .filter(|s| !tracker.markers.contains_key(s.id.as_str()))
-        .map(|s| s.expected_records)
-        .sum();
-    if outstanding == 0 {
-        progress.eta_s = Some(0.0);
-        progress.completed_at = Some(Utc::now());
-    } else if progress.records_per_s > 0.0 {
-        progress.eta_s = Some(expected_remaining as f64 / progress.records_per_s);
-    }
-    progress
+    running.into_values().collect()
+}
+
+/// Planned shards neither committed nor failed: a count from the running sums.
+fn outstanding_count(tracker: &Tracker, failed: &HashSet<String>) -> u64 {
+    // A failure record of a committed shard is cleared before this is counted.
+    tracker
+        .plan
+        .len()
+        .saturating_sub(tracker.committed.len() as u64 + failed.len() as u64)
 }

@@ -127,6 +127,12 @@ pub struct CoordinatorMetrics {
     pub live_workers: Arc<Gauge>,
     pub failures_recorded: Arc<Counter>,
     pub shards_republished: Arc<Counter>,
+    /// Requests to the jobs' object stores, by kind (a listing counts one per page).
+    pub storage_requests: Family<Counter>,
+    pub full_reconciles: Arc<Counter>,
+    pub events: Arc<Counter>,
+    /// Time spent reconciling, by depth (`light`, `full`).
+    pub reconcile_seconds: Family<Counter>,
 }
 
 impl CoordinatorMetrics {
@@ -167,6 +173,42 @@ impl CoordinatorMetrics {
                     &[],
                 )
                 .with(&[]),
+            storage_requests: registry.counter(
+                "storage_requests_total",
+                "Requests the coordinator made to object storage, by kind (a listing counts one per page of 1,000)",
+                &["op"],
+            ),
+            full_reconciles: registry
+                .counter(
+                    "coordinator_full_reconciles_total",
+                    "Full reconciles: listings of a job's commit markers",
+                    &[],
+                )
+                .with(&[]),
+            events: registry
+                .counter(
+                    "coordinator_events_total",
+                    "Shard events the coordinator received from workers",
+                    &[],
+                )
+                .with(&[]),
+            reconcile_seconds: registry.counter(
+                "coordinator_reconcile_seconds_total",
+                "Time the coordinator spent reconciling running jobs, by depth",
+                &["depth"],
+            ),
+        }
+    }
+
+    /// Adds the requests a job's store made since the last report.
+    pub(super) fn count_requests(&self, tracker: &mut super::tracker::Tracker) {
+        let now = tracker.store.requests();
+        let new = now.since(&tracker.requests_reported);
+        tracker.requests_reported = now;
+        for (op, count) in new.by_op() {
+            if count > 0 {
+                self.storage_requests.with(&[op]).inc_by(count as f64);
+            }
         }
     }
 }

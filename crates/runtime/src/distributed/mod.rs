@@ -6,6 +6,7 @@
 mod admin;
 mod coordinator;
 mod metrics;
+mod tracker;
 mod worker;
 
 use std::sync::Arc;

@@ -244,3 +244,70 @@ async fn parts_of_any_size_read_back_and_a_dropped_upload_is_aborted() {
         "nothing of the dropped part is visible"
     );
 }
+
+/// A resume on S3: the markers are listed in pages of 1,000, each read once, and recorded in
+/// the progress log; the next resume lists and reads the log alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_summaries_on_s3_list_in_pages_and_read_each_marker_only_once() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    server.create_bucket("resume");
+    let options = server.options();
+    let open = || {
+        let output = StoreLocation::parse_with("s3://resume/out", &options).unwrap();
+        JobStore::at(&output, "job")
+    };
+    let writer = open();
+    let shards = 1_050;
+    let commits = futures::stream::iter(0..shards)
+        .map(|index| {
+            let writer = writer.clone();
+            async move {
+                let marker = CommitMarker {
+                    shard_id: ShardId(format!("shard-{index:05}")),
+                    attempt_id: format!("attempt-{index}"),
+                    worker_id: "w".into(),
+                    committed_at: Utc::now(),
+                    part: None,
+                    rejects_part: None,
+                    rows: index,
+                    rejects: 0,
+                    bytes: 0,
+                    checksum: None,
+                    records: 1,
+                    stages: Default::default(),
+                    usage: Usage::default(),
+                };
+                writer.commit(&marker).await.unwrap()
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    assert!(commits.iter().all(|c| *c == CommitOutcome::Won));
+
+    let first = open();
+    let summaries = first.committed_summaries().await.unwrap();
+    assert_eq!(summaries.len(), shards as usize);
+    assert_eq!(
+        summaries.iter().map(|s| s.rows).sum::<u64>(),
+        (0..shards).sum::<u64>()
+    );
+    let requests = first.requests();
+    // Two pages of `commits/`, one of `progress/`; every marker read once; one log file.
+    assert_eq!(
+        (requests.list, requests.get, requests.put),
+        (3, shards, 1),
+        "{requests:?}"
+    );
+
+    let second = open();
+    assert_eq!(second.committed_summaries().await.unwrap(), summaries);
+    let requests = second.requests();
+    assert_eq!(
+        (requests.list, requests.get, requests.put),
+        (3, 1, 0),
+        "{requests:?}"
+    );
+}
