@@ -404,9 +404,16 @@ async fn a_restarted_coordinator_rebuilds_progress_from_the_log_and_reads_only_u
         sums(&markers),
         "figures after the restart"
     );
-    // Reads: the plan, each progress file, and the one marker no summary had.
+    // Reads: the plan and its chunk, each progress file, and the one marker no summary had.
     let gets = second.metric("rubricmill_storage_requests_total{op=\"get\"}");
-    assert_eq!(gets, (2 + files) as f64, "{}", second.registry.render());
+    let chunks = manifest.chunks.len();
+    assert_eq!(chunks, 1);
+    assert_eq!(
+        gets,
+        (2 + chunks + files) as f64,
+        "{}",
+        second.registry.render()
+    );
     second.stop().await;
 }
 
@@ -479,12 +486,18 @@ async fn resume_reads_only_the_markers_the_progress_log_does_not_summarise() {
         all
     };
 
+    // The plan's chunk is read once per resume.
+    let chunks = manifest.chunks.len() as u64;
+    assert_eq!(chunks, 1);
     // No log yet: every marker is read once, and the log records them.
     let first = JobStore::open(&spec.output.url, "resume").unwrap();
     let (pending, summaries) = pending_shards(&manifest, &first).await.unwrap();
     assert_eq!((pending.len(), summaries.clone()), (10, expected));
     let requests = first.requests();
-    assert_eq!((requests.get, requests.list, requests.put), (40, 2, 1));
+    assert_eq!(
+        (requests.get, requests.list, requests.put),
+        (chunks + 40, 2, 1)
+    );
 
     // Ten more commits: the next resume reads the log and those ten markers only.
     for index in 40..50 {
@@ -494,14 +507,20 @@ async fn resume_reads_only_the_markers_the_progress_log_does_not_summarise() {
     let (pending, summaries) = pending_shards(&manifest, &second).await.unwrap();
     assert_eq!((pending.len(), summaries.len()), (0, 50));
     let requests = second.requests();
-    assert_eq!((requests.get, requests.list, requests.put), (1 + 10, 2, 1));
+    assert_eq!(
+        (requests.get, requests.list, requests.put),
+        (chunks + 1 + 10, 2, 1)
+    );
 
     // A finished job with its markers in the log: two listings and one read per log file.
     let third = JobStore::open(&spec.output.url, "resume").unwrap();
     let (pending, summaries) = pending_shards(&manifest, &third).await.unwrap();
     assert_eq!((pending.len(), summaries.len()), (0, 50));
     let requests = third.requests();
-    assert_eq!((requests.get, requests.list, requests.put), (2, 2, 0));
+    assert_eq!(
+        (requests.get, requests.list, requests.put),
+        (chunks + 2, 2, 0)
+    );
     let sum: u64 = summaries.iter().map(|s| s.rows).sum();
     assert_eq!(sum, markers.iter().map(|m| m.rows).sum::<u64>());
 
@@ -516,7 +535,11 @@ async fn resume_reads_only_the_markers_the_progress_log_does_not_summarise() {
     let fresh = JobStore::open(&spec.output.url, "resume").unwrap();
     let (_, again) = pending_shards(&manifest, &fresh).await.unwrap();
     assert_eq!(again, summaries);
-    assert_eq!(fresh.requests().get, 1);
+    assert_eq!(
+        fresh.requests().get,
+        chunks + 1,
+        "the chunk and the one log file"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -586,7 +609,7 @@ async fn a_run_records_its_commits_in_the_progress_log_so_resuming_it_reads_no_m
     let requests = store.requests();
     assert_eq!(
         (requests.get, requests.list, requests.put),
-        (files as u64, 2, 0),
-        "only the log is read"
+        (files as u64 + manifest.chunks.len() as u64, 2, 0),
+        "only the log and the plan's chunk are read"
     );
 }
