@@ -97,16 +97,14 @@ start_s3() {
   s3_ready=1
 }
 
-# s3_upload FOLDER PREFIX: copies FOLDER's files to s3://bench/PREFIX/.
+# s3_upload FOLDER PREFIX: copies FOLDER's files to s3://bench/PREFIX/ (boto3 comes with moto).
 s3_upload() {
   python3 - "$1" "$2" <<'PY'
-import os, sys, urllib.request
+import os, sys, boto3
 folder, prefix = sys.argv[1], sys.argv[2]
-endpoint = os.environ["AWS_ENDPOINT"]
+s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT"])
 for name in sorted(os.listdir(folder)):
-    with open(os.path.join(folder, name), "rb") as f:
-        request = urllib.request.Request(f"{endpoint}/bench/{prefix}/{name}", data=f.read(), method="PUT")
-        urllib.request.urlopen(request)
+    s3.upload_file(os.path.join(folder, name), "bench", f"{prefix}/{name}")
 PY
 }
 
@@ -121,6 +119,10 @@ plan_part() {
   s3_upload "$work/s3-in" in
   job_spec plan-s3 "s3://bench/in/*.jsonl" "s3://bench/out"
   measured "s3 $s3_shards shards" "$bin" plan "$work/plan-s3.toml" --json
+  for label in "local $local_shards shards" "s3 $s3_shards shards"; do
+    python3 -c "import json, sys; p = json.load(open(sys.argv[1])); print(f\"  {sys.argv[2]}: {p['shards']} shards in {p['chunks']} chunks\")" \
+      "$work/$label.out" "$label"
+  done
 }
 
 resume_part() {

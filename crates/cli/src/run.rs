@@ -146,6 +146,11 @@ fn summary_json(summary: &RunSummary) -> serde_json::Value {
         "reason": reason,
         "elapsed_s": summary.elapsed.as_secs_f64(),
         "structured_output": summary.structured_output,
+        "output_requests": {
+            "get": summary.output_requests.get, "head": summary.output_requests.head,
+            "put": summary.output_requests.put, "list": summary.output_requests.list,
+            "delete": summary.output_requests.delete, "copy": summary.output_requests.copy,
+        },
     })
 }
 

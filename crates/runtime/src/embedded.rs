@@ -86,6 +86,8 @@ pub struct RunSummary {
     pub elapsed: Duration,
     /// Stage → the structured-output mode its endpoint settled on, for providers with modes.
     pub structured_output: BTreeMap<String, String>,
+    /// Requests this run made to the job's output folder (plan, markers, progress log, parts).
+    pub output_requests: rubricmill_store::RequestTally,
 }
 
 /// Receives progress while a run goes on (the CLI draws its progress bar from it).
@@ -134,11 +136,13 @@ pub async fn run_embedded(
         stop: StopReason::Complete,
         elapsed: Duration::ZERO,
         structured_output: BTreeMap::new(),
+        output_requests: Default::default(),
     };
     progress.started(summary.shards_planned, before.shards);
     if pending.is_empty() {
         tracing::info!(job = %job, shards = summary.shards_planned, "job already complete, nothing to do");
         summary.elapsed = started.elapsed();
+        summary.output_requests = store.requests();
         return Ok(summary);
     }
     tracing::info!(job = %job, pending = pending.len(), committed = before.shards, resumed, "running job");
@@ -223,6 +227,7 @@ pub async fn run_embedded(
     };
     summary.structured_output = context.structured_output_modes();
     summary.elapsed = started.elapsed();
+    summary.output_requests = store.requests();
     Ok(summary)
 }
 
