@@ -86,7 +86,8 @@ pub struct RunSummary {
     pub elapsed: Duration,
     /// Stage → the structured-output mode its endpoint settled on, for providers with modes.
     pub structured_output: BTreeMap<String, String>,
-    /// Requests this run made to the job's output folder (plan, markers, progress log, parts).
+    /// Requests this run made to the job's output folder: planning and resuming (plan, marker
+    /// listing, progress log) and the workers' (parts, rejects, markers, spend files).
     pub output_requests: rubricmill_store::RequestTally,
 }
 
@@ -227,7 +228,7 @@ pub async fn run_embedded(
     };
     summary.structured_output = context.structured_output_modes();
     summary.elapsed = started.elapsed();
-    summary.output_requests = store.requests();
+    summary.output_requests = store.requests().plus(&context.store.requests());
     Ok(summary)
 }
 

@@ -82,6 +82,18 @@ impl RequestTally {
         }
     }
 
+    /// The requests of both tallies (two stores, or two clients of one).
+    pub fn plus(&self, other: &RequestTally) -> RequestTally {
+        RequestTally {
+            get: self.get + other.get,
+            head: self.head + other.head,
+            put: self.put + other.put,
+            list: self.list + other.list,
+            delete: self.delete + other.delete,
+            copy: self.copy + other.copy,
+        }
+    }
+
     /// The counts with the names metrics label them by.
     pub fn by_op(&self) -> [(&'static str, u64); 6] {
         [
