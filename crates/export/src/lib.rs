@@ -15,6 +15,7 @@
 //! bounded by a row group and a few upload chunks, not by the dataset.
 
 pub mod card;
+pub mod decide;
 pub mod dedup;
 mod sink;
 
