@@ -240,7 +240,9 @@ pub struct Decisions {
 const ROW_RECORD: usize = 18;
 
 fn partitions_for(entries: u64, partition_rows: u64) -> u64 {
-    entries.div_ceil(partition_rows.max(1)).clamp(1, MAX_PARTITIONS)
+    entries
+        .div_ceil(partition_rows.max(1))
+        .clamp(1, MAX_PARTITIONS)
 }
 
 fn partition_of(hash: u64, partitions: usize) -> usize {
@@ -748,7 +750,10 @@ mod tests {
         ];
         let text = |i: usize| -> String {
             (0..24)
-                .map(|k| words[(i * 7 + k * (i % 5 + 1) + k * k) % words.len()].to_owned() + &format!("{}", (i * 31 + k) % 97))
+                .map(|k| {
+                    words[(i * 7 + k * (i % 5 + 1) + k * k) % words.len()].to_owned()
+                        + &format!("{}", (i * 31 + k) % 97)
+                })
                 .collect::<Vec<_>>()
                 .join(" ")
         };
@@ -762,8 +767,12 @@ mod tests {
                 .unwrap_or_else(|| text(i));
             let row = match kind {
                 1 if !originals.is_empty() => facts(&format!("r{}", i - 1), &text(i), None, false),
-                2 if !originals.is_empty() => facts(&format!("r{i}"), &base.to_uppercase(), None, false),
-                3 if !originals.is_empty() => facts(&format!("r{i}"), &format!("{base} today"), None, false),
+                2 if !originals.is_empty() => {
+                    facts(&format!("r{i}"), &base.to_uppercase(), None, false)
+                }
+                3 if !originals.is_empty() => {
+                    facts(&format!("r{i}"), &format!("{base} today"), None, false)
+                }
                 4 if !originals.is_empty() => {
                     // a chain: near the previous row, which may itself be a near copy
                     let previous = originals.last().cloned().unwrap_or_default();
@@ -771,8 +780,18 @@ mod tests {
                     originals.push(changed.clone());
                     facts(&format!("r{i}"), &changed, None, false)
                 }
-                5 => facts(&format!("r{i}"), &text(i), Some(&format!("rubric{}", i / 3)), false),
-                6 => facts(&format!("r{i}"), &text(i), Some(&format!("rubric{}", i / 3)), false),
+                5 => facts(
+                    &format!("r{i}"),
+                    &text(i),
+                    Some(&format!("rubric{}", i / 3)),
+                    false,
+                ),
+                6 => facts(
+                    &format!("r{i}"),
+                    &text(i),
+                    Some(&format!("rubric{}", i / 3)),
+                    false,
+                ),
                 7 => facts(&format!("r{i}"), &text(i), None, true),
                 8 if !originals.is_empty() => {
                     // a word swapped in the middle
@@ -792,8 +811,14 @@ mod tests {
         rows
     }
 
-    fn bounded(rows: &[RowFacts], exact: bool, threshold: Option<f64>, partition_rows: u64) -> (Vec<Verdict>, Decisions) {
-        let mut decider = Decider::new(rows.len() as u64, threshold.is_some(), partition_rows).unwrap();
+    fn bounded(
+        rows: &[RowFacts],
+        exact: bool,
+        threshold: Option<f64>,
+        partition_rows: u64,
+    ) -> (Vec<Verdict>, Decisions) {
+        let mut decider =
+            Decider::new(rows.len() as u64, threshold.is_some(), partition_rows).unwrap();
         for row in rows {
             decider.push(row).unwrap();
         }
@@ -805,7 +830,12 @@ mod tests {
     #[test]
     fn partitioned_decisions_equal_the_in_memory_scan() {
         let rows = planted(3000);
-        for (exact, threshold) in [(true, Some(0.8)), (false, Some(0.8)), (true, None), (true, Some(0.5))] {
+        for (exact, threshold) in [
+            (true, Some(0.8)),
+            (false, Some(0.8)),
+            (true, None),
+            (true, Some(0.5)),
+        ] {
             let expected = in_memory(&rows, exact, threshold);
             let near = expected.iter().filter(|v| **v == Verdict::Near).count();
             if threshold == Some(0.8) {
@@ -814,7 +844,9 @@ mod tests {
             for partition_rows in [64, 1000, PARTITION_ROWS] {
                 let (verdicts, decisions) = bounded(&rows, exact, threshold, partition_rows);
                 assert_eq!(verdicts.len(), expected.len());
-                let differing: Vec<usize> = (0..rows.len()).filter(|i| verdicts[*i] != expected[*i]).collect();
+                let differing: Vec<usize> = (0..rows.len())
+                    .filter(|i| verdicts[*i] != expected[*i])
+                    .collect();
                 assert!(
                     differing.is_empty(),
                     "exact {exact} threshold {threshold:?} partitions of {partition_rows}: rows {differing:?} differ"
@@ -826,7 +858,10 @@ mod tests {
                 );
                 assert_eq!(
                     decisions.duplicate_ids as usize,
-                    expected.iter().filter(|v| **v == Verdict::DuplicateId).count()
+                    expected
+                        .iter()
+                        .filter(|v| **v == Verdict::DuplicateId)
+                        .count()
                 );
             }
         }
@@ -842,10 +877,20 @@ mod tests {
             let previous = texts.last().unwrap().clone();
             texts.push(format!("{previous} more{i}"));
         }
-        let rows: Vec<RowFacts> = texts.iter().enumerate().map(|(i, t)| facts(&format!("c{i}"), t, None, false)).collect();
+        let rows: Vec<RowFacts> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| facts(&format!("c{i}"), t, None, false))
+            .collect();
         let expected = in_memory(&rows, true, Some(0.8));
         assert!(expected.iter().any(|v| *v == Verdict::Near));
-        assert!(expected.iter().skip(1).any(|v| matches!(v, Verdict::Keep(_))), "{expected:?}");
+        assert!(
+            expected
+                .iter()
+                .skip(1)
+                .any(|v| matches!(v, Verdict::Keep(_))),
+            "{expected:?}"
+        );
         let (verdicts, decisions) = bounded(&rows, true, Some(0.8), 2);
         assert_eq!(verdicts, expected);
         assert!(decisions.near_rounds >= 2, "{}", decisions.near_rounds);
