@@ -716,3 +716,122 @@ async fn three_partitions_then_merge_equal_one_process() {
     assert!(merged.unchanged);
     assert_eq!(rows_by_split(&parted), rows_by_split(&whole_target));
 }
+
+/// The ids of every Parquet object under `data/` of an S3 target, and the object names.
+async fn s3_glob(target: &StoreLocation) -> (Vec<String>, Vec<String>) {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let prefix = target.path.clone().join("data");
+    let mut objects: Vec<_> = target
+        .store
+        .list(Some(&prefix))
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+    objects.sort_by(|a, b| a.location.cmp(&b.location));
+    let mut ids = Vec::new();
+    let mut names = Vec::new();
+    for object in objects {
+        names.push(object.location.to_string());
+        let bytes = target
+            .store
+            .get(&object.location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap()
+        {
+            let batch = batch.unwrap();
+            let column = batch
+                .column_by_name("id")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .clone();
+            ids.extend(column.iter().map(|v| v.unwrap().to_owned()));
+        }
+    }
+    (ids, names)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_reexports_and_partitions_leave_one_version_in_the_glob() {
+    let Some(server) = rubricmill_testkit::S3Server::start() else {
+        return;
+    };
+    server.create_bucket("jobs");
+    server.create_bucket("datasets");
+    let options = server.options();
+    let output = StoreLocation::parse_with("s3://jobs/runs", &options).unwrap();
+    let store = JobStore::at(&output, "exp");
+    let rows = planted_rows();
+    commit_rows(&store, &rows[..100], 0).await;
+    let target = || StoreLocation::parse_with("s3://datasets/exp", &options).unwrap();
+    let first = export(store.clone(), manifest(), target(), small_files())
+        .await
+        .unwrap();
+    assert_eq!(s3_glob(&target()).await.0.len(), 100);
+
+    // More shards commit; the export runs as three partitions.
+    commit_rows(&store, &rows[100..], 2).await;
+    let mut last = None;
+    for index in 0..3 {
+        let step = ExportStep::Partition { index, count: 3 };
+        last = Some(
+            export_with(
+                store.clone(),
+                manifest(),
+                target(),
+                small_files(),
+                ExportRun { step, force: false },
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let last = last.unwrap();
+    assert!(last.committed);
+    let (ids, names) = s3_glob(&target()).await;
+    assert_eq!(ids.len() as u64, last.rows_written);
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len());
+    assert!(
+        names.iter().all(|n| n.contains(&format!("/data/{}/", last.version))),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.contains(&first.version)));
+    // the staging area is gone and the card names the new version
+    let staging: Vec<_> = {
+        use futures::TryStreamExt;
+        target()
+            .store
+            .list(Some(&target().path.clone().join(".staging")))
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+    };
+    assert!(staging.is_empty(), "{staging:?}");
+    let card = {
+        use object_store::ObjectStoreExt;
+        let t = target();
+        t.store
+            .get(&t.path.clone().join("README.md"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+    };
+    let card = String::from_utf8(card.to_vec()).unwrap();
+    assert!(card.contains(&format!("data/{}/train-*.parquet", last.version)));
+
+    // A target inside the job folder on the same bucket is refused.
+    let inside = StoreLocation::parse_with("s3://jobs/runs/exp/export", &options).unwrap();
+    let refused = export(store, manifest(), inside, small_files()).await;
+    assert!(matches!(refused, Err(ExportError::Target(_))), "{refused:?}");
+}
