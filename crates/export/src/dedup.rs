@@ -4,9 +4,10 @@
 //! bands of 8 rows): each row is compared with the kept rows that share a band with it, by the
 //! share of equal MinHash values (an estimate of their Jaccard similarity, within about ±0.05
 //! at 0.8); at or above the threshold it is a duplicate of the earlier row and dropped. Only
-//! kept rows become representatives, so families of near-identical rows stay cheap. Memory:
-//! 128 bytes of signature per kept row plus about 16 bytes per band in the index (32-bit band
-//! keys: a chance collision only costs one extra comparison).
+//! kept rows become representatives, so families of near-identical rows stay cheap.
+//! [`NearDuplicates`] is that scan in memory (128 bytes of signature per kept row plus about
+//! 16 bytes per band in the index; 32-bit band keys: a chance collision only costs one extra
+//! comparison); exports make the same decisions with bounded memory in `decide`.
 
 use std::collections::HashMap;
 

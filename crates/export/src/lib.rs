@@ -1,23 +1,26 @@
 //! `rubricmill export`: committed rows of a job, turned into a dataset for training teams.
 //!
 //! Two passes over the committed Parquet parts, in a fixed order (markers by shard id, rows in
-//! file order), so the result is deterministic:
-//! 1. decide every row: dropped (`kept = false`, an id seen before, an exact or near
-//!    duplicate of an earlier row) or kept in a split (by the hash of the split key, so one
-//!    source document never straddles two splits);
-//! 2. write the kept rows per split in the Hugging Face layout `data/<split>-<i>-of-<n>.<ext>`
-//!    (`researchqa-json`: one `<split>.json` at the top, as the released ResearchQA files
-//!    `test.json`, `valid.json` are), then `README.md` (dataset card with YAML front matter)
-//!    and `schema.json`.
+//! file order), so the result is deterministic; parts are read ahead ([`reader`]):
+//! 1. decide every row ([`decide`], memory bounded by spilling to local files): dropped
+//!    (`kept = false`, an id seen before, an exact or near duplicate of an earlier row) or
+//!    kept in a split (by the hash of the split key, so one source document never straddles
+//!    two splits);
+//! 2. write the kept rows per split into the target's staging area; Parquet output streams
+//!    through multipart uploads, so memory is bounded by a row group and a few upload chunks.
+//!
+//! The target is written as a new version ([`target`]): staged files move to
+//! `data/<version>/<split>-<i>-of-<n>.<ext>`, then `README.md` (dataset card with YAML front
+//! matter naming that folder), `schema.json` and `export.json` are written, then older
+//! versions are removed. The write pass can be split over processes ([`ExportStep`]).
 //!
 //! The work is CPU-bound, so it runs on the blocking pool; object-store I/O inside it is driven
-//! through the runtime handle. Parquet output streams through multipart uploads, so memory is
-//! bounded by a row group and a few upload chunks, not by the dataset.
+//! through the runtime handle.
 
 pub mod card;
 pub mod decide;
 pub mod dedup;
-mod reader;
+pub mod reader;
 mod sink;
 pub mod target;
 

@@ -801,7 +801,9 @@ async fn s3_reexports_and_partitions_leave_one_version_in_the_glob() {
     assert_eq!(ids.len() as u64, last.rows_written);
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len());
     assert!(
-        names.iter().all(|n| n.contains(&format!("/data/{}/", last.version))),
+        names
+            .iter()
+            .all(|n| n.contains(&format!("/data/{}/", last.version))),
         "{names:?}"
     );
     assert!(!names.iter().any(|n| n.contains(&first.version)));
@@ -833,5 +835,8 @@ async fn s3_reexports_and_partitions_leave_one_version_in_the_glob() {
     // A target inside the job folder on the same bucket is refused.
     let inside = StoreLocation::parse_with("s3://jobs/runs/exp/export", &options).unwrap();
     let refused = export(store, manifest(), inside, small_files()).await;
-    assert!(matches!(refused, Err(ExportError::Target(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(ExportError::Target(_))),
+        "{refused:?}"
+    );
 }
