@@ -1,6 +1,7 @@
 //! Committed parts read ahead: a task on the runtime keeps [`PARTS_IN_FLIGHT`] reads going
 //! and hands the parts over in export order through a bounded channel, so the blocking decoder
-//! works on one part while the next ones download. Memory: at most twice the window of parts.
+//! works on one part while the next ones download. Memory: the window, the channel's
+//! [`PARTS_READY`] and the part being decoded.
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -11,7 +12,9 @@ use tokio::sync::mpsc;
 use crate::ExportError;
 
 /// Part reads in flight at once.
-pub const PARTS_IN_FLIGHT: usize = 8;
+pub const PARTS_IN_FLIGHT: usize = 4;
+/// Parts read and waiting for the decoder.
+pub const PARTS_READY: usize = 2;
 
 /// Parts in the order given, read ahead of the consumer.
 pub struct PartReader {
@@ -22,7 +25,7 @@ pub struct PartReader {
 impl PartReader {
     /// Starts reading `paths` (relative to the job folder) on the runtime of `handle`.
     pub fn start(handle: &Handle, job: &JobStore, paths: Vec<String>) -> Self {
-        let (sender, receiver) = mpsc::channel(PARTS_IN_FLIGHT);
+        let (sender, receiver) = mpsc::channel(PARTS_READY);
         let job = job.clone();
         let task = handle.spawn(async move {
             let mut reads = futures::stream::iter(paths)
