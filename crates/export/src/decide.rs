@@ -883,7 +883,7 @@ mod tests {
             .map(|(i, t)| facts(&format!("c{i}"), t, None, false))
             .collect();
         let expected = in_memory(&rows, true, Some(0.8));
-        assert!(expected.iter().any(|v| *v == Verdict::Near));
+        assert!(expected.contains(&Verdict::Near));
         assert!(
             expected
                 .iter()
