@@ -349,7 +349,7 @@ log "job complete in ${elapsed}s: $total shards, $rows rows committed"
 # --- export and the count check -----------------------------------------------------------
 
 log "exporting to $work/export (jsonl)"
-"$bin" export "$job_spec" --to "$work/export" --format jsonl --json >"$work/export-report.json" \
+"$bin" export "$job_spec" --target "$work/export" --format jsonl --json >"$work/export-report.json" \
   2>"$work/logs/export.log" || die "rubricmill export failed (export.log below)"
 
 # Three counts must agree: the rows status reports as committed are the rows export read; the
@@ -358,7 +358,7 @@ log "exporting to $work/export (jsonl)"
 read -r rows_read rows_written dropped lines < <(python3 - "$work/export-report.json" "$work/export/data" <<'PY'
 import json, pathlib, sys
 report = json.load(open(sys.argv[1]))
-files = sorted(pathlib.Path(sys.argv[2]).glob("*.jsonl"))
+files = sorted(pathlib.Path(sys.argv[2]).glob("*/*.jsonl"))
 if not files:
     sys.exit(f"no .jsonl files in {sys.argv[2]}")
 lines = sum(1 for f in files for line in f.open() if line.strip())

@@ -49,6 +49,9 @@ K8S_NON_RESOURCES = {
     "prometheus-scrape.yaml",  # a Prometheus config snippet
 }
 K8S_EXAMPLES = ["secret.example.yaml"]
+# Resources applied on demand with `kubectl apply -f` (not by -k): checked like the
+# kustomization's resources, but must not be listed in it.
+K8S_ON_DEMAND = ["export-job.yaml"]
 
 # Kinds no Kubernetes JSON schema covers; their own checks (keda-fields, keda.mjs) validate
 # them. Anything else without a schema is an error, so a new CRD cannot slip through.
@@ -100,8 +103,9 @@ def kustomization(k8s_dir: Path) -> dict:
 
 
 def k8s_resources(k8s_dir: Path, with_examples: bool = False) -> list[tuple[str, dict]]:
-    """(file name, document) for every resource of the kustomization, in order."""
-    files = list(kustomization(k8s_dir).get("resources") or [])
+    """(file name, document) for every resource of the kustomization, in order, then the
+    on-demand ones."""
+    files = list(kustomization(k8s_dir).get("resources") or []) + K8S_ON_DEMAND
     if with_examples:
         files += K8S_EXAMPLES
     out = []
@@ -189,11 +193,14 @@ def check_k8s_refs(k8s_dir: Path) -> int:
         if not (k8s_dir / name).is_file():
             problems.add("kustomization.yaml", f"lists {name}, which does not exist")
     for path in sorted(k8s_dir.glob("*.y*ml")):
-        if path.name not in listed and path.name not in K8S_NON_RESOURCES:
+        if path.name not in listed and path.name not in K8S_NON_RESOURCES and path.name not in K8S_ON_DEMAND:
             problems.add(path.name, "is neither in kustomization.yaml resources nor a known non-resource file")
-    for name in K8S_NON_RESOURCES - {"kustomization.yaml"}:
+    for name in (K8S_NON_RESOURCES - {"kustomization.yaml"}) | set(K8S_ON_DEMAND):
         if name in listed:
             problems.add("kustomization.yaml", f"must not list {name}")
+    for name in K8S_ON_DEMAND:
+        if not (k8s_dir / name).is_file():
+            problems.add(name, "is an on-demand resource that does not exist")
     if problems.items:
         return problems.finish("")
 
@@ -354,6 +361,20 @@ def check_pod(
             port = (probe.get("httpGet") or {}).get("port")
             if isinstance(port, str) and port not in ports:
                 problems.add(cwhere, f"{probe_name} uses port {port!r}, which the container does not name")
+
+        # An indexed export runs one partition per completion index: --partitions must equal
+        # completions (and parallelism, or partitions would wait for each other in turn).
+        partitions = flag_value(args, "--partitions")
+        if partitions is not None:
+            job_spec = workload.get("spec") or {}
+            if workload.get("kind") != "Job" or job_spec.get("completionMode") != "Indexed":
+                problems.add(cwhere, "--partitions needs an Indexed Job (one pod per partition)")
+            elif str(job_spec.get("completions")) != partitions:
+                problems.add(cwhere, f"--partitions {partitions} but completions {job_spec.get('completions')}")
+            elif str(job_spec.get("parallelism", 1)) != partitions:
+                problems.add(cwhere, f"--partitions {partitions} but parallelism {job_spec.get('parallelism', 1)}")
+            if flag_value(args, "--partition") != "$(JOB_COMPLETION_INDEX)":
+                problems.add(cwhere, "--partition must be $(JOB_COMPLETION_INDEX)")
 
         # A worker must be given longer than its drain timeout before the SIGKILL.
         drain = flag_value(args, "--drain-timeout")

@@ -7,16 +7,32 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use rubricmill_core::JobSpec;
-use rubricmill_export::{ExportFormat, ExportOptions, parse_splits};
+use rubricmill_export::{ExportFormat, ExportOptions, ExportRun, ExportStep, parse_splits};
 use rubricmill_store::{JobStore, StoreLocation};
 
 #[derive(clap::Args)]
 pub struct ExportArgs {
     /// The job spec (TOML) of the job to export.
     job: PathBuf,
-    /// Where the dataset goes (a folder: local path or object store URL).
+    /// Where the dataset goes (a folder: local path or object store URL, outside the job's
+    /// output folder). Each export is a new version: data/<version>/ plus README.md, schema.json
+    /// and export.json; older versions are removed once it is committed.
+    #[arg(long, visible_alias = "to")]
+    target: String,
+    /// Write into a non-empty target that rubricmill export did not write (it has no
+    /// export.json): its data/ folder, README.md and schema.json are replaced.
     #[arg(long)]
-    to: String,
+    force: bool,
+    /// Split the write pass over this many processes (each run with --partition); the last one
+    /// to finish commits, or run --merge.
+    #[arg(long, default_value_t = 1)]
+    partitions: u32,
+    /// Which partition this process writes (0-based; Kubernetes: JOB_COMPLETION_INDEX).
+    #[arg(long)]
+    partition: Option<u32>,
+    /// Commit the partitions already written (all of --partitions) instead of writing one.
+    #[arg(long, conflicts_with = "partition")]
+    merge: bool,
     /// parquet, jsonl, researchqa-json, openrubric or healthbench.
     #[arg(long, default_value = "parquet")]
     format: String,
@@ -83,14 +99,49 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         near_dup_threshold: (!args.no_near_dedup).then_some(args.near_dup_threshold),
         target_file_bytes: args.target_file_mb.max(1) << 20,
     };
-    let target = StoreLocation::parse(&args.to)?;
+    let step = match (args.partition, args.merge) {
+        (_, true) => ExportStep::Merge {
+            count: args.partitions,
+        },
+        (Some(index), false) => ExportStep::Partition {
+            index,
+            count: args.partitions,
+        },
+        (None, false) if args.partitions > 1 => {
+            bail!(
+                "--partitions {} needs --partition I (or --merge)",
+                args.partitions
+            )
+        }
+        (None, false) => ExportStep::Whole,
+    };
+    let target = StoreLocation::parse(&args.target)?;
     let target_url = target.url_of(&target.path);
-    let report = rubricmill_export::export(store, manifest, target, options).await?;
+    let run = ExportRun {
+        step,
+        force: args.force,
+    };
+    let report = rubricmill_export::export_with(store, manifest, target, options, run).await?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("exported {} rows to {target_url}", report.rows_written);
+    if report.unchanged {
+        println!(
+            "{target_url} already holds version {} of these rows and options: nothing to do",
+            report.version
+        );
+    } else if report.committed {
+        println!(
+            "exported {} rows to {target_url} (version {})",
+            report.rows_written, report.version
+        );
+    } else {
+        println!(
+            "wrote {} rows of version {} to the staging area of {target_url}; the last partition (or --merge) commits",
+            report.rows_written, report.version
+        );
+    }
     println!(
         "  read {} rows; dropped {} not kept, {} duplicate ids, {} exact and {} near duplicates",
         report.rows_read,

@@ -114,6 +114,7 @@ pub fn dataset_card(
     report: &ExportReport,
     schema: &SchemaRef,
     usage: &Usage,
+    data_folder: &str,
 ) -> String {
     let spec = &manifest.spec;
     let ext = options.format.extension();
@@ -136,9 +137,9 @@ pub fn dataset_card(
                 .map(|(split, _)| DataFiles {
                     split: split.clone(),
                     path: if single_json {
-                        format!("{split}.{ext}")
+                        format!("{data_folder}/{split}.{ext}")
                     } else {
-                        format!("data/{split}-*.{ext}")
+                        format!("{data_folder}/{split}-*.{ext}")
                     },
                 })
                 .collect(),

@@ -4,18 +4,22 @@
 //! bands of 8 rows): each row is compared with the kept rows that share a band with it, by the
 //! share of equal MinHash values (an estimate of their Jaccard similarity, within about ±0.05
 //! at 0.8); at or above the threshold it is a duplicate of the earlier row and dropped. Only
-//! kept rows become representatives, so families of near-identical rows stay cheap. Memory:
-//! 128 bytes of signature per kept row plus about 16 bytes per band in the index (32-bit band
-//! keys: a chance collision only costs one extra comparison).
+//! kept rows become representatives, so families of near-identical rows stay cheap.
+//! [`NearDuplicates`] is that scan in memory (128 bytes of signature per kept row plus about
+//! 16 bytes per band in the index; 32-bit band keys: a chance collision only costs one extra
+//! comparison); exports make the same decisions with bounded memory in `decide`.
 
 use std::collections::HashMap;
 
 /// Hash functions of the MinHash signature.
-const PERMUTATIONS: usize = 64;
-const BANDS: usize = 8;
+pub(crate) const PERMUTATIONS: usize = 64;
+pub(crate) const BANDS: usize = 8;
 const ROWS_PER_BAND: usize = PERMUTATIONS / BANDS;
 /// Representatives one LSH bucket holds at most.
-const BUCKET_REPRESENTATIVES: usize = 32;
+pub(crate) const BUCKET_REPRESENTATIVES: usize = 32;
+
+/// A MinHash signature.
+pub type Signature = [u16; PERMUTATIONS];
 
 /// Lowercase words of letters and digits, single-spaced.
 pub fn normalize(text: &str) -> String {
@@ -75,7 +79,7 @@ pub fn similarity(a: &[u16; PERMUTATIONS], b: &[u16; PERMUTATIONS]) -> f64 {
     a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / PERMUTATIONS as f64
 }
 
-fn band_key(signature: &[u16; PERMUTATIONS], band: usize) -> u32 {
+pub(crate) fn band_key(signature: &[u16; PERMUTATIONS], band: usize) -> u32 {
     let mut bytes = Vec::with_capacity(ROWS_PER_BAND * 2 + 1);
     bytes.push(band as u8);
     for value in &signature[band * ROWS_PER_BAND..(band + 1) * ROWS_PER_BAND] {
@@ -134,7 +138,11 @@ impl NearDuplicates {
     /// True when `normalized` is a near duplicate of a row kept before; otherwise the row is
     /// kept and becomes a representative.
     pub fn is_duplicate(&mut self, normalized: &str) -> bool {
-        let signature = signature(normalized);
+        self.is_duplicate_signature(signature(normalized))
+    }
+
+    /// [`NearDuplicates::is_duplicate`] for a signature already computed.
+    pub fn is_duplicate_signature(&mut self, signature: Signature) -> bool {
         let keys: [u32; BANDS] = std::array::from_fn(|band| band_key(&signature, band));
         for key in keys {
             let near = self

@@ -1,24 +1,30 @@
 //! `rubricmill export`: committed rows of a job, turned into a dataset for training teams.
 //!
 //! Two passes over the committed Parquet parts, in a fixed order (markers by shard id, rows in
-//! file order), so the result is deterministic:
-//! 1. decide every row: dropped (`kept = false`, an id seen before, an exact or near
-//!    duplicate of an earlier row) or kept in a split (by the hash of the split key, so one
-//!    source document never straddles two splits);
-//! 2. write the kept rows per split in the Hugging Face layout `data/<split>-<i>-of-<n>.<ext>`
-//!    (`researchqa-json`: one `<split>.json` at the top, as the released ResearchQA files
-//!    `test.json`, `valid.json` are), then `README.md` (dataset card with YAML front matter)
-//!    and `schema.json`.
+//! file order), so the result is deterministic; parts are read ahead ([`reader`]):
+//! 1. decide every row ([`decide`], memory bounded by spilling to local files): dropped
+//!    (`kept = false`, an id seen before, an exact or near duplicate of an earlier row) or
+//!    kept in a split (by the hash of the split key, so one source document never straddles
+//!    two splits);
+//! 2. write the kept rows per split into the target's staging area; Parquet output streams
+//!    through multipart uploads, so memory is bounded by a row group and a few upload chunks.
+//!
+//! The target is written as a new version ([`target`]): staged files move to
+//! `data/<version>/<split>-<i>-of-<n>.<ext>`, then `README.md` (dataset card with YAML front
+//! matter naming that folder), `schema.json` and `export.json` are written, then older
+//! versions are removed. The write pass can be split over processes ([`ExportStep`]).
 //!
 //! The work is CPU-bound, so it runs on the blocking pool; object-store I/O inside it is driven
-//! through the runtime handle. Parquet output streams through multipart uploads, so memory is
-//! bounded by a row group and a few upload chunks, not by the dataset.
+//! through the runtime handle.
 
 pub mod card;
+pub mod decide;
 pub mod dedup;
+pub mod reader;
 mod sink;
+pub mod target;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use arrow_array::{BooleanArray, RecordBatch};
 use arrow_schema::SchemaRef;
@@ -27,11 +33,17 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rubricmill_core::{PipelineKind, Usage};
 use rubricmill_mine::formats::{InterchangeFormat, convert};
 use rubricmill_store::{CommitMarker, JobManifest, JobStore, StoreLocation};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::runtime::Handle;
 
+use crate::decide::{Decider, Decisions, RowFacts};
+use crate::reader::PartReader;
 use crate::sink::{Sink, SinkKind};
+use crate::target::{Commit, PartitionDone, StagedSplit, Target};
+
+/// Splits an export can have at most (a verdict byte holds the split).
+const MAX_SPLITS: usize = 200;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -56,6 +68,12 @@ pub enum ExportError {
     Option(String),
     #[error("job {0:?} has no committed rows to export")]
     Empty(String),
+    #[error("{0}")]
+    Target(String),
+    #[error("export not complete: {0}")]
+    Incomplete(String),
+    #[error(transparent)]
+    Spill(#[from] decide::SpillError),
 }
 
 /// What file format `export` writes.
@@ -161,8 +179,18 @@ pub fn parse_splits(text: &str) -> Result<Vec<(String, f64)>, ExportError> {
 }
 
 /// What an export did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ExportReport {
+    /// The version written (`data/<version>/` in the target).
+    #[serde(default)]
+    pub version: String,
+    /// Whether this run committed the version (a partition that leaves the commit to the last
+    /// one to finish did not).
+    #[serde(default)]
+    pub committed: bool,
+    /// The version was already the committed one: nothing was written.
+    #[serde(default)]
+    pub unchanged: bool,
     pub rows_read: u64,
     /// CRG rows whose rubric the consistency filter dropped (`kept = false`).
     pub not_kept: u64,
@@ -175,7 +203,7 @@ pub struct ExportReport {
     pub bytes_written: u64,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SplitReport {
     pub rows: u64,
     pub files: u64,
@@ -183,34 +211,63 @@ pub struct SplitReport {
     pub bytes: u64,
 }
 
-/// Whether a row's text repeats one already kept.
+/// How an export run divides its work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TextVerdict {
-    Unique,
-    Exact,
-    Near,
+pub enum ExportStep {
+    /// One process: decide, write, commit.
+    Whole,
+    /// Partition `index` of `count`: decide (every partition makes the same decisions),
+    /// write this partition's share of the rows to the staging area; the partition that finds
+    /// every other one done commits.
+    Partition { index: u32, count: u32 },
+    /// Commit the `count` partitions already written.
+    Merge { count: u32 },
 }
 
-/// A committed part and its rows, in export order.
-struct Part {
-    path: String,
+/// How an export is run.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportRun {
+    pub step: ExportStep,
+    /// Write into a non-empty target that has no `export.json` (replacing its `data/`).
+    pub force: bool,
 }
 
-/// Exports the committed rows of a job to `target`.
+impl Default for ExportRun {
+    fn default() -> Self {
+        Self {
+            step: ExportStep::Whole,
+            force: false,
+        }
+    }
+}
+
+/// Exports the committed rows of a job to `target` in one process.
 pub async fn export(
     job: JobStore,
     manifest: JobManifest,
     target: StoreLocation,
     options: ExportOptions,
 ) -> Result<ExportReport, ExportError> {
+    export_with(job, manifest, target, options, ExportRun::default()).await
+}
+
+/// Exports the committed rows of a job to `target`, as one step of `run`.
+pub async fn export_with(
+    job: JobStore,
+    manifest: JobManifest,
+    target: StoreLocation,
+    options: ExportOptions,
+    run: ExportRun,
+) -> Result<ExportReport, ExportError> {
     let handle = Handle::current();
     tokio::task::spawn_blocking(move || {
         Exporter {
+            target: Target::new(target, handle.clone()),
             handle,
             job,
             manifest,
-            target,
             options,
+            run,
         }
         .run()
     })
@@ -225,8 +282,17 @@ struct Exporter {
     handle: Handle,
     job: JobStore,
     manifest: JobManifest,
-    target: StoreLocation,
+    target: Target,
     options: ExportOptions,
+    run: ExportRun,
+}
+
+/// What the decide pass found.
+struct Decided {
+    decisions: Decisions,
+    schema: SchemaRef,
+    /// Rows of each part, in export order.
+    part_rows: Vec<u64>,
 }
 
 impl Exporter {
@@ -252,7 +318,14 @@ impl Exporter {
         })
     }
 
-    fn run(self) -> Result<ExportReport, ExportError> {
+    fn partitions(&self) -> u32 {
+        match self.run.step {
+            ExportStep::Whole => 1,
+            ExportStep::Partition { count, .. } | ExportStep::Merge { count } => count,
+        }
+    }
+
+    fn check_options(&self) -> Result<(), ExportError> {
         if let ExportFormat::Interchange(format) = self.options.format
             && format.pipeline() != self.pipeline()
         {
@@ -264,96 +337,224 @@ impl Exporter {
                 self.pipeline().as_str()
             )));
         }
+        if self.options.splits.len() > MAX_SPLITS {
+            return Err(ExportError::Option(format!("at most {MAX_SPLITS} splits")));
+        }
+        let count = self.partitions();
+        if count == 0 {
+            return Err(ExportError::Option(
+                "--partitions must be at least 1".into(),
+            ));
+        }
+        if let ExportStep::Partition { index, count } = self.run.step
+            && index >= count
+        {
+            return Err(ExportError::Option(format!(
+                "--partition {index} is not below --partitions {count}"
+            )));
+        }
+        if count > 1 && self.single_file() {
+            return Err(ExportError::Option(format!(
+                "{} writes one file per split, which one process writes: use --partitions 1",
+                self.options.format.name()
+            )));
+        }
+        Ok(())
+    }
+
+    fn run(self) -> Result<ExportReport, ExportError> {
+        self.check_options()?;
+        let committed = self.target.check(&self.job, self.run.force)?;
         let markers = self.handle.block_on(self.job.markers())?;
-        let parts: Vec<Part> = markers
-            .iter()
-            .filter_map(|m| m.part.clone())
-            .map(|path| Part { path })
-            .collect();
+        let parts: Vec<String> = markers.iter().filter_map(|m| m.part.clone()).collect();
         if parts.is_empty() {
             return Err(ExportError::Empty(self.manifest.name.clone()));
         }
-        let mut report = ExportReport::default();
-
-        // Pass 1: decide.
-        let split_column = self.split_column();
-        // What pass 1 decided about each row, in export order: its split, or `None` when
-        // it is dropped.
-        let mut decided: Vec<Option<u8>> = Vec::new();
-        let mut seen_ids = HashSet::new();
-        let mut seen_texts = HashSet::new();
-        let mut near = self
-            .options
-            .near_dup_threshold
-            .map(dedup::NearDuplicates::new);
-        // The text verdict of the last rubric judged (crg): the other pairs of a listwise
-        // record (written next to each other) share its prompt and rubric and follow it,
-        // rather than counting as duplicates of their own first pair.
-        let mut last_rubric: Option<(String, TextVerdict)> = None;
-        let mut schema: Option<SchemaRef> = None;
-        // Pass 1 decodes only the columns its decisions read.
-        let decision_columns = self.decision_columns();
-        for part in &parts {
-            let (part_schema, batches) = self.read_part(part, Some(&decision_columns))?;
-            schema.get_or_insert(part_schema);
-            for batch in batches {
-                for row in rows_as_json(&batch, &part.path)? {
-                    report.rows_read += 1;
-                    let id = string_field(&row, self.id_column());
-                    let split = split_of(&string_field(&row, &split_column), &self.options.splits);
-                    let drop = if row.get("kept").and_then(Value::as_bool) == Some(false) {
-                        report.not_kept += 1;
-                        true
-                    } else if !seen_ids.insert(dedup::exact_key(&id)) {
-                        report.duplicate_ids += 1;
-                        true
-                    } else {
-                        let rubric = (self.pipeline() == PipelineKind::Crg)
-                            .then(|| string_field(&row, "rubric_id"));
-                        let verdict = match (&last_rubric, &rubric) {
-                            (Some((last, verdict)), Some(rubric)) if last == rubric => *verdict,
-                            _ => {
-                                let normalized =
-                                    dedup::normalize(&dedup_text(self.pipeline(), &row));
-                                let verdict = if self.options.exact_dedup
-                                    && !seen_texts.insert(dedup::exact_key(&normalized))
-                                {
-                                    TextVerdict::Exact
-                                } else if near
-                                    .as_mut()
-                                    .is_some_and(|near| near.is_duplicate(&normalized))
-                                {
-                                    TextVerdict::Near
-                                } else {
-                                    TextVerdict::Unique
-                                };
-                                if let Some(rubric) = rubric {
-                                    last_rubric = Some((rubric, verdict));
-                                }
-                                verdict
-                            }
-                        };
-                        match verdict {
-                            TextVerdict::Exact => report.exact_duplicates += 1,
-                            TextVerdict::Near => report.near_duplicates += 1,
-                            TextVerdict::Unique => {}
-                        }
-                        verdict != TextVerdict::Unique
-                    };
-                    decided.push((!drop).then_some(split));
+        let version = self.version(&markers);
+        if let Some(commit) = committed
+            && commit.version == version
+            && !self.run.force
+        {
+            tracing::info!(version = %version, target = %self.target.url(), "export unchanged: this version is already committed");
+            let mut report = commit.report;
+            report.unchanged = true;
+            return Ok(report);
+        }
+        let count = self.partitions();
+        match self.run.step {
+            ExportStep::Merge { count } => self.commit(&version, count, &markers),
+            ExportStep::Whole => {
+                self.write_partition(&version, 0, 1, &markers, &parts)?;
+                self.commit(&version, 1, &markers)
+            }
+            ExportStep::Partition { index, .. } => {
+                let done = self.write_partition(&version, index, count, &markers, &parts)?;
+                let (_, missing) = self.target.partitions_done(&version, count)?;
+                if missing.is_empty() {
+                    return self.commit(&version, count, &markers);
                 }
+                tracing::info!(partition = index, missing = ?missing, version = %version, "partition written; the last partition to finish commits");
+                Ok(partition_report(&version, &done))
             }
         }
-        drop((seen_ids, seen_texts, near));
+    }
 
-        // Pass 2: write.
-        let schema = schema.ok_or_else(|| ExportError::Empty(self.manifest.name.clone()))?;
-        let mut split_rows = vec![0u64; self.options.splits.len()];
-        for split in decided.iter().flatten() {
-            split_rows[*split as usize] += 1;
+    /// The version an export of these markers with these options is: a hash of both, so every
+    /// partition of one export names the same version without talking to the others.
+    fn version(&self, markers: &[CommitMarker]) -> String {
+        let mut hasher = blake3::Hasher::new();
+        let options = format!(
+            "{}|{:?}|{:?}|{}|{:?}|{}|{}|{}",
+            self.options.format.name(),
+            self.options.splits,
+            self.options.split_key,
+            self.options.exact_dedup,
+            self.options.near_dup_threshold,
+            self.options.target_file_bytes,
+            self.partitions(),
+            self.manifest.fingerprint,
+        );
+        hasher.update(options.as_bytes());
+        for marker in markers {
+            hasher.update(marker.shard_id.0.as_bytes());
+            hasher.update(b"/");
+            hasher.update(marker.attempt_id.as_bytes());
+            hasher.update(b"\n");
         }
-        let committed_bytes: u64 = markers.iter().map(|m| m.bytes).sum();
-        let bytes_per_row = committed_bytes as f64 / report.rows_read.max(1) as f64;
+        format!("v{}", &hasher.finalize().to_hex()[..16])
+    }
+
+    /// Pass 1: the verdict of every row, from the decision columns of every part.
+    fn decide(&self, markers: &[CommitMarker], parts: &[String]) -> Result<Decided, ExportError> {
+        let expected_rows: u64 = markers.iter().map(|m| m.rows).sum();
+        let near = self.options.near_dup_threshold;
+        let mut decider = Decider::new(expected_rows, near.is_some(), decide::PARTITION_ROWS)?;
+        let split_column = self.split_column();
+        let decision_columns = self.decision_columns();
+        let mut schema: Option<SchemaRef> = None;
+        let mut part_rows = Vec::with_capacity(parts.len());
+        let mut reader = PartReader::start(&self.handle, &self.job, parts.to_vec());
+        while let Some(part) = reader.next_part() {
+            let (path, bytes) = part?;
+            let (part_schema, batches) = decode_part(&path, bytes, Some(&decision_columns))?;
+            schema.get_or_insert(part_schema);
+            let mut rows = 0u64;
+            for batch in batches {
+                for row in rows_as_json(&batch, &path)? {
+                    rows += 1;
+                    let facts = self.facts(&row, &split_column, near.is_some());
+                    decider.push(&facts)?;
+                }
+            }
+            part_rows.push(rows);
+        }
+        let decisions = decider.finish(self.options.exact_dedup, near)?;
+        let schema = schema.ok_or_else(|| ExportError::Empty(self.manifest.name.clone()))?;
+        Ok(Decided {
+            decisions,
+            schema,
+            part_rows,
+        })
+    }
+
+    fn facts(&self, row: &Value, split_column: &str, near: bool) -> RowFacts {
+        let not_kept = row.get("kept").and_then(Value::as_bool) == Some(false);
+        let id = dedup::exact_key(&string_field(row, self.id_column()));
+        let split = split_of(&string_field(row, split_column), &self.options.splits);
+        let rubric = (self.pipeline() == PipelineKind::Crg)
+            .then(|| dedup::exact_key(&string_field(row, "rubric_id")));
+        if not_kept {
+            return RowFacts {
+                not_kept,
+                id,
+                rubric,
+                text: 0,
+                signature: None,
+                split,
+            };
+        }
+        let normalized = dedup::normalize(&dedup_text(self.pipeline(), row));
+        RowFacts {
+            not_kept,
+            id,
+            rubric,
+            text: dedup::exact_key(&normalized),
+            signature: near.then(|| dedup::signature(&normalized)),
+            split,
+        }
+    }
+
+    /// The parts partition `index` of `count` writes: a contiguous run in export order, cut so
+    /// each partition has about the same number of rows. Returns the range and the rows before
+    /// it.
+    fn share(part_rows: &[u64], index: u32, count: u32) -> (std::ops::Range<usize>, u64) {
+        let total: u64 = part_rows.iter().sum();
+        let owner = |before: u64| -> u32 {
+            if total == 0 {
+                0
+            } else {
+                ((u128::from(before) * u128::from(count)) / u128::from(total)) as u32
+            }
+        };
+        let mut before = 0u64;
+        let mut start = None;
+        let mut end = 0;
+        let mut rows_before = 0;
+        for (i, rows) in part_rows.iter().enumerate() {
+            let mine = owner(before) == index;
+            if mine && start.is_none() {
+                start = Some(i);
+                rows_before = before;
+            }
+            if mine {
+                end = i + 1;
+            }
+            before += rows;
+        }
+        match start {
+            Some(start) => (start..end, rows_before),
+            None => (0..0, 0),
+        }
+    }
+
+    /// Pass 2 of one partition: its share of the kept rows into the staging area.
+    fn write_partition(
+        &self,
+        version: &str,
+        index: u32,
+        count: u32,
+        markers: &[CommitMarker],
+        parts: &[String],
+    ) -> Result<PartitionDone, ExportError> {
+        let decided = self.decide(markers, parts)?;
+        let decisions = &decided.decisions;
+        let (range, rows_before) = Self::share(&decided.part_rows, index, count);
+        let range_rows: u64 = decided.part_rows[range.clone()].iter().sum();
+        // rows of each split in this share
+        let mut split_rows = vec![0u64; self.options.splits.len()];
+        {
+            let mut verdicts = decisions.reader()?;
+            verdicts.skip(rows_before)?;
+            let mut left = range_rows;
+            while left > 0 {
+                let take = left.min(1 << 16);
+                for verdict in verdicts.next_batch(take as usize)? {
+                    if let Some(split) = verdict.split() {
+                        split_rows[split as usize] += 1;
+                    }
+                }
+                left -= take;
+            }
+        }
+        let part_bytes: u64 = markers
+            .iter()
+            .filter(|m| m.part.is_some())
+            .skip(range.start)
+            .take(range.len())
+            .map(|m| m.bytes)
+            .sum();
+        let bytes_per_row = part_bytes as f64 / range_rows.max(1) as f64;
+        let folder = self.target.partition_folder(version, index);
         let mut sinks = Vec::new();
         for ((name, _), rows) in self.options.splits.iter().zip(&split_rows) {
             let estimated = (*rows as f64 * bytes_per_row * self.size_factor()) as u64;
@@ -367,26 +568,30 @@ impl Exporter {
             };
             sinks.push(Sink::new(
                 self.sink_kind(),
-                &self.target,
+                &folder,
                 name,
                 files,
                 *rows,
-                schema.clone(),
+                decided.schema.clone(),
                 &self.file_metadata(),
             ));
         }
-        let mut row_index = 0usize;
-        for part in &parts {
-            for batch in self.read_part(part, None)?.1 {
+        let mut verdicts = decisions.reader()?;
+        verdicts.skip(rows_before)?;
+        let mut reader = PartReader::start(&self.handle, &self.job, parts[range].to_vec());
+        while let Some(part) = reader.next_part() {
+            let (path, bytes) = part?;
+            for batch in decode_part(&path, bytes, None)?.1 {
                 let rows = batch.num_rows();
+                let batch_verdicts = verdicts.next_batch(rows)?;
                 let json = match self.options.format {
                     ExportFormat::Parquet => None,
-                    _ => Some(rows_as_json(&batch, &part.path)?),
+                    _ => Some(rows_as_json(&batch, &path)?),
                 };
                 for (split, sink) in sinks.iter_mut().enumerate() {
-                    let mask: BooleanArray = decided[row_index..row_index + rows]
+                    let mask: BooleanArray = batch_verdicts
                         .iter()
-                        .map(|decision| Some(*decision == Some(split as u8)))
+                        .map(|verdict| Some(verdict.split() == Some(split as u8)))
                         .collect();
                     if mask.true_count() == 0 {
                         continue;
@@ -404,31 +609,123 @@ impl Exporter {
                             for (_, value) in
                                 values.iter().enumerate().filter(|(r, _)| mask.value(*r))
                             {
-                                let converted = self.convert(value)?;
-                                if let Some(converted) = converted {
+                                if let Some(converted) = self.convert(value)? {
                                     sink.write_value(&self.handle, &converted)?;
                                 }
                             }
                         }
                     }
                 }
-                row_index += rows;
             }
         }
+        let mut splits = Vec::new();
         for (sink, (name, _)) in sinks.into_iter().zip(&self.options.splits) {
             let written = sink.finish(&self.handle)?;
-            report.rows_written += written.rows;
-            report.bytes_written += written.bytes;
-            report.files.extend(written.files.iter().cloned());
-            report.splits.insert(
-                name.clone(),
-                SplitReport {
-                    rows: written.rows,
-                    files: written.files.len() as u64,
-                    bytes: written.bytes,
-                },
-            );
+            splits.push(StagedSplit {
+                split: name.clone(),
+                files: written.files,
+                rows: written.rows,
+                bytes: written.bytes,
+            });
         }
+        let done = PartitionDone {
+            index,
+            count,
+            rows_read: decisions.rows,
+            not_kept: decisions.not_kept,
+            duplicate_ids: decisions.duplicate_ids,
+            exact_duplicates: decisions.exact_duplicates,
+            near_duplicates: decisions.near_duplicates,
+            splits,
+        };
+        self.target.write_done(version, &done)?;
+        Ok(done)
+    }
+
+    /// Moves the staged files of every partition to `data/<version>/`, then writes the card,
+    /// `schema.json` and `export.json`, then removes older versions.
+    fn commit(
+        &self,
+        version: &str,
+        count: u32,
+        markers: &[CommitMarker],
+    ) -> Result<ExportReport, ExportError> {
+        let (done, missing) = self.target.partitions_done(version, count)?;
+        if !missing.is_empty() {
+            return Err(ExportError::Incomplete(format!(
+                "partitions {missing:?} of {count} have not written version {version} to {}/{}/{version}; \
+                 run them with the same options over the same committed shards first",
+                self.target.url(),
+                target::STAGING
+            )));
+        }
+        let first = &done[0];
+        if done.iter().any(|d| {
+            (
+                d.rows_read,
+                d.not_kept,
+                d.duplicate_ids,
+                d.exact_duplicates,
+                d.near_duplicates,
+            ) != (
+                first.rows_read,
+                first.not_kept,
+                first.duplicate_ids,
+                first.exact_duplicates,
+                first.near_duplicates,
+            )
+        }) {
+            return Err(ExportError::Incomplete(format!(
+                "the partitions of version {version} decided differently; export again"
+            )));
+        }
+        let mut report = ExportReport {
+            rows_read: first.rows_read,
+            not_kept: first.not_kept,
+            duplicate_ids: first.duplicate_ids,
+            exact_duplicates: first.exact_duplicates,
+            near_duplicates: first.near_duplicates,
+            version: version.to_owned(),
+            ..ExportReport::default()
+        };
+        let extension = self.options.format.extension();
+        for (position, (split, _)) in self.options.splits.iter().enumerate() {
+            let staged: Vec<(u32, &String)> = done
+                .iter()
+                .flat_map(|d| {
+                    d.splits
+                        .get(position)
+                        .into_iter()
+                        .flat_map(move |s| s.files.iter().map(move |f| (d.index, f)))
+                })
+                .collect();
+            let total = staged.len();
+            let mut counts = SplitReport::default();
+            for (number, (index, name)) in staged.into_iter().enumerate() {
+                let committed = if self.single_file() {
+                    format!("{}/{version}/{split}.{extension}", target::DATA)
+                } else {
+                    format!(
+                        "{}/{version}/{split}-{number:05}-of-{total:05}.{extension}",
+                        target::DATA
+                    )
+                };
+                let staged = format!("{}/{version}/p{index}/{name}", target::STAGING);
+                self.target.promote(&staged, &committed)?;
+                report.files.push(committed);
+                counts.files += 1;
+            }
+            for d in &done {
+                if let Some(s) = d.splits.get(position) {
+                    counts.rows += s.rows;
+                    counts.bytes += s.bytes;
+                }
+            }
+            report.rows_written += counts.rows;
+            report.bytes_written += counts.bytes;
+            report.splits.insert(split.clone(), counts);
+        }
+        let schema = self.first_schema(markers)?;
         let usage = markers
             .iter()
             .fold(Usage::default(), |mut total, m: &CommitMarker| {
@@ -442,15 +739,47 @@ impl Exporter {
             &report,
             &schema,
             &usage,
+            &format!("{}/{version}", target::DATA),
         );
         let schema_json = card::schema_json(&schema, self.options.format);
         for (name, text) in [("README.md", card), ("schema.json", schema_json)] {
             let bytes = text.into_bytes();
             report.bytes_written += bytes.len() as u64;
-            sink::put(&self.handle, &self.target, name, bytes)?;
+            self.target.put(name, bytes)?;
             report.files.push(name.to_owned());
         }
+        report.committed = true;
+        let commit = Commit {
+            format: "rubricmill-export/1".to_owned(),
+            job: self.manifest.name.clone(),
+            fingerprint: self.manifest.fingerprint.clone(),
+            version: version.to_owned(),
+            committed_at: chrono_now(),
+            report: report.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&commit).map_err(|e| ExportError::Write {
+            path: target::COMMIT_FILE.to_owned(),
+            reason: e.to_string(),
+        })?;
+        self.target.put(target::COMMIT_FILE, json)?;
+        let removed = self.target.remove_other_versions(version)?;
+        tracing::info!(version = %version, removed, target = %self.target.url(), "export committed");
         Ok(report)
+    }
+
+    /// The schema of the committed rows (from the first part's footer).
+    fn first_schema(&self, markers: &[CommitMarker]) -> Result<SchemaRef, ExportError> {
+        let path = markers
+            .iter()
+            .find_map(|m| m.part.clone())
+            .ok_or_else(|| ExportError::Empty(self.manifest.name.clone()))?;
+        let bytes = self.handle.block_on(self.job.read(&path))?;
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| ExportError::Read {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(builder.schema().clone())
     }
 
     fn convert(&self, row: &Value) -> Result<Option<Value>, ExportError> {
@@ -527,43 +856,73 @@ impl Exporter {
         );
         columns
     }
+}
 
-    /// Reads a part: the file's whole schema, and its batches with only the top-level
-    /// `columns` (all when `None`).
-    fn read_part(
-        &self,
-        part: &Part,
-        columns: Option<&[String]>,
-    ) -> Result<(SchemaRef, Vec<RecordBatch>), ExportError> {
-        let read_error = |reason: String| ExportError::Read {
-            path: part.path.clone(),
-            reason,
-        };
-        let bytes = self.handle.block_on(self.job.read(&part.path))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .map_err(|e| read_error(e.to_string()))?;
-        let schema = builder.schema().clone();
-        let builder = match columns {
-            None => builder,
-            Some(names) => {
-                let roots = schema
-                    .fields()
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, field)| names.iter().any(|name| name == field.name()))
-                    .map(|(index, _)| index);
-                let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-                builder.with_projection(mask)
-            }
-        };
-        let batches = builder
-            .with_batch_size(8192)
-            .build()
-            .map_err(|e| read_error(e.to_string()))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| read_error(e.to_string()))?;
-        Ok((schema, batches))
+/// Decodes a part: the file's whole schema, and its batches with only the top-level `columns`
+/// (all when `None`).
+fn decode_part(
+    path: &str,
+    bytes: bytes::Bytes,
+    columns: Option<&[String]>,
+) -> Result<(SchemaRef, Vec<RecordBatch>), ExportError> {
+    let read_error = |reason: String| ExportError::Read {
+        path: path.to_owned(),
+        reason,
+    };
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| read_error(e.to_string()))?;
+    let schema = builder.schema().clone();
+    let builder = match columns {
+        None => builder,
+        Some(names) => {
+            let roots = schema
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, field)| names.iter().any(|name| name == field.name()))
+                .map(|(index, _)| index);
+            let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+            builder.with_projection(mask)
+        }
+    };
+    let batches = builder
+        .with_batch_size(8192)
+        .build()
+        .map_err(|e| read_error(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| read_error(e.to_string()))?;
+    Ok((schema, batches))
+}
+
+fn chrono_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The report of a partition that wrote its share but did not commit.
+fn partition_report(version: &str, done: &PartitionDone) -> ExportReport {
+    let mut report = ExportReport {
+        rows_read: done.rows_read,
+        not_kept: done.not_kept,
+        duplicate_ids: done.duplicate_ids,
+        exact_duplicates: done.exact_duplicates,
+        near_duplicates: done.near_duplicates,
+        version: version.to_owned(),
+        ..ExportReport::default()
+    };
+    for split in &done.splits {
+        report.rows_written += split.rows;
+        report.bytes_written += split.bytes;
+        report.files.extend(split.files.iter().cloned());
+        report.splits.insert(
+            split.split.clone(),
+            SplitReport {
+                rows: split.rows,
+                files: split.files.len() as u64,
+                bytes: split.bytes,
+            },
+        );
     }
+    report
 }
 
 /// Rows of a batch as JSON objects (columns as fields), as Arrow's JSON writer renders them.

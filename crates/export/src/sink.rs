@@ -1,13 +1,14 @@
-//! Output files of one split: `data/<split>-<i>-of-<n>.<ext>`, rows spread evenly over the `n`
-//! files, each streamed to the object store through a multipart upload (Parquet row groups and
-//! JSON lines are handed over as they are encoded).
+//! Output files of one split in one folder (an export's staging folder): `<split>-<i>.<ext>`,
+//! rows spread evenly over the files, each streamed to the object store through a multipart
+//! upload (Parquet row groups and JSON lines are handed over as they are encoded). The commit
+//! gives them their final names.
 
 use std::collections::BTreeMap;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ObjectStoreExt, WriteMultipart};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
@@ -61,7 +62,7 @@ pub struct Written {
 
 pub struct Sink {
     kind: SinkKind,
-    target: StoreLocation,
+    folder: StoreLocation,
     split: String,
     files: u64,
     rows_per_file: u64,
@@ -76,7 +77,7 @@ pub struct Sink {
 impl Sink {
     pub fn new(
         kind: SinkKind,
-        target: &StoreLocation,
+        folder: &StoreLocation,
         split: &str,
         files: u64,
         rows: u64,
@@ -86,7 +87,7 @@ impl Sink {
         let (files, rows_per_file) = spread(rows, files);
         Self {
             kind,
-            target: target.clone(),
+            folder: folder.clone(),
             split: split.to_owned(),
             files,
             rows_per_file,
@@ -102,27 +103,26 @@ impl Sink {
     pub fn name(&self) -> String {
         match self.kind {
             SinkKind::JsonArray(ext) => format!("{}.{ext}", self.split),
-            _ => format!("data/{}-*.{}", self.split, self.kind.extension()),
+            _ => format!("{}-*.{}", self.split, self.kind.extension()),
         }
     }
 
     fn open(&mut self, handle: &Handle) -> Result<(), ExportError> {
         // a JSON array is one file per split named as the released ResearchQA files are
-        // ("test.json", "valid.json" at the top of the dataset)
+        // ("test.json", "valid.json")
         let name = match self.kind {
             SinkKind::JsonArray(ext) => format!("{}.{ext}", self.split),
             _ => format!(
-                "data/{}-{:05}-of-{:05}.{}",
+                "{}-{:05}.{}",
                 self.split,
                 self.next_index,
-                self.files,
                 self.kind.extension()
             ),
         };
         self.next_index += 1;
-        let path = Path::from(format!("{}/{name}", self.target.path).trim_start_matches('/'));
+        let path = Path::from(format!("{}/{name}", self.folder.path).trim_start_matches('/'));
         let upload = handle
-            .block_on(self.target.store.put_multipart(&path))
+            .block_on(self.folder.store.put_multipart(&path))
             .map_err(|source| ExportError::ObjectStore {
                 path: name.clone(),
                 source,
@@ -278,23 +278,6 @@ fn send(handle: &Handle, file: &mut OpenFile, bytes: Vec<u8>) -> Result<(), Expo
         .block_on(file.upload.wait_for_capacity(UPLOAD_CONCURRENCY))
         .map_err(|source| ExportError::ObjectStore {
             path: file.name.clone(),
-            source,
-        })
-}
-
-/// Writes one small file whole.
-pub fn put(
-    handle: &Handle,
-    target: &StoreLocation,
-    name: &str,
-    bytes: Vec<u8>,
-) -> Result<(), ExportError> {
-    let path = Path::from(format!("{}/{name}", target.path).trim_start_matches('/'));
-    handle
-        .block_on(target.store.put(&path, PutPayload::from(bytes)))
-        .map(|_| ())
-        .map_err(|source| ExportError::ObjectStore {
-            path: name.to_owned(),
             source,
         })
 }

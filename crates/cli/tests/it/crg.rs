@@ -384,13 +384,18 @@ fn export_keeps_every_pair_of_a_listwise_record_in_one_split() {
         rubricmill()
             .arg("export")
             .arg(&spec)
-            .arg("--to")
+            .arg("--target")
             .arg(&target)
             .args(["--format", "jsonl", "--splits", "train=0.5,test=0.5"]),
     );
     let mut exported: BTreeMap<String, usize> = BTreeMap::new();
     let mut splits: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for entry in std::fs::read_dir(target.join("data")).unwrap() {
+    // the committed version's folder, as export.json names it
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(target.join("export.json")).unwrap())
+            .unwrap();
+    let version = record["version"].as_str().unwrap();
+    for entry in std::fs::read_dir(target.join("data").join(version)).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let split = name.split('-').next().unwrap().to_owned();
