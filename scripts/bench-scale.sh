@@ -182,8 +182,9 @@ cluster_part() {
     pids+=("$!")
   done
   "$bin" plan "$work/scale-run.toml" --json >/dev/null
-  local cpu_before requests_before started
+  local cpu_before requests_before started messages_before
   cpu_before=$(cpu_seconds "$coordinator")
+  messages_before=$(nats_messages)
   requests_before=$(storage_requests "$metrics_port")
   started=$(date +%s.%N)
   "$bin" submit "$work/scale-run.toml" >/dev/null 2>"$work/submit.err"
@@ -197,23 +198,31 @@ cluster_part() {
     echo "$t0 $t1" >>"$work/status-latency"
     sleep 1
   done
-  local finished cpu_after requests_after
+  local finished cpu_after requests_after messages_after
   finished=$(date +%s.%N)
+  messages_after=$(nats_messages)
   cpu_after=$(cpu_seconds "$coordinator")
   requests_after=$(storage_requests "$metrics_port")
   python3 - "$started" "$finished" "$cpu_before" "$cpu_after" "$requests_before" "$requests_after" \
-    "$run_shards" "$work/status-latency" "$work/status.json" <<'PY'
+    "$run_shards" "$work/status-latency" "$work/status.json" "$messages_before" "$messages_after" <<'PY'
 import json, statistics, sys
 t0, t1, cpu0, cpu1, r0, r1, shards = map(float, sys.argv[1:8])
 latency = [float(b) - float(a) for a, b in (line.split() for line in open(sys.argv[8]))]
 status = json.load(open(sys.argv[9]))
+m0, m1 = map(float, sys.argv[10:12])
 minutes = (t1 - t0) / 60
 print(f"run: {int(shards)} shards in {t1 - t0:.1f} s ({shards / (t1 - t0):.0f} shards/s), committed {status['committed']}")
 print(f"coordinator CPU: {cpu1 - cpu0:.2f} s ({(cpu1 - cpu0) / minutes:.2f} s per minute, {(cpu1 - cpu0) * 1e3 / shards:.3f} ms per shard)")
 print(f"coordinator store requests: {r1 - r0:.0f} ({(r1 - r0) / minutes:.0f} per minute, {(r1 - r0) / shards:.3f} per committed shard)")
+print(f"nats messages (in + out, every client, status polls included): {(m1 - m0) / shards:.1f} per shard")
 if latency:
     print(f"status latency over {len(latency)} calls: median {statistics.median(latency) * 1e3:.0f} ms, max {max(latency) * 1e3:.0f} ms")
 PY
+}
+
+# nats_messages: messages the NATS server took in and handed out so far.
+nats_messages() {
+  python3 -c "import json, urllib.request; v = json.load(urllib.request.urlopen('$nats_monitor/varz')); print(v['in_msgs'] + v['out_msgs'])"
 }
 
 # cpu_seconds PID: user + system CPU seconds of a process.
