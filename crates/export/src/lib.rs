@@ -32,7 +32,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rubricmill_core::{PipelineKind, Usage};
 use rubricmill_mine::formats::{InterchangeFormat, convert};
-use rubricmill_store::{CommitMarker, JobManifest, JobStore, StoreLocation};
+use rubricmill_store::{JobManifest, JobStore, MarkerSummary, StoreLocation};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::runtime::Handle;
@@ -365,7 +365,11 @@ impl Exporter {
     fn run(self) -> Result<ExportReport, ExportError> {
         self.check_options()?;
         let committed = self.target.check(&self.job, self.run.force)?;
-        let markers = self.handle.block_on(self.job.markers())?;
+        // The progress log summarises the markers, so a large job's export reads a few files
+        // and the markers the log lacks, not one marker per shard; nothing is written to the
+        // job's folder.
+        let mut markers = self.handle.block_on(self.job.summaries(false))?;
+        markers.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
         let parts: Vec<String> = markers.iter().filter_map(|m| m.part.clone()).collect();
         if parts.is_empty() {
             return Err(ExportError::Empty(self.manifest.name.clone()));
@@ -401,7 +405,7 @@ impl Exporter {
 
     /// The version an export of these markers with these options is: a hash of both, so every
     /// partition of one export names the same version without talking to the others.
-    fn version(&self, markers: &[CommitMarker]) -> String {
+    fn version(&self, markers: &[MarkerSummary]) -> String {
         let mut hasher = blake3::Hasher::new();
         let options = format!(
             "{}|{:?}|{:?}|{}|{:?}|{}|{}|{}",
@@ -425,7 +429,7 @@ impl Exporter {
     }
 
     /// Pass 1: the verdict of every row, from the decision columns of every part.
-    fn decide(&self, markers: &[CommitMarker], parts: &[String]) -> Result<Decided, ExportError> {
+    fn decide(&self, markers: &[MarkerSummary], parts: &[String]) -> Result<Decided, ExportError> {
         let expected_rows: u64 = markers.iter().map(|m| m.rows).sum();
         let near = self.options.near_dup_threshold;
         let mut decider = Decider::new(expected_rows, near.is_some(), decide::PARTITION_ROWS)?;
@@ -523,7 +527,7 @@ impl Exporter {
         version: &str,
         index: u32,
         count: u32,
-        markers: &[CommitMarker],
+        markers: &[MarkerSummary],
         parts: &[String],
     ) -> Result<PartitionDone, ExportError> {
         let decided = self.decide(markers, parts)?;
@@ -648,7 +652,7 @@ impl Exporter {
         &self,
         version: &str,
         count: u32,
-        markers: &[CommitMarker],
+        markers: &[MarkerSummary],
     ) -> Result<ExportReport, ExportError> {
         let (done, missing) = self.target.partitions_done(version, count)?;
         if !missing.is_empty() {
@@ -728,7 +732,7 @@ impl Exporter {
         let schema = self.first_schema(markers)?;
         let usage = markers
             .iter()
-            .fold(Usage::default(), |mut total, m: &CommitMarker| {
+            .fold(Usage::default(), |mut total, m: &MarkerSummary| {
                 total.add(&m.usage);
                 total
             });
@@ -768,7 +772,7 @@ impl Exporter {
     }
 
     /// The schema of the committed rows (from the first part's footer).
-    fn first_schema(&self, markers: &[CommitMarker]) -> Result<SchemaRef, ExportError> {
+    fn first_schema(&self, markers: &[MarkerSummary]) -> Result<SchemaRef, ExportError> {
         let path = markers
             .iter()
             .find_map(|m| m.part.clone())

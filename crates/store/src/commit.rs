@@ -242,16 +242,68 @@ impl JobStore {
         Ok(markers)
     }
 
-    /// The shards that have a commit marker (one listing, no reads).
+    /// The shards that have a commit marker, sorted (listings, no reads). A cloud store pages a
+    /// listing 1,000 keys at a time, each page waiting for the one before, so `commits/` is
+    /// listed as 16 ranges side by side, one per first hex digit of the shard ids (a range
+    /// starts after its digit's predecessor, as S3's `start-after` does, and stops at the
+    /// next digit): a million markers take about 63 pages in each of 16 listings instead of
+    /// 1,000 in one. A local folder is listed once (a ranged listing there walks it whole).
     pub async fn committed_shards(&self) -> Result<Vec<ShardId>, StoreError> {
-        let shards = self
-            .list("commits")
-            .await?
+        let prefix = self.path("commits");
+        let names: Vec<String> = if self.location.local_path(&prefix).is_some() {
+            self.list("commits")
+                .await?
+                .iter()
+                .filter_map(|meta| meta.location.filename().map(str::to_owned))
+                .collect()
+        } else {
+            let ranges = futures::stream::iter(0..16u32)
+                .map(|digit| self.list_marker_range(&prefix, digit))
+                .buffer_unordered(16);
+            let ranges: Vec<Vec<String>> = futures::TryStreamExt::try_collect(ranges).await?;
+            ranges.into_iter().flatten().collect()
+        };
+        let mut shards: Vec<ShardId> = names
             .iter()
-            .filter_map(|meta| meta.location.filename()?.strip_suffix(".json"))
+            .filter_map(|name| name.strip_suffix(".json"))
             .map(|shard| ShardId(shard.to_owned()))
             .collect();
+        shards.sort();
         Ok(shards)
+    }
+
+    /// File names under `prefix` whose first character sorts from hex digit `digit` up to the
+    /// next one (the first range also takes names before `0`, the last every name after `f`).
+    async fn list_marker_range(
+        &self,
+        prefix: &Path,
+        digit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let first = char::from_digit(digit, 16).expect("a hex digit");
+        let next = char::from_digit(digit + 1, 16);
+        let mut listing = if digit == 0 {
+            self.location.store.list(Some(prefix))
+        } else {
+            // Keys after `commits/<digit>`: every name that starts with the digit or later.
+            let offset = prefix.clone().join(first.to_string());
+            self.location.store.list_with_offset(Some(prefix), &offset)
+        };
+        let mut names = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = match meta {
+                Ok(meta) => meta,
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(source) => return Err(StoreError::store("list", prefix.as_ref(), source)),
+            };
+            let Some(name) = meta.location.filename() else {
+                continue;
+            };
+            if next.is_some_and(|next| name.chars().next().is_some_and(|c| c >= next)) {
+                break;
+            }
+            names.push(name.to_owned());
+        }
+        Ok(names)
     }
 
     /// Every file under a folder of the job (none when the folder does not exist).

@@ -265,7 +265,10 @@ async fn committed_summaries_on_s3_list_in_pages_and_read_each_marker_only_once(
             let writer = writer.clone();
             async move {
                 let marker = CommitMarker {
-                    shard_id: ShardId(format!("shard-{index:05}")),
+                    shard_id: ShardId(rubricmill_core::short_hash(
+                        index.to_string().as_bytes(),
+                        24,
+                    )),
                     attempt_id: format!("attempt-{index}"),
                     worker_id: "w".into(),
                     committed_at: Utc::now(),
@@ -295,10 +298,11 @@ async fn committed_summaries_on_s3_list_in_pages_and_read_each_marker_only_once(
         (0..shards).sum::<u64>()
     );
     let requests = first.requests();
-    // Two pages of `commits/`, one of `progress/`; every marker read once; one log file.
+    // `commits/` in 16 ranges side by side (about 66 markers, one page, each), one page of
+    // `progress/`; every marker read once; one log file.
     assert_eq!(
         (requests.list, requests.get, requests.put),
-        (3, shards, 1),
+        (17, shards, 1),
         "{requests:?}"
     );
 
@@ -307,7 +311,61 @@ async fn committed_summaries_on_s3_list_in_pages_and_read_each_marker_only_once(
     let requests = second.requests();
     assert_eq!(
         (requests.list, requests.get, requests.put),
-        (3, 1, 0),
+        (17, 1, 0),
         "{requests:?}"
     );
+}
+
+#[tokio::test]
+async fn the_ranged_listing_of_markers_finds_each_once_whatever_its_first_character() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    server.create_bucket("ranges");
+    let output = StoreLocation::parse_with("s3://ranges/out", &server.options()).unwrap();
+    let store = JobStore::at(&output, "job");
+    // The edges of the 16 ranges, and names no planner makes but a listing must not lose.
+    let mut ids: Vec<String> = [
+        "000000000000000000000000",
+        "0fffffffffffffffffffffff",
+        "100000000000000000000000",
+        "9fffffffffffffffffffffff",
+        "a00000000000000000000000",
+        "efffffffffffffffffffffff",
+        "f00000000000000000000000",
+        "ffffffffffffffffffffffff",
+        "-before-zero",
+        "Upper",
+        "shard-not-hex",
+        "z-after-f",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for id in &ids {
+        let marker = CommitMarker {
+            shard_id: ShardId(id.clone()),
+            attempt_id: "a".into(),
+            worker_id: "w".into(),
+            committed_at: Utc::now(),
+            part: None,
+            rejects_part: None,
+            rows: 0,
+            rejects: 0,
+            bytes: 0,
+            checksum: None,
+            records: 0,
+            stages: Default::default(),
+            usage: Usage::default(),
+        };
+        assert_eq!(store.commit(&marker).await.unwrap(), CommitOutcome::Won);
+    }
+    ids.sort();
+    let listed: Vec<String> = store
+        .committed_shards()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|shard| shard.0)
+        .collect();
+    assert_eq!(listed, ids);
 }
