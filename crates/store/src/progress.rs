@@ -19,6 +19,7 @@
 //! concurrent compactions lose nothing (at worst a summary is stored twice).
 
 use std::collections::{HashMap, HashSet};
+use std::io::Write;
 
 use async_compression::tokio::bufread::ZstdDecoder;
 use async_compression::tokio::write::ZstdEncoder;
@@ -91,34 +92,45 @@ impl JobStore {
             if !relative.ends_with(SUFFIX) {
                 continue;
             }
-            let bytes = match self.read(&relative).await {
-                Ok(bytes) => bytes,
-                // Compacted away by another reader between our listing and our read: its
-                // content is in a newer file, which the next read finds.
-                Err(StoreError::ObjectStore {
-                    source: object_store::Error::NotFound { .. },
-                    ..
-                }) => continue,
-                Err(error) => return Err(error),
-            };
-            let mut lines = BufReader::new(ZstdDecoder::new(&bytes[..])).lines();
-            let url = self.url_of(&relative);
-            let bad = |reason: String| StoreError::Decode {
-                path: url.clone(),
-                reason,
-            };
-            while let Some(line) = lines.next_line().await.map_err(|e| bad(e.to_string()))? {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let summary: MarkerSummary =
-                    serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
-                visit(summary);
+            if !self.read_progress_file(&relative, &mut visit).await? {
+                continue;
             }
             log.files.push(relative);
         }
         log.files.sort();
         Ok(log)
+    }
+
+    /// Reads one progress file, handing each summary to `visit`; false when the file is gone
+    /// (compacted away by another reader since it was listed: its content is in a newer file,
+    /// which the next reader finds).
+    async fn read_progress_file(
+        &self,
+        relative: &str,
+        visit: &mut impl FnMut(MarkerSummary),
+    ) -> Result<bool, StoreError> {
+        let bytes = match self.read(relative).await {
+            Ok(bytes) => bytes,
+            Err(StoreError::ObjectStore {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => return Ok(false),
+            Err(error) => return Err(error),
+        };
+        let mut lines = BufReader::new(ZstdDecoder::new(&bytes[..])).lines();
+        let bad = |reason: String| StoreError::Decode {
+            path: self.url_of(relative),
+            reason,
+        };
+        while let Some(line) = lines.next_line().await.map_err(|e| bad(e.to_string()))? {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let summary: MarkerSummary =
+                serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
+            visit(summary);
+        }
+        Ok(true)
     }
 
     /// Stores `summaries` as a new progress file and returns its path relative to the job
@@ -175,47 +187,40 @@ impl JobStore {
     /// `read` are deleted. For readers that did not keep what they read.
     pub async fn compact_progress_files(&self, read: &ProgressLog) -> Result<(), StoreError> {
         let mut seen: HashSet<ShardId> = HashSet::new();
-        let mut encoder = ZstdEncoder::new(Vec::new());
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3)
+            .map_err(|e| StoreError::Encode(e.to_string()))?;
         let mut count = 0u64;
+        let mut failed: Option<StoreError> = None;
         for relative in &read.files {
-            let bytes = match self.read(relative).await {
-                Ok(bytes) => bytes,
-                // Compacted by another reader: its content is in that reader's file.
-                Err(StoreError::ObjectStore {
-                    source: object_store::Error::NotFound { .. },
-                    ..
-                }) => continue,
-                Err(error) => return Err(error),
-            };
-            let mut lines = BufReader::new(ZstdDecoder::new(&bytes[..])).lines();
-            let url = self.url_of(relative);
-            let bad = |reason: String| StoreError::Decode {
-                path: url.clone(),
-                reason,
-            };
-            while let Some(line) = lines.next_line().await.map_err(|e| bad(e.to_string()))? {
-                if line.trim().is_empty() {
-                    continue;
+            let mut copy = |summary: MarkerSummary| {
+                if failed.is_some() || seen.contains(&summary.shard_id) {
+                    return;
                 }
-                let summary: MarkerSummary =
-                    serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
-                if !seen.insert(summary.shard_id) {
-                    continue;
+                let written = serde_json::to_vec(&summary)
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut line| {
+                        line.push(b'\n');
+                        encoder.write_all(&line).map_err(|e| e.to_string())
+                    });
+                match written {
+                    Ok(()) => {
+                        seen.insert(summary.shard_id);
+                        count += 1;
+                    }
+                    Err(reason) => failed = Some(StoreError::Encode(reason)),
                 }
-                encoder
-                    .write_all(format!("{line}\n").as_bytes())
-                    .await
-                    .map_err(|e| StoreError::Encode(e.to_string()))?;
-                count += 1;
+            };
+            self.read_progress_file(relative, &mut copy).await?;
+            if let Some(error) = failed.take() {
+                return Err(error);
             }
         }
-        encoder
-            .shutdown()
-            .await
+        let bytes = encoder
+            .finish()
             .map_err(|e| StoreError::Encode(e.to_string()))?;
         if count > 0 {
             let relative = format!("{FOLDER}/{}{SUFFIX}", uuid::Uuid::now_v7());
-            self.put(&relative, encoder.into_inner().into()).await?;
+            self.put(&relative, bytes.into()).await?;
         }
         for file in &read.files {
             self.discard(Some(file), None).await?;

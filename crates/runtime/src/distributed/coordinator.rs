@@ -262,7 +262,7 @@ impl Coordinator {
             let mut tracker = Tracker::new(store.clone(), plan);
             // Summaries stream into the sums (none is held beyond its line): a listing, the
             // log, then the listed markers no summary covers, which go into the log.
-            let listed: HashSet<ShardId> = store.committed_shards().await?.into_iter().collect();
+            let listed = listed_shards(&store).await?;
             let log = store
                 .read_progress(|summary| {
                     if listed.contains(&summary.shard_id) {
@@ -385,12 +385,7 @@ impl Coordinator {
             .trackers
             .get_mut(&record.name)
             .expect("tracked before listing");
-        let listed: HashSet<ShardId> = tracker
-            .store
-            .committed_shards()
-            .await?
-            .into_iter()
-            .collect();
+        let listed = listed_shards(&tracker.store).await?;
         let vanished = tracker
             .committed
             .keys()
@@ -426,12 +421,7 @@ impl Coordinator {
                 continue;
             }
             let saved = async {
-                let listed: HashSet<ShardId> = tracker
-                    .store
-                    .committed_shards()
-                    .await?
-                    .into_iter()
-                    .collect();
+                let listed = listed_shards(&tracker.store).await?;
                 let confirmed = tracker
                     .unsaved
                     .iter()
@@ -662,4 +652,9 @@ fn outstanding_count(tracker: &Tracker, failed: &HashSet<String>) -> u64 {
         .plan
         .len()
         .saturating_sub(tracker.committed.len() as u64 + failed.len() as u64)
+}
+
+/// The shards with a commit marker, as a set.
+async fn listed_shards(store: &JobStore) -> Result<HashSet<ShardId>, RuntimeError> {
+    Ok(store.committed_shards().await?.into_iter().collect())
 }
