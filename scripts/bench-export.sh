@@ -21,8 +21,12 @@ if [ "${1:-}" = "--scale" ]; then
   sizes=("$@")
   [ ${#sizes[@]} -gt 0 ] || sizes=(1000000 10000000)
   build_release
-  cargo build --release -q --locked -p rubricmill-export --example synthetic_job
-  synth="${CARGO_TARGET_DIR:-target}/release/examples/synthetic_job"
+  # $RUBRICMILL_SYNTHETIC_JOB: the example built elsewhere (as $RUBRICMILL_BIN for the binary).
+  synth=${RUBRICMILL_SYNTHETIC_JOB:-}
+  if [ -z "$synth" ]; then
+    cargo build --release -q --locked -p rubricmill-export --example synthetic_job
+    synth="${CARGO_TARGET_DIR:-target}/release/examples/synthetic_job"
+  fi
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   export TMPDIR="$work"
