@@ -86,8 +86,9 @@ pub struct RunSummary {
     pub elapsed: Duration,
     /// Stage → the structured-output mode its endpoint settled on, for providers with modes.
     pub structured_output: BTreeMap<String, String>,
-    /// Requests this run made to the job's output folder: planning and resuming (plan, marker
-    /// listing, progress log) and the workers' (parts, rejects, markers, spend files).
+    /// Requests this run made to the job's output folder once its plan was loaded: resuming
+    /// (the plan's chunks, the marker listing, the progress log) and the workers' (parts,
+    /// rejects, markers, spend files).
     pub output_requests: rubricmill_store::RequestTally,
 }
 
