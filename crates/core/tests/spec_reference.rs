@@ -1,6 +1,6 @@
 //! The job-spec reference in docs/SPEC.md: generated from the spec types, complete (every key
 //! has a meaning and a default), with defaults that are the real ones, and covering every key
-//! the example jobs in configs/ use.
+//! the example jobs in configs/ and the README use.
 
 use std::path::{Path, PathBuf};
 
@@ -29,10 +29,7 @@ fn spec_reference_matches_docs_spec_md() {
             .lines()
             .zip(rendered.lines())
             .position(|(a, b)| a != b)
-            .map_or_else(
-                || committed.lines().count().min(rendered.lines().count()),
-                |i| i,
-            );
+            .unwrap_or_else(|| committed.lines().count().min(rendered.lines().count()));
         panic!(
             "docs/SPEC.md is out of date with the job-spec types (first difference at line {}).\n\
              Regenerate it with:\n    {UPDATE_VAR}=1 cargo test -p rubricmill-core --test spec_reference\n\
@@ -211,4 +208,26 @@ fn spec_reference_covers_every_key_of_the_example_configs() {
         "only {seen} example configs found in {}",
         configs.display()
     );
+}
+
+#[test]
+fn spec_reference_covers_every_key_of_the_readme_example() {
+    let fields = spec_fields();
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let section = &readme[readme
+        .find("## Job spec")
+        .expect("README has a job spec section")..];
+    let start = section.find("```toml\n").expect("a TOML example") + "```toml\n".len();
+    let end = start + section[start..].find("```").unwrap();
+    let table: toml::Table = toml::from_str(&section[start..end]).unwrap();
+    let mut keys = Vec::new();
+    key_paths(&table, &mut Vec::new(), &mut keys);
+    assert!(keys.len() > 20, "{keys:?}");
+    for key in keys {
+        assert!(
+            covers(&fields, &key),
+            "README.md: key {} is not in docs/SPEC.md",
+            key.join(".")
+        );
+    }
 }
