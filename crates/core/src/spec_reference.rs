@@ -345,8 +345,11 @@ fn toml_inline_table(map: &Map<String, Value>) -> String {
             && k.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     };
-    let entries: Vec<String> = map
-        .iter()
+    // Sorted here: the map's own order depends on serde_json's features in the build.
+    let mut sorted: Vec<(&String, &Value)> = map.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let entries: Vec<String> = sorted
+        .into_iter()
         .map(|(k, v)| {
             let key = if bare(k) {
                 k.clone()
@@ -484,4 +487,27 @@ fn anchor(path: &str) -> String {
         .filter(|c| c.is_alphanumeric() || *c == '-' || *c == '_')
         .flat_map(char::to_lowercase)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn toml_values_read_back_as_written() {
+        assert_eq!(toml_value(&json!(f64::from(0.7f32)), true), "0.7");
+        assert_eq!(toml_value(&json!(0.0), true), "0.0");
+        assert_eq!(toml_value(&json!(3), true), "3.0");
+        assert_eq!(toml_value(&json!(3), false), "3");
+        assert_eq!(toml_value(&json!("a \"b\""), false), r#""a \"b\"""#);
+        assert_eq!(
+            toml_value(&json!({"b": 1, "a b": ["x"]}), false),
+            r#"{ "a b" = ["x"], b = 1 }"#
+        );
+        for (value, float) in [(json!(0.1), true), (json!({"X-Title": "t"}), false)] {
+            let text = format!("v = {}", toml_value(&value, float));
+            toml::from_str::<toml::Table>(&text).unwrap();
+        }
+    }
 }
