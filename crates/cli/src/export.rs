@@ -33,9 +33,9 @@ pub struct ExportArgs {
     /// Commit the partitions already written (all of --partitions) instead of writing one.
     #[arg(long, conflicts_with = "partition")]
     merge: bool,
-    /// parquet, jsonl, researchqa-json, openrubric or healthbench.
-    #[arg(long, default_value = "parquet")]
-    format: String,
+    /// The layout of the data files.
+    #[arg(long, value_enum, default_value_t = FormatArg::Parquet)]
+    format: FormatArg,
     /// Split names and fractions.
     #[arg(long, default_value = "train=0.9,validation=0.05,test=0.05")]
     splits: String,
@@ -57,6 +57,30 @@ pub struct ExportArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// The values of `--format`, each the name `rubricmill_export::ExportFormat::parse` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    /// Parquet files with every column (zstd), the Hugging Face layout.
+    Parquet,
+    /// JSON lines with every column, the Hugging Face layout.
+    Jsonl,
+    /// The released ResearchQA JSON layout, one array per file (researchqa jobs).
+    ResearchqaJson,
+    /// OpenRubrics v2 lines: instruction, response_a, response_b, winner, rubric (crg jobs).
+    Openrubric,
+    /// HealthBench / verl rubric rows: prompt, rubrics with criterion and points (crg jobs).
+    Healthbench,
+}
+
+impl FormatArg {
+    /// The export format this value names.
+    fn export_format(self) -> anyhow::Result<ExportFormat> {
+        let value =
+            clap::ValueEnum::to_possible_value(&self).context("every --format value has a name")?;
+        Ok(ExportFormat::parse(value.get_name())?)
+    }
 }
 
 #[derive(clap::Args)]
@@ -92,7 +116,7 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         bail!("--near-dup-threshold must be between 0 and 1");
     }
     let options = ExportOptions {
-        format: ExportFormat::parse(&args.format)?,
+        format: args.format.export_format()?,
         splits: parse_splits(&args.splits)?,
         split_key: args.split_key,
         exact_dedup: !args.no_exact_dedup,
@@ -182,4 +206,33 @@ pub async fn gc(args: GcArgs) -> anyhow::Result<ExitCode> {
         store.url()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn every_format_value_is_an_export_format() {
+        let names: Vec<String> = FormatArg::value_variants()
+            .iter()
+            .map(|v| v.to_possible_value().unwrap().get_name().to_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "parquet",
+                "jsonl",
+                "researchqa-json",
+                "openrubric",
+                "healthbench"
+            ]
+        );
+        for variant in FormatArg::value_variants() {
+            let format = variant.export_format().unwrap();
+            let name = variant.to_possible_value().unwrap().get_name().to_owned();
+            assert_eq!(format, ExportFormat::parse(&name).unwrap());
+        }
+    }
 }

@@ -5,6 +5,7 @@ mod args;
 mod cluster;
 mod export;
 mod logging;
+mod manual;
 mod plan;
 mod progress;
 mod run;
@@ -13,7 +14,7 @@ mod validate;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// jemalloc keeps peak memory flat over long runs, where glibc's per-thread arenas grow with
 /// the blocking threads that file I/O and Parquet encoding use (scripts/bench-embedded.sh).
@@ -39,7 +40,9 @@ struct Cli {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
+    /// Human-readable lines.
     Text,
+    /// One JSON object per line.
     Json,
 }
 
@@ -86,10 +89,50 @@ enum Command {
     /// Serve an OpenAI-compatible mock LLM for tests, benchmarks and dry runs (simulated answers,
     /// latency, rate limits with 429s, fault injection).
     MockLlm(rubricmill_mock_llm::MockConfig),
+    /// Print a shell completion script, e.g. `rubricmill completions bash >
+    /// ~/.local/share/bash-completion/completions/rubricmill`.
+    Completions {
+        /// The shell the script is for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (rubricmill.1 and one per subcommand) into a folder, or print the
+    /// main page to stdout.
+    Man {
+        /// Folder for rubricmill.1, rubricmill-run.1, … (created if missing); without it the
+        /// main page goes to stdout.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// The commands that only print what the argument definitions say: no runtime, no logging.
+fn generated_docs(command: &Command) -> Option<anyhow::Result<ExitCode>> {
+    let result = match command {
+        Command::Completions { shell } => {
+            manual::completions(Cli::command(), *shell, &mut std::io::stdout().lock());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out: Some(dir) } => manual::write_pages(Cli::command(), dir).map(|pages| {
+            for page in pages {
+                println!("{}", page.display());
+            }
+            ExitCode::SUCCESS
+        }),
+        Command::Man { out: None } => {
+            manual::main_page(Cli::command(), &mut std::io::stdout().lock())
+                .map(|()| ExitCode::SUCCESS)
+        }
+        _ => return None,
+    };
+    Some(result)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(result) = generated_docs(&cli.command) {
+        return exit(result);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -124,8 +167,15 @@ fn main() -> ExitCode {
             Command::MockLlm(config) => rubricmill_mock_llm::run(config)
                 .await
                 .map(|()| ExitCode::SUCCESS),
+            Command::Completions { .. } | Command::Man { .. } => {
+                unreachable!("handled before the runtime starts")
+            }
         }
     });
+    exit(result)
+}
+
+fn exit(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use rubricmill_core::{JobSpec, ProviderKind};
+use rubricmill_core::{JobSpec, PipelineKind, ProviderKind};
 use rubricmill_runtime::{EmbeddedOptions, RunSummary, StopReason, run_embedded};
 
 use crate::progress::Bar;
@@ -65,9 +65,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("job {:?} did not run", spec.name))?;
     bar.finish();
     if args.json {
-        println!("{}", summary_json(&summary));
+        println!("{}", summary_json(&summary, spec.pipeline));
     } else {
-        print_summary(&summary, spec.llm.provider);
+        print_summary(&summary, spec.llm.provider, spec.pipeline);
     }
     Ok(ExitCode::from(match summary.stop {
         StopReason::Complete => 0,
@@ -109,7 +109,7 @@ pub(crate) async fn interrupted() {
     });
 }
 
-fn summary_json(summary: &RunSummary) -> serde_json::Value {
+fn summary_json(summary: &RunSummary, pipeline: PipelineKind) -> serde_json::Value {
     let tally = |t: &rubricmill_runtime::Tally| {
         serde_json::json!({
             "shards": t.shards, "records": t.records, "rows": t.rows, "rejects": t.rejects,
@@ -126,13 +126,20 @@ fn summary_json(summary: &RunSummary) -> serde_json::Value {
         StopReason::Fatal(reason) => ("fatal", Some(reason.clone())),
         StopReason::Interrupted => ("interrupted", None),
     };
+    let mut this_run = tally(&summary.this_run);
+    // crg rows carry the consistency filter's decision; earlier runs' split is not recorded.
+    if pipeline == PipelineKind::Crg {
+        let run = &summary.this_run;
+        this_run["kept_rows"] = (run.rows - run.dropped_rows).into();
+        this_run["dropped_rows"] = run.dropped_rows.into();
+    }
     serde_json::json!({
         "job": summary.job,
         "output": summary.output_url,
         "resumed": summary.resumed,
         "shards_planned": summary.shards_planned,
         "before": tally(&summary.before),
-        "this_run": tally(&summary.this_run),
+        "this_run": this_run,
         "uncommitted": {
             "attempts": summary.uncommitted.attempts, "llm_calls": summary.uncommitted.usage.calls,
             "tokens_in": summary.uncommitted.usage.tokens_in, "tokens_out": summary.uncommitted.usage.tokens_out,
@@ -162,7 +169,7 @@ fn spent_usd(summary: &RunSummary) -> f64 {
         + summary.uncommitted.usage.cost_usd
 }
 
-fn print_summary(summary: &RunSummary, provider: ProviderKind) {
+fn print_summary(summary: &RunSummary, provider: ProviderKind, pipeline: PipelineKind) {
     let run = &summary.this_run;
     let done = summary.before.shards + run.shards;
     let seconds = summary.elapsed.as_secs_f64().max(1e-3);
@@ -197,6 +204,9 @@ fn print_summary(summary: &RunSummary, provider: ProviderKind) {
         run.rows,
         summary.before.rows + run.rows
     );
+    if pipeline == PipelineKind::Crg {
+        println!("{}", kept_line(run));
+    }
     println!(
         "  rejects    {} this run, {} in all",
         run.rejects,
@@ -247,6 +257,15 @@ fn print_summary(summary: &RunSummary, provider: ProviderKind) {
         "output: {}",
         rubricmill_store::location::display_location(&summary.output_url)
     );
+}
+
+/// The crg rows of this run by the consistency filter's decision.
+fn kept_line(run: &rubricmill_runtime::Tally) -> String {
+    format!(
+        "  kept       {} rows kept, {} dropped by the consistency filter (this run)",
+        run.rows - run.dropped_rows,
+        run.dropped_rows
+    )
 }
 
 fn stop_text(stop: &StopReason) -> String {

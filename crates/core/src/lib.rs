@@ -10,6 +10,7 @@ pub mod row;
 pub mod secret;
 pub mod shard;
 pub mod spec;
+pub mod spec_reference;
 pub mod text;
 pub mod usage;
 

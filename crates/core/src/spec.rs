@@ -41,7 +41,7 @@ impl SpecError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PipelineKind {
     /// Survey sections → research queries with typed rubric items.
@@ -59,7 +59,7 @@ impl PipelineKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum InputFormat {
     /// One survey per file.
@@ -93,7 +93,18 @@ impl InputFormat {
 /// How preference pairs are laid out in structured records (crg). `mine::pairs` documents each
 /// layout's fields and the rule [`PairLayout::Auto`] detects it by.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum PairLayout {
@@ -194,10 +205,12 @@ impl std::fmt::Display for PairLayout {
 /// Which way a score or rank orders responses (`input.score_order`). Needed wherever a layout
 /// does not document it: a generic `score` or `rank` field, or a HelpSteer attribute that
 /// measures "more" rather than "better".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ScoreOrder {
+    /// A larger score (or rank number) marks the better response.
     HigherIsBetter,
+    /// A smaller score (or rank number) marks the better response, as rank 1 = best does.
     LowerIsBetter,
 }
 
@@ -212,7 +225,9 @@ impl ScoreOrder {
 
 /// Which pairs a ranked record (listwise, UltraFeedback, Nectar, HelpSteer) gives
 /// (`input.pairing`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Pairing {
     /// Adjacent pairs of the ranking, then the best against each of the rest; ties skipped.
@@ -232,12 +247,17 @@ impl Pairing {
 }
 
 /// The HelpSteer score responses are ranked by (`input.helpsteer_attribute`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum HelpsteerAttribute {
+    /// Overall helpfulness, higher is better.
     #[default]
     Helpfulness,
+    /// Factual correctness, higher is better.
     Correctness,
+    /// Coherence and clarity, higher is better.
     Coherence,
     /// Higher means more complex, not better: needs `input.score_order`.
     Complexity,
@@ -280,7 +300,9 @@ impl HelpsteerAttribute {
 
 /// The UltraFeedback score completions are ranked by (`input.ultrafeedback_score`); higher is
 /// better for all of them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum UltrafeedbackScore {
     /// `overall_score`, the critique's overall rating.
@@ -489,7 +511,9 @@ fn unescape_pointer_token(token: &str) -> Option<String> {
     Some(out)
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     /// Any OpenAI-compatible `/v1/chat/completions` server.
@@ -512,7 +536,9 @@ impl ProviderKind {
 /// How a structured answer is asked for. Whatever the mode, the schema is also spelled out in
 /// the prompt and every answer is validated locally, so the modes differ in how often the
 /// model gets it right the first time, never in the rows they make.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StructuredOutput {
     /// Start with `json_schema` and step down to `json_object`, then to plain instructions,
@@ -540,7 +566,7 @@ impl StructuredOutput {
 
 /// The `[input]` table. In TOML every key is flat; the keys that say how preference pairs are
 /// read are gathered into [`InputSpec::layout`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(from = "InputToml", into = "InputToml")]
 pub struct InputSpec {
     /// Object URL or local path, with glob patterns (`**`, `*`, `?`, `[…]`) in the path.
@@ -558,30 +584,77 @@ pub struct InputSpec {
     pub max_record_bytes: u64,
 }
 
-/// `[input]` as written in TOML (unknown keys are errors).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `[input]` as written in TOML (unknown keys are errors). Its doc comments are the user
+/// reference of the table (docs/SPEC.md). Keys left out at their default are not serialised, so
+/// the reference states those defaults with `extend("default" = …)`; a test checks each against
+/// the real default.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct InputToml {
+    /// Where the input is: a local path or an object store URL (`s3://`, `gs://`, `az://`,
+    /// `file://`), with glob patterns (`**`, `*`, `?`, `[…]`) in the path. Every matching file
+    /// is read.
+    #[schemars(example = &"s3://corpus/surveys/**/*.md")]
     url: String,
+    /// How the files are read. Unset: each file's extension decides (`.md`, `.jsonl` or
+    /// `.ndjson`, `.json`, `.parquet`, looking through `.gz` and `.zst`). The crg pipeline
+    /// reads structured records only (not `markdown`).
+    #[schemars(example = &"jsonl")]
     format: Option<InputFormat>,
+    /// How preference pairs are laid out in each record (crg only): one layout for every
+    /// record, or `auto` to detect it per record from the fields present. `rubricmill validate`
+    /// reports which layouts it detected.
     #[serde(default)]
+    #[schemars(example = &"hh-rlhf")]
     layout: PairLayout,
+    /// Records per shard, the unit of work, retry and commit; for Markdown and JSON inputs,
+    /// files per shard. At least 1.
     #[serde(default = "default_records_per_shard")]
+    #[schemars(example = 200)]
     records_per_shard: u64,
+    /// Field mapping for structured inputs: our field name → where the value is in the record,
+    /// as a dotted path (`answers.0.text`, `answers.-1.text` counting from the end) or an RFC
+    /// 6901 JSON pointer (`/answers/0/text`; `~1` stands for `/` and `~0` for `~` inside a key,
+    /// so keys containing dots need the pointer form). Keys are our field names such as `id`,
+    /// `prompt`, `chosen`, `rejected`, `responses`, `title`, `text` or `references`; an unknown
+    /// name is refused with the full list.
     #[serde(default)]
+    #[schemars(example = json_example(r#"{"prompt": "question", "chosen": "answers.0.text"}"#))]
     fields: BTreeMap<String, String>,
+    /// A record (for Markdown and JSON, a file) larger than this many bytes becomes a reject
+    /// row instead of being read. At least 1024.
     #[serde(default = "default_max_record_bytes")]
     max_record_bytes: u64,
+    /// Which way scores or ranks order responses where the layout does not say: a generic
+    /// `score` or `rank` field (`listwise`), or a HelpSteer attribute that measures amount
+    /// (`complexity`, `verbosity`). Unset: the layout's documented direction. A stated direction
+    /// that contradicts the layout's own (UltraFeedback scores, Nectar ranks) is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"lower_is_better")]
     score_order: Option<ScoreOrder>,
+    /// Which pairs a ranked record (`listwise`, `ultrafeedback`, `nectar`, `helpsteer`) gives.
     #[serde(default, skip_serializing_if = "is_default")]
+    #[schemars(extend("default" = "listwise"))]
     pairing: Pairing,
+    /// Keep the text parts of messages that also hold images, audio or other non-text parts;
+    /// `false` rejects such a record, naming the part.
     #[serde(default, skip_serializing_if = "is_default")]
+    #[schemars(extend("default" = false))]
     drop_non_text: bool,
+    /// The HelpSteer attribute responses are ranked by (`helpsteer` layout).
     #[serde(default, skip_serializing_if = "is_default")]
+    #[schemars(extend("default" = "helpfulness"))]
     helpsteer_attribute: HelpsteerAttribute,
+    /// The UltraFeedback score completions are ranked by (`ultrafeedback` layout); higher is
+    /// better for all of them.
     #[serde(default, skip_serializing_if = "is_default")]
+    #[schemars(extend("default" = "overall_score"))]
     ultrafeedback_score: UltrafeedbackScore,
+}
+
+/// An example value for the reference, written as JSON.
+fn json_example(json: &str) -> serde_json::Value {
+    serde_json::from_str(json).expect("example is JSON")
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
@@ -663,15 +736,19 @@ fn default_max_record_bytes() -> u64 {
     16 * 1024 * 1024
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSpec {
-    /// Object URL or local path under which `<job name>/` is written.
+    /// Where the job writes: a local path or an object store URL (`s3://`, `gs://`, `az://`,
+    /// `file://`). The rows, reject rows, commit markers and the plan go under `<url>/<name>/`;
+    /// the LLM response cache under `<url>/_cache/llm` unless `llm.cache_url` says otherwise.
+    #[schemars(example = &"s3://datasets/rubricmill")]
     pub url: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+/// A model's prices in USD per million tokens.
 pub struct Price {
     /// USD per million input tokens.
     pub input: f64,
@@ -679,42 +756,70 @@ pub struct Price {
     pub output: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LlmSpec {
+    /// Which kind of endpoint answers the calls.
     #[serde(default)]
     pub provider: ProviderKind,
-    /// OpenAI-compatible base URL ending in `/v1`.
+    /// Base URL of the OpenAI-compatible endpoint, ending in `/v1` (OpenAI, vLLM, SGLang,
+    /// Ollama, llama.cpp, LiteLLM, …). Required for provider `openai`; unset is fine for
+    /// `simulated`.
+    #[schemars(example = &"https://api.openai.com/v1")]
     pub base_url: Option<String>,
+    /// Model name sent with every request.
     #[serde(default = "default_model")]
     pub model: String,
-    /// Name of the environment variable holding the API key (never the key itself).
+    /// Name of the environment variable holding the API key, never the key itself: the spec is
+    /// stored with the job's output, so a value that looks like a key is refused. Unset:
+    /// requests carry no key.
+    #[schemars(example = &"OPENAI_API_KEY")]
     pub api_key_env: Option<String>,
-    /// Cluster-wide request rate.
+    /// Request rate limit for the whole job, shared by every worker of a cluster. Unset: no
+    /// limit (429 answers still slow the job down).
+    #[schemars(example = 500)]
     pub requests_per_minute: Option<u32>,
-    /// Cluster-wide token rate (input + output).
+    /// Token rate limit (input + output) for the whole job, shared by every worker. A request
+    /// reserves its input plus `max_tokens`, so `max_tokens` must be below it. Unset: no limit.
+    #[schemars(example = 200000)]
     pub tokens_per_minute: Option<u32>,
+    /// Requests in flight at once to this endpoint, per process (embedded run or worker).
     #[serde(default = "default_max_concurrency")]
     pub max_concurrency: u32,
+    /// Seconds one request may take before it counts as failed and is retried.
     #[serde(default = "default_timeout_s")]
     pub timeout_s: u64,
-    /// Hard budget: no new calls once spent.
+    /// Budget in USD for the whole job, every stage and every run of it together: no new calls
+    /// once spent, and the run stops with a message; raise it and run again to resume. Needs
+    /// `price_per_million` with provider `openai`. Unset: no budget.
+    #[schemars(example = 5.0)]
     pub max_cost_usd: Option<f64>,
+    /// The model's prices in USD per million tokens, which cost and the budget are counted
+    /// with. Unset: cost is not measured (reported as 0).
+    #[schemars(example = json_example(r#"{"input": 0.4, "output": 1.6}"#))]
     pub price_per_million: Option<Price>,
+    /// Sampling temperature, 0 to 2.
     #[serde(default)]
     pub temperature: f32,
+    /// Most tokens one answer may have (sent as the request's `max_tokens`).
     #[serde(default = "default_max_tokens")]
     pub max_tokens: u32,
+    /// Sampling seed sent with every request, for endpoints that support reproducible
+    /// sampling. Unset: none sent.
     pub seed: Option<u64>,
-    /// Simulated provider only: latency added to every call, to make dry runs look like work.
+    /// Simulated provider only: latency added to every call, in milliseconds, to make dry runs
+    /// look like work.
     #[serde(default)]
     pub simulated_latency_ms: u64,
     /// Simulated provider only: fraction (0..=1) of judge answers that prefer the wrong
     /// response, drawn per request, so the consistency filter and resampling get exercised.
     #[serde(default)]
     pub simulated_judge_error_rate: f64,
-    /// Extra HTTP headers sent with every request (not for secrets: use `api_key_env`).
+    /// Extra HTTP headers sent with every request. Not for secrets: a header that looks like
+    /// a credential (`Authorization`, `*-key`, a cookie, a key-like value) is refused, because
+    /// the spec is stored with the output; name the key's variable with `api_key_env`.
     #[serde(default)]
+    #[schemars(example = json_example(r#"{"X-Title": "rubricmill"}"#))]
     pub headers: BTreeMap<String, String>,
     /// Retries of one request (429, 5xx, timeouts) before its shard is handed back.
     #[serde(default = "default_max_retries")]
@@ -726,31 +831,54 @@ pub struct LlmSpec {
     /// error instead of a memory spike.
     #[serde(default = "default_max_response_mb")]
     pub max_response_mb: u32,
-    /// Where the response cache lives (any object store URL); default `<output>/_cache/llm`.
+    /// Where the response cache lives (a local path or object store URL). Unset:
+    /// `<output.url>/_cache/llm`. Answers of the simulated provider are never cached.
+    #[schemars(example = &"s3://cache/rubricmill-llm")]
     pub cache_url: Option<String>,
-    /// Per-stage overrides (`[llm.stages.judge]`): a stage may use its own endpoint, model,
-    /// key, limits and prices.
+    /// Per-stage overrides: a stage may use its own endpoint, model, key, limits and prices
+    /// (`[llm.stages.judge]`); keys it leaves out inherit `[llm]`. Stages share the job's
+    /// budget. The researchqa pipeline's stages are `generate`, `judge` and `classify`; crg's are
+    /// `generate` and `judge`.
     #[serde(default)]
+    #[schemars(extend("x-key-name" = "stage"))]
     pub stages: BTreeMap<String, StageLlmSpec>,
 }
 
 /// Overrides of [`LlmSpec`] for one pipeline stage; unset fields inherit.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StageLlmSpec {
+    /// This stage's `llm.provider`. Unset: inherited.
     pub provider: Option<ProviderKind>,
+    /// This stage's `llm.base_url`. Unset: inherited.
     pub base_url: Option<String>,
+    /// This stage's `llm.model`. Unset: inherited.
+    #[schemars(example = &"gpt-4.1")]
     pub model: Option<String>,
+    /// This stage's `llm.api_key_env`: the name of the environment variable holding its API
+    /// key, never the key itself. Unset: inherited.
+    #[schemars(example = &"JUDGE_API_KEY")]
     pub api_key_env: Option<String>,
+    /// This stage's `llm.requests_per_minute`. Unset: inherited.
     pub requests_per_minute: Option<u32>,
+    /// This stage's `llm.tokens_per_minute`. Unset: inherited.
     pub tokens_per_minute: Option<u32>,
+    /// This stage's `llm.max_concurrency`. Unset: inherited.
     pub max_concurrency: Option<u32>,
+    /// This stage's `llm.timeout_s`. Unset: inherited.
     pub timeout_s: Option<u64>,
+    /// This stage's `llm.price_per_million`. Unset: inherited.
+    #[schemars(example = json_example(r#"{"input": 2.0, "output": 8.0}"#))]
     pub price_per_million: Option<Price>,
+    /// This stage's `llm.temperature`. Unset: inherited.
     pub temperature: Option<f32>,
+    /// This stage's `llm.max_tokens`. Unset: inherited.
     pub max_tokens: Option<u32>,
+    /// This stage's `llm.seed`. Unset: inherited.
     pub seed: Option<u64>,
+    /// This stage's `llm.structured_output`. Unset: inherited.
     pub structured_output: Option<StructuredOutput>,
+    /// This stage's `llm.max_response_mb`. Unset: inherited.
     pub max_response_mb: Option<u32>,
 }
 
@@ -864,21 +992,32 @@ fn default_max_response_mb() -> u32 {
     16
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResearchQaSpec {
+    /// Most rubric items asked for per query, 1 to 32.
     #[serde(default = "default_max_rubric_items")]
     pub max_rubric_items: u32,
+    /// The item types the model labels each rubric item with (at least one).
     #[serde(default = "default_rubric_types")]
     pub rubric_types: Vec<String>,
-    /// Field labels for every row, unless the input carries its own.
+    /// The general-domain label of every row, unless the input carries its own. Unset: from
+    /// the input, or the classify stage, or empty.
+    #[schemars(example = &"Computer Science")]
     pub general_domain: Option<String>,
+    /// The subdomain label of every row, unless the input carries its own. Unset: as
+    /// `general_domain`.
+    #[schemars(example = &"Machine Learning")]
     pub subdomain: Option<String>,
+    /// The field label of every row, unless the input carries its own. Unset: as
+    /// `general_domain`.
+    #[schemars(example = &"Reinforcement Learning")]
     pub field: Option<String>,
-    /// Sections shorter than this are merged into their parent.
+    /// Sections shorter than this many characters are merged into their parent; must be
+    /// below `max_section_chars`.
     #[serde(default = "default_min_section_chars")]
     pub min_section_chars: u32,
-    /// Sections longer than this are split at paragraph boundaries.
+    /// Sections longer than this many characters are split at paragraph boundaries.
     #[serde(default = "default_max_section_chars")]
     pub max_section_chars: u32,
     /// Ask an LLM judge whether each query is standalone, specific and answerable.
@@ -899,6 +1038,7 @@ pub struct ResearchQaSpec {
     /// "General domain > Subdomain > Field"; empty turns the stage off. Labels from this job
     /// spec or the input win over classified ones.
     #[serde(default)]
+    #[schemars(example = json_example(r#"["Computer Science > Machine Learning > Reinforcement Learning", "Medicine > Oncology > Immunotherapy"]"#))]
     pub classify_taxonomy: Vec<String>,
     /// Sections describing the review's own method (search strategy, inclusion criteria,
     /// study selection) become reject rows instead of queries.
@@ -971,7 +1111,7 @@ fn default_max_section_chars() -> u32 {
     12_000
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CrgSpec {
     /// Upper bound on rubric items kept per pair.
@@ -981,14 +1121,17 @@ pub struct CrgSpec {
     /// human label; `false` keeps every generated rubric unjudged.
     #[serde(default = "default_true")]
     pub consistency_filter: bool,
-    /// k: how many times an inconsistent (or empty) rubric is regenerated before it is dropped.
+    /// k: how many times an inconsistent (or empty) rubric is regenerated before it is dropped
+    /// (at most 20); 0 drops it at once.
     #[serde(default = "default_max_resamples")]
+    #[schemars(example = 5)]
     pub max_resamples: u32,
     /// τ: the accuracy over a record's pairs a rubric needs to be kept (listwise records; a
-    /// single pair needs its one verdict right).
+    /// single pair needs its one verdict right); in (0, 1].
     #[serde(default = "default_min_accuracy")]
     pub min_accuracy: f64,
-    /// Sampling temperature of regenerated rubrics (at least this, above the stage's own).
+    /// Sampling temperature of regenerated rubrics: the higher of this and the generate
+    /// stage's own; above 0, at most 2.
     #[serde(default = "default_resample_temperature")]
     pub resample_temperature: f32,
 }
@@ -1020,23 +1163,36 @@ fn default_max_crg_items() -> u32 {
 }
 
 /// A whole job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
-    /// Job name: the output folder and the key that `status`, `retry` and `export` use.
+    /// Job name: the output folder and the key that `status`, `retry` and `export` use; 1-128
+    /// letters, digits, `-`, `_` or `.`, not starting with `.`.
+    #[schemars(example = &"surveys-2026")]
     pub name: String,
+    /// Which pipeline mines the input.
+    #[schemars(example = &"crg")]
     pub pipeline: PipelineKind,
+    /// Where the records come from and how they are read.
     pub input: InputSpec,
+    /// Where the rows go.
     pub output: OutputSpec,
+    /// The model endpoint the stages call, its limits, prices and budget.
     #[serde(default)]
     pub llm: LlmSpec,
+    /// Settings of the researchqa pipeline (survey sections → research queries with rubrics).
     #[serde(default)]
     pub researchqa: ResearchQaSpec,
+    /// Settings of the crg pipeline (preference pairs → rubrics by contrastive rubric
+    /// generation).
     #[serde(default)]
     pub crg: CrgSpec,
     /// Prompt template overrides: template name → file path (relative to the working
-    /// directory). The texts are read when the job is planned and stored with the plan.
+    /// directory). The texts are read when the job is planned and stored with the plan. The
+    /// templates are `researchqa_generate`, `researchqa_judge`, `researchqa_classify`,
+    /// `crg_generate` and `crg_judge`; `configs/prompts/` holds the built-in texts.
     #[serde(default)]
+    #[schemars(example = json_example(r#"{"crg_judge": "prompts/my_judge.md"}"#))]
     pub prompts: BTreeMap<String, String>,
     /// What `export` writes into the dataset card.
     #[serde(default)]
@@ -1044,12 +1200,17 @@ pub struct JobSpec {
 }
 
 /// Dataset card details for `export`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetSpec {
-    /// SPDX-style license id for the card (`cc-by-4.0`, `mit`, …).
+    /// License id for the card's front matter, as the Hugging Face Hub spells it
+    /// (`cc-by-4.0`, `mit`, …). Unset: no license line.
+    #[schemars(example = &"cc-by-4.0")]
     pub license: Option<String>,
+    /// The dataset's display name: the card's title and `pretty_name`. Unset: the job name.
+    #[schemars(example = &"Survey rubrics 2026")]
     pub pretty_name: Option<String>,
+    /// A paragraph placed under the card's title. Unset: none.
     pub description: Option<String>,
 }
 

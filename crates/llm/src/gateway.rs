@@ -6,8 +6,10 @@
 //! ([`Gateway::account_answer`]), or a retryable failure backs off
 //! ([`Gateway::after_retryable`]: full jitter, never sooner than the server's retry hint, which
 //! also pauses every other call to this endpoint) within a per-request retry budget. What a
-//! finished call cost goes to the budget, the gateway's totals and the attempt's spend ledger
-//! (see [`crate::scope`]).
+//! finished call cost goes to the budget and the attempt's spend ledger (see [`crate::scope`]).
+//! The gateway's totals ([`Gateway::totals`]) move as things happen: an answer's tokens and cost
+//! when it arrives, a retry or a 429 when it is seen, so a progress display can read them live;
+//! once every call has returned they equal the sum of the usage the calls returned.
 //!
 //! [`Gateway::chat_parsed`] adds the structured-output loop: an answer cut off by `max_tokens`
 //! is asked again with a larger limit (within a cap, and within the job's token limit); an
@@ -184,7 +186,8 @@ impl Gateway {
         self.provider.structured_output()
     }
 
-    /// Usage of every call made through this gateway so far.
+    /// Usage of every call made through this gateway so far, including the answers, retries
+    /// and 429s of calls still going on.
     pub fn totals(&self) -> Usage {
         *self.totals.lock().expect("usage lock")
     }
@@ -291,9 +294,9 @@ impl Gateway {
         if let Err(error) = self.config.budget.reserve(worst_case) {
             return (Err(error), Usage::default());
         }
+        // send_with_retries accounts each answer and retry to the totals as it happens.
         let (result, usage) = self.send_with_retries(request, prompt_estimate).await;
         self.config.budget.settle(worst_case, usage.cost_usd);
-        self.account(&usage);
         if let (Ok(answer), Some(cache), Some(key)) = (&result, cache, &key) {
             let entry = crate::cache::encode(answer, &self.config.endpoint, crate::scope::origin());
             cache.put(key, entry).await;
@@ -325,6 +328,7 @@ impl Gateway {
                     let answer =
                         self.account_answer(request, answer, prompt_estimate, started, &mut paid);
                     crate::scope::settled(&estimate, &paid);
+                    self.account(&paid);
                     usage.add(&paid);
                     return (Ok(answer), usage);
                 }
@@ -446,8 +450,9 @@ impl Gateway {
         throttled: bool,
         usage: &mut Usage,
     ) -> Option<Duration> {
+        let mut seen = Usage::default();
         if throttled {
-            usage.throttled += 1;
+            seen.throttled = 1;
         }
         if let Some(hint) = retry_after.filter(|_| throttled) {
             self.pause(hint);
@@ -456,9 +461,13 @@ impl Gateway {
             }
         }
         if attempt > self.config.max_retries {
+            self.account(&seen);
+            usage.add(&seen);
             return None;
         }
-        usage.retries += 1;
+        seen.retries = 1;
+        self.account(&seen);
+        usage.add(&seen);
         let delay = full_jitter(self.config.base_backoff, self.config.max_backoff, attempt)
             .max(retry_after.unwrap_or_default());
         tracing::info!(
@@ -523,7 +532,7 @@ impl Gateway {
             }
             request.max_tokens = grown;
             growths += 1;
-            total.retries += 1;
+            self.count_retry(total);
             answer = self.counted(&request, total).await?;
         }
         let complaint = match parse(&answer.content) {
@@ -541,7 +550,7 @@ impl Gateway {
                  requested format exactly."
             ),
         ));
-        total.retries += 1;
+        self.count_retry(total);
         let repaired = self.counted(&repair, total).await?;
         if repaired.finish_reason == "length" {
             return Err(LlmError::BadRecord(format!(
@@ -552,6 +561,17 @@ impl Gateway {
         parse(&repaired.content).map_err(|complaint| {
             LlmError::Unusable(format!("unusable answer after one repair: {complaint}"))
         })
+    }
+
+    /// A request sent again for its answer's sake (truncated or unparsable), counted in the
+    /// record's usage and the gateway's totals alike.
+    fn count_retry(&self, total: &mut Usage) {
+        let retry = Usage {
+            retries: 1,
+            ..Usage::default()
+        };
+        self.account(&retry);
+        total.add(&retry);
     }
 
     async fn counted(
@@ -679,6 +699,11 @@ mod tests {
         let (answered, usage) = gateway.chat(&request()).await.unwrap();
         assert_eq!(answered.content, "ok");
         assert_eq!((usage.calls, usage.retries, usage.throttled), (1, 2, 2));
+        assert_eq!(
+            gateway.totals(),
+            usage,
+            "the totals count retries and 429s too"
+        );
         let always = Scripted::new(vec![retry()]);
         let gateway = Gateway::new(
             always.clone(),
@@ -692,6 +717,36 @@ mod tests {
             Err(LlmError::Retryable { .. })
         ));
         assert_eq!(always.calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn totals_show_a_429_while_its_call_waits_to_retry() {
+        let provider = Scripted::new(vec![
+            Err(LlmError::Retryable {
+                reason: "429".into(),
+                retry_after: Some(Duration::from_secs(3600)),
+                throttled: true,
+            }),
+            answer("ok", "stop"),
+        ]);
+        let gateway = Arc::new(Gateway::new(provider.clone(), fast()));
+        let call = tokio::spawn({
+            let gateway = gateway.clone();
+            async move { gateway.chat(&request()).await }
+        });
+        // The call now waits out the hour-long hint; the totals already show what happened.
+        let mut seen = Usage::default();
+        for _ in 0..10_000 {
+            seen = gateway.totals();
+            if seen.throttled > 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(!call.is_finished(), "the call should still be waiting");
+        assert_eq!((seen.throttled, seen.retries, seen.calls), (1, 1, 0));
+        call.abort();
     }
 
     #[tokio::test]
@@ -724,6 +779,11 @@ mod tests {
         assert_eq!(value.unwrap()["a"], 1);
         assert_eq!(usage.calls, 3);
         assert_eq!(usage.retries, 2);
+        assert_eq!(
+            gateway.totals(),
+            usage,
+            "the totals count growth and repair requests as retries"
+        );
         let stubborn = Scripted::new(vec![answer("nonsense", "stop")]);
         let gateway = Gateway::new(stubborn.clone(), fast());
         let (result, usage) = gateway.chat_parsed(&request(), parse).await;

@@ -117,6 +117,10 @@ pub enum ShardEvent {
         /// events knows the commit without reading the marker. Absent from older workers.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         summary: Option<Box<rubricmill_core::MarkerSummary>>,
+        /// Of `rows`, those with `kept = false` (crg rubrics the consistency filter dropped);
+        /// 0 for pipelines without that column and from older workers.
+        #[serde(default)]
+        dropped_rows: u64,
     },
     /// The shard was committed before (earlier run, or another worker won the race).
     AlreadyCommitted { job: String, shard: String },

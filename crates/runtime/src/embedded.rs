@@ -63,6 +63,10 @@ pub struct Tally {
     pub records: u64,
     pub rows: u64,
     pub rejects: u64,
+    /// Of `rows`, those with `kept = false` (crg rubrics the consistency filter dropped). Known
+    /// for the shards this run committed only: commit markers do not record it, so the tally of
+    /// earlier runs leaves it 0.
+    pub dropped_rows: u64,
     pub usage: Usage,
 }
 
@@ -92,10 +96,35 @@ pub struct RunSummary {
     pub output_requests: rubricmill_store::RequestTally,
 }
 
+/// What the job's LLM calls have done so far in this run, read from the gateways' live
+/// counters: answers, tokens and cost as they arrive, retries and 429s as they are seen, also
+/// of shards still in flight.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LiveUsage {
+    /// Calls, cache hits, retries, throttled answers (429/503), tokens and cost so far.
+    pub usage: Usage,
+    /// Time since the run started.
+    pub elapsed: Duration,
+}
+
+impl LiveUsage {
+    /// Answered calls per second since the run started.
+    pub fn calls_per_second(&self) -> f64 {
+        self.usage.calls as f64 / self.elapsed.as_secs_f64().max(1e-3)
+    }
+}
+
+/// How often a running job's live LLM counters go to the [`ProgressObserver`].
+pub const LIVE_USAGE_EVERY: Duration = Duration::from_millis(500);
+
 /// Receives progress while a run goes on (the CLI draws its progress bar from it).
 pub trait ProgressObserver: Send {
     fn started(&mut self, _planned: u64, _already_committed: u64) {}
     fn shard_done(&mut self, _this_run: &Tally) {}
+    /// The live LLM counters, every [`LIVE_USAGE_EVERY`] while shards run and once more when
+    /// the workers have stopped (that last one equals the run's totals when every attempt
+    /// committed).
+    fn live_usage(&mut self, _live: &LiveUsage) {}
 }
 
 /// A progress observer that ignores everything.
@@ -121,6 +150,7 @@ pub async fn run_embedded(
         records: markers.iter().map(|m| m.records).sum(),
         rows: markers.iter().map(|m| m.rows).sum(),
         rejects: markers.iter().map(|m| m.rejects).sum(),
+        dropped_rows: 0,
         usage: markers.iter().fold(Usage::default(), |mut total, m| {
             total.add(&m.usage);
             total
@@ -183,8 +213,17 @@ pub async fn run_embedded(
     let mut log = ProgressRecorder::new(store.clone());
     tokio::pin!(interrupt);
     let mut stop = None;
+    let live = |context: &JobContext| LiveUsage {
+        usage: context.usage(),
+        elapsed: started.elapsed(),
+    };
+    let mut ticks = tokio::time::interval(LIVE_USAGE_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while stop.is_none() && !outstanding.is_empty() {
         tokio::select! {
+            _ = ticks.tick() => {
+                progress.live_usage(&live(&context));
+            }
             event = event_rx.recv() => {
                 let Some(event) = event else { break };
                 log.note(&event);
@@ -215,6 +254,7 @@ pub async fn run_embedded(
     }
     log.save().await;
     progress.shard_done(&summary.this_run);
+    progress.live_usage(&live(&context));
     match store.uncommitted_spend().await {
         Ok(uncommitted) => summary.uncommitted = uncommitted,
         Err(error) => {
@@ -246,6 +286,7 @@ fn apply_event(
             rows,
             rejects,
             usage,
+            dropped_rows,
             ..
         } => {
             outstanding.remove(&shard);
@@ -254,6 +295,7 @@ fn apply_event(
             tally.records += records;
             tally.rows += rows;
             tally.rejects += rejects;
+            tally.dropped_rows += dropped_rows;
             tally.usage.add(&usage);
             None
         }

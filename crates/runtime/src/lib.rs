@@ -11,7 +11,8 @@ pub mod spend;
 pub mod worker;
 
 pub use embedded::{
-    EmbeddedOptions, NoProgress, ProgressObserver, RunSummary, StopReason, Tally, run_embedded,
+    EmbeddedOptions, LIVE_USAGE_EVERY, LiveUsage, NoProgress, ProgressObserver, RunSummary,
+    StopReason, Tally, run_embedded,
 };
 pub use job::{ContextOptions, JobContext, preflight};
 pub use policy::{PolicyError, PolicyFile, Refusal, WorkerPolicy};

@@ -266,12 +266,15 @@ impl Worker {
             }
         };
         let end = match &processed {
-            Ok(Committed::Ours(_)) => AttemptEnd::Committed,
+            Ok(Committed::Ours { .. }) => AttemptEnd::Committed,
             _ => AttemptEnd::NotCommitted,
         };
         settle(ledger, end).await;
         match processed {
-            Ok(Committed::Ours(marker)) => {
+            Ok(Committed::Ours {
+                marker,
+                dropped_rows,
+            }) => {
                 if let Err(error) = delivery.ack().await {
                     // The marker is written: a redelivery will find it and ack.
                     tracing::warn!(shard = %shard, error = %error, "ack after commit failed");
@@ -287,6 +290,7 @@ impl Worker {
                         rejects: marker.rejects,
                         usage: Box::new(marker.usage),
                         summary: Some(Box::new(marker.summary())),
+                        dropped_rows,
                     })
                     .await;
             }
@@ -426,6 +430,7 @@ impl Worker {
             rejects_part,
             rows: row_count,
             rejects: reject_count,
+            dropped_rows,
             stages,
             usage,
             records,
@@ -450,7 +455,10 @@ impl Worker {
             usage,
         };
         match context.store.commit(&marker).await {
-            Ok(CommitOutcome::Won) => Ok(Committed::Ours(Box::new(marker))),
+            Ok(CommitOutcome::Won) => Ok(Committed::Ours {
+                marker: Box::new(marker),
+                dropped_rows,
+            }),
             Ok(CommitOutcome::Lost(_)) => Ok(Committed::Theirs),
             Err(error) => Err(ShardFailure::Retryable(error.to_string())),
         }
@@ -511,6 +519,8 @@ struct Finished {
     rejects_part: Option<FinishedPart>,
     rows: u64,
     rejects: u64,
+    /// Rows with `kept = false`.
+    dropped_rows: u64,
     stages: BTreeMap<String, StageCounts>,
     usage: Usage,
     records: u64,
@@ -529,6 +539,7 @@ struct ShardOutput<'a> {
     rejects_part: Option<PartWriter>,
     row_count: u64,
     reject_count: u64,
+    dropped_rows: u64,
     stages: BTreeMap<String, StageCounts>,
     usage: Usage,
     records: u64,
@@ -546,6 +557,7 @@ impl<'a> ShardOutput<'a> {
             rejects_part: None,
             row_count: 0,
             reject_count: 0,
+            dropped_rows: 0,
             stages: BTreeMap::new(),
             usage: Usage::default(),
             records: 0,
@@ -557,7 +569,10 @@ impl<'a> ShardOutput<'a> {
         for row in outcome.rows {
             match row {
                 OutputRow::ResearchQa(row) => self.rows.researchqa.push(row),
-                OutputRow::Crg(row) => self.rows.crg.push(row),
+                OutputRow::Crg(row) => {
+                    self.dropped_rows += u64::from(!row.kept);
+                    self.rows.crg.push(row);
+                }
             }
         }
         self.rejects.extend(outcome.rejects);
@@ -638,6 +653,7 @@ impl<'a> ShardOutput<'a> {
             rejects_part,
             rows: self.row_count,
             rejects: self.reject_count,
+            dropped_rows: self.dropped_rows,
             stages: self.stages,
             usage: self.usage,
             records: self.records,
@@ -656,7 +672,11 @@ impl<'a> ShardOutput<'a> {
 }
 
 enum Committed {
-    Ours(Box<CommitMarker>),
+    Ours {
+        marker: Box<CommitMarker>,
+        /// Of the marker's rows, those with `kept = false`.
+        dropped_rows: u64,
+    },
     Theirs,
 }
 

@@ -97,6 +97,7 @@ fn committed_event(job: &str, marker: &CommitMarker) -> ShardEvent {
         rejects: marker.rejects,
         usage: Box::new(marker.usage),
         summary: Some(Box::new(marker.summary())),
+        dropped_rows: 0,
     }
 }
 

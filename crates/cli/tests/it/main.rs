@@ -3,6 +3,7 @@
 mod accounting;
 mod cluster;
 mod crg;
+mod docs;
 mod hostile;
 mod layouts;
 mod llm;

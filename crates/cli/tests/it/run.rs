@@ -214,6 +214,74 @@ fn quickstart_crg_accounts_for_every_pair() {
     );
 }
 
+/// The `kept` column of committed crg rows: (kept, dropped).
+fn kept_and_dropped(out: &Committed) -> (u64, u64) {
+    let mut counts = (0, 0);
+    for batch in &out.rows {
+        let column = batch.column_by_name("kept").unwrap();
+        let kept = column
+            .as_any()
+            .downcast_ref::<arrow_array::BooleanArray>()
+            .unwrap();
+        for value in kept.iter() {
+            if value.unwrap() {
+                counts.0 += 1;
+            } else {
+                counts.1 += 1;
+            }
+        }
+    }
+    counts
+}
+
+#[test]
+fn crg_summary_counts_kept_and_dropped_rows() {
+    // The quickstart's pairs, with a judge that errs often and no regeneration, so the
+    // consistency filter drops some rubrics.
+    let input = format!("{}/*.jsonl", repo_root().join("samples/pairs").display());
+    let body = |out: &std::path::Path| {
+        format!(
+            "pipeline = \"crg\"\n[input]\nurl = \"{input}\"\nrecords_per_shard = 8\n[output]\nurl = \"{}\"\n\
+             [llm]\nprovider = \"simulated\"\nmodel = \"simulated\"\nsimulated_judge_error_rate = 0.4\n\
+             [crg]\nmax_resamples = 0\n",
+            out.display()
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(dir.path(), "kept", &body(&dir.path().join("out")));
+    let (code, summary, _) = run_job(&spec, &[]);
+    assert_eq!(code, 0, "{summary}");
+    let out = Committed::read(&dir.path().join("out/kept"));
+    let (kept, dropped) = kept_and_dropped(&out);
+    assert!(
+        kept > 0 && dropped > 0,
+        "the test needs both: {kept} kept, {dropped} dropped"
+    );
+    let run = &summary["this_run"];
+    assert_eq!(run["kept_rows"].as_u64(), Some(kept), "{summary}");
+    assert_eq!(run["dropped_rows"].as_u64(), Some(dropped), "{summary}");
+    assert_eq!(run["rows"].as_u64(), Some(kept + dropped));
+
+    // The text summary says the same of its own run.
+    let text_dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(text_dir.path(), "kept", &body(&text_dir.path().join("out")));
+    let output = rubricmill()
+        .arg("run")
+        .arg(&spec)
+        .arg("--no-progress")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (kept, dropped) = kept_and_dropped(&Committed::read(&text_dir.path().join("out/kept")));
+    assert!(
+        stdout.contains(&format!(
+            "{kept} rows kept, {dropped} dropped by the consistency filter"
+        )),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn shards_and_rows_do_not_depend_on_the_worker_count() {
     let dir = tempfile::tempdir().unwrap();
