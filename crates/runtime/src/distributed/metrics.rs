@@ -188,6 +188,8 @@ pub struct CoordinatorMetrics {
     pub shards: Family<Gauge>,
     pub rows: Family<Gauge>,
     pub cost: Family<Gauge>,
+    /// Each job's spending limit (`llm.max_cost_usd`), for jobs that have one.
+    pub budget: Family<Gauge>,
     pub queue_pending: Gauge,
     pub queue_ack_pending: Gauge,
     pub live_workers: Gauge,
@@ -210,6 +212,11 @@ impl CoordinatorMetrics {
             cost: registry.gauge(
                 "job_cost_usd",
                 "LLM cost of each job: committed shards and attempts that did not commit",
+                &["job"],
+            ),
+            budget: registry.gauge(
+                "job_budget_usd",
+                "Spending limit of each job with one (llm.max_cost_usd)",
                 &["job"],
             ),
             queue_pending: registry
