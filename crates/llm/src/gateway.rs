@@ -789,9 +789,12 @@ mod tests {
         assert_eq!(always.calls.load(Ordering::SeqCst), 4);
     }
 
-    /// Keeps every report as `(stage, model, outcome, has latency, tokens in, retried)`.
+    /// A report as `(stage, model, outcome, has latency, tokens in, retried)`.
+    type Seen = (String, String, &'static str, bool, u64, bool);
+
+    /// Keeps every report.
     #[derive(Default)]
-    struct Reports(Mutex<Vec<(String, String, &'static str, bool, u64, bool)>>);
+    struct Reports(Mutex<Vec<Seen>>);
 
     impl CallObserver for Reports {
         fn observe(&self, report: &CallReport<'_>) {

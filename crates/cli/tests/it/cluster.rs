@@ -1225,11 +1225,14 @@ fn per_role_nats_users_run_a_job_and_the_status_user_changes_nothing() {
     assert!(!output.status.success(), "the worker user submitted a job");
 }
 
+/// One sample of a scrape: its name, labels and value.
+type Sample = (String, Vec<(String, String)>, f64);
+
 /// One scrape of a `/metrics` endpoint, parsed into samples.
 struct Scrape {
     text: String,
-    /// (sample name, labels, value), in the order of the text.
-    samples: Vec<(String, Vec<(String, String)>, f64)>,
+    /// In the order of the text.
+    samples: Vec<Sample>,
 }
 
 impl Scrape {
