@@ -851,6 +851,53 @@ mod tests {
         );
     }
 
+    /// A response cache in memory.
+    #[derive(Default)]
+    struct MemoryCache(Mutex<std::collections::HashMap<String, bytes::Bytes>>);
+
+    #[async_trait::async_trait]
+    impl CacheStore for MemoryCache {
+        async fn get(&self, key: &str) -> Option<bytes::Bytes> {
+            self.0.lock().unwrap().get(key).cloned()
+        }
+        async fn put(&self, key: &str, value: bytes::Bytes) {
+            self.0.lock().unwrap().insert(key.to_owned(), value);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cached_answer_is_reported_as_cached_without_latency() {
+        let provider = Scripted::new(vec![answer("ok", "stop")]);
+        let config = GatewayConfig {
+            cache: Some(Arc::new(MemoryCache::default())),
+            ..fast()
+        };
+        let gateway = Gateway::new(provider.clone(), config);
+        let reports = Arc::new(Reports::default());
+        gateway.observe_calls(reports.clone());
+        for _ in 0..2 {
+            crate::scope::in_stage("generate", gateway.chat(&request()))
+                .await
+                .unwrap();
+        }
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 1);
+        let seen = reports.0.lock().unwrap().clone();
+        let generate = |outcome, latency, tokens| {
+            (
+                "generate".to_owned(),
+                "m".to_owned(),
+                outcome,
+                latency,
+                tokens,
+                false,
+            )
+        };
+        assert_eq!(
+            seen,
+            vec![generate("ok", true, 10), generate("cached", false, 0)]
+        );
+    }
+
     #[tokio::test]
     async fn fatal_errors_stop_every_later_call_without_sending_it() {
         let provider = Scripted::new(vec![
