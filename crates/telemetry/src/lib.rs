@@ -36,6 +36,6 @@ mod process;
 mod server;
 
 pub use health::Health;
-pub use metrics::{Counter, CounterExt, Family, Gauge, Histogram, MakeMetric, Registry};
+pub use metrics::{Counter, CounterExt, Family, Gauge, Histogram, Registry};
 pub use process::ProcessCollector;
 pub use server::{METRICS_CONTENT_TYPE, TelemetryError, TelemetryServer, router, serve};

@@ -50,7 +50,7 @@ impl CounterExt for Counter {
 }
 
 /// Makes a family's children: the default value, or a histogram with the family's buckets.
-pub struct MakeMetric<M>(Arc<dyn Fn() -> M + Send + Sync>);
+pub(crate) struct MakeMetric<M>(Arc<dyn Fn() -> M + Send + Sync>);
 
 impl<M> Clone for MakeMetric<M> {
     fn clone(&self) -> Self {
