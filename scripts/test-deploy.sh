@@ -3,7 +3,8 @@
 # against each other, the KEDA ScaledObject against KEDA's API types and the fields we rely
 # on, the Prometheus snippet and the NATS chart values, the compose file against the Compose
 # specification, the Dockerfile (hadolint, and a real build where a Docker engine answers),
-# the scripts (shellcheck), the command lines and job specs against the built binary, and a
+# the scripts (shellcheck), the monitoring files (PodMonitor, PrometheusRule, Grafana dashboard;
+# their metric names are checked against a real scrape by the cli tests), the command lines and job specs against the built binary, and a
 # whole dev cluster end to end (scripts/dev-cluster.sh --workers 2).
 #
 #   scripts/test-deploy.sh                 # everything
@@ -159,6 +160,7 @@ if [ "$tools_ok" = 1 ]; then
   run_check "KEDA ScaledObject fields" py keda-fields deploy/k8s
   run_check "Prometheus scrape config" py prometheus deploy/k8s
   run_check "NATS Helm values" py nats-values deploy/k8s
+  run_check "monitoring: PodMonitor, alert rules, Grafana dashboard" py monitoring deploy/monitoring deploy/k8s
   run_check "compose cross-references" py compose-refs deploy/compose.yaml
   run_check "Dockerfile lint (hadolint)" check_hadolint
   run_check "shell scripts (shellcheck)" check_shellcheck

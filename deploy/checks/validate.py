@@ -7,6 +7,7 @@
     validate.py scaled-objects K8S_DIR          (prints the ScaledObjects as JSON, for keda.mjs)
     validate.py prometheus K8S_DIR
     validate.py nats-values K8S_DIR
+    validate.py monitoring MONITORING_DIR K8S_DIR
     validate.py compose COMPOSE_FILE --schema COMPOSE_SCHEMA_JSON
     validate.py compose-refs COMPOSE_FILE
     validate.py cli-flags DEPLOY_DIR --bin RUBRICMILL
@@ -708,6 +709,175 @@ def check_job_specs(deploy_dir: Path, binary: str, samples: Path) -> int:
     return problems.finish(f"{len(specs)} job specs pass `rubricmill validate`")
 
 
+# --------------------------------------------------------------------------- monitoring
+
+ALERT_SEVERITIES = {"info", "warning", "critical"}
+DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
+ALERT_NAME = re.compile(r"^[A-Z][A-Za-z0-9]+$")
+
+
+def label_selector_matches(selector: dict, labels: dict) -> bool:
+    """Whether a Kubernetes label selector (matchLabels, matchExpressions) selects `labels`."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression.get("key"), expression.get("operator"), expression.get("values") or []
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and labels.get(key) in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def promql_balanced(expr: str) -> bool:
+    """Brackets of a PromQL expression open and close in order (a cheap syntax check)."""
+    pairs = {")": "(", "]": "[", "}": "{"}
+    stack: list[str] = []
+    in_string = False
+    for c in expr:
+        if c == '"':
+            in_string = not in_string
+        elif in_string:
+            continue
+        elif c in "([{":
+            stack.append(c)
+        elif c in pairs:
+            if not stack or stack.pop() != pairs[c]:
+                return False
+    return not stack and not in_string
+
+
+def check_monitoring(monitoring_dir: Path, k8s_dir: Path) -> int:
+    """The PodMonitor selects the worker and coordinator pods on a port they have; the rules
+    and the dashboard are well formed. That their metric names exist is checked against a
+    real scrape by the Rust test in crates/cli/tests/it/cluster.rs."""
+    problems = Problems("monitoring")
+    resources = k8s_resources(k8s_dir)
+    namespace = next(d["metadata"]["name"] for _, d in resources if d["kind"] == "Namespace")
+    pods = {
+        d["metadata"]["name"]: (d["spec"]["template"].get("metadata") or {}).get("labels") or {}
+        for _, d in resources
+        if d["kind"] == "Deployment"
+    }
+    ports = {
+        d["metadata"]["name"]: {p.get("name") for c in d["spec"]["template"]["spec"]["containers"] for p in c.get("ports") or []}
+        for _, d in resources
+        if d["kind"] == "Deployment"
+    }
+    components = {name: labels.get("app.kubernetes.io/component") for name, labels in pods.items()}
+    wanted = {name for name, component in components.items() if component in ("worker", "coordinator")}
+    if len(wanted) < 2:
+        problems.add(str(k8s_dir), f"expected a worker and a coordinator Deployment, found {sorted(wanted)}")
+
+    docs = load_yaml_docs(monitoring_dir / "podmonitor.yaml")
+    if len(docs) != 1 or docs[0].get("kind") != "PodMonitor" or docs[0].get("apiVersion") != "monitoring.coreos.com/v1":
+        problems.add("podmonitor.yaml", "must hold exactly one monitoring.coreos.com/v1 PodMonitor")
+    else:
+        monitor = docs[0]
+        spec = monitor.get("spec") or {}
+        if (monitor.get("metadata") or {}).get("namespace") != namespace:
+            problems.add("podmonitor.yaml", f"must be in namespace {namespace!r}")
+        if namespace not in ((spec.get("namespaceSelector") or {}).get("matchNames") or []):
+            problems.add("podmonitor.yaml", f"namespaceSelector must name {namespace!r}")
+        selected = {name for name, labels in pods.items() if label_selector_matches(spec.get("selector") or {}, labels)}
+        for name in sorted(wanted - selected):
+            problems.add("podmonitor.yaml", f"does not select Deployment/{name}")
+        for name in sorted(selected - wanted):
+            problems.add("podmonitor.yaml", f"selects Deployment/{name}, which serves no metrics")
+        endpoints = spec.get("podMetricsEndpoints") or []
+        if not endpoints:
+            problems.add("podmonitor.yaml", "has no podMetricsEndpoints")
+        for i, endpoint in enumerate(endpoints):
+            where = f"podmonitor.yaml podMetricsEndpoints[{i}]"
+            for name in sorted(selected):
+                if endpoint.get("port") not in ports[name]:
+                    problems.add(where, f"port {endpoint.get('port')!r} is not a named port of Deployment/{name}")
+            if endpoint.get("honorLabels") is not True:
+                problems.add(where, "needs honorLabels: true, or rubricmill's job label becomes exported_job")
+            if "interval" in endpoint and not DURATION.match(str(endpoint["interval"])):
+                problems.add(where, f"interval {endpoint['interval']!r} is not a duration")
+
+    alerts = 0
+    docs = load_yaml_docs(monitoring_dir / "prometheus-rules.yaml")
+    if len(docs) != 1 or docs[0].get("kind") != "PrometheusRule" or docs[0].get("apiVersion") != "monitoring.coreos.com/v1":
+        problems.add("prometheus-rules.yaml", "must hold exactly one monitoring.coreos.com/v1 PrometheusRule")
+    else:
+        rules_doc = docs[0]
+        if (rules_doc.get("metadata") or {}).get("namespace") != namespace:
+            problems.add("prometheus-rules.yaml", f"must be in namespace {namespace!r}")
+        groups = (rules_doc.get("spec") or {}).get("groups") or []
+        if len({g.get("name") for g in groups}) != len(groups):
+            problems.add("prometheus-rules.yaml", "group names must be distinct")
+        seen: set[str] = set()
+        for group in groups:
+            for i, rule in enumerate(group.get("rules") or []):
+                name = rule.get("alert")
+                where = f"prometheus-rules.yaml {group.get('name')}[{i}]"
+                if not isinstance(name, str) or not ALERT_NAME.match(name):
+                    problems.add(where, f"alert name {name!r} is not CamelCase")
+                    continue
+                alerts += 1
+                where = f"prometheus-rules.yaml {name}"
+                if name in seen:
+                    problems.add(where, "appears twice")
+                seen.add(name)
+                expr = rule.get("expr")
+                if not isinstance(expr, str) or not expr.strip():
+                    problems.add(where, "has no expr")
+                elif not promql_balanced(expr):
+                    problems.add(where, "expr has unbalanced brackets or quotes")
+                if "for" in rule and not DURATION.match(str(rule["for"])):
+                    problems.add(where, f"for {rule['for']!r} is not a duration")
+                if (rule.get("labels") or {}).get("severity") not in ALERT_SEVERITIES:
+                    problems.add(where, f"labels.severity must be one of {sorted(ALERT_SEVERITIES)}")
+                if not (rule.get("annotations") or {}).get("summary"):
+                    problems.add(where, "needs annotations.summary")
+
+    targets = 0
+    path = monitoring_dir / "grafana-dashboard.json"
+    try:
+        dashboard = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        problems.add(path.name, f"is not JSON: {e}")
+        dashboard = {}
+    if dashboard:
+        variables = {v.get("name"): v for v in (dashboard.get("templating") or {}).get("list") or []}
+        if (variables.get("datasource") or {}).get("type") != "datasource":
+            problems.add(path.name, "needs a datasource variable named 'datasource'")
+        for key in ("uid", "title", "schemaVersion"):
+            if not dashboard.get(key):
+                problems.add(path.name, f"needs {key}")
+        panels = dashboard.get("panels") or []
+        ids = [p.get("id") for p in panels]
+        if len(set(ids)) != len(ids):
+            problems.add(path.name, "panel ids must be distinct")
+        for panel in panels:
+            if panel.get("type") == "row":
+                continue
+            where = f"{path.name} panel {panel.get('title')!r}"
+            if (panel.get("datasource") or {}).get("uid") != "${datasource}":
+                problems.add(where, "must use the ${datasource} variable")
+            panel_targets = panel.get("targets") or []
+            if not panel_targets:
+                problems.add(where, "has no query")
+            refs = [t.get("refId") for t in panel_targets]
+            if len(set(refs)) != len(refs):
+                problems.add(where, "refIds must be distinct")
+            for target in panel_targets:
+                targets += 1
+                expr = target.get("expr")
+                if not isinstance(expr, str) or not expr.strip():
+                    problems.add(where, "has a query without expr")
+                elif not promql_balanced(expr):
+                    problems.add(where, f"expr has unbalanced brackets or quotes: {expr}")
+    return problems.finish(f"PodMonitor selects {len(wanted)} Deployments; {alerts} alerts; {targets} dashboard queries")
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -723,6 +893,9 @@ def main() -> int:
     p.add_argument("compose_file", type=Path)
     p.add_argument("--schema", type=Path, required=True)
     sub.add_parser("compose-refs").add_argument("compose_file", type=Path)
+    p = sub.add_parser("monitoring")
+    p.add_argument("monitoring_dir", type=Path)
+    p.add_argument("k8s_dir", type=Path)
     p = sub.add_parser("cli-flags")
     p.add_argument("deploy_dir", type=Path)
     p.add_argument("--bin", required=True)
@@ -749,6 +922,8 @@ def main() -> int:
         return check_compose(args.compose_file, args.schema)
     if args.check == "compose-refs":
         return check_compose_refs(args.compose_file)
+    if args.check == "monitoring":
+        return check_monitoring(args.monitoring_dir, args.k8s_dir)
     if args.check == "cli-flags":
         return check_cli_flags(args.deploy_dir, args.bin)
     if args.check == "job-specs":

@@ -15,7 +15,7 @@ use rubricmill_cluster::{Cluster, Names, NatsOptions, QueueSettings};
 use rubricmill_core::JobSpec;
 use rubricmill_runtime::distributed::{self, JobStatus};
 use rubricmill_runtime::{ContextOptions, PolicyFile, WorkerOptions, WorkerPolicy};
-use rubricmill_telemetry::{Health, Registry};
+use rubricmill_telemetry::{Health, ProcessCollector, Registry};
 
 /// How to reach NATS. Every option can also come from the environment.
 #[derive(Args, Debug, Clone)]
@@ -275,6 +275,7 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let registry = Registry::new("rubricmill");
+    registry.collector(Box::new(ProcessCollector));
     let health = Health::new();
     let server = match addr {
         Some(addr) => Some(

@@ -222,14 +222,16 @@ impl WorkQueue for NatsWorkQueue {
             for message in messages {
                 match serde_json::from_slice::<ShardTask>(&message.payload) {
                     Ok(task) => {
-                        let attempt = message
-                            .info()
-                            .map(|info| u32::try_from(info.delivered).unwrap_or(1))
-                            .unwrap_or(1);
+                        let info = message.info().ok();
+                        let attempt = info
+                            .as_ref()
+                            .map_or(1, |info| u32::try_from(info.delivered).unwrap_or(1));
+                        let queued_at = info.map(|info| info.published.into());
                         deliveries.push(Box::new(NatsDelivery {
                             message,
                             task,
                             attempt,
+                            queued_at,
                             max_deliver: self.max_deliver,
                         }));
                     }
@@ -248,6 +250,8 @@ pub struct NatsDelivery {
     message: Message,
     task: ShardTask,
     attempt: u32,
+    /// When JetStream stored the message.
+    queued_at: Option<std::time::SystemTime>,
     max_deliver: u32,
 }
 
@@ -270,6 +274,10 @@ impl Delivery for NatsDelivery {
 
     fn attempt(&self) -> u32 {
         self.attempt
+    }
+
+    fn queued_at(&self) -> Option<std::time::SystemTime> {
+        self.queued_at
     }
 
     fn max_deliver(&self) -> u32 {

@@ -1,7 +1,9 @@
 //! The one way rubricmill serves HTTP: every server of ours (the telemetry endpoint, the web UI,
 //! mock-llm) is an [`axum::Router`] handed to [`HttpServer::bind`].
 //!
-//! - HTTP/1.1 with keep-alive, one task per connection, on the current tokio runtime.
+//! - HTTP/1.1 with keep-alive (and `TCP_NODELAY`: small answers leave at once), one task per
+//!   connection, on the current tokio runtime.
+//! - [`ServeOptions::on_accept`] is told about every accepted connection (mock-llm counts them).
 //! - Each request carries the peer's address as an [`axum::extract::ConnectInfo`] extension.
 //! - [`HttpServer::shutdown`] closes the listener at once, lets requests in flight finish for up
 //!   to a grace period (hyper-util's graceful shutdown), then cuts off whatever is left, so a
@@ -24,6 +26,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -66,6 +69,36 @@ pub enum HttpError {
         /// The error.
         source: io::Error,
     },
+}
+
+/// Told the peer address of every connection accepted.
+pub type AcceptHook = Arc<dyn Fn(SocketAddr) + Send + Sync>;
+
+/// How [`HttpServer::serve_with`] serves.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// How long a stop waits for requests in flight before cutting them off.
+    pub grace: Duration,
+    /// Called with the peer's address when a connection is accepted, before its first request.
+    pub on_accept: Option<AcceptHook>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            grace: DEFAULT_SHUTDOWN_GRACE,
+            on_accept: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("grace", &self.grace)
+            .field("on_accept", &self.on_accept.is_some())
+            .finish()
+    }
 }
 
 /// A running server. Dropping it stops it too, without waiting for requests in flight.
@@ -113,6 +146,20 @@ impl HttpServer {
         router: Router,
         grace: Duration,
     ) -> Result<HttpServer, HttpError> {
+        let options = ServeOptions {
+            grace,
+            ..ServeOptions::default()
+        };
+        Self::serve_with(listener, name, router, options)
+    }
+
+    /// Serves `router` on a listener the caller bound, with `options`.
+    pub fn serve_with(
+        listener: TcpListener,
+        name: &'static str,
+        router: Router,
+        options: ServeOptions,
+    ) -> Result<HttpServer, HttpError> {
         let addr = listener
             .local_addr()
             .map_err(|source| HttpError::LocalAddr {
@@ -120,7 +167,7 @@ impl HttpServer {
                 source,
             })?;
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, name, router, grace, stopped));
+        let task = tokio::spawn(accept_loop(listener, name, router, options, stopped));
         tracing::info!(server = name, %addr, "http endpoint listening");
         Ok(HttpServer {
             name,
@@ -156,15 +203,22 @@ async fn accept_loop(
     listener: TcpListener,
     name: &'static str,
     router: Router,
-    grace: Duration,
+    options: ServeOptions,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let ServeOptions { grace, on_accept } = options;
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!(server = name, %peer, %error, "http could not set TCP_NODELAY");
+                    }
+                    if let Some(hook) = &on_accept {
+                        hook(peer);
+                    }
                     let router = router.clone();
                     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                         request.extensions_mut().insert(ConnectInfo(peer));
@@ -207,8 +261,7 @@ async fn accept_loop(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use axum::routing::get;
 
@@ -309,5 +362,41 @@ mod tests {
         server.shutdown().await;
         assert!(request.await.unwrap().is_err(), "the client sees the cut");
         assert!(!finished.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn the_accept_hook_sees_every_connection_once() {
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let peers = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let options = ServeOptions {
+            on_accept: Some({
+                let (accepted, peers) = (Arc::clone(&accepted), Arc::clone(&peers));
+                Arc::new(move |peer: SocketAddr| {
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                    peers.lock().unwrap().push(peer);
+                })
+            }),
+            ..ServeOptions::default()
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let router = Router::new().route("/hello", get(|| async { "hello" }));
+        let server = HttpServer::serve_with(listener, "test", router, options).unwrap();
+        let url = format!("http://{}/hello", server.local_addr());
+        // One client keeps its connection alive over two requests; a second client opens another.
+        let client = reqwest::Client::new();
+        for _ in 0..2 {
+            let answer = client.get(&url).send().await.unwrap();
+            assert_eq!(answer.text().await.unwrap(), "hello");
+        }
+        let other = reqwest::Client::new();
+        assert_eq!(other.get(&url).send().await.unwrap().status(), 200);
+        server.shutdown().await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        let peers = peers.lock().unwrap();
+        assert!(
+            peers.iter().all(|peer| peer.ip().is_loopback()),
+            "{peers:?}"
+        );
+        assert_ne!(peers[0], peers[1]);
     }
 }

@@ -151,10 +151,57 @@ pub struct Gateway {
     rate_limit_waits: AtomicU64,
     /// Told about every pause a 429 with a retry hint caused (the distributed mode broadcasts it).
     throttle_observer: OnceLock<ThrottleObserver>,
+    /// Told about every attempt (the worker's metrics).
+    call_observer: OnceLock<Arc<dyn CallObserver>>,
 }
 
 /// Receives the pause a provider's 429 asked for.
 pub type ThrottleObserver = Box<dyn Fn(Duration) + Send + Sync>;
+
+/// How one attempt of a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// The provider answered.
+    Ok,
+    /// Answered from the response cache; nothing was sent.
+    Cached,
+    /// The provider pushed back (429 or 503).
+    Throttled,
+    /// Any other failure: a 5xx, a timeout, a broken connection, a refused request.
+    Error,
+}
+
+impl CallOutcome {
+    /// The label value: `ok`, `cached`, `throttled`, `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Ok => "ok",
+            CallOutcome::Cached => "cached",
+            CallOutcome::Throttled => "throttled",
+            CallOutcome::Error => "error",
+        }
+    }
+}
+
+/// One attempt of a call, as a [`CallObserver`] sees it.
+#[derive(Debug, Clone)]
+pub struct CallReport<'a> {
+    /// The pipeline stage the call was made for ([`crate::scope::NO_STAGE`] when unknown).
+    pub stage: &'a str,
+    pub model: &'a str,
+    pub outcome: CallOutcome,
+    /// From sending to the answer or the failure; `None` for a cached answer.
+    pub latency: Option<Duration>,
+    /// Tokens and cost of this attempt (nothing for a failed one).
+    pub usage: Usage,
+    /// Whether the call is sent again after this failed attempt.
+    pub retried: bool,
+}
+
+/// Told about every attempt of every call of a gateway: the metrics by stage, model and outcome.
+pub trait CallObserver: Send + Sync {
+    fn observe(&self, report: &CallReport<'_>);
+}
 
 impl Gateway {
     pub fn new(provider: Arc<dyn ChatProvider>, config: GatewayConfig) -> Self {
@@ -174,6 +221,7 @@ impl Gateway {
             fatal: OnceLock::new(),
             rate_limit_waits: AtomicU64::new(0),
             throttle_observer: OnceLock::new(),
+            call_observer: OnceLock::new(),
         }
     }
 
@@ -210,6 +258,34 @@ impl Gateway {
     /// Sets the observer of pauses caused by 429s (once; later calls are ignored).
     pub fn observe_throttling(&self, observer: ThrottleObserver) {
         let _ = self.throttle_observer.set(observer);
+    }
+
+    /// Sets the observer of every attempt (once; later calls are ignored).
+    pub fn observe_calls(&self, observer: Arc<dyn CallObserver>) {
+        let _ = self.call_observer.set(observer);
+    }
+
+    /// Tells the call observer, if any, about one attempt.
+    fn report(
+        &self,
+        request: &ChatRequest,
+        outcome: CallOutcome,
+        latency: Option<Duration>,
+        usage: Usage,
+        retried: bool,
+    ) {
+        let Some(observer) = self.call_observer.get() else {
+            return;
+        };
+        let stage = crate::scope::stage();
+        observer.observe(&CallReport {
+            stage: &stage,
+            model: &request.model,
+            outcome,
+            latency,
+            usage,
+            retried,
+        });
     }
 
     /// Holds every call to this endpoint until `duration` from now has passed.
@@ -287,6 +363,7 @@ impl Gateway {
                 ..Usage::default()
             };
             self.account(&usage);
+            self.report(request, CallOutcome::Cached, None, usage, false);
             return (Ok(cached.answer), usage);
         }
         let prompt_estimate = self.tokens.messages(&request.messages);
@@ -329,6 +406,8 @@ impl Gateway {
                         self.account_answer(request, answer, prompt_estimate, started, &mut paid);
                     crate::scope::settled(&estimate, &paid);
                     self.account(&paid);
+                    let latency = Some(started.elapsed());
+                    self.report(request, CallOutcome::Ok, latency, paid, false);
                     usage.add(&paid);
                     return (Ok(answer), usage);
                 }
@@ -344,8 +423,17 @@ impl Gateway {
             } = error
             else {
                 self.concurrency.release(slot, Feedback::Neutral);
+                let latency = Some(started.elapsed());
+                self.report(
+                    request,
+                    CallOutcome::Error,
+                    latency,
+                    Usage::default(),
+                    false,
+                );
                 return (Err(self.settle_failure(error)), usage);
             };
+            let latency = Some(started.elapsed());
             let feedback = if throttled {
                 Feedback::PushBack
             } else {
@@ -353,7 +441,14 @@ impl Gateway {
             };
             self.concurrency.release(slot, feedback);
             attempt += 1;
-            match self.after_retryable(attempt, &reason, retry_after, throttled, &mut usage) {
+            let next = self.after_retryable(attempt, &reason, retry_after, throttled, &mut usage);
+            let outcome = if throttled {
+                CallOutcome::Throttled
+            } else {
+                CallOutcome::Error
+            };
+            self.report(request, outcome, latency, Usage::default(), next.is_some());
+            match next {
                 Some(delay) => tokio::time::sleep(delay).await,
                 None => {
                     let reason = format!("gave up after {attempt} attempts: {reason}");
@@ -717,6 +812,115 @@ mod tests {
             Err(LlmError::Retryable { .. })
         ));
         assert_eq!(always.calls.load(Ordering::SeqCst), 4);
+    }
+
+    /// A report as `(stage, model, outcome, has latency, tokens in, retried)`.
+    type Seen = (String, String, &'static str, bool, u64, bool);
+
+    /// Keeps every report.
+    #[derive(Default)]
+    struct Reports(Mutex<Vec<Seen>>);
+
+    impl CallObserver for Reports {
+        fn observe(&self, report: &CallReport<'_>) {
+            self.0.lock().unwrap().push((
+                report.stage.to_owned(),
+                report.model.to_owned(),
+                report.outcome.as_str(),
+                report.latency.is_some(),
+                report.usage.tokens_in,
+                report.retried,
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_call_observer_sees_every_attempt_with_its_stage() {
+        let throttled = Err(LlmError::Retryable {
+            reason: "429".into(),
+            retry_after: None,
+            throttled: true,
+        });
+        let failed = Err(LlmError::Retryable {
+            reason: "500".into(),
+            retry_after: None,
+            throttled: false,
+        });
+        let provider = Scripted::new(vec![throttled, failed, answer("ok", "stop")]);
+        let gateway = Gateway::new(provider, fast());
+        let reports = Arc::new(Reports::default());
+        gateway.observe_calls(reports.clone());
+        crate::scope::in_stage("judge", gateway.chat(&request()))
+            .await
+            .unwrap();
+        gateway.chat(&request()).await.unwrap();
+        let seen = reports.0.lock().unwrap().clone();
+        let judge = |outcome, latency, tokens, retried| {
+            (
+                "judge".to_owned(),
+                "m".to_owned(),
+                outcome,
+                latency,
+                tokens,
+                retried,
+            )
+        };
+        assert_eq!(
+            seen,
+            vec![
+                judge("throttled", true, 0, true),
+                judge("error", true, 0, true),
+                judge("ok", true, 10, false),
+                ("none".to_owned(), "m".to_owned(), "ok", true, 10, false),
+            ]
+        );
+    }
+
+    /// A response cache in memory.
+    #[derive(Default)]
+    struct MemoryCache(Mutex<std::collections::HashMap<String, bytes::Bytes>>);
+
+    #[async_trait::async_trait]
+    impl CacheStore for MemoryCache {
+        async fn get(&self, key: &str) -> Option<bytes::Bytes> {
+            self.0.lock().unwrap().get(key).cloned()
+        }
+        async fn put(&self, key: &str, value: bytes::Bytes) {
+            self.0.lock().unwrap().insert(key.to_owned(), value);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cached_answer_is_reported_as_cached_without_latency() {
+        let provider = Scripted::new(vec![answer("ok", "stop")]);
+        let config = GatewayConfig {
+            cache: Some(Arc::new(MemoryCache::default())),
+            ..fast()
+        };
+        let gateway = Gateway::new(provider.clone(), config);
+        let reports = Arc::new(Reports::default());
+        gateway.observe_calls(reports.clone());
+        for _ in 0..2 {
+            crate::scope::in_stage("generate", gateway.chat(&request()))
+                .await
+                .unwrap();
+        }
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 1);
+        let seen = reports.0.lock().unwrap().clone();
+        let generate = |outcome, latency, tokens| {
+            (
+                "generate".to_owned(),
+                "m".to_owned(),
+                outcome,
+                latency,
+                tokens,
+                false,
+            )
+        };
+        assert_eq!(
+            seen,
+            vec![generate("ok", true, 10), generate("cached", false, 0)]
+        );
     }
 
     #[tokio::test]

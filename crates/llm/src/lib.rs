@@ -23,7 +23,10 @@ use serde::{Deserialize, Serialize};
 
 pub use cache::{CacheStore, endpoint_identity};
 pub use client::{EndpointConfig, OpenAiProvider};
-pub use gateway::{Budget, Gateway, GatewayConfig, ThrottleObserver, full_jitter};
+pub use gateway::{
+    Budget, CallObserver, CallOutcome, CallReport, Gateway, GatewayConfig, ThrottleObserver,
+    full_jitter,
+};
 pub use limiter::Limits;
 pub use scope::{AttemptScope, RecordScope, SpendLedger};
 pub use simulated::SimulatedProvider;

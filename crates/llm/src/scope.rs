@@ -12,6 +12,9 @@
 //! - every answer served from the cache is noted in the record's scope with that label, so the
 //!   record's rows say which run paid for the answers they were made from.
 //!
+//! Pipelines run each call of a stage inside [`in_stage`], so the gateway can tell its call
+//! observer (the metrics) which stage a call was for, also when stages share an endpoint.
+//!
 //! Outside any scope (unit tests, `validate`) the gateway works the same and reports nowhere.
 
 use std::collections::BTreeSet;
@@ -47,6 +50,23 @@ pub struct RecordScope {
 tokio::task_local! {
     static ATTEMPT: AttemptScope;
     static RECORD: RecordScope;
+    static STAGE: Arc<str>;
+}
+
+/// The stage label of calls made outside [`in_stage`].
+pub const NO_STAGE: &str = "none";
+
+/// Runs `work` with every gateway call inside it made for the pipeline stage `stage`
+/// (`generate`, `judge`, `classify`).
+pub async fn in_stage<F: Future>(stage: &str, work: F) -> F::Output {
+    STAGE.scope(Arc::from(stage), work).await
+}
+
+/// The stage of the current call, [`NO_STAGE`] outside [`in_stage`].
+pub fn stage() -> Arc<str> {
+    STAGE
+        .try_with(Arc::clone)
+        .unwrap_or_else(|_| Arc::from(NO_STAGE))
 }
 
 impl AttemptScope {

@@ -58,6 +58,7 @@ use rubricmill_core::{
     CrgAttempt, CrgRow, CrgRubricItem, JudgeVerdict, OutputRow, PipelineKind, PreferencePair,
     RawPayload, RawRecord, Usage, short_hash,
 };
+use rubricmill_llm::scope::in_stage;
 use rubricmill_llm::simulated::{CRG_JUDGE_TASK, CRG_TASK};
 use rubricmill_llm::structured::extract_json;
 use rubricmill_llm::{ChatRequest, Gateway, LlmError, ResponseFormat};
@@ -432,10 +433,12 @@ impl CrgPipeline {
     ) -> Result<(ChatRequest, Result<Vec<CrgRubricItem>, (String, bool)>), PipelineError> {
         let request = self.pair_request(pair, attempt);
         let max_items = self.spec.max_items as usize;
-        let (parsed, spent) = self
-            .gateway
-            .chat_parsed(&request, |answer| parse_rubric(answer, max_items))
-            .await;
+        let (parsed, spent) = in_stage(
+            "generate",
+            self.gateway
+                .chat_parsed(&request, |answer| parse_rubric(answer, max_items)),
+        )
+        .await;
         usage.add(&spent);
         let result = match parsed {
             Ok(rubric) => Ok(rubric),
@@ -460,10 +463,11 @@ impl CrgPipeline {
             [true, false].map(|chosen_first| {
                 let request = self.judge_request(pair, &text, chosen_first, attempt);
                 async move {
-                    let (parsed, spent) = self
-                        .judge_gateway
-                        .chat_parsed(&request, parse_verdict)
-                        .await;
+                    let (parsed, spent) = in_stage(
+                        "judge",
+                        self.judge_gateway.chat_parsed(&request, parse_verdict),
+                    )
+                    .await;
                     (chosen_first, parsed, spent)
                 }
             })

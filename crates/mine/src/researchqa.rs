@@ -27,6 +27,7 @@ use rubricmill_core::{
     CitedReference, OutputRow, PipelineKind, RawPayload, RawRecord, ResearchQaRow, RubricItem,
     SourceRef, Usage, short_hash,
 };
+use rubricmill_llm::scope::in_stage;
 use rubricmill_llm::simulated::{RESEARCHQA_CLASSIFY_TASK, RESEARCHQA_JUDGE_TASK, RESEARCHQA_TASK};
 use rubricmill_llm::structured::{extract_json, validate};
 use rubricmill_llm::{ChatRequest, Gateway, ResponseFormat};
@@ -54,6 +55,8 @@ const CLASSIFY_EXCERPT_CHARS: usize = 3_000;
 
 /// One LLM stage: where it calls, with what sampling, with which prompt.
 struct LlmStage {
+    /// The stage's name (`generate`, `judge`, `classify`), the label of its calls' metrics.
+    stage: String,
     gateway: Arc<Gateway>,
     model: StageModel,
     template: Template,
@@ -63,6 +66,7 @@ impl LlmStage {
     fn new(stages: &Stages, stage: &str, template: &str) -> Self {
         let (gateway, model) = stages.get(stage);
         Self {
+            stage: stage.to_owned(),
             gateway,
             model,
             template: stages.templates.get(template),
@@ -553,9 +557,9 @@ impl ResearchQaPipeline {
             &self.spec.classify_taxonomy,
         );
         let schema = self.classify_format().schema;
-        let (parsed, usage) = classify
-            .gateway
-            .chat_parsed(&request, |answer| {
+        let (parsed, usage) = in_stage(
+            &classify.stage,
+            classify.gateway.chat_parsed(&request, |answer| {
                 let value = extract_json(answer)?;
                 validate(&value, &schema)?;
                 let label = value.get("label").and_then(Value::as_str).unwrap_or("");
@@ -565,8 +569,9 @@ impl ResearchQaPipeline {
                     .find(|entry| entry.as_str() == label.trim())
                     .cloned()
                     .ok_or_else(|| format!("label {label:?} is not an entry of the taxonomy"))
-            })
-            .await;
+            }),
+        )
+        .await;
         match parsed {
             Ok(entry) => Ok((usage, Ok(entry))),
             Err(error) => classify_llm_error(error).map(|reason| (usage, Err(reason))),
@@ -589,13 +594,13 @@ impl ResearchQaPipeline {
             .as_ref()
             .map(|f| f.schema.clone())
             .unwrap_or_default();
-        let (parsed, mut usage) = self
-            .generate
-            .gateway
-            .chat_parsed(&request, |answer| {
+        let (parsed, mut usage) = in_stage(
+            &self.generate.stage,
+            self.generate.gateway.chat_parsed(&request, |answer| {
                 self.parse_answer(answer, &schema, section)
-            })
-            .await;
+            }),
+        )
+        .await;
         let (query, rubric) = match parsed {
             Ok(Answer::Mined(query, rubric)) => (query, rubric),
             Ok(Answer::Declined(reason)) => {
@@ -615,10 +620,13 @@ impl ResearchQaPipeline {
             judged = true;
             let request = Self::judge_request(judge, section, &query);
             let schema = judge_format().schema;
-            let (verdict, judge_usage) = judge
-                .gateway
-                .chat_parsed(&request, |answer| parse_verdict(answer, &schema))
-                .await;
+            let (verdict, judge_usage) = in_stage(
+                &judge.stage,
+                judge
+                    .gateway
+                    .chat_parsed(&request, |answer| parse_verdict(answer, &schema)),
+            )
+            .await;
             usage.add(&judge_usage);
             let refusal = match verdict {
                 Ok(Ok(())) => None,

@@ -1,5 +1,6 @@
-//! The HTTP side of the mock server: the accept loop (hyper, HTTP/1.1 keep-alive), routing, and
-//! the chat completion handler that checks auth, model and schema support, answers through
+//! The HTTP side of the mock server: routing (one axum fallback handler on rubricmill's shared
+//! serving path, `rubricmill-http`: HTTP/1.1 keep-alive, graceful stop), and the chat
+//! completion handler that checks auth, model and schema support, answers through
 //! [`rubricmill_llm::simulated::simulated_answer`], enforces the rate limits, injects faults
 //! and waits out the configured latency.
 //!
@@ -24,9 +25,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Either, Full, Limited};
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::{Frame, SizeHint};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use rubricmill_http::axum::Router;
+use rubricmill_http::axum::extract::{ConnectInfo, State as Shared};
+use rubricmill_http::{HttpServer, ServeOptions};
 use rubricmill_llm::ResponseFormat;
 use rubricmill_llm::estimate_tokens;
 use rubricmill_llm::simulated::{
@@ -36,12 +40,9 @@ use rubricmill_llm::wire::{
     WireChoice, WireError, WireErrorBody, WireRequest, WireResponse, WireResponseFormat,
     WireResponseMessage, WireUsage,
 };
-use rubricmill_telemetry::http::{drain_connections, serve_http1};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::config::MockConfig;
 use crate::faults::{Draws, Fault, FaultPlan};
@@ -59,14 +60,15 @@ const DEFAULT_MODEL: &str = "mock-llm";
 
 /// Every answer is whole in memory but oversized ones, which are streamed.
 type Body = Either<Full<Bytes>, Padded>;
+/// A request as the serving path hands it over.
+type IncomingRequest = Request<rubricmill_http::axum::body::Body>;
 
 /// A running mock server. Dropping it stops it too (without waiting).
 #[derive(Debug)]
 pub struct MockServer {
     addr: SocketAddr,
     state: Arc<State>,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    server: HttpServer,
 }
 
 impl MockServer {
@@ -76,16 +78,25 @@ impl MockServer {
             .validate()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(State::new(config));
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), stopped));
+        let options = ServeOptions {
+            grace: SHUTDOWN_GRACE,
+            on_accept: Some({
+                let state = Arc::clone(&state);
+                Arc::new(move |_peer| {
+                    state.counters.connections.fetch_add(1, Ordering::Relaxed);
+                })
+            }),
+        };
+        let server =
+            HttpServer::serve_with(listener, "mock-llm", router(Arc::clone(&state)), options)
+                .map_err(std::io::Error::other)?;
+        let addr = server.local_addr();
         info!(%addr, "mock-llm started");
         Ok(MockServer {
             addr,
             state,
-            stop,
-            task,
+            server,
         })
     }
 
@@ -124,19 +135,15 @@ impl MockServer {
     }
 
     /// [`shutdown`](Self::shutdown), then the final counters (requests cut off count as 499).
-    pub(crate) async fn shutdown_with_stats(mut self) -> Stats {
-        let _ = self.stop.send(true);
-        if let Err(error) = (&mut self.task).await {
-            warn!(%error, "mock-llm accept loop ended abnormally");
-        }
-        info!(addr = %self.addr, "mock-llm stopped");
-        self.state.stats()
-    }
-}
-
-impl Drop for MockServer {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
+    pub(crate) async fn shutdown_with_stats(self) -> Stats {
+        let MockServer {
+            addr,
+            state,
+            server,
+        } = self;
+        server.shutdown().await;
+        info!(%addr, "mock-llm stopped");
+        state.stats()
     }
 }
 
@@ -186,55 +193,24 @@ impl State {
     }
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stopped: watch::Receiver<bool>) {
-    let mut connections = JoinSet::new();
-    let mut next_connection = 0usize;
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors and the like: pause rather than spin.
-                        warn!(%error, "mock-llm accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                state.counters.connections.fetch_add(1, Ordering::Relaxed);
-                let shard = next_connection;
-                next_connection = next_connection.wrapping_add(1);
-                connections.spawn(serve_connection(stream, peer, shard, Arc::clone(&state), stopped.clone()));
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            _ = stopped.changed() => break,
-        }
-    }
-    drop(listener);
-    let left = drain_connections(connections, SHUTDOWN_GRACE).await;
-    if left > 0 {
-        debug!(left, "mock-llm cut off connections at shutdown");
-    }
+/// Every path goes to [`route`], which answers unknown ones and wrong methods itself.
+fn router(state: Arc<State>) -> Router {
+    Router::new().fallback(handle).with_state(state)
 }
 
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    shard: usize,
-    state: Arc<State>,
-    stopped: watch::Receiver<bool>,
-) {
-    let handler = move |request| {
-        let state = Arc::clone(&state);
-        async move { route(&state, shard, request).await }
-    };
-    if let Err(error) = serve_http1(stream, handler, stopped).await {
-        debug!(%peer, %error, "mock-llm connection ended with an error");
-    }
+async fn handle(
+    Shared(state): Shared<Arc<State>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: IncomingRequest,
+) -> Response<rubricmill_http::axum::body::Body> {
+    // Requests are recorded in shards by connection, so that connections rarely share a lock.
+    let shard = usize::from(peer.port());
+    route(&state, shard, request)
+        .await
+        .map(rubricmill_http::axum::body::Body::new)
 }
 
-async fn route(state: &Arc<State>, shard: usize, request: Request<Incoming>) -> Response<Body> {
+async fn route(state: &Arc<State>, shard: usize, request: IncomingRequest) -> Response<Body> {
     let path = request.uri().path();
     match (request.method(), path) {
         (&Method::POST, "/v1/chat/completions" | "/chat/completions") => {
@@ -343,7 +319,7 @@ fn prompt_tokens(request: &WireRequest) -> u64 {
         .sum()
 }
 
-async fn chat(state: &State, call: &mut Call<'_>, request: Request<Incoming>) -> Response<Body> {
+async fn chat(state: &State, call: &mut Call<'_>, request: IncomingRequest) -> Response<Body> {
     let config = &state.config;
     // The key is checked before the body is read: an unauthenticated client costs no memory.
     let authorized = match &state.expected_authorization {

@@ -73,6 +73,11 @@ pub trait Delivery: Send + Sync {
     fn attempt(&self) -> u32;
     /// Deliveries after which the message is given up.
     fn max_deliver(&self) -> u32;
+    /// When the message was put in the queue, if the queue tells (a redelivered message keeps
+    /// the time it was first queued).
+    fn queued_at(&self) -> Option<std::time::SystemTime> {
+        None
+    }
     /// Done: remove the message.
     async fn ack(self: Box<Self>) -> Result<(), QueueError>;
     /// Not done: deliver again after `delay`.
@@ -103,6 +108,10 @@ pub enum ShardEvent {
         shard: String,
         worker: String,
         attempt: u32,
+        /// Milliseconds from the shard's message being queued to this delivery, when the queue
+        /// tells. Absent from older workers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queued_ms: Option<u64>,
     },
     /// Rows and rejects committed by this worker.
     Committed {

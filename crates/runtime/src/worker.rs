@@ -208,6 +208,10 @@ impl Worker {
             }
         }
         let attempt = delivery.attempt();
+        let queued_ms = delivery
+            .queued_at()
+            .and_then(|queued| queued.elapsed().ok())
+            .map(|waited| u64::try_from(waited.as_millis()).unwrap_or(u64::MAX));
         let attempt_id = uuid::Uuid::now_v7().to_string();
         // What this attempt pays is on storage as its calls finish, however the attempt ends.
         let ledger = context.bills().then(|| {
@@ -228,6 +232,7 @@ impl Worker {
                 shard: shard.clone(),
                 worker: self.options.worker_id.clone(),
                 attempt,
+                queued_ms,
             })
             .await;
         let processed = {

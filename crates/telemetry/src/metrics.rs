@@ -1,17 +1,29 @@
-//! Counters, gauges, their labelled families and the registry that renders them.
+//! The registry of a process's metrics and the labelled families it hands out, on top of the
+//! `prometheus-client` crate, which keeps the values and writes the OpenMetrics text format.
 //!
-//! Values are `f64`s stored as bits in an `AtomicU64`, so updating a metric takes no lock.
-//! Looking a child up by its label values ([`Family::with`]) takes the family's lock; hot paths
-//! keep the returned `Arc` instead of looking it up each time.
+//! Values are `f64`s kept in atomics, so updating a metric takes no lock. Looking a child up by
+//! its label values ([`Family::with`]) takes the family's read lock; hot paths keep the returned
+//! handle (a clone shares the value) instead of looking it up each time.
 
+use std::any::Any;
 use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
-use std::fmt::{self, Write as _};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fmt;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::text;
+use prometheus_client::collector::Collector;
+use prometheus_client::metrics::family::{Family as ClientFamily, MetricConstructor};
+use prometheus_client::registry::Metric;
 
+/// A value that only goes up: events, bytes, seconds spent. Clones share the value.
+pub type Counter = prometheus_client::metrics::counter::Counter<f64, AtomicU64>;
+/// A value that goes up and down: shards in flight, queue depth. Clones share the value.
+pub type Gauge = prometheus_client::metrics::gauge::Gauge<f64, AtomicU64>;
+/// Observations counted into fixed buckets, with their sum and count. Clones share the values.
+pub type Histogram = prometheus_client::metrics::histogram::Histogram;
+
+/// Label names and values of one child, in the family's order.
+type LabelSet = Vec<(String, String)>;
 /// A callback run before each render.
 type ScrapeCallback = Arc<dyn Fn() + Send + Sync>;
 
@@ -20,218 +32,89 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// An `f64` updated atomically.
-#[derive(Default)]
-struct AtomicF64(AtomicU64);
-
-impl AtomicF64 {
-    fn get(&self) -> f64 {
-        f64::from_bits(self.0.load(Ordering::Relaxed))
-    }
-
-    fn set(&self, value: f64) {
-        self.0.store(value.to_bits(), Ordering::Relaxed);
-    }
-
-    /// Replaces the value with `next(current)`; `None` leaves it as it is.
-    fn update(&self, next: impl Fn(f64) -> Option<f64>) {
-        // The closure never fails for a reason other than `next` declining, so the result
-        // carries nothing to act on.
-        let _ = self
-            .0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-                next(f64::from_bits(bits)).map(f64::to_bits)
-            });
-    }
+/// Raising a counter to a monotone total kept elsewhere.
+pub trait CounterExt {
+    /// Raises the counter to `total` (a usage meter, a queue's delivery count); a total below
+    /// the current value, or NaN, leaves it as it is. Call it from one place at a time, e.g. a
+    /// scrape callback ([`Registry::render`] runs those one render at a time).
+    fn set_total(&self, total: f64);
 }
 
-/// A value that only goes up: events, bytes, seconds spent.
-#[derive(Default)]
-pub struct Counter {
-    value: AtomicF64,
-}
-
-impl Counter {
-    /// Adds one.
-    pub fn inc(&self) {
-        self.inc_by(1.0);
-    }
-
-    /// Adds `amount`; negative and NaN amounts are ignored, since a counter never goes down.
-    pub fn inc_by(&self, amount: f64) {
-        if amount.is_nan() || amount <= 0.0 {
-            return;
+impl CounterExt for Counter {
+    fn set_total(&self, total: f64) {
+        let current = self.get();
+        if total > current {
+            self.inc_by(total - current);
         }
-        self.value.update(|current| Some(current + amount));
-    }
-
-    /// Raises the counter to `total`, a monotone total kept elsewhere (a usage meter, a queue's
-    /// delivery count). A total below the current value, or NaN, leaves the counter as it is.
-    pub fn set_total(&self, total: f64) {
-        self.value
-            .update(|current| (total > current).then_some(total));
-    }
-
-    /// The current value.
-    pub fn get(&self) -> f64 {
-        self.value.get()
     }
 }
 
-impl fmt::Debug for Counter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Counter").field(&self.get()).finish()
+/// Makes a family's children: the default value, or a histogram with the family's buckets.
+pub(crate) struct MakeMetric<M>(Arc<dyn Fn() -> M + Send + Sync>);
+
+impl<M> Clone for MakeMetric<M> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
     }
 }
 
-/// A value that goes up and down: shards in flight, queue depth, readiness of a dependency.
-#[derive(Default)]
-pub struct Gauge {
-    value: AtomicF64,
-}
-
-impl Gauge {
-    /// Sets the value.
-    pub fn set(&self, value: f64) {
-        self.value.set(value);
-    }
-
-    /// Adds one.
-    pub fn inc(&self) {
-        self.add(1.0);
-    }
-
-    /// Subtracts one.
-    pub fn dec(&self) {
-        self.add(-1.0);
-    }
-
-    /// Adds `delta`, which may be negative.
-    pub fn add(&self, delta: f64) {
-        self.value.update(|current| Some(current + delta));
-    }
-
-    /// The current value.
-    pub fn get(&self) -> f64 {
-        self.value.get()
+impl<M> MetricConstructor<M> for MakeMetric<M> {
+    fn new_metric(&self) -> M {
+        (self.0)()
     }
 }
 
-impl fmt::Debug for Gauge {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Gauge").field(&self.get()).finish()
-    }
-}
-
-/// A metric name with its help text and label names, and one child metric per set of label
-/// values. Cloning gives another handle on the same family.
+/// A metric name with its label names, and one child per set of label values. Cloning gives
+/// another handle on the same family.
 pub struct Family<M> {
-    inner: Arc<FamilyInner<M>>,
+    name: Arc<str>,
+    label_names: Arc<[String]>,
+    children: ClientFamily<LabelSet, M, MakeMetric<M>>,
 }
 
-struct FamilyInner<M> {
-    name: String,
-    help: String,
-    label_names: Vec<String>,
-    /// Keyed by label values in the order of `label_names`, so children render sorted.
-    children: Mutex<BTreeMap<Vec<String>, Arc<M>>>,
-}
-
-impl<M: Default> Family<M> {
-    /// A family with validated names; a family without labels gets its only child at once, so
-    /// it renders a sample (0) before its first update.
-    fn new(name: String, help: &str, label_names: &[&str]) -> Self {
-        assert!(
-            text::is_metric_name(&name),
-            "metric name {name:?} is not a valid Prometheus name ([a-zA-Z_:][a-zA-Z0-9_:]*)"
-        );
-        for (index, label) in label_names.iter().enumerate() {
-            assert!(
-                text::is_label_name(label),
-                "metric {name:?}: label name {label:?} is not a valid Prometheus label name \
-                 ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"
-            );
-            assert!(
-                !label_names[..index].contains(label),
-                "metric {name:?}: label name {label:?} appears twice"
-            );
-        }
-        let mut children = BTreeMap::new();
-        if label_names.is_empty() {
-            children.insert(Vec::new(), Arc::default());
-        }
-        Self {
-            inner: Arc::new(FamilyInner {
-                name,
-                help: help.to_owned(),
-                label_names: label_names
-                    .iter()
-                    .map(|label| (*label).to_owned())
-                    .collect(),
-                children: Mutex::new(children),
-            }),
-        }
-    }
-
+impl<M: Clone> Family<M> {
     /// The child for these label values (in the order of the family's label names), created
     /// on first use.
     ///
     /// # Panics
     ///
     /// When the number of values differs from the number of label names.
-    pub fn with(&self, label_values: &[&str]) -> Arc<M> {
-        let inner = &self.inner;
+    pub fn with(&self, label_values: &[&str]) -> M {
         assert!(
-            label_values.len() == inner.label_names.len(),
+            label_values.len() == self.label_names.len(),
             "metric {:?}: {} label values given for the label names {:?}",
-            inner.name,
+            self.name,
             label_values.len(),
-            inner.label_names,
+            self.label_names,
         );
-        let key: Vec<String> = label_values.iter().map(|v| (*v).to_owned()).collect();
-        Arc::clone(lock(&inner.children).entry(key).or_default())
+        let key: LabelSet = self
+            .label_names
+            .iter()
+            .zip(label_values)
+            .map(|(name, value)| (name.clone(), escape(value)))
+            .collect();
+        self.children.get_or_create_owned(&key)
     }
 }
 
 impl<M> Family<M> {
-    /// The full metric name, namespace included.
+    /// The full metric name, namespace included (counters without their `_total` suffix).
     pub fn name(&self) -> &str {
-        &self.inner.name
+        &self.name
     }
 
     /// The label names, in the order [`with`](Self::with) takes the values.
     pub fn label_names(&self) -> &[String] {
-        &self.inner.label_names
-    }
-
-    /// Appends the `# HELP` and `# TYPE` lines and one sample per child.
-    fn render_into(&self, out: &mut String, kind: &str, value: fn(&M) -> f64) {
-        let inner = &self.inner;
-        if inner.help.is_empty() {
-            let _ = writeln!(out, "# HELP {}", inner.name);
-        } else {
-            let _ = writeln!(
-                out,
-                "# HELP {} {}",
-                inner.name,
-                text::escape_help(&inner.help)
-            );
-        }
-        let _ = writeln!(out, "# TYPE {} {kind}", inner.name);
-        for (label_values, child) in lock(&inner.children).iter() {
-            out.push_str(&inner.name);
-            text::write_labels(out, &inner.label_names, label_values);
-            out.push(' ');
-            out.push_str(&text::format_value(value(child)));
-            out.push('\n');
-        }
+        &self.label_names
     }
 }
 
 impl<M> Clone for Family<M> {
     fn clone(&self) -> Self {
         Self {
-            inner: Arc::clone(&self.inner),
+            name: Arc::clone(&self.name),
+            label_names: Arc::clone(&self.label_names),
+            children: self.children.clone(),
         }
     }
 }
@@ -239,72 +122,62 @@ impl<M> Clone for Family<M> {
 impl<M> fmt::Debug for Family<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Family")
-            .field("name", &self.inner.name)
-            .field("label_names", &self.inner.label_names)
+            .field("name", &self.name)
+            .field("label_names", &self.label_names)
             .finish_non_exhaustive()
     }
 }
 
-/// A registered family, whatever its type.
-#[derive(Clone)]
-enum Registered {
-    Counter(Family<Counter>),
-    Gauge(Family<Gauge>),
+/// A registered family, to hand out again when the same name is registered twice.
+struct Registered {
+    kind: &'static str,
+    label_names: Vec<String>,
+    family: Box<dyn Any + Send + Sync>,
 }
 
-impl Registered {
-    fn render_into(&self, out: &mut String) {
-        match self {
-            Registered::Counter(family) => family.render_into(out, "counter", Counter::get),
-            Registered::Gauge(family) => family.render_into(out, "gauge", Gauge::get),
-        }
-    }
-}
-
-/// The metric families of one process, rendered for `GET /metrics`.
+/// The metrics of one process, rendered for `GET /metrics`.
 pub struct Registry {
     namespace: String,
+    registry: Mutex<prometheus_client::registry::Registry>,
     families: Mutex<BTreeMap<String, Registered>>,
     on_scrape: Mutex<Vec<ScrapeCallback>>,
+    /// Held for a whole render, so scrape callbacks never run twice at once.
+    rendering: Mutex<()>,
 }
 
 impl Registry {
     /// An empty registry whose family names are prefixed `namespace_` (no prefix when
-    /// `namespace` is empty).
+    /// `namespace` is empty). Collectors (see [`Registry::collector`]) get no prefix.
     ///
     /// # Panics
     ///
     /// When `namespace` is not a valid Prometheus metric name.
     pub fn new(namespace: &str) -> Arc<Registry> {
         assert!(
-            namespace.is_empty() || text::is_metric_name(namespace),
+            namespace.is_empty() || is_metric_name(namespace),
             "metric namespace {namespace:?} is not a valid Prometheus name"
         );
         Arc::new(Registry {
             namespace: namespace.to_owned(),
+            registry: Mutex::new(prometheus_client::registry::Registry::default()),
             families: Mutex::new(BTreeMap::new()),
             on_scrape: Mutex::new(Vec::new()),
+            rendering: Mutex::new(()),
         })
     }
 
     /// Registers a counter family, or returns the one already registered under this name with
-    /// the same label names.
+    /// the same label names. `name` ends in `_total`, as the samples will.
     ///
     /// # Panics
     ///
-    /// When the name does not end in `_total`, a name is invalid, or the name is taken by a
-    /// gauge or by a counter with other label names.
+    /// When the name does not end in `_total`, a name is invalid, or the name is taken by
+    /// another type or by a counter with other label names.
     pub fn counter(&self, name: &str, help: &str, label_names: &[&str]) -> Family<Counter> {
-        let family = Family::new(self.full_name(name), help, label_names);
-        assert!(
-            family.name().ends_with("_total"),
-            "counter {:?} must end in `_total`",
-            family.name()
-        );
-        self.register(family, Registered::Counter, |registered| match registered {
-            Registered::Counter(family) => Some(family),
-            Registered::Gauge(_) => None,
-        })
+        let Some(base) = name.strip_suffix("_total") else {
+            panic!("counter {:?} must end in `_total`", self.full_name(name));
+        };
+        self.family("counter", base, help, label_names, Counter::default)
     }
 
     /// Registers a gauge family, or returns the one already registered under this name with
@@ -312,14 +185,37 @@ impl Registry {
     ///
     /// # Panics
     ///
-    /// When a name is invalid, or the name is taken by a counter or by a gauge with other
+    /// When a name is invalid, or the name is taken by another type or by a gauge with other
     /// label names.
     pub fn gauge(&self, name: &str, help: &str, label_names: &[&str]) -> Family<Gauge> {
-        let family = Family::new(self.full_name(name), help, label_names);
-        self.register(family, Registered::Gauge, |registered| match registered {
-            Registered::Gauge(family) => Some(family),
-            Registered::Counter(_) => None,
+        self.family("gauge", name, help, label_names, Gauge::default)
+    }
+
+    /// Registers a histogram family whose children count observations into `buckets` (upper
+    /// bounds, ascending; `+Inf` is added), or returns the one already registered under this
+    /// name with the same label names.
+    ///
+    /// # Panics
+    ///
+    /// When a name is invalid, or the name is taken by another type or by a histogram with
+    /// other label names.
+    pub fn histogram(
+        &self,
+        name: &str,
+        help: &str,
+        label_names: &[&str],
+        buckets: &[f64],
+    ) -> Family<Histogram> {
+        let buckets: Arc<[f64]> = Arc::from(buckets);
+        self.family("histogram", name, help, label_names, move || {
+            Histogram::new(buckets.iter().copied())
         })
+    }
+
+    /// Adds a collector, asked for its metrics at every render (process metrics and the like).
+    /// Its names get no namespace prefix.
+    pub fn collector(&self, collector: Box<dyn Collector>) {
+        lock(&self.registry).register_collector(collector);
     }
 
     /// Runs `callback` before each [`render`](Self::render), e.g. to copy totals kept
@@ -329,15 +225,20 @@ impl Registry {
         lock(&self.on_scrape).push(Arc::from(callback));
     }
 
-    /// Runs the scrape callbacks, then renders every family in the Prometheus text exposition
-    /// format 0.0.4, families sorted by name and children by label values.
+    /// Runs the scrape callbacks, then renders every metric in the OpenMetrics text format
+    /// (ending in `# EOF`).
     pub fn render(&self) -> String {
-        self.run_scrape_callbacks();
-        // A snapshot, so a family registered meanwhile does not wait for the render.
-        let families: Vec<Registered> = lock(&self.families).values().cloned().collect();
+        let _rendering = lock(&self.rendering);
+        // The callbacks run outside the other locks, so a callback may use the registry.
+        let callbacks: Vec<ScrapeCallback> = lock(&self.on_scrape).clone();
+        for callback in &callbacks {
+            callback();
+        }
         let mut out = String::new();
-        for family in &families {
-            family.render_into(&mut out);
+        let registry = lock(&self.registry);
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+            // Writing to a String cannot fail; a collector may, and its error says nothing more.
+            tracing::warn!(%error, "metrics render failed");
         }
         out
     }
@@ -349,38 +250,58 @@ impl Registry {
         format!("{}_{name}", self.namespace)
     }
 
-    /// Adds `family`, or returns the compatible family already registered under its name.
-    fn register<M>(
+    /// Registers a family of `kind`, or returns the compatible one already registered.
+    fn family<M>(
         &self,
-        family: Family<M>,
-        wrap: fn(Family<M>) -> Registered,
-        unwrap: fn(&Registered) -> Option<&Family<M>>,
-    ) -> Family<M> {
+        kind: &'static str,
+        name: &str,
+        help: &str,
+        label_names: &[&str],
+        make: impl Fn() -> M + Send + Sync + 'static,
+    ) -> Family<M>
+    where
+        M: Clone + Metric,
+        ClientFamily<LabelSet, M, MakeMetric<M>>: Metric,
+    {
+        let name = self.full_name(name);
+        check_names(&name, label_names);
+        let label_names: Vec<String> = label_names.iter().map(|l| (*l).to_owned()).collect();
         let mut families = lock(&self.families);
-        let compatible = match families.entry(family.name().to_owned()) {
-            Entry::Vacant(slot) => {
-                slot.insert(wrap(family.clone()));
-                return family;
-            }
-            Entry::Occupied(slot) => unwrap(slot.get())
-                .filter(|existing| existing.label_names() == family.label_names())
-                .cloned(),
-        };
-        drop(families);
-        compatible.unwrap_or_else(|| {
-            panic!(
-                "metric {:?} is already registered with another type or other label names",
-                family.name()
-            )
-        })
-    }
-
-    /// Runs the callbacks outside the lock, so a callback may use the registry.
-    fn run_scrape_callbacks(&self) {
-        let callbacks: Vec<ScrapeCallback> = lock(&self.on_scrape).clone();
-        for callback in &callbacks {
-            callback();
+        if let Some(existing) = families.get(&name) {
+            let same = existing.kind == kind && existing.label_names == label_names;
+            let family = existing.family.downcast_ref::<Family<M>>().filter(|_| same);
+            let Some(family) = family else {
+                panic!(
+                    "metric {name:?} is already registered with another type or other label names"
+                );
+            };
+            return family.clone();
         }
+        let family = Family {
+            name: Arc::from(name.as_str()),
+            label_names: Arc::from(label_names.clone()),
+            children: ClientFamily::new_with_constructor(MakeMetric(Arc::new(make))),
+        };
+        // The client library ends every help text with a full stop, and escapes nothing.
+        let help = escape(help.trim_end().trim_end_matches('.'));
+        let mut registry = lock(&self.registry);
+        if label_names.is_empty() {
+            // The only child is registered itself (no `{}` after the name) and exists from the
+            // start, so it renders (0) before its first update.
+            registry.register(name.clone(), help, family.with(&[]));
+        } else {
+            registry.register(name.clone(), help, family.children.clone());
+        }
+        drop(registry);
+        families.insert(
+            name,
+            Registered {
+                kind,
+                label_names,
+                family: Box::new(family.clone()),
+            },
+        );
+        family
     }
 }
 
@@ -392,4 +313,57 @@ impl fmt::Debug for Registry {
             .field("on_scrape", &lock(&self.on_scrape).len())
             .finish()
     }
+}
+
+/// A label value or help text as the text format wants it: backslash, double quote and line
+/// feed escaped. The client library writes both as they are, so they are escaped on the way in.
+fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+/// Panics unless `name` and `label_names` follow the Prometheus rules, without repeats.
+fn check_names(name: &str, label_names: &[&str]) {
+    assert!(
+        is_metric_name(name),
+        "metric name {name:?} is not a valid Prometheus name ([a-zA-Z_:][a-zA-Z0-9_:]*)"
+    );
+    for (index, label) in label_names.iter().enumerate() {
+        assert!(
+            is_label_name(label),
+            "metric {name:?}: label name {label:?} is not a valid Prometheus label name \
+             ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"
+        );
+        assert!(
+            !label_names[..index].contains(label),
+            "metric {name:?}: label name {label:?} appears twice"
+        );
+    }
+}
+
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*`
+fn is_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, not starting with `__` (reserved).
+fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    !name.starts_with("__")
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

@@ -1,107 +1,68 @@
-//! The HTTP/1.1 server: the accept loop, one task per connection, and the three routes.
-//!
-//! Stopping (by [`TelemetryServer::shutdown`] or by dropping the handle) closes the listener at
-//! once, asks open connections to finish their current request, and cuts off whatever is left
-//! after [`SHUTDOWN_GRACE`].
+//! The endpoint's three routes as an axum router, and [`serve`], which puts them on the shared
+//! HTTP serving path (`rubricmill-http`).
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::header::{self, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{self, HeaderValue};
+use axum::http::{Method, Response, StatusCode};
+use axum::routing::any;
+use rubricmill_http::HttpServer;
 
-use crate::http::{drain_connections, serve_http1};
 use crate::{Health, Registry};
 
-/// The content type of `GET /metrics`: the Prometheus text exposition format 0.0.4.
-pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The content type of `GET /metrics`: the OpenMetrics text format 1.0.0.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// The content type of every other answer.
 const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
-/// How long a stop waits for requests in flight before cutting them off.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
-/// Pause after a failed accept (out of file descriptors and the like), so the loop does not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-
-type Body = Full<Bytes>;
 
 /// Why the telemetry endpoint could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TelemetryError {
-    /// The listening socket could not be bound.
-    #[error("could not bind the telemetry endpoint to {addr}")]
-    Bind {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// The bind error.
-        source: io::Error,
-    },
-    /// The bound socket did not tell its address.
-    #[error("could not read the local address of the telemetry endpoint bound to {addr}")]
-    LocalAddr {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// The error.
-        source: io::Error,
-    },
-}
+pub type TelemetryError = rubricmill_http::HttpError;
 
 /// A running telemetry endpoint. Dropping it stops it too, without waiting.
 #[derive(Debug)]
 pub struct TelemetryServer {
-    addr: SocketAddr,
-    /// Sending `true`, or dropping it, stops the accept loop.
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    server: HttpServer,
 }
 
 impl TelemetryServer {
     /// The address the endpoint listens on (the actual port when port 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.server.local_addr()
     }
 
     /// Stops accepting, lets requests in flight finish for up to a second, and returns once
     /// the listener is closed and every connection is done.
     pub async fn shutdown(self) {
-        let TelemetryServer { addr, stop, task } = self;
-        stop.send_replace(true);
-        if let Err(error) = task.await {
-            tracing::warn!(%error, "telemetry accept loop ended abnormally");
-        }
-        tracing::info!(addr = %addr, "telemetry endpoint stopped");
+        self.server.shutdown().await;
     }
 }
 
-/// Binds `addr` (port 0 picks a free port) and serves `/metrics`, `/healthz` and `/readyz` on
-/// a task of the current tokio runtime. Returns once the socket is bound.
+/// Binds `addr` (port 0 picks a free port) and serves [`router`] on a task of the current tokio
+/// runtime. Returns once the socket is bound.
 pub async fn serve(
     addr: SocketAddr,
     registry: Arc<Registry>,
     health: Arc<Health>,
 ) -> Result<TelemetryServer, TelemetryError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| TelemetryError::Bind { addr, source })?;
-    let local_addr = listener
-        .local_addr()
-        .map_err(|source| TelemetryError::LocalAddr { addr, source })?;
-    let (stop, stopped) = watch::channel(false);
+    let server = HttpServer::bind(addr, "telemetry", router(registry, health)).await?;
+    Ok(TelemetryServer { server })
+}
+
+/// `GET /metrics`, `GET /healthz` (liveness: the process answers) and `GET /readyz` (200
+/// `ready`, or 503 with the reason); `HEAD` works too, other methods get 405, other paths 404.
+/// Mount it in another router to serve the endpoints beside other routes.
+pub fn router(registry: Arc<Registry>, health: Arc<Health>) -> Router {
     let endpoints = Arc::new(Endpoints { registry, health });
-    let task = tokio::spawn(accept_loop(listener, endpoints, stopped));
-    tracing::info!(addr = %local_addr, "telemetry endpoint listening");
-    Ok(TelemetryServer {
-        addr: local_addr,
-        stop,
-        task,
-    })
+    Router::new()
+        .route("/metrics", any(metrics))
+        .route("/healthz", any(healthz))
+        .route("/readyz", any(readyz))
+        .fallback(|| async { text_response(StatusCode::NOT_FOUND, "not found") })
+        .with_state(endpoints)
 }
 
 /// What the routes answer from.
@@ -110,85 +71,41 @@ struct Endpoints {
     health: Arc<Health>,
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    endpoints: Arc<Endpoints>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let connection = serve_connection(stream, peer, Arc::clone(&endpoints), stopped.clone());
-                    connections.spawn(connection);
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "telemetry accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            // A stop, or the handle dropped (the sender with it): either way, stop.
-            _ = stopped.changed() => break,
-        }
-    }
-    drop(listener);
-    drain(connections).await;
+type Shared = State<Arc<Endpoints>>;
+
+fn readable(request: &Request) -> bool {
+    matches!(*request.method(), Method::GET | Method::HEAD)
 }
 
-/// Waits up to [`SHUTDOWN_GRACE`] for the connections, then aborts the rest.
-async fn drain(connections: JoinSet<()>) {
-    let left = drain_connections(connections, SHUTDOWN_GRACE).await;
-    if left > 0 {
-        tracing::debug!(left, "telemetry cut off connections at shutdown");
+/// Renders on the blocking pool: scrape callbacks may take locks or do some work.
+async fn metrics(State(endpoints): Shared, request: Request) -> Response<Body> {
+    if !readable(&request) {
+        return method_not_allowed();
+    }
+    let registry = Arc::clone(&endpoints.registry);
+    match tokio::task::spawn_blocking(move || registry.render()).await {
+        Ok(body) => response(StatusCode::OK, METRICS_CONTENT_TYPE, body),
+        Err(error) => {
+            tracing::warn!(%error, "telemetry metrics render failed");
+            text_response(StatusCode::INTERNAL_SERVER_ERROR, "metrics render failed")
+        }
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    endpoints: Arc<Endpoints>,
-    stopped: watch::Receiver<bool>,
-) {
-    let handler = move |request| {
-        let endpoints = Arc::clone(&endpoints);
-        async move { endpoints.respond(&request).await }
-    };
-    if let Err(error) = serve_http1(stream, handler, stopped).await {
-        tracing::debug!(%peer, %error, "telemetry connection ended with an error");
+async fn healthz(request: Request) -> Response<Body> {
+    if !readable(&request) {
+        return method_not_allowed();
     }
+    text_response(StatusCode::OK, "ok")
 }
 
-impl Endpoints {
-    async fn respond(&self, request: &Request<Incoming>) -> Response<Body> {
-        let readable = matches!(*request.method(), Method::GET | Method::HEAD);
-        match (readable, request.uri().path()) {
-            (true, "/metrics") => self.metrics().await,
-            (true, "/healthz") => text_response(StatusCode::OK, "ok"),
-            (true, "/readyz") => self.readiness(),
-            (false, "/metrics" | "/healthz" | "/readyz") => method_not_allowed(),
-            _ => text_response(StatusCode::NOT_FOUND, "not found"),
-        }
+async fn readyz(State(endpoints): Shared, request: Request) -> Response<Body> {
+    if !readable(&request) {
+        return method_not_allowed();
     }
-
-    /// Renders on the blocking pool: scrape callbacks may take locks or do some work.
-    async fn metrics(&self) -> Response<Body> {
-        let registry = Arc::clone(&self.registry);
-        match tokio::task::spawn_blocking(move || registry.render()).await {
-            Ok(body) => response(StatusCode::OK, METRICS_CONTENT_TYPE, body),
-            Err(error) => {
-                tracing::warn!(%error, "telemetry metrics render failed");
-                text_response(StatusCode::INTERNAL_SERVER_ERROR, "metrics render failed")
-            }
-        }
-    }
-
-    fn readiness(&self) -> Response<Body> {
-        match self.health.readiness() {
-            Ok(()) => text_response(StatusCode::OK, "ready"),
-            Err(reason) => text_response(StatusCode::SERVICE_UNAVAILABLE, reason),
-        }
+    match endpoints.health.readiness() {
+        Ok(()) => text_response(StatusCode::OK, "ready"),
+        Err(reason) => text_response(StatusCode::SERVICE_UNAVAILABLE, reason),
     }
 }
 
@@ -200,16 +117,16 @@ fn method_not_allowed() -> Response<Body> {
     response
 }
 
-fn text_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+fn text_response(status: StatusCode, body: impl Into<Body>) -> Response<Body> {
     response(status, TEXT_CONTENT_TYPE, body)
 }
 
 fn response(
     status: StatusCode,
     content_type: &'static str,
-    body: impl Into<Bytes>,
+    body: impl Into<Body>,
 ) -> Response<Body> {
-    let mut response = Response::new(Full::new(body.into()));
+    let mut response = Response::new(body.into());
     *response.status_mut() = status;
     response
         .headers_mut()

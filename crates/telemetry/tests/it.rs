@@ -6,11 +6,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rubricmill_telemetry::{Health, Registry, TelemetryError, TelemetryServer, serve};
+use rubricmill_telemetry::{
+    CounterExt, Health, ProcessCollector, Registry, TelemetryError, TelemetryServer, serve,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 // ---- rendering ----
+
+/// The sample lines of a render (no comments), to compare regardless of children's order.
+fn samples(rendered: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = rendered.lines().filter(|l| !l.starts_with('#')).collect();
+    lines.sort_unstable();
+    lines
+}
 
 #[test]
 fn counter_without_labels_renders_from_zero() {
@@ -18,19 +27,19 @@ fn counter_without_labels_renders_from_zero() {
     let shards = registry.counter("shards_total", "Shards committed.", &[]);
     assert_eq!(
         registry.render(),
-        "# HELP rm_shards_total Shards committed.\n# TYPE rm_shards_total counter\nrm_shards_total 0\n"
+        "# HELP rm_shards Shards committed.\n# TYPE rm_shards counter\nrm_shards_total 0.0\n# EOF\n"
     );
     let shard = shards.with(&[]);
     shard.inc();
     shard.inc_by(2.0);
     assert_eq!(shard.get(), 3.0);
-    assert!(registry.render().ends_with("\nrm_shards_total 3\n"));
+    assert_eq!(samples(&registry.render()), ["rm_shards_total 3.0"]);
     shard.inc_by(0.5);
-    assert!(registry.render().ends_with("\nrm_shards_total 3.5\n"));
+    assert_eq!(samples(&registry.render()), ["rm_shards_total 3.5"]);
 }
 
 #[test]
-fn labelled_families_render_sorted_children() {
+fn labelled_families_render_every_child() {
     let registry = Registry::new("rm");
     let inflight = registry.gauge(
         "shards_in_flight",
@@ -40,36 +49,103 @@ fn labelled_families_render_sorted_children() {
     inflight.with(&["survey", "w1"]).set(2.0);
     inflight.with(&["crg", "w2"]).set(-1.5);
     inflight.with(&["crg", "w1"]).set(7.0);
-    let requests = registry.counter("requests_total", "Requests.", &["status"]);
+    let requests = registry.counter("requests_total", "Requests", &["status"]);
     requests.with(&["500"]).inc();
+    let rendered = registry.render();
+    assert!(
+        rendered.contains("# HELP rm_requests Requests.\n# TYPE rm_requests counter\n"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains(
+            "# HELP rm_shards_in_flight Shards being worked on.\n# TYPE rm_shards_in_flight gauge\n"
+        ),
+        "{rendered}"
+    );
     assert_eq!(
-        registry.render(),
-        "# HELP rm_requests_total Requests.\n\
-         # TYPE rm_requests_total counter\n\
-         rm_requests_total{status=\"500\"} 1\n\
-         # HELP rm_shards_in_flight Shards being worked on.\n\
-         # TYPE rm_shards_in_flight gauge\n\
-         rm_shards_in_flight{pipeline=\"crg\",worker=\"w1\"} 7\n\
-         rm_shards_in_flight{pipeline=\"crg\",worker=\"w2\"} -1.5\n\
-         rm_shards_in_flight{pipeline=\"survey\",worker=\"w1\"} 2\n"
+        samples(&rendered),
+        [
+            "rm_requests_total{status=\"500\"} 1.0",
+            "rm_shards_in_flight{pipeline=\"crg\",worker=\"w1\"} 7.0",
+            "rm_shards_in_flight{pipeline=\"crg\",worker=\"w2\"} -1.5",
+            "rm_shards_in_flight{pipeline=\"survey\",worker=\"w1\"} 2.0",
+        ]
     );
 }
 
 #[test]
-fn labelled_family_without_children_renders_only_help_and_type() {
+fn labelled_family_without_children_renders_nothing() {
     let registry = Registry::new("rm");
-    registry.gauge("queue_depth", "Deliveries waiting.", &["queue"]);
+    let depth = registry.gauge("queue_depth", "Deliveries waiting.", &["queue"]);
+    assert_eq!(registry.render(), "# EOF\n");
+    depth.with(&["q"]).set(1.0);
     assert_eq!(
-        registry.render(),
-        "# HELP rm_queue_depth Deliveries waiting.\n# TYPE rm_queue_depth gauge\n"
+        samples(&registry.render()),
+        ["rm_queue_depth{queue=\"q\"} 1.0"]
     );
 }
 
 #[test]
 fn empty_namespace_adds_no_prefix() {
     let registry = Registry::new("");
-    registry.gauge("up", "", &[]).with(&[]).set(1.0);
-    assert_eq!(registry.render(), "# HELP up\n# TYPE up gauge\nup 1\n");
+    registry.gauge("up", "Up", &[]).with(&[]).set(1.0);
+    assert_eq!(samples(&registry.render()), ["up 1.0"]);
+}
+
+#[test]
+fn histograms_render_cumulative_buckets_sum_and_count() {
+    let registry = Registry::new("rm");
+    let latency = registry.histogram(
+        "call_duration_seconds",
+        "Call latency.",
+        &["model", "outcome"],
+        &[0.1, 1.0, 10.0],
+    );
+    let ok = latency.with(&["m", "ok"]);
+    for seconds in [0.05, 0.5, 0.7, 20.0] {
+        ok.observe(seconds);
+    }
+    let rendered = registry.render();
+    assert!(
+        rendered.contains("# TYPE rm_call_duration_seconds histogram\n"),
+        "{rendered}"
+    );
+    assert_eq!(
+        samples(&rendered),
+        [
+            "rm_call_duration_seconds_bucket{le=\"+Inf\",model=\"m\",outcome=\"ok\"} 4",
+            "rm_call_duration_seconds_bucket{le=\"0.1\",model=\"m\",outcome=\"ok\"} 1",
+            "rm_call_duration_seconds_bucket{le=\"1.0\",model=\"m\",outcome=\"ok\"} 3",
+            "rm_call_duration_seconds_bucket{le=\"10.0\",model=\"m\",outcome=\"ok\"} 3",
+            "rm_call_duration_seconds_count{model=\"m\",outcome=\"ok\"} 4",
+            "rm_call_duration_seconds_sum{model=\"m\",outcome=\"ok\"} 21.25",
+        ]
+    );
+}
+
+#[test]
+fn process_collector_renders_unprefixed_process_metrics() {
+    let registry = Registry::new("rm");
+    registry.collector(Box::new(ProcessCollector));
+    let rendered = registry.render();
+    if !cfg!(target_os = "linux") {
+        assert_eq!(rendered, "# EOF\n");
+        return;
+    }
+    for name in [
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_start_time_seconds ",
+        "process_threads ",
+    ] {
+        let line = rendered
+            .lines()
+            .find(|line| line.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name:?} in\n{rendered}"));
+        let value: f64 = line[name.len()..].parse().unwrap();
+        assert!(value > 0.0 || name.starts_with("process_cpu"), "{line}");
+    }
 }
 
 #[test]
@@ -83,40 +159,9 @@ fn label_values_and_help_are_escaped() {
         "{rendered}"
     );
     assert!(
-        rendered.contains("rm_file_bytes{file=\"a\\\\b \\\"quoted\\\"\\nnext\"} 1\n"),
+        rendered.contains("rm_file_bytes{file=\"a\\\\b \\\"quoted\\\"\\nnext\"} 1.0\n"),
         "{rendered}"
     );
-}
-
-#[test]
-fn special_values_render_as_prometheus_expects() {
-    let registry = Registry::new("rm");
-    let values = registry.gauge("value", "Values.", &["case"]);
-    values.with(&["inf"]).set(f64::INFINITY);
-    values.with(&["minus_inf"]).set(f64::NEG_INFINITY);
-    values.with(&["nan"]).set(f64::NAN);
-    values.with(&["small"]).set(1e-7);
-    values.with(&["fraction"]).set(0.25);
-    let rendered = registry.render();
-    for line in [
-        "rm_value{case=\"inf\"} +Inf\n",
-        "rm_value{case=\"minus_inf\"} -Inf\n",
-        "rm_value{case=\"nan\"} NaN\n",
-        "rm_value{case=\"small\"} 1e-7\n",
-        "rm_value{case=\"fraction\"} 0.25\n",
-    ] {
-        assert!(rendered.contains(line), "missing {line:?} in\n{rendered}");
-    }
-}
-
-#[test]
-fn counter_ignores_negative_and_nan_increments() {
-    let registry = Registry::new("rm");
-    let counter = registry.counter("events_total", "Events.", &[]).with(&[]);
-    counter.inc_by(4.0);
-    counter.inc_by(-1.0);
-    counter.inc_by(f64::NAN);
-    assert_eq!(counter.get(), 4.0);
 }
 
 #[test]
@@ -143,9 +188,9 @@ fn gauge_goes_up_and_down() {
     gauge.inc();
     gauge.dec();
     gauge.dec();
-    gauge.add(-2.5);
+    gauge.dec_by(2.5);
     assert_eq!(gauge.get(), 1.5);
-    gauge.add(0.5);
+    gauge.inc_by(0.5);
     assert_eq!(gauge.get(), 2.0);
 }
 
@@ -173,10 +218,7 @@ fn registering_the_same_family_twice_shares_it() {
     first.with(&["done"]).inc();
     assert_eq!(second.with(&["done"]).get(), 1.0);
     assert_eq!(
-        registry
-            .render()
-            .matches("# TYPE rm_jobs_total counter")
-            .count(),
+        registry.render().matches("# TYPE rm_jobs counter").count(),
         1
     );
 }
@@ -195,9 +237,9 @@ fn on_scrape_runs_before_each_render() {
         }));
     }
     source.store(41, Ordering::SeqCst);
-    assert!(registry.render().contains("rm_records_total 41\n"));
+    assert!(registry.render().contains("rm_records_total 41.0\n"));
     source.store(42, Ordering::SeqCst);
-    assert!(registry.render().contains("rm_records_total 42\n"));
+    assert!(registry.render().contains("rm_records_total 42.0\n"));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
@@ -311,42 +353,44 @@ async fn start(registry: Arc<Registry>, health: Arc<Health>) -> TelemetryServer 
 #[tokio::test]
 async fn metrics_endpoint_serves_the_rendered_registry_and_runs_callbacks_per_scrape() {
     let registry = Registry::new("rubricmill");
-    let committed = registry.counter("shards_committed_total", "Shards committed.", &["pipeline"]);
+    let committed = registry.counter("shards_committed_total", "Shards committed", &["pipeline"]);
     committed.with(&["crg"]).inc_by(3.0);
     let scrapes = registry.gauge("scrapes", "Scrapes seen.", &[]).with(&[]);
-    let scrape_gauge = Arc::clone(&scrapes);
-    registry.on_scrape(Box::new(move || scrape_gauge.inc()));
+    let scrape_gauge = scrapes.clone();
+    registry.on_scrape(Box::new(move || {
+        scrape_gauge.inc();
+    }));
     let server = start(Arc::clone(&registry), Health::new()).await;
 
     let first = request(server.local_addr(), "GET", "/metrics").await;
     assert_eq!(first.status, 200);
     assert_eq!(
         first.header("content-type"),
-        Some("text/plain; version=0.0.4; charset=utf-8")
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
     );
     assert!(
         first
             .body
-            .contains("# TYPE rubricmill_shards_committed_total counter\n"),
+            .contains("# TYPE rubricmill_shards_committed counter\n"),
         "{}",
         first.body
     );
     assert!(
         first
             .body
-            .contains("rubricmill_shards_committed_total{pipeline=\"crg\"} 3\n"),
+            .contains("rubricmill_shards_committed_total{pipeline=\"crg\"} 3.0\n"),
         "{}",
         first.body
     );
     assert!(
-        first.body.contains("rubricmill_scrapes 1\n"),
+        first.body.contains("rubricmill_scrapes 1.0\n"),
         "{}",
         first.body
     );
 
     let second = request(server.local_addr(), "GET", "/metrics?fresh=1").await;
     assert!(
-        second.body.contains("rubricmill_scrapes 2\n"),
+        second.body.contains("rubricmill_scrapes 2.0\n"),
         "{}",
         second.body
     );
@@ -452,7 +496,7 @@ async fn binding_a_taken_address_reports_it() {
         .await
         .unwrap_err();
     match &error {
-        TelemetryError::Bind { addr, source } => {
+        TelemetryError::Bind { addr, source, .. } => {
             assert_eq!(*addr, taken);
             assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse);
         }
@@ -462,5 +506,27 @@ async fn binding_a_taken_address_reports_it() {
         error.to_string(),
         format!("could not bind the telemetry endpoint to {taken}")
     );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_router_mounts_beside_other_routes() {
+    use rubricmill_http::HttpServer;
+    use rubricmill_http::axum::{Router, routing::get};
+
+    let registry = Registry::new("rm");
+    registry.gauge("up", "Up", &[]).with(&[]).set(1.0);
+    let app = Router::new()
+        .route("/other", get(|| async { "other" }))
+        .merge(rubricmill_telemetry::router(registry, Health::new()));
+    let server = HttpServer::bind("127.0.0.1:0".parse().unwrap(), "test", app)
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    assert_eq!(request(addr, "GET", "/other").await.body, "other");
+    let metrics = request(addr, "GET", "/metrics").await;
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.body.contains("\nrm_up 1.0\n"), "{}", metrics.body);
+    assert!(metrics.body.ends_with("# EOF\n"), "{}", metrics.body);
     server.shutdown().await;
 }

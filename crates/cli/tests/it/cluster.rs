@@ -143,9 +143,15 @@ impl Fleet {
     }
 
     fn start_coordinator(&mut self) {
+        self.start_coordinator_with(&[]);
+    }
+
+    /// Starts the coordinator; `extra` goes on its command line.
+    fn start_coordinator_with(&mut self, extra: &[&str]) {
         let child = self
             .command("coordinator")
             .args(["--reconcile-every", "500ms"])
+            .args(extra)
             .args(&self.queue_args)
             .stdout(Stdio::null())
             .stderr(self.log("coordinator"))
@@ -400,12 +406,19 @@ fn three_worker_processes_commit_every_record_once() {
         .filter(|m| m["worker_id"] == "w1")
         .map(|m| m["rows"].as_u64().unwrap())
         .sum::<u64>();
-    let metrics = http_get(metrics_port, "/metrics");
-    assert!(
-        metrics.contains(&format!("rubricmill_rows_total {mine}\n")),
-        "w1 committed {mine} rows; metrics:\n{metrics}"
+    let metrics = Scrape::get(metrics_port);
+    assert_eq!(
+        metrics.value("rubricmill_rows_total", &[("job", "three")]),
+        Some(mine as f64),
+        "w1 committed {mine} rows; metrics:\n{}",
+        metrics.text
     );
-    assert!(metrics.contains("rubricmill_workers_live 3\n"), "{metrics}");
+    assert_eq!(
+        metrics.value("rubricmill_workers_live", &[]),
+        Some(3.0),
+        "{}",
+        metrics.text
+    );
     assert_eq!(http_get(metrics_port, "/readyz"), "ready");
     // Submitting a complete job again queues nothing.
     let again = fleet.submit(&spec);
@@ -1210,4 +1223,340 @@ fn per_role_nats_users_run_a_job_and_the_status_user_changes_nothing() {
     as_role(&mut command, "worker");
     let output = command.output().unwrap();
     assert!(!output.status.success(), "the worker user submitted a job");
+}
+
+/// One sample of a scrape: its name, labels and value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// One scrape of a `/metrics` endpoint, parsed into samples.
+struct Scrape {
+    text: String,
+    /// In the order of the text.
+    samples: Vec<Sample>,
+}
+
+impl Scrape {
+    fn get(port: u16) -> Scrape {
+        Scrape::parse(http_get(port, "/metrics"))
+    }
+
+    /// Parses the OpenMetrics text our endpoint writes (no timestamps, no exemplars).
+    fn parse(text: String) -> Scrape {
+        assert!(text.ends_with("# EOF\n"), "not OpenMetrics text:\n{text}");
+        let samples = text
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .map(|line| {
+                let (series, value) = line.rsplit_once(' ').expect("a sample line");
+                let value: f64 = value.parse().unwrap_or_else(|_| panic!("value of {line}"));
+                let Some((name, labels)) = series.split_once('{') else {
+                    return (series.to_owned(), Vec::new(), value);
+                };
+                let labels = labels
+                    .trim_end_matches('}')
+                    .split("\",")
+                    .filter(|pair| !pair.is_empty())
+                    .map(|pair| {
+                        let (key, value) = pair.split_once("=\"").expect("key=\"value\"");
+                        (key.to_owned(), value.trim_end_matches('"').to_owned())
+                    })
+                    .collect();
+                (name.to_owned(), labels, value)
+            })
+            .collect();
+        Scrape { text, samples }
+    }
+
+    /// The value of the sample `name` with exactly these labels (in any order).
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let mut wanted: Vec<(&str, &str)> = labels.to_vec();
+        wanted.sort_unstable();
+        self.samples.iter().find_map(|(sample, have, value)| {
+            let mut have: Vec<(&str, &str)> =
+                have.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            have.sort_unstable();
+            (sample == name && have == wanted).then_some(*value)
+        })
+    }
+
+    /// The sum of every sample `name` whose labels include these.
+    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(sample, have, _)| {
+                sample == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| have.iter().any(|(hk, hv)| hk == k && hv == v))
+            })
+            .map(|(_, _, value)| value)
+            .sum()
+    }
+
+    /// The `(le, count)` buckets of the histogram `name` with these labels besides `le`.
+    fn buckets(&self, name: &str, labels: &[(&str, &str)]) -> Vec<(f64, f64)> {
+        let bucket = format!("{name}_bucket");
+        let mut buckets: Vec<(f64, f64)> = self
+            .samples
+            .iter()
+            .filter(|(sample, have, _)| {
+                sample == &bucket
+                    && have.len() == labels.len() + 1
+                    && labels
+                        .iter()
+                        .all(|(k, v)| have.iter().any(|(hk, hv)| hk == k && hv == v))
+            })
+            .map(|(_, have, value)| {
+                let le = &have.iter().find(|(k, _)| k == "le").expect("an le label").1;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().unwrap()
+                };
+                (le, *value)
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        buckets
+    }
+
+    fn names(&self) -> HashSet<&str> {
+        self.samples
+            .iter()
+            .map(|(name, _, _)| name.as_str())
+            .collect()
+    }
+}
+
+/// Metric names (ours and the process metrics) a PromQL text refers to.
+fn metric_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let bytes = text.as_bytes();
+    let is_name_char = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b':';
+    let mut start = 0;
+    while start < bytes.len() {
+        let rest = &text[start..];
+        let at_boundary = start == 0 || !is_name_char(bytes[start - 1]);
+        if at_boundary && (rest.starts_with("rubricmill_") || rest.starts_with("process_")) {
+            let len = rest.bytes().take_while(|c| is_name_char(*c)).count();
+            names.push(rest[..len].to_owned());
+            start += len;
+        } else {
+            start += 1;
+        }
+    }
+    names
+}
+
+/// The histogram's buckets are cumulative and end in `+Inf` holding every observation.
+fn assert_histogram(scrape: &Scrape, name: &str, labels: &[(&str, &str)], count: f64) {
+    let buckets = scrape.buckets(name, labels);
+    assert!(
+        buckets.len() >= 2,
+        "{name} {labels:?} has no buckets:\n{}",
+        scrape.text
+    );
+    assert!(
+        buckets.windows(2).all(|pair| pair[0].1 <= pair[1].1),
+        "{name} {labels:?} buckets are not cumulative: {buckets:?}"
+    );
+    assert_eq!(
+        buckets.last().unwrap(),
+        &(f64::INFINITY, count),
+        "{name} {labels:?}"
+    );
+    let count_name = format!("{name}_count");
+    assert_eq!(
+        scrape.value(&count_name, labels),
+        Some(count),
+        "{name} {labels:?}"
+    );
+    assert!(
+        scrape.value(&format!("{name}_sum"), labels).unwrap() > 0.0,
+        "{name} {labels:?} sums to nothing"
+    );
+}
+
+#[test]
+fn metrics_after_a_real_run_are_labelled_and_cover_every_deploy_query() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let turn = ONE_FLEET_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut fleet = Fleet::prepare(turn, vec![nats], &[]);
+    let coordinator_port = free_port();
+    fleet.start_coordinator_with(&["--metrics-addr", &format!("127.0.0.1:{coordinator_port}")]);
+    // Some 500s (errors) and 503s (push-back) so that retries and throttled calls show.
+    let mock = Mock::start(MockConfig {
+        fail_500: 0.05,
+        fail_503: 0.05,
+        seed: 7,
+        ..with_latency(5)
+    });
+    let llm = "price_per_million = { input = 1.0, output = 2.0 }\nmax_cost_usd = 50.0\nmax_concurrency = 4\nmax_retries = 8";
+    let spec = crg_job(fleet.dir(), "observed", &mock, 100, llm);
+    let worker_port = free_port();
+    fleet.start_worker(&["--metrics-addr", &format!("127.0.0.1:{worker_port}")]);
+    fleet.submit(&spec);
+    let status = fleet.wait_complete("observed", Duration::from_secs(120));
+    assert_eq!(status["committed"], 10);
+    let job = ("job", "observed");
+
+    // The worker: shards, rows and calls by job, stage, model and outcome, as the mock saw them.
+    let worker = Scrape::get(worker_port);
+    let text = &worker.text;
+    assert_eq!(
+        worker.value("rubricmill_shards_total", &[job, ("outcome", "committed")]),
+        Some(10.0),
+        "{text}"
+    );
+    assert_eq!(
+        worker.value("rubricmill_rows_total", &[job]),
+        Some(100.0),
+        "{text}"
+    );
+    let call = |outcome| {
+        [
+            job,
+            ("stage", "generate"),
+            ("model", "mock-model"),
+            ("outcome", outcome),
+        ]
+    };
+    let (ok, errors, throttled) = (mock.count(200), mock.count(500), mock.count(503));
+    assert_eq!(ok, 100, "one answered call per pair");
+    assert!(errors + throttled > 0, "the mock injected no fault");
+    assert_eq!(
+        worker.value("rubricmill_llm_calls_total", &call("ok")),
+        Some(ok as f64),
+        "{text}"
+    );
+    assert_eq!(
+        worker.sum("rubricmill_llm_calls_total", &[("outcome", "error")]),
+        errors as f64,
+        "{text}"
+    );
+    assert_eq!(
+        worker.sum("rubricmill_llm_calls_total", &[("outcome", "throttled")]),
+        throttled as f64,
+        "{text}"
+    );
+    assert_eq!(
+        worker.sum("rubricmill_llm_retries_total", &[job]),
+        (errors + throttled) as f64,
+        "every failed attempt was retried: {text}"
+    );
+    let spent = worker.sum("rubricmill_llm_cost_usd_total", &[job]);
+    assert!(spent > 0.0, "{text}");
+    assert!(
+        worker.value(
+            "rubricmill_llm_tokens_total",
+            &[
+                job,
+                ("stage", "generate"),
+                ("model", "mock-model"),
+                ("direction", "output")
+            ]
+        ) > Some(0.0),
+        "{text}"
+    );
+    assert_histogram(
+        &worker,
+        "rubricmill_llm_call_duration_seconds",
+        &call("ok"),
+        ok as f64,
+    );
+    assert_histogram(
+        &worker,
+        "rubricmill_shard_duration_seconds",
+        &[job, ("outcome", "committed")],
+        10.0,
+    );
+    let picked_up = worker.sum("rubricmill_shards_total", &[job]);
+    assert_eq!(
+        worker.value("rubricmill_queue_wait_seconds_count", &[job]),
+        Some(picked_up),
+        "{text}"
+    );
+    assert!(
+        worker.value("process_resident_memory_bytes", &[]) > Some(0.0),
+        "{text}"
+    );
+
+    // The coordinator: the cluster-wide view of the job.
+    let coordinator = Scrape::get(coordinator_port);
+    let text = &coordinator.text;
+    assert_eq!(
+        coordinator.value("rubricmill_job_rows", &[job]),
+        Some(100.0),
+        "{text}"
+    );
+    assert_eq!(
+        coordinator.value("rubricmill_job_budget_usd", &[job]),
+        Some(50.0),
+        "{text}"
+    );
+    assert_eq!(
+        coordinator.value("rubricmill_job_shards", &[job, ("state", "committed")]),
+        Some(10.0),
+        "{text}"
+    );
+    assert!(
+        coordinator.value("process_cpu_seconds_total", &[]) > Some(0.0),
+        "{text}"
+    );
+    let paid = coordinator
+        .value("rubricmill_job_cost_usd", &[job])
+        .unwrap();
+    assert!(
+        (spent - paid).abs() < 1e-9,
+        "the worker's calls cost {spent}, the coordinator counts {paid}"
+    );
+
+    // Every metric the dashboard and the alerts query is one the binary exports.
+    let exported: HashSet<&str> = worker
+        .names()
+        .union(&coordinator.names())
+        .copied()
+        .collect();
+    let deploy = crate::repo_root().join("deploy/monitoring");
+    let dashboard_text = std::fs::read_to_string(deploy.join("grafana-dashboard.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard_text).unwrap();
+    let mut queries = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().expect("every target has an expr");
+            assert!(
+                !metric_names(expr).is_empty(),
+                "panel {:?} queries none of our metrics: {expr}",
+                panel["title"]
+            );
+            queries += 1;
+        }
+    }
+    assert!(queries >= 20, "{queries} dashboard queries");
+    let rules_text = std::fs::read_to_string(deploy.join("prometheus-rules.yaml")).unwrap();
+    let alerts = rules_text.matches("- alert: ").count();
+    assert!(alerts >= 5, "{alerts} alerts");
+    let mut referenced: Vec<String> = metric_names(&dashboard_text);
+    referenced.extend(
+        rules_text
+            .lines()
+            .filter(|line| !line.trim_start().starts_with('#'))
+            .flat_map(metric_names),
+    );
+    let missing: std::collections::BTreeSet<&String> = referenced
+        .iter()
+        // A histogram's family name (in a description) stands for its `_bucket` samples.
+        .filter(|name| {
+            !exported.contains(name.as_str())
+                && !exported.contains(format!("{name}_bucket").as_str())
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "deploy/monitoring queries metrics the binary does not export: {missing:?}\nexported: {exported:?}"
+    );
 }

@@ -515,6 +515,9 @@ impl Coordinator {
             .set(outstanding as f64);
         self.metrics.rows.with(&[job]).set(progress.rows as f64);
         self.metrics.cost.with(&[job]).set(progress.spent_usd());
+        if let Some(limit) = record.plan.spec.llm.max_cost_usd {
+            self.metrics.budget.with(&[job]).set(limit);
+        }
     }
 
     /// The queue has been idle while shards are outstanding: each is either stuck in the

@@ -1,28 +1,47 @@
-//! The Prometheus metrics of workers and the coordinator. Counters that mirror totals kept
-//! elsewhere (gateway usage) are raised to those totals at scrape time.
+//! The Prometheus metrics of workers and the coordinator. A worker counts each LLM call as its
+//! gateway reports it (by job, stage, model and outcome) and each shard as its events pass;
+//! totals kept elsewhere (rate-limit waits) are raised to at scrape time.
 
 use std::sync::Arc;
 
-use rubricmill_core::Usage;
-use rubricmill_telemetry::{Counter, Family, Gauge, Registry};
+use rubricmill_llm::{CallObserver, CallReport};
+use rubricmill_telemetry::{Counter, Family, Gauge, Histogram, Registry};
+
+/// Upper bounds of the LLM call latency buckets, in seconds.
+const LLM_LATENCY_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
+];
+/// Upper bounds of the shard duration buckets, in seconds.
+const SHARD_DURATION_BUCKETS: &[f64] = &[
+    0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+/// Upper bounds of the queue wait buckets, in seconds.
+const QUEUE_WAIT_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0,
+];
 
 /// A worker's metrics.
 #[derive(Clone)]
 pub struct WorkerMetrics {
-    /// Shards finished by this worker, by outcome.
+    /// Shard attempts finished by this worker, by job and outcome.
     pub shards: Family<Counter>,
-    pub records: Arc<Counter>,
-    pub rows: Arc<Counter>,
-    pub rejects: Arc<Counter>,
+    /// Seconds from a shard attempt's start to its outcome, by job and outcome.
+    pub shard_duration: Family<Histogram>,
+    /// Seconds from a shard's message being queued to this worker picking it up, by job.
+    pub queue_wait: Family<Histogram>,
+    pub records: Family<Counter>,
+    pub rows: Family<Counter>,
+    pub rejects: Family<Counter>,
     pub llm_calls: Family<Counter>,
+    pub llm_call_duration: Family<Histogram>,
+    pub llm_retries: Family<Counter>,
     pub llm_tokens: Family<Counter>,
-    pub llm_cost: Arc<Counter>,
-    pub cache_hits: Arc<Counter>,
-    pub rate_limit_waits: Arc<Counter>,
-    pub in_flight: Arc<Gauge>,
-    pub queue_pending: Arc<Gauge>,
-    pub live_workers: Arc<Gauge>,
-    pub rate_share: Arc<Gauge>,
+    pub llm_cost: Family<Counter>,
+    pub rate_limit_waits: Counter,
+    pub in_flight: Gauge,
+    pub queue_pending: Gauge,
+    pub live_workers: Gauge,
+    pub rate_share: Gauge,
 }
 
 impl WorkerMetrics {
@@ -30,38 +49,54 @@ impl WorkerMetrics {
         Self {
             shards: registry.counter(
                 "shards_total",
-                "Shards this worker finished, by outcome",
-                &["outcome"],
+                "Shard attempts this worker finished, by job and outcome",
+                &["job", "outcome"],
             ),
-            records: registry
-                .counter("records_total", "Input records in committed shards", &[])
-                .with(&[]),
-            rows: registry
-                .counter("rows_total", "Output rows committed", &[])
-                .with(&[]),
-            rejects: registry
-                .counter("rejects_total", "Reject rows committed", &[])
-                .with(&[]),
+            shard_duration: registry.histogram(
+                "shard_duration_seconds",
+                "Seconds from a shard attempt's start to its outcome, by job and outcome",
+                &["job", "outcome"],
+                SHARD_DURATION_BUCKETS,
+            ),
+            queue_wait: registry.histogram(
+                "queue_wait_seconds",
+                "Seconds from a shard being queued to a worker picking it up (a redelivery counts from the first queueing)",
+                &["job"],
+                QUEUE_WAIT_BUCKETS,
+            ),
+            records: registry.counter(
+                "records_total",
+                "Input records in committed shards",
+                &["job"],
+            ),
+            rows: registry.counter("rows_total", "Output rows committed", &["job"]),
+            rejects: registry.counter("rejects_total", "Reject rows committed", &["job"]),
             llm_calls: registry.counter(
                 "llm_calls_total",
-                "LLM calls: answered by the provider, retried, or answered 429/503",
-                &["status"],
+                "LLM call attempts by outcome: ok (answered), cached, throttled (429/503), error",
+                &["job", "stage", "model", "outcome"],
             ),
-            llm_tokens: registry.counter("llm_tokens_total", "LLM tokens", &["direction"]),
-            llm_cost: registry
-                .counter(
-                    "llm_cost_usd_total",
-                    "Estimated LLM cost in US dollars",
-                    &[],
-                )
-                .with(&[]),
-            cache_hits: registry
-                .counter(
-                    "llm_cache_hits_total",
-                    "LLM calls answered from the response cache",
-                    &[],
-                )
-                .with(&[]),
+            llm_call_duration: registry.histogram(
+                "llm_call_duration_seconds",
+                "Latency of LLM call attempts sent to the provider",
+                &["job", "stage", "model", "outcome"],
+                LLM_LATENCY_BUCKETS,
+            ),
+            llm_retries: registry.counter(
+                "llm_retries_total",
+                "LLM call attempts that failed and were sent again",
+                &["job", "stage", "model"],
+            ),
+            llm_tokens: registry.counter(
+                "llm_tokens_total",
+                "LLM tokens by direction (input, output)",
+                &["job", "stage", "model", "direction"],
+            ),
+            llm_cost: registry.counter(
+                "llm_cost_usd_total",
+                "Estimated LLM cost in US dollars",
+                &["job", "stage", "model"],
+            ),
             rate_limit_waits: registry
                 .counter(
                     "rate_limit_waits_total",
@@ -92,26 +127,57 @@ impl WorkerMetrics {
         }
     }
 
-    /// Raises the usage counters to the totals of this worker's gateways.
-    pub fn set_usage(&self, usage: &Usage, rate_limit_waits: u64) {
-        self.llm_calls
-            .with(&["answered"])
-            .set_total(usage.calls as f64);
-        self.llm_calls
-            .with(&["retried"])
-            .set_total(usage.retries as f64);
-        self.llm_calls
-            .with(&["throttled"])
-            .set_total(usage.throttled as f64);
-        self.llm_tokens
-            .with(&["input"])
-            .set_total(usage.tokens_in as f64);
-        self.llm_tokens
-            .with(&["output"])
-            .set_total(usage.tokens_out as f64);
-        self.llm_cost.set_total(usage.cost_usd);
-        self.cache_hits.set_total(usage.cache_hits as f64);
-        self.rate_limit_waits.set_total(rate_limit_waits as f64);
+    /// The observer of one job's gateway calls.
+    pub fn calls_of(&self, job: &str) -> Arc<dyn CallObserver> {
+        Arc::new(JobCalls {
+            job: job.to_owned(),
+            metrics: self.clone(),
+        })
+    }
+}
+
+/// Counts one job's LLM calls into the worker's metrics.
+struct JobCalls {
+    job: String,
+    metrics: WorkerMetrics,
+}
+
+impl CallObserver for JobCalls {
+    fn observe(&self, report: &CallReport<'_>) {
+        let (job, stage, model) = (self.job.as_str(), report.stage, report.model);
+        let outcome = report.outcome.as_str();
+        self.metrics
+            .llm_calls
+            .with(&[job, stage, model, outcome])
+            .inc();
+        if let Some(latency) = report.latency {
+            self.metrics
+                .llm_call_duration
+                .with(&[job, stage, model, outcome])
+                .observe(latency.as_secs_f64());
+        }
+        if report.retried {
+            self.metrics.llm_retries.with(&[job, stage, model]).inc();
+        }
+        let usage = &report.usage;
+        if usage.tokens_in > 0 {
+            self.metrics
+                .llm_tokens
+                .with(&[job, stage, model, "input"])
+                .inc_by(usage.tokens_in as f64);
+        }
+        if usage.tokens_out > 0 {
+            self.metrics
+                .llm_tokens
+                .with(&[job, stage, model, "output"])
+                .inc_by(usage.tokens_out as f64);
+        }
+        if usage.cost_usd > 0.0 {
+            self.metrics
+                .llm_cost
+                .with(&[job, stage, model])
+                .inc_by(usage.cost_usd);
+        }
     }
 }
 
@@ -122,15 +188,17 @@ pub struct CoordinatorMetrics {
     pub shards: Family<Gauge>,
     pub rows: Family<Gauge>,
     pub cost: Family<Gauge>,
-    pub queue_pending: Arc<Gauge>,
-    pub queue_ack_pending: Arc<Gauge>,
-    pub live_workers: Arc<Gauge>,
-    pub failures_recorded: Arc<Counter>,
-    pub shards_republished: Arc<Counter>,
+    /// Each job's spending limit (`llm.max_cost_usd`), for jobs that have one.
+    pub budget: Family<Gauge>,
+    pub queue_pending: Gauge,
+    pub queue_ack_pending: Gauge,
+    pub live_workers: Gauge,
+    pub failures_recorded: Counter,
+    pub shards_republished: Counter,
     /// Requests to the jobs' object stores, by kind (a listing counts one per page).
     pub storage_requests: Family<Counter>,
-    pub full_reconciles: Arc<Counter>,
-    pub events: Arc<Counter>,
+    pub full_reconciles: Counter,
+    pub events: Counter,
     /// Time spent reconciling, by depth (`light`, `full`).
     pub reconcile_seconds: Family<Counter>,
 }
@@ -144,6 +212,11 @@ impl CoordinatorMetrics {
             cost: registry.gauge(
                 "job_cost_usd",
                 "LLM cost of each job: committed shards and attempts that did not commit",
+                &["job"],
+            ),
+            budget: registry.gauge(
+                "job_budget_usd",
+                "Spending limit of each job with one (llm.max_cost_usd)",
                 &["job"],
             ),
             queue_pending: registry

@@ -18,7 +18,7 @@ use rubricmill_cluster::{
     RateLimitNotice, RunningShard, WorkerBeat, publish_pause, subscribe_pauses,
 };
 use rubricmill_queue::{EventSink, ShardEvent};
-use rubricmill_telemetry::{Health, Registry};
+use rubricmill_telemetry::{CounterExt, Health, Registry};
 use tokio::sync::watch;
 
 use super::metrics::WorkerMetrics;
@@ -88,6 +88,7 @@ pub async fn run_worker(
         contexts: Mutex::default(),
         building: tokio::sync::Mutex::new(()),
         live: membership.live_workers(),
+        metrics: metrics.clone(),
     });
     let mut background = tokio::task::JoinSet::new();
     background.spawn(follow_share(
@@ -107,8 +108,9 @@ pub async fn run_worker(
         let metrics = metrics.clone();
         let running = running.clone();
         registry.on_scrape(Box::new(move || {
-            let (usage, waits) = jobs.usage();
-            metrics.set_usage(&usage, waits);
+            metrics
+                .rate_limit_waits
+                .set_total(jobs.rate_limit_waits() as f64);
             metrics
                 .in_flight
                 .set(running.lock().expect("running lock").len() as f64);
@@ -234,6 +236,8 @@ struct ClusterJobs {
     /// (one gateway, one rate-limit bucket), not build one each.
     building: tokio::sync::Mutex<()>,
     live: watch::Receiver<usize>,
+    /// Where each job's gateways report their calls.
+    metrics: WorkerMetrics,
 }
 
 impl ClusterJobs {
@@ -266,18 +270,13 @@ impl ClusterJobs {
         }
     }
 
-    fn usage(&self) -> (rubricmill_core::Usage, u64) {
-        let mut usage = rubricmill_core::Usage::default();
-        let mut waits = 0;
-        for context in self.contexts() {
-            usage.add(&context.usage());
-            waits += context
-                .endpoints
-                .iter()
-                .map(|(_, g)| g.rate_limit_waits())
-                .sum::<u64>();
-        }
-        (usage, waits)
+    /// Calls of every job's gateways that waited for a rate-limit permit or a pause.
+    fn rate_limit_waits(&self) -> u64 {
+        self.contexts()
+            .iter()
+            .flat_map(|context| context.endpoints.iter())
+            .map(|(_, gateway)| gateway.rate_limit_waits())
+            .sum()
     }
 
     /// Brings each job's budget up to date with what the rest of the fleet has spent.
@@ -332,8 +331,10 @@ impl ClusterJobs {
         let context = Arc::new(context);
         self.sync_budget(&context, &progress);
         let share = 1.0 / (*self.live.borrow()).max(1) as f64;
+        let calls = self.metrics.calls_of(&record.name);
         for (endpoint, gateway) in &context.endpoints {
             gateway.set_share(share);
+            gateway.observe_calls(calls.clone());
             let cluster = self.cluster.clone();
             let endpoint = endpoint.clone();
             let from = self.worker_id.clone();
@@ -473,7 +474,15 @@ impl EventSink for ClusterEvents {
     async fn send(&self, event: ShardEvent) {
         let key = (event.job().to_owned(), event.shard().to_owned());
         let outcome = match &event {
-            ShardEvent::Started { attempt, .. } => {
+            ShardEvent::Started {
+                attempt, queued_ms, ..
+            } => {
+                if let Some(waited) = queued_ms {
+                    self.metrics
+                        .queue_wait
+                        .with(&[&key.0])
+                        .observe(*waited as f64 / 1000.0);
+                }
                 let shard = RunningShard {
                     job: key.0.clone(),
                     shard: key.1.clone(),
@@ -492,9 +501,10 @@ impl EventSink for ClusterEvents {
                 rejects,
                 ..
             } => {
-                self.metrics.records.inc_by(*records as f64);
-                self.metrics.rows.inc_by(*rows as f64);
-                self.metrics.rejects.inc_by(*rejects as f64);
+                let job = [key.0.as_str()];
+                self.metrics.records.with(&job).inc_by(*records as f64);
+                self.metrics.rows.with(&job).inc_by(*rows as f64);
+                self.metrics.rejects.with(&job).inc_by(*rejects as f64);
                 Some("committed")
             }
             ShardEvent::AlreadyCommitted { .. } => Some("already_committed"),
@@ -528,8 +538,13 @@ impl EventSink for ClusterEvents {
             ShardEvent::HandedBack { .. } => Some("handed_back"),
         };
         if let Some(outcome) = outcome {
-            self.running.lock().expect("running lock").remove(&key);
-            self.metrics.shards.with(&[outcome]).inc();
+            let finished = self.running.lock().expect("running lock").remove(&key);
+            let labels = [key.0.as_str(), outcome];
+            self.metrics.shards.with(&labels).inc();
+            if let Some(shard) = finished {
+                let seconds = (Utc::now() - shard.since).as_seconds_f64().max(0.0);
+                self.metrics.shard_duration.with(&labels).observe(seconds);
+            }
         }
         let subject = self.cluster.names().events(&key.0);
         let payload = bytes::Bytes::from(serde_json::to_vec(&event).unwrap_or_default());
@@ -558,7 +573,7 @@ mod tests {
     use rubricmill_testkit::NatsServer;
     use tokio::sync::watch;
 
-    use super::ClusterJobs;
+    use super::{ClusterJobs, WorkerMetrics};
     use crate::ContextOptions;
     use crate::coordinator::plan_or_resume;
 
@@ -624,6 +639,7 @@ mod tests {
             contexts: Mutex::default(),
             building: tokio::sync::Mutex::new(()),
             live: live_workers,
+            metrics: WorkerMetrics::register(&rubricmill_telemetry::Registry::new("test")),
         };
 
         // A worker joining a job the fleet has spent $0.60 on counts $0.60, not twice that.
