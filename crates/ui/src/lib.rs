@@ -105,7 +105,7 @@ impl UiOptions {
 pub(crate) enum Backend {
     /// The cluster (the coordinator's UI).
     Cluster {
-        cluster: Cluster,
+        cluster: Box<Cluster>,
         samples: Arc<SeriesRing>,
         pauses: Arc<series::PauseTally>,
     },
@@ -158,7 +158,7 @@ pub async fn coordinator_router(
     }
     let state = AppState {
         backend: Backend::Cluster {
-            cluster,
+            cluster: Box::new(cluster),
             samples,
             pauses,
         },
