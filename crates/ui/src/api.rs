@@ -12,6 +12,10 @@
 //! | `GET /api/failures` | failed shards of every job (coordinator) |
 //! | `POST /api/jobs/{job}/retry`, `/cancel` | `rubricmill retry` / `cancel`; bearer token |
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -126,27 +130,46 @@ async fn info(State(state): State<AppState>) -> Json<Info> {
     })
 }
 
-/// What a `view` backend knows of its job: spec, planned shards, marker summaries.
-struct StoredJob {
+/// What the UI knows of a job's output folder: planned shards and marker summaries.
+#[derive(Debug)]
+pub(crate) struct StoredJob {
     planned: u64,
     summaries: Vec<MarkerSummary>,
 }
 
-async fn stored_job(store: &JobStore) -> Result<StoredJob, ApiError> {
-    let planned = store.load_manifest().await?.map_or(0, |m| m.shard_count);
-    let summaries = read_summaries(store).await?;
-    Ok(StoredJob { planned, summaries })
-}
+/// How long a reading of a job folder's markers serves requests before it is read again: the
+/// jobs page refreshes every few seconds and every rows page needs the markers.
+const STORED_JOB_TTL: Duration = Duration::from_secs(5);
 
-/// The job's commit marker summaries, read only (the UI leaves the job folder as it found
-/// it). The store's reader is not `Send`, so it runs on a blocking thread of its own.
-async fn read_summaries(store: &JobStore) -> Result<Vec<MarkerSummary>, ApiError> {
-    let store = store.clone();
-    let handle = tokio::runtime::Handle::current();
-    let summaries = tokio::task::spawn_blocking(move || handle.block_on(store.summaries(false)))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    Ok(summaries)
+/// The last reading of each job folder.
+#[derive(Debug, Default)]
+pub(crate) struct StoredJobs(Mutex<HashMap<String, (Instant, Arc<StoredJob>)>>);
+
+impl StoredJobs {
+    /// The plan's shard count and the commit marker summaries of the job at `store`, read
+    /// only (the UI leaves the job folder as it found it), at most [`STORED_JOB_TTL`] old.
+    async fn get(&self, store: &JobStore) -> Result<Arc<StoredJob>, ApiError> {
+        let key = store.url();
+        if let Some((read_at, job)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
+            && read_at.elapsed() < STORED_JOB_TTL
+        {
+            return Ok(Arc::clone(job));
+        }
+        let planned = store.load_manifest().await?.map_or(0, |m| m.shard_count);
+        // The store's reader is not `Send`, so it runs on a blocking thread of its own.
+        let reader = store.clone();
+        let handle = tokio::runtime::Handle::current();
+        let summaries =
+            tokio::task::spawn_blocking(move || handle.block_on(reader.summaries(false)))
+                .await
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+        let job = Arc::new(StoredJob { planned, summaries });
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (Instant::now(), Arc::clone(&job)));
+        Ok(job)
+    }
 }
 
 fn the_job<'a>(spec: &'a JobSpec, job: &str) -> Result<&'a JobSpec, ApiError> {
@@ -185,7 +208,7 @@ async fn jobs(State(state): State<AppState>) -> ApiResult<Vec<JobView>> {
             Ok(Json(views))
         }
         Backend::Store { store, spec } => {
-            let stored = stored_job(store).await?;
+            let stored = state.stored.get(store).await?;
             let points = series::series_from_summaries(&stored.summaries);
             Ok(Json(vec![JobView::from_summaries(
                 spec,
@@ -222,7 +245,7 @@ async fn job(State(state): State<AppState>, Path(job): Path<String>) -> ApiResul
         }
         Backend::Store { store, spec } => {
             let spec = the_job(spec, &job)?;
-            let stored = stored_job(store).await?;
+            let stored = state.stored.get(store).await?;
             let points = series::series_from_summaries(&stored.summaries);
             Ok(Json(JobDetail {
                 view: JobView::from_summaries(spec, stored.planned, &stored.summaries, &points),
@@ -240,7 +263,7 @@ async fn job_series(
         Backend::Cluster { samples, .. } => samples.points(&job),
         Backend::Store { store, spec } => {
             the_job(spec, &job)?;
-            series::series_from_summaries(&stored_job(store).await?.summaries)
+            series::series_from_summaries(&state.stored.get(store).await?.summaries)
         }
     };
     Ok(Json(series::thin(points)))
@@ -269,8 +292,10 @@ async fn job_rows(
             store.clone()
         }
     };
-    let summaries = read_summaries(&store).await?;
-    Ok(Json(rows::page(&store, &job, &summaries, &query).await?))
+    let stored = state.stored.get(&store).await?;
+    Ok(Json(
+        rows::page(&store, &job, &stored.summaries, &query).await?,
+    ))
 }
 
 /// A worker as the workers page shows it.

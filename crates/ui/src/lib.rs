@@ -118,6 +118,8 @@ pub(crate) enum Backend {
 pub(crate) struct AppState {
     pub(crate) backend: Backend,
     pub(crate) token: Option<Arc<str>>,
+    /// Recent readings of job folders' markers.
+    pub(crate) stored: Arc<api::StoredJobs>,
 }
 
 /// The UI of one job's output folder, read only: its router.
@@ -129,6 +131,7 @@ pub fn view_router(spec: &JobSpec) -> Result<Router, UiError> {
             spec: Box::new(spec.clone()),
         },
         token: None,
+        stored: Arc::default(),
     };
     Ok(api::router(state))
 }
@@ -163,6 +166,7 @@ pub async fn coordinator_router(
             pauses,
         },
         token: options.token.as_deref().map(Arc::from),
+        stored: Arc::default(),
     };
     Ok((api::router(state), UiTasks(tasks)))
 }
