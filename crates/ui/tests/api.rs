@@ -272,3 +272,70 @@ async fn the_coordinators_api_matches_status_and_retry_wants_the_token() {
     let (_, workers) = call(&read_only, "GET", "/api/workers", None).await;
     assert_eq!(workers["workers"], Value::Array(Vec::new()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinators_ui_samples_progress_into_its_chart_series() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = open_cluster(&server).await;
+    let spec = crg_spec(dir.path(), "sampled");
+    let submitted = distributed::submit(&cluster, &spec).await.unwrap();
+    let options = UiOptions {
+        sample_every: std::time::Duration::from_millis(50),
+        ..UiOptions::default()
+    };
+    let (router, _tasks) = rubricmill_ui::coordinator_router(cluster.clone(), &options)
+        .await
+        .unwrap();
+    // As a coordinator would publish it, twice, with more committed the second time.
+    for (committed, rows, calls) in [(1u64, 4u64, 9u64), (2, 8, 17)] {
+        let progress = rubricmill_cluster::JobProgress {
+            planned: submitted.planned,
+            committed,
+            rows,
+            records: rows,
+            usage: rubricmill_core::Usage {
+                calls,
+                cost_usd: calls as f64 * 0.01,
+                ..Default::default()
+            },
+            updated_at: Some(chrono::Utc::now()),
+            ..Default::default()
+        };
+        cluster.put_progress("sampled", &progress).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (_, series) = call(&router, "GET", "/api/jobs/sampled/series", None).await;
+            if series
+                .as_array()
+                .and_then(|points| points.last())
+                .is_some_and(|last| last["rows"] == rows)
+            {
+                let last = series.as_array().unwrap().last().unwrap().clone();
+                assert_eq!(last["calls"], calls);
+                assert_eq!(last["committed"], committed);
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no sample of {rows} rows: {series}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    let (_, series) = call(&router, "GET", "/api/jobs/sampled/series", None).await;
+    let rows: Vec<u64> = series
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["rows"].as_u64().unwrap())
+        .collect();
+    assert!(rows.contains(&4) && rows.contains(&8), "{rows:?}");
+    let (_, job) = call(&router, "GET", "/api/jobs/sampled", None).await;
+    assert_eq!(
+        job["view"]["projected_cost_usd"].as_f64().unwrap(),
+        17.0 * 0.01 / 2.0 * submitted.planned as f64
+    );
+}
