@@ -223,3 +223,108 @@ fn view_shows_a_jobs_figures_and_its_rows_as_the_parquet_holds_them() {
 pub fn is_png(path: &Path) -> bool {
     std::fs::read(path).is_ok_and(|bytes| bytes.starts_with(b"\x89PNG"))
 }
+
+#[test]
+fn view_shows_researchqa_rows_beside_their_section_and_rejects_with_their_reason() {
+    let Some(chromium) = Chromium::find() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let surveys = crate::repo_root().join("samples/surveys");
+    let spec = crate::write_spec(
+        dir.path(),
+        "surveyed",
+        &format!(
+            "pipeline = \"researchqa\"\n[input]\nurl = \"{}/**/*.md\"\nformat = \"markdown\"\nrecords_per_shard = 1\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"simulated\"\nmodel = \"simulated\"\n",
+            surveys.display(),
+            dir.path().join("out").display()
+        ),
+    );
+    succeeded(rubricmill().arg("run").arg(&spec).arg("--no-progress"));
+    let committed = Committed::read(&dir.path().join("out/surveyed"));
+    let port = free_port();
+    let child = rubricmill()
+        .arg("view")
+        .arg(&spec)
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let served = Served::wait(child, port);
+    let dom = loaded_dom(&chromium, &served.url("#/rows/surveyed?limit=3"), "rows");
+    let queries = committed.strings("query");
+    let headings = committed.strings("section_heading");
+    let texts = committed.strings("section_text");
+    for index in 0..3 {
+        let row = from(&dom, &format!("data-row-index=\"{index}\""));
+        assert_eq!(text(row, "data-field=\"query\""), queries[index]);
+        assert_eq!(text(row, "data-field=\"section_heading\""), headings[index]);
+        assert_eq!(text(row, "data-field=\"section_text\""), texts[index]);
+        assert!(row.contains("data-field=\"rubric-item\""));
+    }
+    // The rejects table: each reject with its stage and reason.
+    let rejects = loaded_dom(
+        &chromium,
+        &served.url("#/rows/surveyed?table=rejects&limit=5"),
+        "rows",
+    );
+    let reasons = committed.reject_strings("reason");
+    let row = from(&rejects, "data-row-index=\"0\"");
+    assert_eq!(text(row, "data-field=\"reason\""), reasons[0]);
+}
+
+#[test]
+fn view_reads_a_job_whose_output_is_on_s3() {
+    let Some(server) = rubricmill_testkit::S3Server::start() else {
+        return;
+    };
+    server.create_bucket("datasets");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("pairs.jsonl");
+    crate::write_pairs(&input, 30);
+    let spec = crate::write_spec(
+        dir.path(),
+        "s3view",
+        &format!(
+            "pipeline = \"crg\"\n[input]\nurl = \"{}\"\nrecords_per_shard = 10\n[output]\nurl = \"s3://datasets/runs\"\n[llm]\nprovider = \"simulated\"\nmodel = \"simulated\"\n",
+            input.display()
+        ),
+    );
+    succeeded(
+        rubricmill()
+            .arg("run")
+            .arg(&spec)
+            .arg("--no-progress")
+            .envs(server.env()),
+    );
+    let port = free_port();
+    let child = rubricmill()
+        .arg("view")
+        .arg(&spec)
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .envs(server.env())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _served = Served::wait(child, port);
+    let (status, body) = request(port, "GET", "/api/jobs", None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let jobs: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(jobs[0]["committed"], 3);
+    assert_eq!(jobs[0]["rows"], 30);
+    let (status, body) = request(port, "GET", "/api/jobs/s3view/rows?limit=200", None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut ids: Vec<&str> = page["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["pair_id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 30);
+    assert!(ids.contains(&"pair-000007"));
+}
