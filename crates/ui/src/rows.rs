@@ -3,6 +3,8 @@
 //! look into is skipped by its marker's row count, so paging far without filters reads only
 //! the parts on the page.
 
+use std::collections::BTreeMap;
+
 use arrow_array::RecordBatch;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -55,6 +57,16 @@ pub struct RowPage {
     pub total: u64,
     /// Committed parts of the table.
     pub parts: usize,
+    /// The `rubricmill.*` key-value metadata of the parts the page's rows come from (job,
+    /// pipeline version, model, prompt hashes…), by part.
+    pub metadata: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// A decoded part: its rows and its `rubricmill.*` key-value metadata.
+#[derive(Debug, Default)]
+pub struct DecodedPart {
+    pub rows: Vec<Map<String, Value>>,
+    pub metadata: BTreeMap<String, String>,
 }
 
 fn blank(value: &Option<String>) -> Option<&str> {
@@ -147,14 +159,23 @@ fn rubric_item_types(row: &Map<String, Value>) -> impl Iterator<Item = &str> {
 }
 
 /// Decodes a Parquet part into JSON objects, one per row.
-pub fn decode_part(relative: &str, bytes: Bytes) -> Result<Vec<Map<String, Value>>, UiError> {
+pub fn decode_part(relative: &str, bytes: Bytes) -> Result<DecodedPart, UiError> {
     let decode = |message: String| UiError::Decode {
         part: relative.to_owned(),
         message,
     };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .and_then(|builder| builder.build())
-        .map_err(|e| decode(e.to_string()))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| decode(e.to_string()))?;
+    let metadata: BTreeMap<String, String> = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .filter(|kv| kv.key.starts_with("rubricmill."))
+        .filter_map(|kv| Some((kv.key.clone(), kv.value.clone()?)))
+        .collect();
+    let reader = builder.build().map_err(|e| decode(e.to_string()))?;
     let batches: Vec<RecordBatch> = reader
         .collect::<Result<_, _>>()
         .map_err(|e| decode(e.to_string()))?;
@@ -166,11 +187,14 @@ pub fn decode_part(relative: &str, bytes: Bytes) -> Result<Vec<Map<String, Value
         .map_err(|e| decode(e.to_string()))?;
     let json = writer.into_inner();
     if json.is_empty() {
-        return Ok(Vec::new());
+        return Ok(DecodedPart {
+            rows: Vec::new(),
+            metadata,
+        });
     }
     let rows: Vec<Map<String, Value>> =
         serde_json::from_slice(&json).map_err(|e| decode(e.to_string()))?;
-    Ok(rows)
+    Ok(DecodedPart { rows, metadata })
 }
 
 /// A page of a job's committed rows (or rejects) matching `query`.
@@ -205,6 +229,7 @@ pub async fn page(
         has_more: false,
         total,
         parts: parts.len(),
+        metadata: BTreeMap::new(),
     };
     // Matching rows still to pass over before the page starts.
     let mut skip = offset;
@@ -215,13 +240,14 @@ pub async fn page(
         }
         let bytes = store.read(part).await?;
         let relative = part.to_owned();
-        let rows = tokio::task::spawn_blocking(move || decode_part(&relative, bytes))
+        let decoded = tokio::task::spawn_blocking(move || decode_part(&relative, bytes))
             .await
             .map_err(|e| UiError::Decode {
                 part: part.to_owned(),
                 message: e.to_string(),
             })??;
-        for (index, mut row) in rows.into_iter().enumerate() {
+        let mut metadata = Some(decoded.metadata);
+        for (index, mut row) in decoded.rows.into_iter().enumerate() {
             if !query.matches(&row) {
                 continue;
             }
@@ -232,6 +258,9 @@ pub async fn page(
             if page.rows.len() == limit {
                 page.has_more = true;
                 return Ok(page);
+            }
+            if let Some(metadata) = metadata.take() {
+                page.metadata.insert(part.to_owned(), metadata);
             }
             row.insert("_part".into(), Value::String(part.to_owned()));
             row.insert("_row".into(), Value::from(index));

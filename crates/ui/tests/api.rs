@@ -151,7 +151,10 @@ async fn view_answers_a_finished_jobs_figures_and_rows_from_its_markers_and_part
     );
     let first = &kept["rows"][0];
     assert!(first["chosen"].as_str().is_some_and(|t| !t.is_empty()));
-    assert!(first["_part"].as_str().unwrap().starts_with("parts/"));
+    let part = first["_part"].as_str().unwrap();
+    assert!(part.starts_with("parts/"));
+    assert_eq!(kept["metadata"][part]["rubricmill.job"], "viewed");
+    assert_eq!(kept["metadata"][part]["rubricmill.simulated"], "true");
 
     // Read-only, unknown jobs, and a spec without secrets.
     let (status, _) = call(&router, "POST", "/api/jobs/viewed/retry", Some("anything")).await;

@@ -322,8 +322,10 @@ function rubricOf(row) {
   return parts;
 }
 
-function provenanceOf(row) {
+function provenanceOf(row, metadata) {
+  const meta = metadata || {};
   const entries = [
+    ["job", meta["rubricmill.job"]], ["pipeline", meta["rubricmill.pipeline"] && meta["rubricmill.pipeline"] + " " + (meta["rubricmill.pipeline_version"] || "")],
     ["shard", row.shard_id], ["attempt", row.attempt_id], ["input file", row.source_file],
     ["location", row.source_location], ["provider", row.provider], ["model", row.model],
     ["prompt", row.prompt_hash], ["judge model", row.judge_model], ["judge prompt", row.judge_prompt_hash],
@@ -331,6 +333,7 @@ function provenanceOf(row) {
     ["cost", row.cost_usd === undefined ? undefined : usd(row.cost_usd)],
     ["cache hits", row.cache_hits], ["worker", row._worker], ["committed", row._committed_at],
     ["part", row._part + " #" + row._row], ["doc", row.doc_title || row.doc_id], ["field", row.field],
+    ["prompts", meta["rubricmill.prompt_hashes"]], ["simulated", meta["rubricmill.simulated"] === "true" ? "yes (test/dry-run provider)" : undefined],
   ].filter(([, v]) => v !== undefined && v !== null && v !== "");
   return [h("h3", {}, "provenance"), h("dl", { class: "prov" }, entries.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { "data-prov": k }, v)]))];
 }
@@ -384,7 +387,7 @@ async function rowsPage(job, params) {
   const rows = page.rows.map((row, i) => h("article", { class: "card row", "data-row-index": offset + i, "data-shard": row.shard_id },
     h("div", { class: "source" }, sourceOf(row)),
     h("div", { class: "rubric" }, rubricOf(row)),
-    h("div", { class: "provenance" }, provenanceOf(row))));
+    h("div", { class: "provenance" }, provenanceOf(row, page.metadata[row._part]))));
   main.replaceChildren(h("h2", {}, "Dataset: " + job), form, pager, ...rows);
   loaded("rows");
 }
