@@ -171,7 +171,7 @@ function jobCard(job, series) {
       h("span", { class: "muted" }, job.pipeline + " · " + job.model),
       h("a", { href: "#/rows/" + encodeURIComponent(job.job) }, "rows"),
       h("a", { href: "#/spec/" + encodeURIComponent(job.job) }, "spec"),
-      info.mode === "coordinator" ? h("button", { class: "secondary needs-token", "data-action": "cancel", "data-job": job.job, onclick: () => act("cancel", job.job) }, "cancel") : null),
+      info.mode === "coordinator" && job.state === "running" ? h("button", { class: "secondary needs-token", "data-action": "cancel", "data-job": job.job, onclick: () => act("cancel", job.job) }, "cancel") : null),
     h("div", { class: "bar", title: "committed / running / failed of planned" },
       h("span", { class: "committed", style: "width:" + pct(job.committed) }),
       h("span", { class: "running", style: "width:" + pct(job.running) }),
@@ -318,6 +318,11 @@ function rubricOf(row) {
       row.drop_reason ? h("span", { "data-field": "drop_reason" }, row.drop_reason) : null));
     const verdicts = (row.verdicts || []).map((v) => h("li", {}, v.order + ": prefers " + v.preferred));
     parts.push(h("h3", {}, "verdicts (consistency " + decimal(row.consistency, 2) + ", " + row.attempts + " attempts)"), h("ul", { "data-field": "verdicts" }, verdicts));
+    const attempts = (row.attempt_log || []).map((a) => h("li", {},
+      "attempt " + a.attempt + ": " + (a.consistent ? "consistent" : "inconsistent") +
+      (a.accuracy === undefined || a.accuracy === null ? "" : ", accuracy " + decimal(a.accuracy, 2)) +
+      (a.error ? ", error: " + a.error : "")));
+    if (attempts.length) parts.push(h("h3", {}, "judge attempts"), h("ul", { "data-field": "attempt-log" }, attempts));
   }
   return parts;
 }
