@@ -358,6 +358,7 @@ async function rowsPage(job, params) {
   query.set("offset", offset);
   query.set("limit", limit);
   const page = await api("/api/jobs/" + encodeURIComponent(job) + "/rows?" + query);
+  const filtered = FILTERS.some((name) => name !== "table" && params.get(name));
   const go = (changes) => {
     const next = new URLSearchParams(params);
     for (const [k, v] of Object.entries(changes)) v === "" || v === null ? next.delete(k) : next.set(k, v);
@@ -387,7 +388,8 @@ async function rowsPage(job, params) {
   const pager = h("div", { class: "pager" },
     h("button", { class: "secondary", disabled: offset === 0, onclick: () => go({ offset: Math.max(0, offset - limit) }) }, "‹ previous"),
     h("span", { id: "page-info", "data-offset": offset, "data-count": page.rows.length, "data-total": page.total },
-      page.rows.length ? "rows " + (offset + 1) + "–" + (offset + page.rows.length) + " of " + integer(page.total) + " committed " + page.table + " in " + page.parts + " parts" : "no rows match"),
+      (page.rows.length ? (filtered ? "matching " : "") + "rows " + (offset + 1) + "–" + (offset + page.rows.length) : "no rows match") +
+        " · " + integer(page.total) + " committed " + page.table + " in " + page.parts + " parts"),
     h("button", { class: "secondary", disabled: !page.has_more, onclick: () => go({ offset: offset + limit }) }, "next ›"));
   const rows = page.rows.map((row, i) => h("article", { class: "card row", "data-row-index": offset + i, "data-shard": row.shard_id },
     h("div", { class: "source" }, sourceOf(row)),
