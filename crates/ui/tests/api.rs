@@ -22,7 +22,7 @@ fn samples() -> PathBuf {
 
 fn crg_spec(dir: &Path, name: &str) -> JobSpec {
     let text = format!(
-        "name = \"{name}\"\npipeline = \"crg\"\n[input]\nurl = \"{}\"\nformat = \"jsonl\"\nrecords_per_shard = 4\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"simulated\"\nmodel = \"simulated\"\nsimulated_judge_error_rate = 0.3\n",
+        "name = \"{name}\"\npipeline = \"crg\"\n[input]\nurl = \"{}\"\nformat = \"jsonl\"\nrecords_per_shard = 4\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"simulated\"\nmodel = \"simulated\"\nsimulated_judge_error_rate = 0.3\n[llm.headers]\nx-team = \"team-blue\"\n",
         samples().join("pairs-hh.jsonl").display(),
         dir.join("out").display()
     );
@@ -164,6 +164,27 @@ async fn view_answers_a_finished_jobs_figures_and_rows_from_its_markers_and_part
     let (status, spec_json) = call(&router, "GET", "/api/jobs/viewed/spec", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(spec_json["name"], "viewed");
+    assert_eq!(spec_json["llm"]["headers"]["x-team"], "<redacted>");
+    assert!(!spec_json.to_string().contains("team-blue"));
+
+    // The page itself.
+    let page = router
+        .clone()
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = axum::body::to_bytes(page.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let html = String::from_utf8_lossy(&html);
+    assert!(html.contains("<script src=\"/app.js\">"), "{html}");
+    assert!(
+        !html.contains("https://"),
+        "the page loads nothing from elsewhere"
+    );
+    let (status, _) = call(&router, "GET", "/app.js", None).await;
+    assert_eq!(status, StatusCode::OK);
     let (status, failures) = call(&router, "GET", "/api/failures", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(failures, Value::Array(Vec::new()));
