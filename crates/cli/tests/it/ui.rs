@@ -150,14 +150,25 @@ fn view_shows_a_jobs_figures_and_its_rows_as_the_parquet_holds_them() {
     succeeded(rubricmill().arg("run").arg(&spec).arg("--no-progress"));
     let committed = Committed::read(&dir.path().join("out/viewed"));
     let port = free_port();
-    let child = rubricmill()
+    let mut child = rubricmill()
         .arg("view")
         .arg(&spec)
         .args(["--addr", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // It says where to look.
+    let mut said = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut said,
+    )
+    .unwrap();
+    assert!(
+        said.contains(&format!("http://127.0.0.1:{port}/")),
+        "{said}"
+    );
     let served = Served::wait(child, port);
 
     let jobs = loaded_dom(&chromium, &served.url("#/jobs"), "jobs");
