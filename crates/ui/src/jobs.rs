@@ -64,6 +64,8 @@ pub struct JobView {
     pub job: String,
     pub pipeline: String,
     pub model: String,
+    /// Where the job's output folder is (secrets redacted).
+    pub output: String,
     pub state: String,
     pub reason: Option<String>,
     pub planned: u64,
@@ -95,6 +97,11 @@ fn projected(committed_cost: f64, committed: u64, planned: u64) -> Option<f64> {
     (committed > 0).then(|| committed_cost / committed as f64 * planned as f64)
 }
 
+fn output_of(spec: &JobSpec) -> String {
+    let url = rubricmill_store::location::display_location(&spec.output.url);
+    rubricmill_core::secret::redact_secrets(&url).into_owned()
+}
+
 fn pipeline_name(spec: &JobSpec) -> String {
     serde_json::to_value(spec.pipeline)
         .ok()
@@ -118,6 +125,7 @@ impl JobView {
             job: status.job.clone(),
             pipeline: pipeline_name(spec),
             model: spec.llm.model.clone(),
+            output: output_of(spec),
             state: status.state.clone(),
             reason: status.reason.clone(),
             planned: status.planned,
@@ -172,6 +180,7 @@ impl JobView {
             job: spec.name.clone(),
             pipeline: pipeline_name(spec),
             model: spec.llm.model.clone(),
+            output: output_of(spec),
             state: state.to_owned(),
             reason: None,
             planned,
