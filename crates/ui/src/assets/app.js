@@ -172,6 +172,8 @@ function jobCard(job, series) {
       h("span", { class: "muted", "data-metric": "output", title: "output folder" }, job.output),
       h("a", { href: "#/rows/" + encodeURIComponent(job.job) }, "rows"),
       h("a", { href: "#/spec/" + encodeURIComponent(job.job) }, "spec"),
+      info.mode === "coordinator" ? h("a", { href: "/api/jobs/" + encodeURIComponent(job.job), title: "the figures of rubricmill status --json" }, "json") : null,
+      info.mode === "coordinator" && job.failed > 0 ? h("a", { href: "#/failures" }, job.failed + " failed") : null,
       info.mode === "coordinator" && job.state === "running" ? h("button", { class: "secondary needs-token", "data-action": "cancel", "data-job": job.job, onclick: () => act("cancel", job.job) }, "cancel") : null),
     h("div", { class: "bar", title: "committed / running / failed of planned" },
       h("span", { class: "committed", style: "width:" + pct(job.committed) }),
