@@ -152,8 +152,8 @@ function charts(series) {
 
 // ---- jobs -----------------------------------------------------------------------------------
 
-function rateWithLimit(rate, limit) {
-  const shown = rate === null || rate === undefined ? "–" : decimal(rate, 1);
+function rateWithLimit(rate, limit, digits) {
+  const shown = rate === null || rate === undefined ? "–" : digits ? decimal(rate, digits) : integer(Math.round(rate));
   return limit ? shown + " / " + integer(limit) : shown;
 }
 
@@ -205,7 +205,7 @@ function jobCard(job, series) {
       metric("tokens_out", "tokens out", u.tokens_out, integer(u.tokens_out)),
       metric("cost_usd", "cost so far", u.cost_usd, usd(u.cost_usd), limits.max_cost_usd ? "budget " + usd(limits.max_cost_usd) : null),
       metric("projected_cost_usd", "projected cost", job.projected_cost_usd, usd(job.projected_cost_usd), "per committed shard × planned"),
-      metric("calls_per_minute", "calls/min (limit)", job.calls_per_minute, rateWithLimit(job.calls_per_minute, limits.requests_per_minute)),
+      metric("calls_per_minute", "calls/min (limit)", job.calls_per_minute, rateWithLimit(job.calls_per_minute, limits.requests_per_minute, 1)),
       metric("tokens_per_minute", "tokens/min (limit)", job.tokens_per_minute, rateWithLimit(job.tokens_per_minute, limits.tokens_per_minute)),
       metric("latency_p50_ms", "latency p50", u.latency_p50_ms, u.latency_p50_ms ? decimal(u.latency_p50_ms, 0) + " ms" : "–"),
       metric("latency_p95_ms", "latency p95", u.latency_p95_ms, u.latency_p95_ms ? decimal(u.latency_p95_ms, 0) + " ms" : "–")),
