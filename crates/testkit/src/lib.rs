@@ -298,3 +298,102 @@ impl NatsCluster {
             .join(",")
     }
 }
+
+/// Headless Chromium (Debian's `chromium` package) for tests of the web UI: each call runs a
+/// fresh browser with its own profile directory, loads a page, lets its scripts run and prints
+/// the DOM or takes a screenshot.
+pub struct Chromium {
+    binary: std::path::PathBuf,
+}
+
+/// Virtual time a page gets for its scripts and requests before the DOM is read.
+const CHROMIUM_BUDGET_MS: u32 = 10_000;
+/// Wall-clock limit of one browser run.
+const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl Chromium {
+    /// Finds `chromium` (or `chromium-browser`) on `PATH`; `None` (or a panic, when services are
+    /// required) without it.
+    pub fn find() -> Option<Self> {
+        let found = ["chromium", "chromium-browser"].iter().find_map(|name| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|dir| dir.join(name))
+                    .find(|path| path.is_file())
+            })
+        });
+        match found {
+            Some(binary) => Some(Self { binary }),
+            None => {
+                unavailable("chromium (apt-get install chromium) is not on PATH")?;
+                None
+            }
+        }
+    }
+
+    /// Loads `url` and returns the DOM after its scripts ran.
+    pub fn dump_dom(&self, url: &str) -> String {
+        let output = self.run(&[
+            "--dump-dom".to_owned(),
+            format!("--virtual-time-budget={CHROMIUM_BUDGET_MS}"),
+            url.to_owned(),
+        ]);
+        String::from_utf8_lossy(&output).into_owned()
+    }
+
+    /// Loads `url` in a window of `width`×`height` and saves a PNG screenshot to `path`.
+    pub fn screenshot(&self, url: &str, path: &std::path::Path, width: u32, height: u32) {
+        self.run(&[
+            format!("--screenshot={}", path.display()),
+            format!("--window-size={width},{height}"),
+            "--hide-scrollbars".to_owned(),
+            format!("--virtual-time-budget={CHROMIUM_BUDGET_MS}"),
+            url.to_owned(),
+        ]);
+        assert!(
+            path.metadata().is_ok_and(|m| m.len() > 0),
+            "chromium wrote no screenshot to {}",
+            path.display()
+        );
+    }
+
+    /// Runs the browser headless with a fresh profile; returns its stdout.
+    fn run(&self, args: &[String]) -> Vec<u8> {
+        let profile = tempfile::tempdir().expect("a chromium profile directory");
+        let stdout = tempfile::NamedTempFile::new().expect("a file for chromium's output");
+        let mut child = Command::new(&self.binary)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(stdout.reopen().expect("chromium's output file"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromium starts");
+        let deadline = Instant::now() + CHROMIUM_TIMEOUT;
+        loop {
+            match child.try_wait().expect("chromium's status") {
+                Some(status) => {
+                    assert!(status.success(), "chromium failed: {status}");
+                    break;
+                }
+                None if Instant::now() > deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("chromium did not finish in {CHROMIUM_TIMEOUT:?}: {args:?}");
+                }
+                None => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+        std::fs::read(stdout.path()).expect("chromium's output")
+    }
+}

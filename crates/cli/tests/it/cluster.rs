@@ -143,21 +143,31 @@ impl Fleet {
     }
 
     fn start_coordinator(&mut self) {
-        self.start_coordinator_with(&[]);
+        self.start_coordinator_with(&[], &[]);
     }
 
-    /// Starts the coordinator; `extra` goes on its command line.
-    fn start_coordinator_with(&mut self, extra: &[&str]) {
+    fn start_coordinator_with(&mut self, extra: &[&str], env: &[(&str, &str)]) {
         let child = self
             .command("coordinator")
             .args(["--reconcile-every", "500ms"])
             .args(extra)
             .args(&self.queue_args)
+            .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(self.log("coordinator"))
             .spawn()
             .unwrap();
         self.coordinator = Some(child);
+    }
+
+    /// Stops the coordinator and starts another with extra arguments and environment.
+    fn restart_coordinator_with(&mut self, extra: &[&str], env: &[(&str, &str)]) {
+        if let Some(mut child) = self.coordinator.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.start_coordinator_with(extra, env);
     }
 
     /// Starts a worker process; `extra` goes on its command line.
@@ -618,6 +628,121 @@ fn a_shard_that_always_fails_is_recorded_after_max_deliver_and_retry_runs_it_aga
     let after = attempts(&committed);
     assert!(before.is_subset(&after), "a committed shard ran again");
     assert_eq!(after.len(), 3);
+}
+
+#[test]
+fn the_coordinators_web_ui_shows_status_figures_and_failures_and_retries_with_the_token() {
+    use crate::ui::{attribute, from, loaded_dom, metric, request, text};
+    const TOKEN: &str = "ui-test-token-7f3";
+    let Some(chromium) = rubricmill_testkit::Chromium::find() else {
+        return;
+    };
+    let Some(mut fleet) = Fleet::start(&["--max-deliver", "2", "--ack-wait", "5s"]) else {
+        return;
+    };
+    let ui_port = free_port();
+    fleet.restart_coordinator_with(
+        &["--ui-addr", &format!("127.0.0.1:{ui_port}")],
+        &[("RUBRICMILL_UI_TOKEN", TOKEN)],
+    );
+    let mock = Mock::start(MockConfig::default());
+    let inputs = fleet.dir().join("inputs");
+    std::fs::create_dir_all(&inputs).unwrap();
+    write_pairs(&inputs.join("a.jsonl"), 20);
+    write_pairs(&inputs.join("b.jsonl"), 5);
+    let spec = pairs_job(fleet.dir(), "watched", &inputs.join("*.jsonl"), &mock, "");
+    fleet.submit(&spec);
+    // One file goes missing after planning: its shard fails after two deliveries.
+    let hidden = fleet.dir().join("b.jsonl.hidden");
+    std::fs::rename(inputs.join("b.jsonl"), &hidden).unwrap();
+    fleet.start_worker(&[]);
+    fleet.wait_complete("watched", Duration::from_secs(120));
+    let url = |fragment: &str| format!("http://127.0.0.1:{ui_port}/{fragment}");
+
+    // The jobs page's figures are `status --json`'s (read before and after the page, equal).
+    let mut compared = false;
+    for _ in 0..5 {
+        let before = fleet.status("watched").unwrap();
+        let dom = loaded_dom(&chromium, &url("#/jobs"), "jobs");
+        let after = fleet.status("watched").unwrap();
+        if before != after {
+            continue;
+        }
+        let status = after;
+        let job = from(&dom, "data-job=\"watched\"");
+        let progress = &status["progress"];
+        let number = |v: &serde_json::Value| v.as_f64().unwrap();
+        assert_eq!(metric(job, "planned"), number(&status["planned"]));
+        assert_eq!(metric(job, "committed"), number(&status["committed"]));
+        assert_eq!(metric(job, "pending"), number(&status["pending"]));
+        assert_eq!(
+            metric(job, "running"),
+            status["running"].as_array().unwrap().len() as f64
+        );
+        assert_eq!(
+            metric(job, "failed"),
+            status["failed"].as_array().unwrap().len() as f64
+        );
+        assert_eq!(metric(job, "failed"), 1.0);
+        assert_eq!(metric(job, "rows"), number(&progress["rows"]));
+        assert_eq!(metric(job, "rejects"), number(&progress["rejects"]));
+        assert_eq!(metric(job, "records"), number(&progress["records"]));
+        assert_eq!(
+            metric(job, "calls"),
+            number(&progress["usage"]["calls"]) + number(&progress["uncommitted"]["calls"])
+        );
+        assert_eq!(metric(job, "workers"), number(&status["workers"]));
+        assert_eq!(
+            attribute(job, "data-metric=\"state\"", "data-value"),
+            status["state"].as_str().unwrap()
+        );
+        assert!(dom.contains("data-writable=\"true\""), "a token is set");
+        compared = true;
+        break;
+    }
+    assert!(compared, "the status never held still");
+
+    // The failures page names the shard, its reason and attempts, with a retry button.
+    let status = fleet.status("watched").unwrap();
+    let failed = &status["failed"][0];
+    let shard = failed["shard"].as_str().unwrap();
+    let dom = loaded_dom(&chromium, &url("#/failures"), "failures");
+    let row = from(&dom, &format!("data-failed-shard=\"{shard}\""));
+    assert_eq!(
+        text(row, "data-col=\"reason\""),
+        failed["reason"].as_str().unwrap()
+    );
+    assert_eq!(attribute(row, "data-col=\"attempts\"", "data-value"), "2");
+    assert!(dom.contains("data-action=\"retry\" data-job=\"watched\""));
+
+    // The workers page lists the live worker.
+    let dom = loaded_dom(&chromium, &url("#/workers"), "workers");
+    let worker = from(&dom, "data-worker=\"w1\"");
+    assert_eq!(text(worker, "data-col=\"live\""), "live");
+
+    // Retry wants the token; with it, the failed shard is queued again and commits.
+    let (code, _) = request(ui_port, "POST", "/api/jobs/watched/retry", None).unwrap();
+    assert_eq!(code, 403);
+    let (code, _) = request(ui_port, "POST", "/api/jobs/watched/retry", Some("wrong")).unwrap();
+    assert_eq!(code, 403);
+    assert_eq!(
+        fleet.status("watched").unwrap()["failed"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    std::fs::rename(&hidden, inputs.join("b.jsonl")).unwrap();
+    let (code, body) = request(ui_port, "POST", "/api/jobs/watched/retry", Some(TOKEN)).unwrap();
+    assert_eq!(code, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["queued"], 1);
+    let status = fleet.wait_for("watched", Duration::from_secs(120), |s| {
+        s["state"] == "complete" && s["failed"].as_array().is_some_and(Vec::is_empty)
+    });
+    assert_eq!(status["committed"], 3);
+    let dom = loaded_dom(&chromium, &url("#/failures"), "failures");
+    assert!(dom.contains("id=\"no-failures\""), "{dom}");
 }
 
 #[test]
@@ -1387,7 +1512,7 @@ fn metrics_after_a_real_run_are_labelled_and_cover_every_deploy_query() {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut fleet = Fleet::prepare(turn, vec![nats], &[]);
     let coordinator_port = free_port();
-    fleet.start_coordinator_with(&["--metrics-addr", &format!("127.0.0.1:{coordinator_port}")]);
+    fleet.start_coordinator_with(&["--metrics-addr", &format!("127.0.0.1:{coordinator_port}")], &[]);
     // Some 500s (errors) and 503s (push-back) so that retries and throttled calls show.
     let mock = Mock::start(MockConfig {
         fail_500: 0.05,

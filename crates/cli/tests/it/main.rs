@@ -11,6 +11,7 @@ mod researchqa;
 mod resume;
 mod run;
 mod s3;
+mod ui;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
