@@ -1512,7 +1512,10 @@ fn metrics_after_a_real_run_are_labelled_and_cover_every_deploy_query() {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut fleet = Fleet::prepare(turn, vec![nats], &[]);
     let coordinator_port = free_port();
-    fleet.start_coordinator_with(&["--metrics-addr", &format!("127.0.0.1:{coordinator_port}")], &[]);
+    fleet.start_coordinator_with(
+        &["--metrics-addr", &format!("127.0.0.1:{coordinator_port}")],
+        &[],
+    );
     // Some 500s (errors) and 503s (push-back) so that retries and throttled calls show.
     let mock = Mock::start(MockConfig {
         fail_500: 0.05,
