@@ -146,13 +146,13 @@ impl Fleet {
         self.start_coordinator_with(&[], &[]);
     }
 
+    /// Starts the coordinator; `extra` goes on its command line, `env` into its environment.
     fn start_coordinator_with(&mut self, extra: &[&str], env: &[(&str, &str)]) {
         let child = self
             .command("coordinator")
             .args(["--reconcile-every", "500ms"])
             .args(extra)
             .args(&self.queue_args)
-            .args(extra)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(self.log("coordinator"))
