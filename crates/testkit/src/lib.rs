@@ -43,11 +43,26 @@ fn http(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
 
 /// One unsigned HTTP/1.1 request: the status and the whole response (headers and body).
 fn http_exchange(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    http_request(port, method, path, &[])
+}
+
+/// One HTTP/1.1 request with an empty body and `headers` to the loopback `port`, on a
+/// connection of its own: the status and the whole response (headers and body).
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
