@@ -24,9 +24,10 @@ impl Refusal {
     }
 }
 
-/// Whether `headers` carry the configured token.
+/// Whether `headers` carry the configured token. An empty token counts as none: it would
+/// let a request without any token through.
 pub fn check(configured: Option<&str>, headers: &HeaderMap) -> Result<(), Refusal> {
-    let Some(configured) = configured else {
+    let Some(configured) = configured.filter(|token| !token.is_empty()) else {
         return Err(Refusal::ReadOnly);
     };
     let presented = headers
@@ -81,5 +82,11 @@ mod tests {
             Err(Refusal::BadToken)
         );
         assert_eq!(check(Some("secret-1"), &bearer("secret-1")), Ok(()));
+    }
+
+    #[test]
+    fn an_empty_token_keeps_the_ui_read_only() {
+        assert_eq!(check(Some(""), &HeaderMap::new()), Err(Refusal::ReadOnly));
+        assert_eq!(check(Some(""), &bearer("")), Err(Refusal::ReadOnly));
     }
 }
