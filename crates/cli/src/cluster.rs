@@ -226,8 +226,8 @@ impl NatsArgs {
         configure: bool,
     ) -> anyhow::Result<Cluster> {
         let options = self.options(role)?;
-        let client = rubricmill_cluster::connect(&options).await?;
-        let cluster = Cluster::open(client, Names::new(&self.prefix), settings, configure).await?;
+        let cluster =
+            Cluster::connect(&options, Names::new(&self.prefix), settings, configure).await?;
         Ok(cluster)
     }
 }

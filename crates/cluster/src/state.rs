@@ -219,6 +219,18 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Connects to NATS with `options` and opens the cluster state on that connection
+    /// ([`crate::connect`], then [`Cluster::open`]).
+    pub async fn connect(
+        options: &crate::NatsOptions,
+        names: Names,
+        settings: QueueSettings,
+        configure: bool,
+    ) -> Result<Self, ClusterError> {
+        let client = crate::connect(options).await?;
+        Self::open(client, names, settings, configure).await
+    }
+
     /// Opens the cluster state, creating the stream, consumer and buckets when missing. With
     /// `configure`, the stream and consumer are also brought to `settings` (submit and the
     /// coordinator do this); without, existing settings are kept (workers).

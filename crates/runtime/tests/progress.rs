@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::Utc;
 use rubricmill_cluster::{
     Cluster, FailedShard, JobProgress, JobRecord, JobState, Membership, Names, NatsOptions,
-    QueueSettings, RunningShard, WorkerBeat, connect,
+    QueueSettings, RunningShard, WorkerBeat,
 };
 use rubricmill_core::{JobManifest, JobSpec, ShardId, Usage};
 use rubricmill_queue::ShardEvent;
@@ -112,10 +112,8 @@ async fn publish(cluster: &Cluster, event: &ShardEvent) {
 }
 
 async fn open_cluster(server: &NatsServer) -> Cluster {
-    let client = connect(&NatsOptions::for_servers(&server.url()))
-        .await
-        .unwrap();
-    Cluster::open(client, Names::default(), QueueSettings::default(), true)
+    let options = NatsOptions::for_servers(&server.url());
+    Cluster::connect(&options, Names::default(), QueueSettings::default(), true)
         .await
         .unwrap()
 }
@@ -147,11 +145,15 @@ impl Role {
                     .build()
                     .unwrap();
                 runtime.block_on(async move {
-                    let client = connect(&NatsOptions::for_servers(&url)).await.unwrap();
-                    let cluster =
-                        Cluster::open(client, Names::default(), QueueSettings::default(), true)
-                            .await
-                            .unwrap();
+                    let options = NatsOptions::for_servers(&url);
+                    let cluster = Cluster::connect(
+                        &options,
+                        Names::default(),
+                        QueueSettings::default(),
+                        true,
+                    )
+                    .await
+                    .unwrap();
                     let stopped: Stopped = Box::pin(async {
                         let _ = stopped.await;
                     });

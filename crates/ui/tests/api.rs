@@ -7,7 +7,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use futures::StreamExt;
-use rubricmill_cluster::{Cluster, FailedShard, Names, NatsOptions, QueueSettings, connect};
+use rubricmill_cluster::{Cluster, FailedShard, Names, NatsOptions, QueueSettings};
 use rubricmill_core::JobSpec;
 use rubricmill_runtime::distributed;
 use rubricmill_runtime::{EmbeddedOptions, NoProgress, run_embedded};
@@ -191,10 +191,8 @@ async fn view_answers_a_finished_jobs_figures_and_rows_from_its_markers_and_part
 }
 
 async fn open_cluster(server: &NatsServer) -> Cluster {
-    let client = connect(&NatsOptions::for_servers(&server.url()))
-        .await
-        .unwrap();
-    Cluster::open(client, Names::default(), QueueSettings::default(), true)
+    let options = NatsOptions::for_servers(&server.url());
+    Cluster::connect(&options, Names::default(), QueueSettings::default(), true)
         .await
         .unwrap()
 }
