@@ -7,6 +7,7 @@
 //! text so the whole pipeline can run with no network. Rows it makes say `provider =
 //! "simulated"`, and output files carry `rubricmill.simulated = true` in their metadata.
 
+pub mod batch;
 pub mod cache;
 pub mod client;
 pub mod concurrency;
