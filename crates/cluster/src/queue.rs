@@ -5,6 +5,12 @@
 //! one message, then takes whatever else is already available up to the free capacity without
 //! waiting. Both requests are complete when they return, so no message is left buffered in the
 //! client with its ack timer running while it waits for capacity.
+//!
+//! A shard *released* while its provider batch works ([`Delivery::release`]) is acked and
+//! published again with a [`NOT_BEFORE_HEADER`]: a delivery of it before that time goes straight
+//! back with a nak delayed to the time, without reaching the worker. Publishing needs the
+//! subject free, so the ack comes first; if the publish then fails the shard is in no state, and
+//! the coordinator's idle sweep queues it again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +25,25 @@ use tokio::sync::watch;
 
 use crate::state::encode;
 use crate::{Cluster, ClusterError, FailedShard};
+
+/// Header of a released shard's message: unix milliseconds before which no worker takes it.
+pub const NOT_BEFORE_HEADER: &str = "Rubricmill-Not-Before";
+
+/// Milliseconds since the unix epoch, now.
+fn now_ms() -> u64 {
+    u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0)
+}
+
+/// The not-before time a message carries, if any.
+fn not_before_ms(message: &Message) -> Option<u64> {
+    message
+        .headers
+        .as_ref()?
+        .get(NOT_BEFORE_HEADER)?
+        .as_str()
+        .parse()
+        .ok()
+}
 
 /// What became of publishing one shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,14 +245,30 @@ impl WorkQueue for NatsWorkQueue {
             };
             let mut deliveries: Vec<Box<dyn Delivery>> = Vec::with_capacity(messages.len());
             for message in messages {
+                let not_before = not_before_ms(&message);
+                if let Some(wait) = not_before.and_then(|at| at.checked_sub(now_ms()))
+                    && wait > 0
+                {
+                    let delay = Duration::from_millis(wait);
+                    if let Err(error) = message.double_ack_with(AckKind::Nak(Some(delay))).await {
+                        tracing::warn!(error = %error, "cannot put a released shard back");
+                    }
+                    continue;
+                }
                 match serde_json::from_slice::<ShardTask>(&message.payload) {
                     Ok(task) => {
                         let info = message.info().ok();
-                        let attempt = info
-                            .as_ref()
-                            .map_or(1, |info| u32::try_from(info.delivered).unwrap_or(1));
+                        // The early delivery of a released shard, naked above, is no attempt.
+                        let early = u32::from(not_before.is_some());
+                        let attempt = info.as_ref().map_or(1, |info| {
+                            u32::try_from(info.delivered)
+                                .unwrap_or(1)
+                                .saturating_sub(early)
+                                .max(1)
+                        });
                         let queued_at = info.map(|info| info.published.into());
                         deliveries.push(Box::new(NatsDelivery {
+                            cluster: self.cluster.clone(),
                             message,
                             task,
                             attempt,
@@ -247,6 +288,7 @@ impl WorkQueue for NatsWorkQueue {
 
 /// One shard message delivered to this worker.
 pub struct NatsDelivery {
+    cluster: Cluster,
     message: Message,
     task: ShardTask,
     attempt: u32,
@@ -296,6 +338,32 @@ impl Delivery for NatsDelivery {
     async fn nak(self: Box<Self>, delay: Duration) -> Result<(), QueueError> {
         let delay = (!delay.is_zero()).then_some(delay);
         self.send(AckKind::Nak(delay), "nak").await
+    }
+
+    async fn release(self: Box<Self>, delay: Duration) -> Result<(), QueueError> {
+        self.message
+            .double_ack()
+            .await
+            .map_err(|e| QueueError::Backend(format!("ack before release: {e}")))?;
+        let not_before = now_ms() + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX / 2);
+        let subject = self
+            .cluster
+            .names
+            .shard_subject(&self.task.job, self.task.shard.id.as_str());
+        let publish = PublishMessage::build()
+            .payload(encode(&self.task))
+            .message_id(format!("{}:r{not_before}", self.task.message_id()))
+            .header(NOT_BEFORE_HEADER, not_before.to_string().as_str());
+        let acked = match self.cluster.js.send_publish(subject, publish).await {
+            Ok(future) => future.await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        acked.map_err(|error| {
+            QueueError::Backend(format!(
+                "publishing released shard {} (the coordinator's sweep queues it again): {error}",
+                self.task.shard.id
+            ))
+        })
     }
 
     async fn term(self: Box<Self>) -> Result<(), QueueError> {

@@ -136,6 +136,12 @@ pub struct JobProgress {
     /// so no shard is in two of them. As long as the fleet's cap on shards in flight.
     #[serde(default)]
     pub running: Vec<RunningOn>,
+    /// Batch mode: provider batches the job's waiting shards have open, and their items, as
+    /// the shards last reported (each waiting shard reports again at every look).
+    #[serde(default)]
+    pub batches_pending: u64,
+    #[serde(default)]
+    pub batch_items_pending: u64,
     /// Input records committed per second over the last minute.
     pub records_per_s: f64,
     /// Seconds until every shard is done at the current rate.

@@ -23,7 +23,7 @@ pub use row::{
     Provenance, RejectRow, ResearchQaRow, RubricItem,
 };
 pub use shard::{FileRef, ShardId, ShardSpec, ShardUnit};
-pub use spec::{InputFormat, JobSpec, PairLayout, PipelineKind, ProviderKind, SpecError};
+pub use spec::{InputFormat, JobSpec, LlmMode, PairLayout, PipelineKind, ProviderKind, SpecError};
 pub use usage::{StageCounts, Usage};
 
 /// Version of the row layout and pipeline logic, written into every output file's metadata so

@@ -533,6 +533,30 @@ impl ProviderKind {
     }
 }
 
+/// How a stage's calls reach the provider.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum LlmMode {
+    /// One request per call, answered at once.
+    #[default]
+    Online,
+    /// A shard's calls are sent as one provider batch (OpenAI Batch API, Azure OpenAI batches,
+    /// Anthropic Message Batches), billed at about half the online price and answered within the
+    /// provider's window (24 hours); the shard waits without holding a worker.
+    Batch,
+}
+
+impl LlmMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LlmMode::Online => "online",
+            LlmMode::Batch => "batch",
+        }
+    }
+}
+
 /// How a structured answer is asked for. Whatever the mode, the schema is also spelled out in
 /// the prompt and every answer is validated locally, so the modes differ in how often the
 /// model gets it right the first time, never in the rows they make.
@@ -835,6 +859,25 @@ pub struct LlmSpec {
     /// `<output.url>/_cache/llm`. Answers of the simulated provider are never cached.
     #[schemars(example = &"s3://cache/rubricmill-llm")]
     pub cache_url: Option<String>,
+    /// `online` sends each call at once; `batch` sends a shard's calls of a stage as one
+    /// provider batch (about half the price, answered within the provider's window): the shard
+    /// is released while the provider works, any worker collects the answers, which go through
+    /// the same parsing, validation, cache and accounting as online ones. Needs a provider with a
+    /// batch API (`openai`, `azure`, `anthropic`) and the response cache.
+    #[serde(default)]
+    pub mode: LlmMode,
+    /// Batch mode: seconds between looks at a submitted batch. The shard is released to the
+    /// queue in between, so a waiting batch holds no worker slot.
+    #[serde(default = "default_batch_poll_s")]
+    pub batch_poll_s: u64,
+    /// Batch mode: the batch price as a fraction of `price_per_million` (OpenAI and Anthropic
+    /// bill batches at half the online price).
+    #[serde(default = "default_batch_price_factor")]
+    pub batch_price_factor: f64,
+    /// Batch mode: times an item that failed or expired in a batch is submitted again in a later
+    /// batch before it is sent online.
+    #[serde(default = "default_batch_resubmits")]
+    pub batch_resubmits: u32,
     /// Per-stage overrides: a stage may use its own endpoint, model, key, limits and prices
     /// (`[llm.stages.judge]`); keys it leaves out inherit `[llm]`. Stages share the job's
     /// budget. The researchqa pipeline's stages are `generate`, `judge` and `classify`; crg's are
@@ -880,6 +923,8 @@ pub struct StageLlmSpec {
     pub structured_output: Option<StructuredOutput>,
     /// This stage's `llm.max_response_mb`. Unset: inherited.
     pub max_response_mb: Option<u32>,
+    /// This stage's `llm.mode`, e.g. online generation with a batch judge. Unset: inherited.
+    pub mode: Option<LlmMode>,
 }
 
 impl LlmSpec {
@@ -933,6 +978,9 @@ impl LlmSpec {
         if let Some(v) = o.max_response_mb {
             merged.max_response_mb = v;
         }
+        if let Some(v) = o.mode {
+            merged.mode = v;
+        }
         merged
     }
 }
@@ -968,6 +1016,10 @@ impl Default for LlmSpec {
             structured_output: StructuredOutput::default(),
             max_response_mb: default_max_response_mb(),
             cache_url: None,
+            mode: LlmMode::Online,
+            batch_poll_s: default_batch_poll_s(),
+            batch_price_factor: default_batch_price_factor(),
+            batch_resubmits: default_batch_resubmits(),
             stages: BTreeMap::new(),
         }
     }
@@ -990,6 +1042,15 @@ fn default_max_retries() -> u32 {
 }
 fn default_max_response_mb() -> u32 {
     16
+}
+fn default_batch_poll_s() -> u64 {
+    60
+}
+fn default_batch_price_factor() -> f64 {
+    0.5
+}
+fn default_batch_resubmits() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -1526,6 +1587,23 @@ impl JobSpec {
                         .into(),
                 ));
             }
+        }
+        if llm.mode == LlmMode::Batch && llm.provider == ProviderKind::Simulated {
+            return Err(invalid(
+                "llm.mode",
+                "\"batch\" needs a provider with a batch API (openai, azure, anthropic); the \
+                 simulated provider answers at once, so use mode = \"online\" with it"
+                    .into(),
+            ));
+        }
+        if llm.batch_poll_s == 0 {
+            return Err(invalid("llm.batch_poll_s", "must be at least 1".into()));
+        }
+        if !(llm.batch_price_factor > 0.0 && llm.batch_price_factor <= 1.0) {
+            return Err(invalid(
+                "llm.batch_price_factor",
+                "must be a fraction of the online price, above 0 and at most 1".into(),
+            ));
         }
         if llm.max_concurrency == 0 {
             return Err(invalid("llm.max_concurrency", "must be at least 1".into()));

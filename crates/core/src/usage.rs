@@ -19,6 +19,12 @@ pub struct Usage {
     /// Latency of answered calls.
     #[serde(default)]
     pub latency: LatencyHistogram,
+    /// Of `calls`, those answered through a provider batch (billed at the batch price).
+    #[serde(default)]
+    pub batch_calls: u64,
+    /// What the batch answers would have cost online, less what they cost: the saving.
+    #[serde(default)]
+    pub batch_saved_usd: f64,
 }
 
 impl Usage {
@@ -31,6 +37,8 @@ impl Usage {
         self.tokens_out += other.tokens_out;
         self.cost_usd += other.cost_usd;
         self.latency.merge(&other.latency);
+        self.batch_calls += other.batch_calls;
+        self.batch_saved_usd += other.batch_saved_usd;
     }
 }
 

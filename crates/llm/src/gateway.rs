@@ -77,6 +77,13 @@ impl Budget {
         Ok(())
     }
 
+    /// Whether `usd` more would stay within the limit (a batch about to be submitted).
+    pub fn check(&self, usd: f64) -> Result<(), LlmError> {
+        self.reserve(usd)?;
+        self.settle(usd, 0.0);
+        Ok(())
+    }
+
     fn settle(&self, reserved: f64, actual: f64) {
         let mut spend = self.spend.lock().expect("spend lock");
         spend.reserved = (spend.reserved - reserved).max(0.0);
@@ -117,6 +124,11 @@ pub struct GatewayConfig {
     pub cache: Option<Arc<dyn CacheStore>>,
     /// The endpoint's identity in cache keys ([`crate::cache::endpoint_identity`]).
     pub endpoint: String,
+    /// Batch mode: the batch group calls this gateway cannot answer from the cache are deferred
+    /// to (inside a [`crate::BatchScope`]). `None`: online.
+    pub batch_group: Option<String>,
+    /// Batch mode: the batch price as a fraction of the online price.
+    pub batch_price_factor: f64,
 }
 
 impl Default for GatewayConfig {
@@ -134,6 +146,8 @@ impl Default for GatewayConfig {
             max_tokens_cap: 16_384,
             cache: None,
             endpoint: String::new(),
+            batch_group: None,
+            batch_price_factor: 1.0,
         }
     }
 }
@@ -366,6 +380,11 @@ impl Gateway {
             self.report(request, CallOutcome::Cached, None, usage, false);
             return (Ok(cached.answer), usage);
         }
+        if let (Some(group), Some(key)) = (&self.config.batch_group, &key)
+            && crate::scope::defer(group, key, request)
+        {
+            return (Err(LlmError::Deferred), Usage::default());
+        }
         let prompt_estimate = self.tokens.messages(&request.messages);
         let worst_case = self.cost(prompt_estimate, u64::from(request.max_tokens));
         if let Err(error) = self.config.budget.reserve(worst_case) {
@@ -379,6 +398,73 @@ impl Gateway {
             cache.put(key, entry).await;
         }
         (result, usage)
+    }
+
+    /// Whether this gateway defers calls to provider batches.
+    pub fn batch_group(&self) -> Option<&str> {
+        self.config.batch_group.as_deref()
+    }
+
+    /// What `calls` would cost at the batch price, by their estimated prompts and typical
+    /// answers (for the budget check before a batch is submitted).
+    pub fn estimate_batch_cost(&self, calls: &[crate::DeferredCall]) -> f64 {
+        calls
+            .iter()
+            .map(|call| {
+                let prompt = self.tokens.messages(&call.request.messages);
+                self.estimate_call(&call.request, prompt).cost_usd
+            })
+            .sum::<f64>()
+            * self.config.batch_price_factor
+    }
+
+    /// Takes in one answer of a provider batch: accounted at the batch price (to the totals,
+    /// the attempt's spend ledger and the call observer) and stored in the response cache under
+    /// `key`, where the shard's next pass finds it. An answer the cache already holds was taken
+    /// in before (by an attempt that died before it recorded so) and costs nothing again.
+    pub async fn accept_batch_answer(
+        &self,
+        key: &str,
+        stage: &str,
+        model: &str,
+        mut answer: ChatResponse,
+    ) -> Usage {
+        let Some(cache) = &self.config.cache else {
+            return Usage::default();
+        };
+        if cache.get(key).await.is_some() {
+            return Usage::default();
+        }
+        if answer.usage.completion_tokens == 0 && !answer.content.is_empty() {
+            answer.usage.completion_tokens = self.tokens.text(&answer.content);
+        }
+        let online = self.cost(answer.usage.prompt_tokens, answer.usage.completion_tokens);
+        let cost = online * self.config.batch_price_factor;
+        let usage = Usage {
+            calls: 1,
+            tokens_in: answer.usage.prompt_tokens,
+            tokens_out: answer.usage.completion_tokens,
+            cost_usd: cost,
+            batch_calls: 1,
+            batch_saved_usd: online - cost,
+            ..Usage::default()
+        };
+        crate::scope::settled(&Usage::default(), &usage);
+        self.config.budget.settle(0.0, cost);
+        self.account(&usage);
+        if let Some(observer) = self.call_observer.get() {
+            observer.observe(&CallReport {
+                stage,
+                model,
+                outcome: CallOutcome::Ok,
+                latency: None,
+                usage,
+                retried: false,
+            });
+        }
+        let entry = crate::cache::encode(&answer, &self.config.endpoint, crate::scope::origin());
+        cache.put(key, entry).await;
+        usage
     }
 
     /// Sends `request` until it is answered, fails for good or runs out of retries.

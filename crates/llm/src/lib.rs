@@ -29,7 +29,7 @@ pub use gateway::{
     full_jitter,
 };
 pub use limiter::Limits;
-pub use scope::{AttemptScope, RecordScope, SpendLedger};
+pub use scope::{AttemptScope, BatchScope, DeferredCall, RecordScope, SpendLedger};
 pub use simulated::SimulatedProvider;
 
 /// A JSON Schema the answer must follow, named so servers (and the simulated provider) can tell
@@ -88,6 +88,10 @@ pub enum LlmError {
         retry_after: Option<std::time::Duration>,
         throttled: bool,
     },
+    /// Batch mode: the call was queued for the shard's next provider batch instead of being
+    /// sent. The record is not finished; the shard waits for the batch and runs again.
+    #[error("llm call deferred to a provider batch")]
+    Deferred,
     /// The job's budget is spent: no new calls.
     #[error("llm budget of ${budget:.2} reached (spent ${spent:.2})")]
     BudgetExhausted { budget: f64, spent: f64 },

@@ -15,9 +15,14 @@
 //! Pipelines run each call of a stage inside [`in_stage`], so the gateway can tell its call
 //! observer (the metrics) which stage a call was for, also when stages share an endpoint.
 //!
+//! In batch mode the worker also runs the attempt inside a [`BatchScope`]: a gateway whose stage
+//! runs in batch mode hands each call the cache cannot answer to the scope instead of sending
+//! it ([`crate::LlmError::Deferred`]), and the worker submits what the scope collected as the
+//! shard's next provider batch.
+//!
 //! Outside any scope (unit tests, `validate`) the gateway works the same and reports nowhere.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -47,10 +52,87 @@ pub struct RecordScope {
     cached_from: Arc<Mutex<BTreeSet<String>>>,
 }
 
+/// A call a batch-mode gateway did not send: the shard's next batch carries it.
+#[derive(Debug, Clone)]
+pub struct DeferredCall {
+    /// The response-cache key its answer will be stored under.
+    pub key: String,
+    /// The stage it was made for.
+    pub stage: String,
+    pub request: crate::ChatRequest,
+}
+
+/// Collects the calls one attempt defers to provider batches, by batch group (the endpoint of
+/// the gateway that deferred them).
+#[derive(Clone, Default)]
+pub struct BatchScope {
+    inner: Arc<Mutex<BatchCollector>>,
+}
+
+#[derive(Default)]
+struct BatchCollector {
+    /// Group → cache key → call; a key asked twice is deferred once.
+    deferred: BTreeMap<String, BTreeMap<String, DeferredCall>>,
+    /// Keys sent online even in batch mode (their batch items failed too often).
+    online: BTreeSet<String>,
+}
+
+impl BatchScope {
+    /// A scope whose calls with a key in `online` are sent online, not deferred.
+    pub fn new(online: BTreeSet<String>) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(BatchCollector {
+                deferred: BTreeMap::new(),
+                online,
+            })),
+        }
+    }
+
+    /// Runs `work` with batch-mode gateway calls inside it deferred to this scope.
+    pub async fn run<F: Future>(&self, work: F) -> F::Output {
+        BATCH.scope(self.clone(), work).await
+    }
+
+    /// The calls deferred so far, by group, each group in key order.
+    pub fn take(&self) -> BTreeMap<String, Vec<DeferredCall>> {
+        let deferred = std::mem::take(&mut self.inner.lock().expect("batch scope lock").deferred);
+        deferred
+            .into_iter()
+            .map(|(group, calls)| (group, calls.into_values().collect()))
+            .collect()
+    }
+}
+
 tokio::task_local! {
     static ATTEMPT: AttemptScope;
     static RECORD: RecordScope;
     static STAGE: Arc<str>;
+    static BATCH: BatchScope;
+}
+
+/// Hands a call to the current batch scope; false when there is none or the key must go
+/// online.
+pub(crate) fn defer(group: &str, key: &str, request: &crate::ChatRequest) -> bool {
+    BATCH
+        .try_with(|scope| {
+            let mut inner = scope.inner.lock().expect("batch scope lock");
+            if inner.online.contains(key) {
+                return false;
+            }
+            let call = DeferredCall {
+                key: key.to_owned(),
+                stage: stage().to_string(),
+                request: request.clone(),
+            };
+            inner
+                .deferred
+                .entry(group.to_owned())
+                .or_default()
+                .entry(key.to_owned())
+                .or_insert(call);
+            true
+        })
+        .unwrap_or(false)
 }
 
 /// The stage label of calls made outside [`in_stage`].

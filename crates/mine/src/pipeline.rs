@@ -76,6 +76,11 @@ impl PipelineError {
         matches!(self, PipelineError::Llm(LlmError::Fatal(_)))
     }
 
+    /// True when a call was deferred to a provider batch: the record is unfinished, not failed.
+    pub fn is_deferred(&self) -> bool {
+        matches!(self, PipelineError::Llm(LlmError::Deferred))
+    }
+
     pub fn is_budget(&self) -> bool {
         matches!(self, PipelineError::Llm(LlmError::BudgetExhausted { .. }))
     }

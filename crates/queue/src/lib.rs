@@ -31,6 +31,7 @@ impl ShardEvent {
             | ShardEvent::Failed { job, .. }
             | ShardEvent::BudgetExhausted { job, .. }
             | ShardEvent::Fatal { job, .. }
+            | ShardEvent::Waiting { job, .. }
             | ShardEvent::HandedBack { job, .. } => job,
         }
     }
@@ -45,6 +46,7 @@ impl ShardEvent {
             | ShardEvent::Failed { shard, .. }
             | ShardEvent::BudgetExhausted { shard, .. }
             | ShardEvent::Fatal { shard, .. }
+            | ShardEvent::Waiting { shard, .. }
             | ShardEvent::HandedBack { shard, .. } => shard,
         }
     }
@@ -82,6 +84,9 @@ pub trait Delivery: Send + Sync {
     async fn ack(self: Box<Self>) -> Result<(), QueueError>;
     /// Not done: deliver again after `delay`.
     async fn nak(self: Box<Self>, delay: Duration) -> Result<(), QueueError>;
+    /// Not done, and not failed either: the shard waits for something outside (a provider
+    /// batch). Deliver again after `delay`, without counting this delivery as an attempt.
+    async fn release(self: Box<Self>, delay: Duration) -> Result<(), QueueError>;
     /// Give up on the message for good.
     async fn term(self: Box<Self>) -> Result<(), QueueError>;
     /// Still working: extend the ack deadline.
@@ -157,6 +162,15 @@ pub enum ShardEvent {
         job: String,
         shard: String,
         reason: String,
+    },
+    /// Batch mode: the shard's calls are with the provider in `batches` open batches of
+    /// `items` calls in all; the shard was released until they are answered.
+    Waiting {
+        job: String,
+        shard: String,
+        worker: String,
+        batches: u32,
+        items: u64,
     },
     /// The worker stopped before the shard finished and handed it back uncommitted.
     HandedBack {

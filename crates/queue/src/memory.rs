@@ -139,6 +139,17 @@ impl Delivery for InProcessDelivery {
         Ok(())
     }
 
+    async fn release(self: Box<Self>, delay: Duration) -> Result<(), QueueError> {
+        // The delivery did not count: the next one has this one's number again.
+        let attempt = self.attempt.saturating_sub(1);
+        let InProcessDelivery { task, queue, .. } = *self;
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            queue.requeue(task, attempt);
+        });
+        Ok(())
+    }
+
     async fn term(self: Box<Self>) -> Result<(), QueueError> {
         Ok(())
     }

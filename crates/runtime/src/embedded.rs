@@ -94,6 +94,9 @@ pub struct RunSummary {
     /// (the plan's chunks, the marker listing, the progress log) and the workers' (parts,
     /// rejects, markers, spend files).
     pub output_requests: rubricmill_store::RequestTally,
+    /// Batch mode: shards still waiting for provider batches when the run ended (interrupted),
+    /// with their open batches and items; while it runs, those waiting now.
+    pub waiting: BTreeMap<String, (u32, u64)>,
 }
 
 /// What the job's LLM calls have done so far in this run, read from the gateways' live
@@ -169,6 +172,7 @@ pub async fn run_embedded(
         elapsed: Duration::ZERO,
         structured_output: BTreeMap::new(),
         output_requests: Default::default(),
+        waiting: BTreeMap::new(),
     };
     progress.started(summary.shards_planned, before.shards);
     if pending.is_empty() {
@@ -308,9 +312,20 @@ fn apply_event(
             summary.failed.push((shard, reason));
             None
         }
-        ShardEvent::Retrying { .. }
-        | ShardEvent::Started { .. }
-        | ShardEvent::HandedBack { .. } => None,
+        ShardEvent::Waiting {
+            shard,
+            batches,
+            items,
+            ..
+        } => {
+            summary.waiting.insert(shard, (batches, items));
+            None
+        }
+        ShardEvent::Started { shard, .. } => {
+            summary.waiting.remove(&shard);
+            None
+        }
+        ShardEvent::Retrying { .. } | ShardEvent::HandedBack { .. } => None,
         ShardEvent::BudgetExhausted { reason, .. } => Some(StopReason::Budget(reason)),
         ShardEvent::Fatal { reason, .. } => Some(StopReason::Fatal(reason)),
     }

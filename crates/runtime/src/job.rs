@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rubricmill_core::spec::{LlmSpec, llm_stages};
-use rubricmill_core::{JobSpec, PipelineKind, ProviderKind};
+use rubricmill_core::{JobSpec, LlmMode, PipelineKind, ProviderKind};
+use rubricmill_llm::batch::BatchApi;
 use rubricmill_llm::{
     Budget, CacheStore, ChatProvider, EndpointConfig, Gateway, GatewayConfig, Limits,
     OpenAiProvider, SimulatedProvider, endpoint_identity,
@@ -15,6 +16,7 @@ use rubricmill_mine::{CrgPipeline, Pipeline, ResearchQaPipeline, StageModel, Sta
 use rubricmill_store::{JobManifest, JobStore, ReadItem, StoreError, StoreLocation, read_shard};
 
 use crate::RuntimeError;
+use crate::batch::{BatchEndpoint, BatchSettings};
 use crate::cache::ObjectCache;
 
 /// Runtime choices about a job that are not part of its spec.
@@ -60,6 +62,10 @@ pub struct JobContext {
     pub budget: Arc<Budget>,
     /// Key-value metadata written into every Parquet file of the job.
     pub file_metadata: BTreeMap<String, String>,
+    /// Batch mode: the job's batch-mode endpoints by batch group (empty when every stage runs
+    /// online), and how its shards wait for their batches.
+    pub batch_endpoints: BTreeMap<String, BatchEndpoint>,
+    pub batch: Option<BatchSettings>,
 }
 
 impl JobContext {
@@ -88,8 +94,15 @@ impl JobContext {
         let mut by_endpoint: BTreeMap<String, Arc<Gateway>> = BTreeMap::new();
         let mut gateways = BTreeMap::new();
         let mut endpoints = Vec::new();
+        let mut batch_endpoints = BTreeMap::new();
         for stage in llm_stages(spec.pipeline) {
             let llm = spec.llm.for_stage(stage);
+            if llm.mode == LlmMode::Batch && cache.is_none() {
+                return Err(RuntimeError::Config(format!(
+                    "llm.mode = \"batch\" (stage {stage}) needs the response cache, where batch \
+                     answers wait for the shard's next pass; run without --no-cache"
+                )));
+            }
             let identity = serde_json::to_string(&llm).unwrap_or_default();
             let gateway = match by_endpoint.get(&identity) {
                 Some(gateway) => gateway.clone(),
@@ -97,11 +110,23 @@ impl JobContext {
                     let gateway = Arc::new(gateway_for(&llm, budget.clone(), cache.clone())?);
                     by_endpoint.insert(identity, gateway.clone());
                     endpoints.push((endpoint_key(&llm), gateway.clone()));
+                    if let Some(group) = gateway.batch_group() {
+                        let endpoint = BatchEndpoint {
+                            api: batch_api_for(&llm)?,
+                            gateway: gateway.clone(),
+                            model: llm.model.clone(),
+                        };
+                        batch_endpoints.insert(group.to_owned(), endpoint);
+                    }
                     gateway
                 }
             };
             gateways.insert((*stage).to_owned(), gateway);
         }
+        let batch = (!batch_endpoints.is_empty()).then(|| BatchSettings {
+            poll: Duration::from_secs(spec.llm.batch_poll_s),
+            resubmits: spec.llm.batch_resubmits,
+        });
         let stage_map = gateways
             .iter()
             .map(|(stage, gateway)| {
@@ -138,6 +163,8 @@ impl JobContext {
             endpoints,
             budget,
             file_metadata,
+            batch_endpoints,
+            batch,
         })
     }
 
@@ -256,9 +283,25 @@ fn gateway_for(
         max_retries: llm.max_retries,
         cache,
         endpoint: identity(llm),
+        batch_group: (llm.mode == LlmMode::Batch).then(|| batch_group(llm)),
+        batch_price_factor: llm.batch_price_factor,
         ..GatewayConfig::default()
     };
     Ok(Gateway::new(provider, config))
+}
+
+/// The batch group of a batch-mode stage: stages with the same endpoint and model share their
+/// shard's batches.
+fn batch_group(llm: &LlmSpec) -> String {
+    endpoint_key(llm)
+}
+
+/// The batch API of a batch-mode stage's provider.
+fn batch_api_for(llm: &LlmSpec) -> Result<Arc<dyn BatchApi>, RuntimeError> {
+    Err(RuntimeError::Config(format!(
+        "llm.mode = \"batch\" is not available for provider {}",
+        llm.provider.as_str()
+    )))
 }
 
 fn file_metadata(manifest: &JobManifest, pipeline: &dyn Pipeline) -> BTreeMap<String, String> {

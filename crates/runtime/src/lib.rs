@@ -1,6 +1,7 @@
 //! rubricmill's wiring: the worker loop that turns shard deliveries into committed output, the
 //! coordinator's planning, and the embedded runner that drives both in one process.
 
+pub mod batch;
 mod cache;
 pub mod coordinator;
 pub mod distributed;

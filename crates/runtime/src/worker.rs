@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::RuntimeError;
+use crate::batch::{BatchStop, ShardBatchRun};
 use crate::job::JobContext;
 use crate::spend::{AttemptEnd, AttemptLedger};
 
@@ -318,6 +319,24 @@ impl Worker {
                     .await;
             }
             Err(ShardFailure::Retryable(reason)) => self.retry_or_fail(delivery, reason).await,
+            Err(ShardFailure::Waiting {
+                batches,
+                items,
+                delay,
+            }) => {
+                if let Err(error) = delivery.release(delay).await {
+                    tracing::warn!(job = %job, shard = %shard, error = %error, "cannot release a shard waiting for its batch");
+                }
+                self.events
+                    .send(ShardEvent::Waiting {
+                        job,
+                        shard,
+                        worker: self.options.worker_id.clone(),
+                        batches,
+                        items,
+                    })
+                    .await;
+            }
         }
     }
 
@@ -353,11 +372,24 @@ impl Worker {
         shard: &rubricmill_core::ShardSpec,
         attempt_id: String,
     ) -> Result<Committed, ShardFailure> {
+        let batches = match context.batch {
+            Some(settings) => Some(
+                ShardBatchRun::begin(context, shard, settings)
+                    .await
+                    .map_err(ShardFailure::from_batch)?,
+            ),
+            None => None,
+        };
+        let batch_scope = batches.as_ref().map(|run| run.scope.clone());
         let ctx = RecordContext {
             shard_id: shard.id.to_string(),
             attempt_id: attempt_id.clone(),
         };
         let mut output = ShardOutput::new(context, &shard.id, &attempt_id);
+        if let Some(run) = &batches {
+            // Batch answers this attempt took in are paid for by it: its marker carries them.
+            output.usage.add(&run.collected);
+        }
         let mut read_items = context.read_shard(shard);
         let pipeline = context.pipeline.clone();
         // Records flow through the pipeline in order, `record_concurrency` at a time.
@@ -366,11 +398,16 @@ impl Worker {
                 .map(|item| {
                     let pipeline = pipeline.clone();
                     let ctx = ctx.clone();
+                    let batch_scope = batch_scope.clone();
                     async move {
                         match item {
                             Ok(ReadItem::Record(record)) => {
                                 let scope = RecordScope::default();
-                                let outcome = scope.run(pipeline.process(record, &ctx)).await;
+                                let work = scope.run(pipeline.process(record, &ctx));
+                                let outcome = match &batch_scope {
+                                    Some(batch) => batch.run(work).await,
+                                    None => work.await,
+                                };
                                 Ok(Some(
                                     outcome.map(|outcome| with_cache_origins(outcome, &scope)),
                                 ))
@@ -392,9 +429,17 @@ impl Worker {
                 .buffered(self.options.record_concurrency.max(1)),
         );
         let mut failure = None;
+        // Records with a call deferred to a batch: the pass goes on to collect every deferral,
+        // but writes nothing, since this attempt will not commit.
+        let mut deferred = 0u64;
         while let Some(result) = outcomes.next().await {
             let outcome = match result {
-                Ok(Some(Ok(outcome))) => outcome,
+                Ok(Some(Ok(outcome))) if deferred == 0 => outcome,
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(error))) if error.is_deferred() => {
+                    deferred += 1;
+                    continue;
+                }
                 Ok(Some(Err(error))) => {
                     failure = Some(ShardFailure::from_pipeline(error));
                     break;
@@ -414,6 +459,14 @@ impl Worker {
         if let Some(failure) = failure {
             output.abort().await;
             return Err(failure);
+        }
+        if let Some(run) = batches
+            && deferred > 0
+        {
+            output.abort().await;
+            tracing::debug!(shard = %shard.id, records = deferred, "records wait for a provider batch");
+            let waiting = run.submit().await.map_err(ShardFailure::from_batch)?;
+            return Err(ShardFailure::from_batch(waiting));
         }
         self.commit(context, shard, attempt_id.clone(), output)
             .await
@@ -689,9 +742,32 @@ enum ShardFailure {
     Fatal(String),
     Budget(String),
     Retryable(String),
+    /// Batch mode: the shard's calls are with the provider; release it for `delay`.
+    Waiting {
+        batches: u32,
+        items: u64,
+        delay: Duration,
+    },
 }
 
 impl ShardFailure {
+    fn from_batch(stop: BatchStop) -> Self {
+        match stop {
+            BatchStop::Waiting {
+                batches,
+                items,
+                delay,
+            } => ShardFailure::Waiting {
+                batches,
+                items,
+                delay,
+            },
+            BatchStop::Retryable(reason) => ShardFailure::Retryable(reason),
+            BatchStop::Fatal(reason) => ShardFailure::Fatal(reason),
+            BatchStop::Budget(reason) => ShardFailure::Budget(reason),
+        }
+    }
+
     fn from_pipeline(error: PipelineError) -> Self {
         if error.is_fatal() {
             ShardFailure::Fatal(error.to_string())

@@ -37,6 +37,9 @@ impl Delivery for AckLost {
     async fn nak(self: Box<Self>, delay: Duration) -> Result<(), QueueError> {
         self.0.nak(delay).await
     }
+    async fn release(self: Box<Self>, delay: Duration) -> Result<(), QueueError> {
+        self.0.release(delay).await
+    }
     async fn term(self: Box<Self>) -> Result<(), QueueError> {
         self.0.term().await
     }

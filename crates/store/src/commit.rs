@@ -120,6 +120,7 @@ impl JobStore {
             "parts/shard/attempt.parquet",
             "rejects/shard/attempt.parquet",
             "spend/shard/attempt.json",
+            "batches/shard.json",
             "progress/writer.jsonl.zst",
         ]
         .into_iter()

@@ -2,6 +2,7 @@
 //! and shard planning, Parquet encoding of the output tables, and the commit protocol that makes
 //! output exactly once. One code path serves `file://`, `s3://`, `gs://` and `az://`.
 
+pub mod batches;
 mod cloud;
 pub mod commit;
 pub mod input;
@@ -15,6 +16,7 @@ pub mod progress;
 pub mod requests;
 pub mod spend;
 
+pub use batches::{BatchRound, BatchRoundItem, ShardBatches};
 pub use commit::{AttemptFiles, CommitMarker, CommitOutcome, JobStore, MARKER_READS_IN_FLIGHT};
 pub use input::{
     InputFile, Inputs, ReadItem, list_inputs, list_inputs_with, plan_shards, plan_shards_into,

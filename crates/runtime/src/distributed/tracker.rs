@@ -103,11 +103,19 @@ pub(super) struct Inbox {
     pub(super) unread: HashSet<ShardId>,
     /// Shards one of whose attempts ended without committing: their spend files are read.
     pub(super) spend: HashSet<ShardId>,
+    /// Batch mode, in event order: a shard now waits for `(batches, items)`, or (`None`) no
+    /// longer does.
+    pub(super) waiting: Vec<(String, Option<(u32, u64)>)>,
 }
 
 impl Inbox {
     pub(super) fn note(&mut self, event: ShardEvent) {
         let shard = ShardId(event.shard().to_owned());
+        let waits = match &event {
+            ShardEvent::Waiting { batches, items, .. } => Some((*batches, *items)),
+            _ => None,
+        };
+        self.waiting.push((shard.0.clone(), waits));
         match event {
             ShardEvent::Committed {
                 summary: Some(summary),
@@ -125,7 +133,9 @@ impl Inbox {
             | ShardEvent::Failed { .. }
             | ShardEvent::BudgetExhausted { .. }
             | ShardEvent::Fatal { .. }
+            | ShardEvent::Waiting { .. }
             | ShardEvent::HandedBack { .. } => {
+                // A waiting attempt may have paid for batch answers it took in.
                 self.spend.insert(shard);
             }
             ShardEvent::Started { .. } => {}
@@ -133,7 +143,10 @@ impl Inbox {
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.commits.is_empty() && self.unread.is_empty() && self.spend.is_empty()
+        self.commits.is_empty()
+            && self.unread.is_empty()
+            && self.spend.is_empty()
+            && self.waiting.is_empty()
     }
 }
 
@@ -169,6 +182,8 @@ pub(super) struct Tracker {
     pub(super) settle_until: Option<tokio::time::Instant>,
     /// The progress last published.
     pub(super) published: Option<JobProgress>,
+    /// Batch mode: shards waiting for provider batches, with their open batches and items.
+    waiting: HashMap<String, (u32, u64)>,
     /// The store's request counts last reported to the metrics.
     pub(super) requests_reported: RequestTally,
 }
@@ -187,6 +202,7 @@ impl Tracker {
             recent: VecDeque::new(),
             unsaved: Vec::new(),
             inbox: Inbox::default(),
+            waiting: HashMap::new(),
             spends: HashMap::new(),
             idle_rounds: 0,
             listed_at: None,
@@ -253,6 +269,12 @@ impl Tracker {
     /// summary, and the spend files of attempts that ended without committing.
     pub(super) async fn apply_inbox(&mut self) -> Result<(), RuntimeError> {
         let inbox = std::mem::take(&mut self.inbox);
+        for (shard, waits) in inbox.waiting {
+            match waits {
+                Some(waits) => self.waiting.insert(shard, waits),
+                None => self.waiting.remove(&shard),
+            };
+        }
         for summary in inbox.commits {
             self.add(summary, true);
         }
@@ -335,6 +357,8 @@ impl Tracker {
             rows: totals.rows,
             rejects: totals.rejects,
             usage: totals.usage,
+            batches_pending: self.waiting.values().map(|(b, _)| u64::from(*b)).sum(),
+            batch_items_pending: self.waiting.values().map(|(_, i)| i).sum(),
             updated_at: Some(now),
             ..JobProgress::default()
         };

@@ -536,6 +536,7 @@ impl EventSink for ClusterEvents {
                 Some("handed_back")
             }
             ShardEvent::HandedBack { .. } => Some("handed_back"),
+            ShardEvent::Waiting { .. } => Some("waiting"),
         };
         if let Some(outcome) = outcome {
             let finished = self.running.lock().expect("running lock").remove(&key);
