@@ -347,6 +347,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             drain_timeout: args.drain_timeout,
             context: ContextOptions {
                 no_cache: args.no_cache,
+                ..ContextOptions::default()
             },
             policy,
         };
@@ -469,6 +470,16 @@ fn render_status(status: &JobStatus) -> String {
                     progress.uncommitted_attempts,
                     progress.cut_off.calls,
                     progress.cut_off.cost_usd
+                );
+            }
+            if usage.batch_calls > 0 || progress.batches_pending > 0 {
+                let _ = writeln!(
+                    out,
+                    "  batches  {} pending ({} calls), {} calls answered through batches, ${:.4} saved",
+                    progress.batches_pending,
+                    progress.batch_items_pending,
+                    usage.batch_calls,
+                    usage.batch_saved_usd
                 );
             }
             let eta = progress.eta_s.map_or("unknown".to_owned(), |s| {

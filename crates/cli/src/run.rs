@@ -56,6 +56,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         max_deliver: args.max_deliver,
         context: rubricmill_runtime::ContextOptions {
             no_cache: args.no_cache,
+            ..Default::default()
         },
         ..EmbeddedOptions::default()
     };
@@ -117,6 +118,7 @@ fn summary_json(summary: &RunSummary, pipeline: PipelineKind) -> serde_json::Val
             "throttled": t.usage.throttled, "tokens_in": t.usage.tokens_in, "tokens_out": t.usage.tokens_out,
             "cost_usd": t.usage.cost_usd, "latency_p50_ms": t.usage.latency.quantile_ms(0.5),
             "latency_p95_ms": t.usage.latency.quantile_ms(0.95),
+            "batch_calls": t.usage.batch_calls, "batch_saved_usd": t.usage.batch_saved_usd,
         })
     };
     let (stop, reason) = match &summary.stop {
@@ -148,6 +150,11 @@ fn summary_json(summary: &RunSummary, pipeline: PipelineKind) -> serde_json::Val
             "cut_off_cost_usd": summary.uncommitted.cut_off.cost_usd,
         },
         "spent_usd": spent_usd(summary),
+        "batches_waiting": {
+            "shards": summary.waiting.len(),
+            "batches": summary.waiting.values().map(|(b, _)| u64::from(*b)).sum::<u64>(),
+            "items": summary.waiting.values().map(|(_, i)| i).sum::<u64>(),
+        },
         "failed": summary.failed.iter().map(|(shard, reason)| serde_json::json!({"shard": shard, "reason": reason})).collect::<Vec<_>>(),
         "stop": stop,
         "reason": reason,
@@ -159,6 +166,29 @@ fn summary_json(summary: &RunSummary, pipeline: PipelineKind) -> serde_json::Val
             "delete": summary.output_requests.delete, "copy": summary.output_requests.copy,
         },
     })
+}
+
+/// Batch mode: answers that came through provider batches and what they saved, and the
+/// batches still open (a run stopped while shards waited).
+fn batch_line(summary: &RunSummary) -> Option<String> {
+    let mut usage = summary.this_run.usage;
+    usage.add(&summary.uncommitted.usage);
+    if usage.batch_calls == 0 && summary.waiting.is_empty() {
+        return None;
+    }
+    let mut line = format!(
+        "  batches    {} answers through provider batches this run, ${:.4} saved against online prices",
+        usage.batch_calls, usage.batch_saved_usd
+    );
+    if !summary.waiting.is_empty() {
+        let batches: u64 = summary.waiting.values().map(|(b, _)| u64::from(*b)).sum();
+        let items: u64 = summary.waiting.values().map(|(_, i)| i).sum();
+        line.push_str(&format!(
+            "; {batches} batches ({items} calls) of {} shards still with the provider: run again to collect them",
+            summary.waiting.len()
+        ));
+    }
+    Some(line)
 }
 
 /// What the provider billed the job in all: committed shards, before and in this run, and
@@ -239,6 +269,9 @@ fn print_summary(summary: &RunSummary, provider: ProviderKind, pipeline: Pipelin
             summary.uncommitted.cut_off.calls,
             summary.uncommitted.cut_off.cost_usd
         );
+    }
+    if let Some(line) = batch_line(summary) {
+        println!("{line}");
     }
     println!("  spent      ${:.4} on this job in all", spent_usd(summary));
     if !summary.structured_output.is_empty() {

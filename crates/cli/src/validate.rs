@@ -34,7 +34,14 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
     let records = manifest.expected_records;
     let unreadable = unreadable_files(&shards);
     let warnings = plan_warnings(manifest.shard_count, records, bytes);
-    let context = JobContext::new(manifest.clone(), 0.0, &ContextOptions { no_cache: true })?;
+    let context = JobContext::new(
+        manifest.clone(),
+        0.0,
+        &ContextOptions {
+            no_cache: true,
+            estimate_only: true,
+        },
+    )?;
     let sampled = estimate(&context, &shards, sample_shards).await?;
     let (estimate, sampled_records) = (sampled.estimate, sampled.records);
     let scale = if sampled_records == 0 {
@@ -54,6 +61,9 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
     let max_out = scaled(estimate.max_output_tokens);
     let typical_cost = price(prompt_tokens, typical_out);
     let max_cost = price(prompt_tokens, max_out);
+    let batch_factor = llm.batch_price_factor;
+    let in_batch = |cost: Option<f64>| cost.map(|c| c * batch_factor);
+    let modes = stage_modes(&spec);
     let sampled_all = sampled_records == records;
     let layouts = match spec.pipeline {
         PipelineKind::Crg => Some(layout_report(&context, &shards).await?),
@@ -75,6 +85,7 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
             "warnings": warnings,
             "provider": llm.provider.as_str(),
             "model": llm.model,
+            "modes": modes,
             "estimate": {
                 "exact": sampled_all,
                 "calls": calls,
@@ -83,6 +94,8 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
                 "max_output_tokens": max_out,
                 "typical_cost_usd": typical_cost,
                 "max_cost_usd": max_cost,
+                "typical_cost_batch_usd": in_batch(typical_cost),
+                "max_cost_batch_usd": in_batch(max_cost),
                 "rejected_before_calls": scaled(estimate.rejected),
                 "largest_request_tokens": estimate.largest_request_tokens,
                 "over_token_limit": scaled(sampled.over_token_limit),
@@ -157,10 +170,19 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
     );
     match (typical_cost, max_cost) {
         (Some(typical), Some(max)) => {
-            println!("  cost       about ${typical:.2}, at most ${max:.2}")
+            println!(
+                "  cost       online about ${typical:.2}, at most ${max:.2}; batch about ${:.2}, at most ${:.2} (llm.batch_price_factor = {batch_factor})",
+                typical * batch_factor,
+                max * batch_factor
+            );
         }
         _ => println!("  cost       unknown: set llm.price_per_million"),
     }
+    let modes_text: Vec<String> = modes
+        .iter()
+        .map(|(stage, mode)| format!("{stage} {mode}"))
+        .collect();
+    println!("  mode       {}", modes_text.join(", "));
     if let Some(limit) = llm.tokens_per_minute {
         println!(
             "  rate       largest request about {} tokens (input + max_tokens) of llm.tokens_per_minute = {limit}",
@@ -188,6 +210,14 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
         print_layouts(files, spec.input.layout.kind);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each LLM stage's `llm.mode` (`online` or `batch`).
+fn stage_modes(spec: &JobSpec) -> BTreeMap<&'static str, &'static str> {
+    rubricmill_core::spec::llm_stages(spec.pipeline)
+        .iter()
+        .map(|stage| (*stage, spec.llm.for_stage(stage).mode.as_str()))
+        .collect()
 }
 
 /// Records read per input file for the layout report.

@@ -24,6 +24,9 @@ use crate::cache::ObjectCache;
 pub struct ContextOptions {
     /// Call the model even when the response cache has the answer (and store nothing).
     pub no_cache: bool,
+    /// The context only renders prompts and prices them (`validate`): nothing is sent, so batch
+    /// mode needs neither the cache nor a batch API.
+    pub estimate_only: bool,
 }
 
 /// Checks what a job needs from the environment before any work: every API key variable the
@@ -97,7 +100,7 @@ impl JobContext {
         let mut batch_endpoints = BTreeMap::new();
         for stage in llm_stages(spec.pipeline) {
             let llm = spec.llm.for_stage(stage);
-            if llm.mode == LlmMode::Batch && cache.is_none() {
+            if llm.mode == LlmMode::Batch && cache.is_none() && !options.estimate_only {
                 return Err(RuntimeError::Config(format!(
                     "llm.mode = \"batch\" (stage {stage}) needs the response cache, where batch \
                      answers wait for the shard's next pass; run without --no-cache"
@@ -110,7 +113,7 @@ impl JobContext {
                     let gateway = Arc::new(gateway_for(&llm, budget.clone(), cache.clone())?);
                     by_endpoint.insert(identity, gateway.clone());
                     endpoints.push((endpoint_key(&llm), gateway.clone()));
-                    if let Some(group) = gateway.batch_group() {
+                    if let Some(group) = gateway.batch_group().filter(|_| !options.estimate_only) {
                         let endpoint = BatchEndpoint {
                             api: batch_api_for(&llm)?,
                             gateway: gateway.clone(),
