@@ -515,6 +515,23 @@ impl Coordinator {
             .set(outstanding as f64);
         self.metrics.rows.with(&[job]).set(progress.rows as f64);
         self.metrics.cost.with(&[job]).set(progress.spent_usd());
+        let paid = progress.paid();
+        self.metrics
+            .batches_pending
+            .with(&[job])
+            .set(progress.batches_pending as f64);
+        self.metrics
+            .batch_items_pending
+            .with(&[job])
+            .set(progress.batch_items_pending as f64);
+        self.metrics
+            .batch_calls
+            .with(&[job])
+            .set(paid.batch_calls as f64);
+        self.metrics
+            .batch_saved
+            .with(&[job])
+            .set(paid.batch_saved_usd);
         if let Some(limit) = record.plan.spec.llm.max_cost_usd {
             self.metrics.budget.with(&[job]).set(limit);
         }

@@ -190,6 +190,12 @@ pub struct CoordinatorMetrics {
     pub cost: Family<Gauge>,
     /// Each job's spending limit (`llm.max_cost_usd`), for jobs that have one.
     pub budget: Family<Gauge>,
+    /// Batch mode: provider batches and their calls the job's waiting shards have open.
+    pub batches_pending: Family<Gauge>,
+    pub batch_items_pending: Family<Gauge>,
+    /// Batch mode: calls answered through batches, and what that saved against online prices.
+    pub batch_calls: Family<Gauge>,
+    pub batch_saved: Family<Gauge>,
     pub queue_pending: Gauge,
     pub queue_ack_pending: Gauge,
     pub live_workers: Gauge,
@@ -217,6 +223,26 @@ impl CoordinatorMetrics {
             budget: registry.gauge(
                 "job_budget_usd",
                 "Spending limit of each job with one (llm.max_cost_usd)",
+                &["job"],
+            ),
+            batches_pending: registry.gauge(
+                "job_batches_pending",
+                "Provider batches of each job still with the provider",
+                &["job"],
+            ),
+            batch_items_pending: registry.gauge(
+                "job_batch_items_pending",
+                "Calls of each job in provider batches still with the provider",
+                &["job"],
+            ),
+            batch_calls: registry.gauge(
+                "job_batch_calls",
+                "Calls of each job answered through provider batches",
+                &["job"],
+            ),
+            batch_saved: registry.gauge(
+                "job_batch_saved_usd",
+                "What each job's batch answers saved against online prices",
                 &["job"],
             ),
             queue_pending: registry
