@@ -148,6 +148,8 @@ fn summary_json(summary: &RunSummary, pipeline: PipelineKind) -> serde_json::Val
             "cost_usd": summary.uncommitted.usage.cost_usd,
             "cut_off_calls": summary.uncommitted.cut_off.calls,
             "cut_off_cost_usd": summary.uncommitted.cut_off.cost_usd,
+            "cut_off_tokens_in": summary.uncommitted.cut_off.tokens_in,
+            "cut_off_tokens_out": summary.uncommitted.cut_off.tokens_out,
         },
         "spent_usd": spent_usd(summary),
         "batches_waiting": {

@@ -484,6 +484,7 @@ impl Gateway {
             let started = Instant::now();
             let estimate = self.estimate_call(request, prompt_estimate);
             crate::scope::sending(&estimate);
+            crate::scope::recorded().await;
             let error = match self.provider.chat(request).await {
                 Ok(answer) => {
                     self.concurrency.release(slot, Feedback::Success);

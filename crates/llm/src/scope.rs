@@ -36,6 +36,12 @@ pub trait SpendLedger: Send + Sync {
     /// The request sent with `estimate` came back, having cost `usage` (nothing when it
     /// failed).
     fn settled(&self, estimate: &Usage, usage: &Usage);
+    /// Resolves once everything reported so far is on storage (or writing it failed): the
+    /// gateway sends a request only after its `sending` is recorded, so whatever a kill cuts
+    /// short, every request a provider saw is in the ledger.
+    fn recorded(&self) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// The attempt calls are made for.
@@ -182,6 +188,17 @@ pub(crate) fn sending(estimate: &Usage) {
             ledger.sending(estimate);
         }
     });
+}
+
+/// Waits until the current attempt's ledger has stored what it was told so far.
+pub(crate) async fn recorded() {
+    let waiting = ATTEMPT
+        .try_with(|attempt| attempt.ledger.as_ref().map(|ledger| ledger.recorded()))
+        .ok()
+        .flatten();
+    if let Some(waiting) = waiting {
+        waiting.await;
+    }
 }
 
 /// Tells the current attempt's ledger what a request sent with `estimate` cost.

@@ -3,9 +3,11 @@
 //!
 //! Requests report to an in-memory tally when they are sent (at their estimate) and when they
 //! come back (at what they cost); one writer task per attempt puts the latest tally whenever it
-//! changed, one write at a time and at most one per 10 ms, so a burst of calls costs one write
-//! and a kill loses at most what changed in the last interval. Requests a kill cuts off stay in the file at their
-//! estimate. When the attempt ends the writer is stopped after its current write and the file
+//! changed, one write at a time and at most one per 10 ms, so a burst of calls costs one write.
+//! A request is sent only once a write holding it has landed ([`SpendLedger::recorded`]), so
+//! however loaded the machine and however late the writer, a kill cannot lose a request the
+//! provider saw: it is in the file, answered or at its estimate as cut off. What a kill can
+//! lose is only the settling of answers that came back within the last write. When the attempt ends the writer is stopped after its current write and the file
 //! is settled: the winner of the commit removes it (its marker has the same figures), every
 //! other attempt writes its final tally.
 
@@ -23,6 +25,8 @@ use tokio::task::JoinHandle;
 struct Tally {
     settled: Usage,
     in_flight: Usage,
+    /// Reports taken so far: a write of the tally covers every report up to its count.
+    reports: u64,
 }
 
 /// The spend ledger of one attempt.
@@ -34,19 +38,36 @@ pub struct AttemptLedger {
     template: AttemptSpend,
 }
 
-/// What calls report to.
-struct Totals(watch::Sender<Tally>);
+/// What calls report to, and how many reports are on storage.
+struct Totals {
+    tally: watch::Sender<Tally>,
+    /// Reports covered by the last write (or given up on, when writing failed).
+    stored: watch::Sender<u64>,
+}
 
 impl SpendLedger for Totals {
     fn sending(&self, estimate: &Usage) {
-        self.0.send_modify(|tally| tally.in_flight.add(estimate));
+        self.tally.send_modify(|tally| {
+            tally.in_flight.add(estimate);
+            tally.reports += 1;
+        });
     }
 
     fn settled(&self, estimate: &Usage, usage: &Usage) {
-        self.0.send_modify(|tally| {
+        self.tally.send_modify(|tally| {
             tally.in_flight = minus(&tally.in_flight, estimate);
             tally.settled.add(usage);
+            tally.reports += 1;
         });
+    }
+
+    fn recorded(&self) -> futures::future::BoxFuture<'static, ()> {
+        let wanted = self.tally.borrow().reports;
+        let mut stored = self.stored.subscribe();
+        Box::pin(async move {
+            // A writer that stopped (the attempt ended) leaves nothing to wait for.
+            let _ = stored.wait_for(|stored| *stored >= wanted).await;
+        })
     }
 }
 
@@ -72,7 +93,8 @@ pub enum AttemptEnd {
 
 impl AttemptLedger {
     pub fn start(store: JobStore, shard: &ShardId, attempt: &str, worker: &str) -> Self {
-        let (totals, updates) = watch::channel(Tally::default());
+        let (tally, updates) = watch::channel(Tally::default());
+        let (stored, _) = watch::channel(0u64);
         let (stop, stopped) = watch::channel(false);
         let template = AttemptSpend {
             shard_id: shard.clone(),
@@ -86,10 +108,11 @@ impl AttemptLedger {
             store.clone(),
             template.clone(),
             updates,
+            stored.clone(),
             stopped,
         ));
         Self {
-            totals: Arc::new(Totals(totals)),
+            totals: Arc::new(Totals { tally, stored }),
             stop,
             writer,
             store,
@@ -107,7 +130,9 @@ impl AttemptLedger {
     pub async fn finish(self, end: AttemptEnd) {
         let _ = self.stop.send(true);
         let written = self.writer.await.unwrap_or_default();
-        let total = *self.totals.0.borrow();
+        // Nothing is written from here on: no call may wait for it.
+        self.totals.stored.send_replace(u64::MAX);
+        let total = *self.totals.tally.borrow();
         let result = match end {
             AttemptEnd::Committed if written.is_some() => {
                 self.store
@@ -140,11 +165,13 @@ fn spend(template: &AttemptSpend, tally: Tally) -> AttemptSpend {
 const WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Writes the latest total whenever it changed, at most once per [`WRITE_INTERVAL`], until told
-/// to stop; returns the last total written, if any.
+/// to stop, telling `stored` how many reports each write covered; returns the last total
+/// written, if any.
 async fn write_changes(
     store: JobStore,
     template: AttemptSpend,
     mut updates: watch::Receiver<Tally>,
+    stored: watch::Sender<u64>,
     mut stopped: watch::Receiver<bool>,
 ) -> Option<Tally> {
     let mut written = None;
@@ -167,9 +194,11 @@ async fn write_changes(
         match store.put_spend(&spend(&template, total)).await {
             Ok(()) => written = Some(total),
             Err(error) => {
+                // The ledger must never stop the calls: they go on unrecorded.
                 tracing::warn!(shard = %template.shard_id, attempt = %template.attempt_id, error = %error, "cannot write the attempt's spend file");
             }
         }
+        stored.send_replace(total.reports);
     }
 }
 
@@ -216,6 +245,27 @@ mod tests {
     async fn the_committed_attempt_removes_its_file() {
         let (_store, spends, _dir) = settle_with(AttemptEnd::Committed).await;
         assert_eq!(spends, vec![]);
+    }
+
+    #[tokio::test]
+    async fn a_request_is_on_storage_once_recorded_resolves() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = JobStore::open(dir.path().to_str().unwrap(), "job").unwrap();
+        let ledger = AttemptLedger::start(store.clone(), &ShardId("s1".into()), "a1", "w1");
+        let handle = ledger.handle();
+        for calls in 1..=20u64 {
+            handle.sending(&paid(1));
+            handle.recorded().await;
+            // No waiting and no polling: the write that holds the request has landed.
+            let spends = store.spends().await.unwrap();
+            assert_eq!(spends.len(), 1);
+            assert_eq!(spends[0].in_flight.calls + spends[0].usage.calls, calls);
+            handle.settled(&paid(1), &paid(1));
+        }
+        ledger.finish(AttemptEnd::NotCommitted).await;
+        // A call that asks after the attempt ended is not held up.
+        handle.sending(&paid(1));
+        handle.recorded().await;
     }
 
     #[tokio::test]
