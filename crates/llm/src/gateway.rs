@@ -28,6 +28,7 @@ use crate::concurrency::Slot;
 use crate::concurrency::{AdaptiveConcurrency, Feedback};
 use crate::limiter::{Limits, RateLimits};
 use crate::tokens::TokenEstimator;
+use futures::StreamExt;
 use crate::{ChatProvider, ChatRequest, ChatResponse, LlmError};
 
 /// A job's spending limit, shared by every gateway (stage) of the job.
@@ -418,53 +419,71 @@ impl Gateway {
             * self.config.batch_price_factor
     }
 
-    /// Takes in one answer of a provider batch: accounted at the batch price (to the totals,
-    /// the attempt's spend ledger and the call observer) and stored in the response cache under
-    /// `key`, where the shard's next pass finds it. An answer the cache already holds was taken
-    /// in before (by an attempt that died before it recorded so) and costs nothing again.
-    pub async fn accept_batch_answer(
+    /// Takes in the answers of a provider batch, each `(cache key, stage, answer)`: accounted at
+    /// the batch price (to the totals, the budget, the attempt's spend ledger and the call
+    /// observer) and stored in the response cache, where the shard's next pass finds them. An
+    /// answer the cache already holds was taken in before (by an attempt that died before it
+    /// marked the batch collected) and costs nothing again. The answers are stored only once
+    /// the ledger holds what they cost, so a kill between the two cannot leave an answer in the
+    /// cache that nobody paid for.
+    pub async fn accept_batch_answers(
         &self,
-        key: &str,
-        stage: &str,
         model: &str,
-        mut answer: ChatResponse,
+        answers: Vec<(String, String, ChatResponse)>,
     ) -> Usage {
         let Some(cache) = &self.config.cache else {
             return Usage::default();
         };
-        if cache.get(key).await.is_some() {
-            return Usage::default();
+        let fresh: Vec<(String, String, ChatResponse)> = futures::stream::iter(answers)
+            .map(|(key, stage, answer)| async move {
+                let known = cache.get(&key).await.is_some();
+                (!known).then_some((key, stage, answer))
+            })
+            .buffered(16)
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
+        let mut total = Usage::default();
+        let mut entries = Vec::with_capacity(fresh.len());
+        for (key, stage, mut answer) in fresh {
+            if answer.usage.completion_tokens == 0 && !answer.content.is_empty() {
+                answer.usage.completion_tokens = self.tokens.text(&answer.content);
+            }
+            let online = self.cost(answer.usage.prompt_tokens, answer.usage.completion_tokens);
+            let cost = online * self.config.batch_price_factor;
+            let usage = Usage {
+                calls: 1,
+                tokens_in: answer.usage.prompt_tokens,
+                tokens_out: answer.usage.completion_tokens,
+                cost_usd: cost,
+                batch_calls: 1,
+                batch_saved_usd: online - cost,
+                ..Usage::default()
+            };
+            crate::scope::settled(&Usage::default(), &usage);
+            self.config.budget.settle(0.0, cost);
+            self.account(&usage);
+            if let Some(observer) = self.call_observer.get() {
+                observer.observe(&CallReport {
+                    stage: &stage,
+                    model,
+                    outcome: CallOutcome::Ok,
+                    latency: None,
+                    usage,
+                    retried: false,
+                });
+            }
+            total.add(&usage);
+            let origin = crate::scope::origin();
+            entries.push((key, crate::cache::encode(&answer, &self.config.endpoint, origin)));
         }
-        if answer.usage.completion_tokens == 0 && !answer.content.is_empty() {
-            answer.usage.completion_tokens = self.tokens.text(&answer.content);
-        }
-        let online = self.cost(answer.usage.prompt_tokens, answer.usage.completion_tokens);
-        let cost = online * self.config.batch_price_factor;
-        let usage = Usage {
-            calls: 1,
-            tokens_in: answer.usage.prompt_tokens,
-            tokens_out: answer.usage.completion_tokens,
-            cost_usd: cost,
-            batch_calls: 1,
-            batch_saved_usd: online - cost,
-            ..Usage::default()
-        };
-        crate::scope::settled(&Usage::default(), &usage);
-        self.config.budget.settle(0.0, cost);
-        self.account(&usage);
-        if let Some(observer) = self.call_observer.get() {
-            observer.observe(&CallReport {
-                stage,
-                model,
-                outcome: CallOutcome::Ok,
-                latency: None,
-                usage,
-                retried: false,
-            });
-        }
-        let entry = crate::cache::encode(&answer, &self.config.endpoint, crate::scope::origin());
-        cache.put(key, entry).await;
-        usage
+        crate::scope::recorded().await;
+        futures::stream::iter(entries)
+            .for_each_concurrent(16, |(key, entry)| async move {
+                cache.put(&key, entry).await;
+            })
+            .await;
+        total
     }
 
     /// Sends `request` until it is answered, fails for good or runs out of retries.

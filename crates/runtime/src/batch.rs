@@ -223,22 +223,23 @@ impl<'a> ShardBatchRun<'a> {
                     .into_iter()
                     .collect()
             };
-            let mut answered = 0u64;
+            let mut answers = Vec::new();
             let mut failed = Vec::new();
             for item in &round.items {
                 match results.remove(&item.custom_id) {
                     Some(ItemResult::Answered { answer }) => {
-                        let usage = endpoint
-                            .gateway
-                            .accept_batch_answer(&item.key, &item.stage, &endpoint.model, answer)
-                            .await;
-                        self.collected.add(&usage);
-                        answered += 1;
+                        answers.push((item.key.clone(), item.stage.clone(), answer));
                     }
                     Some(ItemResult::Failed { reason }) => failed.push((item.key.clone(), reason)),
                     None => failed.push((item.key.clone(), "no result".to_owned())),
                 }
             }
+            let answered = answers.len();
+            let usage = endpoint
+                .gateway
+                .accept_batch_answers(&endpoint.model, answers)
+                .await;
+            self.collected.add(&usage);
             tracing::info!(shard = %self.shard.id, batch = %id, answered, failed = failed.len(), state = ?state, "collected a provider batch");
             for (key, reason) in failed {
                 tracing::debug!(shard = %self.shard.id, key = %key, reason = %reason, "batch item failed");
