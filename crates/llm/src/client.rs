@@ -151,35 +151,7 @@ pub struct OpenAiProvider {
 
 impl OpenAiProvider {
     pub fn new(config: EndpointConfig) -> Result<Self, LlmError> {
-        let mut headers = HeaderMap::new();
-        for (name, value) in &config.headers {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| {
-                LlmError::Fatal(format!("bad header name {name:?} in llm.headers: {e}"))
-            })?;
-            let value = HeaderValue::from_str(value).map_err(|e| {
-                LlmError::Fatal(format!("bad value for header {name} in llm.headers: {e}"))
-            })?;
-            headers.insert(name, value);
-        }
-        if let Some(key) = &config.api_key {
-            let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
-                LlmError::Fatal(format!(
-                    "the API key in ${} holds characters an HTTP header cannot carry",
-                    config.api_key_env.as_deref().unwrap_or("?")
-                ))
-            })?;
-            value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-        }
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(config.timeout)
-            .connect_timeout(Duration::from_secs(10).min(config.timeout))
-            .pool_max_idle_per_host(config.max_connections.max(1))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| LlmError::Fatal(format!("cannot build the HTTP client: {e}")))?;
+        let http = http_client(&config, KeyHeader::Bearer)?;
         let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
         let mode = SchemaMode::initial(config.structured_output);
         Ok(Self {
@@ -279,10 +251,7 @@ impl OpenAiProvider {
     }
 
     fn key_hint(&self) -> String {
-        match &self.config.api_key_env {
-            Some(var) => format!("check the API key in ${var}"),
-            None => "set llm.api_key_env to the variable holding the API key".into(),
-        }
+        key_hint(&self.config)
     }
 }
 
@@ -338,6 +307,64 @@ impl ChatProvider for OpenAiProvider {
     }
 }
 
+/// How an endpoint wants the API key sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyHeader {
+    /// `Authorization: Bearer KEY` (OpenAI and compatible servers).
+    Bearer,
+    /// The key as the whole value of this header (`api-key` for Azure OpenAI, `x-api-key` for
+    /// Anthropic).
+    Named(&'static str),
+}
+
+/// The pooled HTTP client of an endpoint: its timeouts, `llm.headers` and the API key (marked
+/// sensitive, so it never shows in debug output) as default headers.
+pub(crate) fn http_client(
+    config: &EndpointConfig,
+    key_header: KeyHeader,
+) -> Result<reqwest::Client, LlmError> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &config.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| LlmError::Fatal(format!("bad header name {name:?} in llm.headers: {e}")))?;
+        let value = HeaderValue::from_str(value).map_err(|e| {
+            LlmError::Fatal(format!("bad value for header {name} in llm.headers: {e}"))
+        })?;
+        headers.insert(name, value);
+    }
+    if let Some(key) = &config.api_key {
+        let (name, value) = match key_header {
+            KeyHeader::Bearer => (reqwest::header::AUTHORIZATION, format!("Bearer {key}")),
+            KeyHeader::Named(name) => (HeaderName::from_static(name), key.clone()),
+        };
+        let mut value = HeaderValue::from_str(&value).map_err(|_| {
+            LlmError::Fatal(format!(
+                "the API key in ${} holds characters an HTTP header cannot carry",
+                config.api_key_env.as_deref().unwrap_or("?")
+            ))
+        })?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(config.timeout)
+        .connect_timeout(Duration::from_secs(10).min(config.timeout))
+        .pool_max_idle_per_host(config.max_connections.max(1))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| LlmError::Fatal(format!("cannot build the HTTP client: {e}")))
+}
+
+/// What to tell the user about a refused key.
+pub(crate) fn key_hint(config: &EndpointConfig) -> String {
+    match &config.api_key_env {
+        Some(var) => format!("check the API key in ${var}"),
+        None => "set llm.api_key_env to the variable holding the API key".into(),
+    }
+}
+
 /// True when an error message (lowercased) is about the response format.
 fn names_response_format(lower: &str) -> bool {
     [
@@ -351,7 +378,7 @@ fn names_response_format(lower: &str) -> bool {
     .any(|name| lower.contains(name))
 }
 
-fn transport_error(error: &reqwest::Error) -> LlmError {
+pub(crate) fn transport_error(error: &reqwest::Error) -> LlmError {
     let what = if error.is_timeout() {
         "request timed out"
     } else if error.is_connect() {
@@ -368,7 +395,7 @@ fn transport_error(error: &reqwest::Error) -> LlmError {
 
 /// Reads a response body a chunk at a time, refusing it as soon as it passes `limit` bytes (or
 /// at once when `Content-Length` says it will); dropping the response closes the connection.
-async fn read_body(
+pub(crate) async fn read_body(
     mut response: reqwest::Response,
     limit: u64,
     url: &str,
@@ -445,6 +472,13 @@ fn parse_answer(bytes: &[u8]) -> Result<ChatResponse, LlmError> {
         retry_after: None,
         throttled: false,
     })?;
+    answer_from_wire(answer)
+}
+
+/// A chat completion as rubricmill sees it: the first choice's content (a refusal or the
+/// content filter reject the record), its finish reason and the usage. Online answers and the
+/// bodies in batch results files go through this one function.
+pub(crate) fn answer_from_wire(answer: WireResponse) -> Result<ChatResponse, LlmError> {
     let Some(choice) = answer.choices.into_iter().next() else {
         return Err(LlmError::Retryable {
             reason: "response has no choices".into(),
@@ -476,7 +510,8 @@ fn parse_answer(bytes: &[u8]) -> Result<ChatResponse, LlmError> {
     })
 }
 
-fn error_message(bytes: &[u8]) -> String {
+/// The message of an error body (`{"error": {"message", "code"}}`), or its first bytes.
+pub(crate) fn error_message(bytes: &[u8]) -> String {
     match serde_json::from_slice::<WireErrorBody>(bytes) {
         Ok(body) => {
             let code = body.error.code.map(|c| {
