@@ -176,23 +176,7 @@ impl OpenAiProvider {
     }
 
     fn body(&self, request: &ChatRequest, form: Form) -> WireRequest {
-        let mut wire = WireRequest::from_request(request, form.mode == SchemaMode::JsonSchema);
-        match form.mode {
-            SchemaMode::JsonSchema => {
-                if let Some(WireResponseFormat::JsonSchema { json_schema }) =
-                    &mut wire.response_format
-                    && strict_compatible(&json_schema.schema)
-                {
-                    json_schema.strict = Some(true);
-                }
-            }
-            SchemaMode::JsonObject => {}
-            SchemaMode::None => wire.response_format = None,
-        }
-        if form.completion_tokens {
-            wire.max_completion_tokens = wire.max_tokens.take();
-        }
-        wire
+        body_in_form(request, form)
     }
 
     /// What an error answer to a request sent in `sent` means: a refusal of its form (step to
@@ -305,6 +289,39 @@ impl ChatProvider for OpenAiProvider {
             "endpoint kept refusing every request form".into(),
         ))
     }
+}
+
+/// The wire body of a request in a form: the schema (strict when OpenAI's strict rules allow),
+/// JSON mode or instructions only, and the token parameter the endpoint takes.
+fn body_in_form(request: &ChatRequest, form: Form) -> WireRequest {
+    let mut wire = WireRequest::from_request(request, form.mode == SchemaMode::JsonSchema);
+    match form.mode {
+        SchemaMode::JsonSchema => {
+            if let Some(WireResponseFormat::JsonSchema { json_schema }) = &mut wire.response_format
+                && strict_compatible(&json_schema.schema)
+            {
+                json_schema.strict = Some(true);
+            }
+        }
+        SchemaMode::JsonObject => {}
+        SchemaMode::None => wire.response_format = None,
+    }
+    if form.completion_tokens {
+        wire.max_completion_tokens = wire.max_tokens.take();
+    }
+    wire
+}
+
+/// The body the online provider sends first for `request` under `llm.structured_output =
+/// setting` (a batch cannot step down a refused form, so it is sent in the first form).
+pub(crate) fn initial_body(request: &ChatRequest, setting: StructuredOutput) -> WireRequest {
+    body_in_form(
+        request,
+        Form {
+            mode: SchemaMode::initial(setting),
+            completion_tokens: false,
+        },
+    )
 }
 
 /// How an endpoint wants the API key sent.
