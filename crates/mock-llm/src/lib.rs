@@ -22,6 +22,7 @@
 //! # }
 //! ```
 
+mod batches;
 mod config;
 mod faults;
 mod limits;
@@ -30,7 +31,7 @@ mod stats;
 
 pub use config::{ApiKey, Latency, LogNormalMs, MockConfig, UniformMs};
 pub use server::MockServer;
-pub use stats::{RecordedRequest, Stats, WindowMaxima, max_in_window};
+pub use stats::{BatchStats, RecordedRequest, Stats, WindowMaxima, max_in_window};
 
 use anyhow::Context;
 use tracing::info;

@@ -44,6 +44,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tracing::{debug, info};
 
+use crate::batches::{self, BatchStore};
 use crate::config::MockConfig;
 use crate::faults::{Draws, Fault, FaultPlan};
 use crate::limits::{Limiter, Verdict, ratelimit_headers, retry_after_values};
@@ -52,16 +53,16 @@ use crate::stats::{Counters, RecordedRequest, Recorder, Stats};
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// Context window claimed by the context-length fault.
-const CONTEXT_WINDOW: u64 = 8192;
+pub(crate) const CONTEXT_WINDOW: u64 = 8192;
 /// How long shutdown waits for requests in flight before cutting them off.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// Model listed by `/v1/models` when any model is accepted.
 const DEFAULT_MODEL: &str = "mock-llm";
 
 /// Every answer is whole in memory but oversized ones, which are streamed.
-type Body = Either<Full<Bytes>, Padded>;
+pub(crate) type Body = Either<Full<Bytes>, Padded>;
 /// A request as the serving path hands it over.
-type IncomingRequest = Request<rubricmill_http::axum::body::Body>;
+pub(crate) type IncomingRequest = Request<rubricmill_http::axum::body::Body>;
 
 /// A running mock server. Dropping it stops it too (without waiting).
 #[derive(Debug)]
@@ -148,15 +149,17 @@ impl MockServer {
 }
 
 /// What every connection shares.
-struct State {
-    config: MockConfig,
+pub(crate) struct State {
+    pub(crate) config: MockConfig,
     started: Instant,
     limiter: Option<Mutex<Limiter>>,
-    faults: FaultPlan,
-    draws: Draws,
-    counters: Counters,
+    pub(crate) faults: FaultPlan,
+    pub(crate) draws: Draws,
+    pub(crate) counters: Counters,
     recorder: Recorder,
-    next_id: AtomicU64,
+    pub(crate) next_id: AtomicU64,
+    /// Files and batches of the batch endpoints.
+    pub(crate) batches: BatchStore,
     /// Bearer header value expected, when a key is set.
     expected_authorization: Option<String>,
 }
@@ -179,6 +182,7 @@ impl State {
             counters: Counters::new(),
             recorder: Recorder::new(config.record_limit, config.record_body_bytes),
             next_id: AtomicU64::new(1),
+            batches: BatchStore::default(),
             expected_authorization: config
                 .api_key
                 .as_ref()
@@ -188,8 +192,11 @@ impl State {
     }
 
     fn stats(&self) -> Stats {
-        self.counters
-            .snapshot(self.started.elapsed(), self.recorder.kept())
+        let mut stats = self
+            .counters
+            .snapshot(self.started.elapsed(), self.recorder.kept());
+        stats.batches = self.batches.stats();
+        stats
     }
 }
 
@@ -236,6 +243,7 @@ async fn route(state: &Arc<State>, shard: usize, request: IncomingRequest) -> Re
             "invalid_request_error",
             Some("method_not_allowed"),
         ),
+        _ if batches::serves(path) => batches::route(state, request).await,
         _ => error_response(
             StatusCode::NOT_FOUND,
             format!("unknown path {path}"),
@@ -311,7 +319,7 @@ impl Drop for Call<'_> {
 
 /// Prompt tokens as the simulated provider counts them: about four characters a token, plus
 /// four tokens of framing per message.
-fn prompt_tokens(request: &WireRequest) -> u64 {
+pub(crate) fn prompt_tokens(request: &WireRequest) -> u64 {
     request
         .messages
         .iter()
@@ -538,13 +546,13 @@ async fn chat(state: &State, call: &mut Call<'_>, request: IncomingRequest) -> R
 }
 
 /// Content and finish reason of an answer.
-struct Answer {
-    content: String,
-    finish_reason: &'static str,
+pub(crate) struct Answer {
+    pub(crate) content: String,
+    pub(crate) finish_reason: &'static str,
 }
 
 /// The simulated answer, cut when the fault or `max_tokens` says so.
-fn answer_for(
+pub(crate) fn answer_for(
     wire: &WireRequest,
     json_object: bool,
     fault: Fault,
@@ -629,11 +637,31 @@ fn completion_response(
     prompt_tokens: u64,
     completion_tokens: u64,
 ) -> Response<Body> {
+    let body = completion_body(state, wire, answer, prompt_tokens, completion_tokens);
+    match serde_json::to_vec(&body) {
+        Ok(bytes) => json_response(StatusCode::OK, bytes),
+        Err(error) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("could not encode the answer: {error}"),
+            "server_error",
+            None,
+        ),
+    }
+}
+
+/// The chat completion body of an answer (online answers and batch items alike).
+pub(crate) fn completion_body(
+    state: &State,
+    wire: &WireRequest,
+    answer: Answer,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+) -> WireResponse {
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let body = WireResponse {
+    WireResponse {
         id: format!("chatcmpl-mock-{id}"),
         object: "chat.completion".into(),
         created,
@@ -652,15 +680,6 @@ fn completion_response(
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
         }),
-    };
-    match serde_json::to_vec(&body) {
-        Ok(bytes) => json_response(StatusCode::OK, bytes),
-        Err(error) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("could not encode the answer: {error}"),
-            "server_error",
-            None,
-        ),
     }
 }
 
@@ -841,7 +860,7 @@ async fn stats(state: &Arc<State>, query: Option<&str>) -> Response<Body> {
     }
 }
 
-fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
     let mut response = Response::new(Either::Left(Full::new(Bytes::from(body))));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -877,7 +896,7 @@ fn format_refusal(status: u16, refused: &str, json_object_served: bool) -> Respo
 }
 
 /// An OpenAI-style error: `{"error": {"message", "type", "code"}}`.
-fn error_response(
+pub(crate) fn error_response(
     status: StatusCode,
     message: String,
     kind: &str,

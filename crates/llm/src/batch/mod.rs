@@ -29,7 +29,7 @@ mod jsonl;
 mod openai;
 
 // pub use anthropic::AnthropicBatch;
-pub use openai::{AzureTarget, OpenAiBatch};
+pub use openai::{AzureTarget, NAME_METADATA_KEY, OpenAiBatch};
 
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,7 @@
 //! Integration tests of mock-llm over real HTTP: a server on a free loopback port, a plain
 //! hyper client; `client` runs rubricmill's own HTTP client against it.
 
+mod batch;
 mod client;
 
 use std::time::{Duration, Instant};
