@@ -59,9 +59,13 @@ pub struct BatchStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum ItemResult {
-    Answered { answer: ChatResponse },
+    Answered {
+        answer: ChatResponse,
+    },
     /// Errored, expired or cancelled: `reason` says which.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 /// A provider's batch API. Errors are classified as for online calls: `Retryable` for

@@ -1,6 +1,9 @@
 //! The OpenAI-compatible HTTP provider: one pooled keep-alive client per endpoint, the request
 //! in the wire format, and every answer classified as an answer, a retryable failure (with the
-//! server's retry hint), a bad record, or a fatal job error.
+//! server's retry hint), a bad record, or a fatal job error. The same provider speaks to Azure
+//! OpenAI deployments ([`OpenAiProvider::azure`]: deployment URL, `api-version`, `api-key`
+//! header). Every answer's `x-ratelimit-limit-requests` / `-tokens` headers are kept as the
+//! endpoint's announced limits ([`ChatProvider::provider_limits`]).
 //!
 //! Server quirks handled (found across OpenAI, vLLM, SGLang, Ollama, llama.cpp,
 //! llama-cpp-python and LiteLLM):
@@ -34,6 +37,8 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use rubricmill_core::spec::StructuredOutput;
 
+use crate::azure::{self, AzureTarget};
+use crate::limiter::{AnnouncedLimits, ProviderLimits, header_limit};
 use crate::structured::strict_compatible;
 use crate::wire::{WireErrorBody, WireRequest, WireResponse, WireResponseFormat};
 use crate::{ChatProvider, ChatRequest, ChatResponse, LlmError, TokenUsage};
@@ -143,14 +148,48 @@ pub struct OpenAiProvider {
     http: reqwest::Client,
     url: String,
     config: EndpointConfig,
+    /// `openai` or `azure`.
+    kind: &'static str,
     /// The current [`SchemaMode`], as its discriminant.
     schema_mode: AtomicU8,
     /// True once the endpoint asked for `max_completion_tokens`.
     completion_tokens_param: AtomicBool,
+    /// The rate limits the endpoint announced (`x-ratelimit-limit-*`).
+    limits: AnnouncedLimits,
 }
 
 impl OpenAiProvider {
+    /// An OpenAI-compatible endpoint: `{base_url}/chat/completions` with a bearer token.
     pub fn new(config: EndpointConfig) -> Result<Self, LlmError> {
+        let mut auth = HeaderMap::new();
+        if let Some(key) = &config.api_key {
+            let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
+                LlmError::Fatal(format!(
+                    "the API key in ${} holds characters an HTTP header cannot carry",
+                    config.api_key_env.as_deref().unwrap_or("?")
+                ))
+            })?;
+            value.set_sensitive(true);
+            auth.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
+        Self::build(config, url, auth, "openai")
+    }
+
+    /// An Azure OpenAI deployment: `config.base_url` is the resource endpoint; the key goes in
+    /// the `api-key` header (see [`crate::azure`]).
+    pub fn azure(config: EndpointConfig, target: &AzureTarget) -> Result<Self, LlmError> {
+        let auth = azure::auth_headers(config.api_key.as_deref(), config.api_key_env.as_deref())?;
+        let url = azure::chat_url(&config.base_url, target);
+        Self::build(config, url, auth, "azure")
+    }
+
+    fn build(
+        config: EndpointConfig,
+        url: String,
+        auth: HeaderMap,
+        kind: &'static str,
+    ) -> Result<Self, LlmError> {
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| {
@@ -161,16 +200,7 @@ impl OpenAiProvider {
             })?;
             headers.insert(name, value);
         }
-        if let Some(key) = &config.api_key {
-            let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
-                LlmError::Fatal(format!(
-                    "the API key in ${} holds characters an HTTP header cannot carry",
-                    config.api_key_env.as_deref().unwrap_or("?")
-                ))
-            })?;
-            value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-        }
+        headers.extend(auth);
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .timeout(config.timeout)
@@ -180,14 +210,15 @@ impl OpenAiProvider {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| LlmError::Fatal(format!("cannot build the HTTP client: {e}")))?;
-        let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
         let mode = SchemaMode::initial(config.structured_output);
         Ok(Self {
             http,
             url,
             config,
+            kind,
             schema_mode: AtomicU8::new(mode as u8),
             completion_tokens_param: AtomicBool::new(false),
+            limits: AnnouncedLimits::default(),
         })
     }
 
@@ -289,7 +320,11 @@ impl OpenAiProvider {
 #[async_trait::async_trait]
 impl ChatProvider for OpenAiProvider {
     fn kind(&self) -> &'static str {
-        "openai"
+        self.kind
+    }
+
+    fn provider_limits(&self) -> ProviderLimits {
+        self.limits.get()
     }
 
     fn structured_output(&self) -> Option<&'static str> {
@@ -308,6 +343,7 @@ impl ChatProvider for OpenAiProvider {
                 .body(body);
             let response = post.send().await.map_err(|e| transport_error(&e))?;
             let status = response.status();
+            self.limits.record(announced_limits(response.headers()));
             let headers = if status.is_success() {
                 HeaderMap::new()
             } else {
@@ -338,6 +374,15 @@ impl ChatProvider for OpenAiProvider {
     }
 }
 
+/// The limits announced in an answer's `x-ratelimit-limit-requests` / `-tokens` headers
+/// (OpenAI, Azure OpenAI, and servers that copy them).
+pub fn announced_limits(headers: &HeaderMap) -> ProviderLimits {
+    ProviderLimits {
+        requests_per_minute: header_limit(headers, "x-ratelimit-limit-requests"),
+        tokens_per_minute: header_limit(headers, "x-ratelimit-limit-tokens"),
+    }
+}
+
 /// True when an error message (lowercased) is about the response format.
 fn names_response_format(lower: &str) -> bool {
     [
@@ -351,7 +396,7 @@ fn names_response_format(lower: &str) -> bool {
     .any(|name| lower.contains(name))
 }
 
-fn transport_error(error: &reqwest::Error) -> LlmError {
+pub(crate) fn transport_error(error: &reqwest::Error) -> LlmError {
     let what = if error.is_timeout() {
         "request timed out"
     } else if error.is_connect() {
@@ -368,7 +413,7 @@ fn transport_error(error: &reqwest::Error) -> LlmError {
 
 /// Reads a response body a chunk at a time, refusing it as soon as it passes `limit` bytes (or
 /// at once when `Content-Length` says it will); dropping the response closes the connection.
-async fn read_body(
+pub(crate) async fn read_body(
     mut response: reqwest::Response,
     limit: u64,
     url: &str,
