@@ -22,6 +22,7 @@
 //! # }
 //! ```
 
+mod anthropic;
 mod config;
 mod faults;
 mod limits;
