@@ -1,6 +1,9 @@
 //! The OpenAI-compatible HTTP provider: one pooled keep-alive client per endpoint, the request
 //! in the wire format, and every answer classified as an answer, a retryable failure (with the
-//! server's retry hint), a bad record, or a fatal job error.
+//! server's retry hint), a bad record, or a fatal job error. The same provider speaks to Azure
+//! OpenAI deployments ([`OpenAiProvider::azure`]: deployment URL, `api-version`, `api-key`
+//! header). Every answer's `x-ratelimit-limit-requests` / `-tokens` headers are kept as the
+//! endpoint's announced limits ([`ChatProvider::provider_limits`]).
 //!
 //! Server quirks handled (found across OpenAI, vLLM, SGLang, Ollama, llama.cpp,
 //! llama-cpp-python and LiteLLM):
@@ -34,6 +37,8 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use rubricmill_core::spec::StructuredOutput;
 
+use crate::azure::{self, AzureTarget};
+use crate::limiter::{AnnouncedLimits, ProviderLimits, header_limit};
 use crate::structured::strict_compatible;
 use crate::wire::{WireErrorBody, WireRequest, WireResponse, WireResponseFormat};
 use crate::{ChatProvider, ChatRequest, ChatResponse, LlmError, TokenUsage};
@@ -143,23 +148,48 @@ pub struct OpenAiProvider {
     http: reqwest::Client,
     url: String,
     config: EndpointConfig,
+    /// `openai` or `azure`.
+    kind: &'static str,
     /// The current [`SchemaMode`], as its discriminant.
     schema_mode: AtomicU8,
     /// True once the endpoint asked for `max_completion_tokens`.
     completion_tokens_param: AtomicBool,
+    /// The rate limits the endpoint announced (`x-ratelimit-limit-*`).
+    limits: AnnouncedLimits,
 }
 
 impl OpenAiProvider {
+    /// An OpenAI-compatible endpoint: `{base_url}/chat/completions` with a bearer token.
     pub fn new(config: EndpointConfig) -> Result<Self, LlmError> {
-        let http = http_client(&config, KeyHeader::Bearer)?;
+        let auth = bearer_auth(&config)?;
         let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
+        Self::build(config, url, auth, "openai")
+    }
+
+    /// An Azure OpenAI deployment: `config.base_url` is the resource endpoint; the key goes in
+    /// the `api-key` header (see [`crate::azure`]).
+    pub fn azure(config: EndpointConfig, target: &AzureTarget) -> Result<Self, LlmError> {
+        let auth = azure::auth_headers(config.api_key.as_deref(), config.api_key_env.as_deref())?;
+        let url = azure::chat_url(&config.base_url, target);
+        Self::build(config, url, auth, "azure")
+    }
+
+    fn build(
+        config: EndpointConfig,
+        url: String,
+        auth: HeaderMap,
+        kind: &'static str,
+    ) -> Result<Self, LlmError> {
+        let http = http_client(&config, auth)?;
         let mode = SchemaMode::initial(config.structured_output);
         Ok(Self {
             http,
             url,
             config,
+            kind,
             schema_mode: AtomicU8::new(mode as u8),
             completion_tokens_param: AtomicBool::new(false),
+            limits: AnnouncedLimits::default(),
         })
     }
 
@@ -242,7 +272,11 @@ impl OpenAiProvider {
 #[async_trait::async_trait]
 impl ChatProvider for OpenAiProvider {
     fn kind(&self) -> &'static str {
-        "openai"
+        self.kind
+    }
+
+    fn provider_limits(&self) -> ProviderLimits {
+        self.limits.get()
     }
 
     fn structured_output(&self) -> Option<&'static str> {
@@ -261,6 +295,7 @@ impl ChatProvider for OpenAiProvider {
                 .body(body);
             let response = post.send().await.map_err(|e| transport_error(&e))?;
             let status = response.status();
+            self.limits.record(announced_limits(response.headers()));
             let headers = if status.is_success() {
                 HeaderMap::new()
             } else {
@@ -324,21 +359,30 @@ pub(crate) fn initial_body(request: &ChatRequest, setting: StructuredOutput) -> 
     )
 }
 
-/// How an endpoint wants the API key sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum KeyHeader {
-    /// `Authorization: Bearer KEY` (OpenAI and compatible servers).
-    Bearer,
-    /// The key as the whole value of this header (`api-key` for Azure OpenAI, `x-api-key` for
-    /// Anthropic).
-    Named(&'static str),
+/// The `Authorization: Bearer KEY` header of OpenAI-compatible endpoints (sensitive, so it is
+/// never logged); none without a key.
+pub(crate) fn bearer_auth(config: &EndpointConfig) -> Result<HeaderMap, LlmError> {
+    let mut auth = HeaderMap::new();
+    if let Some(key) = &config.api_key {
+        let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
+            LlmError::Fatal(format!(
+                "the API key in ${} holds characters an HTTP header cannot carry",
+                config.api_key_env.as_deref().unwrap_or("?")
+            ))
+        })?;
+        value.set_sensitive(true);
+        auth.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(auth)
 }
 
-/// The pooled HTTP client of an endpoint: its timeouts, `llm.headers` and the API key (marked
-/// sensitive, so it never shows in debug output) as default headers.
+/// The pooled HTTP client of an endpoint: its timeouts, and `llm.headers` plus the key headers
+/// `auth` (built by [`bearer_auth`], [`crate::azure::auth_headers`] or
+/// [`crate::anthropic::auth_headers`]) as default headers. Online providers and batch clients
+/// alike build their client here.
 pub(crate) fn http_client(
     config: &EndpointConfig,
-    key_header: KeyHeader,
+    auth: HeaderMap,
 ) -> Result<reqwest::Client, LlmError> {
     let mut headers = HeaderMap::new();
     for (name, value) in &config.headers {
@@ -349,20 +393,7 @@ pub(crate) fn http_client(
         })?;
         headers.insert(name, value);
     }
-    if let Some(key) = &config.api_key {
-        let (name, value) = match key_header {
-            KeyHeader::Bearer => (reqwest::header::AUTHORIZATION, format!("Bearer {key}")),
-            KeyHeader::Named(name) => (HeaderName::from_static(name), key.clone()),
-        };
-        let mut value = HeaderValue::from_str(&value).map_err(|_| {
-            LlmError::Fatal(format!(
-                "the API key in ${} holds characters an HTTP header cannot carry",
-                config.api_key_env.as_deref().unwrap_or("?")
-            ))
-        })?;
-        value.set_sensitive(true);
-        headers.insert(name, value);
-    }
+    headers.extend(auth);
     reqwest::Client::builder()
         .default_headers(headers)
         .timeout(config.timeout)
@@ -379,6 +410,15 @@ pub(crate) fn key_hint(config: &EndpointConfig) -> String {
     match &config.api_key_env {
         Some(var) => format!("check the API key in ${var}"),
         None => "set llm.api_key_env to the variable holding the API key".into(),
+    }
+}
+
+/// The limits announced in an answer's `x-ratelimit-limit-requests` / `-tokens` headers
+/// (OpenAI, Azure OpenAI, and servers that copy them).
+pub fn announced_limits(headers: &HeaderMap) -> ProviderLimits {
+    ProviderLimits {
+        requests_per_minute: header_limit(headers, "x-ratelimit-limit-requests"),
+        tokens_per_minute: header_limit(headers, "x-ratelimit-limit-tokens"),
     }
 }
 

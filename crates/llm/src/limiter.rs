@@ -16,6 +16,7 @@
 //! could never fit.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -28,6 +29,61 @@ use crate::LlmError;
 pub struct Limits {
     pub requests_per_minute: Option<u32>,
     pub tokens_per_minute: Option<u32>,
+}
+
+/// The limits a provider announced in its answers' headers (`x-ratelimit-limit-*`,
+/// `anthropic-ratelimit-*-limit`): per API key, so cluster-wide figures. `None`: not announced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProviderLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u32>,
+}
+
+impl ProviderLimits {
+    /// Whether the provider announced anything.
+    pub fn is_known(&self) -> bool {
+        self.requests_per_minute.is_some() || self.tokens_per_minute.is_some()
+    }
+}
+
+/// The latest limits a provider announced, updated from every answer without locking (0 means
+/// not announced).
+#[derive(Debug, Default)]
+pub(crate) struct AnnouncedLimits {
+    requests_per_minute: AtomicU32,
+    tokens_per_minute: AtomicU32,
+}
+
+impl AnnouncedLimits {
+    /// Records what one answer announced; a figure the answer left out keeps its last value.
+    pub(crate) fn record(&self, seen: ProviderLimits) {
+        if let Some(rpm) = seen.requests_per_minute {
+            self.requests_per_minute.store(rpm, Ordering::Relaxed);
+        }
+        if let Some(tpm) = seen.tokens_per_minute {
+            self.tokens_per_minute.store(tpm, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn get(&self) -> ProviderLimits {
+        let known = |value: u32| (value > 0).then_some(value);
+        ProviderLimits {
+            requests_per_minute: known(self.requests_per_minute.load(Ordering::Relaxed)),
+            tokens_per_minute: known(self.tokens_per_minute.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// A positive whole number from a header, if the header is there and holds one.
+pub(crate) fn header_limit(headers: &reqwest::header::HeaderMap, name: &str) -> Option<u32> {
+    let text = headers.get(name)?.to_str().ok()?.trim();
+    let value = text
+        .parse::<u64>()
+        .ok()
+        .or_else(|| text.parse::<f64>().ok().map(|v| v as u64))?;
+    (value > 0).then(|| u32::try_from(value).unwrap_or(u32::MAX))
 }
 
 struct Buckets {

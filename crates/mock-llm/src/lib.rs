@@ -22,6 +22,7 @@
 //! # }
 //! ```
 
+mod anthropic;
 mod batches;
 mod config;
 mod faults;

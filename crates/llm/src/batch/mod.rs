@@ -29,7 +29,8 @@ mod jsonl;
 mod openai;
 
 // pub use anthropic::AnthropicBatch;
-pub use openai::{AzureTarget, NAME_METADATA_KEY, OpenAiBatch};
+pub use crate::azure::AzureTarget;
+pub use openai::{NAME_METADATA_KEY, OpenAiBatch};
 
 use serde::{Deserialize, Serialize};
 

@@ -24,26 +24,20 @@ use super::{
     BatchApi, BatchItem, BatchState, BatchStatus, ItemResult, MAX_PAGES, Target, check_batch,
     read_json, send,
 };
-use crate::client::{KeyHeader, answer_from_wire, http_client, initial_body};
+use crate::azure::{self, AzureTarget};
+use crate::client::{answer_from_wire, bearer_auth, http_client, initial_body};
 use crate::wire::WireResponse;
 use crate::{EndpointConfig, LlmError};
 
 /// The metadata key that carries a batch's name.
 pub const NAME_METADATA_KEY: &str = "rubricmill_batch";
 
-/// The Azure OpenAI deployment batches go to (`llm.deployment`, `llm.api_version`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AzureTarget {
-    pub deployment: String,
-    pub api_version: String,
-}
-
 #[derive(Debug, Clone)]
 enum Flavor {
     /// `base` ends in `/v1`.
     OpenAi { base: String },
-    /// `root` is `{resource}/openai`.
-    Azure { root: String, target: AzureTarget },
+    /// `base` is the resource endpoint (see [`crate::azure::url`]).
+    Azure { base: String, target: AzureTarget },
 }
 
 /// The Batch API of OpenAI (and of servers that copy it) or of Azure OpenAI.
@@ -66,7 +60,7 @@ impl OpenAiBatch {
     /// OpenAI's Batch API at `config.base_url` (ending in `/v1`), the key as a bearer token.
     pub fn new(config: &EndpointConfig) -> Result<Self, LlmError> {
         Ok(Self {
-            http: http_client(config, KeyHeader::Bearer)?,
+            http: http_client(config, bearer_auth(config)?)?,
             flavor: Flavor::OpenAi {
                 base: config.base_url.trim_end_matches('/').to_owned(),
             },
@@ -76,20 +70,19 @@ impl OpenAiBatch {
 
     /// Azure OpenAI's Batch API: `config.base_url` is the resource endpoint
     /// (`https://NAME.openai.azure.com`, with or without `/openai`), the key goes in `api-key`.
-    pub fn azure(config: &EndpointConfig, target: AzureTarget) -> Result<Self, LlmError> {
+    pub fn azure(config: &EndpointConfig, target: &AzureTarget) -> Result<Self, LlmError> {
         if target.deployment.is_empty() || target.api_version.is_empty() {
             return Err(LlmError::Fatal(
                 "azure batches need llm.deployment and llm.api_version".into(),
             ));
         }
-        let base = config.base_url.trim_end_matches('/');
-        let root = match base.strip_suffix("/openai") {
-            Some(_) => base.to_owned(),
-            None => format!("{base}/openai"),
-        };
+        let auth = azure::auth_headers(config.api_key.as_deref(), config.api_key_env.as_deref())?;
         Ok(Self {
-            http: http_client(config, KeyHeader::Named("api-key"))?,
-            flavor: Flavor::Azure { root, target },
+            http: http_client(config, auth)?,
+            flavor: Flavor::Azure {
+                base: config.base_url.clone(),
+                target: target.clone(),
+            },
             config: config.clone(),
         })
     }
@@ -97,21 +90,21 @@ impl OpenAiBatch {
     /// The URL of an API path (`/files`, `/batches/ID`) with its query.
     fn url(&self, path: &str, query: &[(&str, &str)]) -> String {
         let mut pairs = url::form_urlencoded::Serializer::new(String::new());
-        let base = match &self.flavor {
-            Flavor::OpenAi { base } => base,
-            Flavor::Azure { root, target } => {
-                pairs.append_pair("api-version", &target.api_version);
-                root
-            }
-        };
         for (key, value) in query {
             pairs.append_pair(key, value);
         }
         let query = pairs.finish();
-        if query.is_empty() {
-            format!("{base}{path}")
-        } else {
-            format!("{base}{path}?{query}")
+        match &self.flavor {
+            Flavor::OpenAi { base } if query.is_empty() => format!("{base}{path}"),
+            Flavor::OpenAi { base } => format!("{base}{path}?{query}"),
+            Flavor::Azure { base, target } => {
+                let url = azure::url(base, path, &target.api_version);
+                if query.is_empty() {
+                    url
+                } else {
+                    format!("{url}&{query}")
+                }
+            }
         }
     }
 

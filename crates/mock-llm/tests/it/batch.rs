@@ -270,7 +270,7 @@ async fn azure_batches_use_the_deployment_and_the_api_key_header() {
         deployment: "rubrics-deployment".into(),
         api_version: "2024-10-21".into(),
     };
-    let api = OpenAiBatch::azure(&endpoint(root.clone(), Some("azure-secret")), target.clone())
+    let api = OpenAiBatch::azure(&endpoint(root.clone(), Some("azure-secret")), &target)
         .unwrap();
     assert_eq!(api.kind(), "azure");
     let items = items(3);
@@ -280,7 +280,7 @@ async fn azure_batches_use_the_deployment_and_the_api_key_header() {
     assert_simulated_answers(&results(&api, &id).await, &items);
 
     // A wrong key is fatal and names the variable to check.
-    let wrong = OpenAiBatch::azure(&endpoint(root, Some("wrong")), target).unwrap();
+    let wrong = OpenAiBatch::azure(&endpoint(root, Some("wrong")), &target).unwrap();
     match wrong.find("azure-shard").await {
         Err(LlmError::Fatal(message)) => assert!(message.contains("$BATCH_TEST_KEY"), "{message}"),
         other => panic!("{other:?}"),
