@@ -24,11 +24,11 @@
 //! and [`AnthropicBatch`] (Anthropic batches carry nothing the submitter chose: never found,
 //! the caller's durable record is the only guard).
 
-// mod anthropic;
+mod anthropic;
 mod jsonl;
 mod openai;
 
-// pub use anthropic::AnthropicBatch;
+pub use anthropic::{AnthropicBatch, NAME_TAG_LEN};
 pub use crate::azure::AzureTarget;
 pub use openai::{NAME_METADATA_KEY, OpenAiBatch};
 
