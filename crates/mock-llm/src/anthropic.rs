@@ -231,8 +231,6 @@ fn message_object(
 /// Answers a Messages `params` object as the chat path would, without rate limits, faults or
 /// latency (the Message Batches endpoints answer their items with it). The error is the
 /// message of an `invalid_request_error`.
-// The Message Batches endpoints are its callers; until they are served, only tests call it.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn answer_params(state: &State, params: &Value) -> Result<Value, String> {
     let parsed = parse_params(params)?;
     if !state.config.models.is_empty() && !state.config.models.contains(&parsed.request.model) {

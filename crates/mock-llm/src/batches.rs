@@ -280,17 +280,6 @@ pub(crate) fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<&'a 
         .map(|(_, value)| value)
 }
 
-/// Whether the request carries the configured key in `header_name` (as `prefix` + key).
-fn has_key(state: &State, request: &IncomingRequest, header_name: &str, prefix: &str) -> bool {
-    let Some(key) = &state.config.api_key else {
-        return true;
-    };
-    request
-        .headers()
-        .get(header_name)
-        .is_some_and(|value| value.as_bytes() == format!("{prefix}{}", key.expose()).as_bytes())
-}
-
 fn bytes_response(status: StatusCode, body: Bytes, content_type: &'static str) -> Response<Body> {
     let mut response = Response::new(Either::Left(Full::new(body)));
     *response.status_mut() = status;

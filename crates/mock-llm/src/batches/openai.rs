@@ -16,7 +16,7 @@ use super::{
     NO_NAME, Outcome, answer_item, bytes_response, count_created, count_tokens, draw_expiry, due,
     json_value_response, lock, multipart, now_secs, openai_error, page, query_value, read_body,
 };
-use crate::server::{Body, IncomingRequest, State};
+use crate::server::{Body, IncomingRequest, KeyHeader, State};
 
 /// Which API a request came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,11 +282,11 @@ pub(crate) async fn route(
     rest: String,
     flavor: Flavor,
 ) -> Response<Body> {
-    let (header_name, prefix) = match flavor {
-        Flavor::OpenAi => (header::AUTHORIZATION.as_str(), "Bearer "),
-        Flavor::Azure => ("api-key", ""),
+    let key = match flavor {
+        Flavor::OpenAi => KeyHeader::Bearer,
+        Flavor::Azure => KeyHeader::ApiKey,
     };
-    if !super::has_key(state, &request, header_name, prefix) {
+    if !key.accepts(state, request.headers()) {
         return openai_error(
             StatusCode::UNAUTHORIZED,
             "Incorrect API key provided. You can find your API key in the mock-llm flags (--api-key or MOCK_LLM_API_KEY).".into(),

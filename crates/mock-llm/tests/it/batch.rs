@@ -8,7 +8,8 @@ use std::time::Duration;
 use rubricmill_core::Message;
 use rubricmill_core::spec::StructuredOutput;
 use rubricmill_llm::batch::{
-    AzureTarget, BatchApi, BatchItem, BatchState, BatchStatus, ItemResult, OpenAiBatch,
+    AnthropicBatch, AzureTarget, BatchApi, BatchItem, BatchState, BatchStatus, ItemResult,
+    OpenAiBatch,
 };
 use rubricmill_llm::simulated::{CRG_TASK, RESEARCHQA_TASK, simulated_answer};
 use rubricmill_llm::{ChatRequest, EndpointConfig, LlmError, ResponseFormat};
@@ -337,5 +338,105 @@ async fn wrong_keys_missing_batch_apis_and_huge_uploads_are_refused() {
     let mut bad = items(1);
     bad[0].custom_id = "has space".into();
     assert!(matches!(api.submit("n", &bad).await, Err(LlmError::Fatal(_))));
+    server.shutdown().await;
+}
+
+fn anthropic(server: &MockServer, key: Option<&str>) -> AnthropicBatch {
+    AnthropicBatch::new(&endpoint(format!("http://{}", server.addr()), key)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_message_batch_round_trip_gives_the_simulated_task_answers() {
+    let server = MockServer::start(MockConfig {
+        api_key: Some(ApiKey::new("anthropic-secret")),
+        batch_delay_ms: 1500,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let api = anthropic(&server, Some("anthropic-secret"));
+    assert_eq!(api.kind(), "anthropic");
+    let items = items(5);
+    let name = "job2-stage1-shard0";
+    let id = api.submit(name, &items).await.unwrap();
+    let status = api.status(&id).await.unwrap();
+    assert_eq!((status.state, status.total), (BatchState::InProgress, 5));
+    // Anthropic batches cannot be found by name: the caller's own record is the guard.
+    assert_eq!(api.find(name).await.unwrap(), None);
+    let status = wait_final(&api, &id).await;
+    assert_eq!(
+        (status.state, status.completed, status.failed),
+        (BatchState::Ended, 5, 0)
+    );
+    let answers = results(&api, &id).await;
+    assert_eq!(answers.len(), items.len());
+    for item in &items {
+        let (_, result) = answers
+            .iter()
+            .find(|(id, _)| *id == item.custom_id)
+            .unwrap_or_else(|| panic!("no result for {}", item.custom_id));
+        let ItemResult::Answered { answer } = result else {
+            panic!("{}: {result:?}", item.custom_id);
+        };
+        // The tool input comes back as JSON: the same value the simulated answer holds (for
+        // the request without its seed: Anthropic has no sampling seed).
+        let got: serde_json::Value = serde_json::from_str(&answer.content).unwrap();
+        let unseeded = ChatRequest {
+            seed: None,
+            ..item.request.clone()
+        };
+        let expected: serde_json::Value =
+            serde_json::from_str(&simulated_answer(&unseeded)).unwrap();
+        assert_eq!(got, expected, "{}", item.custom_id);
+        assert!(answer.usage.prompt_tokens > 0 && answer.usage.completion_tokens > 0);
+    }
+    let stats = server.stats();
+    let tag = AnthropicBatch::name_tag(name);
+    assert_eq!(stats.batches.batches_by_name.get(&tag), Some(&1));
+    assert_eq!(stats.batches.items_answered, 5);
+
+    // Expiry, and a wrong key.
+    server.shutdown().await;
+    let server = MockServer::start(MockConfig {
+        batch_expire_rate: 1.0,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let api = anthropic(&server, None);
+    let id = api.submit("expiring", &items).await.unwrap();
+    let status = wait_final(&api, &id).await;
+    assert_eq!(
+        (status.state, status.completed, status.failed),
+        (BatchState::Expired, 2, 3)
+    );
+    let expired = results(&api, &id)
+        .await
+        .iter()
+        .filter(|(_, r)| matches!(r, ItemResult::Failed { reason } if reason.starts_with("batch_expired")))
+        .count();
+    assert_eq!(expired, 3);
+    server.shutdown().await;
+
+    let server = MockServer::start(MockConfig {
+        api_key: Some(ApiKey::new("right")),
+        batch_item_failure_rate: 1.0,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    match anthropic(&server, Some("wrong")).submit("n", &items).await {
+        Err(LlmError::Fatal(message)) => assert!(message.contains("$BATCH_TEST_KEY"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    let api = anthropic(&server, Some("right"));
+    let id = api.submit("failing", &items[..2]).await.unwrap();
+    wait_final(&api, &id).await;
+    for (custom_id, result) in results(&api, &id).await {
+        assert!(
+            matches!(&result, ItemResult::Failed { reason } if reason.starts_with("errored: api_error")),
+            "{custom_id}: {result:?}"
+        );
+    }
     server.shutdown().await;
 }
