@@ -34,7 +34,7 @@ use crate::limiter::{AnnouncedLimits, ProviderLimits, header_limit};
 use crate::{ChatProvider, ChatRequest, ChatResponse, EndpointConfig, LlmError, TokenUsage};
 
 /// Where the Messages API is when `llm.base_url` is unset.
-pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+pub const DEFAULT_BASE_URL: &str = rubricmill_core::spec::ANTHROPIC_BASE_URL;
 
 /// The `anthropic-version` header every request carries.
 pub const API_VERSION: &str = "2023-06-01";

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use rubricmill_core::spec::{LlmSpec, llm_stages};
 use rubricmill_core::{JobSpec, PipelineKind, ProviderKind};
+use rubricmill_llm::azure::AzureTarget;
 use rubricmill_llm::{
-    Budget, CacheStore, ChatProvider, EndpointConfig, Gateway, GatewayConfig, Limits,
-    OpenAiProvider, SimulatedProvider, endpoint_identity,
+    AnthropicProvider, Budget, CacheStore, ChatProvider, EndpointConfig, Gateway, GatewayConfig,
+    Limits, OpenAiProvider, SimulatedProvider, endpoint_identity,
 };
 use rubricmill_mine::{CrgPipeline, Pipeline, ResearchQaPipeline, StageModel, Stages, Templates};
 use rubricmill_store::{JobManifest, JobStore, ReadItem, StoreError, StoreLocation, read_shard};
@@ -29,7 +30,7 @@ pub struct ContextOptions {
 pub fn preflight(spec: &JobSpec) -> Result<(), RuntimeError> {
     for stage in llm_stages(spec.pipeline) {
         let llm = spec.llm.for_stage(stage);
-        if llm.provider != ProviderKind::Openai {
+        if !llm.provider.is_remote() {
             continue;
         }
         if let Some(var) = &llm.api_key_env
@@ -214,11 +215,13 @@ fn gateway_for(
                 judge_error_rate: llm.simulated_judge_error_rate,
             },
         )),
-        ProviderKind::Openai => {
-            let base_url = llm
-                .base_url
-                .clone()
-                .ok_or_else(|| RuntimeError::Config("llm.base_url is not set".into()))?;
+        ProviderKind::Openai | ProviderKind::Anthropic | ProviderKind::Azure => {
+            let base_url = llm.endpoint_url().ok_or_else(|| {
+                RuntimeError::Config(format!(
+                    "llm.base_url is not set (required for provider {})",
+                    llm.provider.as_str()
+                ))
+            })?;
             let api_key = llm
                 .api_key_env
                 .as_ref()
@@ -237,9 +240,24 @@ fn gateway_for(
                 structured_output: llm.structured_output,
                 max_response_bytes: u64::from(llm.max_response_mb) << 20,
             };
-            Arc::new(
-                OpenAiProvider::new(endpoint).map_err(|e| RuntimeError::Config(e.to_string()))?,
-            )
+            let config_error = |e: rubricmill_llm::LlmError| RuntimeError::Config(e.to_string());
+            match llm.provider {
+                ProviderKind::Anthropic => {
+                    Arc::new(AnthropicProvider::new(endpoint).map_err(config_error)?)
+                }
+                ProviderKind::Azure => {
+                    let target = AzureTarget {
+                        deployment: llm.deployment_name().to_owned(),
+                        api_version: llm.api_version.clone().ok_or_else(|| {
+                            RuntimeError::Config(
+                                "llm.api_version is not set (required for provider azure)".into(),
+                            )
+                        })?,
+                    };
+                    Arc::new(OpenAiProvider::azure(endpoint, &target).map_err(config_error)?)
+                }
+                _ => Arc::new(OpenAiProvider::new(endpoint).map_err(config_error)?),
+            }
         }
     };
     let max_concurrency = llm.max_concurrency as usize;
@@ -255,7 +273,12 @@ fn gateway_for(
         initial_concurrency: max_concurrency.min(8),
         max_retries: llm.max_retries,
         cache,
-        endpoint: identity(llm),
+        // An Azure deployment decides the model that answers: answers of one are never
+        // served for another.
+        endpoint: match llm.provider {
+            ProviderKind::Azure => format!("{}|{}", identity(llm), llm.deployment_name()),
+            _ => identity(llm),
+        },
         ..GatewayConfig::default()
     };
     Ok(Gateway::new(provider, config))
