@@ -386,8 +386,9 @@ pub(crate) fn http_client(
 ) -> Result<reqwest::Client, LlmError> {
     let mut headers = HeaderMap::new();
     for (name, value) in &config.headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|e| LlmError::Fatal(format!("bad header name {name:?} in llm.headers: {e}")))?;
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| {
+            LlmError::Fatal(format!("bad header name {name:?} in llm.headers: {e}"))
+        })?;
         let value = HeaderValue::from_str(value).map_err(|e| {
             LlmError::Fatal(format!("bad value for header {name} in llm.headers: {e}"))
         })?;

@@ -22,7 +22,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
-use rubricmill_llm::wire::{WireError, WireErrorBody, WireRequest, WireResponse, WireResponseFormat};
+use rubricmill_llm::wire::{
+    WireError, WireErrorBody, WireRequest, WireResponse, WireResponseFormat,
+};
 
 use crate::faults::Fault;
 use crate::server::{
@@ -54,7 +56,8 @@ pub(crate) async fn route(state: &Arc<State>, request: IncomingRequest) -> Respo
         return anthropic::route(state, request, rest.to_owned()).await;
     }
     if let Some(rest) = path.strip_prefix("/openai") {
-        let has_version = query_value(request.uri().query(), "api-version").is_some_and(|v| !v.is_empty());
+        let has_version =
+            query_value(request.uri().query(), "api-version").is_some_and(|v| !v.is_empty());
         if !has_version {
             return openai_error(
                 StatusCode::BAD_REQUEST,
@@ -88,7 +91,9 @@ impl BatchStore {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// What one batch item came to, in the chat endpoint's terms.
@@ -180,7 +185,8 @@ pub(crate) fn answer_item(state: &State, wire: &WireRequest) -> Outcome {
             Some("overloaded"),
         ),
         Fault::ContextLength => {
-            let requested = (prompt + u64::from(wire.to_request().max_tokens)).max(CONTEXT_WINDOW + 1);
+            let requested =
+                (prompt + u64::from(wire.to_request().max_tokens)).max(CONTEXT_WINDOW + 1);
             Outcome::failed(
                 400,
                 format!(
@@ -290,11 +296,7 @@ fn bytes_response(status: StatusCode, body: Bytes, content_type: &'static str) -
 }
 
 fn json_value_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    bytes_response(
-        status,
-        Bytes::from(value.to_string()),
-        "application/json",
-    )
+    bytes_response(status, Bytes::from(value.to_string()), "application/json")
 }
 
 /// An OpenAI-style error answer.

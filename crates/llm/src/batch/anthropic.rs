@@ -209,8 +209,11 @@ struct Counts {
 impl MessageBatch {
     fn status(&self) -> BatchStatus {
         let counts = self.request_counts;
-        let total =
-            counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired;
+        let total = counts.processing
+            + counts.succeeded
+            + counts.errored
+            + counts.canceled
+            + counts.expired;
         let (state, reason) = match self.processing_status.as_str() {
             "ended" if counts.expired > 0 => (
                 BatchState::Expired,
@@ -288,7 +291,10 @@ mod tests {
 
     fn line(json: Value) -> (String, ItemResult) {
         let line: ResultLine = serde_json::from_value(json).unwrap();
-        (strip_tag(&line.custom_id).to_owned(), line.result.into_result())
+        (
+            strip_tag(&line.custom_id).to_owned(),
+            line.result.into_result(),
+        )
     }
 
     #[test]
@@ -337,9 +343,13 @@ mod tests {
             }
         );
         let (_, expired) = line(json!({"custom_id": "c", "result": {"type": "expired"}}));
-        assert!(matches!(expired, ItemResult::Failed { reason } if reason.starts_with("batch_expired")));
+        assert!(
+            matches!(expired, ItemResult::Failed { reason } if reason.starts_with("batch_expired"))
+        );
         let (_, canceled) = line(json!({"custom_id": "d", "result": {"type": "canceled"}}));
-        assert!(matches!(canceled, ItemResult::Failed { reason } if reason.starts_with("canceled")));
+        assert!(
+            matches!(canceled, ItemResult::Failed { reason } if reason.starts_with("canceled"))
+        );
     }
 
     #[test]

@@ -130,6 +130,10 @@ mod tests {
         assert_eq!(lines, ["ok", "end"]);
         assert_eq!(overlong, 2);
         let (lines, _) = split(4, &[b"1234\n12345"]);
-        assert_eq!(lines, ["1234"], "an unfinished overlong last line is dropped");
+        assert_eq!(
+            lines,
+            ["1234"],
+            "an unfinished overlong last line is dropped"
+        );
     }
 }

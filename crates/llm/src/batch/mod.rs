@@ -28,10 +28,11 @@ mod anthropic;
 mod jsonl;
 mod openai;
 
-pub use anthropic::{AnthropicBatch, NAME_TAG_LEN};
 pub use crate::azure::AzureTarget;
+pub use anthropic::{AnthropicBatch, NAME_TAG_LEN};
 pub use openai::{NAME_METADATA_KEY, OpenAiBatch};
 
+use rubricmill_core::spec::ProviderKind;
 use serde::{Deserialize, Serialize};
 
 use crate::{ChatRequest, ChatResponse, LlmError};
@@ -88,9 +89,15 @@ pub struct BatchStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum ItemResult {
-    Answered { answer: ChatResponse },
-    /// Errored, expired or cancelled: `reason` says which.
-    Failed { reason: String },
+    Answered {
+        answer: ChatResponse,
+    },
+    /// Errored, expired or cancelled: `reason` says which. The reason of an item the
+    /// provider's window ran out on starts with `batch_expired` (every provider), so the
+    /// caller can tell expiry (resubmit or answer online) from an error answer.
+    Failed {
+        reason: String,
+    },
 }
 
 /// A provider's batch API. Errors are classified as for online calls: `Retryable` for
@@ -118,6 +125,32 @@ pub trait BatchApi: Send + Sync {
     /// The results of a batch in a final state, by `custom_id`. Items the provider has no
     /// result for (a failed batch, an expired item without an error line) are left out.
     async fn results(&self, id: &str) -> Result<Vec<(String, ItemResult)>, LlmError>;
+}
+
+/// The batch API of a provider kind (`llm.provider`), reached as its online provider is:
+/// `openai` through [`OpenAiBatch::new`], `azure` through [`OpenAiBatch::azure`] with its
+/// deployment and API version, `anthropic` through [`AnthropicBatch::new`]. The simulated
+/// provider has no batch API.
+pub fn batch_api(
+    provider: ProviderKind,
+    config: &crate::EndpointConfig,
+    azure: Option<&AzureTarget>,
+) -> Result<std::sync::Arc<dyn BatchApi>, LlmError> {
+    Ok(match provider {
+        ProviderKind::Openai => std::sync::Arc::new(OpenAiBatch::new(config)?),
+        ProviderKind::Azure => {
+            let target = azure.ok_or_else(|| {
+                LlmError::Fatal("azure batches need llm.deployment and llm.api_version".into())
+            })?;
+            std::sync::Arc::new(OpenAiBatch::azure(config, target)?)
+        }
+        ProviderKind::Anthropic => std::sync::Arc::new(AnthropicBatch::new(config)?),
+        ProviderKind::Simulated => {
+            return Err(LlmError::Fatal(
+                "llm.provider = \"simulated\" has no batch API: use llm.mode = \"online\"".into(),
+            ));
+        }
+    })
 }
 
 /// Checks a batch name and its items against the rules every provider accepts.
@@ -250,6 +283,36 @@ mod tests {
                 response_format: None,
             },
         }
+    }
+
+    #[test]
+    fn each_provider_kind_gets_its_batch_api() {
+        let config = crate::EndpointConfig {
+            base_url: "http://127.0.0.1:9/v1".into(),
+            api_key: None,
+            api_key_env: None,
+            headers: vec![],
+            timeout: std::time::Duration::from_secs(1),
+            max_connections: 1,
+            structured_output: rubricmill_core::spec::StructuredOutput::Auto,
+            max_response_bytes: 1 << 20,
+        };
+        let target = AzureTarget {
+            deployment: "d".into(),
+            api_version: "2024-10-21".into(),
+        };
+        let kind = |provider, azure| batch_api(provider, &config, azure).map(|api| api.kind());
+        assert_eq!(kind(ProviderKind::Openai, None), Ok("openai"));
+        assert_eq!(kind(ProviderKind::Azure, Some(&target)), Ok("azure"));
+        assert_eq!(kind(ProviderKind::Anthropic, None), Ok("anthropic"));
+        assert!(matches!(
+            kind(ProviderKind::Azure, None),
+            Err(LlmError::Fatal(m)) if m.contains("llm.deployment")
+        ));
+        assert!(matches!(
+            kind(ProviderKind::Simulated, None),
+            Err(LlmError::Fatal(m)) if m.contains("llm.mode")
+        ));
     }
 
     #[test]

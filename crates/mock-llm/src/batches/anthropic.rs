@@ -105,7 +105,11 @@ impl StoredBatch {
     fn end(&mut self, state: &State) {
         let items = std::mem::take(&mut self.items);
         let cancelled = self.phase == Phase::Canceling;
-        let answered_upto = if self.expire { items.len() / 2 } else { items.len() };
+        let answered_upto = if self.expire {
+            items.len() / 2
+        } else {
+            items.len()
+        };
         let mut counts = Counts::default();
         let mut lines = Vec::new();
         for (index, (custom_id, outcome)) in items.into_iter().enumerate() {
@@ -262,7 +266,11 @@ pub(crate) async fn route(
         _ => error(
             StatusCode::NOT_FOUND,
             "not_found_error",
-            format!("unknown path or method: {} {}", request.method(), request.uri().path()),
+            format!(
+                "unknown path or method: {} {}",
+                request.method(),
+                request.uri().path()
+            ),
         ),
     }
 }

@@ -124,7 +124,10 @@ mod tests {
         );
         let parts = parse(&body, "abc").unwrap();
         assert_eq!(parts.len(), 2);
-        assert_eq!((parts[0].name.as_str(), &parts[0].data[..]), ("purpose", &b"batch"[..]));
+        assert_eq!(
+            (parts[0].name.as_str(), &parts[0].data[..]),
+            ("purpose", &b"batch"[..])
+        );
         assert_eq!(parts[1].filename.as_deref(), Some("n.jsonl"));
         assert_eq!(&parts[1].data[..], b"{\"a\":1}\n{\"b\":2}\n");
     }
@@ -138,7 +141,10 @@ mod tests {
             b"--abc\r\nno blank line",
             b"--abcX",
         ] {
-            assert!(parse(&Bytes::copy_from_slice(body), "abc").is_err(), "{body:?}");
+            assert!(
+                parse(&Bytes::copy_from_slice(body), "abc").is_err(),
+                "{body:?}"
+            );
         }
         let empty = parse(&Bytes::from_static(b"--abc--\r\n"), "abc").unwrap();
         assert!(empty.is_empty());

@@ -194,7 +194,11 @@ impl OpenAiStore {
             return;
         }
         let items = std::mem::take(&mut batch.items);
-        let answered_upto = if batch.expire { items.len() / 2 } else { items.len() };
+        let answered_upto = if batch.expire {
+            items.len() / 2
+        } else {
+            items.len()
+        };
         batch.phase = if batch.expire {
             Phase::Expired
         } else {
@@ -319,7 +323,11 @@ pub(crate) async fn route(
         (Method::POST, ["batches", id, "cancel"]) => cancel(state, id),
         _ => openai_error(
             StatusCode::NOT_FOUND,
-            format!("unknown path or method: {} {}", request.method(), request.uri().path()),
+            format!(
+                "unknown path or method: {} {}",
+                request.method(),
+                request.uri().path()
+            ),
             "invalid_request_error",
             Some("not_found"),
         ),
@@ -512,7 +520,8 @@ async fn create(state: &Arc<State>, request: IncomingRequest, flavor: Flavor) ->
     // Answering thousands of items is CPU work: off the async threads.
     let answering = Arc::clone(state);
     let endpoint = flavor.endpoint();
-    let checked = tokio::task::spawn_blocking(move || check_and_answer(&answering, &content, endpoint)).await;
+    let checked =
+        tokio::task::spawn_blocking(move || check_and_answer(&answering, &content, endpoint)).await;
     let (items, errors) = match checked {
         Ok(checked) => checked,
         Err(error) => {
@@ -567,10 +576,16 @@ fn check_and_answer(
         }
         let error = |code: &str, message: String| json!({"code": code, "message": message, "param": null, "line": number + 1});
         match serde_json::from_slice::<InputLine>(line) {
-            Err(e) => errors.push(error("invalid_json_line", format!("line is not a valid request: {e}"))),
+            Err(e) => errors.push(error(
+                "invalid_json_line",
+                format!("line is not a valid request: {e}"),
+            )),
             Ok(input) if input.method != "POST" || input.url != endpoint => errors.push(error(
                 "invalid_url",
-                format!("each line must be POST {endpoint}, got {} {}", input.method, input.url),
+                format!(
+                    "each line must be POST {endpoint}, got {} {}",
+                    input.method, input.url
+                ),
             )),
             Ok(input) if !seen.insert(input.custom_id.clone()) => errors.push(error(
                 "duplicate_custom_id",

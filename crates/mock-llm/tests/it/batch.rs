@@ -179,7 +179,10 @@ async fn find_returns_the_batch_of_a_name_and_files_are_reused_by_name() {
     let again = api.submit("shard-a", &items).await.unwrap();
     assert_ne!(again, id);
     let stats = server.stats();
-    assert_eq!(stats.batches.files_uploaded, 1, "the file of the name is reused");
+    assert_eq!(
+        stats.batches.files_uploaded, 1,
+        "the file of the name is reused"
+    );
     assert_eq!(stats.batches.batches_by_name.get("shard-a"), Some(&2));
     // find answers the newest batch of the name.
     assert_eq!(api.find("shard-a").await.unwrap(), Some(again.clone()));
@@ -189,7 +192,9 @@ async fn find_returns_the_batch_of_a_name_and_files_are_reused_by_name() {
 
     // Many batches: find pages through the listing (100 a page).
     for i in 0..105 {
-        api.submit(&format!("filler-{i}"), &items[..1]).await.unwrap();
+        api.submit(&format!("filler-{i}"), &items[..1])
+            .await
+            .unwrap();
     }
     assert_eq!(api.find("shard-a").await.unwrap(), Some(again));
     server.shutdown().await;
@@ -271,8 +276,7 @@ async fn azure_batches_use_the_deployment_and_the_api_key_header() {
         deployment: "rubrics-deployment".into(),
         api_version: "2024-10-21".into(),
     };
-    let api = OpenAiBatch::azure(&endpoint(root.clone(), Some("azure-secret")), &target)
-        .unwrap();
+    let api = OpenAiBatch::azure(&endpoint(root.clone(), Some("azure-secret")), &target).unwrap();
     assert_eq!(api.kind(), "azure");
     let items = items(3);
     let id = api.submit("azure-shard", &items).await.unwrap();
@@ -321,7 +325,9 @@ async fn wrong_keys_missing_batch_apis_and_huge_uploads_are_refused() {
     }
     let api = openai(&server, Some("right"));
     match api.status("batch_unknown").await {
-        Err(LlmError::BadRecord(message)) => assert!(message.contains("batch_unknown"), "{message}"),
+        Err(LlmError::BadRecord(message)) => {
+            assert!(message.contains("batch_unknown"), "{message}")
+        }
         other => panic!("{other:?}"),
     }
     // Over batch_max_bytes: 413, and nothing is stored.
@@ -337,7 +343,10 @@ async fn wrong_keys_missing_batch_apis_and_huge_uploads_are_refused() {
     // Bad names and custom ids are refused before anything is sent.
     let mut bad = items(1);
     bad[0].custom_id = "has space".into();
-    assert!(matches!(api.submit("n", &bad).await, Err(LlmError::Fatal(_))));
+    assert!(matches!(
+        api.submit("n", &bad).await,
+        Err(LlmError::Fatal(_))
+    ));
     server.shutdown().await;
 }
 
