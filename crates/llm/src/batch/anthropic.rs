@@ -35,6 +35,9 @@ use rubricmill_core::spec::StructuredOutput;
 /// Length of the name tag in front of every custom id.
 pub const NAME_TAG_LEN: usize = 16;
 
+// The longest custom id fits Anthropic's 64 characters with its tag and separator.
+const _: () = assert!(NAME_TAG_LEN + 1 + super::MAX_CUSTOM_ID_LEN <= 64);
+
 /// Anthropic's Message Batches API.
 pub struct AnthropicBatch {
     http: reqwest::Client,
@@ -306,8 +309,6 @@ mod tests {
         assert_eq!(strip_tag(&format!("{tag}_rec-3")), "rec-3");
         assert_eq!(strip_tag("rec-3"), "rec-3");
         assert_eq!(strip_tag("0123456789abcdefXrec"), "0123456789abcdefXrec");
-        // The longest custom id fits Anthropic's 64 characters with its tag.
-        assert!(NAME_TAG_LEN + 1 + super::super::MAX_CUSTOM_ID_LEN <= 64);
     }
 
     #[test]
