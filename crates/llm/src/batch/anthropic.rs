@@ -53,6 +53,11 @@ impl std::fmt::Debug for AnthropicBatch {
 }
 
 impl AnthropicBatch {
+    /// Most requests Anthropic takes in one batch.
+    pub const MAX_ITEMS: usize = 100_000;
+    /// Largest batch request body Anthropic takes (256 MB).
+    pub const MAX_BODY_BYTES: usize = 256 * 1000 * 1000;
+
     /// The Message Batches API under `config.base_url` (with or without `/v1`; empty for
     /// Anthropic's own), with `x-api-key` and `anthropic-version` on every request.
     pub fn new(config: &EndpointConfig) -> Result<Self, LlmError> {
@@ -120,7 +125,21 @@ impl BatchApi for AnthropicBatch {
 
     async fn submit(&self, name: &str, items: &[BatchItem]) -> Result<String, LlmError> {
         check_batch(name, items)?;
+        if items.len() > Self::MAX_ITEMS {
+            return Err(LlmError::Fatal(format!(
+                "batch {name} has {} items, more than the {} a batch may hold: split it",
+                items.len(),
+                Self::MAX_ITEMS
+            )));
+        }
         let body = serde_json::to_vec(&self.batch_body(name, items)).expect("bodies serialize");
+        if body.len() > Self::MAX_BODY_BYTES {
+            return Err(LlmError::Fatal(format!(
+                "the body of batch {name} has {} bytes, more than the {} a batch may have: split it",
+                body.len(),
+                Self::MAX_BODY_BYTES
+            )));
+        }
         let url = self.url("messages/batches");
         let request = self
             .http

@@ -57,6 +57,11 @@ impl std::fmt::Debug for OpenAiBatch {
 }
 
 impl OpenAiBatch {
+    /// Most requests OpenAI takes in one batch.
+    pub const MAX_ITEMS: usize = 50_000;
+    /// Largest batch file OpenAI takes (200 MB).
+    pub const MAX_FILE_BYTES: usize = 200 * 1000 * 1000;
+
     /// OpenAI's Batch API at `config.base_url` (ending in `/v1`), the key as a bearer token.
     pub fn new(config: &EndpointConfig) -> Result<Self, LlmError> {
         Ok(Self {
@@ -262,7 +267,21 @@ impl BatchApi for OpenAiBatch {
 
     async fn submit(&self, name: &str, items: &[BatchItem]) -> Result<String, LlmError> {
         check_batch(name, items)?;
+        if items.len() > Self::MAX_ITEMS {
+            return Err(LlmError::Fatal(format!(
+                "batch {name} has {} items, more than the {} a batch may hold: split it",
+                items.len(),
+                Self::MAX_ITEMS
+            )));
+        }
         let content = self.batch_file(items);
+        if content.len() > Self::MAX_FILE_BYTES {
+            return Err(LlmError::Fatal(format!(
+                "the file of batch {name} has {} bytes, more than the {} a batch file may have: split it",
+                content.len(),
+                Self::MAX_FILE_BYTES
+            )));
+        }
         let filename = format!("{name}.jsonl");
         let file_id = match self.existing_file(&filename, content.len() as u64).await? {
             Some(id) => {
@@ -570,6 +589,44 @@ mod tests {
         assert!(
             matches!(expired, ItemResult::Failed { reason } if reason.starts_with("batch_expired: "))
         );
+    }
+
+    #[tokio::test]
+    async fn batches_over_the_provider_limit_are_refused_before_anything_is_sent() {
+        // Nothing listens on port 9: any request would fail as retryable, not fatal.
+        let api = OpenAiBatch::new(&EndpointConfig {
+            base_url: "http://127.0.0.1:9/v1".into(),
+            api_key: None,
+            api_key_env: None,
+            headers: vec![],
+            timeout: std::time::Duration::from_secs(1),
+            max_connections: 1,
+            structured_output: rubricmill_core::spec::StructuredOutput::Auto,
+            max_response_bytes: 1 << 20,
+        })
+        .unwrap();
+        let request = crate::ChatRequest {
+            model: "m".into(),
+            messages: vec![rubricmill_core::Message::new("user", "hi")],
+            temperature: 0.0,
+            max_tokens: 10,
+            seed: None,
+            response_format: None,
+        };
+        let items: Vec<BatchItem> = (0..=OpenAiBatch::MAX_ITEMS)
+            .map(|i| BatchItem {
+                custom_id: format!("r{i}"),
+                request: request.clone(),
+            })
+            .collect();
+        match api.submit("big", &items).await {
+            Err(LlmError::Fatal(message)) => assert!(message.contains("split it"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            api.submit("small", &items[..1]).await,
+            Err(LlmError::Retryable { .. })
+        ));
     }
 
     #[test]
