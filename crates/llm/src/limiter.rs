@@ -209,6 +209,8 @@ impl RateLimits {
         if effective == state.effective {
             return None;
         }
+        state.effective = effective;
+        state.buckets = Arc::new(Buckets::new(effective, state.share));
         if effective != self.configured {
             tracing::info!(
                 configured_rpm = ?self.configured.requests_per_minute,
@@ -217,11 +219,10 @@ impl RateLimits {
                 provider_tpm = ?announced.tokens_per_minute,
                 rpm = ?effective.requests_per_minute,
                 tpm = ?effective.tokens_per_minute,
+                paced_rpm = ?state.buckets.request_rate,
                 "provider announced lower rate limits than configured, keeping to them"
             );
         }
-        state.effective = effective;
-        state.buckets = Arc::new(Buckets::new(effective, state.share));
         Some(effective)
     }
 

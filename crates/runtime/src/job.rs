@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rubricmill_core::spec::{LlmSpec, llm_stages};
-use rubricmill_core::{JobSpec, PipelineKind, ProviderKind};
+use rubricmill_core::{DiscoveredLimits, JobSpec, PipelineKind, ProviderKind};
 use rubricmill_llm::azure::AzureTarget;
 use rubricmill_llm::{
     AnthropicProvider, Budget, CacheStore, ChatProvider, EndpointConfig, Gateway, GatewayConfig,
@@ -165,6 +165,47 @@ impl JobContext {
                 Some((stage.clone(), mode.to_owned()))
             })
             .collect()
+    }
+
+    /// The rate limits each stage's provider announced, beside the stage's configured ones;
+    /// only stages whose provider announced any.
+    pub fn discovered_limits(&self) -> BTreeMap<String, DiscoveredLimits> {
+        self.gateways
+            .iter()
+            .map(|(stage, gateway)| (stage.clone(), self.limits_of(stage, gateway)))
+            .filter(|(_, limits)| limits.is_known())
+            .collect()
+    }
+
+    /// [`Self::discovered_limits`] by endpoint key (as rate-limit pauses are shared), with the
+    /// stages calling each endpoint.
+    pub fn endpoint_limits(&self) -> BTreeMap<String, DiscoveredLimits> {
+        self.endpoints
+            .iter()
+            .filter_map(|(key, gateway)| {
+                let stages: Vec<String> = self
+                    .gateways
+                    .iter()
+                    .filter(|(_, g)| Arc::ptr_eq(g, gateway))
+                    .map(|(stage, _)| stage.clone())
+                    .collect();
+                let mut limits = self.limits_of(stages.first()?, gateway);
+                limits.stages = stages;
+                limits.is_known().then(|| (key.clone(), limits))
+            })
+            .collect()
+    }
+
+    fn limits_of(&self, stage: &str, gateway: &Gateway) -> DiscoveredLimits {
+        let llm = self.spec().llm.for_stage(stage);
+        let announced = gateway.discovered_limits();
+        DiscoveredLimits {
+            provider_rpm: announced.requests_per_minute,
+            provider_tpm: announced.tokens_per_minute,
+            configured_rpm: llm.requests_per_minute,
+            configured_tpm: llm.tokens_per_minute,
+            stages: Vec::new(),
+        }
     }
 
     /// The records of one shard, read with the job's input settings.
