@@ -449,3 +449,99 @@ async fn anthropic_message_batch_round_trip_gives_the_simulated_task_answers() {
     }
     server.shutdown().await;
 }
+
+/// Uploads `content` as a batch file with a plain HTTP client; the file's id.
+async fn upload_raw(server: &MockServer, content: &str) -> String {
+    let boundary = "test-boundary";
+    let form = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"raw.jsonl\"\r\n\r\n\
+         {content}\r\n--{boundary}--\r\n"
+    );
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let upload = hyper::Request::builder()
+        .method(hyper::Method::POST)
+        .uri(format!("http://{}/v1/files", server.addr()))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(http_body_util::Full::new(bytes::Bytes::from(form)))
+        .unwrap();
+    let response = client.request(upload).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let file: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    file["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_and_invalid_batches_are_failed_and_not_found_so_the_name_can_be_resubmitted() {
+    let server = MockServer::start(MockConfig {
+        batch_delay_ms: 600_000,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let api = openai(&server, None);
+    let http = super::Http::new(&server);
+    let id = api.submit("to-cancel", &items(2)).await.unwrap();
+    assert_eq!(api.find("to-cancel").await.unwrap(), Some(id.clone()));
+    let reply = http
+        .send(
+            hyper::Method::POST,
+            &format!("/v1/batches/{id}/cancel"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(reply.json()["status"], "cancelled");
+    let status = api.status(&id).await.unwrap();
+    assert_eq!((status.state, status.failed), (BatchState::Failed, 2));
+    assert_eq!(api.find("to-cancel").await.unwrap(), None);
+    assert!(api.results(&id).await.unwrap().is_empty());
+    server.shutdown().await;
+
+    // An input file with a broken line: the batch fails validation, naming the line.
+    let server = MockServer::start(MockConfig::default()).await.unwrap();
+    let api = openai(&server, None);
+    let http = super::Http::new(&server);
+    let file_id = upload_raw(
+        &server,
+        "{\"custom_id\": \"a\", \"method\": \"POST\", \"url\": \"/v1/chat/completions\", \"body\": {\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}}\nnot json",
+    )
+    .await;
+    let create = json!({
+        "input_file_id": file_id, "endpoint": "/v1/chat/completions",
+        "completion_window": "24h", "metadata": {"rubricmill_batch": "broken"},
+    });
+    let reply = http
+        .send(
+            hyper::Method::POST,
+            "/v1/batches",
+            Some(serde_json::to_vec(&create).unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let broken = reply.json()["id"].as_str().unwrap().to_owned();
+    let status = api.status(&broken).await.unwrap();
+    assert_eq!(status.state, BatchState::Failed);
+    let reason = status.reason.unwrap();
+    assert!(
+        reason.contains("invalid_json_line") && reason.contains("line 2"),
+        "{reason}"
+    );
+    assert_eq!(api.find("broken").await.unwrap(), None);
+    assert!(api.results(&broken).await.unwrap().is_empty());
+    server.shutdown().await;
+}
