@@ -111,19 +111,25 @@ pub trait BatchApi: Send + Sync {
     fn kind(&self) -> &'static str;
 
     /// The id of a batch submitted earlier under `name`, if the provider still has it: the
-    /// submitter may have died before it recorded the id.
+    /// submitter may have died before it recorded the id. OpenAI and Azure: the newest batch
+    /// whose metadata carries the name, unless it failed or was cancelled (then the name may
+    /// be submitted again); an expired one is found. Anthropic: always `None` (its batches
+    /// carry no name), so the caller's durable record is the only guard there.
     async fn find(&self, name: &str) -> Result<Option<String>, LlmError>;
 
     /// Submits `items` as one batch named `name` and returns the provider's batch id.
     /// Uploading the same content twice is avoided where the provider allows it (an OpenAI
-    /// file of the same name is reused).
+    /// file of the same name is reused). A batch over the provider's limits (OpenAI 50,000
+    /// items or 200 MB, Anthropic 100,000 items or 256 MB) is refused as `Fatal` before
+    /// anything is sent: split it.
     async fn submit(&self, name: &str, items: &[BatchItem]) -> Result<String, LlmError>;
 
     /// The batch's state and counts.
     async fn status(&self, id: &str) -> Result<BatchStatus, LlmError>;
 
-    /// The results of a batch in a final state, by `custom_id`. Items the provider has no
-    /// result for (a failed batch, an expired item without an error line) are left out.
+    /// The results of a batch in a final state, by `custom_id` (as given to `submit`). Items
+    /// the provider has no result for (a failed batch, an expired item without an error line)
+    /// are left out. A batch not yet final is a `Retryable` error.
     async fn results(&self, id: &str) -> Result<Vec<(String, ItemResult)>, LlmError>;
 }
 
