@@ -503,6 +503,14 @@ fn render_status(status: &JobStatus) -> String {
         "  fleet    {} workers, queue {} waiting, {} in flight",
         status.workers, status.queue.pending, status.queue.ack_pending
     );
+    for limits in status.provider_limits.values() {
+        let _ = writeln!(
+            out,
+            "  limits   {}: provider limits: {}",
+            limits.stages.join(", "),
+            limits.describe()
+        );
+    }
     for running in &status.running {
         let _ = writeln!(
             out,

@@ -162,6 +162,7 @@ fn summary_json(summary: &RunSummary, pipeline: PipelineKind) -> serde_json::Val
         "reason": reason,
         "elapsed_s": summary.elapsed.as_secs_f64(),
         "structured_output": summary.structured_output,
+        "provider_limits": summary.provider_limits,
         "output_requests": {
             "get": summary.output_requests.get, "head": summary.output_requests.head,
             "put": summary.output_requests.put, "list": summary.output_requests.list,
@@ -283,6 +284,9 @@ fn print_summary(summary: &RunSummary, provider: ProviderKind, pipeline: Pipelin
             .map(|(stage, mode)| format!("{stage}={mode}"))
             .collect();
         println!("  structured output: {}", modes.join(", "));
+    }
+    for (stage, limits) in &summary.provider_limits {
+        println!("  provider limits ({stage}): {}", limits.describe());
     }
     println!("  elapsed    {seconds:.2}s");
     for (shard, reason) in &summary.failed {

@@ -151,11 +151,21 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
                 "  llm        simulated provider: test and dry-run answers derived from the input, not a model"
             )
         }
-        ProviderKind::Openai => {
+        ProviderKind::Openai | ProviderKind::Anthropic => {
             println!(
-                "  llm        {} at {}",
+                "  llm        {} at {} ({})",
                 llm.model,
-                llm.base_url.as_deref().unwrap_or("(no base_url)")
+                llm.endpoint_url().as_deref().unwrap_or("(no base_url)"),
+                llm.provider.as_str()
+            )
+        }
+        ProviderKind::Azure => {
+            println!(
+                "  llm        {} at {} (azure deployment {}, api-version {})",
+                llm.model,
+                llm.base_url.as_deref().unwrap_or("(no base_url)"),
+                llm.deployment_name(),
+                llm.api_version.as_deref().unwrap_or("(unset)")
             )
         }
     }

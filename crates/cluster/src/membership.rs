@@ -5,7 +5,7 @@
 //! more than a TTL ago (it died silently; an expired entry sends no event) is dropped. The
 //! bucket is listed once, at join.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
@@ -14,6 +14,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+use rubricmill_core::DiscoveredLimits;
 
 use crate::state::{RunningShard, put_json};
 use crate::{Cluster, ClusterError};
@@ -32,6 +34,10 @@ pub struct WorkerBeat {
     /// Stopped pulling; finishing what it has.
     #[serde(default)]
     pub draining: bool,
+    /// Rate limits the providers announced to this worker's gateways: job → endpoint key →
+    /// limits. Absent in beats of older workers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub provider_limits: BTreeMap<String, BTreeMap<String, DiscoveredLimits>>,
 }
 
 impl WorkerBeat {

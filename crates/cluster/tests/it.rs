@@ -185,6 +185,7 @@ async fn failures_and_membership_live_in_kv() {
         capacity: 2,
         in_flight: Vec::new(),
         draining: false,
+        provider_limits: Default::default(),
     };
     let one = Membership::join(&cluster, &beat("w1")).await.unwrap();
     let mut live = one.live_workers();

@@ -3,6 +3,7 @@
 //! it and tests can build these values by hand.
 
 pub mod hash;
+pub mod limits;
 pub mod marker;
 pub mod plan;
 pub mod record;
@@ -15,6 +16,7 @@ pub mod text;
 pub mod usage;
 
 pub use hash::{content_hash, short_hash};
+pub use limits::DiscoveredLimits;
 pub use marker::MarkerSummary;
 pub use plan::{JobManifest, PlanChunk};
 pub use record::{Location, Message, PreferencePair, RawPayload, RawRecord, SourceRef};

@@ -519,17 +519,33 @@ pub enum ProviderKind {
     /// Any OpenAI-compatible `/v1/chat/completions` server.
     #[default]
     Openai,
+    /// Anthropic's Messages API (`/v1/messages`), spoken natively: `x-api-key`, the system
+    /// prompt cached, structured answers through a forced tool.
+    Anthropic,
+    /// An Azure OpenAI resource: deployment URLs, `api-version`, the key in `api-key`.
+    Azure,
     /// The in-process simulated provider: deterministic answers derived from the input text,
     /// for tests and dry runs only. It is not a model.
     Simulated,
 }
 
+/// Where the Anthropic Messages API is when `llm.base_url` is unset.
+pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
+
 impl ProviderKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Openai => "openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Azure => "azure",
             ProviderKind::Simulated => "simulated",
         }
+    }
+
+    /// Whether calls go over HTTP to an endpoint that bills for them (every kind but the
+    /// simulated provider).
+    pub fn is_remote(self) -> bool {
+        self != ProviderKind::Simulated
     }
 }
 
@@ -786,14 +802,23 @@ pub struct LlmSpec {
     /// Which kind of endpoint answers the calls.
     #[serde(default)]
     pub provider: ProviderKind,
-    /// Base URL of the OpenAI-compatible endpoint, ending in `/v1` (OpenAI, vLLM, SGLang,
-    /// Ollama, llama.cpp, LiteLLM, …). Required for provider `openai`; unset is fine for
-    /// `simulated`.
+    /// Base URL of the endpoint. Provider `openai`: the OpenAI-compatible server's, ending in
+    /// `/v1` (OpenAI, vLLM, SGLang, Ollama, llama.cpp, LiteLLM, …), required. Provider `azure`:
+    /// the resource endpoint (`https://RESOURCE.openai.azure.com`), required. Provider
+    /// `anthropic`: unset means `https://api.anthropic.com`. Unset is fine for `simulated`.
     #[schemars(example = &"https://api.openai.com/v1")]
     pub base_url: Option<String>,
     /// Model name sent with every request.
     #[serde(default = "default_model")]
     pub model: String,
+    /// Provider `azure` only: the deployment the calls go to
+    /// (`{base_url}/openai/deployments/{deployment}/chat/completions`). Unset: `llm.model`.
+    #[schemars(example = &"gpt-4o-mini-prod")]
+    pub deployment: Option<String>,
+    /// Provider `azure` only: the `api-version` every request names; required for `azure`.
+    /// Unset: none (fine for every other provider).
+    #[schemars(example = &"2024-10-21")]
+    pub api_version: Option<String>,
     /// Name of the environment variable holding the API key, never the key itself: the spec is
     /// stored with the job's output, so a value that looks like a key is refused. Unset:
     /// requests carry no key.
@@ -898,6 +923,12 @@ pub struct StageLlmSpec {
     /// This stage's `llm.model`. Unset: inherited.
     #[schemars(example = &"gpt-4.1")]
     pub model: Option<String>,
+    /// This stage's `llm.deployment` (provider `azure`). Unset: inherited.
+    #[schemars(example = &"gpt-4.1-judge")]
+    pub deployment: Option<String>,
+    /// This stage's `llm.api_version` (provider `azure`). Unset: inherited.
+    #[schemars(example = &"2024-10-21")]
+    pub api_version: Option<String>,
     /// This stage's `llm.api_key_env`: the name of the environment variable holding its API
     /// key, never the key itself. Unset: inherited.
     #[schemars(example = &"JUDGE_API_KEY")]
@@ -928,6 +959,22 @@ pub struct StageLlmSpec {
 }
 
 impl LlmSpec {
+    /// The URL the provider is reached at: `base_url`, or the provider's default (Anthropic's
+    /// public API); `None` for the simulated provider or when `base_url` is missing.
+    pub fn endpoint_url(&self) -> Option<String> {
+        match (&self.base_url, self.provider) {
+            (_, ProviderKind::Simulated) => None,
+            (Some(url), _) => Some(url.clone()),
+            (None, ProviderKind::Anthropic) => Some(ANTHROPIC_BASE_URL.to_owned()),
+            (None, _) => None,
+        }
+    }
+
+    /// The Azure deployment the calls go to: `deployment`, else the model name.
+    pub fn deployment_name(&self) -> &str {
+        self.deployment.as_deref().unwrap_or(&self.model)
+    }
+
     /// The settings one stage runs with: the stage's overrides over the job's `[llm]`.
     /// Stages share the job's budget.
     pub fn for_stage(&self, stage: &str) -> LlmSpec {
@@ -944,6 +991,12 @@ impl LlmSpec {
         }
         if let Some(v) = &o.model {
             merged.model = v.clone();
+        }
+        if o.deployment.is_some() {
+            merged.deployment = o.deployment.clone();
+        }
+        if o.api_version.is_some() {
+            merged.api_version = o.api_version.clone();
         }
         if o.api_key_env.is_some() {
             merged.api_key_env = o.api_key_env.clone();
@@ -999,6 +1052,8 @@ impl Default for LlmSpec {
             provider: ProviderKind::default(),
             base_url: None,
             model: default_model(),
+            deployment: None,
+            api_version: None,
             api_key_env: None,
             requests_per_minute: None,
             tokens_per_minute: None,
@@ -1558,6 +1613,57 @@ impl JobSpec {
                 "required for provider \"openai\" (e.g. \"https://api.openai.com/v1\"); use provider = \"simulated\" for a dry run".into(),
             ));
         }
+        if llm.provider == ProviderKind::Azure {
+            if llm.base_url.is_none() {
+                return Err(invalid(
+                    "llm.base_url",
+                    "required for provider \"azure\": the resource endpoint, e.g. \"https://RESOURCE.openai.azure.com\"".into(),
+                ));
+            }
+            let version = llm.api_version.as_deref().unwrap_or("").trim();
+            if version.is_empty() {
+                return Err(invalid(
+                    "llm.api_version",
+                    "required for provider \"azure\" (e.g. \"2024-10-21\")".into(),
+                ));
+            }
+            if !version
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            {
+                return Err(invalid(
+                    "llm.api_version",
+                    format!("{version:?} is not an API version (e.g. \"2024-10-21\")"),
+                ));
+            }
+            let deployment = llm.deployment_name();
+            if deployment.is_empty()
+                || !deployment
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                return Err(invalid(
+                    "llm.deployment",
+                    format!(
+                        "{deployment:?} is not an Azure deployment name (letters, digits, '-', '_', '.'); set llm.deployment when the model name is not one"
+                    ),
+                ));
+            }
+        }
+        if llm.provider.is_remote()
+            && let Some(url) = &llm.base_url
+        {
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+            if host.is_none_or(str::is_empty) || url.chars().any(char::is_whitespace) {
+                return Err(invalid(
+                    "llm.base_url",
+                    "must be an http:// or https:// URL with a host".into(),
+                ));
+            }
+        }
         if let Some(var) = &llm.api_key_env {
             let looks_like_name = !var.is_empty()
                 && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -1667,9 +1773,7 @@ impl JobSpec {
                 "prices must be non-negative".into(),
             ));
         }
-        if llm.max_cost_usd.is_some()
-            && llm.price_per_million.is_none()
-            && llm.provider == ProviderKind::Openai
+        if llm.max_cost_usd.is_some() && llm.price_per_million.is_none() && llm.provider.is_remote()
         {
             return Err(invalid(
                 "llm.price_per_million",
@@ -1698,6 +1802,9 @@ impl JobSpec {
             fields: &'a BTreeMap<String, String>,
             provider: ProviderKind,
             model: &'a str,
+            /// Only when set, so older plans keep their fingerprint.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            deployment: Option<&'a str>,
             temperature: f32,
             max_tokens: u32,
             seed: Option<u64>,
@@ -1716,6 +1823,7 @@ impl JobSpec {
             fields: &self.input.fields,
             provider: self.llm.provider,
             model: &self.llm.model,
+            deployment: self.llm.deployment.as_deref(),
             temperature: self.llm.temperature,
             max_tokens: self.llm.max_tokens,
             seed: self.llm.seed,
@@ -1775,6 +1883,62 @@ provider = "simulated"
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("job.toml"), "{err}");
         assert!(err.contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn anthropic_and_azure_settings_are_checked_naming_the_field() {
+        let with = |llm: &str| MINIMAL.replace("provider = \"simulated\"", llm);
+        let anthropic = parse(&with("provider = \"anthropic\"\nmodel = \"claude-x\"")).unwrap();
+        assert_eq!(
+            anthropic.llm.endpoint_url().as_deref(),
+            Some(ANTHROPIC_BASE_URL)
+        );
+        assert_eq!(ProviderKind::Anthropic.as_str(), "anthropic");
+        assert_eq!(ProviderKind::Azure.as_str(), "azure");
+        let azure = "provider = \"azure\"\nmodel = \"gpt-4o\"\nbase_url = \"https://r.openai.azure.com\"\napi_version = \"2024-10-21\"";
+        let spec = parse(&with(azure)).unwrap();
+        assert_eq!(spec.llm.deployment_name(), "gpt-4o");
+        let deployed = parse(&with(&format!("{azure}\ndeployment = \"prod-4o\""))).unwrap();
+        assert_eq!(deployed.llm.deployment_name(), "prod-4o");
+        assert_ne!(deployed.fingerprint(), spec.fingerprint());
+        let staged = parse(&format!(
+            "{}\n[llm.stages.judge]\napi_version = \"2025-01-01\"\ndeployment = \"judge\"\n",
+            with(azure)
+        ))
+        .unwrap();
+        let judge = staged.llm.for_stage("judge");
+        assert_eq!(
+            (judge.api_version.as_deref(), judge.deployment_name()),
+            (Some("2025-01-01"), "judge")
+        );
+        let field_of = |text: String| match parse(&text).unwrap_err() {
+            SpecError::Invalid { field, .. } => field,
+            other => panic!("{other}"),
+        };
+        assert_eq!(
+            field_of(with("provider = \"azure\"\napi_version = \"2024-10-21\"")),
+            "llm.base_url"
+        );
+        assert_eq!(
+            field_of(with(
+                "provider = \"azure\"\nbase_url = \"https://r.openai.azure.com\""
+            )),
+            "llm.api_version"
+        );
+        assert_eq!(
+            field_of(with(&format!("{azure}\ndeployment = \"a/b\""))),
+            "llm.deployment"
+        );
+        assert_eq!(
+            field_of(with(
+                "provider = \"anthropic\"\nbase_url = \"api.anthropic.com\""
+            )),
+            "llm.base_url"
+        );
+        assert_eq!(
+            field_of(with("provider = \"anthropic\"\nmax_cost_usd = 1.0")),
+            "llm.price_per_million"
+        );
     }
 
     #[test]

@@ -19,10 +19,13 @@ pub trait CacheStore: Send + Sync {
     async fn put(&self, key: &str, value: Bytes);
 }
 
-/// The identity of an endpoint in cache keys: provider kind and base URL, with the scheme and
+/// The identity of an endpoint in cache keys: provider kind and base URL (a provider's default
+/// URL when it has one and none is set), with the scheme and
 /// host lower-cased, default ports, user info and trailing slashes dropped, so spellings of one
 /// URL share answers and different endpoints never do.
 pub fn endpoint_identity(kind: &str, base_url: Option<&str>) -> String {
+    // Anthropic without a base URL is its public API: both spellings are one endpoint.
+    let base_url = base_url.or((kind == "anthropic").then_some(crate::anthropic::DEFAULT_BASE_URL));
     let Some(base_url) = base_url else {
         return kind.to_owned();
     };

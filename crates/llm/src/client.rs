@@ -1,6 +1,9 @@
 //! The OpenAI-compatible HTTP provider: one pooled keep-alive client per endpoint, the request
 //! in the wire format, and every answer classified as an answer, a retryable failure (with the
-//! server's retry hint), a bad record, or a fatal job error.
+//! server's retry hint), a bad record, or a fatal job error. The same provider speaks to Azure
+//! OpenAI deployments ([`OpenAiProvider::azure`]: deployment URL, `api-version`, `api-key`
+//! header). Every answer's `x-ratelimit-limit-requests` / `-tokens` headers are kept as the
+//! endpoint's announced limits ([`ChatProvider::provider_limits`]).
 //!
 //! Server quirks handled (found across OpenAI, vLLM, SGLang, Ollama, llama.cpp,
 //! llama-cpp-python and LiteLLM):
@@ -34,6 +37,8 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use rubricmill_core::spec::StructuredOutput;
 
+use crate::azure::{self, AzureTarget};
+use crate::limiter::{AnnouncedLimits, ProviderLimits, header_limit};
 use crate::structured::strict_compatible;
 use crate::wire::{WireErrorBody, WireRequest, WireResponse, WireResponseFormat};
 use crate::{ChatProvider, ChatRequest, ChatResponse, LlmError, TokenUsage};
@@ -143,51 +148,48 @@ pub struct OpenAiProvider {
     http: reqwest::Client,
     url: String,
     config: EndpointConfig,
+    /// `openai` or `azure`.
+    kind: &'static str,
     /// The current [`SchemaMode`], as its discriminant.
     schema_mode: AtomicU8,
     /// True once the endpoint asked for `max_completion_tokens`.
     completion_tokens_param: AtomicBool,
+    /// The rate limits the endpoint announced (`x-ratelimit-limit-*`).
+    limits: AnnouncedLimits,
 }
 
 impl OpenAiProvider {
+    /// An OpenAI-compatible endpoint: `{base_url}/chat/completions` with a bearer token.
     pub fn new(config: EndpointConfig) -> Result<Self, LlmError> {
-        let mut headers = HeaderMap::new();
-        for (name, value) in &config.headers {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| {
-                LlmError::Fatal(format!("bad header name {name:?} in llm.headers: {e}"))
-            })?;
-            let value = HeaderValue::from_str(value).map_err(|e| {
-                LlmError::Fatal(format!("bad value for header {name} in llm.headers: {e}"))
-            })?;
-            headers.insert(name, value);
-        }
-        if let Some(key) = &config.api_key {
-            let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
-                LlmError::Fatal(format!(
-                    "the API key in ${} holds characters an HTTP header cannot carry",
-                    config.api_key_env.as_deref().unwrap_or("?")
-                ))
-            })?;
-            value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-        }
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(config.timeout)
-            .connect_timeout(Duration::from_secs(10).min(config.timeout))
-            .pool_max_idle_per_host(config.max_connections.max(1))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| LlmError::Fatal(format!("cannot build the HTTP client: {e}")))?;
+        let auth = bearer_auth(&config)?;
         let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
+        Self::build(config, url, auth, "openai")
+    }
+
+    /// An Azure OpenAI deployment: `config.base_url` is the resource endpoint; the key goes in
+    /// the `api-key` header (see [`crate::azure`]).
+    pub fn azure(config: EndpointConfig, target: &AzureTarget) -> Result<Self, LlmError> {
+        let auth = azure::auth_headers(config.api_key.as_deref(), config.api_key_env.as_deref())?;
+        let url = azure::chat_url(&config.base_url, target);
+        Self::build(config, url, auth, "azure")
+    }
+
+    fn build(
+        config: EndpointConfig,
+        url: String,
+        auth: HeaderMap,
+        kind: &'static str,
+    ) -> Result<Self, LlmError> {
+        let http = http_client(&config, auth)?;
         let mode = SchemaMode::initial(config.structured_output);
         Ok(Self {
             http,
             url,
             config,
+            kind,
             schema_mode: AtomicU8::new(mode as u8),
             completion_tokens_param: AtomicBool::new(false),
+            limits: AnnouncedLimits::default(),
         })
     }
 
@@ -204,23 +206,7 @@ impl OpenAiProvider {
     }
 
     fn body(&self, request: &ChatRequest, form: Form) -> WireRequest {
-        let mut wire = WireRequest::from_request(request, form.mode == SchemaMode::JsonSchema);
-        match form.mode {
-            SchemaMode::JsonSchema => {
-                if let Some(WireResponseFormat::JsonSchema { json_schema }) =
-                    &mut wire.response_format
-                    && strict_compatible(&json_schema.schema)
-                {
-                    json_schema.strict = Some(true);
-                }
-            }
-            SchemaMode::JsonObject => {}
-            SchemaMode::None => wire.response_format = None,
-        }
-        if form.completion_tokens {
-            wire.max_completion_tokens = wire.max_tokens.take();
-        }
-        wire
+        body_in_form(request, form)
     }
 
     /// What an error answer to a request sent in `sent` means: a refusal of its form (step to
@@ -279,17 +265,18 @@ impl OpenAiProvider {
     }
 
     fn key_hint(&self) -> String {
-        match &self.config.api_key_env {
-            Some(var) => format!("check the API key in ${var}"),
-            None => "set llm.api_key_env to the variable holding the API key".into(),
-        }
+        key_hint(&self.config)
     }
 }
 
 #[async_trait::async_trait]
 impl ChatProvider for OpenAiProvider {
     fn kind(&self) -> &'static str {
-        "openai"
+        self.kind
+    }
+
+    fn provider_limits(&self) -> ProviderLimits {
+        self.limits.get()
     }
 
     fn structured_output(&self) -> Option<&'static str> {
@@ -308,6 +295,7 @@ impl ChatProvider for OpenAiProvider {
                 .body(body);
             let response = post.send().await.map_err(|e| transport_error(&e))?;
             let status = response.status();
+            self.limits.record(announced_limits(response.headers()));
             let headers = if status.is_success() {
                 HeaderMap::new()
             } else {
@@ -338,6 +326,103 @@ impl ChatProvider for OpenAiProvider {
     }
 }
 
+/// The wire body of a request in a form: the schema (strict when OpenAI's strict rules allow),
+/// JSON mode or instructions only, and the token parameter the endpoint takes.
+fn body_in_form(request: &ChatRequest, form: Form) -> WireRequest {
+    let mut wire = WireRequest::from_request(request, form.mode == SchemaMode::JsonSchema);
+    match form.mode {
+        SchemaMode::JsonSchema => {
+            if let Some(WireResponseFormat::JsonSchema { json_schema }) = &mut wire.response_format
+                && strict_compatible(&json_schema.schema)
+            {
+                json_schema.strict = Some(true);
+            }
+        }
+        SchemaMode::JsonObject => {}
+        SchemaMode::None => wire.response_format = None,
+    }
+    if form.completion_tokens {
+        wire.max_completion_tokens = wire.max_tokens.take();
+    }
+    wire
+}
+
+/// The body the online provider sends first for `request` under `llm.structured_output =
+/// setting` (a batch cannot step down a refused form, so it is sent in the first form).
+pub(crate) fn initial_body(request: &ChatRequest, setting: StructuredOutput) -> WireRequest {
+    body_in_form(
+        request,
+        Form {
+            mode: SchemaMode::initial(setting),
+            completion_tokens: false,
+        },
+    )
+}
+
+/// The `Authorization: Bearer KEY` header of OpenAI-compatible endpoints (sensitive, so it is
+/// never logged); none without a key.
+pub(crate) fn bearer_auth(config: &EndpointConfig) -> Result<HeaderMap, LlmError> {
+    let mut auth = HeaderMap::new();
+    if let Some(key) = &config.api_key {
+        let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
+            LlmError::Fatal(format!(
+                "the API key in ${} holds characters an HTTP header cannot carry",
+                config.api_key_env.as_deref().unwrap_or("?")
+            ))
+        })?;
+        value.set_sensitive(true);
+        auth.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(auth)
+}
+
+/// The pooled HTTP client of an endpoint: its timeouts, and `llm.headers` plus the key headers
+/// `auth` (built by [`bearer_auth`], [`crate::azure::auth_headers`] or
+/// [`crate::anthropic::auth_headers`]) as default headers. Online providers and batch clients
+/// alike build their client here.
+pub(crate) fn http_client(
+    config: &EndpointConfig,
+    auth: HeaderMap,
+) -> Result<reqwest::Client, LlmError> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &config.headers {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| {
+            LlmError::Fatal(format!("bad header name {name:?} in llm.headers: {e}"))
+        })?;
+        let value = HeaderValue::from_str(value).map_err(|e| {
+            LlmError::Fatal(format!("bad value for header {name} in llm.headers: {e}"))
+        })?;
+        headers.insert(name, value);
+    }
+    headers.extend(auth);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(config.timeout)
+        .connect_timeout(Duration::from_secs(10).min(config.timeout))
+        .pool_max_idle_per_host(config.max_connections.max(1))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| LlmError::Fatal(format!("cannot build the HTTP client: {e}")))
+}
+
+/// What to tell the user about a refused key.
+pub(crate) fn key_hint(config: &EndpointConfig) -> String {
+    match &config.api_key_env {
+        Some(var) => format!("check the API key in ${var}"),
+        None => "set llm.api_key_env to the variable holding the API key".into(),
+    }
+}
+
+/// The limits announced in an answer's `x-ratelimit-limit-requests` / `-tokens` headers
+/// (OpenAI, Azure OpenAI, and servers that copy them).
+pub fn announced_limits(headers: &HeaderMap) -> ProviderLimits {
+    ProviderLimits {
+        requests_per_minute: header_limit(headers, "x-ratelimit-limit-requests"),
+        tokens_per_minute: header_limit(headers, "x-ratelimit-limit-tokens"),
+    }
+}
+
 /// True when an error message (lowercased) is about the response format.
 fn names_response_format(lower: &str) -> bool {
     [
@@ -351,7 +436,7 @@ fn names_response_format(lower: &str) -> bool {
     .any(|name| lower.contains(name))
 }
 
-fn transport_error(error: &reqwest::Error) -> LlmError {
+pub(crate) fn transport_error(error: &reqwest::Error) -> LlmError {
     let what = if error.is_timeout() {
         "request timed out"
     } else if error.is_connect() {
@@ -368,7 +453,7 @@ fn transport_error(error: &reqwest::Error) -> LlmError {
 
 /// Reads a response body a chunk at a time, refusing it as soon as it passes `limit` bytes (or
 /// at once when `Content-Length` says it will); dropping the response closes the connection.
-async fn read_body(
+pub(crate) async fn read_body(
     mut response: reqwest::Response,
     limit: u64,
     url: &str,
@@ -445,6 +530,13 @@ fn parse_answer(bytes: &[u8]) -> Result<ChatResponse, LlmError> {
         retry_after: None,
         throttled: false,
     })?;
+    answer_from_wire(answer)
+}
+
+/// A chat completion as rubricmill sees it: the first choice's content (a refusal or the
+/// content filter reject the record), its finish reason and the usage. Online answers and the
+/// bodies in batch results files go through this one function.
+pub(crate) fn answer_from_wire(answer: WireResponse) -> Result<ChatResponse, LlmError> {
     let Some(choice) = answer.choices.into_iter().next() else {
         return Err(LlmError::Retryable {
             reason: "response has no choices".into(),
@@ -476,7 +568,8 @@ fn parse_answer(bytes: &[u8]) -> Result<ChatResponse, LlmError> {
     })
 }
 
-fn error_message(bytes: &[u8]) -> String {
+/// The message of an error body (`{"error": {"message", "code"}}`), or its first bytes.
+pub(crate) fn error_message(bytes: &[u8]) -> String {
     match serde_json::from_slice::<WireErrorBody>(bytes) {
         Ok(body) => {
             let code = body.error.code.map(|c| {

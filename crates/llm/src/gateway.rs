@@ -7,6 +7,8 @@
 //! ([`Gateway::after_retryable`]: full jitter, never sooner than the server's retry hint, which
 //! also pauses every other call to this endpoint) within a per-request retry budget. What a
 //! finished call cost goes to the budget and the attempt's spend ledger (see [`crate::scope`]).
+//! After each answer the rate limits are lowered to those the provider announced in its
+//! headers when they are lower than the spec's ([`Gateway::effective_limits`]), never raised.
 //! The gateway's totals ([`Gateway::totals`]) move as things happen: an answer's tokens and cost
 //! when it arrives, a retry or a 429 when it is seen, so a progress display can read them live;
 //! once every call has returned they equal the sum of the usage the calls returned.
@@ -260,6 +262,17 @@ impl Gateway {
         self.concurrency.limit()
     }
 
+    /// The rate limits the provider announced in its latest answers (per key, cluster-wide).
+    pub fn discovered_limits(&self) -> crate::ProviderLimits {
+        self.limits.announced()
+    }
+
+    /// The rate limits in force: the configured ones lowered to the provider's, before
+    /// sharing between workers.
+    pub fn effective_limits(&self) -> Limits {
+        self.limits.effective()
+    }
+
     /// Takes `share` of the job's rate limits (the distributed mode sets 1 / live workers).
     pub fn set_share(&self, share: f64) {
         self.limits.set_share(share);
@@ -507,6 +520,8 @@ impl Gateway {
             let error = match self.provider.chat(request).await {
                 Ok(answer) => {
                     self.concurrency.release(slot, Feedback::Success);
+                    // Keep to the limits the provider announced, when lower than the spec's.
+                    self.limits.lower_to(self.provider.provider_limits());
                     let mut paid = Usage::default();
                     let answer =
                         self.account_answer(request, answer, prompt_estimate, started, &mut paid);

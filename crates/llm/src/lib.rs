@@ -7,6 +7,8 @@
 //! text so the whole pipeline can run with no network. Rows it makes say `provider =
 //! "simulated"`, and output files carry `rubricmill.simulated = true` in their metadata.
 
+pub mod anthropic;
+pub mod azure;
 pub mod batch;
 pub mod cache;
 pub mod client;
@@ -22,13 +24,14 @@ pub mod wire;
 use rubricmill_core::Message;
 use serde::{Deserialize, Serialize};
 
+pub use anthropic::AnthropicProvider;
 pub use cache::{CacheStore, endpoint_identity};
 pub use client::{EndpointConfig, OpenAiProvider};
 pub use gateway::{
     Budget, CallObserver, CallOutcome, CallReport, Gateway, GatewayConfig, ThrottleObserver,
     full_jitter,
 };
-pub use limiter::Limits;
+pub use limiter::{Limits, ProviderLimits};
 pub use scope::{AttemptScope, BatchScope, DeferredCall, RecordScope, SpendLedger};
 pub use simulated::SimulatedProvider;
 
@@ -100,7 +103,7 @@ pub enum LlmError {
 /// Anything that answers chat requests.
 #[async_trait::async_trait]
 pub trait ChatProvider: Send + Sync {
-    /// `openai` or `simulated`: written into every row's provenance.
+    /// `openai`, `azure`, `anthropic` or `simulated`: written into every row's provenance.
     fn kind(&self) -> &'static str;
     /// The structured-output mode this endpoint is using now (`json_schema`, `json_object`,
     /// `none`), for providers that speak a wire protocol with such modes.
@@ -108,6 +111,11 @@ pub trait ChatProvider: Send + Sync {
         None
     }
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError>;
+    /// The rate limits the provider announced in its latest answers' headers (per API key);
+    /// none known by default.
+    fn provider_limits(&self) -> ProviderLimits {
+        ProviderLimits::default()
+    }
 }
 
 /// Rough token count for text when no tokenizer is at hand: about four characters a token for

@@ -16,6 +16,7 @@
 //! could never fit.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -30,15 +31,83 @@ pub struct Limits {
     pub tokens_per_minute: Option<u32>,
 }
 
+/// The limits a provider announced in its answers' headers (`x-ratelimit-limit-*`,
+/// `anthropic-ratelimit-*-limit`): per API key, so cluster-wide figures. `None`: not announced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProviderLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u32>,
+}
+
+impl ProviderLimits {
+    /// Whether the provider announced anything.
+    pub fn is_known(&self) -> bool {
+        self.requests_per_minute.is_some() || self.tokens_per_minute.is_some()
+    }
+}
+
+/// The latest limits a provider announced, updated from every answer without locking (0 means
+/// not announced).
+#[derive(Debug, Default)]
+pub(crate) struct AnnouncedLimits {
+    requests_per_minute: AtomicU32,
+    tokens_per_minute: AtomicU32,
+}
+
+impl AnnouncedLimits {
+    /// Records what one answer announced; a figure the answer left out keeps its last value.
+    pub(crate) fn record(&self, seen: ProviderLimits) {
+        if let Some(rpm) = seen.requests_per_minute {
+            self.requests_per_minute.store(rpm, Ordering::Relaxed);
+        }
+        if let Some(tpm) = seen.tokens_per_minute {
+            self.tokens_per_minute.store(tpm, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn get(&self) -> ProviderLimits {
+        let known = |value: u32| (value > 0).then_some(value);
+        ProviderLimits {
+            requests_per_minute: known(self.requests_per_minute.load(Ordering::Relaxed)),
+            tokens_per_minute: known(self.tokens_per_minute.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// A positive whole number from a header, if the header is there and holds one.
+pub(crate) fn header_limit(headers: &reqwest::header::HeaderMap, name: &str) -> Option<u32> {
+    let text = headers.get(name)?.to_str().ok()?.trim();
+    let value = text
+        .parse::<u64>()
+        .ok()
+        .or_else(|| text.parse::<f64>().ok().map(|v| v as u64))?;
+    (value > 0).then(|| u32::try_from(value).unwrap_or(u32::MAX))
+}
+
 struct Buckets {
+    /// Requests a minute this worker paces at (its share, with headroom).
+    request_rate: Option<f64>,
     requests: Option<DefaultDirectRateLimiter>,
     tokens: Option<DefaultDirectRateLimiter>,
     token_burst: u32,
 }
 
 pub struct RateLimits {
-    limits: Limits,
-    buckets: RwLock<Arc<Buckets>>,
+    /// The spec's limits: never exceeded.
+    configured: Limits,
+    state: RwLock<LimiterState>,
+}
+
+/// What the buckets are built from now.
+struct LimiterState {
+    /// The configured limits, lowered to what the provider announced.
+    effective: Limits,
+    /// The provider's latest announced limits.
+    announced: ProviderLimits,
+    share: f64,
+    buckets: Arc<Buckets>,
 }
 
 /// Replenish at `per_minute`, with `burst_seconds` worth of burst less `spare` cells (at least
@@ -64,9 +133,11 @@ impl Buckets {
         // independent pacers drift in and out of phase, and the server's bucket needs the
         // 2 % to refill between their coincidences.
         let (burst_seconds, headroom) = if share < 1.0 { (0.0, 0.98) } else { (1.0, 1.0) };
-        let requests = limits.requests_per_minute.map(|rpm| {
-            RateLimiter::direct(quota(f64::from(rpm) * share * headroom, burst_seconds, 1.0).0)
-        });
+        let request_rate = limits
+            .requests_per_minute
+            .map(|rpm| f64::from(rpm) * share * headroom);
+        let requests =
+            request_rate.map(|rate| RateLimiter::direct(quota(rate, burst_seconds, 1.0).0));
         let (tokens, token_burst) = match limits.tokens_per_minute {
             Some(tpm) => {
                 let (quota, burst) = quota(f64::from(tpm) * share, 10.0, 0.0);
@@ -75,6 +146,7 @@ impl Buckets {
             None => (None, u32::MAX),
         };
         Self {
+            request_rate,
             requests,
             tokens,
             token_burst,
@@ -82,24 +154,93 @@ impl Buckets {
     }
 }
 
+/// A configured limit lowered to the provider's: the smaller of the two, the provider's when
+/// none is configured, the configured one while the provider announced none.
+fn lowered(configured: Option<u32>, announced: Option<u32>) -> Option<u32> {
+    match (configured, announced) {
+        (Some(c), Some(a)) => Some(c.min(a)),
+        (c, a) => c.or(a),
+    }
+}
+
 impl RateLimits {
     pub fn new(limits: Limits) -> Self {
         Self {
-            limits,
-            buckets: RwLock::new(Arc::new(Buckets::new(limits, 1.0))),
+            configured: limits,
+            state: RwLock::new(LimiterState {
+                effective: limits,
+                announced: ProviderLimits::default(),
+                share: 1.0,
+                buckets: Arc::new(Buckets::new(limits, 1.0)),
+            }),
         }
     }
 
     /// Takes `share` (0 < share ≤ 1) of the job's limits from now on.
     pub fn set_share(&self, share: f64) {
         let share = share.clamp(1e-6, 1.0);
-        *self.buckets.write().expect("limiter lock") = Arc::new(Buckets::new(self.limits, share));
+        let mut state = self.state.write().expect("limiter lock");
+        state.share = share;
+        state.buckets = Arc::new(Buckets::new(state.effective, share));
+    }
+
+    /// Lowers the effective limits to what the provider announced (per API key, so a
+    /// cluster-wide figure, of which this worker still takes its share). Never raises a limit
+    /// above the configured one; a provider limit adopted when none is configured, or lowering
+    /// a configured one, is logged. A later, higher announcement raises the effective limit
+    /// again, up to the configured one. Returns the effective limits when they changed.
+    pub fn lower_to(&self, announced: ProviderLimits) -> Option<Limits> {
+        if !announced.is_known() || self.state.read().expect("limiter lock").announced == announced
+        {
+            return None;
+        }
+        let mut state = self.state.write().expect("limiter lock");
+        state.announced = announced;
+        let effective = Limits {
+            requests_per_minute: lowered(
+                self.configured.requests_per_minute,
+                announced.requests_per_minute,
+            ),
+            tokens_per_minute: lowered(
+                self.configured.tokens_per_minute,
+                announced.tokens_per_minute,
+            ),
+        };
+        if effective == state.effective {
+            return None;
+        }
+        state.effective = effective;
+        state.buckets = Arc::new(Buckets::new(effective, state.share));
+        if effective != self.configured {
+            tracing::info!(
+                configured_rpm = ?self.configured.requests_per_minute,
+                configured_tpm = ?self.configured.tokens_per_minute,
+                provider_rpm = ?announced.requests_per_minute,
+                provider_tpm = ?announced.tokens_per_minute,
+                rpm = ?effective.requests_per_minute,
+                tpm = ?effective.tokens_per_minute,
+                paced_rpm = ?state.buckets.request_rate,
+                "provider announced lower rate limits than configured, keeping to them"
+            );
+        }
+        Some(effective)
+    }
+
+    /// The limits in force: the configured ones lowered to the provider's (before sharing).
+    pub fn effective(&self) -> Limits {
+        self.state.read().expect("limiter lock").effective
+    }
+
+    /// The provider's latest announced limits.
+    pub fn announced(&self) -> ProviderLimits {
+        self.state.read().expect("limiter lock").announced
     }
 
     /// The most tokens (input plus `max_tokens`) one request may reserve: the job's whole
-    /// token limit, `None` without one.
+    /// configured token limit, `None` without one. A provider's announced limit lowers the
+    /// pace, never this: a rate limit read from headers does not decide a row.
     pub fn max_request_tokens(&self) -> Option<u64> {
-        self.limits.tokens_per_minute.map(u64::from)
+        self.configured.tokens_per_minute.map(u64::from)
     }
 
     /// Waits until one request of `tokens` tokens may be sent; says whether it had to wait.
@@ -114,7 +255,7 @@ impl RateLimits {
                  shorten the input, lower llm.max_tokens or raise llm.tokens_per_minute"
             )));
         }
-        let buckets = self.buckets.read().expect("limiter lock").clone();
+        let buckets = self.state.read().expect("limiter lock").buckets.clone();
         let mut waited = false;
         if let Some(bucket) = &buckets.tokens {
             let mut needed = u32::try_from(tokens.max(1)).unwrap_or(u32::MAX);
@@ -146,6 +287,63 @@ impl RateLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn limits(rpm: Option<u32>, tpm: Option<u32>) -> Limits {
+        Limits {
+            requests_per_minute: rpm,
+            tokens_per_minute: tpm,
+        }
+    }
+
+    fn announced(rpm: Option<u32>, tpm: Option<u32>) -> ProviderLimits {
+        ProviderLimits {
+            requests_per_minute: rpm,
+            tokens_per_minute: tpm,
+        }
+    }
+
+    #[test]
+    fn provider_limits_lower_the_configured_ones_and_never_raise_them() {
+        let limiter = RateLimits::new(limits(Some(600), Some(100_000)));
+        assert_eq!(limiter.lower_to(ProviderLimits::default()), None);
+        assert_eq!(
+            limiter.lower_to(announced(Some(60), Some(500_000))),
+            Some(limits(Some(60), Some(100_000)))
+        );
+        assert_eq!(limiter.effective(), limits(Some(60), Some(100_000)));
+        assert_eq!(limiter.announced(), announced(Some(60), Some(500_000)));
+        // The same announcement again changes nothing.
+        assert_eq!(limiter.lower_to(announced(Some(60), Some(500_000))), None);
+        // A higher one raises the effective limit back, never above the spec.
+        assert_eq!(
+            limiter.lower_to(announced(Some(6000), None)),
+            Some(limits(Some(600), Some(100_000)))
+        );
+        assert_eq!(limiter.max_request_tokens(), Some(100_000));
+        // Nothing configured: the provider's limits are adopted.
+        let open = RateLimits::new(Limits::default());
+        open.lower_to(announced(Some(120), None));
+        assert_eq!(open.effective(), limits(Some(120), None));
+        assert_eq!(open.max_request_tokens(), None);
+    }
+
+    #[test]
+    fn a_lowered_limit_is_still_shared_between_workers() {
+        // The provider's 120 rpm is per key, so the whole cluster's: a worker with half the
+        // share paces at half of it, strictly (no burst).
+        let limiter = RateLimits::new(limits(Some(1200), None));
+        let rate = |limiter: &RateLimits| limiter.state.read().unwrap().buckets.request_rate;
+        limiter.set_share(0.5);
+        assert_eq!(rate(&limiter), Some(1200.0 * 0.5 * 0.98));
+        limiter.lower_to(announced(Some(120), None));
+        assert_eq!(rate(&limiter), Some(120.0 * 0.5 * 0.98));
+        // The lowered limit survives a change of share.
+        limiter.set_share(1.0);
+        assert_eq!(limiter.effective(), limits(Some(120), None));
+        assert_eq!(rate(&limiter), Some(120.0));
+        limiter.set_share(0.25);
+        assert_eq!(rate(&limiter), Some(120.0 * 0.25 * 0.98));
+    }
 
     #[test]
     fn a_shared_request_limit_has_no_burst() {

@@ -99,6 +99,22 @@ pub struct MockConfig {
     /// them chunked.
     #[arg(long, requires = "oversized_body_bytes")]
     pub oversized_body_content_length: bool,
+    /// Batch APIs: how long a submitted batch (OpenAI, Azure or Anthropic) stays in progress
+    /// before it ends. 0 ends it at the first look after it was created.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub batch_delay_ms: u64,
+    /// Fraction of batch items (in [0, 1]) that fail with a server error in the batch's error
+    /// file (Anthropic: an `errored` result), on top of the chat faults.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    pub batch_item_failure_rate: f64,
+    /// Fraction of batches (in [0, 1]) that expire: the first half of their items is answered,
+    /// the rest fails as `batch_expired` (Anthropic: `expired`).
+    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    pub batch_expire_rate: f64,
+    /// Largest batch upload accepted (an OpenAI batch file, an Anthropic batch body); larger
+    /// ones are answered 413. Uploads are kept in memory.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_BATCH_MAX_BYTES)]
+    pub batch_max_bytes: u64,
     /// How many requests to keep for `requests()` and window statistics (counters go on).
     #[arg(long, value_name = "N", default_value_t = 2_000_000)]
     pub record_limit: usize,
@@ -107,6 +123,9 @@ pub struct MockConfig {
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RECORD_BODY_BYTES)]
     pub record_body_bytes: u64,
 }
+
+/// Default of [`MockConfig::batch_max_bytes`]: 200 MiB, OpenAI's limit for a batch file.
+pub const DEFAULT_BATCH_MAX_BYTES: u64 = 200 * 1024 * 1024;
 
 /// Default of [`MockConfig::record_body_bytes`]: 64 MiB.
 pub const DEFAULT_RECORD_BODY_BYTES: u64 = 64 * 1024 * 1024;
@@ -137,6 +156,10 @@ impl Default for MockConfig {
             refuse_json_object: None,
             oversized_body_bytes: None,
             oversized_body_content_length: false,
+            batch_delay_ms: 0,
+            batch_item_failure_rate: 0.0,
+            batch_expire_rate: 0.0,
+            batch_max_bytes: DEFAULT_BATCH_MAX_BYTES,
             record_limit: 2_000_000,
             record_body_bytes: DEFAULT_RECORD_BODY_BYTES,
         }
@@ -154,6 +177,8 @@ impl MockConfig {
             ("truncate", self.truncate),
             ("context_length", self.context_length),
             ("judge_error_rate", self.judge_error_rate),
+            ("batch_item_failure_rate", self.batch_item_failure_rate),
+            ("batch_expire_rate", self.batch_expire_rate),
         ];
         for (name, rate) in rates {
             if !(0.0..=1.0).contains(&rate) {
@@ -185,6 +210,9 @@ impl MockConfig {
                     "{name} must be an error status in 400..=599, got {status}"
                 ));
             }
+        }
+        if self.batch_max_bytes == 0 {
+            return Err("batch_max_bytes must be at least 1".into());
         }
         if self.oversized_body_content_length && self.oversized_body_bytes.is_none() {
             return Err("oversized_body_content_length needs oversized_body_bytes".into());
@@ -437,6 +465,14 @@ mod tests {
             "--oversized-body-bytes",
             "1048576",
             "--oversized-body-content-length",
+            "--batch-delay-ms",
+            "250",
+            "--batch-item-failure-rate",
+            "0.1",
+            "--batch-expire-rate",
+            "0.5",
+            "--batch-max-bytes",
+            "4096",
         ])
         .unwrap();
         assert_eq!(
@@ -461,6 +497,15 @@ mod tests {
         assert_eq!(config.oversized_body_bytes, Some(1 << 20));
         assert!(config.oversized_body_content_length);
         assert_eq!(config.hang_ms, 5000);
+        assert_eq!(
+            (
+                config.batch_delay_ms,
+                config.batch_item_failure_rate,
+                config.batch_expire_rate,
+                config.batch_max_bytes
+            ),
+            (250, 0.1, 0.5, 4096)
+        );
         assert!(config.validate().is_ok());
         assert!(
             !format!("{config:?}").contains("sk-test"),
@@ -489,6 +534,10 @@ mod tests {
                 .contains("refuse_json_schema")
         );
         assert!(parse(&["--oversized-body-content-length"]).is_err());
+        let config = parse(&["--batch-expire-rate", "2"]).unwrap();
+        assert!(config.validate().unwrap_err().contains("batch_expire_rate"));
+        let config: MockConfig = serde_json::from_str(r#"{"batch_max_bytes": 0}"#).unwrap();
+        assert!(config.validate().unwrap_err().contains("batch_max_bytes"));
         let config: MockConfig =
             serde_json::from_str(r#"{"oversized_body_content_length": true}"#).unwrap();
         assert!(config.validate().is_err());

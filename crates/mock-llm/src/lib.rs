@@ -11,6 +11,16 @@
 //! size). `GET /v1/models`, `GET /stats` (`?window_ms=N` adds sliding-window maxima) and `GET
 //! /health` complete it.
 //!
+//! Batch APIs, kept in memory: OpenAI's `POST /v1/files` (multipart), `GET /v1/files`
+//! (`?purpose=`, `limit`, `after`), `GET /v1/files/{id}` and `/content`, `POST /v1/batches`,
+//! `GET /v1/batches/{id}`, `GET /v1/batches` (`limit`, `after`), `POST
+//! /v1/batches/{id}/cancel`; the same under Azure OpenAI's `/openai/...?api-version=` with the
+//! `api-key` header; Anthropic's `POST /v1/messages/batches`, `GET /v1/messages/batches/{id}`,
+//! `/results`, `/cancel` and the listing, with `x-api-key`. Items are answered by the online
+//! path's simulated answer and fault draw; `batch_delay_ms`, `batch_item_failure_rate`,
+//! `batch_expire_rate` and `batch_max_bytes` shape processing, and [`BatchStats`] in `/stats`
+//! counts files, batches (by name), and items answered and failed.
+//!
 //! ```no_run
 //! # async fn example() -> std::io::Result<()> {
 //! use rubricmill_mock_llm::{MockConfig, MockServer};
@@ -22,6 +32,8 @@
 //! # }
 //! ```
 
+mod anthropic;
+mod batches;
 mod config;
 mod faults;
 mod limits;
@@ -30,7 +42,7 @@ mod stats;
 
 pub use config::{ApiKey, Latency, LogNormalMs, MockConfig, UniformMs};
 pub use server::MockServer;
-pub use stats::{RecordedRequest, Stats, WindowMaxima, max_in_window};
+pub use stats::{BatchStats, RecordedRequest, Stats, WindowMaxima, max_in_window};
 
 use anyhow::Context;
 use tracing::info;

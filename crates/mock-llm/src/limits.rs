@@ -1,7 +1,7 @@
 //! Rate limits of the mock server: GCRA buckets for requests (per second with a burst, per
 //! minute) and tokens (per minute), checked together so that a refused request consumes
 //! nothing, and the OpenAI-style headers (`Retry-After`, `retry-after-ms`, `x-ratelimit-*`)
-//! that describe them.
+//! that describe them, or their Anthropic equivalents (`anthropic-ratelimit-*`).
 
 use std::time::Duration;
 
@@ -84,11 +84,16 @@ pub(crate) struct Decision {
     /// The binding request bucket (per second or per minute), when one is configured.
     pub requests: Option<BucketView>,
     pub tokens: Option<BucketView>,
+    /// The request limit as a per-minute figure, the unit providers announce it in: `rpm`,
+    /// else `rps` × 60.
+    pub requests_per_minute: Option<u64>,
 }
 
 /// All configured limits of one server.
 #[derive(Debug, Clone)]
 pub(crate) struct Limiter {
+    /// The request limit per minute as announced (see [`Decision::requests_per_minute`]).
+    requests_per_minute: Option<u64>,
     per_second: Option<Bucket>,
     per_minute: Option<Bucket>,
     tokens_per_minute: Option<Bucket>,
@@ -112,7 +117,12 @@ impl Limiter {
         if per_second.is_none() && per_minute.is_none() && tokens_per_minute.is_none() {
             return None;
         }
+        let requests_per_minute = config
+            .rpm
+            .map(u64::from)
+            .or_else(|| config.rps.map(|rps| (rps * 60.0).floor().max(1.0) as u64));
         Some(Self {
+            requests_per_minute,
             per_second,
             per_minute,
             tokens_per_minute,
@@ -140,6 +150,7 @@ impl Limiter {
                 },
                 requests: self.binding_requests_view(now_ns, None),
                 tokens: Some(bucket.view(now_ns)),
+                requests_per_minute: self.requests_per_minute,
             };
         }
         let wait_ns = request_waits
@@ -154,6 +165,7 @@ impl Limiter {
                 verdict: Verdict::Limited(Duration::from_nanos(wait_ns.ceil() as u64)),
                 requests: self.binding_requests_view(now_ns, Some(waits)),
                 tokens: self.tokens_per_minute.as_ref().map(|b| b.view(now_ns)),
+                requests_per_minute: self.requests_per_minute,
             };
         }
         for bucket in [&mut self.per_second, &mut self.per_minute]
@@ -169,6 +181,7 @@ impl Limiter {
             verdict: Verdict::Allowed,
             requests: self.binding_requests_view(now_ns, None),
             tokens: self.tokens_per_minute.as_ref().map(|b| b.view(now_ns)),
+            requests_per_minute: self.requests_per_minute,
         }
     }
 
@@ -237,11 +250,14 @@ pub(crate) fn retry_after_values(wait: Duration) -> (u64, u64) {
     (ms.div_ceil(1000), ms)
 }
 
-/// The `x-ratelimit-*` headers of a decision.
+/// The `x-ratelimit-*` headers of a decision. The limits are per minute, as OpenAI announces
+/// them (a per-second limit is announced as its per-minute equivalent); remaining and reset
+/// describe the bucket that binds.
 pub(crate) fn ratelimit_headers(decision: &Decision) -> Vec<(&'static str, String)> {
     let mut headers = Vec::with_capacity(6);
     if let Some(view) = decision.requests {
-        headers.push(("x-ratelimit-limit-requests", view.limit.to_string()));
+        let limit = decision.requests_per_minute.unwrap_or(view.limit);
+        headers.push(("x-ratelimit-limit-requests", limit.to_string()));
         headers.push(("x-ratelimit-remaining-requests", view.remaining.to_string()));
         headers.push(("x-ratelimit-reset-requests", format_reset(view.reset)));
     }
@@ -251,6 +267,25 @@ pub(crate) fn ratelimit_headers(decision: &Decision) -> Vec<(&'static str, Strin
         headers.push(("x-ratelimit-reset-tokens", format_reset(view.reset)));
     }
     headers
+}
+
+/// The `anthropic-ratelimit-*` headers of a decision, from its OpenAI-style ones.
+pub(crate) fn anthropic_headers(openai: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    openai
+        .iter()
+        .filter_map(|(name, value)| {
+            let renamed = match *name {
+                "x-ratelimit-limit-requests" => "anthropic-ratelimit-requests-limit",
+                "x-ratelimit-remaining-requests" => "anthropic-ratelimit-requests-remaining",
+                "x-ratelimit-limit-tokens" => "anthropic-ratelimit-tokens-limit",
+                "x-ratelimit-remaining-tokens" => "anthropic-ratelimit-tokens-remaining",
+                "retry-after" => "retry-after",
+                "retry-after-ms" => "retry-after-ms",
+                _ => return None,
+            };
+            Some((renamed, value.clone()))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -44,6 +44,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tracing::{debug, info};
 
+use crate::anthropic::{PromptCache, messages};
+use crate::batches::{self, BatchStore};
 use crate::config::MockConfig;
 use crate::faults::{Draws, Fault, FaultPlan};
 use crate::limits::{Limiter, Verdict, ratelimit_headers, retry_after_values};
@@ -52,16 +54,16 @@ use crate::stats::{Counters, RecordedRequest, Recorder, Stats};
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// Context window claimed by the context-length fault.
-const CONTEXT_WINDOW: u64 = 8192;
+pub(crate) const CONTEXT_WINDOW: u64 = 8192;
 /// How long shutdown waits for requests in flight before cutting them off.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// Model listed by `/v1/models` when any model is accepted.
 const DEFAULT_MODEL: &str = "mock-llm";
 
 /// Every answer is whole in memory but oversized ones, which are streamed.
-type Body = Either<Full<Bytes>, Padded>;
+pub(crate) type Body = Either<Full<Bytes>, Padded>;
 /// A request as the serving path hands it over.
-type IncomingRequest = Request<rubricmill_http::axum::body::Body>;
+pub(crate) type IncomingRequest = Request<rubricmill_http::axum::body::Body>;
 
 /// A running mock server. Dropping it stops it too (without waiting).
 #[derive(Debug)]
@@ -148,17 +150,19 @@ impl MockServer {
 }
 
 /// What every connection shares.
-struct State {
-    config: MockConfig,
+pub(crate) struct State {
+    pub(crate) config: MockConfig,
     started: Instant,
     limiter: Option<Mutex<Limiter>>,
-    faults: FaultPlan,
-    draws: Draws,
-    counters: Counters,
+    pub(crate) faults: FaultPlan,
+    pub(crate) draws: Draws,
+    pub(crate) counters: Counters,
     recorder: Recorder,
-    next_id: AtomicU64,
-    /// Bearer header value expected, when a key is set.
-    expected_authorization: Option<String>,
+    pub(crate) next_id: AtomicU64,
+    /// Files and batches of the batch endpoints.
+    pub(crate) batches: BatchStore,
+    /// System prompts the Messages endpoint has seen with `cache_control`, for cache usage.
+    pub(crate) prompt_cache: PromptCache,
 }
 
 impl std::fmt::Debug for State {
@@ -170,7 +174,7 @@ impl std::fmt::Debug for State {
 }
 
 impl State {
-    fn new(config: MockConfig) -> Self {
+    pub(crate) fn new(config: MockConfig) -> Self {
         Self {
             started: Instant::now(),
             limiter: Limiter::from_config(&config).map(Mutex::new),
@@ -179,17 +183,18 @@ impl State {
             counters: Counters::new(),
             recorder: Recorder::new(config.record_limit, config.record_body_bytes),
             next_id: AtomicU64::new(1),
-            expected_authorization: config
-                .api_key
-                .as_ref()
-                .map(|k| format!("Bearer {}", k.expose())),
+            batches: BatchStore::default(),
+            prompt_cache: PromptCache::default(),
             config,
         }
     }
 
     fn stats(&self) -> Stats {
-        self.counters
-            .snapshot(self.started.elapsed(), self.recorder.kept())
+        let mut stats = self
+            .counters
+            .snapshot(self.started.elapsed(), self.recorder.kept());
+        stats.batches = self.batches.stats();
+        stats
     }
 }
 
@@ -215,7 +220,27 @@ async fn route(state: &Arc<State>, shard: usize, request: IncomingRequest) -> Re
     match (request.method(), path) {
         (&Method::POST, "/v1/chat/completions" | "/chat/completions") => {
             let mut call = Call::begin(state, shard);
-            let response = chat(state, &mut call, request).await;
+            let response = chat(state, &mut call, request, KeyHeader::Bearer).await;
+            call.status = response.status().as_u16();
+            response
+        }
+        (&Method::POST, "/v1/messages" | "/messages") => {
+            let mut call = Call::begin(state, shard);
+            let response = messages(state, &mut call, request).await;
+            call.status = response.status().as_u16();
+            response
+        }
+        (&Method::POST, path) if azure_deployment(path).is_some() => {
+            let mut call = Call::begin(state, shard);
+            let response = match api_version(request.uri().query()) {
+                Some(_) => chat(state, &mut call, request, KeyHeader::ApiKey).await,
+                None => error_response(
+                    StatusCode::BAD_REQUEST,
+                    "Missing required query parameter 'api-version'.".into(),
+                    "invalid_request_error",
+                    Some("missing_api_version"),
+                ),
+            };
             call.status = response.status().as_u16();
             response
         }
@@ -226,6 +251,8 @@ async fn route(state: &Arc<State>, shard: usize, request: IncomingRequest) -> Re
             _,
             "/v1/chat/completions"
             | "/chat/completions"
+            | "/v1/messages"
+            | "/messages"
             | "/v1/models"
             | "/models"
             | "/stats"
@@ -236,6 +263,7 @@ async fn route(state: &Arc<State>, shard: usize, request: IncomingRequest) -> Re
             "invalid_request_error",
             Some("method_not_allowed"),
         ),
+        _ if batches::serves(path) => batches::route(state, request).await,
         _ => error_response(
             StatusCode::NOT_FOUND,
             format!("unknown path {path}"),
@@ -245,23 +273,40 @@ async fn route(state: &Arc<State>, shard: usize, request: IncomingRequest) -> Re
     }
 }
 
+/// The deployment of an Azure OpenAI chat path, `/openai/deployments/{deployment}/chat/completions`.
+fn azure_deployment(path: &str) -> Option<&str> {
+    let deployment = path
+        .strip_prefix("/openai/deployments/")?
+        .strip_suffix("/chat/completions")?;
+    (!deployment.is_empty() && !deployment.contains('/')).then_some(deployment)
+}
+
+/// The non-empty `api-version` of a query string.
+fn api_version(query: Option<&str>) -> Option<&str> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(name, value)| *name == "api-version" && !value.is_empty())
+        .map(|(_, value)| value)
+}
+
 /// One chat request in flight. Dropping it counts and records the request, also when the
 /// client went away mid-answer (the handler future is dropped then; status stays 499).
-struct Call<'a> {
+pub(crate) struct Call<'a> {
     state: &'a State,
     shard: usize,
-    at: Duration,
-    status: u16,
-    body: Option<WireRequest>,
+    pub(crate) at: Duration,
+    pub(crate) status: u16,
+    pub(crate) body: Option<WireRequest>,
     /// Size of the body on the wire.
-    body_len: u64,
-    prompt_tokens: u64,
+    pub(crate) body_len: u64,
+    pub(crate) prompt_tokens: u64,
     completion_tokens: u64,
     retry_after_ms: Option<u64>,
 }
 
 impl<'a> Call<'a> {
-    fn begin(state: &'a State, shard: usize) -> Self {
+    pub(crate) fn begin(state: &'a State, shard: usize) -> Self {
         let at = state.started.elapsed();
         state.counters.begin(at);
         Self {
@@ -311,7 +356,7 @@ impl Drop for Call<'_> {
 
 /// Prompt tokens as the simulated provider counts them: about four characters a token, plus
 /// four tokens of framing per message.
-fn prompt_tokens(request: &WireRequest) -> u64 {
+pub(crate) fn prompt_tokens(request: &WireRequest) -> u64 {
     request
         .messages
         .iter()
@@ -319,17 +364,14 @@ fn prompt_tokens(request: &WireRequest) -> u64 {
         .sum()
 }
 
-async fn chat(state: &State, call: &mut Call<'_>, request: IncomingRequest) -> Response<Body> {
-    let config = &state.config;
+async fn chat(
+    state: &State,
+    call: &mut Call<'_>,
+    request: IncomingRequest,
+    key: KeyHeader,
+) -> Response<Body> {
     // The key is checked before the body is read: an unauthenticated client costs no memory.
-    let authorized = match &state.expected_authorization {
-        None => true,
-        Some(expected) => request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .is_some_and(|value| value.as_bytes() == expected.as_bytes()),
-    };
-    if !authorized {
+    if !key.accepts(state, request.headers()) {
         return error_response(
             StatusCode::UNAUTHORIZED,
             "Incorrect API key provided. You can find your API key in the mock-llm flags (--api-key or MOCK_LLM_API_KEY).".into(),
@@ -367,7 +409,54 @@ async fn chat(state: &State, call: &mut Call<'_>, request: IncomingRequest) -> R
             );
         }
     };
-    let wire = call.body.insert(wire);
+    call.body = Some(wire);
+    respond(state, call).await
+}
+
+/// Where a client puts its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyHeader {
+    /// `Authorization: Bearer KEY` (OpenAI-compatible).
+    Bearer,
+    /// `api-key: KEY` (Azure OpenAI).
+    ApiKey,
+    /// `x-api-key: KEY` (Anthropic).
+    XApiKey,
+}
+
+impl KeyHeader {
+    /// Whether a request's headers carry the configured key (always, without one).
+    pub(crate) fn accepts(self, state: &State, headers: &hyper::HeaderMap) -> bool {
+        let Some(key) = &state.config.api_key else {
+            return true;
+        };
+        let (name, expected) = match self {
+            KeyHeader::Bearer => (
+                header::AUTHORIZATION.as_str(),
+                format!("Bearer {}", key.expose()),
+            ),
+            KeyHeader::ApiKey => ("api-key", key.expose().to_owned()),
+            KeyHeader::XApiKey => ("x-api-key", key.expose().to_owned()),
+        };
+        headers
+            .get(name)
+            .is_some_and(|value| value.as_bytes() == expected.as_bytes())
+    }
+}
+
+/// Answers the parsed request in `call.body` as a chat completion: model check, response
+/// format refusals, rate limits, faults, latency, the answer. Shared by every route that
+/// answers chat requests (OpenAI, Azure, and Anthropic Messages, which translates the result).
+pub(crate) async fn respond(state: &State, call: &mut Call<'_>) -> Response<Body> {
+    let config = &state.config;
+    let Some(wire) = call.body.as_ref() else {
+        return error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no request".into(),
+            "server_error",
+            None,
+        );
+    };
 
     if wire.messages.is_empty() {
         return error_response(
@@ -538,13 +627,13 @@ async fn chat(state: &State, call: &mut Call<'_>, request: IncomingRequest) -> R
 }
 
 /// Content and finish reason of an answer.
-struct Answer {
-    content: String,
-    finish_reason: &'static str,
+pub(crate) struct Answer {
+    pub(crate) content: String,
+    pub(crate) finish_reason: &'static str,
 }
 
 /// The simulated answer, cut when the fault or `max_tokens` says so.
-fn answer_for(
+pub(crate) fn answer_for(
     wire: &WireRequest,
     json_object: bool,
     fault: Fault,
@@ -629,11 +718,31 @@ fn completion_response(
     prompt_tokens: u64,
     completion_tokens: u64,
 ) -> Response<Body> {
+    let body = completion_body(state, wire, answer, prompt_tokens, completion_tokens);
+    match serde_json::to_vec(&body) {
+        Ok(bytes) => json_response(StatusCode::OK, bytes),
+        Err(error) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("could not encode the answer: {error}"),
+            "server_error",
+            None,
+        ),
+    }
+}
+
+/// The chat completion body of an answer (online answers and batch items alike).
+pub(crate) fn completion_body(
+    state: &State,
+    wire: &WireRequest,
+    answer: Answer,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+) -> WireResponse {
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let body = WireResponse {
+    WireResponse {
         id: format!("chatcmpl-mock-{id}"),
         object: "chat.completion".into(),
         created,
@@ -652,15 +761,6 @@ fn completion_response(
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
         }),
-    };
-    match serde_json::to_vec(&body) {
-        Ok(bytes) => json_response(StatusCode::OK, bytes),
-        Err(error) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("could not encode the answer: {error}"),
-            "server_error",
-            None,
-        ),
     }
 }
 
@@ -841,7 +941,7 @@ async fn stats(state: &Arc<State>, query: Option<&str>) -> Response<Body> {
     }
 }
 
-fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
     let mut response = Response::new(Either::Left(Full::new(Bytes::from(body))));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -877,7 +977,7 @@ fn format_refusal(status: u16, refused: &str, json_object_served: bool) -> Respo
 }
 
 /// An OpenAI-style error: `{"error": {"message", "type", "code"}}`.
-fn error_response(
+pub(crate) fn error_response(
     status: StatusCode,
     message: String,
     kind: &str,
@@ -897,7 +997,7 @@ fn error_response(
     json_response(status, bytes)
 }
 
-fn add_headers(response: &mut Response<Body>, headers: &[(&'static str, String)]) {
+pub(crate) fn add_headers(response: &mut Response<Body>, headers: &[(&'static str, String)]) {
     for (name, value) in headers {
         if let Ok(value) = HeaderValue::from_str(value) {
             response

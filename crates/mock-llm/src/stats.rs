@@ -32,9 +32,9 @@ pub struct Stats {
     /// Chat completion requests finished (every status, including 499: client went away).
     pub requests: u64,
     pub by_status: BTreeMap<u16, u64>,
-    /// Prompt tokens of 2xx answers.
+    /// Prompt tokens of 2xx answers and of answered batch items.
     pub prompt_tokens: u64,
-    /// Completion tokens of 2xx answers.
+    /// Completion tokens of 2xx answers and of answered batch items.
     pub completion_tokens: u64,
     /// Chat requests being answered now.
     pub in_flight: u64,
@@ -49,9 +49,32 @@ pub struct Stats {
     pub requests_per_second: f64,
     /// Requests kept for `requests()` and the window maxima (at most the record limit).
     pub recorded: u64,
+    /// What the batch endpoints did.
+    #[serde(default)]
+    pub batches: BatchStats,
     /// Sliding-window maxima, when `/stats?window_ms=N` asked for them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<WindowMaxima>,
+}
+
+/// Counters of the batch endpoints (OpenAI, Azure and Anthropic alike). Batch items are not
+/// chat requests: they count here, not in `requests`; their tokens count in the token totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchStats {
+    /// Files uploaded with `POST /v1/files` (or Azure's).
+    pub files_uploaded: u64,
+    /// Batches created (OpenAI, Azure and Anthropic).
+    pub batches_created: u64,
+    /// Batch items answered.
+    pub items_answered: u64,
+    /// Batch items that failed: faults, `batch_item_failure_rate`, expiry, cancellation.
+    pub items_failed: u64,
+    /// Batches that expired.
+    pub batches_expired: u64,
+    /// Batches created by name: an OpenAI or Azure batch by its `metadata.rubricmill_batch`
+    /// (`-` when it has none), an Anthropic one by the prefix of its first item's `custom_id`
+    /// up to the first `_` (`-` when there is none). A name counted twice was submitted twice.
+    pub batches_by_name: BTreeMap<String, u64>,
 }
 
 /// The most requests and tokens (prompt + completion) seen in any window of `window_ms`.
@@ -182,6 +205,7 @@ impl Counters {
                 0.0
             },
             recorded,
+            batches: BatchStats::default(),
             window: None,
         }
     }

@@ -90,6 +90,8 @@ pub struct RunSummary {
     pub elapsed: Duration,
     /// Stage → the structured-output mode its endpoint settled on, for providers with modes.
     pub structured_output: BTreeMap<String, String>,
+    /// Stage → the rate limits its provider announced (only stages whose provider did).
+    pub provider_limits: BTreeMap<String, rubricmill_core::DiscoveredLimits>,
     /// Requests this run made to the job's output folder once its plan was loaded: resuming
     /// (the plan's chunks, the marker listing, the progress log) and the workers' (parts,
     /// rejects, markers, spend files).
@@ -171,6 +173,7 @@ pub async fn run_embedded(
         stop: StopReason::Complete,
         elapsed: Duration::ZERO,
         structured_output: BTreeMap::new(),
+        provider_limits: BTreeMap::new(),
         output_requests: Default::default(),
         waiting: BTreeMap::new(),
     };
@@ -272,6 +275,7 @@ pub async fn run_embedded(
         None => StopReason::Interrupted,
     };
     summary.structured_output = context.structured_output_modes();
+    summary.provider_limits = context.discovered_limits();
     summary.elapsed = started.elapsed();
     summary.output_requests = store.requests().plus(&context.store.requests());
     Ok(summary)

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rubricmill_core::spec::{LlmSpec, llm_stages};
-use rubricmill_core::{JobSpec, LlmMode, PipelineKind, ProviderKind};
+use rubricmill_core::{DiscoveredLimits, JobSpec, LlmMode, PipelineKind, ProviderKind};
+use rubricmill_llm::azure::AzureTarget;
 use rubricmill_llm::batch::BatchApi;
 use rubricmill_llm::{
-    Budget, CacheStore, ChatProvider, EndpointConfig, Gateway, GatewayConfig, Limits,
-    OpenAiProvider, SimulatedProvider, endpoint_identity,
+    AnthropicProvider, Budget, CacheStore, ChatProvider, EndpointConfig, Gateway, GatewayConfig,
+    Limits, OpenAiProvider, SimulatedProvider, endpoint_identity,
 };
 use rubricmill_mine::{CrgPipeline, Pipeline, ResearchQaPipeline, StageModel, Stages, Templates};
 use rubricmill_store::{JobManifest, JobStore, ReadItem, StoreError, StoreLocation, read_shard};
@@ -34,7 +35,7 @@ pub struct ContextOptions {
 pub fn preflight(spec: &JobSpec) -> Result<(), RuntimeError> {
     for stage in llm_stages(spec.pipeline) {
         let llm = spec.llm.for_stage(stage);
-        if llm.provider != ProviderKind::Openai {
+        if !llm.provider.is_remote() {
             continue;
         }
         if let Some(var) = &llm.api_key_env
@@ -196,6 +197,47 @@ impl JobContext {
             .collect()
     }
 
+    /// The rate limits each stage's provider announced, beside the stage's configured ones;
+    /// only stages whose provider announced any.
+    pub fn discovered_limits(&self) -> BTreeMap<String, DiscoveredLimits> {
+        self.gateways
+            .iter()
+            .map(|(stage, gateway)| (stage.clone(), self.limits_of(stage, gateway)))
+            .filter(|(_, limits)| limits.is_known())
+            .collect()
+    }
+
+    /// [`Self::discovered_limits`] by endpoint key (as rate-limit pauses are shared), with the
+    /// stages calling each endpoint.
+    pub fn endpoint_limits(&self) -> BTreeMap<String, DiscoveredLimits> {
+        self.endpoints
+            .iter()
+            .filter_map(|(key, gateway)| {
+                let stages: Vec<String> = self
+                    .gateways
+                    .iter()
+                    .filter(|(_, g)| Arc::ptr_eq(g, gateway))
+                    .map(|(stage, _)| stage.clone())
+                    .collect();
+                let mut limits = self.limits_of(stages.first()?, gateway);
+                limits.stages = stages;
+                limits.is_known().then(|| (key.clone(), limits))
+            })
+            .collect()
+    }
+
+    fn limits_of(&self, stage: &str, gateway: &Gateway) -> DiscoveredLimits {
+        let llm = self.spec().llm.for_stage(stage);
+        let announced = gateway.discovered_limits();
+        DiscoveredLimits {
+            provider_rpm: announced.requests_per_minute,
+            provider_tpm: announced.tokens_per_minute,
+            configured_rpm: llm.requests_per_minute,
+            configured_tpm: llm.tokens_per_minute,
+            stages: Vec::new(),
+        }
+    }
+
     /// The records of one shard, read with the job's input settings.
     pub fn read_shard(
         &self,
@@ -244,32 +286,18 @@ fn gateway_for(
                 judge_error_rate: llm.simulated_judge_error_rate,
             },
         )),
-        ProviderKind::Openai => {
-            let base_url = llm
-                .base_url
-                .clone()
-                .ok_or_else(|| RuntimeError::Config("llm.base_url is not set".into()))?;
-            let api_key = llm
-                .api_key_env
-                .as_ref()
-                .and_then(|var| std::env::var(var).ok());
-            let endpoint = EndpointConfig {
-                base_url,
-                api_key,
-                api_key_env: llm.api_key_env.clone(),
-                headers: llm
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                timeout: Duration::from_secs(llm.timeout_s),
-                max_connections: llm.max_concurrency as usize,
-                structured_output: llm.structured_output,
-                max_response_bytes: u64::from(llm.max_response_mb) << 20,
-            };
-            Arc::new(
-                OpenAiProvider::new(endpoint).map_err(|e| RuntimeError::Config(e.to_string()))?,
-            )
+        ProviderKind::Openai | ProviderKind::Anthropic | ProviderKind::Azure => {
+            let (endpoint, azure) = endpoint_config(llm)?;
+            let config_error = |e: rubricmill_llm::LlmError| RuntimeError::Config(e.to_string());
+            match (llm.provider, azure) {
+                (ProviderKind::Anthropic, _) => {
+                    Arc::new(AnthropicProvider::new(endpoint).map_err(config_error)?)
+                }
+                (ProviderKind::Azure, Some(target)) => {
+                    Arc::new(OpenAiProvider::azure(endpoint, &target).map_err(config_error)?)
+                }
+                _ => Arc::new(OpenAiProvider::new(endpoint).map_err(config_error)?),
+            }
         }
     };
     let max_concurrency = llm.max_concurrency as usize;
@@ -285,7 +313,12 @@ fn gateway_for(
         initial_concurrency: max_concurrency.min(8),
         max_retries: llm.max_retries,
         cache,
-        endpoint: identity(llm),
+        // An Azure deployment decides the model that answers: answers of one are never
+        // served for another.
+        endpoint: match llm.provider {
+            ProviderKind::Azure => format!("{}|{}", identity(llm), llm.deployment_name()),
+            _ => identity(llm),
+        },
         batch_group: (llm.mode == LlmMode::Batch).then(|| batch_group(llm)),
         batch_price_factor: llm.batch_price_factor,
         ..GatewayConfig::default()
@@ -299,12 +332,52 @@ fn batch_group(llm: &LlmSpec) -> String {
     endpoint_key(llm)
 }
 
+/// How a stage's HTTP provider is reached (online and batch clients alike), with its Azure
+/// deployment when the provider is Azure. The key is read from the environment here.
+fn endpoint_config(llm: &LlmSpec) -> Result<(EndpointConfig, Option<AzureTarget>), RuntimeError> {
+    let base_url = llm.endpoint_url().ok_or_else(|| {
+        RuntimeError::Config(format!(
+            "llm.base_url is not set (required for provider {})",
+            llm.provider.as_str()
+        ))
+    })?;
+    let api_key = llm
+        .api_key_env
+        .as_ref()
+        .and_then(|var| std::env::var(var).ok());
+    let endpoint = EndpointConfig {
+        base_url,
+        api_key,
+        api_key_env: llm.api_key_env.clone(),
+        headers: llm
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        timeout: Duration::from_secs(llm.timeout_s),
+        max_connections: llm.max_concurrency as usize,
+        structured_output: llm.structured_output,
+        max_response_bytes: u64::from(llm.max_response_mb) << 20,
+    };
+    let azure = match llm.provider {
+        ProviderKind::Azure => Some(AzureTarget {
+            deployment: llm.deployment_name().to_owned(),
+            api_version: llm.api_version.clone().ok_or_else(|| {
+                RuntimeError::Config(
+                    "llm.api_version is not set (required for provider azure)".into(),
+                )
+            })?,
+        }),
+        _ => None,
+    };
+    Ok((endpoint, azure))
+}
+
 /// The batch API of a batch-mode stage's provider.
 fn batch_api_for(llm: &LlmSpec) -> Result<Arc<dyn BatchApi>, RuntimeError> {
-    Err(RuntimeError::Config(format!(
-        "llm.mode = \"batch\" is not available for provider {}",
-        llm.provider.as_str()
-    )))
+    let (endpoint, azure) = endpoint_config(llm)?;
+    rubricmill_llm::batch::batch_api(llm.provider, &endpoint, azure.as_ref())
+        .map_err(|e| RuntimeError::Config(format!("llm.mode = \"batch\": {e}")))
 }
 
 fn file_metadata(manifest: &JobManifest, pipeline: &dyn Pipeline) -> BTreeMap<String, String> {

@@ -203,7 +203,8 @@ impl WorkerPolicy {
                     reason: String::new(),
                 });
             }
-            if let Some(base_url) = &llm.base_url {
+            // A provider's default URL (Anthropic's public API) is checked as if it were set.
+            if let Some(base_url) = &llm.endpoint_url() {
                 let what = format!("llm.base_url of stage {stage}");
                 let url = NormalUrl::parse(base_url, true).map_err(|reason| Refusal {
                     rule: "llm_endpoints",

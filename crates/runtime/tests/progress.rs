@@ -263,6 +263,7 @@ fn beat(id: &str, job: &str, shards: &[&ShardId], beat_at: chrono::DateTime<Utc>
             })
             .collect(),
         draining: false,
+        provider_limits: Default::default(),
     }
 }
 

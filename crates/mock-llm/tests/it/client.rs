@@ -33,7 +33,7 @@ fn provider(
 }
 
 /// A crg generation request whose schema meets OpenAI's strict rules, as the pipeline's does.
-fn request(i: usize) -> ChatRequest {
+pub(crate) fn request(i: usize) -> ChatRequest {
     ChatRequest {
         model: "mock-model".into(),
         messages: vec![

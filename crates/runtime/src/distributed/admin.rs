@@ -183,6 +183,10 @@ pub struct JobStatus {
     pub progress: Option<JobProgress>,
     pub queue: QueueStats,
     pub workers: u64,
+    /// Endpoint key → the rate limits its provider announced, from the live workers'
+    /// heartbeats (the newest beat's figures per endpoint).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub provider_limits: std::collections::BTreeMap<String, rubricmill_core::DiscoveredLimits>,
 }
 
 /// The status of one job.
@@ -223,6 +227,7 @@ async fn status_of(
         JobState::Halted { reason } => Some(reason.clone()),
         _ => None,
     };
+    let provider_limits = announced_limits(cluster, &record.name, workers);
     Ok(JobStatus {
         job: record.name,
         state: record.state.label().to_owned(),
@@ -236,7 +241,25 @@ async fn status_of(
         progress,
         queue,
         workers: live_workers(cluster, workers),
+        provider_limits,
     })
+}
+
+/// The limits providers announced to the job's gateways, as the live workers last reported.
+fn announced_limits(
+    cluster: &Cluster,
+    job: &str,
+    workers: &[rubricmill_cluster::WorkerBeat],
+) -> std::collections::BTreeMap<String, rubricmill_core::DiscoveredLimits> {
+    let ttl = cluster.settings().heartbeat_ttl;
+    let now = Utc::now();
+    let mut live: Vec<&rubricmill_cluster::WorkerBeat> =
+        workers.iter().filter(|b| b.is_live(ttl, now)).collect();
+    live.sort_by_key(|beat| beat.beat_at);
+    live.into_iter()
+        .filter_map(|beat| beat.provider_limits.get(job))
+        .flat_map(|limits| limits.clone())
+        .collect()
 }
 
 /// Workers whose heartbeat is younger than the heartbeat TTL.

@@ -52,7 +52,10 @@ pub async fn run_worker(
     let metrics = WorkerMetrics::register(&registry);
     let running: Arc<Mutex<BTreeMap<(String, String), RunningShard>>> = Arc::default();
     let draining = Arc::new(AtomicBool::new(false));
+    // The jobs' contexts, once they exist: heartbeats report the limits their providers announced.
+    let jobs_for_beat: Arc<std::sync::OnceLock<Arc<ClusterJobs>>> = Arc::default();
     let beat = {
+        let jobs_for_beat = jobs_for_beat.clone();
         let running = running.clone();
         let draining = draining.clone();
         let started_at = Utc::now();
@@ -73,6 +76,10 @@ pub async fn run_worker(
                 .cloned()
                 .collect(),
             draining: draining.load(Ordering::SeqCst),
+            provider_limits: jobs_for_beat
+                .get()
+                .map(|jobs| jobs.provider_limits())
+                .unwrap_or_default(),
         }
     };
     let unrestricted = options.policy.unrestricted();
@@ -90,6 +97,7 @@ pub async fn run_worker(
         live: membership.live_workers(),
         metrics: metrics.clone(),
     });
+    let _ = jobs_for_beat.set(jobs.clone());
     let mut background = tokio::task::JoinSet::new();
     background.spawn(follow_share(
         jobs.clone(),
@@ -268,6 +276,18 @@ impl ClusterJobs {
                 }
             }
         }
+    }
+
+    /// The rate limits providers announced to each job's gateways, by endpoint key.
+    fn provider_limits(
+        &self,
+    ) -> BTreeMap<String, BTreeMap<String, rubricmill_core::DiscoveredLimits>> {
+        let contexts = self.contexts.lock().expect("contexts lock");
+        contexts
+            .iter()
+            .map(|(job, (_, context))| (job.clone(), context.endpoint_limits()))
+            .filter(|(_, limits)| !limits.is_empty())
+            .collect()
     }
 
     /// Calls of every job's gateways that waited for a rate-limit permit or a pause.
