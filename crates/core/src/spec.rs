@@ -1942,6 +1942,53 @@ provider = "simulated"
     }
 
     #[test]
+    fn batch_mode_settings_are_checked_and_left_out_of_the_fingerprint() {
+        let with = |llm: &str| MINIMAL.replace("provider = \"simulated\"", llm);
+        let online = parse(&with("provider = \"openai\"\nbase_url = \"http://h/v1\"")).unwrap();
+        assert_eq!(online.llm.mode, LlmMode::Online);
+        let batch = parse(&with(
+            "provider = \"openai\"\nbase_url = \"http://h/v1\"\nmode = \"batch\"",
+        ))
+        .unwrap();
+        assert_eq!(batch.llm.mode, LlmMode::Batch);
+        assert_eq!(batch.llm.batch_poll_s, 60);
+        assert_eq!(batch.llm.batch_price_factor, 0.5);
+        // The same answers either way: a job may switch modes and resume.
+        assert_eq!(batch.fingerprint(), online.fingerprint());
+        let staged = parse(&format!(
+            "{}\n[llm.stages.judge]\nmode = \"batch\"\n",
+            with("provider = \"openai\"\nbase_url = \"http://h/v1\"")
+        ))
+        .unwrap();
+        assert_eq!(staged.llm.for_stage("judge").mode, LlmMode::Batch);
+        assert_eq!(staged.llm.for_stage("generate").mode, LlmMode::Online);
+        let field_of = |text: String| match parse(&text).unwrap_err() {
+            SpecError::Invalid { field, .. } => field,
+            other => panic!("{other}"),
+        };
+        assert_eq!(
+            field_of(with("provider = \"simulated\"\nmode = \"batch\"")),
+            "llm.mode"
+        );
+        assert_eq!(
+            field_of(format!(
+                "{}\n[llm.stages.judge]\nmode = \"batch\"\n",
+                MINIMAL
+            )),
+            "llm.stages.judge.mode"
+        );
+        let openai = "provider = \"openai\"\nbase_url = \"http://h/v1\"\nmode = \"batch\"";
+        assert_eq!(
+            field_of(with(&format!("{openai}\nbatch_poll_s = 0"))),
+            "llm.batch_poll_s"
+        );
+        assert_eq!(
+            field_of(with(&format!("{openai}\nbatch_price_factor = 1.5"))),
+            "llm.batch_price_factor"
+        );
+    }
+
+    #[test]
     fn bad_values_name_their_field() {
         let cases = [
             (MINIMAL.replace("pairs-test", "bad name!"), "name"),

@@ -30,8 +30,8 @@ use crate::concurrency::Slot;
 use crate::concurrency::{AdaptiveConcurrency, Feedback};
 use crate::limiter::{Limits, RateLimits};
 use crate::tokens::TokenEstimator;
-use futures::StreamExt;
 use crate::{ChatProvider, ChatRequest, ChatResponse, LlmError};
+use futures::StreamExt;
 
 /// A job's spending limit, shared by every gateway (stage) of the job.
 pub struct Budget {
@@ -488,7 +488,10 @@ impl Gateway {
             }
             total.add(&usage);
             let origin = crate::scope::origin();
-            entries.push((key, crate::cache::encode(&answer, &self.config.endpoint, origin)));
+            entries.push((
+                key,
+                crate::cache::encode(&answer, &self.config.endpoint, origin),
+            ));
         }
         crate::scope::recorded().await;
         futures::stream::iter(entries)

@@ -1688,3 +1688,72 @@ fn metrics_after_a_real_run_are_labelled_and_cover_every_deploy_query() {
         "deploy/monitoring queries metrics the binary does not export: {missing:?}\nexported: {exported:?}"
     );
 }
+
+#[test]
+fn workers_killed_with_batches_in_flight_lose_nothing_and_submit_nothing_twice() {
+    let Some(mut fleet) = Fleet::start(&["--ack-wait", "5s", "--max-deliver", "10"]) else {
+        return;
+    };
+    let mock = Mock::start(MockConfig {
+        batch_delay_ms: 1_500,
+        ..MockConfig::default()
+    });
+    // 20 shards of 10 pairs; one call a pair (the consistency filter is off), so each shard
+    // sends exactly one batch.
+    let pairs = 200;
+    let spec = crg_job(
+        fleet.dir(),
+        "batched",
+        &mock,
+        pairs,
+        "mode = \"batch\"\nbatch_poll_s = 1\nprice_per_million = { input = 2.0, output = 8.0 }",
+    );
+    for _ in 0..2 {
+        fleet.start_worker(&["--shards", "2"]);
+    }
+    fleet.submit(&spec);
+    // Kill a worker every 0.4–1 s while batches are submitted, waiting and collected.
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for _ in 0..8 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(400 + seed % 600));
+        let victim = (seed % fleet.workers.len() as u64) as usize;
+        fleet.kill_worker(victim);
+        fleet.start_worker(&["--shards", "2"]);
+    }
+    let status = fleet.wait_complete("batched", Duration::from_secs(300));
+    assert_eq!(status["failed"].as_array().unwrap().len(), 0, "{status}");
+    let committed = Committed::read(&fleet.dir().join("out/batched"));
+    assert_exactly_once(&committed, pairs);
+    let stats = mock.server().stats().batches;
+    eprintln!("batches under kills: {stats:?}");
+    assert!(
+        stats.batches_by_name.values().all(|&count| count == 1),
+        "a batch was submitted twice: {:?}",
+        stats.batches_by_name
+    );
+    assert_eq!(stats.batches_created, 20, "one batch a shard: {stats:?}");
+    assert!(mock.requests().is_empty(), "a call went online");
+    // Every batch answer is paid once, committed or not, and status says so.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = fleet.status("batched").expect("status");
+        let progress = &status["progress"];
+        let batch_calls = progress["usage"]["batch_calls"].as_u64().unwrap_or(0)
+            + progress["uncommitted"]["batch_calls"].as_u64().unwrap_or(0);
+        if batch_calls == stats.items_answered {
+            assert_eq!(progress["batches_pending"], 0, "{progress}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status counts {batch_calls} batch answers, the server answered {}",
+            stats.items_answered
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let text = fleet.run("status", "batched");
+    assert!(text.contains("calls answered through batches"), "{text}");
+}

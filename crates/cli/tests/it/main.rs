@@ -1,6 +1,7 @@
 //! End-to-end tests of the `rubricmill` binary: real processes, real files, Parquet read back.
 
 mod accounting;
+mod batch;
 mod cluster;
 mod crg;
 mod docs;

@@ -1,0 +1,231 @@
+//! Batch mode end to end: `rubricmill run` against mock-llm's batch endpoints (OpenAI files and
+//! batches), compared with the same job run online.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rubricmill_mock_llm::MockConfig;
+
+use crate::{Committed, Mock, rubricmill, run_job, write_pairs, write_spec};
+
+/// A crg job over `pairs` synthetic pairs (10 a shard) with the consistency filter on, so a
+/// pair needs a generation and then two judge calls: two batches in a row. `llm` lines go
+/// into `[llm]`.
+fn crg_spec(dir: &Path, name: &str, mock: &Mock, pairs: usize, llm: &str) -> std::path::PathBuf {
+    let input = dir.join(format!("{name}.jsonl"));
+    write_pairs(&input, pairs);
+    write_spec(
+        dir,
+        name,
+        &format!(
+            "pipeline = \"crg\"\n[input]\nurl = \"{}\"\nrecords_per_shard = 10\n[output]\nurl = \"{}\"\n\
+             [llm]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"mock-model\"\nmax_tokens = 300\n\
+             price_per_million = {{ input = 2.0, output = 8.0 }}\n{llm}\n",
+            input.display(),
+            dir.join(format!("out-{name}")).display(),
+            mock.server().base_url()
+        ),
+    )
+}
+
+/// Sorted `(pair_id, rubric_id)` of a job's rows.
+fn rubrics(job_dir: &Path) -> Vec<(String, String)> {
+    let out = Committed::read(job_dir);
+    let mut pairs: Vec<(String, String)> = out
+        .strings("pair_id")
+        .into_iter()
+        .zip(out.strings("rubric_id"))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+fn usage_sum(summary: &serde_json::Value, field: &str) -> f64 {
+    ["this_run", "uncommitted"]
+        .iter()
+        .map(|part| summary[part][field].as_f64().unwrap_or(0.0))
+        .sum()
+}
+
+#[test]
+fn a_batch_run_makes_the_online_rows_at_half_the_price_and_sends_nothing_online() {
+    let dir = tempfile::tempdir().unwrap();
+    let online_mock = Mock::start(MockConfig::default());
+    let online = crg_spec(dir.path(), "online", &online_mock, 30, "");
+    let (code, online_summary, _) = run_job(&online, &[]);
+    assert_eq!(code, 0, "{online_summary}");
+
+    let batch_mock = Mock::start(MockConfig {
+        batch_delay_ms: 300,
+        ..MockConfig::default()
+    });
+    let batch = crg_spec(
+        dir.path(),
+        "batch",
+        &batch_mock,
+        30,
+        "mode = \"batch\"\nbatch_poll_s = 1",
+    );
+    let (code, summary, _) = run_job(&batch, &[]);
+    assert_eq!(code, 0, "{summary}");
+
+    // The same answers make the same rubrics.
+    let online_rows = rubrics(&dir.path().join("out-online/online"));
+    assert_eq!(online_rows.len(), 30);
+    assert_eq!(rubrics(&dir.path().join("out-batch/batch")), online_rows);
+
+    // Nothing went online; generation and judging were two rounds of batches per shard.
+    assert!(
+        batch_mock.requests().is_empty(),
+        "{} online requests in batch mode",
+        batch_mock.requests().len()
+    );
+    let stats = batch_mock.server().stats().batches;
+    assert_eq!(stats.batches_created, 6, "{stats:?}");
+    assert!(
+        stats.batches_by_name.values().all(|&count| count == 1),
+        "a batch was submitted twice: {:?}",
+        stats.batches_by_name
+    );
+    let online_calls = online_summary["this_run"]["llm_calls"].as_u64().unwrap();
+    assert_eq!(stats.items_answered, online_calls);
+    assert_eq!(usage_sum(&summary, "batch_calls") as u64, online_calls);
+
+    // Same tokens at half the price, and the saving is the other half.
+    let online_cost = online_summary["spent_usd"].as_f64().unwrap();
+    let batch_cost = summary["spent_usd"].as_f64().unwrap();
+    assert!(online_cost > 0.0);
+    assert!(
+        (batch_cost - online_cost / 2.0).abs() < 1e-9 + online_cost * 1e-6,
+        "batch ${batch_cost}, online ${online_cost}"
+    );
+    let saved = usage_sum(&summary, "batch_saved_usd");
+    assert!((saved - batch_cost).abs() < 1e-9 + batch_cost * 1e-6);
+    assert_eq!(summary["batches_waiting"]["batches"], 0);
+}
+
+#[test]
+fn failed_and_expired_batch_items_are_submitted_again_then_sent_online() {
+    let mock = Mock::start(MockConfig {
+        batch_item_failure_rate: 0.3,
+        batch_expire_rate: 0.5,
+        seed: 7,
+        ..MockConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let spec = crg_spec(
+        dir.path(),
+        "flaky",
+        &mock,
+        40,
+        "mode = \"batch\"\nbatch_poll_s = 1\nbatch_resubmits = 1",
+    );
+    let (code, summary, _) = run_job(&spec, &[]);
+    assert_eq!(code, 0, "{summary}");
+    // Nothing lost: every pair is a row or a reject.
+    let out = Committed::read(&dir.path().join("out-flaky/flaky"));
+    assert_eq!(out.row_count() + out.reject_count(), 40);
+    let stats = mock.server().stats().batches;
+    assert!(stats.items_failed > 0, "{stats:?}");
+    // Items that failed twice (first batch and its resubmission) went online.
+    let online = mock.count(200) as u64;
+    assert!(online > 0, "no item fell back to an online call");
+    // Every answer paid for is counted once: batch answers at the batch price, online ones
+    // at the online price.
+    let calls = usage_sum(&summary, "llm_calls") as u64;
+    assert_eq!(calls, stats.items_answered + online, "{summary}");
+    assert_eq!(
+        usage_sum(&summary, "batch_calls") as u64,
+        stats.items_answered
+    );
+    assert!(stats.batches_by_name.values().all(|&count| count == 1));
+}
+
+#[test]
+fn a_batch_whose_submitter_was_killed_is_collected_not_submitted_again() {
+    let mock = Mock::start(MockConfig {
+        batch_delay_ms: 4_000,
+        ..MockConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let spec = crg_spec(
+        dir.path(),
+        "killed",
+        &mock,
+        30,
+        "mode = \"batch\"\nbatch_poll_s = 1",
+    );
+    let mut child = rubricmill()
+        .arg("run")
+        .arg(&spec)
+        .arg("--no-progress")
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while mock.server().stats().batches.batches_created < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the run never submitted its batches"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL, with every shard's first batch in flight
+    child.wait().unwrap();
+    // The window a kill can hit: the provider has the batch, its id is not recorded yet.
+    let records = dir.path().join("out-killed/killed/batches");
+    let mut forgotten = 0;
+    for entry in std::fs::read_dir(&records).unwrap() {
+        let path = entry.unwrap().path();
+        let mut record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        if forgotten == 0 {
+            record["rounds"][0]["id"] = serde_json::Value::Null;
+            std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+            forgotten += 1;
+        }
+    }
+    assert_eq!(forgotten, 1);
+
+    let (code, summary, _) = run_job(&spec, &[]);
+    assert_eq!(code, 0, "{summary}");
+    let stats = mock.server().stats().batches;
+    assert!(
+        stats.batches_by_name.values().all(|&count| count == 1),
+        "a batch was submitted twice: {:?}",
+        stats.batches_by_name
+    );
+    assert_eq!(stats.batches_created, 6, "{stats:?}");
+    assert!(mock.requests().is_empty(), "a call went online");
+    let out = Committed::read(&dir.path().join("out-killed/killed"));
+    let ids: BTreeSet<String> = out.strings("pair_id").into_iter().collect();
+    assert_eq!(ids.len(), 30);
+    // Every answer was paid once: by the run that collected it.
+    assert_eq!(
+        usage_sum(&summary, "batch_calls") as u64,
+        stats.items_answered
+    );
+}
+
+#[test]
+fn validate_prices_a_job_online_and_in_batch_mode() {
+    let mock = Mock::start(MockConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let spec = crg_spec(dir.path(), "priced", &mock, 20, "mode = \"batch\"");
+    let output = crate::succeeded(rubricmill().arg("validate").arg(&spec).arg("--json"));
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let estimate = &plan["estimate"];
+    let online = estimate["typical_cost_usd"].as_f64().unwrap();
+    let batch = estimate["typical_cost_batch_usd"].as_f64().unwrap();
+    assert!(online > 0.0);
+    assert!((batch - online / 2.0).abs() < 1e-12, "{estimate}");
+    assert_eq!(plan["modes"]["generate"], "batch");
+    let text = crate::succeeded(rubricmill().arg("validate").arg(&spec));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("batch about $"), "{text}");
+    assert!(text.contains("generate batch"), "{text}");
+    // Nothing was sent to price it.
+    assert!(mock.requests().is_empty());
+    assert_eq!(mock.server().stats().batches.batches_created, 0);
+}
