@@ -150,6 +150,8 @@ fn summary_json(summary: &RunSummary, pipeline: PipelineKind) -> serde_json::Val
             "cut_off_cost_usd": summary.uncommitted.cut_off.cost_usd,
             "cut_off_tokens_in": summary.uncommitted.cut_off.tokens_in,
             "cut_off_tokens_out": summary.uncommitted.cut_off.tokens_out,
+            "batch_calls": summary.uncommitted.usage.batch_calls,
+            "batch_saved_usd": summary.uncommitted.usage.batch_saved_usd,
         },
         "spent_usd": spent_usd(summary),
         "batches_waiting": {

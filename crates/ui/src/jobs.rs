@@ -22,6 +22,9 @@ pub struct UsageView {
     pub cost_usd: f64,
     pub latency_p50_ms: Option<f64>,
     pub latency_p95_ms: Option<f64>,
+    /// Calls answered through provider batches, and what that saved against online prices.
+    pub batch_calls: u64,
+    pub batch_saved_usd: f64,
 }
 
 impl From<&Usage> for UsageView {
@@ -36,6 +39,8 @@ impl From<&Usage> for UsageView {
             cost_usd: usage.cost_usd,
             latency_p50_ms: usage.latency.quantile_ms(0.5),
             latency_p95_ms: usage.latency.quantile_ms(0.95),
+            batch_calls: usage.batch_calls,
+            batch_saved_usd: usage.batch_saved_usd,
         }
     }
 }
@@ -90,6 +95,8 @@ pub struct JobView {
     pub pauses: Option<PauseCount>,
     /// Live workers (the coordinator's UI only).
     pub workers: Option<u64>,
+    /// Provider batches the job's waiting shards have open (the coordinator's UI only).
+    pub batches_pending: Option<u64>,
     pub updated_at: Option<DateTime<Utc>>,
 }
 
@@ -145,6 +152,7 @@ impl JobView {
             limits: Limits::from(spec),
             pauses: Some(pauses),
             workers: Some(status.workers),
+            batches_pending: progress.map(|p| p.batches_pending),
             updated_at: progress.and_then(|p| p.updated_at),
         }
     }
@@ -200,6 +208,7 @@ impl JobView {
             limits: Limits::from(spec),
             pauses: None,
             workers: None,
+            batches_pending: None,
             updated_at: last,
         }
     }

@@ -208,7 +208,9 @@ function jobCard(job, series) {
       metric("calls_per_minute", "calls/min (limit)", job.calls_per_minute, rateWithLimit(job.calls_per_minute, limits.requests_per_minute, 1)),
       metric("tokens_per_minute", "tokens/min (limit)", job.tokens_per_minute, rateWithLimit(job.tokens_per_minute, limits.tokens_per_minute)),
       metric("latency_p50_ms", "latency p50", u.latency_p50_ms, u.latency_p50_ms ? decimal(u.latency_p50_ms, 0) + " ms" : "–"),
-      metric("latency_p95_ms", "latency p95", u.latency_p95_ms, u.latency_p95_ms ? decimal(u.latency_p95_ms, 0) + " ms" : "–")),
+      metric("latency_p95_ms", "latency p95", u.latency_p95_ms, u.latency_p95_ms ? decimal(u.latency_p95_ms, 0) + " ms" : "–"),
+      u.batch_calls || job.batches_pending ? metric("batch_calls", "batch answers", u.batch_calls, integer(u.batch_calls), usd(u.batch_saved_usd) + " saved") : null,
+      job.batches_pending ? metric("batches_pending", "batches pending", job.batches_pending, integer(job.batches_pending)) : null),
     charts(series));
   return card;
 }
