@@ -11,7 +11,8 @@ pub struct Provenance {
     pub source_location: String,
     pub shard_id: String,
     pub attempt_id: String,
-    /// Provider kind (`openai`, or `simulated` for the test and dry-run provider).
+    /// Provider kind (`openai`, `anthropic`, `azure`, or `simulated` for the test and dry-run
+    /// provider).
     pub provider: String,
     pub model: String,
     /// blake3 hash of the prompt template that made this row.

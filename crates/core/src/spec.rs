@@ -840,7 +840,7 @@ pub struct LlmSpec {
     pub timeout_s: u64,
     /// Budget in USD for the whole job, every stage and every run of it together: no new calls
     /// once spent, and the run stops with a message; raise it and run again to resume. Needs
-    /// `price_per_million` with provider `openai`. Unset: no budget.
+    /// `price_per_million` with every provider but `simulated`. Unset: no budget.
     #[schemars(example = 5.0)]
     pub max_cost_usd: Option<f64>,
     /// The model's prices in USD per million tokens, which cost and the budget are counted

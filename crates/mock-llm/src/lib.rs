@@ -1,8 +1,15 @@
-//! `mock-llm`: an OpenAI-compatible HTTP server for tests, benchmarks and dry runs.
+//! `mock-llm`: an OpenAI-compatible HTTP server for tests, benchmarks and dry runs, which also
+//! speaks Azure OpenAI's and Anthropic's addressing.
 //!
 //! It answers `POST /v1/chat/completions` through the simulated provider's
 //! [`simulated_answer`](rubricmill_llm::simulated::simulated_answer), so the researchqa and crg
-//! tasks get valid, deterministic, task-aware JSON; it can be slow (fixed, uniform or lognormal
+//! tasks get valid, deterministic, task-aware JSON. The same answers come from Azure's
+//! `POST /openai/deployments/{deployment}/chat/completions?api-version=…` (key in `api-key`;
+//! 400 without `api-version`) and from Anthropic's `POST /v1/messages` (key in `x-api-key`,
+//! `anthropic-version` required, a forced tool answered as a `tool_use` block, prompt caching
+//! simulated per system text; see the `anthropic` module). Successful answers announce the
+//! `--rpm` / `--tpm` limits per minute in `x-ratelimit-limit-*` (`anthropic-ratelimit-*` on
+//! messages) with what remains. It can be slow (fixed, uniform or lognormal
 //! latency, plus a cost per output token), enforce rate limits (RPM, TPM, RPS with a burst)
 //! with 429s that carry `Retry-After`, `retry-after-ms` and `x-ratelimit-*` headers, and inject
 //! faults by rate (500, 503, hangs, malformed JSON, truncation, context length). It can also act

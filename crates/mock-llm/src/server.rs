@@ -2,7 +2,9 @@
 //! serving path, `rubricmill-http`: HTTP/1.1 keep-alive, graceful stop), and the chat
 //! completion handler that checks auth, model and schema support, answers through
 //! [`rubricmill_llm::simulated::simulated_answer`], enforces the rate limits, injects faults
-//! and waits out the configured latency.
+//! and waits out the configured latency. The chat path ([`respond`]) serves the OpenAI route,
+//! Azure's deployment route (`api-version` required, key in `api-key`) and, translated by the
+//! `anthropic` module, Anthropic's `/v1/messages`.
 //!
 //! A chat request goes through, in order: 401 (api key) → 400 (body, empty messages) → 404
 //! (model) → the refusal of its response format (`refuse_json_schema` / `refuse_json_object`

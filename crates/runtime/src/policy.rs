@@ -433,6 +433,33 @@ mod tests {
     }
 
     #[test]
+    fn anthropics_default_endpoint_is_checked_like_a_set_one() {
+        let spec = |llm: &str| {
+            JobSpec::parse(
+                std::path::Path::new("job.toml"),
+                &format!(
+                    "name = \"j\"\npipeline = \"crg\"\n[input]\nurl = \"in.jsonl\"\n[output]\nurl = \"out\"\n[llm]\n{llm}\n"
+                ),
+            )
+            .unwrap()
+        };
+        let default_url = spec("provider = \"anthropic\"\nmodel = \"claude-x\"");
+        let internal = policy(r#"llm_endpoints = ["https://llm.internal/v1"]"#);
+        let refusal = internal.check_llm(&default_url).unwrap_err();
+        assert_eq!(refusal.rule, "llm_endpoints");
+        assert!(
+            refusal.to_string().contains("https://api.anthropic.com"),
+            "{refusal}"
+        );
+        let public = policy(r#"llm_endpoints = ["https://api.anthropic.com"]"#);
+        assert!(public.check_llm(&default_url).is_ok());
+        let azure = spec(
+            "provider = \"azure\"\nbase_url = \"https://r.openai.azure.com\"\napi_version = \"2024-10-21\"",
+        );
+        assert!(public.check_llm(&azure).is_err());
+    }
+
+    #[test]
     fn store_prefixes_end_at_segment_boundaries() {
         let policy = policy(
             r#"

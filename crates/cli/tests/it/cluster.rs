@@ -1757,3 +1757,51 @@ fn workers_killed_with_batches_in_flight_lose_nothing_and_submit_nothing_twice()
     let text = fleet.run("status", "batched");
     assert!(text.contains("calls answered through batches"), "{text}");
 }
+
+#[test]
+fn status_shows_the_rate_limits_the_provider_announced_to_the_workers() {
+    let Some(mut fleet) = Fleet::start(&[]) else {
+        return;
+    };
+    let mock = Mock::start(MockConfig {
+        rpm: Some(60_000),
+        tpm: Some(50_000_000),
+        ..MockConfig::default()
+    });
+    let spec = crg_job(
+        fleet.dir(),
+        "announced",
+        &mock,
+        20,
+        "requests_per_minute = 120000",
+    );
+    fleet.start_worker(&[]);
+    fleet.submit(&spec);
+    fleet.wait_complete("announced", Duration::from_secs(120));
+    // Workers report what their gateways read from the answers with their next heartbeats.
+    let status = fleet.wait_for("announced", Duration::from_secs(30), |s| {
+        s["provider_limits"]
+            .as_object()
+            .is_some_and(|m| !m.is_empty())
+    });
+    let limits: Vec<&serde_json::Value> = status["provider_limits"]
+        .as_object()
+        .unwrap()
+        .values()
+        .collect();
+    assert_eq!(limits.len(), 1, "{status}");
+    assert_eq!(limits[0]["provider_rpm"], 60_000);
+    assert_eq!(limits[0]["provider_tpm"], 50_000_000);
+    assert_eq!(limits[0]["configured_rpm"], 120_000);
+    assert_eq!(
+        limits[0]["stages"],
+        serde_json::json!(["generate", "judge"])
+    );
+    let text = fleet.run("status", "announced");
+    assert!(
+        text.contains(
+            "limits   generate, judge: provider limits: 60000 rpm, 50000000 tpm (configured 120000 rpm)"
+        ),
+        "{text}"
+    );
+}

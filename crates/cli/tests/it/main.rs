@@ -8,6 +8,7 @@ mod docs;
 mod hostile;
 mod layouts;
 mod llm;
+mod providers;
 mod researchqa;
 mod resume;
 mod run;
