@@ -82,8 +82,9 @@ total_cpu = samples[-1][1] if samples else 0.0
 waiting = [(b[1] - a[1]) for a, b in zip(samples, samples[1:]) if b[2] == a[2] and b[3] == a[3]]
 waiting_s = len(waiting)
 waiting_cpu = sum(waiting)
+waiting_text = f"{waiting_s:7} {100 * waiting_cpu / max(waiting_s, 1):10.2f}%" if mode == "batch" else f"{'-':>7} {'-':>11}"
 print(f"{mode:7} {rows:7} {wall:9.1f} {online_calls:8} {batches['items_answered']:8} {batches['batches_created']:8} "
-      f"{summary['spent_usd']:9.4f} {total_cpu:8.1f} {waiting_s:7} {100 * waiting_cpu / max(waiting_s, 1):10.2f}%")
+      f"{summary['spent_usd']:9.4f} {total_cpu:8.1f} {waiting_text}")
 assert calls == online_calls + batches["items_answered"], (calls, online_calls, batches)
 assert all(n == 1 for n in batches["batches_by_name"].values()), "a batch was submitted twice"
 PY

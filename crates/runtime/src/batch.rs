@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use rubricmill_core::{ShardSpec, Usage};
-use rubricmill_llm::batch::{BatchApi, BatchItem, BatchState, ItemResult};
+use rubricmill_llm::batch::{BatchApi, BatchItem, BatchState, BatchStatus, ItemResult};
 use rubricmill_llm::{BatchScope, DeferredCall, Gateway, LlmError};
 use rubricmill_store::{BatchRound, BatchRoundItem, ShardBatches};
 
@@ -138,7 +138,9 @@ impl<'a> ShardBatchRun<'a> {
     fn endpoint(&self, group: &str) -> Result<&'a BatchEndpoint, BatchStop> {
         self.context.batch_endpoints.get(group).ok_or_else(|| {
             BatchStop::Fatal(format!(
-                "shard {} has a batch for an endpoint the job no longer has in batch mode",
+                "shard {} has a provider batch at an endpoint the job no longer sends batches \
+                 to (llm.base_url, llm.model or llm.mode changed): restore the setting to collect \
+                 it, or remove the job's batches/ folder to give its batches up",
                 self.shard.id
             ))
         })
@@ -191,10 +193,19 @@ impl<'a> ShardBatchRun<'a> {
                 continue;
             };
             let api = &self.endpoint(&round.group)?.api;
-            let status = api
-                .status(id)
-                .await
-                .map_err(|e| BatchStop::from_llm("looking at a batch", e))?;
+            let status = match api.status(id).await {
+                Ok(status) => status,
+                // The provider no longer knows the batch (its ids do not live for ever): its
+                // items failed, and are submitted again.
+                Err(LlmError::BadRecord(reason)) => BatchStatus {
+                    state: BatchState::Failed,
+                    total: round.items.len() as u64,
+                    completed: 0,
+                    failed: round.items.len() as u64,
+                    reason: Some(reason),
+                },
+                Err(error) => return Err(BatchStop::from_llm("looking at a batch", error)),
+            };
             if status.state == BatchState::Failed {
                 tracing::warn!(shard = %self.shard.id, batch = %id, reason = ?status.reason, "provider batch failed as a whole");
             } else if !status.state.is_final() {

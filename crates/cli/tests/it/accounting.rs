@@ -3,12 +3,14 @@
 //! answers are never served for another endpoint and rows say which run paid for them; what a
 //! killed run paid is counted on resume, so the summary agrees with what the server served.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow_array::{Array, ListArray, StringArray, UInt64Array};
 use rubricmill_mock_llm::{Latency, MockConfig};
 
-use crate::{Committed, Mock, marker_paths, rubricmill, run_job, write_pairs, write_spec};
+use crate::{
+    Committed, Mock, kill_run_when, marker_paths, rubricmill, run_job, write_pairs, write_spec,
+};
 
 /// A crg job over `pairs` synthetic pairs against `base_url`, with `llm` settings added.
 fn job(
@@ -222,20 +224,7 @@ fn what_a_killed_run_paid_is_counted_when_it_resumes() {
         &mock.server().base_url(),
         "max_concurrency = 4",
     );
-    let mut child = rubricmill()
-        .arg("run")
-        .arg(&spec)
-        .arg("--no-progress")
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while mock.count(200) < 30 {
-        assert!(Instant::now() < deadline, "the run never made 30 calls");
-        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    kill_run_when(&spec, "made 30 calls", || mock.count(200) >= 30);
     let commits = dir.path().join("out/killed/commits");
     assert!(marker_paths(&commits).len() < 4, "killed too late");
 

@@ -2,31 +2,25 @@
 //! batches), compared with the same job run online.
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
 
 use rubricmill_mock_llm::MockConfig;
 
-use crate::{Committed, Mock, rubricmill, run_job, write_pairs, write_spec};
+use crate::{Committed, Mock, crg_spec, kill_run_when, rubricmill, run_job, write_pairs};
 
-/// A crg job over `pairs` synthetic pairs (10 a shard) with the consistency filter on, so a
-/// pair needs a generation and then two judge calls: two batches in a row. `llm` lines go
-/// into `[llm]`.
-fn crg_spec(dir: &Path, name: &str, mock: &Mock, pairs: usize, llm: &str) -> std::path::PathBuf {
-    let input = dir.join(format!("{name}.jsonl"));
+/// A crg job over `pairs` synthetic pairs (10 a shard) in its own folder `<dir>/<name>`, with
+/// the consistency filter on, so a pair needs a generation and then two judge calls: two
+/// batches in a row. `llm` lines go into `[llm]`.
+fn batch_job(dir: &Path, name: &str, mock: &Mock, pairs: usize, llm: &str) -> PathBuf {
+    let dir = dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("pairs.jsonl");
     write_pairs(&input, pairs);
-    write_spec(
-        dir,
-        name,
-        &format!(
-            "pipeline = \"crg\"\n[input]\nurl = \"{}\"\nrecords_per_shard = 10\n[output]\nurl = \"{}\"\n\
-             [llm]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"mock-model\"\nmax_tokens = 300\n\
-             price_per_million = {{ input = 2.0, output = 8.0 }}\n{llm}\n",
-            input.display(),
-            dir.join(format!("out-{name}")).display(),
-            mock.server().base_url()
-        ),
-    )
+    let llm = format!(
+        "provider = \"openai\"\nbase_url = \"{}\"\nprice_per_million = {{ input = 2.0, output = 8.0 }}\n{llm}",
+        mock.server().base_url()
+    );
+    crg_spec(&dir, name, &input, 10, &llm, "")
 }
 
 /// Sorted `(pair_id, rubric_id)` of a job's rows.
@@ -52,7 +46,7 @@ fn usage_sum(summary: &serde_json::Value, field: &str) -> f64 {
 fn a_batch_run_makes_the_online_rows_at_half_the_price_and_sends_nothing_online() {
     let dir = tempfile::tempdir().unwrap();
     let online_mock = Mock::start(MockConfig::default());
-    let online = crg_spec(dir.path(), "online", &online_mock, 30, "");
+    let online = batch_job(dir.path(), "online", &online_mock, 30, "");
     let (code, online_summary, _) = run_job(&online, &[]);
     assert_eq!(code, 0, "{online_summary}");
 
@@ -60,7 +54,7 @@ fn a_batch_run_makes_the_online_rows_at_half_the_price_and_sends_nothing_online(
         batch_delay_ms: 300,
         ..MockConfig::default()
     });
-    let batch = crg_spec(
+    let batch = batch_job(
         dir.path(),
         "batch",
         &batch_mock,
@@ -71,9 +65,9 @@ fn a_batch_run_makes_the_online_rows_at_half_the_price_and_sends_nothing_online(
     assert_eq!(code, 0, "{summary}");
 
     // The same answers make the same rubrics.
-    let online_rows = rubrics(&dir.path().join("out-online/online"));
+    let online_rows = rubrics(&dir.path().join("online/out/online"));
     assert_eq!(online_rows.len(), 30);
-    assert_eq!(rubrics(&dir.path().join("out-batch/batch")), online_rows);
+    assert_eq!(rubrics(&dir.path().join("batch/out/batch")), online_rows);
 
     // Nothing went online; generation and judging were two rounds of batches per shard.
     assert!(
@@ -114,7 +108,7 @@ fn failed_and_expired_batch_items_are_submitted_again_then_sent_online() {
         ..MockConfig::default()
     });
     let dir = tempfile::tempdir().unwrap();
-    let spec = crg_spec(
+    let spec = batch_job(
         dir.path(),
         "flaky",
         &mock,
@@ -124,7 +118,7 @@ fn failed_and_expired_batch_items_are_submitted_again_then_sent_online() {
     let (code, summary, _) = run_job(&spec, &[]);
     assert_eq!(code, 0, "{summary}");
     // Nothing lost: every pair is a row or a reject.
-    let out = Committed::read(&dir.path().join("out-flaky/flaky"));
+    let out = Committed::read(&dir.path().join("flaky/out/flaky"));
     assert_eq!(out.row_count() + out.reject_count(), 40);
     let stats = mock.server().stats().batches;
     assert!(stats.items_failed > 0, "{stats:?}");
@@ -149,32 +143,19 @@ fn a_batch_whose_submitter_was_killed_is_collected_not_submitted_again() {
         ..MockConfig::default()
     });
     let dir = tempfile::tempdir().unwrap();
-    let spec = crg_spec(
+    let spec = batch_job(
         dir.path(),
         "killed",
         &mock,
         30,
         "mode = \"batch\"\nbatch_poll_s = 1",
     );
-    let mut child = rubricmill()
-        .arg("run")
-        .arg(&spec)
-        .arg("--no-progress")
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while mock.server().stats().batches.batches_created < 3 {
-        assert!(
-            Instant::now() < deadline,
-            "the run never submitted its batches"
-        );
-        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap(); // SIGKILL, with every shard's first batch in flight
-    child.wait().unwrap();
+    // SIGKILL, with every shard's first batch in flight.
+    kill_run_when(&spec, "submitted its batches", || {
+        mock.server().stats().batches.batches_created >= 3
+    });
     // The window a kill can hit: the provider has the batch, its id is not recorded yet.
-    let records = dir.path().join("out-killed/killed/batches");
+    let records = dir.path().join("killed/out/killed/batches");
     let mut forgotten = 0;
     for entry in std::fs::read_dir(&records).unwrap() {
         let path = entry.unwrap().path();
@@ -202,7 +183,7 @@ fn a_batch_whose_submitter_was_killed_is_collected_not_submitted_again() {
     );
     assert_eq!(stats.batches_created, 6, "{stats:?}");
     assert!(mock.requests().is_empty(), "a call went online");
-    let out = Committed::read(&dir.path().join("out-killed/killed"));
+    let out = Committed::read(&dir.path().join("killed/out/killed"));
     let ids: BTreeSet<String> = out.strings("pair_id").into_iter().collect();
     assert_eq!(ids.len(), 30);
     // Every answer was paid once: by the run that collected it.
@@ -216,7 +197,7 @@ fn a_batch_whose_submitter_was_killed_is_collected_not_submitted_again() {
 fn validate_prices_a_job_online_and_in_batch_mode() {
     let mock = Mock::start(MockConfig::default());
     let dir = tempfile::tempdir().unwrap();
-    let spec = crg_spec(dir.path(), "priced", &mock, 20, "mode = \"batch\"");
+    let spec = batch_job(dir.path(), "priced", &mock, 20, "mode = \"batch\"");
     let output = crate::succeeded(rubricmill().arg("validate").arg(&spec).arg("--json"));
     let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let estimate = &plan["estimate"];
@@ -232,4 +213,38 @@ fn validate_prices_a_job_online_and_in_batch_mode() {
     // Nothing was sent to price it.
     assert!(mock.requests().is_empty());
     assert_eq!(mock.server().stats().batches.batches_created, 0);
+}
+
+#[test]
+fn batches_the_provider_no_longer_knows_are_submitted_again() {
+    let first = Mock::start(MockConfig {
+        batch_delay_ms: 60_000,
+        ..MockConfig::default()
+    });
+    let port = first.server().addr().port();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = batch_job(
+        dir.path(),
+        "forgotten",
+        &first,
+        20,
+        "mode = \"batch\"\nbatch_poll_s = 1",
+    );
+    kill_run_when(&spec, "submitted its batches", || {
+        first.server().stats().batches.batches_created >= 2
+    });
+    // The provider forgets every batch: a new server on the same address.
+    drop(first);
+    let second = Mock::start(MockConfig {
+        port,
+        ..MockConfig::default()
+    });
+    let (code, summary, _) = run_job(&spec, &[]);
+    assert_eq!(code, 0, "{summary}");
+    let out = Committed::read(&dir.path().join("forgotten/out/forgotten"));
+    assert_eq!(out.row_count(), 20);
+    // Generation went again to the new server as batches, then the judge.
+    let stats = second.server().stats().batches;
+    assert_eq!(stats.batches_created, 4, "{stats:?}");
+    assert!(second.requests().is_empty(), "a call went online");
 }

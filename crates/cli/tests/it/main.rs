@@ -143,16 +143,51 @@ pub fn crg_job(dir: &Path, name: &str, mock: &Mock, pairs: usize, llm: &str) -> 
 
 /// The job of [`crg_job`] over existing input (a file or a glob).
 pub fn pairs_job(dir: &Path, name: &str, input: &Path, mock: &Mock, llm: &str) -> PathBuf {
+    let llm = format!(
+        "provider = \"openai\"\nbase_url = \"{}\"\n{llm}",
+        mock.server().base_url()
+    );
+    crg_spec(dir, name, input, 10, &llm, "consistency_filter = false")
+}
+
+/// A crg job spec over `input` with `records_per_shard` pairs a shard, writing to `<dir>/out`,
+/// model `mock-model` with `max_tokens = 300`, and the given `[llm]` and `[crg]` lines.
+pub fn crg_spec(
+    dir: &Path,
+    name: &str,
+    input: &Path,
+    records_per_shard: u64,
+    llm: &str,
+    crg: &str,
+) -> PathBuf {
     write_spec(
         dir,
         name,
         &format!(
-            "pipeline = \"crg\"\n[input]\nurl = \"{}\"\nrecords_per_shard = 10\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"mock-model\"\nmax_tokens = 300\n{llm}\n[crg]\nconsistency_filter = false\n",
+            "pipeline = \"crg\"\n[input]\nurl = \"{}\"\nrecords_per_shard = {records_per_shard}\n[output]\nurl = \"{}\"\n[llm]\nmodel = \"mock-model\"\nmax_tokens = 300\n{llm}\n[crg]\n{crg}\n",
             input.display(),
             dir.join("out").display(),
-            mock.server().base_url()
         ),
     )
+}
+
+/// Starts `rubricmill run SPEC`, waits until `reached` (the run must not end before), then
+/// kills it with SIGKILL. `what` names the awaited moment in the failure message.
+pub fn kill_run_when(spec: &Path, what: &str, reached: impl Fn() -> bool) {
+    let mut child = rubricmill()
+        .arg("run")
+        .arg(spec)
+        .arg("--no-progress")
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !reached() {
+        assert!(std::time::Instant::now() < deadline, "the run never {what}");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 /// Synthetic preference pairs, one JSON object per line.

@@ -3,21 +3,14 @@
 
 use rubricmill_mock_llm::{ApiKey, MockConfig};
 
-use crate::{Committed, Mock, rubricmill, write_pairs, write_spec};
+use crate::{Committed, Mock, crg_spec, rubricmill, write_pairs};
 
 /// A crg job over `pairs` synthetic pairs with the `[llm]` lines given.
 fn job(dir: &std::path::Path, name: &str, pairs: usize, llm: &str) -> std::path::PathBuf {
     let input = dir.join(format!("{name}.jsonl"));
     write_pairs(&input, pairs);
-    write_spec(
-        dir,
-        name,
-        &format!(
-            "pipeline = \"crg\"\n[input]\nurl = \"{}\"\nrecords_per_shard = 5\n[output]\nurl = \"{}\"\n[llm]\nmodel = \"mock-model\"\nmax_tokens = 300\napi_key_env = \"RUBRICMILL_TEST_KEY\"\n{llm}\n[crg]\nconsistency_filter = false\n",
-            input.display(),
-            dir.join("out").display(),
-        ),
-    )
+    let llm = format!("api_key_env = \"RUBRICMILL_TEST_KEY\"\n{llm}");
+    crg_spec(dir, name, &input, 5, &llm, "consistency_filter = false")
 }
 
 /// Runs a job with the key set and returns the exit code and the JSON summary.
