@@ -843,14 +843,9 @@ mod tests {
 
     fn provider(setting: StructuredOutput) -> OpenAiProvider {
         OpenAiProvider::new(EndpointConfig {
-            base_url: "http://127.0.0.1:9/v1".into(),
-            api_key: None,
-            api_key_env: None,
-            headers: vec![],
-            timeout: Duration::from_secs(1),
-            max_connections: 1,
             structured_output: setting,
             max_response_bytes: 16 << 20,
+            ..crate::testing::endpoint(crate::testing::NOWHERE)
         })
         .unwrap()
     }
@@ -1082,14 +1077,9 @@ mod tests {
     #[test]
     fn debug_output_never_shows_the_key() {
         let config = EndpointConfig {
-            base_url: "http://x/v1".into(),
             api_key: Some("sk-very-secret".into()),
             api_key_env: Some("KEY".into()),
-            headers: vec![],
-            timeout: Duration::from_secs(1),
-            max_connections: 1,
-            structured_output: StructuredOutput::Auto,
-            max_response_bytes: 1 << 20,
+            ..crate::testing::endpoint("http://x/v1")
         };
         assert!(!format!("{config:?}").contains("sk-very-secret"));
     }
