@@ -44,7 +44,11 @@ pub fn auth_headers(
     api_key: Option<&str>,
     api_key_env: Option<&str>,
 ) -> Result<HeaderMap, LlmError> {
-    key_header(HeaderName::from_static(API_KEY_HEADER), api_key, api_key_env)
+    key_header(
+        HeaderName::from_static(API_KEY_HEADER),
+        api_key,
+        api_key_env,
+    )
 }
 
 #[cfg(test)]

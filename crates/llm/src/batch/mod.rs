@@ -257,7 +257,10 @@ impl std::fmt::Debug for BatchHttp {
 
 impl BatchHttp {
     /// A client for `config`'s endpoint with `auth` (the provider's key headers).
-    pub fn new(config: &EndpointConfig, auth: reqwest::header::HeaderMap) -> Result<Self, LlmError> {
+    pub fn new(
+        config: &EndpointConfig,
+        auth: reqwest::header::HeaderMap,
+    ) -> Result<Self, LlmError> {
         Ok(Self {
             http: crate::client::http_client(config, auth)?,
             config: config.clone(),
