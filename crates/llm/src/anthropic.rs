@@ -27,10 +27,7 @@ use serde_json::{Value, json};
 
 use rubricmill_core::spec::StructuredOutput;
 
-use crate::client::{
-    ErrorDialect, StatusError, classify_in, http_client, key_header, key_hint, read_body,
-    transport_error,
-};
+use crate::client::{ErrorDialect, http_client, key_header, key_hint, read_body, transport_error};
 use crate::limiter::{AnnouncedLimits, ProviderLimits, header_limit};
 use crate::{ChatProvider, ChatRequest, ChatResponse, EndpointConfig, LlmError, TokenUsage};
 
@@ -234,7 +231,7 @@ pub fn classify_error_object(body: &Value) -> LlmError {
         "overloaded_error" => 529,
         _ => 400,
     };
-    classify(
+    ANTHROPIC_DIALECT.classify(
         StatusCode::from_u16(status).expect("valid status"),
         &HeaderMap::new(),
         &format!("{kind}: {message}"),
@@ -257,26 +254,6 @@ const ANTHROPIC_DIALECT: ErrorDialect = ErrorDialect {
     content_filter: &[],
     throttling: &[429, 503, 529],
 };
-
-/// Maps a non-success status of the Messages API to what the caller should do.
-fn classify(
-    status: StatusCode,
-    headers: &HeaderMap,
-    message: &str,
-    model: &str,
-    url: &str,
-    key_hint: &str,
-) -> LlmError {
-    let error = StatusError {
-        status,
-        headers,
-        message,
-        model,
-        url,
-        key_hint,
-    };
-    classify_in(&ANTHROPIC_DIALECT, &error)
-}
 
 /// The limits announced in an answer's `anthropic-ratelimit-*` headers: the combined token
 /// limit where given, else the input-token one.
@@ -373,7 +350,7 @@ impl ChatProvider for AnthropicProvider {
                 .trim()
                 .to_owned(),
         };
-        Err(classify(
+        Err(ANTHROPIC_DIALECT.classify(
             status,
             &headers,
             &message,
@@ -497,7 +474,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("retry-after", HeaderValue::from_static("3"));
         let classify_status = |code: u16| {
-            classify(
+            ANTHROPIC_DIALECT.classify(
                 StatusCode::from_u16(code).unwrap(),
                 &headers,
                 "m",

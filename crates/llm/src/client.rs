@@ -605,7 +605,7 @@ pub(crate) fn error_message(bytes: &[u8]) -> String {
 }
 
 /// Maps a non-success status of an OpenAI-compatible endpoint to what the caller should do
-/// (see [`classify_in`]).
+/// (see [`ErrorDialect::classify`]).
 pub fn classify_status(
     status: StatusCode,
     headers: &HeaderMap,
@@ -614,19 +614,11 @@ pub fn classify_status(
     url: &str,
     key_hint: &str,
 ) -> LlmError {
-    let error = StatusError {
-        status,
-        headers,
-        message,
-        model,
-        url,
-        key_hint,
-    };
-    classify_in(&OPENAI_DIALECT, &error)
+    OPENAI_DIALECT.classify(status, headers, message, model, url, key_hint)
 }
 
 /// What sets one API's error answers apart from another's; the classification itself is the
-/// same for all ([`classify_in`]).
+/// same for all ([`ErrorDialect::classify`]).
 #[derive(Debug)]
 pub(crate) struct ErrorDialect {
     /// What a 404 that is not about the model tells the user to check.
@@ -652,55 +644,47 @@ pub(crate) const OPENAI_DIALECT: ErrorDialect = ErrorDialect {
     throttling: &[429, 503],
 };
 
-/// A non-success answer, with what is known about the request that got it.
-#[derive(Debug)]
-pub(crate) struct StatusError<'a> {
-    pub status: StatusCode,
-    pub headers: &'a HeaderMap,
-    pub message: &'a str,
-    pub model: &'a str,
-    pub url: &'a str,
-    pub key_hint: &'a str,
-}
-
-/// Maps a non-success status to what the caller should do: a refused key or an unknown model
-/// or path stops the job, an input that is too long or a content filter's refusal rejects the
-/// record, 408/409/425/429/5xx are retried with the server's hint (throttling where the
-/// dialect says so), anything else rejects the record.
-pub(crate) fn classify_in(dialect: &ErrorDialect, error: &StatusError<'_>) -> LlmError {
-    let StatusError {
-        status,
-        headers,
-        message,
-        model,
-        url,
-        key_hint,
-    } = *error;
-    let lower = message.to_ascii_lowercase();
-    let says = |phrases: &[&str]| phrases.iter().any(|phrase| lower.contains(phrase));
-    match status.as_u16() {
-        401 | 403 => LlmError::Fatal(format!(
-            "{url} refused the credentials ({status}): {key_hint}"
-        )),
-        404 if lower.contains("model") || lower.is_empty() => LlmError::Fatal(format!(
-            "model {model:?} not found at {url} ({message}): check llm.model"
-        )),
-        404 => LlmError::Fatal(format!(
-            "{url} answered 404 ({message}): {}",
-            dialect.base_url_hint
-        )),
-        400 | 413 | 422 if says(dialect.too_long) => {
-            LlmError::BadRecord(format!("input too long for the model: {message}"))
+impl ErrorDialect {
+    /// Maps a non-success status (with the error `message`, for a request to `model` at `url`)
+    /// to what the caller should do: a refused key or an unknown model or path stops the job,
+    /// an input that is too long or a content filter's refusal rejects the record,
+    /// 408/409/425/429/5xx are retried with the server's hint (throttling where this dialect
+    /// says so), anything else rejects the record.
+    pub(crate) fn classify(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        message: &str,
+        model: &str,
+        url: &str,
+        key_hint: &str,
+    ) -> LlmError {
+        let lower = message.to_ascii_lowercase();
+        let says = |phrases: &[&str]| phrases.iter().any(|phrase| lower.contains(phrase));
+        match status.as_u16() {
+            401 | 403 => LlmError::Fatal(format!(
+                "{url} refused the credentials ({status}): {key_hint}"
+            )),
+            404 if lower.contains("model") || lower.is_empty() => LlmError::Fatal(format!(
+                "model {model:?} not found at {url} ({message}): check llm.model"
+            )),
+            404 => LlmError::Fatal(format!(
+                "{url} answered 404 ({message}): {}",
+                self.base_url_hint
+            )),
+            400 | 413 | 422 if says(self.too_long) => {
+                LlmError::BadRecord(format!("input too long for the model: {message}"))
+            }
+            400 if says(self.content_filter) => LlmError::BadRecord(format!(
+                "the provider's content filter refused the input: {message}"
+            )),
+            408 | 409 | 425 | 429 | 500..=599 => LlmError::Retryable {
+                reason: format!("{status}: {message}"),
+                retry_after: retry_after(headers),
+                throttled: self.throttling.contains(&status.as_u16()),
+            },
+            _ => LlmError::BadRecord(format!("{status}: {message}")),
         }
-        400 if says(dialect.content_filter) => LlmError::BadRecord(format!(
-            "the provider's content filter refused the input: {message}"
-        )),
-        408 | 409 | 425 | 429 | 500..=599 => LlmError::Retryable {
-            reason: format!("{status}: {message}"),
-            retry_after: retry_after(headers),
-            throttled: dialect.throttling.contains(&status.as_u16()),
-        },
-        _ => LlmError::BadRecord(format!("{status}: {message}")),
     }
 }
 

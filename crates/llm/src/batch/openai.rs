@@ -127,21 +127,33 @@ impl OpenAiBatch {
 
     /// A file uploaded earlier as `filename` with exactly `size` bytes, still usable.
     async fn existing_file(&self, filename: &str, size: u64) -> Result<Option<String>, LlmError> {
+        self.first_listed("/files", &[("purpose", "batch")], |file: &FileObject| {
+            file.filename == filename
+                && file.bytes == Some(size)
+                && !matches!(file.status.as_deref(), Some("error" | "deleted"))
+        })
+        .await
+    }
+
+    /// The id of the first object of the listing at `path` (with `query`, newest first, 100 a
+    /// page, at most [`MAX_PAGES`] pages) that `wanted` picks.
+    async fn first_listed<T: serde::de::DeserializeOwned + HasId>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        wanted: impl Fn(&T) -> bool,
+    ) -> Result<Option<String>, LlmError> {
         let mut after: Option<String> = None;
         for _ in 0..MAX_PAGES {
-            let mut query = vec![("purpose", "batch"), ("limit", "100")];
+            let mut pairs = query.to_vec();
+            pairs.push(("limit", "100"));
             if let Some(after) = &after {
-                query.push(("after", after));
+                pairs.push(("after", after));
             }
-            let url = self.url("/files", &query);
-            let page: Page<FileObject> = self.http.get_json(&url, Target::Api).await?;
-            let found = page.data.iter().find(|file| {
-                file.filename == filename
-                    && file.bytes == Some(size)
-                    && !matches!(file.status.as_deref(), Some("error" | "deleted"))
-            });
-            if let Some(file) = found {
-                return Ok(Some(file.id.clone()));
+            let url = self.url(path, &pairs);
+            let page: Page<T> = self.http.get_json(&url, Target::Api).await?;
+            if let Some(found) = page.data.iter().find(|object| wanted(object)) {
+                return Ok(Some(found.id().to_owned()));
             }
             match page.next_after() {
                 Some(next) => after = Some(next),
@@ -202,27 +214,11 @@ impl BatchApi for OpenAiBatch {
     }
 
     async fn find(&self, name: &str) -> Result<Option<String>, LlmError> {
-        let mut after: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let mut query = vec![("limit", "100")];
-            if let Some(after) = &after {
-                query.push(("after", after));
-            }
-            let url = self.url("/batches", &query);
-            let page: Page<BatchObject> = self.http.get_json(&url, Target::Api).await?;
-            let found = page.data.iter().find(|batch| {
-                batch.name() == Some(name)
-                    && !matches!(batch.status.as_str(), "failed" | "cancelled" | "cancelling")
-            });
-            if let Some(batch) = found {
-                return Ok(Some(batch.id.clone()));
-            }
-            match page.next_after() {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
-        Ok(None)
+        self.first_listed("/batches", &[], |batch: &BatchObject| {
+            batch.name() == Some(name)
+                && !matches!(batch.status.as_str(), "failed" | "cancelled" | "cancelling")
+        })
+        .await
     }
 
     async fn submit(&self, name: &str, items: &[BatchItem]) -> Result<String, LlmError> {
