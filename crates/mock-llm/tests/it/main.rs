@@ -49,8 +49,19 @@ impl Reply {
             .unwrap()
     }
 
-    fn completion(&self) -> WireResponse {
+    /// Fails the test, showing the body, unless the status is 200.
+    fn assert_ok(&self) {
         assert_eq!(self.status, 200, "{}", String::from_utf8_lossy(&self.body));
+    }
+
+    /// The JSON body of a 200 answer.
+    fn ok_json(&self) -> Value {
+        self.assert_ok();
+        self.json()
+    }
+
+    fn completion(&self) -> WireResponse {
+        self.assert_ok();
         serde_json::from_slice(&self.body).unwrap()
     }
 

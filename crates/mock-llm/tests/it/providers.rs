@@ -57,13 +57,7 @@ async fn anthropic_answers_are_structured_and_the_system_prompt_is_cached() {
     let reply = http
         .post_with("/v1/messages", &request_params(&request(2)), &headers)
         .await;
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    let message = reply.json();
+    let message = reply.ok_json();
     let usage = &message["usage"];
     assert!(
         usage["cache_read_input_tokens"].as_u64().unwrap() > 0,
