@@ -21,15 +21,13 @@
 //! with the server's retry hint, other 5xx and network trouble are retried. The rate limits
 //! Anthropic announces (`anthropic-ratelimit-*-limit`) are kept for the gateway.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
 use rubricmill_core::spec::StructuredOutput;
 
-use crate::client::{read_body, retry_after, transport_error};
+use crate::client::{ErrorDialect, http_client, key_header, key_hint, read_body, transport_error};
 use crate::limiter::{AnnouncedLimits, ProviderLimits, header_limit};
 use crate::{ChatProvider, ChatRequest, ChatResponse, EndpointConfig, LlmError, TokenUsage};
 
@@ -64,21 +62,15 @@ pub fn auth_headers(
     api_key: Option<&str>,
     api_key_env: Option<&str>,
 ) -> Result<HeaderMap, LlmError> {
-    let mut headers = HeaderMap::new();
+    let mut headers = key_header(
+        HeaderName::from_static(API_KEY_HEADER),
+        api_key,
+        api_key_env,
+    )?;
     headers.insert(
         HeaderName::from_static("anthropic-version"),
         HeaderValue::from_static(API_VERSION),
     );
-    if let Some(key) = api_key {
-        let mut value = HeaderValue::from_str(key).map_err(|_| {
-            LlmError::Fatal(format!(
-                "the API key in ${} holds characters an HTTP header cannot carry",
-                api_key_env.unwrap_or("?")
-            ))
-        })?;
-        value.set_sensitive(true);
-        headers.insert(HeaderName::from_static(API_KEY_HEADER), value);
-    }
     Ok(headers)
 }
 
@@ -239,7 +231,7 @@ pub fn classify_error_object(body: &Value) -> LlmError {
         "overloaded_error" => 529,
         _ => 400,
     };
-    classify(
+    ANTHROPIC_DIALECT.classify(
         StatusCode::from_u16(status).expect("valid status"),
         &HeaderMap::new(),
         &format!("{kind}: {message}"),
@@ -249,42 +241,19 @@ pub fn classify_error_object(body: &Value) -> LlmError {
     )
 }
 
-/// Maps a non-success status of the Messages API to what the caller should do.
-fn classify(
-    status: StatusCode,
-    headers: &HeaderMap,
-    message: &str,
-    model: &str,
-    url: &str,
-    key_hint: &str,
-) -> LlmError {
-    let lower = message.to_ascii_lowercase();
-    match status.as_u16() {
-        401 | 403 => LlmError::Fatal(format!(
-            "{url} refused the credentials ({status}): {key_hint}"
-        )),
-        404 if lower.contains("model") || lower.is_empty() => LlmError::Fatal(format!(
-            "model {model:?} not found at {url} ({message}): check llm.model"
-        )),
-        404 => LlmError::Fatal(format!(
-            "{url} answered 404 ({message}): check llm.base_url"
-        )),
-        400 | 413
-            if lower.contains("prompt is too long")
-                || lower.contains("too many tokens")
-                || lower.contains("too long")
-                || lower.contains("request_too_large") =>
-        {
-            LlmError::BadRecord(format!("input too long for the model: {message}"))
-        }
-        408 | 409 | 425 | 429 | 500..=599 => LlmError::Retryable {
-            reason: format!("{status}: {message}"),
-            retry_after: retry_after(headers),
-            throttled: matches!(status.as_u16(), 429 | 503 | 529),
-        },
-        _ => LlmError::BadRecord(format!("{status}: {message}")),
-    }
-}
+/// The error answers of the Messages API: its own words for a prompt that is too long, and
+/// 529 (overloaded) is throttling as 429 and 503 are.
+const ANTHROPIC_DIALECT: ErrorDialect = ErrorDialect {
+    base_url_hint: "check llm.base_url",
+    too_long: &[
+        "prompt is too long",
+        "too many tokens",
+        "too long",
+        "request_too_large",
+    ],
+    content_filter: &[],
+    throttling: &[429, 503, 529],
+};
 
 /// The limits announced in an answer's `anthropic-ratelimit-*` headers: the combined token
 /// limit where given, else the input-token one.
@@ -308,25 +277,8 @@ impl AnthropicProvider {
     /// `config.base_url` may be empty for [`DEFAULT_BASE_URL`]; `structured_output = "none"`
     /// sends no tool (the prompt's instructions alone), any other setting the forced tool.
     pub fn new(config: EndpointConfig) -> Result<Self, LlmError> {
-        let mut headers = auth_headers(config.api_key.as_deref(), config.api_key_env.as_deref())?;
-        for (name, value) in &config.headers {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| {
-                LlmError::Fatal(format!("bad header name {name:?} in llm.headers: {e}"))
-            })?;
-            let value = HeaderValue::from_str(value).map_err(|e| {
-                LlmError::Fatal(format!("bad value for header {name} in llm.headers: {e}"))
-            })?;
-            headers.insert(name, value);
-        }
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(config.timeout)
-            .connect_timeout(Duration::from_secs(10).min(config.timeout))
-            .pool_max_idle_per_host(config.max_connections.max(1))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| LlmError::Fatal(format!("cannot build the HTTP client: {e}")))?;
+        let auth = auth_headers(config.api_key.as_deref(), config.api_key_env.as_deref())?;
+        let http = http_client(&config, auth)?;
         let url = endpoint_url(&config.base_url, "messages");
         Ok(Self {
             http,
@@ -334,13 +286,6 @@ impl AnthropicProvider {
             config,
             limits: AnnouncedLimits::default(),
         })
-    }
-
-    fn key_hint(&self) -> String {
-        match &self.config.api_key_env {
-            Some(var) => format!("check the API key in ${var}"),
-            None => "set llm.api_key_env to the variable holding the API key".into(),
-        }
     }
 
     fn uses_tool(&self) -> bool {
@@ -405,19 +350,21 @@ impl ChatProvider for AnthropicProvider {
                 .trim()
                 .to_owned(),
         };
-        Err(classify(
+        Err(ANTHROPIC_DIALECT.classify(
             status,
             &headers,
             &message,
             &request.model,
             &self.url,
-            &self.key_hint(),
+            &key_hint(&self.config),
         ))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::ResponseFormat;
     use rubricmill_core::Message;
@@ -527,7 +474,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("retry-after", HeaderValue::from_static("3"));
         let classify_status = |code: u16| {
-            classify(
+            ANTHROPIC_DIALECT.classify(
                 StatusCode::from_u16(code).unwrap(),
                 &headers,
                 "m",

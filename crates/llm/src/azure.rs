@@ -4,9 +4,10 @@
 //! token. The online provider is [`crate::OpenAiProvider::azure`]; these helpers are public so
 //! the batch client builds its file and batch URLs and its key header the same way.
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName};
 
 use crate::LlmError;
+use crate::client::key_header;
 
 /// The header that carries an Azure OpenAI key.
 pub const API_KEY_HEADER: &str = "api-key";
@@ -43,18 +44,11 @@ pub fn auth_headers(
     api_key: Option<&str>,
     api_key_env: Option<&str>,
 ) -> Result<HeaderMap, LlmError> {
-    let mut headers = HeaderMap::new();
-    if let Some(key) = api_key {
-        let mut value = HeaderValue::from_str(key).map_err(|_| {
-            LlmError::Fatal(format!(
-                "the API key in ${} holds characters an HTTP header cannot carry",
-                api_key_env.unwrap_or("?")
-            ))
-        })?;
-        value.set_sensitive(true);
-        headers.insert(HeaderName::from_static(API_KEY_HEADER), value);
-    }
-    Ok(headers)
+    key_header(
+        HeaderName::from_static(API_KEY_HEADER),
+        api_key,
+        api_key_env,
+    )
 }
 
 #[cfg(test)]

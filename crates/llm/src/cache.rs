@@ -111,17 +111,9 @@ pub fn decode(bytes: &[u8], endpoint: &str) -> Option<Cached> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rubricmill_core::Message;
 
     fn request() -> ChatRequest {
-        ChatRequest {
-            model: "gpt-4o".into(),
-            messages: vec![Message::new("user", "hi")],
-            temperature: 0.0,
-            max_tokens: 10,
-            seed: None,
-            response_format: None,
-        }
+        crate::testing::request("gpt-4o")
     }
 
     #[test]

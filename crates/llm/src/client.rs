@@ -362,18 +362,34 @@ pub(crate) fn initial_body(request: &ChatRequest, setting: StructuredOutput) -> 
 /// The `Authorization: Bearer KEY` header of OpenAI-compatible endpoints (sensitive, so it is
 /// never logged); none without a key.
 pub(crate) fn bearer_auth(config: &EndpointConfig) -> Result<HeaderMap, LlmError> {
-    let mut auth = HeaderMap::new();
-    if let Some(key) = &config.api_key {
-        let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
+    let bearer = config.api_key.as_ref().map(|key| format!("Bearer {key}"));
+    key_header(
+        reqwest::header::AUTHORIZATION,
+        bearer.as_deref(),
+        config.api_key_env.as_deref(),
+    )
+}
+
+/// The one header that carries an API key, `name: value`, marked sensitive so it is never
+/// logged; none without a key. A key an HTTP header cannot carry is fatal, naming the variable
+/// `api_key_env` it came from (never the key). Every provider's key header is built here.
+pub(crate) fn key_header(
+    name: HeaderName,
+    value: Option<&str>,
+    api_key_env: Option<&str>,
+) -> Result<HeaderMap, LlmError> {
+    let mut headers = HeaderMap::new();
+    if let Some(value) = value {
+        let mut value = HeaderValue::from_str(value).map_err(|_| {
             LlmError::Fatal(format!(
                 "the API key in ${} holds characters an HTTP header cannot carry",
-                config.api_key_env.as_deref().unwrap_or("?")
+                api_key_env.unwrap_or("?")
             ))
         })?;
         value.set_sensitive(true);
-        auth.insert(reqwest::header::AUTHORIZATION, value);
+        headers.insert(name, value);
     }
-    Ok(auth)
+    Ok(headers)
 }
 
 /// The pooled HTTP client of an endpoint: its timeouts, and `llm.headers` plus the key headers
@@ -588,7 +604,8 @@ pub(crate) fn error_message(bytes: &[u8]) -> String {
     }
 }
 
-/// Maps a non-success status to what the caller should do.
+/// Maps a non-success status of an OpenAI-compatible endpoint to what the caller should do
+/// (see [`ErrorDialect::classify`]).
 pub fn classify_status(
     status: StatusCode,
     headers: &HeaderMap,
@@ -597,39 +614,77 @@ pub fn classify_status(
     url: &str,
     key_hint: &str,
 ) -> LlmError {
-    let lower = message.to_ascii_lowercase();
-    match status.as_u16() {
-        401 | 403 => LlmError::Fatal(format!(
-            "{url} refused the credentials ({status}): {key_hint}"
-        )),
-        404 if lower.contains("model") || lower.is_empty() => LlmError::Fatal(format!(
-            "model {model:?} not found at {url} ({message}): check llm.model"
-        )),
-        404 => LlmError::Fatal(format!(
-            "{url} answered 404 ({message}): check llm.base_url (it should end in /v1)"
-        )),
-        400 | 413 | 422
-            if lower.contains("context_length")
-                || lower.contains("context length")
-                || lower.contains("too long")
-                || lower.contains("maximum context") =>
-        {
-            LlmError::BadRecord(format!("input too long for the model: {message}"))
-        }
-        400 if lower.contains("content_filter")
-            || lower.contains("content_policy")
-            || lower.contains("content management") =>
-        {
-            LlmError::BadRecord(format!(
+    OPENAI_DIALECT.classify(status, headers, message, model, url, key_hint)
+}
+
+/// What sets one API's error answers apart from another's; the classification itself is the
+/// same for all ([`ErrorDialect::classify`]).
+#[derive(Debug)]
+pub(crate) struct ErrorDialect {
+    /// What a 404 that is not about the model tells the user to check.
+    pub base_url_hint: &'static str,
+    /// Phrases (lowercase) of a 400, 413 or 422 message that say the input is too long.
+    pub too_long: &'static [&'static str],
+    /// Phrases (lowercase) of a 400 message that say a content filter refused the input.
+    pub content_filter: &'static [&'static str],
+    /// The statuses that mean the server is throttling (besides being retryable).
+    pub throttling: &'static [u16],
+}
+
+/// The error answers of OpenAI and the servers that copy its API.
+pub(crate) const OPENAI_DIALECT: ErrorDialect = ErrorDialect {
+    base_url_hint: "check llm.base_url (it should end in /v1)",
+    too_long: &[
+        "context_length",
+        "context length",
+        "too long",
+        "maximum context",
+    ],
+    content_filter: &["content_filter", "content_policy", "content management"],
+    throttling: &[429, 503],
+};
+
+impl ErrorDialect {
+    /// Maps a non-success status (with the error `message`, for a request to `model` at `url`)
+    /// to what the caller should do: a refused key or an unknown model or path stops the job,
+    /// an input that is too long or a content filter's refusal rejects the record,
+    /// 408/409/425/429/5xx are retried with the server's hint (throttling where this dialect
+    /// says so), anything else rejects the record.
+    pub(crate) fn classify(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        message: &str,
+        model: &str,
+        url: &str,
+        key_hint: &str,
+    ) -> LlmError {
+        let lower = message.to_ascii_lowercase();
+        let says = |phrases: &[&str]| phrases.iter().any(|phrase| lower.contains(phrase));
+        match status.as_u16() {
+            401 | 403 => LlmError::Fatal(format!(
+                "{url} refused the credentials ({status}): {key_hint}"
+            )),
+            404 if lower.contains("model") || lower.is_empty() => LlmError::Fatal(format!(
+                "model {model:?} not found at {url} ({message}): check llm.model"
+            )),
+            404 => LlmError::Fatal(format!(
+                "{url} answered 404 ({message}): {}",
+                self.base_url_hint
+            )),
+            400 | 413 | 422 if says(self.too_long) => {
+                LlmError::BadRecord(format!("input too long for the model: {message}"))
+            }
+            400 if says(self.content_filter) => LlmError::BadRecord(format!(
                 "the provider's content filter refused the input: {message}"
-            ))
+            )),
+            408 | 409 | 425 | 429 | 500..=599 => LlmError::Retryable {
+                reason: format!("{status}: {message}"),
+                retry_after: retry_after(headers),
+                throttled: self.throttling.contains(&status.as_u16()),
+            },
+            _ => LlmError::BadRecord(format!("{status}: {message}")),
         }
-        408 | 409 | 425 | 429 | 500..=599 => LlmError::Retryable {
-            reason: format!("{status}: {message}"),
-            retry_after: retry_after(headers),
-            throttled: matches!(status.as_u16(), 429 | 503),
-        },
-        _ => LlmError::BadRecord(format!("{status}: {message}")),
     }
 }
 
@@ -772,14 +827,9 @@ mod tests {
 
     fn provider(setting: StructuredOutput) -> OpenAiProvider {
         OpenAiProvider::new(EndpointConfig {
-            base_url: "http://127.0.0.1:9/v1".into(),
-            api_key: None,
-            api_key_env: None,
-            headers: vec![],
-            timeout: Duration::from_secs(1),
-            max_connections: 1,
             structured_output: setting,
             max_response_bytes: 16 << 20,
+            ..crate::testing::endpoint(crate::testing::NOWHERE)
         })
         .unwrap()
     }
@@ -1011,14 +1061,9 @@ mod tests {
     #[test]
     fn debug_output_never_shows_the_key() {
         let config = EndpointConfig {
-            base_url: "http://x/v1".into(),
             api_key: Some("sk-very-secret".into()),
             api_key_env: Some("KEY".into()),
-            headers: vec![],
-            timeout: Duration::from_secs(1),
-            max_connections: 1,
-            structured_output: StructuredOutput::Auto,
-            max_response_bytes: 1 << 20,
+            ..crate::testing::endpoint("http://x/v1")
         };
         assert!(!format!("{config:?}").contains("sk-very-secret"));
     }

@@ -18,6 +18,8 @@ pub mod limiter;
 pub mod scope;
 pub mod simulated;
 pub mod structured;
+#[cfg(test)]
+mod testing;
 pub mod tokens;
 pub mod wire;
 

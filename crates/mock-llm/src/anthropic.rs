@@ -272,25 +272,34 @@ fn error_kind(status: StatusCode) -> &'static str {
     }
 }
 
+/// The error every Messages API path answers a request without the right `x-api-key` (401) or
+/// without `anthropic-version` (400) with; `None` when both are there.
+pub(crate) fn refuse_headers(state: &State, headers: &header::HeaderMap) -> Option<Response<Body>> {
+    if !KeyHeader::XApiKey.accepts(state, headers) {
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid x-api-key".into(),
+        ));
+    }
+    if !headers.contains_key("anthropic-version") {
+        return Some(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "anthropic-version: header is required".into(),
+        ));
+    }
+    None
+}
+
 /// `POST /v1/messages`.
 pub(crate) async fn messages(
     state: &State,
     call: &mut Call<'_>,
     request: IncomingRequest,
 ) -> Response<Body> {
-    if !KeyHeader::XApiKey.accepts(state, request.headers()) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "authentication_error",
-            "invalid x-api-key".into(),
-        );
-    }
-    if !request.headers().contains_key("anthropic-version") {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "anthropic-version: header is required".into(),
-        );
+    if let Some(refused) = refuse_headers(state, request.headers()) {
+        return refused;
     }
     let bytes = match Limited::new(request.into_body(), MAX_BODY_BYTES)
         .collect()

@@ -22,13 +22,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
-use rubricmill_llm::wire::{
-    WireError, WireErrorBody, WireRequest, WireResponse, WireResponseFormat,
-};
+use rubricmill_llm::wire::{WireErrorBody, WireRequest, WireResponse, WireResponseFormat};
 
 use crate::faults::Fault;
 use crate::server::{
-    Body, CONTEXT_WINDOW, IncomingRequest, State, answer_for, completion_body, prompt_tokens,
+    Body, CONTEXT_WINDOW, IncomingRequest, State, answer_for, check_request, completion_body,
+    error_body, prompt_tokens,
 };
 use crate::stats::BatchStats;
 
@@ -112,13 +111,7 @@ impl Outcome {
     fn failed(status: u16, message: String, kind: &str, code: Option<&str>) -> Self {
         Outcome::Failed {
             status,
-            error: WireErrorBody {
-                error: WireError {
-                    message,
-                    kind: Some(kind.into()),
-                    code: Some(code.map_or(serde_json::Value::Null, |c| c.into())),
-                },
-            },
+            error: error_body(message, kind, code),
         }
     }
 }
@@ -129,23 +122,12 @@ impl Outcome {
 /// answers as online), then `batch_item_failure_rate`.
 pub(crate) fn answer_item(state: &State, wire: &WireRequest) -> Outcome {
     let config = &state.config;
-    if wire.messages.is_empty() {
+    if let Err(refused) = check_request(config, wire) {
         return Outcome::failed(
-            400,
-            "'messages' must contain at least one message.".into(),
-            "invalid_request_error",
-            None,
-        );
-    }
-    if !config.models.is_empty() && !config.models.contains(&wire.model) {
-        return Outcome::failed(
-            404,
-            format!(
-                "The model `{}` does not exist or you do not have access to it.",
-                wire.model
-            ),
-            "invalid_request_error",
-            Some("model_not_found"),
+            refused.status.as_u16(),
+            refused.message,
+            refused.kind,
+            refused.code,
         );
     }
     let json_object = match &wire.response_format {

@@ -460,24 +460,8 @@ pub(crate) async fn respond(state: &State, call: &mut Call<'_>) -> Response<Body
         );
     };
 
-    if wire.messages.is_empty() {
-        return error_response(
-            StatusCode::BAD_REQUEST,
-            "'messages' must contain at least one message.".into(),
-            "invalid_request_error",
-            None,
-        );
-    }
-    if !config.models.is_empty() && !config.models.contains(&wire.model) {
-        return error_response(
-            StatusCode::NOT_FOUND,
-            format!(
-                "The model `{}` does not exist or you do not have access to it.",
-                wire.model
-            ),
-            "invalid_request_error",
-            Some("model_not_found"),
-        );
+    if let Err(refused) = check_request(config, wire) {
+        return error_response(refused.status, refused.message, refused.kind, refused.code);
     }
     let json_object = match &wire.response_format {
         Some(WireResponseFormat::JsonSchema { .. }) => {
@@ -985,7 +969,16 @@ pub(crate) fn error_response(
     kind: &str,
     code: Option<&str>,
 ) -> Response<Body> {
-    let body = WireErrorBody {
+    let body = error_body(message, kind, code);
+    let bytes = serde_json::to_vec(&body)
+        .unwrap_or_else(|_| b"{\"error\":{\"message\":\"error\"}}".to_vec());
+    json_response(status, bytes)
+}
+
+/// An error body in OpenAI's form: `{"error": {"message", "type", "code"}}` (`code` null when
+/// there is none).
+pub(crate) fn error_body(message: String, kind: &str, code: Option<&str>) -> WireErrorBody {
+    WireErrorBody {
         error: WireError {
             message,
             kind: Some(kind.into()),
@@ -993,10 +986,41 @@ pub(crate) fn error_response(
                 serde_json::Value::String(c.into())
             })),
         },
-    };
-    let bytes = serde_json::to_vec(&body)
-        .unwrap_or_else(|_| b"{\"error\":{\"message\":\"error\"}}".to_vec());
-    json_response(status, bytes)
+    }
+}
+
+/// Why a chat request is refused before any answer is drawn.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub status: StatusCode,
+    pub message: String,
+    pub kind: &'static str,
+    pub code: Option<&'static str>,
+}
+
+/// The checks every chat request passes first, online or as a batch item: at least one message
+/// (else 400), and a model the server serves (else 404, as OpenAI words it).
+pub(crate) fn check_request(config: &MockConfig, wire: &WireRequest) -> Result<(), Refusal> {
+    if wire.messages.is_empty() {
+        return Err(Refusal {
+            status: StatusCode::BAD_REQUEST,
+            message: "'messages' must contain at least one message.".into(),
+            kind: "invalid_request_error",
+            code: None,
+        });
+    }
+    if !config.models.is_empty() && !config.models.contains(&wire.model) {
+        return Err(Refusal {
+            status: StatusCode::NOT_FOUND,
+            message: format!(
+                "The model `{}` does not exist or you do not have access to it.",
+                wire.model
+            ),
+            kind: "invalid_request_error",
+            code: Some("model_not_found"),
+        });
+    }
+    Ok(())
 }
 
 pub(crate) fn add_headers(response: &mut Response<Body>, headers: &[(&'static str, String)]) {

@@ -23,12 +23,11 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::jsonl::read_lines;
 use super::{
-    BatchApi, BatchItem, BatchState, BatchStatus, ItemResult, Target, check_batch, read_json, send,
+    BatchApi, BatchHttp, BatchItem, BatchState, BatchStatus, ItemResult, Target, check_batch,
+    check_byte_count, check_item_count,
 };
 use crate::anthropic::{auth_headers, endpoint_url, parse_message, request_params};
-use crate::client::http_client;
 use crate::{EndpointConfig, LlmError};
 use rubricmill_core::spec::StructuredOutput;
 
@@ -39,17 +38,9 @@ pub const NAME_TAG_LEN: usize = 16;
 const _: () = assert!(NAME_TAG_LEN + 1 + super::MAX_CUSTOM_ID_LEN <= 64);
 
 /// Anthropic's Message Batches API.
+#[derive(Debug)]
 pub struct AnthropicBatch {
-    http: reqwest::Client,
-    config: EndpointConfig,
-}
-
-impl std::fmt::Debug for AnthropicBatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AnthropicBatch")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
+    http: BatchHttp,
 }
 
 impl AnthropicBatch {
@@ -63,8 +54,7 @@ impl AnthropicBatch {
     pub fn new(config: &EndpointConfig) -> Result<Self, LlmError> {
         let auth = auth_headers(config.api_key.as_deref(), config.api_key_env.as_deref())?;
         Ok(Self {
-            http: http_client(config, auth)?,
-            config: config.clone(),
+            http: BatchHttp::new(config, auth)?,
         })
     }
 
@@ -75,7 +65,7 @@ impl AnthropicBatch {
     }
 
     fn url(&self, path: &str) -> String {
-        endpoint_url(&self.config.base_url, path)
+        endpoint_url(&self.http.config().base_url, path)
     }
 
     /// The request body of a batch: each item's tagged custom id and its Messages params.
@@ -85,7 +75,7 @@ impl AnthropicBatch {
             .iter()
             .map(|item| {
                 // As the online provider: `none` sends no tool, the prompt's instructions alone.
-                let params = if self.config.structured_output == StructuredOutput::None {
+                let params = if self.http.config().structured_output == StructuredOutput::None {
                     let mut plain = item.request.clone();
                     plain.response_format = None;
                     request_params(&plain)
@@ -100,14 +90,7 @@ impl AnthropicBatch {
 
     async fn batch(&self, id: &str) -> Result<MessageBatch, LlmError> {
         let url = self.url(&format!("messages/batches/{id}"));
-        let response = send(
-            self.http.get(&url),
-            &url,
-            Target::Object("batch", id),
-            &self.config,
-        )
-        .await?;
-        read_json(response, &url, &self.config).await
+        self.http.get_json(&url, Target::Object("batch", id)).await
     }
 }
 
@@ -125,29 +108,11 @@ impl BatchApi for AnthropicBatch {
 
     async fn submit(&self, name: &str, items: &[BatchItem]) -> Result<String, LlmError> {
         check_batch(name, items)?;
-        if items.len() > Self::MAX_ITEMS {
-            return Err(LlmError::Fatal(format!(
-                "batch {name} has {} items, more than the {} a batch may hold: split it",
-                items.len(),
-                Self::MAX_ITEMS
-            )));
-        }
+        check_item_count(name, items.len(), Self::MAX_ITEMS)?;
         let body = serde_json::to_vec(&self.batch_body(name, items)).expect("bodies serialize");
-        if body.len() > Self::MAX_BODY_BYTES {
-            return Err(LlmError::Fatal(format!(
-                "the body of batch {name} has {} bytes, more than the {} a batch may have: split it",
-                body.len(),
-                Self::MAX_BODY_BYTES
-            )));
-        }
+        check_byte_count(name, "body", body.len(), Self::MAX_BODY_BYTES)?;
         let url = self.url("messages/batches");
-        let request = self
-            .http
-            .post(&url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
-        let response = send(request, &url, Target::Api, &self.config).await?;
-        let batch: MessageBatch = read_json(response, &url, &self.config).await?;
+        let batch: MessageBatch = self.http.post_json(&url, "application/json", body).await?;
         tracing::info!(batch = %batch.id, name, items = items.len(), provider = "anthropic", "submitted a batch");
         Ok(batch.id)
     }
@@ -169,24 +134,17 @@ impl BatchApi for AnthropicBatch {
             .results_url
             .clone()
             .unwrap_or_else(|| self.url(&format!("messages/batches/{id}/results")));
-        let response = send(
-            self.http.get(&url),
-            &url,
-            Target::Object("batch results", id),
-            &self.config,
-        )
-        .await?;
         let mut results = Vec::new();
-        read_lines(
-            response,
-            self.config.max_response_bytes,
-            &url,
-            |line: ResultLine| {
-                let custom_id = strip_tag(&line.custom_id).to_owned();
-                results.push((custom_id, line.result.into_result()));
-            },
-        )
-        .await?;
+        self.http
+            .read_lines(
+                &url,
+                Target::Object("batch results", id),
+                |line: ResultLine| {
+                    let custom_id = strip_tag(&line.custom_id).to_owned();
+                    results.push((custom_id, line.result.into_result()));
+                },
+            )
+            .await?;
         Ok(results)
     }
 }

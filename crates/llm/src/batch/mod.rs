@@ -35,7 +35,7 @@ pub use openai::{NAME_METADATA_KEY, OpenAiBatch};
 use rubricmill_core::spec::ProviderKind;
 use serde::{Deserialize, Serialize};
 
-use crate::{ChatRequest, ChatResponse, LlmError};
+use crate::{ChatRequest, ChatResponse, EndpointConfig, LlmError};
 
 /// Longest batch name: it goes into OpenAI metadata and file names.
 pub const MAX_NAME_LEN: usize = 128;
@@ -212,13 +212,116 @@ pub(crate) enum Target<'a> {
     Object(&'static str, &'a str),
 }
 
+/// Refuses a batch of more items than the provider takes in one, before anything is sent.
+pub(crate) fn check_item_count(name: &str, count: usize, max: usize) -> Result<(), LlmError> {
+    if count > max {
+        return Err(LlmError::Fatal(format!(
+            "batch {name} has {count} items, more than the {max} a batch may hold: split it"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a batch whose `what` (its file, its request body) is larger than the provider
+/// takes, before it is sent.
+pub(crate) fn check_byte_count(
+    name: &str,
+    what: &str,
+    len: usize,
+    max: usize,
+) -> Result<(), LlmError> {
+    if len > max {
+        return Err(LlmError::Fatal(format!(
+            "the {what} of batch {name} has {len} bytes, more than the {max} a batch {what} may have: split it"
+        )));
+    }
+    Ok(())
+}
+
+/// The HTTP side every batch client shares: the endpoint's pooled client (built by
+/// [`crate::client::http_client`] with the provider's key headers) and its config. Every
+/// error answer is classified as online calls are (see [`BatchApi`]); answers are read within
+/// `llm.max_response_mb`.
+pub(crate) struct BatchHttp {
+    http: reqwest::Client,
+    config: EndpointConfig,
+}
+
+impl std::fmt::Debug for BatchHttp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchHttp")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BatchHttp {
+    /// A client for `config`'s endpoint with `auth` (the provider's key headers).
+    pub fn new(
+        config: &EndpointConfig,
+        auth: reqwest::header::HeaderMap,
+    ) -> Result<Self, LlmError> {
+        Ok(Self {
+            http: crate::client::http_client(config, auth)?,
+            config: config.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    /// `GET url`: the successful response.
+    pub async fn get(&self, url: &str, target: Target<'_>) -> Result<reqwest::Response, LlmError> {
+        send(self.http.get(url), url, target, &self.config).await
+    }
+
+    /// `GET url`: its JSON answer.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        target: Target<'_>,
+    ) -> Result<T, LlmError> {
+        let response = self.get(url, target).await?;
+        read_json(response, url, &self.config).await
+    }
+
+    /// `POST url` to the API itself with a body of `content_type`: its JSON answer.
+    pub async fn post_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<T, LlmError> {
+        let request = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        let response = send(request, url, Target::Api, &self.config).await?;
+        read_json(response, url, &self.config).await
+    }
+
+    /// `GET url` of a results file: each JSON line handed to `each` (see
+    /// [`jsonl::read_lines`]).
+    pub async fn read_lines<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        target: Target<'_>,
+        each: impl FnMut(T),
+    ) -> Result<(), LlmError> {
+        let response = self.get(url, target).await?;
+        jsonl::read_lines(response, self.config.max_response_bytes, url, each).await
+    }
+}
+
 /// Sends a request to a batch API and returns the successful response, or the error answer
 /// classified as online calls are (see [`BatchApi`]).
-pub(crate) async fn send(
+async fn send(
     request: reqwest::RequestBuilder,
     url: &str,
     target: Target<'_>,
-    config: &crate::EndpointConfig,
+    config: &EndpointConfig,
 ) -> Result<reqwest::Response, LlmError> {
     let response = request
         .send()
@@ -255,10 +358,10 @@ pub(crate) async fn send(
 }
 
 /// Reads a JSON answer of a batch API (bounded by `llm.max_response_mb`).
-pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
+async fn read_json<T: serde::de::DeserializeOwned>(
     response: reqwest::Response,
     url: &str,
-    config: &crate::EndpointConfig,
+    config: &EndpointConfig,
 ) -> Result<T, LlmError> {
     let bytes = crate::client::read_body(response, config.max_response_bytes, url).await?;
     serde_json::from_slice(&bytes).map_err(|e| LlmError::Retryable {
@@ -275,34 +378,18 @@ pub(crate) const MAX_PAGES: usize = 100;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rubricmill_core::Message;
+    use crate::testing::{NOWHERE, endpoint, request};
 
     fn item(custom_id: &str) -> BatchItem {
         BatchItem {
             custom_id: custom_id.into(),
-            request: ChatRequest {
-                model: "m".into(),
-                messages: vec![Message::new("user", "hi")],
-                temperature: 0.0,
-                max_tokens: 10,
-                seed: None,
-                response_format: None,
-            },
+            request: request("m"),
         }
     }
 
     #[test]
     fn each_provider_kind_gets_its_batch_api() {
-        let config = crate::EndpointConfig {
-            base_url: "http://127.0.0.1:9/v1".into(),
-            api_key: None,
-            api_key_env: None,
-            headers: vec![],
-            timeout: std::time::Duration::from_secs(1),
-            max_connections: 1,
-            structured_output: rubricmill_core::spec::StructuredOutput::Auto,
-            max_response_bytes: 1 << 20,
-        };
+        let config = endpoint(NOWHERE);
         let target = AzureTarget {
             deployment: "d".into(),
             api_version: "2024-10-21".into(),

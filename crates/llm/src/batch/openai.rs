@@ -19,13 +19,12 @@
 
 use serde::Deserialize;
 
-use super::jsonl::read_lines;
 use super::{
-    BatchApi, BatchItem, BatchState, BatchStatus, ItemResult, MAX_PAGES, Target, check_batch,
-    read_json, send,
+    BatchApi, BatchHttp, BatchItem, BatchState, BatchStatus, ItemResult, MAX_PAGES, Target,
+    check_batch, check_byte_count, check_item_count,
 };
 use crate::azure::{self, AzureTarget};
-use crate::client::{answer_from_wire, bearer_auth, http_client, initial_body};
+use crate::client::{answer_from_wire, bearer_auth, initial_body};
 use crate::wire::WireResponse;
 use crate::{EndpointConfig, LlmError};
 
@@ -41,19 +40,10 @@ enum Flavor {
 }
 
 /// The Batch API of OpenAI (and of servers that copy it) or of Azure OpenAI.
+#[derive(Debug)]
 pub struct OpenAiBatch {
-    http: reqwest::Client,
+    http: BatchHttp,
     flavor: Flavor,
-    config: EndpointConfig,
-}
-
-impl std::fmt::Debug for OpenAiBatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenAiBatch")
-            .field("flavor", &self.flavor)
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
 }
 
 impl OpenAiBatch {
@@ -65,11 +55,10 @@ impl OpenAiBatch {
     /// OpenAI's Batch API at `config.base_url` (ending in `/v1`), the key as a bearer token.
     pub fn new(config: &EndpointConfig) -> Result<Self, LlmError> {
         Ok(Self {
-            http: http_client(config, bearer_auth(config)?)?,
+            http: BatchHttp::new(config, bearer_auth(config)?)?,
             flavor: Flavor::OpenAi {
                 base: config.base_url.trim_end_matches('/').to_owned(),
             },
-            config: config.clone(),
         })
     }
 
@@ -83,12 +72,11 @@ impl OpenAiBatch {
         }
         let auth = azure::auth_headers(config.api_key.as_deref(), config.api_key_env.as_deref())?;
         Ok(Self {
-            http: http_client(config, auth)?,
+            http: BatchHttp::new(config, auth)?,
             flavor: Flavor::Azure {
                 base: config.base_url.clone(),
                 target: target.clone(),
             },
-            config: config.clone(),
         })
     }
 
@@ -121,7 +109,7 @@ impl OpenAiBatch {
         };
         let mut file = Vec::new();
         for item in items {
-            let mut body = initial_body(&item.request, self.config.structured_output);
+            let mut body = initial_body(&item.request, self.http.config().structured_output);
             if let Some(deployment) = deployment {
                 body.model.clone_from(deployment);
             }
@@ -139,22 +127,33 @@ impl OpenAiBatch {
 
     /// A file uploaded earlier as `filename` with exactly `size` bytes, still usable.
     async fn existing_file(&self, filename: &str, size: u64) -> Result<Option<String>, LlmError> {
+        self.first_listed("/files", &[("purpose", "batch")], |file: &FileObject| {
+            file.filename == filename
+                && file.bytes == Some(size)
+                && !matches!(file.status.as_deref(), Some("error" | "deleted"))
+        })
+        .await
+    }
+
+    /// The id of the first object of the listing at `path` (with `query`, newest first, 100 a
+    /// page, at most [`MAX_PAGES`] pages) that `wanted` picks.
+    async fn first_listed<T: serde::de::DeserializeOwned + HasId>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        wanted: impl Fn(&T) -> bool,
+    ) -> Result<Option<String>, LlmError> {
         let mut after: Option<String> = None;
         for _ in 0..MAX_PAGES {
-            let mut query = vec![("purpose", "batch"), ("limit", "100")];
+            let mut pairs = query.to_vec();
+            pairs.push(("limit", "100"));
             if let Some(after) = &after {
-                query.push(("after", after));
+                pairs.push(("after", after));
             }
-            let url = self.url("/files", &query);
-            let response = send(self.http.get(&url), &url, Target::Api, &self.config).await?;
-            let page: Page<FileObject> = read_json(response, &url, &self.config).await?;
-            let found = page.data.iter().find(|file| {
-                file.filename == filename
-                    && file.bytes == Some(size)
-                    && !matches!(file.status.as_deref(), Some("error" | "deleted"))
-            });
-            if let Some(file) = found {
-                return Ok(Some(file.id.clone()));
+            let url = self.url(path, &pairs);
+            let page: Page<T> = self.http.get_json(&url, Target::Api).await?;
+            if let Some(found) = page.data.iter().find(|object| wanted(object)) {
+                return Ok(Some(found.id().to_owned()));
             }
             match page.next_after() {
                 Some(next) => after = Some(next),
@@ -179,30 +178,15 @@ impl OpenAiBatch {
         body.extend_from_slice(&content);
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
         let url = self.url("/files", &[]);
-        let request = self
-            .http
-            .post(&url)
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                format!("multipart/form-data; boundary={boundary}"),
-            )
-            .body(body);
-        let response = send(request, &url, Target::Api, &self.config).await?;
-        let file: FileObject = read_json(response, &url, &self.config).await?;
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        let file: FileObject = self.http.post_json(&url, &content_type, body).await?;
         tracing::info!(file = %file.id, filename, "uploaded a batch file");
         Ok(file.id)
     }
 
     async fn batch(&self, id: &str) -> Result<BatchObject, LlmError> {
         let url = self.url(&format!("/batches/{id}"), &[]);
-        let response = send(
-            self.http.get(&url),
-            &url,
-            Target::Object("batch", id),
-            &self.config,
-        )
-        .await?;
-        read_json(response, &url, &self.config).await
+        self.http.get_json(&url, Target::Object("batch", id)).await
     }
 
     /// Reads one results file (answers or errors) into `results`.
@@ -212,22 +196,11 @@ impl OpenAiBatch {
         results: &mut Vec<(String, ItemResult)>,
     ) -> Result<(), LlmError> {
         let url = self.url(&format!("/files/{file_id}/content"), &[]);
-        let response = send(
-            self.http.get(&url),
-            &url,
-            Target::Object("file", file_id),
-            &self.config,
-        )
-        .await?;
-        read_lines(
-            response,
-            self.config.max_response_bytes,
-            &url,
-            |line: ResultLine| {
+        self.http
+            .read_lines(&url, Target::Object("file", file_id), |line: ResultLine| {
                 results.push((line.custom_id.clone(), line.into_result()));
-            },
-        )
-        .await
+            })
+            .await
     }
 }
 
@@ -241,47 +214,18 @@ impl BatchApi for OpenAiBatch {
     }
 
     async fn find(&self, name: &str) -> Result<Option<String>, LlmError> {
-        let mut after: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let mut query = vec![("limit", "100")];
-            if let Some(after) = &after {
-                query.push(("after", after));
-            }
-            let url = self.url("/batches", &query);
-            let response = send(self.http.get(&url), &url, Target::Api, &self.config).await?;
-            let page: Page<BatchObject> = read_json(response, &url, &self.config).await?;
-            let found = page.data.iter().find(|batch| {
-                batch.name() == Some(name)
-                    && !matches!(batch.status.as_str(), "failed" | "cancelled" | "cancelling")
-            });
-            if let Some(batch) = found {
-                return Ok(Some(batch.id.clone()));
-            }
-            match page.next_after() {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
-        Ok(None)
+        self.first_listed("/batches", &[], |batch: &BatchObject| {
+            batch.name() == Some(name)
+                && !matches!(batch.status.as_str(), "failed" | "cancelled" | "cancelling")
+        })
+        .await
     }
 
     async fn submit(&self, name: &str, items: &[BatchItem]) -> Result<String, LlmError> {
         check_batch(name, items)?;
-        if items.len() > Self::MAX_ITEMS {
-            return Err(LlmError::Fatal(format!(
-                "batch {name} has {} items, more than the {} a batch may hold: split it",
-                items.len(),
-                Self::MAX_ITEMS
-            )));
-        }
+        check_item_count(name, items.len(), Self::MAX_ITEMS)?;
         let content = self.batch_file(items);
-        if content.len() > Self::MAX_FILE_BYTES {
-            return Err(LlmError::Fatal(format!(
-                "the file of batch {name} has {} bytes, more than the {} a batch file may have: split it",
-                content.len(),
-                Self::MAX_FILE_BYTES
-            )));
-        }
+        check_byte_count(name, "file", content.len(), Self::MAX_FILE_BYTES)?;
         let filename = format!("{name}.jsonl");
         let file_id = match self.existing_file(&filename, content.len() as u64).await? {
             Some(id) => {
@@ -301,13 +245,10 @@ impl BatchApi for OpenAiBatch {
             "completion_window": "24h",
             "metadata": { NAME_METADATA_KEY: name },
         });
-        let request = self
+        let batch: BatchObject = self
             .http
-            .post(&url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string());
-        let response = send(request, &url, Target::Api, &self.config).await?;
-        let batch: BatchObject = read_json(response, &url, &self.config).await?;
+            .post_json(&url, "application/json", body.to_string().into_bytes())
+            .await?;
         tracing::info!(batch = %batch.id, name, items = items.len(), provider = self.kind(), "submitted a batch");
         Ok(batch.id)
     }
@@ -538,6 +479,7 @@ mod tests {
     use super::*;
     use crate::ChatResponse;
     use crate::TokenUsage;
+    use crate::testing::{NOWHERE, endpoint, request};
 
     fn line(json: serde_json::Value) -> ItemResult {
         serde_json::from_value::<ResultLine>(json)
@@ -594,25 +536,8 @@ mod tests {
     #[tokio::test]
     async fn batches_over_the_provider_limit_are_refused_before_anything_is_sent() {
         // Nothing listens on port 9: any request would fail as retryable, not fatal.
-        let api = OpenAiBatch::new(&EndpointConfig {
-            base_url: "http://127.0.0.1:9/v1".into(),
-            api_key: None,
-            api_key_env: None,
-            headers: vec![],
-            timeout: std::time::Duration::from_secs(1),
-            max_connections: 1,
-            structured_output: rubricmill_core::spec::StructuredOutput::Auto,
-            max_response_bytes: 1 << 20,
-        })
-        .unwrap();
-        let request = crate::ChatRequest {
-            model: "m".into(),
-            messages: vec![rubricmill_core::Message::new("user", "hi")],
-            temperature: 0.0,
-            max_tokens: 10,
-            seed: None,
-            response_format: None,
-        };
+        let api = OpenAiBatch::new(&endpoint(NOWHERE)).unwrap();
+        let request = request("m");
         let items: Vec<BatchItem> = (0..=OpenAiBatch::MAX_ITEMS)
             .map(|i| BatchItem {
                 custom_id: format!("r{i}"),

@@ -16,9 +16,9 @@ use super::{
     NO_NAME, bytes_response, count_created, count_tokens, draw_expiry, due, json_value_response,
     lock, now_secs, page, query_value, read_body,
 };
-use crate::anthropic::{answer_params, error};
+use crate::anthropic::{answer_params, error, refuse_headers};
 use crate::faults::Fault;
-use crate::server::{Body, IncomingRequest, KeyHeader, State};
+use crate::server::{Body, IncomingRequest, State};
 
 /// Anthropic's limit on requests in one batch.
 const MAX_REQUESTS: usize = 100_000;
@@ -196,19 +196,8 @@ pub(crate) async fn route(
     request: IncomingRequest,
     rest: String,
 ) -> Response<Body> {
-    if !KeyHeader::XApiKey.accepts(state, request.headers()) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "authentication_error",
-            "invalid x-api-key".into(),
-        );
-    }
-    if !request.headers().contains_key("anthropic-version") {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "anthropic-version: header is required".into(),
-        );
+    if let Some(refused) = refuse_headers(state, request.headers()) {
+        return refused;
     }
     let host = request
         .headers()

@@ -6,28 +6,16 @@
 use std::time::Duration;
 
 use rubricmill_core::Message;
-use rubricmill_core::spec::StructuredOutput;
 use rubricmill_llm::batch::{
     AnthropicBatch, AzureTarget, BatchApi, BatchItem, BatchState, BatchStatus, ItemResult,
     OpenAiBatch,
 };
 use rubricmill_llm::simulated::{CRG_TASK, RESEARCHQA_TASK, simulated_answer};
-use rubricmill_llm::{ChatRequest, EndpointConfig, LlmError, ResponseFormat};
-use rubricmill_mock_llm::{ApiKey, MockConfig, MockServer};
+use rubricmill_llm::{ChatRequest, LlmError, ResponseFormat};
+use rubricmill_mock_llm::{MockConfig, MockServer};
 use serde_json::json;
 
-fn endpoint(base_url: String, key: Option<&str>) -> EndpointConfig {
-    EndpointConfig {
-        base_url,
-        api_key: key.map(str::to_owned),
-        api_key_env: Some("BATCH_TEST_KEY".into()),
-        headers: vec![],
-        timeout: Duration::from_secs(30),
-        max_connections: 4,
-        structured_output: StructuredOutput::Auto,
-        max_response_bytes: 16 << 20,
-    }
-}
+use crate::{endpoint, fatal, keyed, names_key_env, origin, serve};
 
 fn openai(server: &MockServer, key: Option<&str>) -> OpenAiBatch {
     OpenAiBatch::new(&endpoint(server.base_url(), key)).unwrap()
@@ -115,12 +103,11 @@ fn assert_simulated_answers(results: &[(String, ItemResult)], items: &[BatchItem
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_batch_round_trip_gives_the_simulated_task_answers() {
-    let server = MockServer::start(MockConfig {
+    let server = serve(MockConfig {
         batch_delay_ms: 1500,
         ..MockConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     let api = openai(&server, None);
     assert_eq!(api.kind(), "openai");
     let items = items(6);
@@ -163,7 +150,7 @@ async fn openai_batch_round_trip_gives_the_simulated_task_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn find_returns_the_batch_of_a_name_and_files_are_reused_by_name() {
-    let server = MockServer::start(MockConfig::default()).await.unwrap();
+    let server = serve(MockConfig::default()).await;
     let api = openai(&server, None);
     let items = items(3);
     assert_eq!(api.find("shard-a").await.unwrap(), None);
@@ -202,12 +189,11 @@ async fn find_returns_the_batch_of_a_name_and_files_are_reused_by_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_items_and_expired_batches_come_back_as_failures_with_reasons() {
-    let server = MockServer::start(MockConfig {
+    let server = serve(MockConfig {
         batch_item_failure_rate: 1.0,
         ..MockConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     let api = openai(&server, None);
     let id = api.submit("all-fail", &items(4)).await.unwrap();
     let status = wait_final(&api, &id).await;
@@ -227,12 +213,11 @@ async fn failed_items_and_expired_batches_come_back_as_failures_with_reasons() {
     assert_eq!(server.stats().batches.items_failed, 4);
     server.shutdown().await;
 
-    let server = MockServer::start(MockConfig {
+    let server = serve(MockConfig {
         batch_expire_rate: 1.0,
         ..MockConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     let api = openai(&server, None);
     let items = items(6);
     let id = api.submit("expiring", &items).await.unwrap();
@@ -263,15 +248,16 @@ async fn failed_items_and_expired_batches_come_back_as_failures_with_reasons() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azure_batches_use_the_deployment_and_the_api_key_header() {
-    let server = MockServer::start(MockConfig {
-        api_key: Some(ApiKey::new("azure-secret")),
-        // Only the deployment is served: a line still naming the model would fail with 404.
-        models: vec!["rubrics-deployment".into()],
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
-    let root = format!("http://{}", server.addr());
+    let server = serve(keyed(
+        "azure-secret",
+        MockConfig {
+            // Only the deployment is served: a line still naming the model would fail with 404.
+            models: vec!["rubrics-deployment".into()],
+            ..MockConfig::default()
+        },
+    ))
+    .await;
+    let root = origin(&server);
     let target = AzureTarget {
         deployment: "rubrics-deployment".into(),
         api_version: "2024-10-21".into(),
@@ -286,10 +272,8 @@ async fn azure_batches_use_the_deployment_and_the_api_key_header() {
 
     // A wrong key is fatal and names the variable to check.
     let wrong = OpenAiBatch::azure(&endpoint(root, Some("wrong")), &target).unwrap();
-    match wrong.find("azure-shard").await {
-        Err(LlmError::Fatal(message)) => assert!(message.contains("$BATCH_TEST_KEY"), "{message}"),
-        other => panic!("{other:?}"),
-    }
+    let message = fatal(wrong.find("azure-shard").await);
+    assert!(names_key_env(&message), "{message}");
     // The OpenAI paths want the key as a bearer token.
     let bearer = openai(&server, Some("azure-secret"));
     assert!(bearer.find("azure-shard").await.is_ok());
@@ -298,31 +282,26 @@ async fn azure_batches_use_the_deployment_and_the_api_key_header() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_keys_missing_batch_apis_and_huge_uploads_are_refused() {
-    let server = MockServer::start(MockConfig {
-        api_key: Some(ApiKey::new("right")),
-        batch_max_bytes: 2048,
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
+    let server = serve(keyed(
+        "right",
+        MockConfig {
+            batch_max_bytes: 2048,
+            ..MockConfig::default()
+        },
+    ))
+    .await;
     let wrong = openai(&server, Some("wrong"));
-    match wrong.submit("n", &items(1)).await {
-        Err(LlmError::Fatal(message)) => {
-            assert!(message.contains("$BATCH_TEST_KEY"), "{message}");
-            assert!(message.contains("401"), "{message}");
-        }
-        other => panic!("{other:?}"),
-    }
+    let message = fatal(wrong.submit("n", &items(1)).await);
+    assert!(names_key_env(&message), "{message}");
+    assert!(message.contains("401"), "{message}");
     // A server without the batch API (here: a path prefix mock-llm does not serve).
     let elsewhere = OpenAiBatch::new(&endpoint(
         format!("http://{}/no-batches/v1", server.addr()),
         Some("right"),
     ))
     .unwrap();
-    match elsewhere.find("n").await {
-        Err(LlmError::Fatal(message)) => assert!(message.contains("no batch API"), "{message}"),
-        other => panic!("{other:?}"),
-    }
+    let message = fatal(elsewhere.find("n").await);
+    assert!(message.contains("no batch API"), "{message}");
     let api = openai(&server, Some("right"));
     match api.status("batch_unknown").await {
         Err(LlmError::BadRecord(message)) => {
@@ -351,18 +330,19 @@ async fn wrong_keys_missing_batch_apis_and_huge_uploads_are_refused() {
 }
 
 fn anthropic(server: &MockServer, key: Option<&str>) -> AnthropicBatch {
-    AnthropicBatch::new(&endpoint(format!("http://{}", server.addr()), key)).unwrap()
+    AnthropicBatch::new(&endpoint(origin(server), key)).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_message_batch_round_trip_gives_the_simulated_task_answers() {
-    let server = MockServer::start(MockConfig {
-        api_key: Some(ApiKey::new("anthropic-secret")),
-        batch_delay_ms: 1500,
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
+    let server = serve(keyed(
+        "anthropic-secret",
+        MockConfig {
+            batch_delay_ms: 1500,
+            ..MockConfig::default()
+        },
+    ))
+    .await;
     let api = anthropic(&server, Some("anthropic-secret"));
     assert_eq!(api.kind(), "anthropic");
     let items = items(5);
@@ -406,12 +386,11 @@ async fn anthropic_message_batch_round_trip_gives_the_simulated_task_answers() {
 
     // Expiry, and a wrong key.
     server.shutdown().await;
-    let server = MockServer::start(MockConfig {
+    let server = serve(MockConfig {
         batch_expire_rate: 1.0,
         ..MockConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     let api = anthropic(&server, None);
     let id = api.submit("expiring", &items).await.unwrap();
     let status = wait_final(&api, &id).await;
@@ -427,17 +406,16 @@ async fn anthropic_message_batch_round_trip_gives_the_simulated_task_answers() {
     assert_eq!(expired, 3);
     server.shutdown().await;
 
-    let server = MockServer::start(MockConfig {
-        api_key: Some(ApiKey::new("right")),
-        batch_item_failure_rate: 1.0,
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
-    match anthropic(&server, Some("wrong")).submit("n", &items).await {
-        Err(LlmError::Fatal(message)) => assert!(message.contains("$BATCH_TEST_KEY"), "{message}"),
-        other => panic!("{other:?}"),
-    }
+    let server = serve(keyed(
+        "right",
+        MockConfig {
+            batch_item_failure_rate: 1.0,
+            ..MockConfig::default()
+        },
+    ))
+    .await;
+    let message = fatal(anthropic(&server, Some("wrong")).submit("n", &items).await);
+    assert!(names_key_env(&message), "{message}");
     let api = anthropic(&server, Some("right"));
     let id = api.submit("failing", &items[..2]).await.unwrap();
     wait_final(&api, &id).await;
@@ -481,12 +459,11 @@ async fn upload_raw(server: &MockServer, content: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_and_invalid_batches_are_failed_and_not_found_so_the_name_can_be_resubmitted() {
-    let server = MockServer::start(MockConfig {
+    let server = serve(MockConfig {
         batch_delay_ms: 600_000,
         ..MockConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     let api = openai(&server, None);
     let http = super::Http::new(&server);
     let id = api.submit("to-cancel", &items(2)).await.unwrap();
@@ -507,7 +484,7 @@ async fn cancelled_and_invalid_batches_are_failed_and_not_found_so_the_name_can_
     server.shutdown().await;
 
     // An input file with a broken line: the batch fails validation, naming the line.
-    let server = MockServer::start(MockConfig::default()).await.unwrap();
+    let server = serve(MockConfig::default()).await;
     let api = openai(&server, None);
     let http = super::Http::new(&server);
     let file_id = upload_raw(
@@ -527,13 +504,7 @@ async fn cancelled_and_invalid_batches_are_failed_and_not_found_so_the_name_can_
             None,
         )
         .await;
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    let broken = reply.json()["id"].as_str().unwrap().to_owned();
+    let broken = reply.ok_json()["id"].as_str().unwrap().to_owned();
     let status = api.status(&broken).await.unwrap();
     assert_eq!(status.state, BatchState::Failed);
     let reason = status.reason.unwrap();

@@ -17,11 +17,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rubricmill_core::Message;
+use rubricmill_core::spec::StructuredOutput;
 use rubricmill_llm::simulated::{CRG_TASK, RESEARCHQA_TASK, simulated_answer};
 use rubricmill_llm::wire::{WireRequest, WireResponse};
-use rubricmill_llm::{ChatRequest, ResponseFormat};
+use rubricmill_llm::{ChatRequest, EndpointConfig, LlmError, ResponseFormat};
 use rubricmill_mock_llm::{
-    Latency, LogNormalMs, MockConfig, MockServer, Stats, UniformMs, max_in_window,
+    ApiKey, Latency, LogNormalMs, MockConfig, MockServer, Stats, UniformMs, max_in_window,
 };
 use serde_json::{Value, json};
 
@@ -48,8 +49,19 @@ impl Reply {
             .unwrap()
     }
 
-    fn completion(&self) -> WireResponse {
+    /// Fails the test, showing the body, unless the status is 200.
+    fn assert_ok(&self) {
         assert_eq!(self.status, 200, "{}", String::from_utf8_lossy(&self.body));
+    }
+
+    /// The JSON body of a 200 answer.
+    fn ok_json(&self) -> Value {
+        self.assert_ok();
+        self.json()
+    }
+
+    fn completion(&self) -> WireResponse {
+        self.assert_ok();
         serde_json::from_slice(&self.body).unwrap()
     }
 
@@ -166,9 +178,58 @@ impl Http {
 }
 
 async fn start(config: MockConfig) -> (MockServer, Http) {
-    let server = MockServer::start(config).await.unwrap();
+    let server = serve(config).await;
     let http = Http::new(&server);
     (server, http)
+}
+
+/// A server on a free loopback port.
+async fn serve(config: MockConfig) -> MockServer {
+    MockServer::start(config).await.unwrap()
+}
+
+/// `config`, with the server requiring `key`.
+fn keyed(key: &str, config: MockConfig) -> MockConfig {
+    MockConfig {
+        api_key: Some(ApiKey::new(key)),
+        ..config
+    }
+}
+
+/// The variable rubricmill's clients are told the key comes from: an error about a refused key
+/// names it (and never the key).
+const KEY_ENV: &str = "RUBRICMILL_TEST_KEY";
+
+/// How rubricmill's clients reach `base_url`, with `key` as the value of [`KEY_ENV`].
+fn endpoint(base_url: String, key: Option<&str>) -> EndpointConfig {
+    EndpointConfig {
+        base_url,
+        api_key: key.map(str::to_owned),
+        api_key_env: Some(KEY_ENV.into()),
+        headers: vec![],
+        timeout: Duration::from_secs(30),
+        max_connections: 4,
+        structured_output: StructuredOutput::Auto,
+        max_response_bytes: 16 << 20,
+    }
+}
+
+/// `http://HOST:PORT`, the server without its `/v1`.
+fn origin(server: &MockServer) -> String {
+    format!("http://{}", server.addr())
+}
+
+/// The message of a fatal error; anything else fails the test.
+fn fatal<T: std::fmt::Debug>(result: Result<T, LlmError>) -> String {
+    match result {
+        Err(LlmError::Fatal(message)) => message,
+        other => panic!("expected a fatal error, got {other:?}"),
+    }
+}
+
+/// Whether a fatal error's message names the key's variable, [`KEY_ENV`].
+fn names_key_env(message: &str) -> bool {
+    message.contains(&format!("${KEY_ENV}"))
 }
 
 const SECTION_PROMPT: &str = "<max_items>5</max_items>\n<section_heading>3 Methods › 3.2 Retrieval augmentation</section_heading>\n\

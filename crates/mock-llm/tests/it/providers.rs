@@ -4,36 +4,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rubricmill_core::spec::StructuredOutput;
 use rubricmill_llm::anthropic::{API_VERSION, request_params};
 use rubricmill_llm::azure::AzureTarget;
 use rubricmill_llm::{
-    AnthropicProvider, ChatProvider, EndpointConfig, Gateway, GatewayConfig, Limits, LlmError,
-    OpenAiProvider, ProviderLimits,
+    AnthropicProvider, ChatProvider, Gateway, GatewayConfig, Limits, LlmError, OpenAiProvider,
+    ProviderLimits,
 };
-use rubricmill_mock_llm::{ApiKey, MockConfig, MockServer};
+use rubricmill_mock_llm::{MockConfig, MockServer};
 use serde_json::Value;
 
 use crate::client::request;
-use crate::start;
-
-fn endpoint(base_url: String, key: Option<&str>) -> EndpointConfig {
-    EndpointConfig {
-        base_url,
-        api_key: key.map(str::to_owned),
-        api_key_env: Some("RUBRICMILL_TEST_KEY".into()),
-        headers: vec![],
-        timeout: Duration::from_secs(30),
-        max_connections: 4,
-        structured_output: StructuredOutput::Auto,
-        max_response_bytes: 16 << 20,
-    }
-}
-
-/// `http://HOST:PORT`, the server without its `/v1`.
-fn origin(server: &MockServer) -> String {
-    format!("http://{}", server.addr())
-}
+use crate::{endpoint, fatal, keyed, names_key_env, origin, start};
 
 fn anthropic(server: &MockServer, key: Option<&str>) -> AnthropicProvider {
     AnthropicProvider::new(endpoint(origin(server), key)).unwrap()
@@ -47,16 +28,9 @@ fn azure(server: &MockServer, key: Option<&str>, version: &str) -> OpenAiProvide
     OpenAiProvider::azure(endpoint(origin(server), key), &target).unwrap()
 }
 
-fn keyed(config: MockConfig) -> MockConfig {
-    MockConfig {
-        api_key: Some(ApiKey::new("sk-ant-right")),
-        ..config
-    }
-}
-
 #[tokio::test]
 async fn anthropic_answers_are_structured_and_the_system_prompt_is_cached() {
-    let (server, http) = start(keyed(MockConfig::default())).await;
+    let (server, http) = start(keyed("sk-ant-right", MockConfig::default())).await;
     let provider = anthropic(&server, Some("sk-ant-right"));
     assert_eq!(provider.kind(), "anthropic");
     let answer = provider.chat(&request(1)).await.unwrap();
@@ -83,13 +57,7 @@ async fn anthropic_answers_are_structured_and_the_system_prompt_is_cached() {
     let reply = http
         .post_with("/v1/messages", &request_params(&request(2)), &headers)
         .await;
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    let message = reply.json();
+    let message = reply.ok_json();
     let usage = &message["usage"];
     assert!(
         usage["cache_read_input_tokens"].as_u64().unwrap() > 0,
@@ -115,19 +83,18 @@ async fn anthropic_answers_are_structured_and_the_system_prompt_is_cached() {
 
 #[tokio::test]
 async fn anthropic_wrong_key_is_fatal_and_a_rate_limit_is_retryable_with_its_hint() {
-    let (server, _) = start(keyed(MockConfig {
-        rpm: Some(1),
-        ..MockConfig::default()
-    }))
+    let (server, _) = start(keyed(
+        "sk-ant-right",
+        MockConfig {
+            rpm: Some(1),
+            ..MockConfig::default()
+        },
+    ))
     .await;
     let wrong = anthropic(&server, Some("sk-ant-wrong"));
-    match wrong.chat(&request(1)).await {
-        Err(LlmError::Fatal(message)) => {
-            assert!(message.contains("$RUBRICMILL_TEST_KEY"), "{message}");
-            assert!(!message.contains("sk-ant-wrong"), "{message}");
-        }
-        other => panic!("{other:?}"),
-    }
+    let message = fatal(wrong.chat(&request(1)).await);
+    assert!(names_key_env(&message), "{message}");
+    assert!(!message.contains("sk-ant-wrong"), "{message}");
     let provider = anthropic(&server, Some("sk-ant-right"));
     provider.chat(&request(1)).await.unwrap();
     assert_eq!(
@@ -148,7 +115,7 @@ async fn anthropic_wrong_key_is_fatal_and_a_rate_limit_is_retryable_with_its_hin
 
 #[tokio::test]
 async fn azure_calls_go_to_the_deployment_with_the_key_in_api_key() {
-    let (server, http) = start(keyed(MockConfig::default())).await;
+    let (server, http) = start(keyed("sk-ant-right", MockConfig::default())).await;
     let provider = azure(&server, Some("sk-ant-right"), "2024-10-21");
     assert_eq!(provider.kind(), "azure");
     let answer = provider.chat(&request(1)).await.unwrap();
@@ -156,9 +123,8 @@ async fn azure_calls_go_to_the_deployment_with_the_key_in_api_key() {
     assert!(rubric["items"].is_array());
     // The key in api-key, not as a bearer token; a wrong one is fatal, naming its variable.
     let wrong = azure(&server, Some("wrong"), "2024-10-21");
-    assert!(
-        matches!(wrong.chat(&request(1)).await, Err(LlmError::Fatal(m)) if m.contains("RUBRICMILL_TEST_KEY"))
-    );
+    let message = fatal(wrong.chat(&request(1)).await);
+    assert!(names_key_env(&message), "{message}");
     let body = serde_json::to_value(rubricmill_llm::wire::WireRequest::from_request(
         &request(1),
         true,
