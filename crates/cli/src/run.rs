@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use rubricmill_core::{JobSpec, PipelineKind, ProviderKind};
+use rubricmill_core::{JobSpec, PipelineKind, ProviderKind, Usage};
 use rubricmill_runtime::{EmbeddedOptions, RunSummary, StopReason, run_embedded};
 
 use crate::progress::Bar;
@@ -158,6 +158,8 @@ fn summary_json(summary: &RunSummary, pipeline: PipelineKind) -> serde_json::Val
             "shards": summary.waiting.len(),
             "batches": summary.waiting.values().map(|(b, _)| u64::from(*b)).sum::<u64>(),
             "items": summary.waiting.values().map(|(_, i)| i).sum::<u64>(),
+            "collected_calls": batch_paid(summary).batch_calls,
+            "collected_cost_usd": batch_paid(summary).cost_usd,
         },
         "failed": summary.failed.iter().map(|(shard, reason)| serde_json::json!({"shard": shard, "reason": reason})).collect::<Vec<_>>(),
         "stop": stop,
@@ -178,6 +180,7 @@ fn summary_json(summary: &RunSummary, pipeline: PipelineKind) -> serde_json::Val
 fn batch_line(summary: &RunSummary) -> Option<String> {
     let mut usage = summary.this_run.usage;
     usage.add(&summary.uncommitted.usage);
+    usage.add(&batch_paid(summary));
     if usage.batch_calls == 0 && summary.waiting.is_empty() {
         return None;
     }
@@ -202,6 +205,16 @@ fn spent_usd(summary: &RunSummary) -> f64 {
     summary.before.usage.cost_usd
         + summary.this_run.usage.cost_usd
         + summary.uncommitted.usage.cost_usd
+        + batch_paid(summary).cost_usd
+}
+
+/// Batch mode: what the collected batches of shards the run did not commit cost.
+fn batch_paid(summary: &RunSummary) -> Usage {
+    let mut total = Usage::default();
+    for paid in summary.batch_paid.values() {
+        total.add(paid);
+    }
+    total
 }
 
 fn print_summary(summary: &RunSummary, provider: ProviderKind, pipeline: PipelineKind) {

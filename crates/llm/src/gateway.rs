@@ -432,13 +432,13 @@ impl Gateway {
             * self.config.batch_price_factor
     }
 
-    /// Takes in the answers of a provider batch, each `(cache key, stage, answer)`: accounted at
-    /// the batch price (to the totals, the budget, the attempt's spend ledger and the call
-    /// observer) and stored in the response cache, where the shard's next pass finds them. An
-    /// answer the cache already holds was taken in before (by an attempt that died before it
-    /// marked the batch collected) and costs nothing again. The answers are stored only once
-    /// the ledger holds what they cost, so a kill between the two cannot leave an answer in the
-    /// cache that nobody paid for.
+    /// Takes in the answers of a provider batch, each `(cache key, stage, answer)`: stores them
+    /// in the response cache, where the shard's next pass finds them, and returns what they
+    /// cost at the batch price. The caller records that cost once, with the batch's collection
+    /// (`store::batches`): an attempt that dies after storing answers and before recording
+    /// leaves the batch uncollected, and the next one takes the same answers in and records the
+    /// same cost. So the cost goes to this process's totals, budget and call observer, but not
+    /// to the attempt's spend ledger.
     pub async fn accept_batch_answers(
         &self,
         model: &str,
@@ -447,18 +447,9 @@ impl Gateway {
         let Some(cache) = &self.config.cache else {
             return Usage::default();
         };
-        let fresh: Vec<(String, String, ChatResponse)> = futures::stream::iter(answers)
-            .map(|(key, stage, answer)| async move {
-                let known = cache.get(&key).await.is_some();
-                (!known).then_some((key, stage, answer))
-            })
-            .buffered(16)
-            .filter_map(std::future::ready)
-            .collect()
-            .await;
         let mut total = Usage::default();
-        let mut entries = Vec::with_capacity(fresh.len());
-        for (key, stage, mut answer) in fresh {
+        let mut entries = Vec::with_capacity(answers.len());
+        for (key, stage, mut answer) in answers {
             if answer.usage.completion_tokens == 0 && !answer.content.is_empty() {
                 answer.usage.completion_tokens = self.tokens.text(&answer.content);
             }
@@ -473,7 +464,6 @@ impl Gateway {
                 batch_saved_usd: online - cost,
                 ..Usage::default()
             };
-            crate::scope::settled(&Usage::default(), &usage);
             self.config.budget.settle(0.0, cost);
             self.account(&usage);
             if let Some(observer) = self.call_observer.get() {
@@ -493,7 +483,6 @@ impl Gateway {
                 crate::cache::encode(&answer, &self.config.endpoint, origin),
             ));
         }
-        crate::scope::recorded().await;
         futures::stream::iter(entries)
             .for_each_concurrent(16, |(key, entry)| async move {
                 cache.put(&key, entry).await;

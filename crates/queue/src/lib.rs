@@ -164,13 +164,17 @@ pub enum ShardEvent {
         reason: String,
     },
     /// Batch mode: the shard's calls are with the provider in `batches` open batches of
-    /// `items` calls in all; the shard was released until they are answered.
+    /// `items` calls in all; the shard was released until they are answered. `collected` is
+    /// what its collected batches cost so far (its batch record holds that until the shard
+    /// commits).
     Waiting {
         job: String,
         shard: String,
         worker: String,
         batches: u32,
         items: u64,
+        #[serde(default)]
+        collected: Box<rubricmill_core::Usage>,
     },
     /// The worker stopped before the shard finished and handed it back uncommitted.
     HandedBack {

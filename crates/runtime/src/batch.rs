@@ -7,8 +7,8 @@
 //! the provider's id after; an attempt that finds a round without an id asks the provider for
 //! a batch of that name ([`BatchApi::find`]) before anything else, so a worker killed in between
 //! neither loses the batch nor submits it again. Answers go into the response cache through
-//! [`Gateway::accept_batch_answer`] (accounted once: an answer the cache already has costs
-//! nothing again), so the next pass parses and validates them exactly as online answers. Items
+//! [`Gateway::accept_batch_answers`], so the next pass parses and validates them exactly as
+//! online answers; what they cost is written with the round's collection, once. Items
 //! that failed or expired are submitted again up to `llm.batch_resubmits` times, then sent
 //! online.
 
@@ -44,11 +44,13 @@ pub struct BatchEndpoint {
 /// Why an attempt stops short of a commit in batch mode.
 #[derive(Debug)]
 pub enum BatchStop {
-    /// Batches are with the provider: release the shard for `delay`.
+    /// Batches are with the provider: release the shard for `delay`. `collected` is what the
+    /// shard's collected rounds cost so far.
     Waiting {
         batches: u32,
         items: u64,
         delay: Duration,
+        collected: Usage,
     },
     /// The provider or storage failed in a way a later attempt may not.
     Retryable(String),
@@ -80,8 +82,6 @@ pub struct ShardBatchRun<'a> {
     record: ShardBatches,
     /// Defers this attempt's calls; holds the keys that must go online.
     pub scope: BatchScope,
-    /// What the answers this attempt took in cost (its marker carries it when it commits).
-    pub collected: Usage,
 }
 
 impl<'a> ShardBatchRun<'a> {
@@ -103,7 +103,6 @@ impl<'a> ShardBatchRun<'a> {
             settings,
             record,
             scope: BatchScope::default(),
-            collected: Usage::default(),
         };
         run.settle_unconfirmed().await?;
         let states = run.open_states().await?;
@@ -121,6 +120,7 @@ impl<'a> ShardBatchRun<'a> {
                 batches: running.len() as u32,
                 items,
                 delay: settings.poll,
+                collected: run.record.collected_usage(),
             });
         }
         run.collect(&states).await?;
@@ -250,13 +250,14 @@ impl<'a> ShardBatchRun<'a> {
                 .gateway
                 .accept_batch_answers(&endpoint.model, answers)
                 .await;
-            self.collected.add(&usage);
             tracing::info!(shard = %self.shard.id, batch = %id, answered, failed = failed.len(), state = ?state, "collected a provider batch");
             for (key, reason) in failed {
                 tracing::debug!(shard = %self.shard.id, key = %key, reason = %reason, "batch item failed");
                 *self.record.failures.entry(key).or_default() += 1;
             }
-            self.record.rounds[index].collected_at = Some(Utc::now());
+            let round = &mut self.record.rounds[index];
+            round.collected_at = Some(Utc::now());
+            round.usage = usage;
         }
         if !states.is_empty() {
             self.save().await?;
@@ -294,6 +295,7 @@ impl<'a> ShardBatchRun<'a> {
                     .collect(),
                 estimate_usd: estimate,
                 collected_at: None,
+                usage: Usage::default(),
             };
             self.record.rounds.push(round);
             // The intent is stored before the provider hears of the batch.
@@ -330,7 +332,14 @@ impl<'a> ShardBatchRun<'a> {
             batches,
             items,
             delay: self.settings.poll,
+            collected: self.record.collected_usage(),
         })
+    }
+
+    /// What every collected round of the shard cost: the marker carries it when the shard
+    /// commits.
+    pub fn collected(&self) -> Usage {
+        self.record.collected_usage()
     }
 
     /// Derived from the job, the shard, the endpoint, the round's position and the calls'

@@ -99,6 +99,9 @@ pub struct RunSummary {
     /// Batch mode: shards still waiting for provider batches when the run ended (interrupted),
     /// with their open batches and items; while it runs, those waiting now.
     pub waiting: BTreeMap<String, (u32, u64)>,
+    /// Batch mode: what the collected batches of shards this run did not commit cost (their
+    /// batch records hold it; a shard's marker carries it once it commits).
+    pub batch_paid: BTreeMap<String, Usage>,
 }
 
 /// What the job's LLM calls have done so far in this run, read from the gateways' live
@@ -176,6 +179,7 @@ pub async fn run_embedded(
         provider_limits: BTreeMap::new(),
         output_requests: Default::default(),
         waiting: BTreeMap::new(),
+        batch_paid: BTreeMap::new(),
     };
     progress.started(summary.shards_planned, before.shards);
     if pending.is_empty() {
@@ -298,6 +302,7 @@ fn apply_event(
             ..
         } => {
             outstanding.remove(&shard);
+            summary.batch_paid.remove(&shard);
             let tally = &mut summary.this_run;
             tally.shards += 1;
             tally.records += records;
@@ -309,10 +314,12 @@ fn apply_event(
         }
         ShardEvent::AlreadyCommitted { shard, .. } => {
             outstanding.remove(&shard);
+            summary.batch_paid.remove(&shard);
             None
         }
         ShardEvent::Failed { shard, reason, .. } => {
             outstanding.remove(&shard);
+            summary.batch_paid.remove(&shard);
             summary.failed.push((shard, reason));
             None
         }
@@ -320,8 +327,10 @@ fn apply_event(
             shard,
             batches,
             items,
+            collected,
             ..
         } => {
+            summary.batch_paid.insert(shard.clone(), *collected);
             summary.waiting.insert(shard, (batches, items));
             None
         }

@@ -323,6 +323,7 @@ impl Worker {
                 batches,
                 items,
                 delay,
+                collected,
             }) => {
                 if let Err(error) = delivery.release(delay).await {
                     tracing::warn!(job = %job, shard = %shard, error = %error, "cannot release a shard waiting for its batch");
@@ -334,6 +335,7 @@ impl Worker {
                         worker: self.options.worker_id.clone(),
                         batches,
                         items,
+                        collected: Box::new(collected),
                     })
                     .await;
             }
@@ -387,8 +389,9 @@ impl Worker {
         };
         let mut output = ShardOutput::new(context, &shard.id, &attempt_id);
         if let Some(run) = &batches {
-            // Batch answers this attempt took in are paid for by it: its marker carries them.
-            output.usage.add(&run.collected);
+            // The shard's batches were paid once, each recorded with its collection: the marker
+            // carries them all.
+            output.usage.add(&run.collected());
         }
         let mut read_items = context.read_shard(shard);
         let pipeline = context.pipeline.clone();
@@ -747,6 +750,7 @@ enum ShardFailure {
         batches: u32,
         items: u64,
         delay: Duration,
+        collected: rubricmill_core::Usage,
     },
 }
 
@@ -757,10 +761,12 @@ impl ShardFailure {
                 batches,
                 items,
                 delay,
+                collected,
             } => ShardFailure::Waiting {
                 batches,
                 items,
                 delay,
+                collected,
             },
             BatchStop::Retryable(reason) => ShardFailure::Retryable(reason),
             BatchStop::Fatal(reason) => ShardFailure::Fatal(reason),

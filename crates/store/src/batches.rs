@@ -9,13 +9,18 @@
 //! the next pass. A worker killed between submitting and recording finds the batch again by
 //! its name, so a batch is never submitted twice and never lost.
 //!
+//! A round's cost is written with its collection, in one put: an attempt that dies before that
+//! put leaves the round uncollected, and the next one takes the same answers in again and
+//! records the same cost, so a batch is paid once whoever dies when. Until the shard commits,
+//! its collected rounds are where its batch spend is; the commit marker then carries it.
+//!
 //! Only the attempt holding the shard's delivery writes the record, so plain puts suffice.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use rubricmill_core::ShardId;
+use rubricmill_core::{ShardId, Usage};
 use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
@@ -47,6 +52,11 @@ pub struct BatchRound {
     pub estimate_usd: f64,
     /// Set once its answers are in the response cache (or its failures counted).
     pub collected_at: Option<DateTime<Utc>>,
+    /// What its answers cost, recorded in the same write as `collected_at`: the one place a
+    /// batch's cost is counted until the shard commits (its marker then carries the cost of
+    /// all its rounds).
+    #[serde(default)]
+    pub usage: Usage,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +75,15 @@ impl ShardBatches {
     /// Items of open rounds.
     pub fn pending_items(&self) -> u64 {
         self.open().map(|r| r.items.len() as u64).sum()
+    }
+
+    /// What the answers of every collected round cost.
+    pub fn collected_usage(&self) -> Usage {
+        let mut total = Usage::default();
+        for round in self.rounds.iter().filter(|r| r.collected_at.is_some()) {
+            total.add(&round.usage);
+        }
+        total
     }
 }
 
@@ -121,6 +140,7 @@ mod tests {
             }],
             estimate_usd: 0.5,
             collected_at: None,
+            usage: Usage::default(),
         });
         batches.failures.insert("k".into(), 1);
         store.put_shard_batches(&shard, &batches).await.unwrap();
@@ -128,5 +148,6 @@ mod tests {
         assert_eq!(read, batches);
         assert_eq!(read.pending_items(), 1);
         assert_eq!(read.open().count(), 1);
+        assert_eq!(read.collected_usage(), Usage::default());
     }
 }

@@ -106,6 +106,9 @@ pub(super) struct Inbox {
     /// Batch mode, in event order: a shard now waits for `(batches, items)`, or (`None`) no
     /// longer does.
     pub(super) waiting: Vec<(String, Option<(u32, u64)>)>,
+    /// Batch mode, in event order: what a waiting shard's collected batches cost, or (`None`)
+    /// the shard committed or failed (its marker carries the cost, or the job gave it up).
+    pub(super) batch_paid: Vec<(String, Option<Usage>)>,
 }
 
 impl Inbox {
@@ -116,6 +119,15 @@ impl Inbox {
             _ => None,
         };
         self.waiting.push((shard.0.clone(), waits));
+        match &event {
+            ShardEvent::Waiting { collected, .. } => {
+                self.batch_paid.push((shard.0.clone(), Some(**collected)));
+            }
+            ShardEvent::Committed { .. }
+            | ShardEvent::AlreadyCommitted { .. }
+            | ShardEvent::Failed { .. } => self.batch_paid.push((shard.0.clone(), None)),
+            _ => {}
+        }
         match event {
             ShardEvent::Committed {
                 summary: Some(summary),
@@ -147,6 +159,7 @@ impl Inbox {
             && self.unread.is_empty()
             && self.spend.is_empty()
             && self.waiting.is_empty()
+            && self.batch_paid.is_empty()
     }
 }
 
@@ -184,6 +197,8 @@ pub(super) struct Tracker {
     pub(super) published: Option<JobProgress>,
     /// Batch mode: shards waiting for provider batches, with their open batches and items.
     waiting: HashMap<String, (u32, u64)>,
+    /// Batch mode: what the collected batches of shards not yet committed cost.
+    batch_paid: HashMap<String, Usage>,
     /// The store's request counts last reported to the metrics.
     pub(super) requests_reported: RequestTally,
 }
@@ -203,6 +218,7 @@ impl Tracker {
             unsaved: Vec::new(),
             inbox: Inbox::default(),
             waiting: HashMap::new(),
+            batch_paid: HashMap::new(),
             spends: HashMap::new(),
             idle_rounds: 0,
             listed_at: None,
@@ -273,6 +289,12 @@ impl Tracker {
             match waits {
                 Some(waits) => self.waiting.insert(shard, waits),
                 None => self.waiting.remove(&shard),
+            };
+        }
+        for (shard, paid) in inbox.batch_paid {
+            match paid {
+                Some(paid) => self.batch_paid.insert(shard, paid),
+                None => self.batch_paid.remove(&shard),
             };
         }
         for summary in inbox.commits {
@@ -383,6 +405,11 @@ impl Tracker {
         let spends = self.spends.values().map(|(_, spend)| spend);
         let uncommitted = UncommittedSpend::of(spends, &self.committed);
         progress.uncommitted = uncommitted.usage;
+        // Batches collected for shards that have not committed are paid too; their records
+        // hold the cost until the marker does.
+        for paid in self.batch_paid.values() {
+            progress.uncommitted.add(paid);
+        }
         progress.uncommitted_attempts = uncommitted.attempts;
         progress.cut_off = uncommitted.cut_off;
         let mut by_worker = uncommitted.cost_by_worker;
