@@ -50,7 +50,7 @@ pub enum BatchStop {
         batches: u32,
         items: u64,
         delay: Duration,
-        collected: Usage,
+        collected: Box<Usage>,
     },
     /// The provider or storage failed in a way a later attempt may not.
     Retryable(String),
@@ -120,7 +120,7 @@ impl<'a> ShardBatchRun<'a> {
                 batches: running.len() as u32,
                 items,
                 delay: settings.poll,
-                collected: run.record.collected_usage(),
+                collected: Box::new(run.record.collected_usage()),
             });
         }
         run.collect(&states).await?;
@@ -332,7 +332,7 @@ impl<'a> ShardBatchRun<'a> {
             batches,
             items,
             delay: self.settings.poll,
-            collected: self.record.collected_usage(),
+            collected: Box::new(self.record.collected_usage()),
         })
     }
 

@@ -335,7 +335,7 @@ impl Worker {
                         worker: self.options.worker_id.clone(),
                         batches,
                         items,
-                        collected: Box::new(collected),
+                        collected,
                     })
                     .await;
             }
@@ -750,7 +750,7 @@ enum ShardFailure {
         batches: u32,
         items: u64,
         delay: Duration,
-        collected: rubricmill_core::Usage,
+        collected: Box<rubricmill_core::Usage>,
     },
 }
 

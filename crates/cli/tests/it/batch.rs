@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use rubricmill_mock_llm::MockConfig;
 
-use crate::{Committed, Mock, crg_spec, kill_run_when, rubricmill, run_job, write_pairs};
+use crate::{
+    Committed, Mock, crg_spec, kill_run_when, rubricmill, run_job, write_pairs, write_spec,
+};
 
 /// A crg job over `pairs` synthetic pairs (10 a shard) in its own folder `<dir>/<name>`, with
 /// the consistency filter on, so a pair needs a generation and then two judge calls: two
@@ -247,4 +249,63 @@ fn batches_the_provider_no_longer_knows_are_submitted_again() {
     let stats = second.server().stats().batches;
     assert_eq!(stats.batches_created, 4, "{stats:?}");
     assert!(second.requests().is_empty(), "a call went online");
+}
+
+/// Sorted `(id, query)` of a researchqa job's rows.
+fn queries(job_dir: &Path) -> Vec<(String, String)> {
+    let out = Committed::read(job_dir);
+    let mut rows: Vec<(String, String)> = out
+        .strings("id")
+        .into_iter()
+        .zip(out.strings("query"))
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn researchqa_in_batch_mode_mines_the_rows_an_online_run_mines() {
+    let surveys = crate::repo_root().join("samples/surveys");
+    let dir = tempfile::tempdir().unwrap();
+    let spec = |name: &str, mock: &Mock, mode: &str| {
+        write_spec(
+            dir.path(),
+            name,
+            &format!(
+                "pipeline = \"researchqa\"\n[input]\nurl = \"{}/**/*.md\"\nrecords_per_shard = 2\n\
+                 [output]\nurl = \"{}\"\n[llm]\nprovider = \"openai\"\nbase_url = \"{}\"\n\
+                 model = \"mock-model\"\nmax_tokens = 1024\nmode = \"{mode}\"\nbatch_poll_s = 1\n\
+                 [researchqa]\nclassify_taxonomy = [\"Computer Science > Machine Learning > Generative Models\", \
+                 \"Medicine > Endocrinology > Diabetes\"]\n",
+                surveys.display(),
+                dir.path().join(format!("out-{name}")).display(),
+                mock.server().base_url()
+            ),
+        )
+    };
+    let online_mock = Mock::start(MockConfig::default());
+    let (code, online, _) = run_job(&spec("online", &online_mock, "online"), &[]);
+    assert_eq!(code, 0, "{online}");
+    let batch_mock = Mock::start(MockConfig {
+        batch_delay_ms: 200,
+        ..MockConfig::default()
+    });
+    let (code, batch, _) = run_job(&spec("batch", &batch_mock, "batch"), &[]);
+    assert_eq!(code, 0, "{batch}");
+    let expected = queries(&dir.path().join("out-online/online"));
+    assert!(expected.len() >= 4, "only {} rows", expected.len());
+    assert_eq!(queries(&dir.path().join("out-batch/batch")), expected);
+    assert!(batch_mock.requests().is_empty(), "a call went online");
+    let stats = batch_mock.server().stats().batches;
+    assert_eq!(
+        stats.items_answered,
+        online["this_run"]["llm_calls"].as_u64().unwrap()
+    );
+    // Every section of a survey is asked in the same round: generation, then the query judge.
+    let shards = online["this_run"]["shards"].as_u64().unwrap();
+    assert!(
+        stats.batches_created <= 3 * shards,
+        "{} batches for {shards} shards",
+        stats.batches_created
+    );
 }
