@@ -75,6 +75,10 @@ impl ProgressObserver for Bar {
 
     fn live_usage(&mut self, live: &LiveUsage) {
         self.llm = llm_line(&live.usage, live.calls_per_second());
+        if live.batches_pending > 0 {
+            self.llm
+                .push_str(&format!(", {} batches pending", live.batches_pending));
+        }
         self.redraw();
     }
 }

@@ -113,6 +113,8 @@ pub struct LiveUsage {
     pub usage: Usage,
     /// Time since the run started.
     pub elapsed: Duration,
+    /// Batch mode: provider batches the run's waiting shards have open.
+    pub batches_pending: u64,
 }
 
 impl LiveUsage {
@@ -224,16 +226,17 @@ pub async fn run_embedded(
     let mut log = ProgressRecorder::new(store.clone());
     tokio::pin!(interrupt);
     let mut stop = None;
-    let live = |context: &JobContext| LiveUsage {
+    let live = |context: &JobContext, summary: &RunSummary| LiveUsage {
         usage: context.usage(),
         elapsed: started.elapsed(),
+        batches_pending: summary.waiting.values().map(|(b, _)| u64::from(*b)).sum(),
     };
     let mut ticks = tokio::time::interval(LIVE_USAGE_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while stop.is_none() && !outstanding.is_empty() {
         tokio::select! {
             _ = ticks.tick() => {
-                progress.live_usage(&live(&context));
+                progress.live_usage(&live(&context, &summary));
             }
             event = event_rx.recv() => {
                 let Some(event) = event else { break };
@@ -265,7 +268,7 @@ pub async fn run_embedded(
     }
     log.save().await;
     progress.shard_done(&summary.this_run);
-    progress.live_usage(&live(&context));
+    progress.live_usage(&live(&context, &summary));
     match store.uncommitted_spend().await {
         Ok(uncommitted) => summary.uncommitted = uncommitted,
         Err(error) => {

@@ -147,7 +147,7 @@ impl Inbox {
             | ShardEvent::Fatal { .. }
             | ShardEvent::Waiting { .. }
             | ShardEvent::HandedBack { .. } => {
-                // A waiting attempt may have paid for batch answers it took in.
+                // A waiting attempt may have paid for online calls (fallbacks of failed items).
                 self.spend.insert(shard);
             }
             ShardEvent::Started { .. } => {}
