@@ -95,4 +95,4 @@ printf '%-7s %7s %9s %8s %8s %8s %9s %8s %7s %11s\n' \
   mode rows wall_s online batch_it batches cost_usd cpu_s wait_s cpu_waiting
 run_mode online --latency-ms 200
 run_mode batch --batch-delay-ms "$delay_ms"
-echo "serial bound if waiting held the slot: $(( pairs / 200 )) shards × 2 rounds × $(( delay_ms / 1000 )) s = $(( pairs / 200 * 2 * delay_ms / 1000 )) s"
+echo "serial bound if waiting held the slot: $(( pairs / 200 )) shards × 2 rounds × $(( delay_ms / 1000 )) s = $(( pairs * 2 * delay_ms / 200 / 1000 )) s"

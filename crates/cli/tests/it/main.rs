@@ -171,9 +171,9 @@ pub fn crg_spec(
     )
 }
 
-/// Starts `rubricmill run SPEC`, waits until `reached` (the run must not end before), then
-/// kills it with SIGKILL. `what` names the awaited moment in the failure message.
-pub fn kill_run_when(spec: &Path, what: &str, reached: impl Fn() -> bool) {
+/// Starts `rubricmill run SPEC` and returns it once `reached` holds (the run must not end
+/// before). `what` names the awaited moment in the failure message.
+pub fn run_until(spec: &Path, what: &str, reached: impl Fn() -> bool) -> std::process::Child {
     let mut child = rubricmill()
         .arg("run")
         .arg(spec)
@@ -183,9 +183,18 @@ pub fn kill_run_when(spec: &Path, what: &str, reached: impl Fn() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !reached() {
         assert!(std::time::Instant::now() < deadline, "the run never {what}");
-        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be stopped"
+        );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    child
+}
+
+/// [`run_until`], then SIGKILL.
+pub fn kill_run_when(spec: &Path, what: &str, reached: impl Fn() -> bool) {
+    let mut child = run_until(spec, what, reached);
     child.kill().unwrap();
     child.wait().unwrap();
 }

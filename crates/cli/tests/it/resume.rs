@@ -26,25 +26,9 @@ fn run_until_committed(
     commits: &std::path::Path,
     shards: usize,
 ) -> std::process::Child {
-    let mut child = rubricmill()
-        .arg("run")
-        .arg(spec)
-        .arg("--no-progress")
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while marker_paths(commits).len() < shards {
-        assert!(
-            Instant::now() < deadline,
-            "the run never committed {shards} shards"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before it could be stopped"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
+    crate::run_until(spec, &format!("committed {shards} shards"), || {
+        marker_paths(commits).len() >= shards
+    })
 }
 
 #[test]
