@@ -3,7 +3,6 @@
 //! changed spec is refused instead of mixed into the old output.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
 
 use crate::{Committed, marker_paths, rubricmill, run_job, write_pairs, write_spec};
 
