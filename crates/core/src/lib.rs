@@ -22,7 +22,7 @@ pub use plan::{JobManifest, PlanChunk};
 pub use record::{Location, Message, PreferencePair, RawPayload, RawRecord, SourceRef};
 pub use row::{
     CitationMetadata, CitedReference, CrgAttempt, CrgRow, CrgRubricItem, JudgeVerdict, OutputRow,
-    Provenance, RejectRow, ResearchQaRow, RubricItem,
+    Provenance, ReferenceCriterion, ReferenceRow, RejectRow, ResearchQaRow, RubricItem,
 };
 pub use shard::{FileRef, ShardId, ShardSpec, ShardUnit};
 pub use spec::{InputFormat, JobSpec, LlmMode, PairLayout, PipelineKind, ProviderKind, SpecError};

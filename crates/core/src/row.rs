@@ -158,6 +158,39 @@ pub struct CrgRow {
     pub provenance: Provenance,
 }
 
+/// One weighted criterion of a reference rubric (the HealthBench rubric layout).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferenceCriterion {
+    /// What a response must do (or, with negative points, must not do).
+    pub criterion: String,
+    /// Integer points in [-10, 10]; negative for pitfalls.
+    pub points: i32,
+    /// `axis:<name>` and `level:<example|cluster>` tags.
+    pub tags: Vec<String>,
+    /// `essential`, `important`, `optional` or `pitfall`.
+    pub category: String,
+}
+
+/// One rubric mined from a prompt and its optional reference answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReferenceRow {
+    /// The record's id, or one derived from its content.
+    pub id: String,
+    /// Input dataset or file the record came from.
+    pub source: String,
+    pub prompt: Vec<crate::record::Message>,
+    /// The reference answer the rubric was written against, if the record had one.
+    pub reference_answer: Option<String>,
+    /// The record's own tags, passed through.
+    pub example_tags: Vec<String>,
+    pub domain: Option<String>,
+    pub rubric: Vec<ReferenceCriterion>,
+    /// Criteria the model wrote that were dropped (out-of-range points, empty text, over the
+    /// cap), with why.
+    pub dropped_criteria: Vec<String>,
+    pub provenance: Provenance,
+}
+
 /// An input or intermediate item that did not become an output row, with the reason.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RejectRow {
@@ -188,6 +221,7 @@ pub fn excerpt(text: &str) -> String {
 pub enum OutputRow {
     ResearchQa(ResearchQaRow),
     Crg(CrgRow),
+    Reference(ReferenceRow),
 }
 
 impl OutputRow {
@@ -195,6 +229,7 @@ impl OutputRow {
         match self {
             OutputRow::ResearchQa(row) => &mut row.provenance,
             OutputRow::Crg(row) => &mut row.provenance,
+            OutputRow::Reference(row) => &mut row.provenance,
         }
     }
 }

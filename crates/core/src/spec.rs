@@ -48,6 +48,9 @@ pub enum PipelineKind {
     Researchqa,
     /// Preference pairs → hard rules and principles (contrastive rubric generation).
     Crg,
+    /// A prompt and an optional reference answer → weighted criteria with points
+    /// (HealthBench-style rubrics, as in Rubrics as Rewards).
+    Reference,
 }
 
 impl PipelineKind {
@@ -55,6 +58,7 @@ impl PipelineKind {
         match self {
             PipelineKind::Researchqa => "researchqa",
             PipelineKind::Crg => "crg",
+            PipelineKind::Reference => "reference",
         }
     }
 }
@@ -766,6 +770,9 @@ pub const MAPPABLE_FIELDS: &[&str] = &[
     "general_domain",
     "subdomain",
     "field",
+    "reference",
+    "tags",
+    "domain",
 ];
 
 fn default_records_per_shard() -> u64 {
@@ -1043,6 +1050,7 @@ pub fn llm_stages(pipeline: PipelineKind) -> &'static [&'static str] {
     match pipeline {
         PipelineKind::Researchqa => &["generate", "judge", "classify"],
         PipelineKind::Crg => &["generate", "judge"],
+        PipelineKind::Reference => &["generate"],
     }
 }
 
@@ -1278,6 +1286,43 @@ fn default_max_crg_items() -> u32 {
     12
 }
 
+/// `[reference]`: rubrics from a prompt and an optional reference answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceSpec {
+    /// Fewest criteria a rubric needs; a record whose rubric has fewer valid criteria becomes a
+    /// reject row. At least 1.
+    #[serde(default = "default_reference_min_criteria")]
+    #[schemars(example = 3)]
+    pub min_criteria: u32,
+    /// Upper bound on criteria kept per record (the first ones the model wrote). At least
+    /// `min_criteria`, at most 100.
+    #[serde(default = "default_reference_max_criteria")]
+    #[schemars(example = 20)]
+    pub max_criteria: u32,
+    /// Whether a record without a reference answer is mined from its prompt alone; `false`
+    /// rejects it.
+    #[serde(default = "default_true")]
+    pub allow_missing_reference: bool,
+}
+
+impl Default for ReferenceSpec {
+    fn default() -> Self {
+        Self {
+            min_criteria: default_reference_min_criteria(),
+            max_criteria: default_reference_max_criteria(),
+            allow_missing_reference: true,
+        }
+    }
+}
+
+fn default_reference_min_criteria() -> u32 {
+    2
+}
+fn default_reference_max_criteria() -> u32 {
+    20
+}
+
 /// A whole job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -1303,10 +1348,15 @@ pub struct JobSpec {
     /// generation).
     #[serde(default)]
     pub crg: CrgSpec,
+    /// Settings of the reference pipeline (a prompt and an optional reference answer →
+    /// weighted criteria with points).
+    #[serde(default)]
+    pub reference: ReferenceSpec,
     /// Prompt template overrides: template name → file path (relative to the working
     /// directory). The texts are read when the job is planned and stored with the plan. The
     /// templates are `researchqa_generate`, `researchqa_judge`, `researchqa_classify`,
-    /// `crg_generate` and `crg_judge`; `configs/prompts/` holds the built-in texts.
+    /// `crg_generate`, `crg_judge` and `reference_generate`; `configs/prompts/` holds the
+    /// built-in texts.
     #[serde(default)]
     #[schemars(example = json_example(r#"{"crg_judge": "prompts/my_judge.md"}"#))]
     pub prompts: BTreeMap<String, String>,
@@ -1485,6 +1535,36 @@ impl JobSpec {
                     return Err(invalid(
                         "input.format",
                         "crg reads preference pairs: use jsonl, json or parquet".into(),
+                    ));
+                }
+            }
+            PipelineKind::Reference => {
+                let r = &self.reference;
+                if r.min_criteria == 0 {
+                    return Err(invalid(
+                        "reference.min_criteria",
+                        "must be at least 1".into(),
+                    ));
+                }
+                if r.max_criteria > 100 {
+                    return Err(invalid(
+                        "reference.max_criteria",
+                        "must be at most 100".into(),
+                    ));
+                }
+                if r.max_criteria < r.min_criteria {
+                    return Err(invalid(
+                        "reference.max_criteria",
+                        format!(
+                            "must be at least reference.min_criteria ({})",
+                            r.min_criteria
+                        ),
+                    ));
+                }
+                if self.input.format == Some(InputFormat::Markdown) {
+                    return Err(invalid(
+                        "input.format",
+                        "reference reads prompt records: use jsonl, json or parquet".into(),
                     ));
                 }
             }
@@ -1810,6 +1890,9 @@ impl JobSpec {
             seed: Option<u64>,
             researchqa: Option<&'a ResearchQaSpec>,
             crg: Option<&'a CrgSpec>,
+            /// Only for reference jobs, so older plans keep their fingerprint.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reference: Option<&'a ReferenceSpec>,
             stage_models: Vec<(&'a str, String, u32, Option<u64>)>,
         }
         let fingerprinted = Fingerprinted {
@@ -1829,6 +1912,7 @@ impl JobSpec {
             seed: self.llm.seed,
             researchqa: (self.pipeline == PipelineKind::Researchqa).then_some(&self.researchqa),
             crg: (self.pipeline == PipelineKind::Crg).then_some(&self.crg),
+            reference: (self.pipeline == PipelineKind::Reference).then_some(&self.reference),
             stage_models: self
                 .llm
                 .stages

@@ -1,11 +1,13 @@
-//! The two rubricmill pipelines and the input parsing they need: survey sections and references
-//! (researchqa), preference-pair normalisation (crg), prompt templates and answer parsing.
+//! The rubricmill pipelines and the input parsing they need: survey sections and references
+//! (researchqa), preference-pair normalisation (crg), prompt-and-reference records
+//! (reference), prompt templates and answer parsing.
 
 pub mod crg;
 pub mod formats;
 pub mod pairs;
 pub mod pipeline;
 pub mod prompt;
+pub mod reference;
 pub mod researchqa;
 pub mod rubric_filters;
 pub mod sections;
@@ -15,4 +17,5 @@ pub use pipeline::{
     Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, Stages,
 };
 pub use prompt::Templates;
+pub use reference::ReferencePipeline;
 pub use researchqa::ResearchQaPipeline;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::{ChatProvider, ChatRequest, ChatResponse, LlmError, TokenUsage, estimate_tokens};
 
 mod crg;
+mod reference;
 mod researchqa;
 
 pub use researchqa::{RESEARCHQA_CLASSIFY_TASK, RESEARCHQA_JUDGE_TASK};
@@ -20,6 +21,8 @@ pub const RESEARCHQA_TASK: &str = "researchqa_query_rubric";
 pub const CRG_TASK: &str = "crg_rubric";
 /// `response_format` name of the crg judge stage.
 pub const CRG_JUDGE_TASK: &str = "crg_judge";
+/// `response_format` name of the reference generation stage.
+pub const REFERENCE_TASK: &str = "reference_rubric";
 
 /// Knobs of the simulated answers (shared by the in-process provider and mock-llm).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -97,6 +100,7 @@ pub fn simulated_answer_with(request: &ChatRequest, options: &SimulatedOptions) 
         Some(RESEARCHQA_JUDGE_TASK) => researchqa::judge(&prompt),
         Some(RESEARCHQA_CLASSIFY_TASK) => researchqa::classify(&prompt),
         Some(CRG_TASK) => crg::generate(&prompt, request.seed),
+        Some(REFERENCE_TASK) => reference::generate(&prompt),
         Some(CRG_JUDGE_TASK) => {
             let errs = request_draw(request) < options.judge_error_rate;
             crg::judge(&prompt, errs)
@@ -234,6 +238,29 @@ mod tests {
         assert!(
             texts.contains(&"The response is formatted as a bulleted list."),
             "{texts:?}"
+        );
+    }
+
+    #[test]
+    fn reference_answer_has_weighted_criteria_and_a_pitfall() {
+        let prompt = "Write at most 5 criteria.\n<prompt>\nuser: how should tomato seedlings be hardened off\n</prompt>\n\
+            <reference_answer>\nMove seedlings outdoors gradually over a week; shelter seedlings from wind.\n</reference_answer>";
+        let answer: serde_json::Value =
+            serde_json::from_str(&simulated_answer(&request(REFERENCE_TASK, prompt))).unwrap();
+        let criteria = answer["criteria"].as_array().unwrap();
+        assert!(criteria.len() <= 5 && criteria.len() >= 2, "{criteria:?}");
+        let points: Vec<i64> = criteria
+            .iter()
+            .map(|c| c["points"].as_i64().unwrap())
+            .collect();
+        assert!(points.iter().all(|p| (-10..=10).contains(p) && *p != 0));
+        assert!(criteria.iter().any(|c| c["category"] == "pitfall"));
+        assert!(
+            criteria[0]["criterion"]
+                .as_str()
+                .unwrap()
+                .contains("seedlings"),
+            "{criteria:?}"
         );
     }
 
