@@ -67,7 +67,7 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
     let sampled_all = sampled_records == records;
     let layouts = match spec.pipeline {
         PipelineKind::Crg => Some(layout_report(&context, &shards).await?),
-        PipelineKind::Researchqa => None,
+        PipelineKind::Researchqa | PipelineKind::Reference => None,
     };
     if json {
         let mut plan = serde_json::json!({
@@ -127,7 +127,7 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
     );
     let unit = match spec.pipeline {
         PipelineKind::Researchqa => "documents",
-        PipelineKind::Crg => "records",
+        PipelineKind::Crg | PipelineKind::Reference => "records",
     };
     println!("  expected   {records} {unit}");
     if !unreadable.is_empty() {

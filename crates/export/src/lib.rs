@@ -304,6 +304,7 @@ impl Exporter {
         match self.pipeline() {
             PipelineKind::Researchqa => "id",
             PipelineKind::Crg => "pair_id",
+            PipelineKind::Reference => "id",
         }
     }
 
@@ -313,6 +314,7 @@ impl Exporter {
                 PipelineKind::Researchqa => "doc_id",
                 // A listwise record's pairs share one rubric id: they stay in one split.
                 PipelineKind::Crg => "rubric_id",
+                PipelineKind::Reference => "id",
             }
             .to_owned()
         })
@@ -967,11 +969,12 @@ fn dedup_columns(pipeline: PipelineKind) -> &'static [&'static str] {
     match pipeline {
         PipelineKind::Researchqa => &["query", "rubric"],
         PipelineKind::Crg => &["prompt", "chosen", "rejected", "rubric", "rubric_id"],
+        PipelineKind::Reference => &["prompt", "rubric"],
     }
 }
 
 /// The text duplicates are judged on: the query and its rubric (researchqa); the prompt, both
-/// responses and the rubric (crg).
+/// responses and the rubric (crg); the prompt and the criteria (reference).
 fn dedup_text(pipeline: PipelineKind, row: &Value) -> String {
     let join = |list: Option<&Value>, field: &str| -> String {
         list.and_then(Value::as_array)
@@ -998,6 +1001,11 @@ fn dedup_text(pipeline: PipelineKind, row: &Value) -> String {
             string_field(row, "chosen"),
             string_field(row, "rejected"),
             join(row.get("rubric"), "text")
+        ),
+        PipelineKind::Reference => format!(
+            "{} {}",
+            join(row.get("prompt"), "content"),
+            join(row.get("rubric"), "criterion")
         ),
     }
 }
@@ -1060,6 +1068,15 @@ mod tests {
                     "chosen": "Rest and fluids.", "rejected": "Nothing.",
                     "rubric": [{"text": "Suggests rest.", "kind": "principle"}],
                     "attempt_log": [{"attempt": 1}], "verdicts": ["chosen"],
+                }),
+            ),
+            (
+                PipelineKind::Reference,
+                serde_json::json!({
+                    "id": "r1", "source": "in.jsonl", "reference_answer": "Rest.",
+                    "prompt": [{"role": "user", "content": "What helps a cold?"}],
+                    "rubric": [{"criterion": "Suggests rest.", "points": 6, "tags": [], "category": "important"}],
+                    "dropped_criteria": [],
                 }),
             ),
         ];

@@ -13,7 +13,9 @@ use rubricmill_llm::{
     AnthropicProvider, Budget, CacheStore, ChatProvider, EndpointConfig, Gateway, GatewayConfig,
     Limits, OpenAiProvider, SimulatedProvider, endpoint_identity,
 };
-use rubricmill_mine::{CrgPipeline, Pipeline, ResearchQaPipeline, StageModel, Stages, Templates};
+use rubricmill_mine::{
+    CrgPipeline, Pipeline, ReferencePipeline, ResearchQaPipeline, StageModel, Stages, Templates,
+};
 use rubricmill_store::{JobManifest, JobStore, ReadItem, StoreError, StoreLocation, read_shard};
 
 use crate::RuntimeError;
@@ -154,6 +156,11 @@ impl JobContext {
                 &stages,
                 spec.crg.clone(),
                 spec.input.layout,
+                &spec.input.fields,
+            )),
+            PipelineKind::Reference => Arc::new(ReferencePipeline::new(
+                &stages,
+                spec.reference.clone(),
                 &spec.input.fields,
             )),
         };

@@ -14,12 +14,13 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::StreamExt;
 use rubricmill_core::{
-    CrgRow, OutputRow, PipelineKind, RejectRow, ResearchQaRow, ShardId, StageCounts, Usage,
+    CrgRow, OutputRow, PipelineKind, ReferenceRow, RejectRow, ResearchQaRow, ShardId, StageCounts,
+    Usage,
 };
 use rubricmill_llm::{AttemptScope, RecordScope, full_jitter};
 use rubricmill_mine::{PipelineError, RecordContext, RecordOutcome};
 use rubricmill_queue::{Delivery, EventSink, ShardEvent, WorkQueue};
-use rubricmill_store::output::{crg_batch, rejects_batch, researchqa_batch};
+use rubricmill_store::output::{crg_batch, reference_batch, rejects_batch, researchqa_batch};
 use rubricmill_store::part::{FinishedPart, PartWriter};
 use rubricmill_store::{CommitMarker, CommitOutcome, ReadItem, StoreError};
 use tokio::sync::watch;
@@ -566,11 +567,12 @@ const FLUSH_ROWS: usize = 2048;
 struct ShardRows {
     researchqa: Vec<ResearchQaRow>,
     crg: Vec<CrgRow>,
+    reference: Vec<ReferenceRow>,
 }
 
 impl ShardRows {
     fn len(&self) -> usize {
-        self.researchqa.len() + self.crg.len()
+        self.researchqa.len() + self.crg.len() + self.reference.len()
     }
 }
 
@@ -634,6 +636,7 @@ impl<'a> ShardOutput<'a> {
                     self.dropped_rows += u64::from(!row.kept);
                     self.rows.crg.push(row);
                 }
+                OutputRow::Reference(row) => self.rows.reference.push(row),
             }
         }
         self.rejects.extend(outcome.rejects);
@@ -660,6 +663,7 @@ impl<'a> ShardOutput<'a> {
         let batch = tokio::task::spawn_blocking(move || match kind {
             PipelineKind::Researchqa => researchqa_batch(&rows.researchqa),
             PipelineKind::Crg => crg_batch(&rows.crg),
+            PipelineKind::Reference => reference_batch(&rows.reference),
         })
         .await
         .map_err(|e| StoreError::Encode(format!("encoding task failed: {e}")))??;

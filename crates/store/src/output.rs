@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
 use arrow_array::builder::{
-    BooleanBuilder, Float64Builder, StringBuilder, UInt32Builder, UInt64Builder,
+    BooleanBuilder, Float64Builder, Int32Builder, StringBuilder, UInt32Builder, UInt64Builder,
 };
 use arrow_array::{ArrayRef, ListArray, RecordBatch, StringArray, StructArray};
 use arrow_buffer::{NullBuffer, OffsetBuffer};
@@ -17,7 +17,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
-use rubricmill_core::{CrgRow, Provenance, RejectRow, ResearchQaRow};
+use rubricmill_core::{CrgRow, Provenance, ReferenceRow, RejectRow, ResearchQaRow};
 
 use crate::StoreError;
 
@@ -148,6 +148,31 @@ pub static CRG_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         list_of("attempt_log", DataType::Struct(crg_attempt_fields())),
         utf8("judge_model", false),
         utf8("judge_prompt_hash", false),
+    ];
+    fields.extend(provenance_fields());
+    Arc::new(Schema::new(fields))
+});
+
+fn reference_criterion_fields() -> Fields {
+    Fields::from(vec![
+        utf8("criterion", false),
+        Field::new("points", DataType::Int32, false),
+        list_of("tags", DataType::Utf8),
+        utf8("category", false),
+    ])
+}
+
+/// Schema of reference rows: the record, its HealthBench-style rubric, then provenance.
+pub static REFERENCE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        utf8("id", false),
+        utf8("source", false),
+        list_of("prompt", DataType::Struct(message_fields())),
+        utf8("reference_answer", true),
+        list_of("example_tags", DataType::Utf8),
+        utf8("domain", true),
+        list_of("rubric", DataType::Struct(reference_criterion_fields())),
+        list_of("dropped_criteria", DataType::Utf8),
     ];
     fields.extend(provenance_fields());
     Arc::new(Schema::new(fields))
@@ -392,6 +417,56 @@ pub fn crg_batch(rows: &[CrgRow]) -> Result<RecordBatch, StoreError> {
     ];
     push_provenance(&mut columns, rows.iter().map(|r| &r.provenance));
     batch(&CRG_SCHEMA, columns)
+}
+
+/// Encodes reference rows as one record batch.
+pub fn reference_batch(rows: &[ReferenceRow]) -> Result<RecordBatch, StoreError> {
+    let criteria: Vec<&rubricmill_core::ReferenceCriterion> =
+        rows.iter().flat_map(|r| r.rubric.iter()).collect();
+    let mut points = Int32Builder::new();
+    for criterion in &criteria {
+        points.append_value(criterion.points);
+    }
+    let tags = list(
+        DataType::Utf8,
+        criteria.iter().map(|c| c.tags.len()),
+        strings(
+            criteria
+                .iter()
+                .flat_map(|c| c.tags.iter().map(String::as_str)),
+        ),
+    );
+    let criterion_struct = StructArray::new(
+        reference_criterion_fields(),
+        vec![
+            strings(criteria.iter().map(|c| c.criterion.as_str())),
+            Arc::new(points.finish()),
+            tags,
+            strings(criteria.iter().map(|c| c.category.as_str())),
+        ],
+        None,
+    );
+    let mut columns = vec![
+        strings(rows.iter().map(|r| r.id.as_str())),
+        strings(rows.iter().map(|r| r.source.as_str())),
+        pair_list(
+            rows,
+            message_fields(),
+            |r| r.prompt.as_slice(),
+            |m| (m.role.as_str(), m.content.as_str()),
+        ),
+        optional_strings(rows.iter().map(|r| r.reference_answer.as_deref())),
+        string_list(rows, |r| r.example_tags.as_slice()),
+        optional_strings(rows.iter().map(|r| r.domain.as_deref())),
+        list(
+            DataType::Struct(reference_criterion_fields()),
+            rows.iter().map(|r| r.rubric.len()),
+            Arc::new(criterion_struct),
+        ),
+        string_list(rows, |r| r.dropped_criteria.as_slice()),
+    ];
+    push_provenance(&mut columns, rows.iter().map(|r| &r.provenance));
+    batch(&REFERENCE_SCHEMA, columns)
 }
 
 /// The `attempt_log` column: `List<Struct<…, verdicts: List<Struct<order, preferred>>, …>>`.
