@@ -32,9 +32,10 @@ pub struct RowQuery {
     pub stage: Option<String>,
     /// Rejects' reason or crg rows' drop reason contains this (any case).
     pub reason: Option<String>,
-    /// researchqa: field, general domain or subdomain; crg: the pair's source.
+    /// researchqa: field, general domain or subdomain; crg: the pair's source; reference: the
+    /// record's domain or source.
     pub field: Option<String>,
-    /// A rubric item type (researchqa) or kind (crg) the rubric has.
+    /// A rubric item type (researchqa), kind (crg) or category (reference) the rubric has.
     pub item_type: Option<String>,
     pub shard: Option<String>,
     /// Any text of the row contains this (any case).
@@ -115,7 +116,7 @@ impl RowQuery {
             return false;
         }
         if let Some(field) = blank(&self.field)
-            && !["field", "general_domain", "subdomain", "source"]
+            && !["field", "general_domain", "subdomain", "source", "domain"]
                 .iter()
                 .any(|name| text(name).eq_ignore_ascii_case(field))
         {
@@ -140,14 +141,19 @@ impl RowQuery {
     }
 }
 
-/// The types of a row's rubric items: researchqa's `type` lists, crg's `kind`s.
+/// The types of a row's rubric items: researchqa's `type` lists, crg's `kind`s, reference's
+/// `category`s.
 fn rubric_item_types(row: &Map<String, Value>) -> impl Iterator<Item = &str> {
     row.get("rubric")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .flat_map(|item| {
-            let kinds = item.get("kind").and_then(Value::as_str).into_iter();
+            let kinds = item
+                .get("kind")
+                .or_else(|| item.get("category"))
+                .and_then(Value::as_str)
+                .into_iter();
             let types = item
                 .get("type")
                 .and_then(Value::as_array)
@@ -335,5 +341,28 @@ mod tests {
         assert!(text.matches(&crg) && !text.matches(&reject));
         assert!(RowQuery::default().matches(&reject));
         assert!(!RowQuery::default().filtered() && dropped.filtered());
+    }
+
+    #[test]
+    fn reference_rows_filter_on_category_and_domain() {
+        let reference = row(json!({
+            "id": "r1", "source": "in.jsonl", "domain": "nutrition",
+            "rubric": [{"criterion": "c", "points": -4, "tags": ["axis:accuracy"], "category": "pitfall"}],
+        }));
+        let pitfalls = RowQuery {
+            item_type: Some("Pitfall".into()),
+            ..Default::default()
+        };
+        assert!(pitfalls.matches(&reference));
+        let essential = RowQuery {
+            item_type: Some("essential".into()),
+            ..Default::default()
+        };
+        assert!(!essential.matches(&reference));
+        let domain = RowQuery {
+            field: Some("Nutrition".into()),
+            ..Default::default()
+        };
+        assert!(domain.matches(&reference));
     }
 }

@@ -290,6 +290,14 @@ function sourceOf(row) {
       textBlock("excerpt", "excerpt", row.excerpt),
     ];
   }
+  if (row.dropped_criteria !== undefined) {
+    const prompt = (row.prompt || []).map((m) => h("div", { class: "message" }, h("span", { class: "tag" }, m.role), h("span", { "data-field": "prompt-message" }, m.content)));
+    return [
+      h("h3", {}, "prompt"), h("div", { class: "text", "data-field": "prompt" }, prompt),
+      textBlock("reference_answer", "reference answer", row.reference_answer),
+      (row.example_tags || []).length ? h("div", {}, (row.example_tags || []).map((t) => h("span", { class: "tag", "data-field": "example-tag" }, t))) : null,
+    ];
+  }
   if (row.pair_id !== undefined) {
     const prompt = (row.prompt || []).map((m) => h("div", { class: "message" }, h("span", { class: "tag" }, m.role), h("span", { "data-field": "prompt-message" }, m.content)));
     return [
@@ -314,9 +322,13 @@ function sourceOf(row) {
 function rubricOf(row) {
   if (!row.rubric) return [];
   const items = row.rubric.map((item) => h("li", { "data-field": "rubric-item" },
-    (item.type || (item.kind ? [item.kind] : [])).map((t) => h("span", { class: "tag" }, t)),
-    item.rubric_item || item.text));
+    (item.type || (item.kind ? [item.kind] : item.category ? [item.category].concat(item.tags || []) : [])).map((t) => h("span", { class: "tag" }, t)),
+    item.points !== undefined ? h("strong", { "data-field": "points" }, (item.points > 0 ? "+" : "") + item.points + " ") : null,
+    item.rubric_item || item.text || item.criterion));
   const parts = [h("h3", {}, "rubric"), h("ul", {}, items)];
+  if ((row.dropped_criteria || []).length) {
+    parts.push(h("h3", {}, "dropped criteria"), h("ul", { "data-field": "dropped-criteria" }, row.dropped_criteria.map((d) => h("li", {}, d))));
+  }
   if (row.pair_id !== undefined) {
     parts.push(h("div", {},
       h("span", { class: "tag " + (row.kept ? "kept" : "dropped"), "data-field": "kept" }, row.kept ? "kept" : "dropped"),
