@@ -9,6 +9,7 @@ mod hostile;
 mod layouts;
 mod llm;
 mod providers;
+mod reference;
 mod researchqa;
 mod resume;
 mod run;
