@@ -1953,6 +1953,56 @@ provider = "simulated"
     }
 
     #[test]
+    fn reference_settings_are_checked_and_named() {
+        let reference = MINIMAL.replace("pipeline = \"crg\"", "pipeline = \"reference\"");
+        let spec = parse(&reference).unwrap();
+        assert_eq!(spec.pipeline, PipelineKind::Reference);
+        assert_eq!(spec.reference, ReferenceSpec::default());
+        assert_eq!(llm_stages(PipelineKind::Reference), ["generate"]);
+        let field_of = |extra: &str| match parse(&format!("{reference}{extra}")).unwrap_err() {
+            SpecError::Invalid { field, .. } => field,
+            other => panic!("{other}"),
+        };
+        assert_eq!(
+            field_of("[reference]\nmin_criteria = 0\n"),
+            "reference.min_criteria"
+        );
+        assert_eq!(
+            field_of("[reference]\nmin_criteria = 5\nmax_criteria = 4\n"),
+            "reference.max_criteria"
+        );
+        assert_eq!(
+            field_of("[reference]\nmax_criteria = 101\n"),
+            "reference.max_criteria"
+        );
+        let markdown = reference.replace(
+            "url = \"data/pairs.jsonl\"",
+            "url = \"d.md\"\nformat = \"markdown\"",
+        );
+        assert_eq!(field_of_text(&markdown), "input.format");
+        let mapped = reference.replace(
+            "url = \"data/pairs.jsonl\"",
+            "url = \"d.jsonl\"\nfields = { prompt = \"question\", reference = \"answers.0\", tags = \"/meta/tags\", domain = \"area\" }",
+        );
+        assert!(parse(&mapped).is_ok());
+        // Another pipeline's spec does not fingerprint the reference settings.
+        let crg = parse(MINIMAL).unwrap();
+        let mut changed = crg.clone();
+        changed.reference.max_criteria = 7;
+        assert_eq!(crg.fingerprint(), changed.fingerprint());
+        let mut changed_ref = spec.clone();
+        changed_ref.reference.max_criteria = 7;
+        assert_ne!(spec.fingerprint(), changed_ref.fingerprint());
+    }
+
+    fn field_of_text(text: &str) -> String {
+        match parse(text).unwrap_err() {
+            SpecError::Invalid { field, .. } => field,
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
     fn minimal_spec_gets_defaults() {
         let spec = parse(MINIMAL).unwrap();
         assert_eq!(spec.input.records_per_shard, 50);
