@@ -36,7 +36,8 @@ use rubricmill_http::{HttpServer, ServeOptions};
 use rubricmill_llm::ResponseFormat;
 use rubricmill_llm::estimate_tokens;
 use rubricmill_llm::simulated::{
-    CRG_JUDGE_TASK, CRG_TASK, RESEARCHQA_TASK, SimulatedOptions, simulated_answer_with,
+    CRG_JUDGE_TASK, CRG_TASK, REFERENCE_TASK, RESEARCHQA_TASK, SimulatedOptions,
+    simulated_answer_with,
 };
 use rubricmill_llm::wire::{
     WireChoice, WireError, WireErrorBody, WireRequest, WireResponse, WireResponseFormat,
@@ -682,6 +683,8 @@ fn task_of_prompt(request: &rubricmill_llm::ChatRequest) -> Option<&'static str>
         Some(RESEARCHQA_TASK)
     } else if has("<response_a>") {
         Some(CRG_JUDGE_TASK)
+    } else if has("<reference_answer>") {
+        Some(REFERENCE_TASK)
     } else if has("<conversation>") {
         Some(CRG_TASK)
     } else {
@@ -1036,6 +1039,22 @@ pub(crate) fn add_headers(response: &mut Response<Body>, headers: &[(&'static st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_mode_reference_prompts_are_recognised_by_their_tags() {
+        // The tags `configs/prompts/reference_generate.md` wraps its inputs in.
+        let prompt = "<prompt>\nuser: why do onions make eyes water?\n</prompt>\n\
+                      <reference_answer>\n(none given)\n</reference_answer>";
+        let request = rubricmill_llm::ChatRequest {
+            model: "m".into(),
+            messages: vec![rubricmill_core::Message::new("user", prompt)],
+            temperature: 0.0,
+            max_tokens: 400,
+            seed: None,
+            response_format: None,
+        };
+        assert_eq!(task_of_prompt(&request), Some(REFERENCE_TASK));
+    }
 
     fn wire(json: serde_json::Value) -> WireRequest {
         serde_json::from_value(json).unwrap()
