@@ -1,5 +1,5 @@
-//! The reference pipeline end to end: `rubricmill run` with the simulated provider on
-//! `samples/reference/prompts.jsonl`, checking that every input line ends as a row or a reject
+//! The reference pipeline end to end: `rubricmill run` of `configs/quickstart-reference.toml`
+//! (the simulated provider on `samples/reference/prompts.jsonl`), checking that every input line ends as a row or a reject
 //! with its reason, that points stay in [-10, 10], and that the prompt, reference answer and
 //! passed-through tags reach the rows.
 
@@ -57,16 +57,20 @@ fn reference_sample_accounts_for_every_line_with_points_in_range() {
     let dir = tempfile::tempdir().unwrap();
     let input = repo_root().join("samples/reference/prompts.jsonl");
     let lines = std::fs::read_to_string(&input).unwrap().lines().count();
-    let spec = write_spec(
-        dir.path(),
-        "reference-sample",
-        &format!(
-            "pipeline = \"reference\"\n[input]\nurl = \"{}\"\nrecords_per_shard = 3\n[output]\nurl = \"{}\"\n\
-             [llm]\nprovider = \"simulated\"\nmodel = \"simulated\"\n[reference]\nmin_criteria = 2\nmax_criteria = 6\n",
-            input.display(),
-            dir.path().join("out").display()
-        ),
-    );
+    let quickstart =
+        std::fs::read_to_string(repo_root().join("configs/quickstart-reference.toml")).unwrap();
+    let body = quickstart
+        .replace("name = \"quickstart-reference\"\n", "")
+        .replace(
+            "url = \"samples/reference/prompts.jsonl\"",
+            &format!("url = \"{}\"", input.display()),
+        )
+        .replace(
+            "url = \"out\"",
+            &format!("url = \"{}\"", dir.path().join("out").display()),
+        );
+    assert!(body.contains(&input.display().to_string()), "{body}");
+    let spec = write_spec(dir.path(), "reference-sample", &body);
     let (code, summary, _) = run_job(&spec, &[]);
     assert_eq!(code, 0, "{summary}");
     let out = Committed::read(&dir.path().join("out/reference-sample"));
