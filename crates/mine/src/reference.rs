@@ -24,7 +24,13 @@
 //! TODO(issue 18): the self-check filter is not built yet. It is to score the reference answer
 //! under the rubric (above a threshold) and a degraded answer (generated, or supplied by the
 //! record) below it, regenerating inconsistent rubrics as crg does; until then every rubric
-//! that parses is kept and there is no `judge` stage.
+//! that parses is kept and there is no `judge` stage. The intended shape: a `judge` stage in
+//! `llm_stages(Reference)` with its own template (`reference_judge`: per criterion met or not,
+//! scored as HealthBench does: points of met criteria over the sum of positive points, clipped
+//! to [0, 1]); a `degraded` mappable field, else a `reference_degrade` generation; settings
+//! `reference.self_check`, `reference.pass_threshold`, `reference.max_resamples`; row columns
+//! for the two scores, `attempts`, `kept` and `drop_reason` (dropped rubrics stay rows, as in
+//! crg, so `records = rows + rejects` holds); records without a reference answer skip it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
