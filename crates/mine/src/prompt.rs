@@ -27,6 +27,16 @@ pub const CRG_GENERATE: &str = include_str!("../../../configs/prompts/crg_genera
 pub const CRG_JUDGE: &str = include_str!("../../../configs/prompts/crg_judge.md");
 /// Default reference generation prompt.
 pub const REFERENCE_GENERATE: &str = include_str!("../../../configs/prompts/reference_generate.md");
+/// Default degraded-answer prompt of the reference self-check.
+pub const REFERENCE_DEGRADE: &str = include_str!("../../../configs/prompts/reference_degrade.md");
+/// Default grader prompt (reference self-check and score).
+pub const RUBRIC_GRADE: &str = include_str!("../../../configs/prompts/rubric_grade.md");
+/// Default nugget extraction prompt.
+pub const NUGGETS_GENERATE: &str = include_str!("../../../configs/prompts/nuggets_generate.md");
+/// Default nugget support-check prompt.
+pub const NUGGETS_SUPPORT: &str = include_str!("../../../configs/prompts/nuggets_support.md");
+/// Default response prompt of the score pipeline.
+pub const SCORE_RESPOND: &str = include_str!("../../../configs/prompts/score_respond.md");
 
 /// Every template the pipelines use, by name, with its built-in text. A job may override any
 /// of them with a file (`[prompts]` in the job spec).
@@ -37,6 +47,11 @@ pub const DEFAULT_TEMPLATES: &[(&str, &str)] = &[
     ("crg_generate", CRG_GENERATE),
     ("crg_judge", CRG_JUDGE),
     ("reference_generate", REFERENCE_GENERATE),
+    ("reference_degrade", REFERENCE_DEGRADE),
+    ("rubric_grade", RUBRIC_GRADE),
+    ("nuggets_generate", NUGGETS_GENERATE),
+    ("nuggets_support", NUGGETS_SUPPORT),
+    ("score_respond", SCORE_RESPOND),
 ];
 
 /// The templates a job runs with: its overrides over the built-in defaults.

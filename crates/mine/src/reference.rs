@@ -511,6 +511,17 @@ impl Pipeline for ReferencePipeline {
             domain: input.domain,
             rubric: rubric.criteria,
             dropped_criteria: rubric.dropped,
+            degraded_answer: None,
+            degraded_origin: None,
+            reference_score: None,
+            degraded_score: None,
+            reference_verdicts: Vec::new(),
+            degraded_verdicts: Vec::new(),
+            attempts: 1,
+            kept: true,
+            drop_reason: None,
+            judge_model: String::new(),
+            judge_prompt_hash: String::new(),
             provenance,
         }));
         Ok(outcome)

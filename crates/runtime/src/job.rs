@@ -14,7 +14,8 @@ use rubricmill_llm::{
     Limits, OpenAiProvider, SimulatedProvider, endpoint_identity,
 };
 use rubricmill_mine::{
-    CrgPipeline, Pipeline, ReferencePipeline, ResearchQaPipeline, StageModel, Stages, Templates,
+    CrgPipeline, NuggetsPipeline, Pipeline, ReferencePipeline, ResearchQaPipeline, ScorePipeline,
+    StageModel, Stages, Templates,
 };
 use rubricmill_store::{JobManifest, JobStore, ReadItem, StoreError, StoreLocation, read_shard};
 
@@ -161,6 +162,16 @@ impl JobContext {
             PipelineKind::Reference => Arc::new(ReferencePipeline::new(
                 &stages,
                 spec.reference.clone(),
+                &spec.input.fields,
+            )),
+            PipelineKind::Nuggets => Arc::new(NuggetsPipeline::new(
+                &stages,
+                spec.nuggets.clone(),
+                &spec.input.fields,
+            )),
+            PipelineKind::Score => Arc::new(ScorePipeline::new(
+                &stages,
+                spec.score.clone(),
                 &spec.input.fields,
             )),
         };

@@ -23,6 +23,16 @@ pub const CRG_TASK: &str = "crg_rubric";
 pub const CRG_JUDGE_TASK: &str = "crg_judge";
 /// `response_format` name of the reference generation stage.
 pub const REFERENCE_TASK: &str = "reference_rubric";
+/// `response_format` name of the reference self-check's degraded answer.
+pub const REFERENCE_DEGRADE_TASK: &str = "reference_degrade";
+/// `response_format` name of the rubric grader (reference self-check and score).
+pub const RUBRIC_GRADE_TASK: &str = "rubric_grade";
+/// `response_format` name of the nugget extraction stage.
+pub const NUGGETS_TASK: &str = "nuggets_generate";
+/// `response_format` name of the nugget support check.
+pub const NUGGETS_SUPPORT_TASK: &str = "nuggets_support";
+/// `response_format` name of the score pipeline's response stage.
+pub const SCORE_RESPOND_TASK: &str = "score_respond";
 
 /// Knobs of the simulated answers (shared by the in-process provider and mock-llm).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
