@@ -216,7 +216,7 @@ fn dedup_key(text: &str) -> String {
 
 /// The seed of attempt `attempt` (1-based): the configured seed first, then `seed + n - 1` (a
 /// missing seed counting as 0), so each resample asks for a different answer.
-fn attempt_seed(seed: Option<u64>, attempt: u32) -> Option<u64> {
+pub(crate) fn attempt_seed(seed: Option<u64>, attempt: u32) -> Option<u64> {
     if attempt <= 1 {
         return seed;
     }

@@ -4,6 +4,7 @@
 
 pub mod crg;
 pub mod formats;
+pub mod grading;
 pub mod nuggets;
 pub mod pairs;
 pub mod pipeline;

@@ -19,33 +19,38 @@
 //!    than `reference.min_criteria` valid criteria gets the gateway's repair, and if still short
 //!    the record becomes a reject (stage `generate`) naming the problems.
 //!
-//! Every record ends as exactly one row or one reject: `inputs = rows + rejects`.
+//! 3. **Self-check** (stages `degrade` and `judge`, templates `reference_degrade` and
+//!    `rubric_grade`; on unless `reference.self_check = false`; records without a reference
+//!    answer skip it): the rubric must separate the reference answer from a worse one. The worse
+//!    answer is the record's own (`degraded`, else `degraded_answer`, else a string
+//!    `rejected`), or else one the `degrade` stage writes once per record (plausible, missing
+//!    the key content, one detail wrong). The judge grades both answers under the rubric
+//!    ([`crate::grading`], HealthBench's score); the rubric passes when the reference scores at
+//!    least `reference.pass_threshold` and the degraded answer below it. A rubric that fails
+//!    is regenerated with a new seed at a temperature of at least 0.7, up to
+//!    `reference.max_resamples` times, as crg regenerates inconsistent rubrics.
 //!
-//! TODO(issue 18): the self-check filter is not built yet. It is to score the reference answer
-//! under the rubric (above a threshold) and a degraded answer (generated, or supplied by the
-//! record) below it, regenerating inconsistent rubrics as crg does; until then every rubric
-//! that parses is kept and there is no `judge` stage. The intended shape: a `judge` stage in
-//! `llm_stages(Reference)` with its own template (`reference_judge`: per criterion met or not,
-//! scored as HealthBench does: points of met criteria over the sum of positive points, clipped
-//! to [0, 1]); a `degraded` mappable field, else a `reference_degrade` generation; settings
-//! `reference.self_check`, `reference.pass_threshold`, `reference.max_resamples`; row columns
-//! for the two scores, `attempts`, `kept` and `drop_reason` (dropped rubrics stay rows, as in
-//! crg, so `records = rows + rejects` holds); records without a reference answer skip it.
+//! Every record ends as exactly one row or one reject: `inputs = rows + rejects`. A rubric that
+//! failed the self-check after every attempt is still a row, with `kept = false` and the
+//! `drop_reason` (the last attempt's scores), so it is never counted twice; exports leave it out.
+//! A record whose degraded answer could not be written is a reject at stage `degrade`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rubricmill_core::spec::ReferenceSpec;
 use rubricmill_core::{
-    Message, OutputRow, PipelineKind, RawPayload, RawRecord, ReferenceCriterion, ReferenceRow,
-    Usage, short_hash,
+    CriterionVerdict, Message, OutputRow, PipelineKind, RawPayload, RawRecord, ReferenceCriterion,
+    ReferenceRow, Usage, short_hash,
 };
 use rubricmill_llm::scope::in_stage;
-use rubricmill_llm::simulated::REFERENCE_TASK;
+use rubricmill_llm::simulated::{REFERENCE_DEGRADE_TASK, REFERENCE_TASK};
 use rubricmill_llm::structured::extract_json;
-use rubricmill_llm::{ChatRequest, Gateway, ResponseFormat};
+use rubricmill_llm::{ChatRequest, Gateway, LlmError, ResponseFormat};
 use serde_json::{Value, json};
 
+use crate::crg::attempt_seed;
+use crate::grading::{self, GradeCriterion, Grader, conversation_text};
 use crate::pairs::FieldMap;
 use crate::pipeline::{
     Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, Stages,
@@ -61,6 +66,12 @@ pub const POINTS_RANGE: std::ops::RangeInclusive<i64> = -10..=10;
 pub const CATEGORIES: &[&str] = &["essential", "important", "optional", "pitfall"];
 /// Where the reference answer is looked for when `input.fields.reference` is not mapped.
 const REFERENCE_KEYS: &[&str] = &["reference", "reference_answer", "ideal_completion"];
+/// Where the degraded answer is looked for when `input.fields.degraded` is not mapped.
+const DEGRADED_KEYS: &[&str] = &["degraded", "degraded_answer", "rejected"];
+/// Output tokens of a typical degraded answer.
+const TYPICAL_DEGRADED_TOKENS: u64 = 200;
+/// Lowest temperature of a regenerated rubric.
+const RESAMPLE_TEMPERATURE: f32 = 0.7;
 /// What the prompt shows when a record has no reference answer.
 const NO_REFERENCE: &str = "(none given: write the rubric from the prompt alone)";
 
@@ -70,6 +81,8 @@ pub struct ReferenceInput {
     pub id: String,
     pub prompt: Vec<Message>,
     pub reference: Option<String>,
+    /// A worse answer the record supplies for the self-check.
+    pub degraded: Option<String>,
     pub tags: Vec<String>,
     pub domain: Option<String>,
 }
@@ -95,6 +108,7 @@ impl ReferenceReader {
         }
         let prompt = self.prompt(value)?;
         let reference = self.reference(value)?;
+        let degraded = self.degraded(value)?;
         let tags = match self.fields.get(value, "tags") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items
@@ -135,9 +149,29 @@ impl ReferenceReader {
             id,
             prompt,
             reference,
+            degraded,
             tags,
             domain,
         })
+    }
+
+    /// The record's own degraded answer: `degraded` (mappable), else `degraded_answer`, else a
+    /// string `rejected` (a preference record's worse response).
+    fn degraded(&self, value: &Value) -> Result<Option<String>, String> {
+        let found = match self.fields.get(value, "degraded") {
+            Some(found) => Some((self.fields.path("degraded").to_owned(), found)),
+            None => DEGRADED_KEYS[1..]
+                .iter()
+                .find_map(|key| value.get(*key).map(|found| ((*key).to_owned(), found))),
+        };
+        match found {
+            None | Some((_, Value::Null)) => Ok(None),
+            Some((_, Value::String(text))) if text.trim().is_empty() => Ok(None),
+            Some((_, Value::String(text))) => Ok(Some(text.trim().to_owned())),
+            // A `rejected` that is not a string (a message list) is another layout's field.
+            Some((key, _)) if key == "rejected" => Ok(None),
+            Some((key, _)) => Err(format!("`{key}` must be a string")),
+        }
     }
 
     fn prompt(&self, value: &Value) -> Result<Vec<Message>, String> {
@@ -336,33 +370,48 @@ fn implied_category(points: i64) -> &'static str {
     }
 }
 
-/// The conversation as the prompt shows it: `role: content` turns separated by blank lines.
-fn conversation_text(prompt: &[Message]) -> String {
-    prompt
-        .iter()
-        .map(|m| format!("{}: {}", m.role, m.content))
-        .collect::<Vec<_>>()
-        .join("\n\n")
-}
-
 pub struct ReferencePipeline {
     gateway: Arc<Gateway>,
     model: StageModel,
+    degrade_gateway: Arc<Gateway>,
+    degrade_model: StageModel,
+    grader: Grader,
     spec: ReferenceSpec,
     reader: ReferenceReader,
     template: Template,
+    degrade_template: Template,
+}
+
+/// One generation attempt and its self-check.
+struct Attempt {
+    rubric: ParsedRubric,
+    reference: Graded,
+    degraded: Graded,
+    passed: bool,
+}
+
+/// An answer's verdicts and score under a rubric (empty and `None` when grading failed).
+#[derive(Default)]
+struct Graded {
+    verdicts: Vec<CriterionVerdict>,
+    score: Option<f64>,
 }
 
 impl ReferencePipeline {
     /// `fields` is `input.fields`, validated with the spec.
     pub fn new(stages: &Stages, spec: ReferenceSpec, fields: &BTreeMap<String, String>) -> Self {
         let (gateway, model) = stages.get("generate");
+        let (degrade_gateway, degrade_model) = stages.get("degrade");
         Self {
             gateway,
             model,
+            degrade_gateway,
+            degrade_model,
+            grader: Grader::new(stages, "judge"),
             spec,
             reader: ReferenceReader::new(FieldMap::new(fields)),
             template: stages.templates.get("reference_generate"),
+            degrade_template: stages.templates.get("reference_degrade"),
         }
     }
 
@@ -388,10 +437,16 @@ impl ReferencePipeline {
         }
     }
 
-    fn request(&self, input: &ReferenceInput) -> ChatRequest {
+    /// The generation request at attempt `attempt` (1-based).
+    fn request(&self, input: &ReferenceInput, attempt: u32) -> ChatRequest {
         let conversation = conversation_text(&input.prompt);
         let min = self.spec.min_criteria.to_string();
         let max = self.spec.max_criteria.to_string();
+        let temperature = if attempt <= 1 {
+            self.model.temperature
+        } else {
+            self.model.temperature.max(RESAMPLE_TEMPERATURE)
+        };
         ChatRequest {
             model: self.model.model.clone(),
             messages: self.template.render(&[
@@ -403,10 +458,32 @@ impl ReferencePipeline {
                     input.reference.as_deref().unwrap_or(NO_REFERENCE),
                 ),
             ]),
-            temperature: self.model.temperature,
+            temperature,
             max_tokens: self.model.max_tokens,
-            seed: self.model.seed,
+            seed: attempt_seed(self.model.seed, attempt),
             response_format: Some(self.response_format()),
+        }
+    }
+
+    fn degrade_request(&self, input: &ReferenceInput, reference: &str) -> ChatRequest {
+        ChatRequest {
+            model: self.degrade_model.model.clone(),
+            messages: self.degrade_template.render(&[
+                ("conversation", &conversation_text(&input.prompt)),
+                ("reference", reference),
+            ]),
+            temperature: self.degrade_model.temperature,
+            max_tokens: self.degrade_model.max_tokens,
+            seed: self.degrade_model.seed,
+            response_format: Some(ResponseFormat {
+                name: REFERENCE_DEGRADE_TASK.into(),
+                schema: json!({
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["answer"],
+                    "properties": {"answer": {"type": "string"}}
+                }),
+            }),
         }
     }
 
@@ -419,6 +496,136 @@ impl ReferencePipeline {
         }
         Ok(input)
     }
+
+    /// Whether this record's rubric goes through the self-check.
+    fn checks(&self, input: &ReferenceInput) -> bool {
+        self.spec.self_check && input.reference.is_some()
+    }
+
+    fn max_attempts(&self, input: &ReferenceInput) -> u32 {
+        if self.checks(input) {
+            self.spec.max_resamples + 1
+        } else {
+            1
+        }
+    }
+
+    /// One rubric generation; `Err((reason, resample))` when it made none.
+    async fn generate(
+        &self,
+        input: &ReferenceInput,
+        attempt: u32,
+        usage: &mut Usage,
+    ) -> Result<Result<ParsedRubric, (String, bool)>, PipelineError> {
+        let request = self.request(input, attempt);
+        let (min, max) = (
+            self.spec.min_criteria as usize,
+            self.spec.max_criteria as usize,
+        );
+        let (parsed, spent) = in_stage(
+            "generate",
+            self.gateway
+                .chat_parsed(&request, |answer| parse_criteria(answer, min, max)),
+        )
+        .await;
+        usage.add(&spent);
+        Ok(match parsed {
+            Ok(rubric) => Ok(rubric),
+            Err(error) => {
+                let resample = matches!(error, LlmError::Unusable(_));
+                Err((classify_llm_error(error)?, resample))
+            }
+        })
+    }
+
+    /// The degraded answer the self-check grades, and where it came from.
+    async fn degraded(
+        &self,
+        input: &ReferenceInput,
+        reference: &str,
+        usage: &mut Usage,
+    ) -> Result<Result<(String, &'static str), String>, PipelineError> {
+        if let Some(own) = &input.degraded {
+            return Ok(Ok((own.clone(), "input")));
+        }
+        let request = self.degrade_request(input, reference);
+        let (parsed, spent) = in_stage(
+            "degrade",
+            self.degrade_gateway
+                .chat_parsed(&request, parse_degraded),
+        )
+        .await;
+        usage.add(&spent);
+        Ok(match parsed {
+            Ok(answer) => Ok((answer, "generated")),
+            Err(error) => Err(classify_llm_error(error)?),
+        })
+    }
+
+    /// Grades the reference and the degraded answer under `rubric`.
+    async fn self_check(
+        &self,
+        input: &ReferenceInput,
+        rubric: &[ReferenceCriterion],
+        reference: &str,
+        degraded: &str,
+        usage: &mut Usage,
+    ) -> Result<(Graded, Graded), PipelineError> {
+        let conversation = conversation_text(&input.prompt);
+        let criteria: Vec<GradeCriterion<'_>> = rubric
+            .iter()
+            .map(|c| GradeCriterion {
+                text: &c.criterion,
+                points: c.points,
+            })
+            .collect();
+        let points: Vec<i32> = rubric.iter().map(|c| c.points).collect();
+        let ((ours, spent_ours), (worse, spent_worse)) = futures::join!(
+            self.grader.grade(&conversation, &criteria, reference, None),
+            self.grader.grade(&conversation, &criteria, degraded, None),
+        );
+        usage.add(&spent_ours);
+        usage.add(&spent_worse);
+        let mut graded = Vec::with_capacity(2);
+        for result in [ours, worse] {
+            graded.push(match result {
+                Ok(verdicts) => Graded {
+                    score: grading::score(&points, &verdicts),
+                    verdicts,
+                },
+                Err(error) => {
+                    let reason = classify_llm_error(error)?;
+                    tracing::debug!(%reason, "reference self-check grade unusable");
+                    Graded::default()
+                }
+            });
+        }
+        let degraded = graded.pop().unwrap_or_default();
+        let reference = graded.pop().unwrap_or_default();
+        Ok((reference, degraded))
+    }
+
+    fn passes(&self, reference: &Graded, degraded: &Graded) -> bool {
+        match (reference.score, degraded.score) {
+            (Some(ours), Some(worse)) => {
+                ours >= self.spec.pass_threshold && worse < self.spec.pass_threshold
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The degraded answer from `{"answer": "..."}`.
+fn parse_degraded(answer: &str) -> Result<String, String> {
+    let value = extract_json(answer).map_err(|e| e.to_string())?;
+    match value.get("answer").and_then(Value::as_str).map(str::trim) {
+        Some(text) if !text.is_empty() => Ok(text.to_owned()),
+        _ => Err("give {\"answer\": \"...\"} with a non-empty answer".into()),
+    }
+}
+
+fn score_text(score: Option<f64>) -> String {
+    score.map_or_else(|| "ungraded".to_owned(), |s| format!("{s:.2}"))
 }
 
 #[async_trait::async_trait]
@@ -428,19 +635,58 @@ impl Pipeline for ReferencePipeline {
     }
 
     fn prompt_hashes(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([(self.template.name.clone(), self.template.hash.clone())])
+        let mut hashes = BTreeMap::from([(self.template.name.clone(), self.template.hash.clone())]);
+        if self.spec.self_check {
+            for template in [&self.degrade_template, self.grader.template()] {
+                hashes.insert(template.name.clone(), template.hash.clone());
+            }
+        }
+        hashes
     }
 
     fn estimate(&self, record: &RawRecord) -> Estimate {
-        match self.read(record) {
-            Ok(input) => {
-                Estimate::call(&self.gateway, &self.request(&input), TYPICAL_ANSWER_TOKENS)
+        let input = match self.read(record) {
+            Ok(input) => input,
+            Err(_) => {
+                return Estimate {
+                    rejected: 1,
+                    ..Estimate::default()
+                };
             }
-            Err(_) => Estimate {
-                rejected: 1,
-                ..Estimate::default()
-            },
+        };
+        let mut estimate =
+            Estimate::call(&self.gateway, &self.request(&input, 1), TYPICAL_ANSWER_TOKENS);
+        let Some(reference) = input.reference.as_deref().filter(|_| self.checks(&input)) else {
+            return estimate;
+        };
+        if input.degraded.is_none() {
+            let degrade = self.degrade_request(&input, reference);
+            estimate.add(&Estimate::call(
+                &self.degrade_gateway,
+                &degrade,
+                TYPICAL_DEGRADED_TOKENS,
+            ));
         }
+        // A typical rubric of a dozen criteria, graded for both answers.
+        let placeholder = "The response states a fact about the question.";
+        let criteria = vec![
+            GradeCriterion {
+                text: placeholder,
+                points: 5,
+            };
+            12
+        ];
+        let conversation = conversation_text(&input.prompt);
+        let degraded = input.degraded.as_deref().unwrap_or(reference);
+        for answer in [reference, degraded] {
+            let request = self.grader.request(&conversation, &criteria, answer, None);
+            estimate.add(&Estimate::call(
+                self.grader.gateway(),
+                &request,
+                12 * grading::TYPICAL_TOKENS_PER_CRITERION,
+            ));
+        }
+        estimate
     }
 
     async fn process(
@@ -462,31 +708,90 @@ impl Pipeline for ReferencePipeline {
             }
         };
         outcome.pass("parse");
-        outcome.enter("generate");
-        let request = self.request(&input);
-        let (min, max) = (
-            self.spec.min_criteria as usize,
-            self.spec.max_criteria as usize,
-        );
-        let (parsed, spent) = in_stage(
-            "generate",
-            self.gateway
-                .chat_parsed(&request, |answer| parse_criteria(answer, min, max)),
-        )
-        .await;
         let mut usage = Usage::default();
-        usage.add(&spent);
-        outcome.usage.add(&usage);
-        let rubric = match parsed {
-            Ok(rubric) => rubric,
-            Err(error) => {
-                let reason = classify_llm_error(error)?;
-                let prompt = conversation_text(&input.prompt);
-                outcome.reject(ctx, &record.source, "generate", reason, &prompt);
-                return Ok(outcome);
+        let checked = self.checks(&input);
+        let reference = input.reference.clone().unwrap_or_default();
+        let degraded = if checked {
+            outcome.enter("degrade");
+            match self.degraded(&input, &reference, &mut usage).await? {
+                Ok(degraded) => {
+                    outcome.pass("degrade");
+                    Some(degraded)
+                }
+                Err(reason) => {
+                    outcome.usage.add(&usage);
+                    outcome.reject(ctx, &record.source, "degrade", reason, &reference);
+                    return Ok(outcome);
+                }
             }
+        } else {
+            None
         };
-        outcome.pass("generate");
+        let mut last: Option<Attempt> = None;
+        let mut last_error: Option<String> = None;
+        let mut attempts = 0;
+        for attempt in 1..=self.max_attempts(&input) {
+            attempts = attempt;
+            outcome.enter("generate");
+            let rubric = match self.generate(&input, attempt, &mut usage).await? {
+                Ok(rubric) => rubric,
+                Err((reason, resample)) => {
+                    last_error = Some(reason);
+                    if resample {
+                        continue;
+                    }
+                    break;
+                }
+            };
+            outcome.pass("generate");
+            let Some((degraded, _)) = &degraded else {
+                last = Some(Attempt {
+                    rubric,
+                    reference: Graded::default(),
+                    degraded: Graded::default(),
+                    passed: true,
+                });
+                break;
+            };
+            outcome.enter("judge");
+            let (ours, worse) = self
+                .self_check(&input, &rubric.criteria, &reference, degraded, &mut usage)
+                .await?;
+            let passed = self.passes(&ours, &worse);
+            if passed {
+                outcome.pass("judge");
+            }
+            last = Some(Attempt {
+                rubric,
+                reference: ours,
+                degraded: worse,
+                passed,
+            });
+            if passed {
+                break;
+            }
+        }
+        outcome.usage.add(&usage);
+        let Some(attempt) = last else {
+            let reason = last_error.unwrap_or_else(|| "no rubric was generated".into());
+            let prompt = conversation_text(&input.prompt);
+            outcome.reject(ctx, &record.source, "generate", reason, &prompt);
+            return Ok(outcome);
+        };
+        outcome.enter("self_check");
+        let drop_reason = if attempt.passed {
+            outcome.pass("self_check");
+            None
+        } else {
+            Some(format!(
+                "self-check failed after {attempts} attempt(s): the reference answer scored {}, \
+                 the degraded answer {} (threshold {:.2}: the reference must reach it, the \
+                 degraded answer stay below)",
+                score_text(attempt.reference.score),
+                score_text(attempt.degraded.score),
+                self.spec.pass_threshold
+            ))
+        };
         let source = record
             .source
             .file
@@ -502,6 +807,18 @@ impl Pipeline for ReferencePipeline {
             &self.template.hash,
             &usage,
         );
+        let (judge_model, judge_prompt_hash) = if checked {
+            (
+                self.grader.model().to_owned(),
+                self.grader.template().hash.clone(),
+            )
+        } else {
+            (String::new(), String::new())
+        };
+        let (degraded_answer, degraded_origin) = match degraded {
+            Some((answer, origin)) => (Some(answer), Some(origin.to_owned())),
+            None => (None, None),
+        };
         outcome.rows.push(OutputRow::Reference(ReferenceRow {
             id: input.id,
             source,
@@ -509,19 +826,19 @@ impl Pipeline for ReferencePipeline {
             reference_answer: input.reference,
             example_tags: input.tags,
             domain: input.domain,
-            rubric: rubric.criteria,
-            dropped_criteria: rubric.dropped,
-            degraded_answer: None,
-            degraded_origin: None,
-            reference_score: None,
-            degraded_score: None,
-            reference_verdicts: Vec::new(),
-            degraded_verdicts: Vec::new(),
-            attempts: 1,
-            kept: true,
-            drop_reason: None,
-            judge_model: String::new(),
-            judge_prompt_hash: String::new(),
+            rubric: attempt.rubric.criteria,
+            dropped_criteria: attempt.rubric.dropped,
+            degraded_answer,
+            degraded_origin,
+            reference_score: attempt.reference.score,
+            degraded_score: attempt.degraded.score,
+            reference_verdicts: attempt.reference.verdicts,
+            degraded_verdicts: attempt.degraded.verdicts,
+            attempts,
+            kept: attempt.passed,
+            drop_reason,
+            judge_model,
+            judge_prompt_hash,
             provenance,
         }));
         Ok(outcome)
