@@ -56,10 +56,9 @@ pub fn conversation_text(prompt: &[Message]) -> String {
 /// Verdicts from a grading answer, one per criterion (0-based `criterion`), in rubric order.
 pub fn parse_verdicts(answer: &str, criteria: usize) -> Result<Vec<CriterionVerdict>, String> {
     let value = extract_json(answer).map_err(|e| e.to_string())?;
-    let list = value
-        .get("verdicts")
-        .and_then(Value::as_array)
-        .ok_or("give {\"verdicts\": [{\"criterion\": 1, \"met\": true, \"rationale\": \"...\"}]}")?;
+    let list = value.get("verdicts").and_then(Value::as_array).ok_or(
+        "give {\"verdicts\": [{\"criterion\": 1, \"met\": true, \"rationale\": \"...\"}]}",
+    )?;
     let mut verdicts: Vec<CriterionVerdict> = (0..criteria)
         .map(|i| CriterionVerdict {
             criterion: i as u32,
@@ -74,7 +73,10 @@ pub fn parse_verdicts(answer: &str, criteria: usize) -> Result<Vec<CriterionVerd
             Some(Value::String(s)) => s.trim().trim_matches(['[', ']']).parse().ok(),
             _ => Some(position + 1),
         };
-        let Some(index) = number.and_then(|n| n.checked_sub(1)).filter(|i| *i < criteria) else {
+        let Some(index) = number
+            .and_then(|n| n.checked_sub(1))
+            .filter(|i| *i < criteria)
+        else {
             continue;
         };
         let met = match item.get("met") {
@@ -109,7 +111,11 @@ pub fn parse_verdicts(answer: &str, criteria: usize) -> Result<Vec<CriterionVerd
 /// HealthBench's score: points of met criteria over the sum of positive points, clipped to
 /// [0, 1]. `None` when the rubric has no positive points.
 pub fn score(points: &[i32], verdicts: &[CriterionVerdict]) -> Option<f64> {
-    let possible: i64 = points.iter().filter(|p| **p > 0).map(|p| i64::from(*p)).sum();
+    let possible: i64 = points
+        .iter()
+        .filter(|p| **p > 0)
+        .map(|p| i64::from(*p))
+        .sum();
     if possible == 0 {
         return None;
     }

@@ -551,8 +551,7 @@ impl ReferencePipeline {
         let request = self.degrade_request(input, reference);
         let (parsed, spent) = in_stage(
             "degrade",
-            self.degrade_gateway
-                .chat_parsed(&request, parse_degraded),
+            self.degrade_gateway.chat_parsed(&request, parse_degraded),
         )
         .await;
         usage.add(&spent);
@@ -654,8 +653,11 @@ impl Pipeline for ReferencePipeline {
                 };
             }
         };
-        let mut estimate =
-            Estimate::call(&self.gateway, &self.request(&input, 1), TYPICAL_ANSWER_TOKENS);
+        let mut estimate = Estimate::call(
+            &self.gateway,
+            &self.request(&input, 1),
+            TYPICAL_ANSWER_TOKENS,
+        );
         let Some(reference) = input.reference.as_deref().filter(|_| self.checks(&input)) else {
             return estimate;
         };
