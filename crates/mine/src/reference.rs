@@ -231,7 +231,7 @@ impl ReferenceReader {
 
 /// A chat turn: `{role, content}` with string content or a list of typed parts whose text
 /// parts are joined.
-fn message_of(turn: &Value) -> Result<Message, String> {
+pub(crate) fn message_of(turn: &Value) -> Result<Message, String> {
     let role = turn
         .get("role")
         .and_then(Value::as_str)
