@@ -31,8 +31,9 @@
 //!    points, clipped to [0, 1]). With `score.hard_rules_gate` a response that fails a hard rule
 //!    scores 0, as OpenRubrics treats hard rules as gatekeepers. A grade the judge could not
 //!    give leaves that response's score null.
-//! 4. **Agreement** (stage `agreement`, labelled records with two or more responses): the
-//!    response with the single highest score is the prediction; the stage counts a labelled
+//! 4. **Agreement** (stage `agreement`, labelled records): the response with the single
+//!    highest score is the prediction (among the input's responses when it has two or more,
+//!    else among all; none on a tie or a missing score); the stage counts a labelled
 //!    record in and, when the prediction is the label, out, so the job's agreement with its
 //!    labels is `agreement.output / agreement.input` in the run summary and `status`.
 //!
@@ -708,7 +709,14 @@ impl Pipeline for ScorePipeline {
             });
         }
         outcome.usage.add(&usage);
-        let predicted = predicted(&scored);
+        // A labelled comparison is between the input's responses; generated ones join it only
+        // when the input has fewer than two.
+        let inputs = scored.iter().filter(|r| r.origin == "input").count();
+        let predicted = if inputs >= 2 {
+            predicted(&scored[..inputs])
+        } else {
+            predicted(&scored)
+        };
         let agrees = input.label.as_ref().map(|label| {
             outcome.enter("agreement");
             let agrees = predicted.as_ref() == Some(label);
