@@ -88,7 +88,7 @@ fn first_span(text: &str) -> Option<&str> {
 
 /// `span` as a nugget: the same words, ending with one period.
 fn nugget_of(span: &str) -> String {
-    let body = span.trim_end_matches(|c: char| matches!(c, '.' | '?' | '!' | ';' | ':' | ','));
+    let body = span.trim_end_matches(['.', '?', '!', ';', ':', ',']);
     format!("{}.", body.trim_end())
 }
 
