@@ -881,8 +881,9 @@ pub struct LlmSpec {
     /// look like work.
     #[serde(default)]
     pub simulated_latency_ms: u64,
-    /// Simulated provider only: fraction (0..=1) of judge answers that prefer the wrong
-    /// response, drawn per request, so the consistency filter and resampling get exercised.
+    /// Simulated provider only: fraction (0..=1) of judge verdicts that are wrong, drawn per
+    /// request (crg judge answers prefer the wrong response; rubric grades and nugget support
+    /// checks flip per criterion or claim), so the filters and resampling get exercised.
     #[serde(default)]
     pub simulated_judge_error_rate: f64,
     /// Extra HTTP headers sent with every request. Not for secrets: a header that looks like
