@@ -387,3 +387,24 @@ fn score_of_crg_rubrics_on_the_hh_corpus_reports_agreement_with_its_labels() {
     );
     assert!(agreement > 0.5, "{agreement}");
 }
+
+#[test]
+fn validate_estimates_every_call_of_each_recipe() {
+    // First attempts only: reference: generate + degrade + two grades per record with a
+    // reference answer (the degrade call only without an own degraded answer), generate alone
+    // without one; nuggets: generate + support; score: a grade per response (input and two
+    // generated) and the two respond calls.
+    for (config, calls) in [
+        ("quickstart-reference", 4 * 4 + 1 + 3),
+        ("quickstart-nuggets", 5 * 2),
+        ("quickstart-score", 6 + 6 + 6 + 5 + 6 + 4),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = quickstart(dir.path(), config, config, None);
+        let output = succeeded(rubricmill().arg("validate").arg(&spec).arg("--json"));
+        let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(plan["estimate"]["exact"], true, "{config}: {plan}");
+        assert_eq!(plan["estimate"]["calls"], calls, "{config}: {plan}");
+        assert!(plan["estimate"]["prompt_tokens"].as_u64().unwrap() > 0, "{config}");
+    }
+}
