@@ -191,8 +191,9 @@ fn summary_json(summary: &RunSummary, pipeline: PipelineKind) -> serde_json::Val
         StopReason::Interrupted => ("interrupted", None),
     };
     let mut this_run = tally(&summary.this_run);
-    // crg rows carry the consistency filter's decision; earlier runs' split is not recorded.
-    if pipeline == PipelineKind::Crg {
+    // crg rows carry the consistency filter's decision, reference rows the self-check's;
+    // earlier runs' split is not recorded.
+    if filters_rows(pipeline) {
         let run = &summary.this_run;
         this_run["kept_rows"] = (run.rows - run.dropped_rows).into();
         this_run["dropped_rows"] = run.dropped_rows.into();
@@ -314,8 +315,8 @@ fn print_summary(summary: &RunSummary, provider: ProviderKind, pipeline: Pipelin
         run.rows,
         summary.before.rows + run.rows
     );
-    if pipeline == PipelineKind::Crg {
-        println!("{}", kept_line(run));
+    if filters_rows(pipeline) {
+        println!("{}", kept_line(run, pipeline));
     }
     println!(
         "  rejects    {} this run, {} in all",
@@ -376,9 +377,20 @@ fn print_summary(summary: &RunSummary, provider: ProviderKind, pipeline: Pipelin
 }
 
 /// The crg rows of this run by the consistency filter's decision.
-fn kept_line(run: &rubricmill_runtime::Tally) -> String {
+/// Whether the pipeline's rows carry `kept` (crg's consistency filter, reference's
+/// self-check).
+fn filters_rows(pipeline: PipelineKind) -> bool {
+    matches!(pipeline, PipelineKind::Crg | PipelineKind::Reference)
+}
+
+fn kept_line(run: &rubricmill_runtime::Tally, pipeline: PipelineKind) -> String {
+    let filter = if pipeline == PipelineKind::Reference {
+        "the self-check"
+    } else {
+        "the consistency filter"
+    };
     format!(
-        "  kept       {} rows kept, {} dropped by the consistency filter (this run)",
+        "  kept       {} rows kept, {} dropped by {filter} (this run)",
         run.rows - run.dropped_rows,
         run.dropped_rows
     )

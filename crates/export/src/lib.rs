@@ -305,6 +305,7 @@ impl Exporter {
             PipelineKind::Researchqa => "id",
             PipelineKind::Crg => "pair_id",
             PipelineKind::Reference => "id",
+            PipelineKind::Nuggets | PipelineKind::Score => "id",
         }
     }
 
@@ -315,6 +316,7 @@ impl Exporter {
                 // A listwise record's pairs share one rubric id: they stay in one split.
                 PipelineKind::Crg => "rubric_id",
                 PipelineKind::Reference => "id",
+                PipelineKind::Nuggets | PipelineKind::Score => "id",
             }
             .to_owned()
         })
@@ -970,6 +972,8 @@ fn dedup_columns(pipeline: PipelineKind) -> &'static [&'static str] {
         PipelineKind::Researchqa => &["query", "rubric"],
         PipelineKind::Crg => &["prompt", "chosen", "rejected", "rubric", "rubric_id"],
         PipelineKind::Reference => &["prompt", "rubric"],
+        PipelineKind::Nuggets => &["question", "nuggets"],
+        PipelineKind::Score => &["prompt", "rubric"],
     }
 }
 
@@ -1002,10 +1006,15 @@ fn dedup_text(pipeline: PipelineKind, row: &Value) -> String {
             string_field(row, "rejected"),
             join(row.get("rubric"), "text")
         ),
-        PipelineKind::Reference => format!(
+        PipelineKind::Reference | PipelineKind::Score => format!(
             "{} {}",
             join(row.get("prompt"), "content"),
             join(row.get("rubric"), "criterion")
+        ),
+        PipelineKind::Nuggets => format!(
+            "{} {}",
+            string_field(row, "question"),
+            join(row.get("nuggets"), "nugget")
         ),
     }
 }
