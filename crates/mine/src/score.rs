@@ -327,7 +327,7 @@ fn rubric_of(found: &Value, path: &str) -> Result<(&'static str, Vec<ScoreCriter
                         .trim()
                 })
                 .filter(|l| !l.is_empty())
-                .map(|l| plain(l))
+                .map(plain)
                 .collect();
             Ok(("plain", lines))
         }
