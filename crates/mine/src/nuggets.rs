@@ -45,7 +45,7 @@ use serde_json::{Value, json};
 use crate::pairs::FieldMap;
 use crate::pipeline::{
     Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, Stages,
-    classify_llm_error, provenance,
+    classify_llm_error, provenance, source_name,
 };
 use crate::prompt::Template;
 
@@ -631,11 +631,7 @@ impl Pipeline for NuggetsPipeline {
         let input = match self.reader.read(&record) {
             Ok(input) => input,
             Err(reason) => {
-                let raw = match &record.payload {
-                    RawPayload::Json(value) => value.to_string(),
-                    RawPayload::Text(text) => text.clone(),
-                };
-                outcome.reject(ctx, &record.source, "parse", reason, &raw);
+                outcome.reject_unreadable(ctx, &record, reason);
                 return Ok(outcome);
             }
         };
@@ -717,13 +713,7 @@ impl Pipeline for NuggetsPipeline {
             return Ok(outcome);
         }
         outcome.pass("support");
-        let source = record
-            .source
-            .file
-            .rsplit('/')
-            .next()
-            .unwrap_or(&record.source.file)
-            .to_owned();
+        let source = source_name(&record.source);
         let provenance = provenance(
             &record.source,
             ctx,

@@ -54,7 +54,7 @@ use crate::grading::{self, GradeCriterion, Grader, conversation_text};
 use crate::pairs::FieldMap;
 use crate::pipeline::{
     Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, Stages,
-    classify_llm_error, provenance,
+    classify_llm_error, provenance, source_name,
 };
 use crate::prompt::Template;
 
@@ -188,22 +188,7 @@ impl ReferenceReader {
                 }
             },
         };
-        let path = self.fields.path(field);
-        let messages = match found {
-            Value::String(text) => vec![Message::new("user", text.trim())],
-            Value::Array(turns) => turns
-                .iter()
-                .enumerate()
-                .map(|(i, turn)| {
-                    message_of(turn).map_err(|why| format!("`{path}` turn {i}: {why}"))
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            _ => return Err(format!("`{path}` must be a string or a message list")),
-        };
-        if messages.iter().all(|m| m.content.trim().is_empty()) {
-            return Err(format!("`{path}` is empty"));
-        }
-        Ok(messages)
+        prompt_messages(found, self.fields.path(field))
     }
 
     fn reference(&self, value: &Value) -> Result<Option<String>, String> {
@@ -229,9 +214,27 @@ impl ReferenceReader {
     }
 }
 
+/// A prompt found at `path`: a string (one user turn) or a chat message list; an empty one is
+/// refused.
+pub(crate) fn prompt_messages(found: &Value, path: &str) -> Result<Vec<Message>, String> {
+    let messages = match found {
+        Value::String(text) => vec![Message::new("user", text.trim())],
+        Value::Array(turns) => turns
+            .iter()
+            .enumerate()
+            .map(|(i, turn)| message_of(turn).map_err(|why| format!("`{path}` turn {i}: {why}")))
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => return Err(format!("`{path}` must be a string or a message list")),
+    };
+    if messages.iter().all(|m| m.content.trim().is_empty()) {
+        return Err(format!("`{path}` is empty"));
+    }
+    Ok(messages)
+}
+
 /// A chat turn: `{role, content}` with string content or a list of typed parts whose text
 /// parts are joined.
-pub(crate) fn message_of(turn: &Value) -> Result<Message, String> {
+fn message_of(turn: &Value) -> Result<Message, String> {
     let role = turn
         .get("role")
         .and_then(Value::as_str)
@@ -701,11 +704,7 @@ impl Pipeline for ReferencePipeline {
         let input = match self.read(&record) {
             Ok(input) => input,
             Err(reason) => {
-                let raw = match &record.payload {
-                    RawPayload::Json(value) => value.to_string(),
-                    RawPayload::Text(text) => text.clone(),
-                };
-                outcome.reject(ctx, &record.source, "parse", reason, &raw);
+                outcome.reject_unreadable(ctx, &record, reason);
                 return Ok(outcome);
             }
         };
@@ -794,13 +793,7 @@ impl Pipeline for ReferencePipeline {
                 self.spec.pass_threshold
             ))
         };
-        let source = record
-            .source
-            .file
-            .rsplit('/')
-            .next()
-            .unwrap_or(&record.source.file)
-            .to_owned();
+        let source = source_name(&record.source);
         let provenance = provenance(
             &record.source,
             ctx,

@@ -59,10 +59,10 @@ use crate::grading::{self, GradeCriterion, Grader, conversation_text};
 use crate::pairs::FieldMap;
 use crate::pipeline::{
     Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, Stages,
-    classify_llm_error, provenance,
+    classify_llm_error, provenance, source_name,
 };
 use crate::prompt::Template;
-use crate::reference::message_of;
+use crate::reference::prompt_messages;
 
 /// Weight of a hard rule (as the healthbench export gives it).
 pub const HARD_RULE_POINTS: i32 = 10;
@@ -198,21 +198,7 @@ impl ScoreReader {
                 self.fields.path("prompt")
             ));
         };
-        let messages = match found {
-            Value::String(text) => vec![Message::new("user", text.trim())],
-            Value::Array(turns) => turns
-                .iter()
-                .enumerate()
-                .map(|(i, turn)| {
-                    message_of(turn).map_err(|why| format!("`{path}` turn {i}: {why}"))
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            _ => return Err(format!("`{path}` must be a string or a message list")),
-        };
-        if messages.iter().all(|m| m.content.trim().is_empty()) {
-            return Err(format!("`{path}` is empty"));
-        }
-        Ok(messages)
+        prompt_messages(found, &path)
     }
 
     /// The input's responses and the label their layout implies.
@@ -594,21 +580,17 @@ impl Pipeline for ScorePipeline {
     ) -> Result<RecordOutcome, PipelineError> {
         let mut outcome = RecordOutcome::default();
         outcome.enter("parse");
-        let raw = || match &record.payload {
-            RawPayload::Json(value) => value.to_string(),
-            RawPayload::Text(text) => text.clone(),
-        };
         let input = match self.reader.read(&record) {
             Ok(input) => input,
             Err(reason) => {
-                outcome.reject(ctx, &record.source, "parse", reason, &raw());
+                outcome.reject_unreadable(ctx, &record, reason);
                 return Ok(outcome);
             }
         };
         if input.responses.is_empty() && self.spec.generate_responses == 0 {
             let reason = "no responses: give `responses`, `chosen` and `rejected`, `response_a` \
                           and `response_b` or `response`, or set score.generate_responses";
-            outcome.reject(ctx, &record.source, "parse", reason, &raw());
+            outcome.reject_unreadable(ctx, &record, reason.to_owned());
             return Ok(outcome);
         }
         outcome.pass("parse");
@@ -725,13 +707,7 @@ impl Pipeline for ScorePipeline {
             }
             agrees
         });
-        let source = record
-            .source
-            .file
-            .rsplit('/')
-            .next()
-            .unwrap_or(&record.source.file)
-            .to_owned();
+        let source = source_name(&record.source);
         let provenance = provenance(
             &record.source,
             ctx,

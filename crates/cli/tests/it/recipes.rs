@@ -29,6 +29,23 @@ fn chars(text: &str, start: u64, end: u64) -> String {
         .collect()
 }
 
+/// Exports job `spec` as Parquet into `target`; the glob of the data files written.
+fn export_parquet(spec: &std::path::Path, target: &std::path::Path) -> std::path::PathBuf {
+    succeeded(
+        rubricmill()
+            .arg("export")
+            .arg(spec)
+            .arg("--target")
+            .arg(target)
+            .args(["--format", "parquet"]),
+    );
+    let record: Value =
+        serde_json::from_str(&std::fs::read_to_string(target.join("export.json")).unwrap())
+            .unwrap();
+    let version = record["version"].as_str().unwrap();
+    target.join("data").join(version).join("*.parquet")
+}
+
 /// The committed output of a quickstart config run as job `name`, after checking that every
 /// input line is a row or a reject.
 fn run_quickstart(
@@ -266,26 +283,14 @@ fn nuggets_read_a_researchqa_jobs_rows_as_passages() {
     let survey = quickstart(dir.path(), "quickstart", "surveys", None);
     let (code, summary, _) = run_job(&survey, &[]);
     assert_eq!(code, 0, "{summary}");
-    let target = dir.path().join("survey-export");
-    succeeded(
-        rubricmill()
-            .arg("export")
-            .arg(&survey)
-            .arg("--target")
-            .arg(&target)
-            .args(["--format", "parquet"]),
-    );
-    let record: Value =
-        serde_json::from_str(&std::fs::read_to_string(target.join("export.json")).unwrap())
-            .unwrap();
-    let version = record["version"].as_str().unwrap();
+    let passages = export_parquet(&survey, &dir.path().join("survey-export"));
     let researchqa = Committed::read(&dir.path().join("out/surveys"));
     let spec = write_spec(
         dir.path(),
         "survey-nuggets",
         &format!(
-            "pipeline = \"nuggets\"\n[input]\nurl = \"{}/data/{version}/*.parquet\"\nrecords_per_shard = 5\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"simulated\"\nmodel = \"simulated\"\n",
-            target.display(),
+            "pipeline = \"nuggets\"\n[input]\nurl = \"{}\"\nrecords_per_shard = 5\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"simulated\"\nmodel = \"simulated\"\n",
+            passages.display(),
             dir.path().join("out").display()
         ),
     );
@@ -330,19 +335,7 @@ fn score_of_crg_rubrics_on_the_hh_corpus_reports_agreement_with_its_labels() {
     );
     let (code, summary, _) = run_job(&crg, &["--workers", "2"]);
     assert_eq!(code, 0, "{summary}");
-    let target = dir.path().join("hh-rubrics");
-    succeeded(
-        rubricmill()
-            .arg("export")
-            .arg(&crg)
-            .arg("--target")
-            .arg(&target)
-            .args(["--format", "parquet"]),
-    );
-    let record: Value =
-        serde_json::from_str(&std::fs::read_to_string(target.join("export.json")).unwrap())
-            .unwrap();
-    let version = record["version"].as_str().unwrap();
+    let rubrics = export_parquet(&crg, &dir.path().join("hh-rubrics"));
     // The hard-rule gate is off: the simulated generator's first hard rule asks for two words of
     // the prompt that HH responses rarely repeat, so with the gate both responses of most pairs
     // would score 0 and tie. Without it the simulated rubric's contrast rule (words of the
@@ -353,8 +346,8 @@ fn score_of_crg_rubrics_on_the_hh_corpus_reports_agreement_with_its_labels() {
         dir.path(),
         "hh-score",
         &format!(
-            "pipeline = \"score\"\n[input]\nurl = \"{}/data/{version}/*.parquet\"\nrecords_per_shard = 200\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"simulated\"\nmodel = \"simulated\"\n[score]\nhard_rules_gate = false\n",
-            target.display(),
+            "pipeline = \"score\"\n[input]\nurl = \"{}\"\nrecords_per_shard = 200\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"simulated\"\nmodel = \"simulated\"\n[score]\nhard_rules_gate = false\n",
+            rubrics.display(),
             out_dir.display()
         ),
     );

@@ -50,9 +50,9 @@
 //! no reference answer, so `ideal_completions_data` is left out (the chosen response is only
 //! the better of two, not an ideal completion).
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::Layout;
+use super::{Layout, chat_messages, prompt_text, verl_row};
 use crate::crg::numbered_rubric;
 
 pub(super) const OPENRUBRIC_LAYOUT: Layout = Layout::JsonLines;
@@ -142,24 +142,6 @@ fn is_hard_rule(kind: &str) -> bool {
     kind == "hard_rule"
 }
 
-fn instruction(prompt: &[(&str, &str)]) -> String {
-    if let [("user", content)] = prompt {
-        return (*content).to_owned();
-    }
-    prompt
-        .iter()
-        .map(|(role, content)| {
-            let mut chars = role.chars();
-            let role: String = chars
-                .next()
-                .map(|c| c.to_uppercase().chain(chars).collect())
-                .unwrap_or_default();
-            format!("{role}: {content}")
-        })
-        .collect::<Vec<_>>()
-        .join("\n\n")
-}
-
 /// True when the chosen response goes in slot A (by the pair id's hash).
 fn chosen_is_a(pair_id: &str) -> bool {
     let hash = rubricmill_core::content_hash(pair_id.as_bytes());
@@ -178,7 +160,7 @@ pub(super) fn to_openrubric(row: &Value) -> Result<Option<Value>, String> {
     };
     let rubric = numbered_rubric(row.rubric.iter().map(|(text, kind)| (text.trim(), *kind)));
     Ok(Some(json!({
-        "instruction": instruction(&row.prompt),
+        "instruction": prompt_text(&row.prompt, "\n\n"),
         "response_a": a,
         "response_b": b,
         "winner": winner,
@@ -209,41 +191,24 @@ pub(super) fn to_healthbench(row: &Value) -> Result<Option<Value>, String> {
     let Some(row) = read(row)? else {
         return Ok(None);
     };
-    let prompt: Vec<Value> = row
-        .prompt
-        .iter()
-        .map(|(role, content)| json!({"content": content, "role": role}))
-        .collect();
-    let reward_model = json!({
-        "ground_truth": "",
-        "rubrics": criteria(&row.rubric),
-        "style": "rubric",
-    });
-    let mut extra = Map::new();
-    extra.insert("prompt".into(), Value::Array(prompt.clone()));
-    extra.insert("reward_model".into(), reward_model.clone());
-    extra.insert("pair_id".into(), row.pair_id.into());
-    extra.insert("rubric_id".into(), row.rubric_id.into());
-    Ok(Some(json!({
-        "prompt": prompt,
-        "data_source": "rubricmill_crg",
-        "ability": "preference",
-        "reward_model": reward_model,
-        "extra_info": extra,
-    })))
+    Ok(Some(verl_row(
+        &row.prompt,
+        criteria(&row.rubric),
+        "rubricmill_crg",
+        "preference",
+        vec![
+            ("pair_id", row.pair_id.into()),
+            ("rubric_id", row.rubric_id.into()),
+        ],
+    )))
 }
 
 pub(super) fn to_healthbench_jsonl(row: &Value) -> Result<Option<Value>, String> {
     let Some(row) = read(row)? else {
         return Ok(None);
     };
-    let prompt: Vec<Value> = row
-        .prompt
-        .iter()
-        .map(|(role, content)| json!({"role": role, "content": content}))
-        .collect();
     Ok(Some(json!({
-        "prompt": prompt,
+        "prompt": chat_messages(&row.prompt),
         "rubrics": criteria(&row.rubric),
         "example_tags": [],
         "prompt_id": row.pair_id,

@@ -12,7 +12,7 @@
 //! name exactly that schema's fields.
 
 use rubricmill_core::PipelineKind;
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 
 mod crg;
 mod reference;
@@ -191,4 +191,66 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("judge-sft") && err.contains("score") && err.contains("crg"));
     }
+}
+
+/// A prompt as readable text: the user's text alone for a single user turn, otherwise every
+/// turn as `"User: …"` / `"Assistant: …"` / `"System: …"`, joined by `separator`.
+fn prompt_text(prompt: &[(&str, &str)], separator: &str) -> String {
+    if let [("user", content)] = prompt {
+        return (*content).to_owned();
+    }
+    prompt
+        .iter()
+        .map(|(role, content)| {
+            let mut chars = role.chars();
+            let role: String = chars
+                .next()
+                .map(|c| c.to_uppercase().chain(chars).collect())
+                .unwrap_or_default();
+            format!("{role}: {content}")
+        })
+        .collect::<Vec<_>>()
+        .join(separator)
+}
+
+/// A prompt as chat messages, `[{role, content}]`.
+fn chat_messages(prompt: &[(&str, &str)]) -> Vec<Value> {
+    prompt
+        .iter()
+        .map(|(role, content)| json!({"role": role, "content": content}))
+        .collect()
+}
+
+/// One row of the verl rubric layout: `prompt` (`[{content, role}]`), `data_source`,
+/// `ability`, `reward_model` (`{ground_truth: "", rubrics, style: "rubric"}`) and `extra_info`
+/// (`prompt` and `reward_model` again, then `extra`).
+fn verl_row(
+    prompt: &[(&str, &str)],
+    rubrics: Vec<Value>,
+    data_source: &str,
+    ability: &str,
+    extra: Vec<(&str, Value)>,
+) -> Value {
+    let prompt: Vec<Value> = prompt
+        .iter()
+        .map(|(role, content)| json!({"content": content, "role": role}))
+        .collect();
+    let reward_model = json!({
+        "ground_truth": "",
+        "rubrics": rubrics,
+        "style": "rubric",
+    });
+    let mut extra_info = Map::new();
+    extra_info.insert("prompt".into(), Value::Array(prompt.clone()));
+    extra_info.insert("reward_model".into(), reward_model.clone());
+    for (key, value) in extra {
+        extra_info.insert(key.into(), value);
+    }
+    json!({
+        "prompt": prompt,
+        "data_source": data_source,
+        "ability": ability,
+        "reward_model": reward_model,
+        "extra_info": extra_info,
+    })
 }

@@ -35,6 +35,8 @@
 
 use serde_json::{Map, Value, json};
 
+use super::{chat_messages, verl_row};
+
 /// `data_source` of reference rows in the healthbench layout.
 pub const DATA_SOURCE: &str = "rubricmill_reference";
 /// `ability` of reference rows without a domain.
@@ -156,41 +158,24 @@ pub(super) fn to_healthbench(row: &Value) -> Result<Option<Value>, String> {
     let Some(row) = read(row)? else {
         return Ok(None);
     };
-    let prompt: Vec<Value> = row
-        .prompt
-        .iter()
-        .map(|(role, content)| json!({"content": content, "role": role}))
-        .collect();
-    let reward_model = json!({
-        "ground_truth": "",
-        "rubrics": criteria(&row),
-        "style": "rubric",
-    });
-    let mut extra = Map::new();
-    extra.insert("prompt".into(), Value::Array(prompt.clone()));
-    extra.insert("reward_model".into(), reward_model.clone());
-    extra.insert("prompt_id".into(), row.id.into());
-    extra.insert("example_tags".into(), json!(row.example_tags));
-    Ok(Some(json!({
-        "prompt": prompt,
-        "data_source": DATA_SOURCE,
-        "ability": row.domain.map(str::trim).unwrap_or(DEFAULT_ABILITY),
-        "reward_model": reward_model,
-        "extra_info": extra,
-    })))
+    Ok(Some(verl_row(
+        &row.prompt,
+        criteria(&row),
+        DATA_SOURCE,
+        row.domain.map(str::trim).unwrap_or(DEFAULT_ABILITY),
+        vec![
+            ("prompt_id", row.id.into()),
+            ("example_tags", json!(row.example_tags)),
+        ],
+    )))
 }
 
 pub(super) fn to_healthbench_jsonl(row: &Value) -> Result<Option<Value>, String> {
     let Some(row) = read(row)? else {
         return Ok(None);
     };
-    let prompt: Vec<Value> = row
-        .prompt
-        .iter()
-        .map(|(role, content)| json!({"role": role, "content": content}))
-        .collect();
     let mut out = Map::new();
-    out.insert("prompt".into(), Value::Array(prompt));
+    out.insert("prompt".into(), Value::Array(chat_messages(&row.prompt)));
     out.insert("rubrics".into(), Value::Array(criteria(&row)));
     out.insert("example_tags".into(), json!(row.example_tags));
     out.insert("prompt_id".into(), row.id.into());

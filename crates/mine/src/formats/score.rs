@@ -49,6 +49,8 @@
 
 use serde_json::{Value, json};
 
+use super::{chat_messages, prompt_text};
+
 /// The judge-sft system message.
 pub const JUDGE_SYSTEM: &str = "You are an impartial grader. Judge the response(s) to the conversation against every \
 criterion of the rubric: for each criterion say whether the response meets it (for a criterion with negative points, \
@@ -174,24 +176,6 @@ fn read(row: &Value) -> Result<Row<'_>, String> {
     })
 }
 
-fn conversation(prompt: &[(&str, &str)]) -> String {
-    if let [("user", content)] = prompt {
-        return (*content).to_owned();
-    }
-    prompt
-        .iter()
-        .map(|(role, content)| {
-            let mut chars = role.chars();
-            let role: String = chars
-                .next()
-                .map(|c| c.to_uppercase().chain(chars).collect())
-                .unwrap_or_default();
-            format!("{role}: {content}")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 fn numbered_rubric(rubric: &[Criterion<'_>]) -> String {
     rubric
         .iter()
@@ -260,7 +244,7 @@ pub(super) fn to_judge_sft(row: &Value) -> Result<Vec<Value>, String> {
     let row = read(row)?;
     let head = format!(
         "Conversation:\n{}\n\nRubric:\n{}",
-        conversation(&row.prompt),
+        prompt_text(&row.prompt, "\n"),
         numbered_rubric(&row.rubric)
     );
     if let [response] = row.responses.as_slice() {
@@ -305,11 +289,7 @@ pub(super) fn to_judge_sft(row: &Value) -> Result<Vec<Value>, String> {
 
 pub(super) fn to_rewards(row: &Value) -> Result<Vec<Value>, String> {
     let row = read(row)?;
-    let prompt: Vec<Value> = row
-        .prompt
-        .iter()
-        .map(|(role, content)| json!({"role": role, "content": content}))
-        .collect();
+    let prompt = chat_messages(&row.prompt);
     Ok(row
         .responses
         .iter()
