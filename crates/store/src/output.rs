@@ -460,6 +460,16 @@ fn cited_references_column(rows: &[ResearchQaRow]) -> ArrayRef {
 }
 
 /// A `List<Struct<a, b>>` column of string pairs.
+/// A `list<struct<role, content>>` column of chat messages.
+fn messages<'a, R: 'a>(
+    rows: &'a [R],
+    prompt: impl Fn(&'a R) -> &'a [rubricmill_core::Message],
+) -> ArrayRef {
+    pair_list(rows, message_fields(), prompt, |m| {
+        (m.role.as_str(), m.content.as_str())
+    })
+}
+
 fn pair_list<'a, R: 'a, I: 'a>(
     rows: &'a [R],
     fields: Fields,
@@ -498,12 +508,7 @@ pub fn crg_batch(rows: &[CrgRow]) -> Result<RecordBatch, StoreError> {
     let mut columns = vec![
         strings(rows.iter().map(|r| r.pair_id.as_str())),
         strings(rows.iter().map(|r| r.source.as_str())),
-        pair_list(
-            rows,
-            message_fields(),
-            |r| r.prompt.as_slice(),
-            |m| (m.role.as_str(), m.content.as_str()),
-        ),
+        messages(rows, |r| r.prompt.as_slice()),
         strings(rows.iter().map(|r| r.chosen.as_str())),
         strings(rows.iter().map(|r| r.rejected.as_str())),
         pair_list(
@@ -571,12 +576,7 @@ pub fn reference_batch(rows: &[ReferenceRow]) -> Result<RecordBatch, StoreError>
     let mut columns = vec![
         strings(rows.iter().map(|r| r.id.as_str())),
         strings(rows.iter().map(|r| r.source.as_str())),
-        pair_list(
-            rows,
-            message_fields(),
-            |r| r.prompt.as_slice(),
-            |m| (m.role.as_str(), m.content.as_str()),
-        ),
+        messages(rows, |r| r.prompt.as_slice()),
         optional_strings(rows.iter().map(|r| r.reference_answer.as_deref())),
         string_list(rows, |r| r.example_tags.as_slice()),
         optional_strings(rows.iter().map(|r| r.domain.as_deref())),
@@ -703,12 +703,7 @@ pub fn score_batch(rows: &[ScoreRow]) -> Result<RecordBatch, StoreError> {
         strings(rows.iter().map(|r| r.id.as_str())),
         strings(rows.iter().map(|r| r.source.as_str())),
         strings(rows.iter().map(|r| r.rubric_layout.as_str())),
-        pair_list(
-            rows,
-            message_fields(),
-            |r| r.prompt.as_slice(),
-            |m| (m.role.as_str(), m.content.as_str()),
-        ),
+        messages(rows, |r| r.prompt.as_slice()),
         list(
             DataType::Struct(score_criterion_fields()),
             rows.iter().map(|r| r.rubric.len()),
