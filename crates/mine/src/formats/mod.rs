@@ -165,34 +165,6 @@ pub fn convert(
     Ok(convert_all(format, pipeline, row)?.into_iter().next())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_parse_by_name_and_name_their_pipelines() {
-        for format in InterchangeFormat::ALL {
-            assert_eq!(InterchangeFormat::parse(format.name()), Some(format));
-            assert!(!format.pipelines().is_empty());
-        }
-        assert_eq!(InterchangeFormat::parse("csv"), None);
-        let healthbench = InterchangeFormat::Healthbench;
-        assert!(healthbench.accepts(PipelineKind::Crg));
-        assert!(healthbench.accepts(PipelineKind::Reference));
-        assert!(!healthbench.accepts(PipelineKind::Score));
-        assert_eq!(healthbench.pipelines_text(), "crg or reference");
-        assert_eq!(healthbench.extension(), "parquet");
-        assert_eq!(InterchangeFormat::HealthbenchJsonl.extension(), "jsonl");
-        let err = convert(
-            InterchangeFormat::JudgeSft,
-            PipelineKind::Crg,
-            &serde_json::json!({}),
-        )
-        .unwrap_err();
-        assert!(err.contains("judge-sft") && err.contains("score") && err.contains("crg"));
-    }
-}
-
 /// A prompt as readable text: the user's text alone for a single user turn, otherwise every
 /// turn as `"User: …"` / `"Assistant: …"` / `"System: …"`, joined by `separator`.
 fn prompt_text(prompt: &[(&str, &str)], separator: &str) -> String {
@@ -253,4 +225,32 @@ fn verl_row(
         "reward_model": reward_model,
         "extra_info": extra_info,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_parse_by_name_and_name_their_pipelines() {
+        for format in InterchangeFormat::ALL {
+            assert_eq!(InterchangeFormat::parse(format.name()), Some(format));
+            assert!(!format.pipelines().is_empty());
+        }
+        assert_eq!(InterchangeFormat::parse("csv"), None);
+        let healthbench = InterchangeFormat::Healthbench;
+        assert!(healthbench.accepts(PipelineKind::Crg));
+        assert!(healthbench.accepts(PipelineKind::Reference));
+        assert!(!healthbench.accepts(PipelineKind::Score));
+        assert_eq!(healthbench.pipelines_text(), "crg or reference");
+        assert_eq!(healthbench.extension(), "parquet");
+        assert_eq!(InterchangeFormat::HealthbenchJsonl.extension(), "jsonl");
+        let err = convert(
+            InterchangeFormat::JudgeSft,
+            PipelineKind::Crg,
+            &serde_json::json!({}),
+        )
+        .unwrap_err();
+        assert!(err.contains("judge-sft") && err.contains("score") && err.contains("crg"));
+    }
 }
