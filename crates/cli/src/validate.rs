@@ -67,7 +67,10 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
     let sampled_all = sampled_records == records;
     let layouts = match spec.pipeline {
         PipelineKind::Crg => Some(layout_report(&context, &shards).await?),
-        PipelineKind::Researchqa => None,
+        PipelineKind::Researchqa
+        | PipelineKind::Reference
+        | PipelineKind::Nuggets
+        | PipelineKind::Score => None,
     };
     if json {
         let mut plan = serde_json::json!({
@@ -127,7 +130,8 @@ pub async fn validate(job: &Path, json: bool, sample_shards: usize) -> anyhow::R
     );
     let unit = match spec.pipeline {
         PipelineKind::Researchqa => "documents",
-        PipelineKind::Crg => "records",
+        PipelineKind::Crg | PipelineKind::Reference | PipelineKind::Score => "records",
+        PipelineKind::Nuggets => "records of questions",
     };
     println!("  expected   {records} {unit}");
     if !unreadable.is_empty() {

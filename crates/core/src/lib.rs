@@ -21,8 +21,9 @@ pub use marker::MarkerSummary;
 pub use plan::{JobManifest, PlanChunk};
 pub use record::{Location, Message, PreferencePair, RawPayload, RawRecord, SourceRef};
 pub use row::{
-    CitationMetadata, CitedReference, CrgAttempt, CrgRow, CrgRubricItem, JudgeVerdict, OutputRow,
-    Provenance, RejectRow, ResearchQaRow, RubricItem,
+    CitationMetadata, CitedReference, CrgAttempt, CrgRow, CrgRubricItem, CriterionVerdict,
+    JudgeVerdict, Nugget, NuggetPassage, NuggetRow, OutputRow, Provenance, ReferenceCriterion,
+    ReferenceRow, RejectRow, ResearchQaRow, RubricItem, ScoreCriterion, ScoreRow, ScoredResponse,
 };
 pub use shard::{FileRef, ShardId, ShardSpec, ShardUnit};
 pub use spec::{InputFormat, JobSpec, LlmMode, PairLayout, PipelineKind, ProviderKind, SpecError};

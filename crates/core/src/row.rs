@@ -1,4 +1,4 @@
-//! Output rows of the two pipelines and of the rejects table ("Output schemas" in
+//! Output rows of the pipelines and of the rejects table ("Output schemas" in
 //! docs/ARCHITECTURE.md). Arrow schemas for them live in the store crate; these are the plain
 //! values pipelines produce.
 
@@ -158,6 +158,173 @@ pub struct CrgRow {
     pub provenance: Provenance,
 }
 
+/// One weighted criterion of a reference rubric (the HealthBench rubric layout).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferenceCriterion {
+    /// What a response must do (or, with negative points, must not do).
+    pub criterion: String,
+    /// Integer points in [-10, 10]; negative for pitfalls.
+    pub points: i32,
+    /// `axis:<name>` and `level:<example|cluster>` tags.
+    pub tags: Vec<String>,
+    /// `essential`, `important`, `optional` or `pitfall`.
+    pub category: String,
+}
+
+/// One rubric mined from a prompt and its optional reference answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReferenceRow {
+    /// The record's id, or one derived from its content.
+    pub id: String,
+    /// Input dataset or file the record came from.
+    pub source: String,
+    pub prompt: Vec<crate::record::Message>,
+    /// The reference answer the rubric was written against, if the record had one.
+    pub reference_answer: Option<String>,
+    /// The record's own tags, passed through.
+    pub example_tags: Vec<String>,
+    pub domain: Option<String>,
+    pub rubric: Vec<ReferenceCriterion>,
+    /// Criteria the model wrote that were dropped (out-of-range points, empty text, over the
+    /// cap), with why.
+    pub dropped_criteria: Vec<String>,
+    /// The worse answer the self-check graded: the record's own, else one the `degrade` stage
+    /// wrote; `None` when the self-check did not run.
+    pub degraded_answer: Option<String>,
+    /// `input` or `generated`; `None` when the self-check did not run.
+    pub degraded_origin: Option<String>,
+    /// The final rubric's score of the reference answer (HealthBench's score, in [0, 1]).
+    pub reference_score: Option<f64>,
+    /// The final rubric's score of the degraded answer.
+    pub degraded_score: Option<f64>,
+    /// The judge's verdicts on the reference answer under the final rubric, one per criterion.
+    pub reference_verdicts: Vec<CriterionVerdict>,
+    /// The judge's verdicts on the degraded answer under the final rubric.
+    pub degraded_verdicts: Vec<CriterionVerdict>,
+    /// Generations made (1 + regenerations of rubrics the self-check failed).
+    pub attempts: u32,
+    /// Whether the rubric passed the self-check (always true when it did not run).
+    pub kept: bool,
+    /// Why `kept` is false.
+    pub drop_reason: Option<String>,
+    /// Model of the judge stage (empty when the self-check did not run).
+    pub judge_model: String,
+    /// Hash of the grading prompt template (empty when the self-check did not run).
+    pub judge_prompt_hash: String,
+    pub provenance: Provenance,
+}
+
+/// The judge's verdict on one criterion for one response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CriterionVerdict {
+    /// Index of the criterion in the rubric (0-based).
+    pub criterion: u32,
+    /// Whether the response meets it (for a pitfall: commits it); `None` when the judge gave
+    /// no usable verdict on it.
+    pub met: Option<bool>,
+    /// The judge's one-sentence reason.
+    pub rationale: String,
+}
+
+/// A passage a nugget may cite.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NuggetPassage {
+    pub passage_id: String,
+    /// The passage text as the prompt showed it (cut to `nuggets.max_passage_chars`).
+    pub text: String,
+}
+
+/// One information nugget: an atomic fact a good answer to the question states.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nugget {
+    /// The fact, as one self-contained sentence.
+    pub nugget: String,
+    /// The passage that supports it.
+    pub passage_id: String,
+    /// The supporting quote, verbatim from the passage.
+    pub span: String,
+    /// Character offsets of the quote in the passage text, `[start, end)`.
+    pub span_start: u32,
+    pub span_end: u32,
+    /// `vital` or `okay`.
+    pub importance: String,
+    /// The judge's support verdict; `None` when the support check is off.
+    pub supported: Option<bool>,
+}
+
+/// The nuggets of one question.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NuggetRow {
+    /// The record's id, or one derived from the question.
+    pub id: String,
+    /// Input dataset or file the record came from.
+    pub source: String,
+    pub question: String,
+    pub passages: Vec<NuggetPassage>,
+    /// Nuggets kept: spans found, deduplicated, supported (when checked).
+    pub nuggets: Vec<Nugget>,
+    /// Nuggets the model wrote that were dropped, with why.
+    pub dropped_nuggets: Vec<String>,
+    /// Model of the judge stage (empty when the support check is off).
+    pub judge_model: String,
+    /// Hash of the support prompt template (empty when the support check is off).
+    pub judge_prompt_hash: String,
+    pub provenance: Provenance,
+}
+
+/// One criterion of a rubric being scored, in a common form for every rubric layout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScoreCriterion {
+    pub criterion: String,
+    /// Weight: HealthBench points as given; 1 for rubrics without points.
+    pub points: i32,
+    /// `hard_rule`, `principle`, `essential`, `important`, `optional`, `pitfall` or `item`.
+    pub kind: String,
+}
+
+/// One response and how the rubric grades it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoredResponse {
+    /// `chosen`, `rejected`, `response_<i>` or `generated_<i>`.
+    pub response_id: String,
+    /// `input` or `generated`.
+    pub origin: String,
+    pub text: String,
+    pub verdicts: Vec<CriterionVerdict>,
+    /// Points of met criteria over the sum of positive points, clipped to [0, 1]; 0 when a
+    /// hard rule failed and `score.hard_rules_gate` is on; `None` when the judge gave no usable
+    /// answer.
+    pub score: Option<f64>,
+    /// Whether every hard rule is met; `None` when the rubric has none.
+    pub hard_rules_met: Option<bool>,
+}
+
+/// One rubric with its graded responses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreRow {
+    /// The rubric's id in its source (`id`, `pair_id`, `prompt_id`), else one derived from it.
+    pub id: String,
+    /// Input dataset or file the record came from.
+    pub source: String,
+    /// The layout the rubric was read from: `researchqa`, `crg`, `reference`, `openrubric`,
+    /// `healthbench` or `plain`.
+    pub rubric_layout: String,
+    pub prompt: Vec<crate::record::Message>,
+    pub rubric: Vec<ScoreCriterion>,
+    pub responses: Vec<ScoredResponse>,
+    /// The response the input's preference label prefers, if it has one.
+    pub label: Option<String>,
+    /// The response the scores prefer; `None` on a tie or when a score is missing.
+    pub predicted: Option<String>,
+    /// Whether `predicted` equals `label`; `None` without a label.
+    pub agrees: Option<bool>,
+    /// Model of the judge stage.
+    pub judge_model: String,
+    /// Hash of the grading prompt template.
+    pub judge_prompt_hash: String,
+    pub provenance: Provenance,
+}
+
 /// An input or intermediate item that did not become an output row, with the reason.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RejectRow {
@@ -183,11 +350,14 @@ pub fn excerpt(text: &str) -> String {
     }
 }
 
-/// A row of either pipeline.
+/// A row of any pipeline.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OutputRow {
     ResearchQa(ResearchQaRow),
     Crg(CrgRow),
+    Reference(ReferenceRow),
+    Nuggets(NuggetRow),
+    Score(ScoreRow),
 }
 
 impl OutputRow {
@@ -195,6 +365,9 @@ impl OutputRow {
         match self {
             OutputRow::ResearchQa(row) => &mut row.provenance,
             OutputRow::Crg(row) => &mut row.provenance,
+            OutputRow::Reference(row) => &mut row.provenance,
+            OutputRow::Nuggets(row) => &mut row.provenance,
+            OutputRow::Score(row) => &mut row.provenance,
         }
     }
 }

@@ -48,6 +48,15 @@ pub enum PipelineKind {
     Researchqa,
     /// Preference pairs → hard rules and principles (contrastive rubric generation).
     Crg,
+    /// A prompt and an optional reference answer → weighted criteria with points
+    /// (HealthBench-style rubrics, as in Rubrics as Rewards).
+    Reference,
+    /// A question and its passages → atomic information nuggets, each tied to the passage
+    /// that supports it (nugget-as-rubric).
+    Nuggets,
+    /// Rubric rows and responses → per-criterion verdicts and a weighted score per response
+    /// (judge and reward data).
+    Score,
 }
 
 impl PipelineKind {
@@ -55,6 +64,9 @@ impl PipelineKind {
         match self {
             PipelineKind::Researchqa => "researchqa",
             PipelineKind::Crg => "crg",
+            PipelineKind::Reference => "reference",
+            PipelineKind::Nuggets => "nuggets",
+            PipelineKind::Score => "score",
         }
     }
 }
@@ -766,6 +778,15 @@ pub const MAPPABLE_FIELDS: &[&str] = &[
     "general_domain",
     "subdomain",
     "field",
+    "reference",
+    "tags",
+    "domain",
+    "degraded",
+    "question",
+    "passages",
+    "rubric",
+    "responses",
+    "label",
 ];
 
 fn default_records_per_shard() -> u64 {
@@ -860,8 +881,9 @@ pub struct LlmSpec {
     /// look like work.
     #[serde(default)]
     pub simulated_latency_ms: u64,
-    /// Simulated provider only: fraction (0..=1) of judge answers that prefer the wrong
-    /// response, drawn per request, so the consistency filter and resampling get exercised.
+    /// Simulated provider only: fraction (0..=1) of judge verdicts that are wrong, drawn per
+    /// request (crg judge answers prefer the wrong response; rubric grades and nugget support
+    /// checks flip per criterion or claim), so the filters and resampling get exercised.
     #[serde(default)]
     pub simulated_judge_error_rate: f64,
     /// Extra HTTP headers sent with every request. Not for secrets: a header that looks like
@@ -1043,6 +1065,9 @@ pub fn llm_stages(pipeline: PipelineKind) -> &'static [&'static str] {
     match pipeline {
         PipelineKind::Researchqa => &["generate", "judge", "classify"],
         PipelineKind::Crg => &["generate", "judge"],
+        PipelineKind::Reference => &["generate", "degrade", "judge"],
+        PipelineKind::Nuggets => &["generate", "judge"],
+        PipelineKind::Score => &["respond", "judge"],
     }
 }
 
@@ -1278,6 +1303,141 @@ fn default_max_crg_items() -> u32 {
     12
 }
 
+/// `[reference]`: rubrics from a prompt and an optional reference answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceSpec {
+    /// Fewest criteria a rubric needs; a record whose rubric has fewer valid criteria becomes a
+    /// reject row. At least 1.
+    #[serde(default = "default_reference_min_criteria")]
+    #[schemars(example = 3)]
+    pub min_criteria: u32,
+    /// Upper bound on criteria kept per record (the first ones the model wrote). At least
+    /// `min_criteria`, at most 100.
+    #[serde(default = "default_reference_max_criteria")]
+    #[schemars(example = 20)]
+    pub max_criteria: u32,
+    /// Whether a record without a reference answer is mined from its prompt alone; `false`
+    /// rejects it.
+    #[serde(default = "default_true")]
+    pub allow_missing_reference: bool,
+    /// The self-check filter: the judge grades the reference answer and a degraded answer
+    /// under each rubric; a rubric is kept when the reference scores at least
+    /// `pass_threshold` and the degraded answer below it. Records without a reference answer
+    /// skip it.
+    #[serde(default = "default_true")]
+    pub self_check: bool,
+    /// The score (HealthBench's: points of met criteria over the sum of positive points,
+    /// clipped to [0, 1]) the reference answer must reach and the degraded answer must stay
+    /// below. In (0, 1].
+    #[serde(default = "default_reference_pass_threshold")]
+    #[schemars(example = 0.5)]
+    pub pass_threshold: f64,
+    /// Regenerations of a rubric the self-check failed (new seed, temperature at least
+    /// `crg.resample_temperature`'s default of 0.7), so a record takes at most
+    /// `max_resamples + 1` generations. At most 20.
+    #[serde(default = "default_reference_max_resamples")]
+    #[schemars(example = 2)]
+    pub max_resamples: u32,
+}
+
+impl Default for ReferenceSpec {
+    fn default() -> Self {
+        Self {
+            min_criteria: default_reference_min_criteria(),
+            max_criteria: default_reference_max_criteria(),
+            allow_missing_reference: true,
+            self_check: true,
+            pass_threshold: default_reference_pass_threshold(),
+            max_resamples: default_reference_max_resamples(),
+        }
+    }
+}
+
+fn default_reference_pass_threshold() -> f64 {
+    0.5
+}
+fn default_reference_max_resamples() -> u32 {
+    2
+}
+
+/// `[nuggets]`: information nuggets from a question and its passages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NuggetsSpec {
+    /// Upper bound on nuggets kept per question (the first ones the model wrote). 1 to 100.
+    #[serde(default = "default_max_nuggets")]
+    #[schemars(example = 20)]
+    pub max_nuggets: u32,
+    /// Passages shown per question (the first ones of the record); the rest are left out of
+    /// the prompt and named in the row. 1 to 100.
+    #[serde(default = "default_max_passages")]
+    #[schemars(example = 20)]
+    pub max_passages: u32,
+    /// Characters of each passage shown (longer passages are cut on a character boundary,
+    /// and spans must fall in the part shown). At least 200.
+    #[serde(default = "default_max_passage_chars")]
+    #[schemars(example = 6000)]
+    pub max_passage_chars: u32,
+    /// The support check: the judge decides, per nugget, whether its passage entails it;
+    /// unsupported nuggets are dropped with the reason.
+    #[serde(default = "default_true")]
+    pub support_check: bool,
+}
+
+impl Default for NuggetsSpec {
+    fn default() -> Self {
+        Self {
+            max_nuggets: default_max_nuggets(),
+            max_passages: default_max_passages(),
+            max_passage_chars: default_max_passage_chars(),
+            support_check: true,
+        }
+    }
+}
+
+fn default_max_nuggets() -> u32 {
+    20
+}
+fn default_max_passages() -> u32 {
+    20
+}
+fn default_max_passage_chars() -> u32 {
+    6000
+}
+
+/// `[score]`: rubric rows and responses → per-criterion verdicts and weighted scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreSpec {
+    /// Responses the `respond` stage writes for each record, graded beside the record's own
+    /// (0: grade only the responses the input gives; a record with none is then a reject).
+    /// At most 16.
+    #[serde(default)]
+    #[schemars(example = 2)]
+    pub generate_responses: u32,
+    /// Whether a response that fails any hard rule (crg and OpenRubrics rubrics) scores 0, as
+    /// OpenRubrics treats hard rules as gatekeepers.
+    #[serde(default = "default_true")]
+    pub hard_rules_gate: bool,
+}
+
+impl Default for ScoreSpec {
+    fn default() -> Self {
+        Self {
+            generate_responses: 0,
+            hard_rules_gate: true,
+        }
+    }
+}
+
+fn default_reference_min_criteria() -> u32 {
+    2
+}
+fn default_reference_max_criteria() -> u32 {
+    20
+}
+
 /// A whole job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -1303,10 +1463,22 @@ pub struct JobSpec {
     /// generation).
     #[serde(default)]
     pub crg: CrgSpec,
+    /// Settings of the reference pipeline (a prompt and an optional reference answer →
+    /// weighted criteria with points).
+    #[serde(default)]
+    pub reference: ReferenceSpec,
+    /// Settings of the nuggets pipeline (a question and its passages → information nuggets).
+    #[serde(default)]
+    pub nuggets: NuggetsSpec,
+    /// Settings of the score pipeline (rubric rows and responses → verdicts and scores).
+    #[serde(default)]
+    pub score: ScoreSpec,
     /// Prompt template overrides: template name → file path (relative to the working
     /// directory). The texts are read when the job is planned and stored with the plan. The
     /// templates are `researchqa_generate`, `researchqa_judge`, `researchqa_classify`,
-    /// `crg_generate` and `crg_judge`; `configs/prompts/` holds the built-in texts.
+    /// `crg_generate`, `crg_judge`, `reference_generate`, `reference_degrade`, `rubric_grade`,
+    /// `nuggets_generate`, `nuggets_support` and `score_respond`; `configs/prompts/` holds the
+    /// built-in texts.
     #[serde(default)]
     #[schemars(example = json_example(r#"{"crg_judge": "prompts/my_judge.md"}"#))]
     pub prompts: BTreeMap<String, String>,
@@ -1485,6 +1657,83 @@ impl JobSpec {
                     return Err(invalid(
                         "input.format",
                         "crg reads preference pairs: use jsonl, json or parquet".into(),
+                    ));
+                }
+            }
+            PipelineKind::Reference => {
+                let r = &self.reference;
+                if r.min_criteria == 0 {
+                    return Err(invalid(
+                        "reference.min_criteria",
+                        "must be at least 1".into(),
+                    ));
+                }
+                if r.max_criteria > 100 {
+                    return Err(invalid(
+                        "reference.max_criteria",
+                        "must be at most 100".into(),
+                    ));
+                }
+                if r.max_criteria < r.min_criteria {
+                    return Err(invalid(
+                        "reference.max_criteria",
+                        format!(
+                            "must be at least reference.min_criteria ({})",
+                            r.min_criteria
+                        ),
+                    ));
+                }
+                if !(r.pass_threshold > 0.0 && r.pass_threshold <= 1.0) {
+                    return Err(invalid(
+                        "reference.pass_threshold",
+                        "must be in (0, 1]".into(),
+                    ));
+                }
+                if r.max_resamples > 20 {
+                    return Err(invalid(
+                        "reference.max_resamples",
+                        "must be at most 20".into(),
+                    ));
+                }
+                if self.input.format == Some(InputFormat::Markdown) {
+                    return Err(invalid(
+                        "input.format",
+                        "reference reads prompt records: use jsonl, json or parquet".into(),
+                    ));
+                }
+            }
+            PipelineKind::Nuggets => {
+                let n = &self.nuggets;
+                if !(1..=100).contains(&n.max_nuggets) {
+                    return Err(invalid("nuggets.max_nuggets", "must be 1 to 100".into()));
+                }
+                if !(1..=100).contains(&n.max_passages) {
+                    return Err(invalid("nuggets.max_passages", "must be 1 to 100".into()));
+                }
+                if n.max_passage_chars < 200 {
+                    return Err(invalid(
+                        "nuggets.max_passage_chars",
+                        "must be at least 200".into(),
+                    ));
+                }
+                if self.input.format == Some(InputFormat::Markdown) {
+                    return Err(invalid(
+                        "input.format",
+                        "nuggets reads question records: use jsonl, json or parquet".into(),
+                    ));
+                }
+            }
+            PipelineKind::Score => {
+                if self.score.generate_responses > 16 {
+                    return Err(invalid(
+                        "score.generate_responses",
+                        "must be at most 16".into(),
+                    ));
+                }
+                if self.input.format == Some(InputFormat::Markdown) {
+                    return Err(invalid(
+                        "input.format",
+                        "score reads rubric rows: use jsonl, json or parquet".into(),
                     ));
                 }
             }
@@ -1810,6 +2059,13 @@ impl JobSpec {
             seed: Option<u64>,
             researchqa: Option<&'a ResearchQaSpec>,
             crg: Option<&'a CrgSpec>,
+            /// Only for reference jobs, so older plans keep their fingerprint.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reference: Option<&'a ReferenceSpec>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            nuggets: Option<&'a NuggetsSpec>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            score: Option<&'a ScoreSpec>,
             stage_models: Vec<(&'a str, String, u32, Option<u64>)>,
         }
         let fingerprinted = Fingerprinted {
@@ -1829,6 +2085,9 @@ impl JobSpec {
             seed: self.llm.seed,
             researchqa: (self.pipeline == PipelineKind::Researchqa).then_some(&self.researchqa),
             crg: (self.pipeline == PipelineKind::Crg).then_some(&self.crg),
+            reference: (self.pipeline == PipelineKind::Reference).then_some(&self.reference),
+            nuggets: (self.pipeline == PipelineKind::Nuggets).then_some(&self.nuggets),
+            score: (self.pipeline == PipelineKind::Score).then_some(&self.score),
             stage_models: self
                 .llm
                 .stages
@@ -1866,6 +2125,59 @@ provider = "simulated"
 
     fn parse(text: &str) -> Result<JobSpec, SpecError> {
         JobSpec::parse(Path::new("job.toml"), text)
+    }
+
+    #[test]
+    fn reference_settings_are_checked_and_named() {
+        let reference = MINIMAL.replace("pipeline = \"crg\"", "pipeline = \"reference\"");
+        let spec = parse(&reference).unwrap();
+        assert_eq!(spec.pipeline, PipelineKind::Reference);
+        assert_eq!(spec.reference, ReferenceSpec::default());
+        assert_eq!(
+            llm_stages(PipelineKind::Reference),
+            ["generate", "degrade", "judge"]
+        );
+        let field_of = |extra: &str| match parse(&format!("{reference}{extra}")).unwrap_err() {
+            SpecError::Invalid { field, .. } => field,
+            other => panic!("{other}"),
+        };
+        assert_eq!(
+            field_of("[reference]\nmin_criteria = 0\n"),
+            "reference.min_criteria"
+        );
+        assert_eq!(
+            field_of("[reference]\nmin_criteria = 5\nmax_criteria = 4\n"),
+            "reference.max_criteria"
+        );
+        assert_eq!(
+            field_of("[reference]\nmax_criteria = 101\n"),
+            "reference.max_criteria"
+        );
+        let markdown = reference.replace(
+            "url = \"data/pairs.jsonl\"",
+            "url = \"d.md\"\nformat = \"markdown\"",
+        );
+        assert_eq!(field_of_text(&markdown), "input.format");
+        let mapped = reference.replace(
+            "url = \"data/pairs.jsonl\"",
+            "url = \"d.jsonl\"\nfields = { prompt = \"question\", reference = \"answers.0\", tags = \"/meta/tags\", domain = \"area\" }",
+        );
+        assert!(parse(&mapped).is_ok());
+        // Another pipeline's spec does not fingerprint the reference settings.
+        let crg = parse(MINIMAL).unwrap();
+        let mut changed = crg.clone();
+        changed.reference.max_criteria = 7;
+        assert_eq!(crg.fingerprint(), changed.fingerprint());
+        let mut changed_ref = spec.clone();
+        changed_ref.reference.max_criteria = 7;
+        assert_ne!(spec.fingerprint(), changed_ref.fingerprint());
+    }
+
+    fn field_of_text(text: &str) -> String {
+        match parse(text).unwrap_err() {
+            SpecError::Invalid { field, .. } => field,
+            other => panic!("{other}"),
+        }
     }
 
     #[test]

@@ -272,6 +272,7 @@ pub fn schema_json(schema: &SchemaRef, format: ExportFormat) -> String {
         "format": format.name(),
         "note": match format {
             ExportFormat::Parquet | ExportFormat::Jsonl => "the columns of the exported rows",
+            ExportFormat::Interchange(format) if format.layout() == rubricmill_mine::formats::Layout::Parquet => "the columns of the exported rows (the interchange layout)",
             ExportFormat::Interchange(_) => "the columns of the rows the interchange records were converted from",
         },
         "fields": fields,

@@ -20,6 +20,7 @@
 pub mod card;
 pub mod decide;
 pub mod dedup;
+pub mod interchange;
 pub mod reader;
 mod sink;
 pub mod target;
@@ -31,7 +32,7 @@ use arrow_schema::SchemaRef;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rubricmill_core::{PipelineKind, Usage};
-use rubricmill_mine::formats::{InterchangeFormat, convert};
+use rubricmill_mine::formats::{InterchangeFormat, Layout, convert_all};
 use rubricmill_store::{JobManifest, JobStore, MarkerSummary, StoreLocation};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -98,11 +99,16 @@ impl ExportFormat {
         match name {
             "parquet" => Ok(Self::Parquet),
             "jsonl" => Ok(Self::Jsonl),
-            other => InterchangeFormat::parse(other).map(Self::Interchange).ok_or_else(|| {
-                ExportError::Option(format!(
-                    "unknown format {other:?}: parquet, jsonl, researchqa-json, openrubric or healthbench"
-                ))
-            }),
+            other => InterchangeFormat::parse(other)
+                .map(Self::Interchange)
+                .ok_or_else(|| {
+                    let names: Vec<&str> =
+                        InterchangeFormat::ALL.iter().map(|f| f.name()).collect();
+                    ExportError::Option(format!(
+                        "unknown format {other:?}: parquet, jsonl, {}",
+                        names.join(", ")
+                    ))
+                }),
         }
     }
 
@@ -304,6 +310,7 @@ impl Exporter {
         match self.pipeline() {
             PipelineKind::Researchqa => "id",
             PipelineKind::Crg => "pair_id",
+            PipelineKind::Reference | PipelineKind::Nuggets | PipelineKind::Score => "id",
         }
     }
 
@@ -313,6 +320,7 @@ impl Exporter {
                 PipelineKind::Researchqa => "doc_id",
                 // A listwise record's pairs share one rubric id: they stay in one split.
                 PipelineKind::Crg => "rubric_id",
+                PipelineKind::Reference | PipelineKind::Nuggets | PipelineKind::Score => "id",
             }
             .to_owned()
         })
@@ -327,12 +335,12 @@ impl Exporter {
 
     fn check_options(&self) -> Result<(), ExportError> {
         if let ExportFormat::Interchange(format) = self.options.format
-            && format.pipeline() != self.pipeline()
+            && !format.accepts(self.pipeline())
         {
             return Err(ExportError::Option(format!(
                 "{} holds {} rows; job {:?} is a {} job",
                 format.name(),
-                format.pipeline().as_str(),
+                format.pipelines_text(),
                 self.manifest.name,
                 self.pipeline().as_str()
             )));
@@ -559,6 +567,17 @@ impl Exporter {
             .sum();
         let bytes_per_row = part_bytes as f64 / range_rows.max(1) as f64;
         let folder = self.target.partition_folder(version, index);
+        let interchange_schema = self.interchange_schema();
+        let sink_schema = interchange_schema
+            .clone()
+            .unwrap_or_else(|| decided.schema.clone());
+        let mut encoder = interchange_schema
+            .map(interchange::Encoder::new)
+            .transpose()
+            .map_err(|e| ExportError::Write {
+                path: self.options.format.name().to_owned(),
+                reason: e.to_string(),
+            })?;
         let mut sinks = Vec::new();
         for ((name, _), rows) in self.options.splits.iter().zip(&split_rows) {
             let estimated = (*rows as f64 * bytes_per_row * self.size_factor()) as u64;
@@ -576,7 +595,7 @@ impl Exporter {
                 name,
                 files,
                 *rows,
-                decided.schema.clone(),
+                sink_schema.clone(),
                 &self.file_metadata(),
             ));
         }
@@ -610,11 +629,31 @@ impl Exporter {
                             sink.write_batch(&self.handle, &selected)?;
                         }
                         Some(values) => {
+                            let mut converted = Vec::new();
                             for (_, value) in
                                 values.iter().enumerate().filter(|(r, _)| mask.value(*r))
                             {
-                                if let Some(converted) = self.convert(value)? {
-                                    sink.write_value(&self.handle, &converted)?;
+                                converted.extend(self.convert(value)?);
+                            }
+                            match encoder.as_mut() {
+                                Some(encoder) => {
+                                    let encoded = encoder.encode(&converted).map_err(|e| {
+                                        ExportError::Write {
+                                            path: sink.name(),
+                                            reason: format!(
+                                                "encoding {} rows: {e}",
+                                                self.options.format.name()
+                                            ),
+                                        }
+                                    })?;
+                                    if let Some(batch) = encoded {
+                                        sink.write_batch(&self.handle, &batch)?;
+                                    }
+                                }
+                                None => {
+                                    for value in &converted {
+                                        sink.write_value(&self.handle, value)?;
+                                    }
                                 }
                             }
                         }
@@ -729,7 +768,10 @@ impl Exporter {
             report.bytes_written += counts.bytes;
             report.splits.insert(split.clone(), counts);
         }
-        let schema = self.first_schema(markers)?;
+        let schema = match self.interchange_schema() {
+            Some(schema) => schema,
+            None => self.first_schema(markers)?,
+        };
         let usage = markers
             .iter()
             .fold(Usage::default(), |mut total, m: &MarkerSummary| {
@@ -786,16 +828,28 @@ impl Exporter {
         Ok(builder.schema().clone())
     }
 
-    fn convert(&self, row: &Value) -> Result<Option<Value>, ExportError> {
+    /// The values a row becomes in the export format: none (left out), one, or several (one
+    /// per response for `rewards`).
+    fn convert(&self, row: &Value) -> Result<Vec<Value>, ExportError> {
         match self.options.format {
             ExportFormat::Interchange(format) => {
-                convert(format, row).map_err(|reason| ExportError::Convert {
+                convert_all(format, self.pipeline(), row).map_err(|reason| ExportError::Convert {
                     id: string_field(row, self.id_column()),
                     format: format.name(),
                     reason,
                 })
             }
-            _ => Ok(Some(row.clone())),
+            _ => Ok(vec![row.clone()]),
+        }
+    }
+
+    /// The Arrow schema of an interchange format written as Parquet (`healthbench`).
+    fn interchange_schema(&self) -> Option<SchemaRef> {
+        match self.options.format {
+            ExportFormat::Interchange(format) => {
+                interchange::parquet_schema(format, self.pipeline())
+            }
+            _ => None,
         }
     }
 
@@ -805,8 +859,9 @@ impl Exporter {
             ExportFormat::Parquet => SinkKind::Parquet,
             ExportFormat::Jsonl => SinkKind::JsonLines(extension),
             ExportFormat::Interchange(format) => match format.layout() {
-                rubricmill_mine::formats::Layout::JsonLines => SinkKind::JsonLines(extension),
-                rubricmill_mine::formats::Layout::JsonArray => SinkKind::JsonArray(extension),
+                Layout::JsonLines => SinkKind::JsonLines(extension),
+                Layout::JsonArray => SinkKind::JsonArray(extension),
+                Layout::Parquet => SinkKind::Parquet,
             },
         }
     }
@@ -815,12 +870,13 @@ impl Exporter {
         matches!(self.sink_kind(), SinkKind::JsonArray(_))
     }
 
-    /// JSON is several times larger than zstd Parquet.
+    /// JSON is several times larger than zstd Parquet; the verl layout holds the prompt and
+    /// the rubric twice.
     fn size_factor(&self) -> f64 {
-        if matches!(self.options.format, ExportFormat::Parquet) {
-            1.0
-        } else {
-            4.0
+        match self.options.format {
+            ExportFormat::Parquet => 1.0,
+            ExportFormat::Interchange(format) if format.layout() == Layout::Parquet => 2.0,
+            _ => 4.0,
         }
     }
 
@@ -967,11 +1023,15 @@ fn dedup_columns(pipeline: PipelineKind) -> &'static [&'static str] {
     match pipeline {
         PipelineKind::Researchqa => &["query", "rubric"],
         PipelineKind::Crg => &["prompt", "chosen", "rejected", "rubric", "rubric_id"],
+        PipelineKind::Reference => &["prompt", "rubric"],
+        PipelineKind::Nuggets => &["question", "nuggets"],
+        PipelineKind::Score => &["prompt", "rubric", "responses"],
     }
 }
 
 /// The text duplicates are judged on: the query and its rubric (researchqa); the prompt, both
-/// responses and the rubric (crg).
+/// responses and the rubric (crg); the prompt and the criteria (reference); the question and
+/// the nugget texts (nuggets); the prompt, the criteria and the response texts (score).
 fn dedup_text(pipeline: PipelineKind, row: &Value) -> String {
     let join = |list: Option<&Value>, field: &str| -> String {
         list.and_then(Value::as_array)
@@ -998,6 +1058,22 @@ fn dedup_text(pipeline: PipelineKind, row: &Value) -> String {
             string_field(row, "chosen"),
             string_field(row, "rejected"),
             join(row.get("rubric"), "text")
+        ),
+        PipelineKind::Reference => format!(
+            "{} {}",
+            join(row.get("prompt"), "content"),
+            join(row.get("rubric"), "criterion")
+        ),
+        PipelineKind::Nuggets => format!(
+            "{} {}",
+            string_field(row, "question"),
+            join(row.get("nuggets"), "nugget")
+        ),
+        PipelineKind::Score => format!(
+            "{} {} {}",
+            join(row.get("prompt"), "content"),
+            join(row.get("rubric"), "criterion"),
+            join(row.get("responses"), "text")
         ),
     }
 }
@@ -1060,6 +1136,36 @@ mod tests {
                     "chosen": "Rest and fluids.", "rejected": "Nothing.",
                     "rubric": [{"text": "Suggests rest.", "kind": "principle"}],
                     "attempt_log": [{"attempt": 1}], "verdicts": ["chosen"],
+                }),
+            ),
+            (
+                PipelineKind::Reference,
+                serde_json::json!({
+                    "id": "r1", "source": "in.jsonl", "reference_answer": "Rest.",
+                    "prompt": [{"role": "user", "content": "What helps a cold?"}],
+                    "rubric": [{"criterion": "Suggests rest.", "points": 6, "tags": [], "category": "important"}],
+                    "dropped_criteria": [],
+                }),
+            ),
+            (
+                PipelineKind::Nuggets,
+                serde_json::json!({
+                    "id": "n1", "source": "in.jsonl", "question": "What helps a cold?",
+                    "passages": [{"passage_id": "p1", "text": "Rest helps a cold."}],
+                    "nuggets": [{"nugget": "Rest helps.", "passage_id": "p1", "span": "Rest helps",
+                                 "span_start": 0, "span_end": 10, "importance": "vital"}],
+                    "dropped_nuggets": [],
+                }),
+            ),
+            (
+                PipelineKind::Score,
+                serde_json::json!({
+                    "id": "s1", "source": "in.jsonl", "rubric_layout": "plain",
+                    "prompt": [{"role": "user", "content": "What helps a cold?"}],
+                    "rubric": [{"criterion": "Suggests rest.", "points": 1, "kind": "item"}],
+                    "responses": [{"response_id": "response_0", "origin": "input", "text": "Rest.",
+                                   "verdicts": [], "score": 1.0}],
+                    "judge_model": "j",
                 }),
             ),
         ];

@@ -67,7 +67,7 @@ use serde_json::{Value, json};
 use crate::pairs::{FieldMap, Normalized, PairReader};
 use crate::pipeline::{
     Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, Stages,
-    classify_llm_error, provenance,
+    classify_llm_error, provenance, source_name,
 };
 use crate::prompt::Template;
 
@@ -216,7 +216,7 @@ fn dedup_key(text: &str) -> String {
 
 /// The seed of attempt `attempt` (1-based): the configured seed first, then `seed + n - 1` (a
 /// missing seed counting as 0), so each resample asks for a different answer.
-fn attempt_seed(seed: Option<u64>, attempt: u32) -> Option<u64> {
+pub(crate) fn attempt_seed(seed: Option<u64>, attempt: u32) -> Option<u64> {
     if attempt <= 1 {
         return seed;
     }
@@ -577,11 +577,7 @@ impl Pipeline for CrgPipeline {
         let normalized = match self.read_pairs(&record) {
             Ok(normalized) => normalized,
             Err(reason) => {
-                let raw = match &record.payload {
-                    RawPayload::Json(value) => value.to_string(),
-                    RawPayload::Text(text) => text.clone(),
-                };
-                outcome.reject(ctx, &record.source, "parse", reason, &raw);
+                outcome.reject_unreadable(ctx, &record, reason);
                 return Ok(outcome);
             }
         };
@@ -677,13 +673,7 @@ impl Pipeline for CrgPipeline {
             return Ok(outcome);
         };
         let attempts = log.len() as u32;
-        let source = record
-            .source
-            .file
-            .rsplit('/')
-            .next()
-            .unwrap_or(&record.source.file)
-            .to_owned();
+        let source = source_name(&record.source);
         let (judge_model, judge_hash) = if self.spec.consistency_filter {
             (
                 self.judge_model.model.clone(),

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use rubricmill_core::row::excerpt;
 use rubricmill_core::{
-    OutputRow, PipelineKind, Provenance, RawRecord, RejectRow, SourceRef, StageCounts, Usage,
+    OutputRow, PipelineKind, Provenance, RawPayload, RawRecord, RejectRow, SourceRef, StageCounts,
+    Usage,
 };
 use rubricmill_llm::{ChatRequest, Gateway, LlmError};
 
@@ -61,6 +62,27 @@ impl RecordOutcome {
             excerpt: excerpt(raw),
         });
     }
+}
+
+impl RecordOutcome {
+    /// Rejects the whole record at stage `parse`, with its raw text as the excerpt.
+    pub fn reject_unreadable(&mut self, ctx: &RecordContext, record: &RawRecord, reason: String) {
+        let raw = match &record.payload {
+            RawPayload::Json(value) => value.to_string(),
+            RawPayload::Text(text) => text.clone(),
+        };
+        self.reject(ctx, &record.source, "parse", reason, &raw);
+    }
+}
+
+/// The input dataset or file a record came from, as rows name it: the last path segment.
+pub fn source_name(source: &SourceRef) -> String {
+    source
+        .file
+        .rsplit('/')
+        .next()
+        .unwrap_or(&source.file)
+        .to_owned()
 }
 
 /// Failures that stop the shard (retryable) or the job (fatal, budget).

@@ -25,6 +25,18 @@ pub const RESEARCHQA_CLASSIFY: &str =
 pub const CRG_GENERATE: &str = include_str!("../../../configs/prompts/crg_generate.md");
 /// Default crg consistency-judge prompt.
 pub const CRG_JUDGE: &str = include_str!("../../../configs/prompts/crg_judge.md");
+/// Default reference generation prompt.
+pub const REFERENCE_GENERATE: &str = include_str!("../../../configs/prompts/reference_generate.md");
+/// Default degraded-answer prompt of the reference self-check.
+pub const REFERENCE_DEGRADE: &str = include_str!("../../../configs/prompts/reference_degrade.md");
+/// Default grader prompt (reference self-check and score).
+pub const RUBRIC_GRADE: &str = include_str!("../../../configs/prompts/rubric_grade.md");
+/// Default nugget extraction prompt.
+pub const NUGGETS_GENERATE: &str = include_str!("../../../configs/prompts/nuggets_generate.md");
+/// Default nugget support-check prompt.
+pub const NUGGETS_SUPPORT: &str = include_str!("../../../configs/prompts/nuggets_support.md");
+/// Default response prompt of the score pipeline.
+pub const SCORE_RESPOND: &str = include_str!("../../../configs/prompts/score_respond.md");
 
 /// Every template the pipelines use, by name, with its built-in text. A job may override any
 /// of them with a file (`[prompts]` in the job spec).
@@ -34,6 +46,12 @@ pub const DEFAULT_TEMPLATES: &[(&str, &str)] = &[
     ("researchqa_classify", RESEARCHQA_CLASSIFY),
     ("crg_generate", CRG_GENERATE),
     ("crg_judge", CRG_JUDGE),
+    ("reference_generate", REFERENCE_GENERATE),
+    ("reference_degrade", REFERENCE_DEGRADE),
+    ("rubric_grade", RUBRIC_GRADE),
+    ("nuggets_generate", NUGGETS_GENERATE),
+    ("nuggets_support", NUGGETS_SUPPORT),
+    ("score_respond", SCORE_RESPOND),
 ];
 
 /// The templates a job runs with: its overrides over the built-in defaults.
@@ -74,11 +92,14 @@ impl Templates {
 }
 
 impl Template {
-    /// Parses template text; without a `---` line the whole text is the user part.
+    /// Parses template text; without a `---` line the whole text is the user part. A leading
+    /// `<!-- … -->` comment (notes for maintainers) is not part of the messages, though it is
+    /// part of the hash.
     pub fn parse(name: &str, text: &str) -> Self {
-        let (system, user) = match text.split_once("\n---\n") {
+        let body = strip_leading_comment(text);
+        let (system, user) = match body.split_once("\n---\n") {
             Some((system, user)) => (system.trim().to_owned(), user.trim().to_owned()),
-            None => (String::new(), text.trim().to_owned()),
+            None => (String::new(), body.trim().to_owned()),
         };
         Self {
             name: name.to_owned(),
@@ -97,6 +118,18 @@ impl Template {
         }
         messages.push(Message::new("user", fill(&self.user, values)));
         messages
+    }
+}
+
+/// `text` without a `<!-- … -->` comment at its start.
+fn strip_leading_comment(text: &str) -> &str {
+    let trimmed = text.trim_start();
+    let Some(rest) = trimmed.strip_prefix("<!--") else {
+        return text;
+    };
+    match rest.find("-->") {
+        Some(end) => &rest[end + 3..],
+        None => text,
     }
 }
 
@@ -132,6 +165,18 @@ fn fill(template: &str, values: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leading_comment_is_not_sent_but_is_hashed() {
+        let with = Template::parse("t", "<!-- paper notes -->\nsys\n---\nask {x}");
+        let without = Template::parse("t", "sys\n---\nask {x}");
+        assert_eq!(with.render(&[("x", "1")]), without.render(&[("x", "1")]));
+        assert_ne!(with.hash, without.hash);
+        let reference = Template::parse("reference_generate", REFERENCE_GENERATE);
+        let messages = reference.render(&[]);
+        assert!(messages.iter().all(|m| !m.content.contains("<!--")));
+        assert!(messages[0].content.starts_with("You write grading rubrics"));
+    }
 
     #[test]
     fn fills_known_placeholders_once_and_leaves_the_rest() {

@@ -1053,7 +1053,7 @@ mod tests {
             .iter()
             .map(|r| match r {
                 OutputRow::ResearchQa(row) => row,
-                OutputRow::Crg(_) => panic!("crg row from researchqa"),
+                other => panic!("researchqa made another pipeline's row: {other:?}"),
             })
             .collect()
     }

@@ -4,7 +4,7 @@
 //!
 //! Every item of a batch is answered when the batch is created, through the same simulated
 //! answer and fault draw as an online chat request (no rate limits, no latency: the batch's
-//! processing delay stands for both), so crg and researchqa prompts get valid task answers. A
+//! processing delay stands for both), so every pipeline's prompts get valid task answers. A
 //! batch stays in progress for `batch_delay_ms`, then ends at the next look at it (a status
 //! poll or a listing): its results files are written, its items counted in the stats and their
 //! tokens in the token totals. With `batch_expire_rate` a batch expires instead: the first half

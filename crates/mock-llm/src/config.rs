@@ -57,8 +57,10 @@ pub struct MockConfig {
     /// Fraction of requests answered 400 context_length_exceeded.
     #[arg(long, value_name = "RATE", default_value_t = 0.0)]
     pub context_length: f64,
-    /// Fraction of crg judge answers that prefer the wrong response (in [0, 1]); drawn from a
-    /// hash of the request, so the same request always gets the same answer.
+    /// Fraction of judge answers that err (in [0, 1]): crg judge answers that prefer the wrong
+    /// response, rubric-grade verdicts and nugget support checks that are flipped (per
+    /// criterion or claim); drawn from a hash of the request, so the same request always gets
+    /// the same answer.
     #[arg(long, value_name = "RATE", default_value_t = 0.0)]
     pub judge_error_rate: f64,
     /// Seed of the fault and latency random numbers (drawn in arrival order).

@@ -2,8 +2,9 @@
 //! speaks Azure OpenAI's and Anthropic's addressing.
 //!
 //! It answers `POST /v1/chat/completions` through the simulated provider's
-//! [`simulated_answer`](rubricmill_llm::simulated::simulated_answer), so the researchqa and crg
-//! tasks get valid, deterministic, task-aware JSON. The same answers come from Azure's
+//! [`simulated_answer`](rubricmill_llm::simulated::simulated_answer), so the pipelines' tasks
+//! (researchqa, crg, reference with its self-check grader and degraded answer, nuggets with
+//! their support check, score responses) get valid, deterministic, task-aware JSON. The same answers come from Azure's
 //! `POST /openai/deployments/{deployment}/chat/completions?api-version=…` (key in `api-key`;
 //! 400 without `api-version`) and from Anthropic's `POST /v1/messages` (key in `x-api-key`,
 //! `anthropic-version` required, a forced tool answered as a `tool_use` block, prompt caching

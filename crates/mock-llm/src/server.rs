@@ -36,7 +36,9 @@ use rubricmill_http::{HttpServer, ServeOptions};
 use rubricmill_llm::ResponseFormat;
 use rubricmill_llm::estimate_tokens;
 use rubricmill_llm::simulated::{
-    CRG_JUDGE_TASK, CRG_TASK, RESEARCHQA_TASK, SimulatedOptions, simulated_answer_with,
+    CRG_JUDGE_TASK, CRG_TASK, NUGGETS_SUPPORT_TASK, NUGGETS_TASK, REFERENCE_DEGRADE_TASK,
+    REFERENCE_TASK, RESEARCHQA_TASK, RUBRIC_GRADE_TASK, SCORE_RESPOND_TASK, SimulatedOptions,
+    simulated_answer_with,
 };
 use rubricmill_llm::wire::{
     WireChoice, WireError, WireErrorBody, WireRequest, WireResponse, WireResponseFormat,
@@ -675,13 +677,31 @@ pub(crate) fn answer_for(
     }
 }
 
-/// The task a JSON-mode prompt belongs to, from the tags the task prompts use.
+/// The task a JSON-mode prompt belongs to, from the tags the task prompts use
+/// (`configs/prompts/`): `<rubric_criteria>` grading, `<answer_to_degrade>` degrading,
+/// `<claims_to_check>` support checks, `<passages>` with `<question>` nuggets,
+/// `<conversation_to_answer>` responses to score, then the researchqa, crg judge, reference and
+/// crg prompts.
 fn task_of_prompt(request: &rubricmill_llm::ChatRequest) -> Option<&'static str> {
     let has = |tag: &str| request.messages.iter().any(|m| m.content.contains(tag));
-    if has("<section_heading>") || has("<section_text>") {
+    // The newer prompts first, each by the tag only it uses: the degrade prompt also has
+    // `<prompt>`, the support check also has `<passages>`.
+    if has("<rubric_criteria>") {
+        Some(RUBRIC_GRADE_TASK)
+    } else if has("<answer_to_degrade>") {
+        Some(REFERENCE_DEGRADE_TASK)
+    } else if has("<claims_to_check>") {
+        Some(NUGGETS_SUPPORT_TASK)
+    } else if has("<passages>") && has("<question>") {
+        Some(NUGGETS_TASK)
+    } else if has("<conversation_to_answer>") {
+        Some(SCORE_RESPOND_TASK)
+    } else if has("<section_heading>") || has("<section_text>") {
         Some(RESEARCHQA_TASK)
     } else if has("<response_a>") {
         Some(CRG_JUDGE_TASK)
+    } else if has("<reference_answer>") {
+        Some(REFERENCE_TASK)
     } else if has("<conversation>") {
         Some(CRG_TASK)
     } else {
@@ -1036,6 +1056,160 @@ pub(crate) fn add_headers(response: &mut Response<Body>, headers: &[(&'static st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_mode_reference_prompts_are_recognised_by_their_tags() {
+        // The tags `configs/prompts/reference_generate.md` wraps its inputs in.
+        let prompt = "<prompt>\nuser: why do onions make eyes water?\n</prompt>\n\
+                      <reference_answer>\n(none given)\n</reference_answer>";
+        let request = rubricmill_llm::ChatRequest {
+            model: "m".into(),
+            messages: vec![rubricmill_core::Message::new("user", prompt)],
+            temperature: 0.0,
+            max_tokens: 400,
+            seed: None,
+            response_format: None,
+        };
+        assert_eq!(task_of_prompt(&request), Some(REFERENCE_TASK));
+    }
+
+    fn chat(prompt: &str) -> rubricmill_llm::ChatRequest {
+        rubricmill_llm::ChatRequest {
+            model: "m".into(),
+            messages: vec![rubricmill_core::Message::new("user", prompt)],
+            temperature: 0.0,
+            max_tokens: 400,
+            seed: None,
+            response_format: None,
+        }
+    }
+
+    /// The JSON-mode answer to `prompt` under `options`.
+    fn json_mode_answer(prompt: &str, seed: u64, options: &SimulatedOptions) -> serde_json::Value {
+        let request = wire(json!({
+            "model": "m",
+            "messages": [{"role": "user", "content": prompt}],
+            "response_format": {"type": "json_object"},
+            "seed": seed,
+        }));
+        serde_json::from_str(&answer_for(&request, true, Fault::None, options).content).unwrap()
+    }
+
+    const GRADE_PROMPT: &str = "<conversation_to_grade>\nuser: why does bread rise?\n</conversation_to_grade>\n\
+        <rubric_criteria>\n[1] (+8 points) The response names yeast.\n\
+        [2] (-6 points) The response makes a factual claim about bread that the evidence contradicts.\n</rubric_criteria>\n\
+        <graded_response>\nYeast makes the dough rise.\n</graded_response>";
+
+    #[test]
+    fn json_mode_rubric_grade_prompts_are_recognised_and_the_error_rate_flips_verdicts() {
+        // The tags `configs/prompts/rubric_grade.md` wraps its inputs in.
+        assert_eq!(task_of_prompt(&chat(GRADE_PROMPT)), Some(RUBRIC_GRADE_TASK));
+        let met = |rate: f64| {
+            let options = SimulatedOptions {
+                judge_error_rate: rate,
+            };
+            let answer = json_mode_answer(GRADE_PROMPT, 3, &options);
+            answer["verdicts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["met"].as_bool().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(met(0.0), [true, false]);
+        assert_eq!(met(1.0), [false, true]);
+    }
+
+    #[test]
+    fn json_mode_reference_degrade_prompts_are_recognised_before_reference_ones() {
+        // The tags `configs/prompts/reference_degrade.md` wraps its inputs in: `<prompt>` as the
+        // reference prompt, which must not win.
+        let prompt = "<prompt>\nuser: why do onions make eyes water?\n</prompt>\n\
+                      <answer_to_degrade>\nCutting onions releases a sulfur compound.\n</answer_to_degrade>";
+        assert_eq!(task_of_prompt(&chat(prompt)), Some(REFERENCE_DEGRADE_TASK));
+        let answer = json_mode_answer(prompt, 0, &SimulatedOptions::default());
+        assert!(
+            answer["answer"]
+                .as_str()
+                .unwrap()
+                .contains("contrary to common advice"),
+            "{answer}"
+        );
+    }
+
+    const PASSAGES: &str = "<passages>\n<passage id=\"P1\">\nYeast ferments sugars in dough. It is old.\n</passage>\n\
+        <passage id=\"P2\">\nGluten forms an elastic network.\n</passage>\n</passages>";
+
+    #[test]
+    fn json_mode_nugget_prompts_are_recognised_by_their_tags() {
+        // The tags `configs/prompts/nuggets_generate.md` wraps its inputs in.
+        let prompt = format!(
+            "Write at most 4.\n<question>\nHow does yeast make dough rise in the oven?\n</question>\n{PASSAGES}"
+        );
+        assert_eq!(task_of_prompt(&chat(&prompt)), Some(NUGGETS_TASK));
+        let answer = json_mode_answer(&prompt, 0, &SimulatedOptions::default());
+        let nuggets = answer["nuggets"].as_array().unwrap();
+        assert_eq!(nuggets.len(), 2, "{answer}");
+        assert_eq!(nuggets[0]["passage_id"], "P1");
+        assert_eq!(nuggets[0]["span"], "Yeast ferments sugars in dough.");
+        assert_eq!(nuggets[0]["importance"], "vital");
+    }
+
+    #[test]
+    fn json_mode_nugget_support_prompts_are_recognised_before_nugget_ones() {
+        // The tags `configs/prompts/nuggets_support.md` wraps its inputs in: `<passages>` as
+        // the nugget prompt.
+        let prompt = format!(
+            "{PASSAGES}\n<claims_to_check>\n[1] (P1) Yeast ferments sugars in dough.\n\
+             [2] (P2) Yeast ferments sugars in dough.\n</claims_to_check>"
+        );
+        assert_eq!(task_of_prompt(&chat(&prompt)), Some(NUGGETS_SUPPORT_TASK));
+        let answer = json_mode_answer(&prompt, 0, &SimulatedOptions::default());
+        assert_eq!(
+            answer["checks"],
+            json!([{"claim": 1, "supported": true}, {"claim": 2, "supported": false}])
+        );
+    }
+
+    #[test]
+    fn json_mode_score_response_prompts_are_recognised_by_their_tags() {
+        // The tags `configs/prompts/score_respond.md` wraps its inputs in.
+        let prompt = "<conversation_to_answer>\nuser: how should tomato seedlings be hardened off?\n</conversation_to_answer>";
+        assert_eq!(task_of_prompt(&chat(prompt)), Some(SCORE_RESPOND_TASK));
+        let good = json_mode_answer(prompt, 2, &SimulatedOptions::default());
+        assert!(
+            good["response"].as_str().unwrap().contains("seedlings"),
+            "{good}"
+        );
+        let poor = json_mode_answer(prompt, 3, &SimulatedOptions::default());
+        assert!(
+            !poor["response"].as_str().unwrap().contains("seedlings"),
+            "{poor}"
+        );
+    }
+
+    #[test]
+    fn json_mode_keeps_recognising_the_older_prompts() {
+        let cases = [
+            (
+                "<section_heading>2 Caching</section_heading>\n<section_text>t</section_text>",
+                RESEARCHQA_TASK,
+            ),
+            (
+                "<conversation>c</conversation>\n<rubric>r</rubric>\n<response_a>a</response_a>",
+                CRG_JUDGE_TASK,
+            ),
+            (
+                "<prompt>p</prompt>\n<reference_answer>r</reference_answer>",
+                REFERENCE_TASK,
+            ),
+            ("<conversation>user: hi</conversation>", CRG_TASK),
+        ];
+        for (prompt, task) in cases {
+            assert_eq!(task_of_prompt(&chat(prompt)), Some(task), "{prompt}");
+        }
+        assert_eq!(task_of_prompt(&chat("<question>q</question>")), None);
+    }
 
     fn wire(json: serde_json::Value) -> WireRequest {
         serde_json::from_value(json).unwrap()

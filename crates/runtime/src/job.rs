@@ -13,7 +13,10 @@ use rubricmill_llm::{
     AnthropicProvider, Budget, CacheStore, ChatProvider, EndpointConfig, Gateway, GatewayConfig,
     Limits, OpenAiProvider, SimulatedProvider, endpoint_identity,
 };
-use rubricmill_mine::{CrgPipeline, Pipeline, ResearchQaPipeline, StageModel, Stages, Templates};
+use rubricmill_mine::{
+    CrgPipeline, NuggetsPipeline, Pipeline, ReferencePipeline, ResearchQaPipeline, ScorePipeline,
+    StageModel, Stages, Templates,
+};
 use rubricmill_store::{JobManifest, JobStore, ReadItem, StoreError, StoreLocation, read_shard};
 
 use crate::RuntimeError;
@@ -154,6 +157,21 @@ impl JobContext {
                 &stages,
                 spec.crg.clone(),
                 spec.input.layout,
+                &spec.input.fields,
+            )),
+            PipelineKind::Reference => Arc::new(ReferencePipeline::new(
+                &stages,
+                spec.reference.clone(),
+                &spec.input.fields,
+            )),
+            PipelineKind::Nuggets => Arc::new(NuggetsPipeline::new(
+                &stages,
+                spec.nuggets.clone(),
+                &spec.input.fields,
+            )),
+            PipelineKind::Score => Arc::new(ScorePipeline::new(
+                &stages,
+                spec.score.clone(),
                 &spec.input.fields,
             )),
         };

@@ -14,12 +14,15 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::StreamExt;
 use rubricmill_core::{
-    CrgRow, OutputRow, PipelineKind, RejectRow, ResearchQaRow, ShardId, StageCounts, Usage,
+    CrgRow, NuggetRow, OutputRow, PipelineKind, ReferenceRow, RejectRow, ResearchQaRow, ScoreRow,
+    ShardId, StageCounts, Usage,
 };
 use rubricmill_llm::{AttemptScope, RecordScope, full_jitter};
 use rubricmill_mine::{PipelineError, RecordContext, RecordOutcome};
 use rubricmill_queue::{Delivery, EventSink, ShardEvent, WorkQueue};
-use rubricmill_store::output::{crg_batch, rejects_batch, researchqa_batch};
+use rubricmill_store::output::{
+    crg_batch, nuggets_batch, reference_batch, rejects_batch, researchqa_batch, score_batch,
+};
 use rubricmill_store::part::{FinishedPart, PartWriter};
 use rubricmill_store::{CommitMarker, CommitOutcome, ReadItem, StoreError};
 use tokio::sync::watch;
@@ -566,11 +569,39 @@ const FLUSH_ROWS: usize = 2048;
 struct ShardRows {
     researchqa: Vec<ResearchQaRow>,
     crg: Vec<CrgRow>,
+    reference: Vec<ReferenceRow>,
+    nuggets: Vec<NuggetRow>,
+    score: Vec<ScoreRow>,
 }
 
 impl ShardRows {
     fn len(&self) -> usize {
-        self.researchqa.len() + self.crg.len()
+        self.researchqa.len()
+            + self.crg.len()
+            + self.reference.len()
+            + self.nuggets.len()
+            + self.score.len()
+    }
+
+    /// Adds a row; returns whether it is one with `kept = false` (a crg row the consistency
+    /// filter dropped, a reference row the self-check dropped).
+    fn push(&mut self, row: OutputRow) -> bool {
+        match row {
+            OutputRow::ResearchQa(row) => self.researchqa.push(row),
+            OutputRow::Crg(row) => {
+                let dropped = !row.kept;
+                self.crg.push(row);
+                return dropped;
+            }
+            OutputRow::Reference(row) => {
+                let dropped = !row.kept;
+                self.reference.push(row);
+                return dropped;
+            }
+            OutputRow::Nuggets(row) => self.nuggets.push(row),
+            OutputRow::Score(row) => self.score.push(row),
+        }
+        false
     }
 }
 
@@ -628,13 +659,7 @@ impl<'a> ShardOutput<'a> {
     async fn absorb(&mut self, outcome: RecordOutcome) -> Result<(), StoreError> {
         self.records += 1;
         for row in outcome.rows {
-            match row {
-                OutputRow::ResearchQa(row) => self.rows.researchqa.push(row),
-                OutputRow::Crg(row) => {
-                    self.dropped_rows += u64::from(!row.kept);
-                    self.rows.crg.push(row);
-                }
-            }
+            self.dropped_rows += u64::from(self.rows.push(row));
         }
         self.rejects.extend(outcome.rejects);
         for (stage, counts) in outcome.stages {
@@ -660,6 +685,9 @@ impl<'a> ShardOutput<'a> {
         let batch = tokio::task::spawn_blocking(move || match kind {
             PipelineKind::Researchqa => researchqa_batch(&rows.researchqa),
             PipelineKind::Crg => crg_batch(&rows.crg),
+            PipelineKind::Reference => reference_batch(&rows.reference),
+            PipelineKind::Nuggets => nuggets_batch(&rows.nuggets),
+            PipelineKind::Score => score_batch(&rows.score),
         })
         .await
         .map_err(|e| StoreError::Encode(format!("encoding task failed: {e}")))??;
@@ -782,5 +810,92 @@ impl ShardFailure {
         } else {
             ShardFailure::Retryable(error.to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rubricmill_core::Provenance;
+
+    use super::*;
+
+    fn reference(kept: bool) -> OutputRow {
+        OutputRow::Reference(ReferenceRow {
+            id: "r".into(),
+            source: "in.jsonl".into(),
+            prompt: Vec::new(),
+            reference_answer: None,
+            example_tags: Vec::new(),
+            domain: None,
+            rubric: Vec::new(),
+            dropped_criteria: Vec::new(),
+            degraded_answer: None,
+            degraded_origin: None,
+            reference_score: None,
+            degraded_score: None,
+            reference_verdicts: Vec::new(),
+            degraded_verdicts: Vec::new(),
+            attempts: 1,
+            kept,
+            drop_reason: (!kept).then(|| "degraded answer scored as high".to_owned()),
+            judge_model: String::new(),
+            judge_prompt_hash: String::new(),
+            provenance: Provenance::default(),
+        })
+    }
+
+    fn nuggets() -> OutputRow {
+        OutputRow::Nuggets(NuggetRow {
+            id: "q".into(),
+            source: "in.jsonl".into(),
+            question: "why?".into(),
+            passages: Vec::new(),
+            nuggets: Vec::new(),
+            dropped_nuggets: Vec::new(),
+            judge_model: String::new(),
+            judge_prompt_hash: String::new(),
+            provenance: Provenance::default(),
+        })
+    }
+
+    fn score() -> OutputRow {
+        OutputRow::Score(ScoreRow {
+            id: "s".into(),
+            source: "in.jsonl".into(),
+            rubric_layout: "plain".into(),
+            prompt: Vec::new(),
+            rubric: Vec::new(),
+            responses: Vec::new(),
+            label: None,
+            predicted: None,
+            agrees: None,
+            judge_model: "judge".into(),
+            judge_prompt_hash: "h".into(),
+            provenance: Provenance::default(),
+        })
+    }
+
+    #[test]
+    fn rows_of_every_pipeline_are_kept_apart_and_dropped_reference_rows_count() {
+        let mut rows = ShardRows::default();
+        let dropped: u64 = [
+            reference(true),
+            reference(false),
+            nuggets(),
+            score(),
+            score(),
+        ]
+        .into_iter()
+        .map(|row| u64::from(rows.push(row)))
+        .sum();
+        assert_eq!(dropped, 1);
+        assert_eq!(rows.reference.len(), 2);
+        assert_eq!(rows.nuggets.len(), 1);
+        assert_eq!(rows.score.len(), 2);
+        assert_eq!(rows.len(), 5);
+        let batch = nuggets_batch(&rows.nuggets).unwrap();
+        assert_eq!(batch.num_rows(), 1);
+        let batch = score_batch(&rows.score).unwrap();
+        assert_eq!(batch.num_rows(), 2);
     }
 }

@@ -26,15 +26,18 @@ pub struct RowQuery {
     pub table: Option<String>,
     pub offset: Option<usize>,
     pub limit: Option<usize>,
-    /// crg rows: kept (`true`) or dropped by the consistency filter (`false`).
+    /// crg and reference rows: kept (`true`) or dropped by the consistency filter or the
+    /// self-check (`false`).
     pub kept: Option<bool>,
     /// Rejects: the stage that rejected the input.
     pub stage: Option<String>,
     /// Rejects' reason or crg rows' drop reason contains this (any case).
     pub reason: Option<String>,
-    /// researchqa: field, general domain or subdomain; crg: the pair's source.
+    /// researchqa: field, general domain or subdomain; crg, nuggets and score: the record's
+    /// source; reference: the record's domain or source.
     pub field: Option<String>,
-    /// A rubric item type (researchqa) or kind (crg) the rubric has.
+    /// A rubric item type (researchqa), kind (crg, score) or category (reference) the rubric
+    /// has, or a nugget's importance (nuggets).
     pub item_type: Option<String>,
     pub shard: Option<String>,
     /// Any text of the row contains this (any case).
@@ -115,7 +118,7 @@ impl RowQuery {
             return false;
         }
         if let Some(field) = blank(&self.field)
-            && !["field", "general_domain", "subdomain", "source"]
+            && !["field", "general_domain", "subdomain", "source", "domain"]
                 .iter()
                 .any(|name| text(name).eq_ignore_ascii_case(field))
         {
@@ -140,22 +143,26 @@ impl RowQuery {
     }
 }
 
-/// The types of a row's rubric items: researchqa's `type` lists, crg's `kind`s.
+/// The types of a row's rubric items: researchqa's `type` lists, crg's and score's `kind`s,
+/// reference's `category`s, nuggets' `importance`.
 fn rubric_item_types(row: &Map<String, Value>) -> impl Iterator<Item = &str> {
-    row.get("rubric")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .flat_map(|item| {
-            let kinds = item.get("kind").and_then(Value::as_str).into_iter();
-            let types = item
-                .get("type")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str);
-            kinds.chain(types)
-        })
+    let rubric = row.get("rubric").and_then(Value::as_array).into_iter();
+    let nuggets = row.get("nuggets").and_then(Value::as_array).into_iter();
+    rubric.chain(nuggets).flatten().flat_map(|item| {
+        let kinds = item
+            .get("kind")
+            .or_else(|| item.get("category"))
+            .or_else(|| item.get("importance"))
+            .and_then(Value::as_str)
+            .into_iter();
+        let types = item
+            .get("type")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str);
+        kinds.chain(types)
+    })
 }
 
 /// Decodes a Parquet part into JSON objects, one per row.
@@ -335,5 +342,64 @@ mod tests {
         assert!(text.matches(&crg) && !text.matches(&reject));
         assert!(RowQuery::default().matches(&reject));
         assert!(!RowQuery::default().filtered() && dropped.filtered());
+    }
+
+    #[test]
+    fn reference_rows_filter_on_category_and_domain() {
+        let reference = row(json!({
+            "id": "r1", "source": "in.jsonl", "domain": "nutrition",
+            "rubric": [{"criterion": "c", "points": -4, "tags": ["axis:accuracy"], "category": "pitfall"}],
+        }));
+        let pitfalls = RowQuery {
+            item_type: Some("Pitfall".into()),
+            ..Default::default()
+        };
+        assert!(pitfalls.matches(&reference));
+        let essential = RowQuery {
+            item_type: Some("essential".into()),
+            ..Default::default()
+        };
+        assert!(!essential.matches(&reference));
+        let domain = RowQuery {
+            field: Some("Nutrition".into()),
+            ..Default::default()
+        };
+        assert!(domain.matches(&reference));
+    }
+
+    #[test]
+    fn nuggets_score_and_reference_rows_filter_on_their_own_columns() {
+        let nuggets = row(json!({
+            "id": "q1", "source": "qa.jsonl", "question": "why?",
+            "nuggets": [{"nugget": "n", "passage_id": "p1", "span": "s", "importance": "vital", "supported": true}],
+        }));
+        let score = row(json!({
+            "id": "s1", "source": "rubrics.jsonl", "rubric_layout": "crg",
+            "rubric": [{"criterion": "c", "points": 1, "kind": "hard_rule"}],
+            "responses": [{"response_id": "chosen", "score": 1.0, "verdicts": []}],
+        }));
+        let reference = row(json!({
+            "id": "r1", "kept": false, "drop_reason": "degraded answer scored as high",
+            "rubric": [], "dropped_criteria": [],
+        }));
+        let vital = RowQuery {
+            item_type: Some("Vital".into()),
+            ..Default::default()
+        };
+        assert!(vital.matches(&nuggets) && !vital.matches(&score));
+        let hard = RowQuery {
+            item_type: Some("hard_rule".into()),
+            field: Some("rubrics.jsonl".into()),
+            ..Default::default()
+        };
+        assert!(hard.matches(&score) && !hard.matches(&nuggets));
+        let dropped = RowQuery {
+            kept: Some(false),
+            reason: Some("scored as high".into()),
+            ..Default::default()
+        };
+        assert!(dropped.matches(&reference));
+        // Rows without `kept` count as kept.
+        assert!(!dropped.matches(&score) && !dropped.matches(&nuggets));
     }
 }

@@ -296,7 +296,7 @@ fn healthbench_export_rows_match_the_reference_layout() {
         "rubric_id": "p1",
     });
     let format = rubricmill_mine::formats::InterchangeFormat::parse("healthbench").unwrap();
-    let out = rubricmill_mine::formats::convert(format, &row)
+    let out = rubricmill_mine::formats::convert(format, rubricmill_core::PipelineKind::Crg, &row)
         .unwrap()
         .unwrap();
     let mut ours: Vec<&String> = out.as_object().unwrap().keys().collect();

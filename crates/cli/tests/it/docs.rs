@@ -33,6 +33,9 @@ fn docs_export_help_lists_the_format_values() {
         "researchqa-json",
         "openrubric",
         "healthbench",
+        "healthbench-jsonl",
+        "judge-sft",
+        "rewards",
     ] {
         assert!(help.contains(format), "--format {format} not in:\n{help}");
     }
@@ -40,7 +43,7 @@ fn docs_export_help_lists_the_format_values() {
     let short = stdout_of(&["export", "-h"]);
     assert!(
         short.contains(
-            "[possible values: parquet, jsonl, researchqa-json, openrubric, healthbench]"
+            "[possible values: parquet, jsonl, researchqa-json, openrubric, healthbench, healthbench-jsonl, judge-sft, rewards]"
         ),
         "{short}"
     );

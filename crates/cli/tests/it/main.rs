@@ -9,6 +9,8 @@ mod hostile;
 mod layouts;
 mod llm;
 mod providers;
+mod recipes;
+mod reference;
 mod researchqa;
 mod resume;
 mod run;
@@ -123,6 +125,42 @@ impl Drop for Mock {
             self.runtime.block_on(server.shutdown());
         }
     }
+}
+
+/// `configs/<config>.toml` as job `name` in `dir`: its sample input made absolute, its output
+/// under `<dir>/out`, and `[llm]` replaced by `llm` lines when given (mock-llm instead of the
+/// simulated provider).
+pub fn quickstart(dir: &Path, config: &str, name: &str, llm: Option<&str>) -> PathBuf {
+    let text = std::fs::read_to_string(repo_root().join(format!("configs/{config}.toml"))).unwrap();
+    let mut body = String::new();
+    let mut section = String::new();
+    for line in text.lines() {
+        if line.starts_with('[') {
+            section = line.to_owned();
+            if let (Some(llm), "[llm]") = (llm, line) {
+                body.push_str(&format!("[llm]\n{llm}\n"));
+                continue;
+            }
+        }
+        if line.starts_with("name = ") || (llm.is_some() && section == "[llm]") {
+            continue;
+        }
+        if let Some(url) = line
+            .strip_prefix("url = \"")
+            .and_then(|u| u.strip_suffix('"'))
+        {
+            let url = if section == "[output]" {
+                dir.join("out")
+            } else {
+                repo_root().join(url)
+            };
+            body.push_str(&format!("url = \"{}\"\n", url.display()));
+            continue;
+        }
+        body.push_str(line);
+        body.push('\n');
+    }
+    write_spec(dir, name, &body)
 }
 
 /// Writes a job spec; `body` holds everything after the `name` line.
@@ -275,6 +313,20 @@ impl Committed {
     /// All values of a string column over the rows.
     pub fn strings(&self, column: &str) -> Vec<String> {
         strings(&self.rows, column)
+    }
+
+    /// The rows as JSON objects (Arrow's JSON form: null columns left out).
+    pub fn json_rows(&self) -> Vec<serde_json::Value> {
+        let mut writer = arrow_json::ArrayWriter::new(Vec::new());
+        for batch in &self.rows {
+            writer.write(batch).unwrap();
+        }
+        writer.finish().unwrap();
+        let bytes = writer.into_inner();
+        if bytes.is_empty() {
+            return Vec::new();
+        }
+        serde_json::from_slice(&bytes).unwrap()
     }
 
     pub fn reject_strings(&self, column: &str) -> Vec<String> {

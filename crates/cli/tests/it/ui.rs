@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use rubricmill_mock_llm::MockConfig;
 use rubricmill_testkit::{Chromium, free_port};
+use serde_json::Value;
 
 use crate::{Committed, Mock, crg_job, rubricmill, succeeded};
 
@@ -329,4 +330,68 @@ fn view_reads_a_job_whose_output_is_on_s3() {
     ids.dedup();
     assert_eq!(ids.len(), 30);
     assert!(ids.contains(&"pair-000007"));
+}
+
+/// Runs quickstart `config` in `dir` and serves its output with `rubricmill view`.
+fn run_and_view(dir: &Path, config: &str) -> (Served, Vec<Value>) {
+    let spec = crate::quickstart(dir, config, config, None);
+    succeeded(rubricmill().arg("run").arg(&spec).arg("--no-progress"));
+    let rows = Committed::read(&dir.join("out").join(config)).json_rows();
+    let port = free_port();
+    let child = rubricmill()
+        .arg("view")
+        .arg(&spec)
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (Served::wait(child, port), rows)
+}
+
+#[test]
+fn view_shows_score_responses_with_their_scores_and_nuggets_with_their_spans() {
+    let Some(chromium) = Chromium::find() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+
+    // Score rows: every response with its score as the Parquet holds it, and the agreement.
+    let (served, scores) = run_and_view(dir.path(), "quickstart-score");
+    let url = served.url("#/rows/quickstart-score?limit=6");
+    let dom = loaded_dom(&chromium, &url, "rows");
+    for (index, row) in scores.iter().enumerate() {
+        let shown = from(&dom, &format!("data-row-index=\"{index}\""));
+        for response in row["responses"].as_array().unwrap() {
+            let id = response["response_id"].as_str().unwrap();
+            let block = from(shown, &format!("data-response=\"{id}\""));
+            let score: f64 = attribute(block, "data-field=\"score\"", "data-value")
+                .parse()
+                .unwrap();
+            assert!((score - response["score"].as_f64().unwrap()).abs() < 1e-9);
+        }
+        let agrees = row.get("agrees").map_or(String::new(), Value::to_string);
+        assert_eq!(
+            attribute(shown, "data-field=\"agrees\"", "data-value"),
+            agrees
+        );
+    }
+    drop(served);
+
+    // Nuggets rows: each shows its first nugget and the span quoted from its passage.
+    let (served, nuggets) = run_and_view(dir.path(), "quickstart-nuggets");
+    let url = served.url("#/rows/quickstart-nuggets?limit=5");
+    let dom = loaded_dom(&chromium, &url, "rows");
+    for (index, row) in nuggets.iter().enumerate() {
+        let shown = from(&dom, &format!("data-row-index=\"{index}\""));
+        let first = &row["nuggets"][0];
+        assert_eq!(
+            text(shown, "data-field=\"nugget-text\""),
+            first["nugget"].as_str().unwrap()
+        );
+        assert_eq!(
+            text(shown, "data-field=\"span\""),
+            first["span"].as_str().unwrap()
+        );
+    }
 }

@@ -1,6 +1,6 @@
-//! The crg interchange formats. Both read a committed crg row as Arrow's JSON writer renders it
+//! The crg interchange formats. Each reads a committed crg row as Arrow's JSON writer renders it
 //! (columns as fields, `prompt` a list of `{role, content}`, `rubric` a list of `{text, kind}`,
-//! null columns possibly absent) and leave out rows the consistency filter dropped
+//! null columns possibly absent) and leaves out rows the consistency filter dropped
 //! (`kept = false` gives `Ok(None)`).
 //!
 //! # openrubric
@@ -13,14 +13,22 @@
 //! numbered text rubric, one item a line: `"1. The response … [Hard Rule]"`,
 //! `"2. The response … [Principle]"`.
 //!
-//! # healthbench
+//! # healthbench (Parquet)
 //!
-//! The HealthBench / verl rubric layout of `healthbench_val.parquet`:
-//! `{prompt: [{content, role}], data_source, ability, reward_model: {ground_truth, rubrics:
-//! [{criterion, points, tags}], style}, extra_info: {prompt, reward_model, pair_id, rubric_id}}`
-//! with `data_source = "rubricmill_crg"`, `ability = "preference"`, `style = "rubric"` and an
-//! empty `ground_truth` (as in HealthBench). Each rubric item becomes one criterion, its text
-//! verbatim:
+//! The HealthBench / verl rubric layout of `healthbench_val.parquet`, written as Parquet (the
+//! file verl-style RL trainers read):
+//!
+//! ```text
+//! prompt: list<struct<content: string, role: string>>
+//! data_source: string                      "rubricmill_crg"
+//! ability: string                          "preference"
+//! reward_model: struct<ground_truth: string ("" as in HealthBench),
+//!                      rubrics: list<struct<criterion: string, points: int64, tags: list<string>>>,
+//!                      style: string ("rubric")>
+//! extra_info: struct<prompt, reward_model (both as above), pair_id: string, rubric_id: string>
+//! ```
+//!
+//! Each rubric item becomes one criterion, its text verbatim (trimmed):
 //!
 //! | kind | points | tags |
 //! |---|---|---|
@@ -33,14 +41,21 @@
 //! HealthBench's accuracy / completeness / communication axes). All points are positive: CRG
 //! items say what a good response does, never a penalised behaviour. `level:example` marks
 //! criteria written for this one prompt, as HealthBench's per-example criteria are.
+//!
+//! # healthbench-jsonl
+//!
+//! HealthBench's own JSONL layout (the `simple-evals` HealthBench files), one line per row:
+//! `{prompt: [{role, content}], rubrics: [{criterion, points, tags}], example_tags: [],
+//! prompt_id}` with the criteria of the table above and `prompt_id` the pair id. A crg row has
+//! no reference answer, so `ideal_completions_data` is left out (the chosen response is only
+//! the better of two, not an ideal completion).
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::Layout;
+use super::{Layout, chat_messages, prompt_text, verl_row};
 use crate::crg::numbered_rubric;
 
 pub(super) const OPENRUBRIC_LAYOUT: Layout = Layout::JsonLines;
-pub(super) const HEALTHBENCH_LAYOUT: Layout = Layout::JsonLines;
 
 /// Points of a hard rule in the healthbench format.
 pub const HARD_RULE_POINTS: i64 = 10;
@@ -127,24 +142,6 @@ fn is_hard_rule(kind: &str) -> bool {
     kind == "hard_rule"
 }
 
-fn instruction(prompt: &[(&str, &str)]) -> String {
-    if let [("user", content)] = prompt {
-        return (*content).to_owned();
-    }
-    prompt
-        .iter()
-        .map(|(role, content)| {
-            let mut chars = role.chars();
-            let role: String = chars
-                .next()
-                .map(|c| c.to_uppercase().chain(chars).collect())
-                .unwrap_or_default();
-            format!("{role}: {content}")
-        })
-        .collect::<Vec<_>>()
-        .join("\n\n")
-}
-
 /// True when the chosen response goes in slot A (by the pair id's hash).
 fn chosen_is_a(pair_id: &str) -> bool {
     let hash = rubricmill_core::content_hash(pair_id.as_bytes());
@@ -163,7 +160,7 @@ pub(super) fn to_openrubric(row: &Value) -> Result<Option<Value>, String> {
     };
     let rubric = numbered_rubric(row.rubric.iter().map(|(text, kind)| (text.trim(), *kind)));
     Ok(Some(json!({
-        "instruction": instruction(&row.prompt),
+        "instruction": prompt_text(&row.prompt, "\n\n"),
         "response_a": a,
         "response_b": b,
         "winner": winner,
@@ -171,17 +168,9 @@ pub(super) fn to_openrubric(row: &Value) -> Result<Option<Value>, String> {
     })))
 }
 
-pub(super) fn to_healthbench(row: &Value) -> Result<Option<Value>, String> {
-    let Some(row) = read(row)? else {
-        return Ok(None);
-    };
-    let prompt: Vec<Value> = row
-        .prompt
-        .iter()
-        .map(|(role, content)| json!({"content": content, "role": role}))
-        .collect();
-    let rubrics: Vec<Value> = row
-        .rubric
+/// The healthbench criteria of a crg rubric: `{criterion, points, tags}` per item.
+fn criteria(rubric: &[(&str, &str)]) -> Vec<Value> {
+    rubric
         .iter()
         .map(|(text, kind)| {
             let (points, axis, kind) = if is_hard_rule(kind) {
@@ -195,30 +184,46 @@ pub(super) fn to_healthbench(row: &Value) -> Result<Option<Value>, String> {
                 "tags": ["level:example", axis, format!("kind:{kind}")],
             })
         })
-        .collect();
-    let reward_model = json!({
-        "ground_truth": "",
-        "rubrics": rubrics,
-        "style": "rubric",
-    });
-    let mut extra = Map::new();
-    extra.insert("prompt".into(), Value::Array(prompt.clone()));
-    extra.insert("reward_model".into(), reward_model.clone());
-    extra.insert("pair_id".into(), row.pair_id.into());
-    extra.insert("rubric_id".into(), row.rubric_id.into());
+        .collect()
+}
+
+pub(super) fn to_healthbench(row: &Value) -> Result<Option<Value>, String> {
+    let Some(row) = read(row)? else {
+        return Ok(None);
+    };
+    Ok(Some(verl_row(
+        &row.prompt,
+        criteria(&row.rubric),
+        "rubricmill_crg",
+        "preference",
+        vec![
+            ("pair_id", row.pair_id.into()),
+            ("rubric_id", row.rubric_id.into()),
+        ],
+    )))
+}
+
+pub(super) fn to_healthbench_jsonl(row: &Value) -> Result<Option<Value>, String> {
+    let Some(row) = read(row)? else {
+        return Ok(None);
+    };
     Ok(Some(json!({
-        "prompt": prompt,
-        "data_source": "rubricmill_crg",
-        "ability": "preference",
-        "reward_model": reward_model,
-        "extra_info": extra,
+        "prompt": chat_messages(&row.prompt),
+        "rubrics": criteria(&row.rubric),
+        "example_tags": [],
+        "prompt_id": row.pair_id,
     })))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::formats::{InterchangeFormat, convert};
+    use crate::formats::{InterchangeFormat, convert as convert_any};
+    use rubricmill_core::PipelineKind;
+
+    fn convert(format: InterchangeFormat, row: &Value) -> Result<Option<Value>, String> {
+        convert_any(format, PipelineKind::Crg, row)
+    }
 
     /// A committed row as Arrow's JSON writer renders it (null `drop_reason` left out).
     fn row(pair_id: &str, kept: bool) -> Value {
@@ -350,10 +355,34 @@ mod tests {
     }
 
     #[test]
+    fn healthbench_jsonl_rows_have_healthbench_keys_and_no_ideal_completion() {
+        let out = convert(InterchangeFormat::HealthbenchJsonl, &row("p1", true))
+            .unwrap()
+            .unwrap();
+        let keys: Vec<&String> = out.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["example_tags", "prompt", "prompt_id", "rubrics"]);
+        assert_eq!(out["prompt_id"], "p1");
+        assert_eq!(out["example_tags"], json!([]));
+        assert_eq!(
+            out["prompt"],
+            json!([{"role": "user", "content": "Give me three pasta sauces, in French."}])
+        );
+        assert_eq!(out["rubrics"][0]["points"], HARD_RULE_POINTS);
+        assert_eq!(out["rubrics"][2]["points"], PRINCIPLE_POINTS);
+        assert_eq!(
+            out["rubrics"],
+            convert(InterchangeFormat::Healthbench, &row("p1", true))
+                .unwrap()
+                .unwrap()["reward_model"]["rubrics"]
+        );
+    }
+
+    #[test]
     fn dropped_rows_are_left_out_and_broken_rows_explained() {
         for format in [
             InterchangeFormat::Openrubric,
             InterchangeFormat::Healthbench,
+            InterchangeFormat::HealthbenchJsonl,
         ] {
             assert_eq!(convert(format, &row("p1", false)), Ok(None));
             let mut broken = row("p1", true);

@@ -133,9 +133,13 @@ mod tests {
 
     #[test]
     fn rows_become_exactly_the_loader_layout() {
-        let out = convert(InterchangeFormat::ResearchqaJson, &row())
-            .unwrap()
-            .unwrap();
+        let out = convert(
+            InterchangeFormat::ResearchqaJson,
+            rubricmill_core::PipelineKind::Researchqa,
+            &row(),
+        )
+        .unwrap()
+        .unwrap();
         let keys: Vec<&str> = out
             .as_object()
             .unwrap()

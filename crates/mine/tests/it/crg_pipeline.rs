@@ -113,7 +113,7 @@ impl Setup {
             .into_iter()
             .map(|row| match row {
                 OutputRow::Crg(row) => row,
-                OutputRow::ResearchQa(_) => panic!("crg makes crg rows"),
+                other => panic!("crg makes crg rows, not {other:?}"),
             })
             .collect();
         (rows, outcome.rejects)

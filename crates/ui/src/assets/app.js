@@ -282,12 +282,59 @@ function textBlock(field, label, text) {
   return h("div", {}, h("h3", {}, label), h("div", { class: "text", "data-field": field }, text));
 }
 
+function messagesOf(messages) {
+  return (messages || []).map((m) => h("div", { class: "message" }, h("span", { class: "tag" }, m.role), h("span", { "data-field": "prompt-message" }, m.content)));
+}
+
+const yesNo = (value, yes, no) => (value === true ? yes : value === false ? no : "–");
+
+// The judge's verdicts on one response, one per criterion: met / not met / no verdict.
+function verdictsOf(field, verdicts, rubric) {
+  const items = (verdicts || []).map((v) => {
+    const criterion = (rubric || [])[v.criterion];
+    const text = criterion ? criterion.criterion || criterion.text || criterion.rubric_item : "";
+    return h("li", { "data-field": "verdict", "data-criterion": v.criterion, "data-met": v.met === null || v.met === undefined ? "" : String(v.met) },
+      h("span", { class: "tag " + (v.met === true ? "kept" : v.met === false ? "dropped" : "") }, yesNo(v.met, "met", "not met")),
+      " #" + v.criterion + (text ? " " + text : ""),
+      v.rationale ? h("div", { class: "muted" }, v.rationale) : null);
+  });
+  return items.length ? h("ul", { "data-field": field }, items) : h("div", { class: "muted", "data-field": field }, "no verdicts");
+}
+
+function keptOf(row) {
+  return h("div", {},
+    h("span", { class: "tag " + (row.kept ? "kept" : "dropped"), "data-field": "kept" }, row.kept ? "kept" : "dropped"),
+    row.drop_reason ? h("span", { "data-field": "drop_reason" }, row.drop_reason) : null);
+}
+
 function sourceOf(row) {
   if (row.stage !== undefined && row.excerpt !== undefined) {
     return [
       h("h3", {}, "rejected input"),
       h("div", {}, h("span", { class: "tag", "data-field": "stage" }, row.stage), " ", h("span", { "data-field": "reason" }, row.reason)),
       textBlock("excerpt", "excerpt", row.excerpt),
+    ];
+  }
+  if (row.nuggets !== undefined && row.question !== undefined) {
+    const passages = (row.passages || []).map((p) => h("div", { class: "message", "data-field": "passage", "data-passage": p.passage_id },
+      h("span", { class: "tag" }, p.passage_id), h("span", { "data-field": "passage-text" }, p.text)));
+    return [
+      h("h3", {}, "question"), h("div", { class: "text", "data-field": "question" }, row.question),
+      passages.length ? h("div", {}, h("h3", {}, "passages"), h("div", { class: "text", "data-field": "passages" }, passages)) : null,
+    ];
+  }
+  if (row.responses !== undefined) {
+    return [
+      h("h3", {}, "prompt"), h("div", { class: "text", "data-field": "prompt" }, messagesOf(row.prompt)),
+      h("div", {}, h("span", { class: "tag", "data-field": "rubric_layout" }, row.rubric_layout), " rubric layout"),
+    ];
+  }
+  if (row.dropped_criteria !== undefined) {
+    return [
+      h("h3", {}, "prompt"), h("div", { class: "text", "data-field": "prompt" }, messagesOf(row.prompt)),
+      textBlock("reference_answer", "reference answer", row.reference_answer),
+      textBlock("degraded_answer", "degraded answer" + (row.degraded_origin ? " (" + row.degraded_origin + ")" : ""), row.degraded_answer),
+      (row.example_tags || []).length ? h("div", {}, (row.example_tags || []).map((t) => h("span", { class: "tag", "data-field": "example-tag" }, t))) : null,
     ];
   }
   if (row.pair_id !== undefined) {
@@ -311,16 +358,65 @@ function sourceOf(row) {
   ];
 }
 
+function nuggetsOf(row) {
+  const items = (row.nuggets || []).map((n) => h("li", { "data-field": "nugget", "data-importance": n.importance },
+    h("span", { class: "tag", "data-field": "importance" }, n.importance),
+    n.supported === null || n.supported === undefined ? null
+      : h("span", { class: "tag " + (n.supported ? "kept" : "dropped"), "data-field": "supported" }, n.supported ? "supported" : "unsupported"),
+    h("span", { "data-field": "nugget-text" }, n.nugget),
+    h("div", { class: "muted" },
+      h("span", { class: "tag", "data-field": "passage_id" }, n.passage_id),
+      " [" + n.span_start + ", " + n.span_end + ") ",
+      h("q", { "data-field": "span" }, n.span))));
+  const parts = [h("h3", {}, "nuggets"), items.length ? h("ul", { "data-field": "nuggets" }, items) : h("div", { class: "muted" }, "no nuggets")];
+  if ((row.dropped_nuggets || []).length) {
+    parts.push(h("h3", {}, "dropped nuggets"), h("ul", { "data-field": "dropped-nuggets" }, row.dropped_nuggets.map((d) => h("li", {}, d))));
+  }
+  return parts;
+}
+
 function rubricOf(row) {
+  if (row.nuggets !== undefined && row.question !== undefined) return nuggetsOf(row);
   if (!row.rubric) return [];
   const items = row.rubric.map((item) => h("li", { "data-field": "rubric-item" },
-    (item.type || (item.kind ? [item.kind] : [])).map((t) => h("span", { class: "tag" }, t)),
-    item.rubric_item || item.text));
+    (item.type || (item.kind ? [item.kind] : item.category ? [item.category].concat(item.tags || []) : [])).map((t) => h("span", { class: "tag" }, t)),
+    item.points !== undefined ? h("strong", { "data-field": "points" }, (item.points > 0 ? "+" : "") + item.points + " ") : null,
+    item.rubric_item || item.text || item.criterion));
   const parts = [h("h3", {}, "rubric"), h("ul", {}, items)];
-  if (row.pair_id !== undefined) {
+  if ((row.dropped_criteria || []).length) {
+    parts.push(h("h3", {}, "dropped criteria"), h("ul", { "data-field": "dropped-criteria" }, row.dropped_criteria.map((d) => h("li", {}, d))));
+  }
+  if (row.dropped_criteria !== undefined && row.kept !== undefined) {
+    parts.push(h("h3", {}, "self-check"), keptOf(row));
+    if (row.judge_model) {
+      parts.push(h("div", { class: "metrics" },
+        metric("reference_score", "reference score", row.reference_score, decimal(row.reference_score, 2)),
+        metric("degraded_score", "degraded score", row.degraded_score, decimal(row.degraded_score, 2)),
+        metric("attempts", "attempts", row.attempts, integer(row.attempts))));
+      parts.push(h("h3", {}, "verdicts on the reference answer"), verdictsOf("reference-verdicts", row.reference_verdicts, row.rubric));
+      parts.push(h("h3", {}, "verdicts on the degraded answer"), verdictsOf("degraded-verdicts", row.degraded_verdicts, row.rubric));
+    } else {
+      parts.push(h("div", { class: "muted", "data-field": "self-check-off" }, "the self-check did not run"));
+    }
+  }
+  if (row.responses !== undefined) {
     parts.push(h("div", {},
-      h("span", { class: "tag " + (row.kept ? "kept" : "dropped"), "data-field": "kept" }, row.kept ? "kept" : "dropped"),
-      row.drop_reason ? h("span", { "data-field": "drop_reason" }, row.drop_reason) : null));
+      h("span", { "data-field": "label" }, "label " + (row.label || "–")), " · ",
+      h("span", { "data-field": "predicted" }, "predicted " + (row.predicted || "–")), " · ",
+      h("span", { class: "tag " + (row.agrees === true ? "kept" : row.agrees === false ? "dropped" : ""), "data-field": "agrees", "data-value": row.agrees === null || row.agrees === undefined ? "" : String(row.agrees) },
+        row.agrees === true ? "agrees" : row.agrees === false ? "disagrees" : "no label")));
+    const responses = row.responses.map((r) => h("div", { class: "response", "data-field": "response", "data-response": r.response_id },
+      h("h3", {}, r.response_id + " (" + r.origin + ")"),
+      h("div", {},
+        h("strong", { "data-field": "score", "data-value": r.score === null || r.score === undefined ? "" : r.score }, "score " + decimal(r.score, 2)),
+        r.hard_rules_met === null || r.hard_rules_met === undefined ? null
+          : h("span", { class: "tag " + (r.hard_rules_met ? "kept" : "dropped"), "data-field": "hard_rules_met" }, r.hard_rules_met ? "hard rules met" : "hard rule failed")),
+      h("div", { class: "text", "data-field": "response-text" }, r.text),
+      verdictsOf("verdicts", r.verdicts, row.rubric)));
+    parts.push(h("h3", {}, "responses"), ...responses);
+  }
+  if (row.pair_id !== undefined) {
+    parts.push(keptOf(row));
     const verdicts = (row.verdicts || []).map((v) => h("li", {}, v.order + ": prefers " + v.preferred));
     parts.push(h("h3", {}, "verdicts (consistency " + decimal(row.consistency, 2) + ", " + row.attempts + " attempts)"), h("ul", { "data-field": "verdicts" }, verdicts));
     const attempts = (row.attempt_log || []).map((a) => h("li", {},
