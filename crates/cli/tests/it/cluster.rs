@@ -1805,3 +1805,66 @@ fn status_shows_the_rate_limits_the_provider_announced_to_the_workers() {
         "{text}"
     );
 }
+
+/// The reference, nuggets and score recipes in distributed mode: two workers commit every
+/// sample record once, as a row or a reject, and the same rows as an embedded run makes.
+#[test]
+fn the_three_recipes_run_distributed_with_every_record_once() {
+    let Some(mut fleet) = Fleet::start(&[]) else {
+        return;
+    };
+    fleet.start_worker(&[]);
+    fleet.start_worker(&[]);
+    let recipes = [
+        ("reference", "samples/reference/prompts.jsonl", 6),
+        ("nuggets", "samples/nuggets/questions.jsonl", 5),
+        ("score", "samples/score/rubrics.jsonl", 6),
+    ];
+    for (pipeline, sample, _) in recipes {
+        // Inputs inside the fleet's folder, which the worker policy allows.
+        let input = fleet.dir().join(format!("{pipeline}.jsonl"));
+        std::fs::copy(crate::repo_root().join(sample), &input).unwrap();
+        let extra = if pipeline == "score" {
+            "[score]\ngenerate_responses = 2\n"
+        } else {
+            ""
+        };
+        let spec = crate::write_spec(
+            fleet.dir(),
+            pipeline,
+            &format!(
+                "pipeline = \"{pipeline}\"\n[input]\nurl = \"{}\"\nrecords_per_shard = 2\n[output]\nurl = \"{}\"\n[llm]\nprovider = \"simulated\"\nmodel = \"sim\"\n{extra}",
+                input.display(),
+                fleet.dir().join("out").display()
+            ),
+        );
+        fleet.submit(&spec);
+    }
+    for (pipeline, sample, rows) in recipes {
+        let status = fleet.wait_complete(pipeline, Duration::from_secs(120));
+        assert_eq!(status["failed"].as_array().unwrap().len(), 0, "{status}");
+        let committed = Committed::read(&fleet.dir().join("out").join(pipeline));
+        let lines = std::fs::read_to_string(crate::repo_root().join(sample))
+            .unwrap()
+            .lines()
+            .count();
+        assert_eq!(committed.row_count(), rows, "{pipeline}");
+        assert_eq!(
+            committed.row_count() + committed.reject_count(),
+            lines,
+            "{pipeline}"
+        );
+        assert_eq!(
+            committed.marker_sum("records") as usize,
+            lines,
+            "{pipeline}"
+        );
+        let ids = committed.strings("id");
+        let distinct: HashSet<&String> = ids.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            ids.len(),
+            "{pipeline}: a row committed twice"
+        );
+    }
+}

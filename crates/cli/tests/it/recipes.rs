@@ -412,3 +412,158 @@ fn validate_estimates_every_call_of_each_recipe() {
         );
     }
 }
+
+/// The data files of the committed export version in `target`.
+fn exported_files(target: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let record: Value =
+        serde_json::from_str(&std::fs::read_to_string(target.join("export.json")).unwrap())
+            .unwrap();
+    let folder = target
+        .join("data")
+        .join(record["version"].as_str().unwrap());
+    let mut files: Vec<_> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+fn json_lines(files: &[std::path::PathBuf]) -> Vec<Value> {
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<Value>>()
+        })
+        .collect()
+}
+
+#[test]
+fn reference_and_score_rows_export_in_the_layouts_trainers_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = quickstart(dir.path(), "quickstart-reference", "reference", None);
+    let (code, summary, _) = run_job(&reference, &[]);
+    assert_eq!(code, 0, "{summary}");
+    let rows = Committed::read(&dir.path().join("out/reference")).json_rows();
+    let kept: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r["kept"] == true)
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    let export = |spec: &std::path::Path, format: &str| {
+        let target = dir.path().join(format!("export-{format}"));
+        succeeded(
+            rubricmill()
+                .arg("export")
+                .arg(spec)
+                .arg("--target")
+                .arg(&target)
+                .args(["--format", format]),
+        );
+        exported_files(&target)
+    };
+
+    // healthbench: Parquet in the verl layout of the HealthBench reference file, kept rubrics
+    // only, pitfalls with their negative points.
+    let files = export(&reference, "healthbench");
+    assert!(
+        files.iter().all(|f| f.extension().unwrap() == "parquet"),
+        "{files:?}"
+    );
+    let mut verl = Vec::new();
+    for file in &files {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(file).unwrap(),
+        )
+        .unwrap();
+        let names: Vec<String> = reader
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "prompt",
+                "data_source",
+                "ability",
+                "reward_model",
+                "extra_info"
+            ]
+        );
+        let batches: Vec<_> = reader.build().unwrap().map(Result::unwrap).collect();
+        let committed = Committed {
+            markers: Vec::new(),
+            rows: batches,
+            rejects: Vec::new(),
+            metadata: Default::default(),
+        };
+        verl.extend(committed.json_rows());
+    }
+    let ids: BTreeSet<&str> = verl
+        .iter()
+        .map(|r| r["extra_info"]["prompt_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, kept);
+    for row in &verl {
+        assert_eq!(row["reward_model"]["style"], "rubric");
+        let points: Vec<i64> = row["reward_model"]["rubrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["points"].as_i64().unwrap())
+            .collect();
+        assert!(points.iter().any(|p| *p < 0), "{row}");
+    }
+
+    // healthbench-jsonl: HealthBench's own lines, with the reference answer as the ideal
+    // completion where there is one.
+    let lines = json_lines(&export(&reference, "healthbench-jsonl"));
+    let ids: BTreeSet<&str> = lines
+        .iter()
+        .map(|l| l["prompt_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, kept);
+    let with_reference = lines
+        .iter()
+        .filter(|l| l.get("ideal_completions_data").is_some())
+        .count();
+    assert_eq!(
+        with_reference,
+        kept.len() - 1,
+        "ref-003 has no reference answer"
+    );
+
+    // Score rows: one reward line per graded response, one judge-sft line per row.
+    let score = quickstart(dir.path(), "quickstart-score", "score", None);
+    let (code, summary, _) = run_job(&score, &[]);
+    assert_eq!(code, 0, "{summary}");
+    let scored = Committed::read(&dir.path().join("out/score")).json_rows();
+    let graded: usize = scored
+        .iter()
+        .map(|r| r["responses"].as_array().unwrap().len())
+        .sum();
+    let rewards = json_lines(&export(&score, "rewards"));
+    assert_eq!(rewards.len(), graded);
+    assert!(
+        rewards
+            .iter()
+            .all(|r| r["reward"].is_number() && r["response"].is_string())
+    );
+    let sft = json_lines(&export(&score, "judge-sft"));
+    assert_eq!(sft.len(), scored.len());
+    for line in &sft {
+        let roles: Vec<&str> = line["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["role"].as_str().unwrap())
+            .collect();
+        assert_eq!(roles, ["system", "user", "assistant"]);
+    }
+}
