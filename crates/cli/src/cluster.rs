@@ -482,6 +482,15 @@ fn render_status(status: &JobStatus) -> String {
                     usage.batch_saved_usd
                 );
             }
+            if let Some(agreement) = progress.agreement.filter(|a| a.input > 0) {
+                let _ = writeln!(
+                    out,
+                    "  agreement {} of {} labelled records ({:.1}%): the rubric's scores prefer the labelled response",
+                    agreement.output,
+                    agreement.input,
+                    agreement.output as f64 * 100.0 / agreement.input as f64
+                );
+            }
             let eta = progress.eta_s.map_or("unknown".to_owned(), |s| {
                 format!(
                     "{}",

@@ -142,6 +142,10 @@ pub struct JobProgress {
     pub batches_pending: u64,
     #[serde(default)]
     pub batch_items_pending: u64,
+    /// Score jobs: the committed `agreement` stage, labelled records in and records whose
+    /// scores prefer the labelled response out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<rubricmill_core::StageCounts>,
     /// Input records committed per second over the last minute.
     pub records_per_s: f64,
     /// Seconds until every shard is done at the current rate.

@@ -1,12 +1,13 @@
-//! The summary of a commit marker: every figure of the marker except the per-stage counts,
-//! which is what progress, budgets, resume and export need of a committed shard. Workers send it
+//! The summary of a commit marker: every figure of the marker except the per-stage counts (but
+//! for the score pipeline's `agreement`, which `status` reports), which is what progress,
+//! budgets, resume and export need of a committed shard. Workers send it
 //! in their commit events and the progress log stores it, so that knowing what a job committed
 //! does not take one read per marker.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{ShardId, Usage};
+use crate::{ShardId, StageCounts, Usage};
 
 /// What a commit marker says about its shard, less the per-stage counts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,4 +32,8 @@ pub struct MarkerSummary {
     /// Input records the shard read.
     pub records: u64,
     pub usage: Usage,
+    /// The score pipeline's `agreement` stage: labelled records in, records whose scores
+    /// prefer the labelled response out. `None` for other pipelines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<StageCounts>,
 }

@@ -66,6 +66,7 @@ impl CommitMarker {
             checksum: self.checksum.clone(),
             records: self.records,
             usage: self.usage,
+            agreement: self.stages.get("agreement").copied(),
         }
     }
 }
@@ -308,6 +309,7 @@ mod tests {
             checksum: Some("c".into()),
             records: 1,
             usage: Usage::default(),
+            agreement: None,
         }
     }
 

@@ -1866,5 +1866,23 @@ fn the_three_recipes_run_distributed_with_every_record_once() {
             ids.len(),
             "{pipeline}: a row committed twice"
         );
+        // The score job's agreement reaches `status` from the commit markers.
+        let agreement = &status["progress"]["agreement"];
+        if pipeline == "score" {
+            assert_eq!(
+                agreement["input"].as_u64(),
+                Some(committed.stage_sum("agreement", "input")),
+                "{status}"
+            );
+            assert_eq!(agreement["input"], 4, "{status}");
+            assert_eq!(
+                agreement["output"].as_u64(),
+                Some(committed.stage_sum("agreement", "output"))
+            );
+            let text = fleet.run("status", pipeline);
+            assert!(text.contains("agreement 4 of 4 labelled records"), "{text}");
+        } else {
+            assert!(agreement.is_null(), "{status}");
+        }
     }
 }

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use rubricmill_cluster::JobProgress;
-use rubricmill_core::{JobManifest, MarkerSummary, ShardId, ShardSpec, Usage};
+use rubricmill_core::{JobManifest, MarkerSummary, ShardId, ShardSpec, StageCounts, Usage};
 use rubricmill_queue::ShardEvent;
 use rubricmill_store::{AttemptSpend, JobStore, RequestTally, UncommittedSpend};
 
@@ -170,6 +170,8 @@ struct Totals {
     rows: u64,
     rejects: u64,
     usage: Usage,
+    /// Score jobs: the committed `agreement` stage.
+    agreement: Option<StageCounts>,
     cost_by_worker: BTreeMap<String, f64>,
     /// Input records expected in planned shards not yet committed.
     expected_remaining: u64,
@@ -245,6 +247,9 @@ impl Tracker {
         totals.rows += summary.rows;
         totals.rejects += summary.rejects;
         totals.usage.add(&summary.usage);
+        if let Some(agreement) = &summary.agreement {
+            totals.agreement.get_or_insert_default().add(agreement);
+        }
         *totals
             .cost_by_worker
             .entry(summary.worker_id.clone())
@@ -379,6 +384,7 @@ impl Tracker {
             rows: totals.rows,
             rejects: totals.rejects,
             usage: totals.usage,
+            agreement: totals.agreement,
             batches_pending: self.waiting.values().map(|(b, _)| u64::from(*b)).sum(),
             batch_items_pending: self.waiting.values().map(|(_, i)| i).sum(),
             updated_at: Some(now),
