@@ -573,15 +573,9 @@ impl Pipeline for CrgPipeline {
         ctx: &RecordContext,
     ) -> Result<RecordOutcome, PipelineError> {
         let mut outcome = RecordOutcome::default();
-        outcome.enter("parse");
-        let normalized = match self.read_pairs(&record) {
-            Ok(normalized) => normalized,
-            Err(reason) => {
-                outcome.reject_unreadable(ctx, &record, reason);
-                return Ok(outcome);
-            }
+        let Some(normalized) = outcome.parse(ctx, &record, |r| self.read_pairs(r)) else {
+            return Ok(outcome);
         };
-        outcome.pass("parse");
         for skipped in &normalized.skipped {
             outcome.enter("pairs");
             outcome.reject(

@@ -627,15 +627,9 @@ impl Pipeline for NuggetsPipeline {
         ctx: &RecordContext,
     ) -> Result<RecordOutcome, PipelineError> {
         let mut outcome = RecordOutcome::default();
-        outcome.enter("parse");
-        let input = match self.reader.read(&record) {
-            Ok(input) => input,
-            Err(reason) => {
-                outcome.reject_unreadable(ctx, &record, reason);
-                return Ok(outcome);
-            }
+        let Some(input) = outcome.parse(ctx, &record, |r| self.reader.read(r)) else {
+            return Ok(outcome);
         };
-        outcome.pass("parse");
         let (shown, left_out) = self.shown(&input);
         let mut usage = Usage::default();
         outcome.enter("generate");
@@ -748,14 +742,7 @@ impl Pipeline for NuggetsPipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rubricmill_core::{Location, SourceRef};
-
-    fn record(value: Value) -> RawRecord {
-        RawRecord {
-            source: SourceRef::new("file:///in.jsonl", Location::Line(1)),
-            payload: RawPayload::Json(value),
-        }
-    }
+    use crate::pipeline::json_record as record;
 
     fn reader() -> NuggetsReader {
         NuggetsReader::new(FieldMap::default())

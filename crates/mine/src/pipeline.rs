@@ -65,8 +65,29 @@ impl RecordOutcome {
 }
 
 impl RecordOutcome {
+    /// Counts the record into stage `parse` and reads it with `read`: the value, or `None` once
+    /// the record has been rejected there with the reason.
+    pub fn parse<T>(
+        &mut self,
+        ctx: &RecordContext,
+        record: &RawRecord,
+        read: impl FnOnce(&RawRecord) -> Result<T, String>,
+    ) -> Option<T> {
+        self.enter("parse");
+        match read(record) {
+            Ok(value) => {
+                self.pass("parse");
+                Some(value)
+            }
+            Err(reason) => {
+                self.reject_unreadable(ctx, record, reason);
+                None
+            }
+        }
+    }
+
     /// Rejects the whole record at stage `parse`, with its raw text as the excerpt.
-    pub fn reject_unreadable(&mut self, ctx: &RecordContext, record: &RawRecord, reason: String) {
+    fn reject_unreadable(&mut self, ctx: &RecordContext, record: &RawRecord, reason: String) {
         let raw = match &record.payload {
             RawPayload::Json(value) => value.to_string(),
             RawPayload::Text(text) => text.clone(),
@@ -231,5 +252,14 @@ impl Stages {
             .get(stage)
             .cloned()
             .unwrap_or_else(|| panic!("no llm stage {stage:?} was configured"))
+    }
+}
+
+/// A JSON record at line 1 of `file:///in.jsonl`, for the pipelines' unit tests.
+#[cfg(test)]
+pub(crate) fn json_record(value: serde_json::Value) -> RawRecord {
+    RawRecord {
+        source: SourceRef::new("file:///in.jsonl", rubricmill_core::Location::Line(1)),
+        payload: RawPayload::Json(value),
     }
 }

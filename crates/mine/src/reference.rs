@@ -700,15 +700,9 @@ impl Pipeline for ReferencePipeline {
         ctx: &RecordContext,
     ) -> Result<RecordOutcome, PipelineError> {
         let mut outcome = RecordOutcome::default();
-        outcome.enter("parse");
-        let input = match self.read(&record) {
-            Ok(input) => input,
-            Err(reason) => {
-                outcome.reject_unreadable(ctx, &record, reason);
-                return Ok(outcome);
-            }
+        let Some(input) = outcome.parse(ctx, &record, |r| self.read(r)) else {
+            return Ok(outcome);
         };
-        outcome.pass("parse");
         let mut usage = Usage::default();
         let checked = self.checks(&input);
         let reference = input.reference.clone().unwrap_or_default();
@@ -843,14 +837,7 @@ impl Pipeline for ReferencePipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rubricmill_core::{Location, SourceRef};
-
-    fn record(value: Value) -> RawRecord {
-        RawRecord {
-            source: SourceRef::new("file:///in.jsonl", Location::Line(1)),
-            payload: RawPayload::Json(value),
-        }
-    }
+    use crate::pipeline::json_record as record;
 
     fn reader(fields: &[(&str, &str)]) -> ReferenceReader {
         let map = fields

@@ -480,6 +480,19 @@ impl ScorePipeline {
         }
     }
 
+    /// The record in normal form, with a response to grade or the means to write one.
+    fn read(&self, record: &RawRecord) -> Result<ScoreInput, String> {
+        let input = self.reader.read(record)?;
+        if input.responses.is_empty() && self.spec.generate_responses == 0 {
+            return Err(
+                "no responses: give `responses`, `chosen` and `rejected`, `response_a` \
+                        and `response_b` or `response`, or set score.generate_responses"
+                    .into(),
+            );
+        }
+        Ok(input)
+    }
+
     /// The request for generated response `index` (0-based), each with its own seed.
     fn respond_request(&self, conversation: &str, index: u32) -> ChatRequest {
         ChatRequest {
@@ -532,7 +545,7 @@ impl Pipeline for ScorePipeline {
     }
 
     fn estimate(&self, record: &RawRecord) -> Estimate {
-        let Ok(input) = self.reader.read(record) else {
+        let Ok(input) = self.read(record) else {
             return Estimate {
                 rejected: 1,
                 ..Estimate::default()
@@ -567,9 +580,6 @@ impl Pipeline for ScorePipeline {
                 typical_grade,
             ));
         }
-        if estimate.calls == 0 {
-            estimate.rejected = 1;
-        }
         estimate
     }
 
@@ -579,21 +589,9 @@ impl Pipeline for ScorePipeline {
         ctx: &RecordContext,
     ) -> Result<RecordOutcome, PipelineError> {
         let mut outcome = RecordOutcome::default();
-        outcome.enter("parse");
-        let input = match self.reader.read(&record) {
-            Ok(input) => input,
-            Err(reason) => {
-                outcome.reject_unreadable(ctx, &record, reason);
-                return Ok(outcome);
-            }
-        };
-        if input.responses.is_empty() && self.spec.generate_responses == 0 {
-            let reason = "no responses: give `responses`, `chosen` and `rejected`, `response_a` \
-                          and `response_b` or `response`, or set score.generate_responses";
-            outcome.reject_unreadable(ctx, &record, reason.to_owned());
+        let Some(input) = outcome.parse(ctx, &record, |r| self.read(r)) else {
             return Ok(outcome);
-        }
-        outcome.pass("parse");
+        };
         let conversation = conversation_text(&input.prompt);
         let mut usage = Usage::default();
         let mut responses: Vec<(String, &'static str, String)> = input
@@ -737,14 +735,8 @@ impl Pipeline for ScorePipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rubricmill_core::{CriterionVerdict, Location, SourceRef};
-
-    fn record(value: Value) -> RawRecord {
-        RawRecord {
-            source: SourceRef::new("file:///in.jsonl", Location::Line(1)),
-            payload: RawPayload::Json(value),
-        }
-    }
+    use crate::pipeline::json_record as record;
+    use rubricmill_core::CriterionVerdict;
 
     fn read(value: Value) -> Result<ScoreInput, String> {
         ScoreReader::new(FieldMap::default()).read(&record(value))
