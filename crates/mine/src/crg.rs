@@ -411,12 +411,10 @@ impl CrgPipeline {
         if let [pair] = pairs {
             return pair.pair_id.clone();
         }
-        if let RawPayload::Json(value) = &record.payload {
-            match self.reader.fields().get(value, "id") {
-                Some(Value::String(id)) if !id.trim().is_empty() => return id.trim().to_owned(),
-                Some(Value::Number(id)) => return id.to_string(),
-                _ => {}
-            }
+        if let RawPayload::Json(value) = &record.payload
+            && let Some(id) = self.reader.fields().id(value)
+        {
+            return id;
         }
         let ids: Vec<&str> = pairs.iter().map(|p| p.pair_id.as_str()).collect();
         short_hash(ids.join("\n").as_bytes(), 24)

@@ -33,8 +33,7 @@ use std::sync::Arc;
 
 use rubricmill_core::spec::NuggetsSpec;
 use rubricmill_core::{
-    Nugget, NuggetPassage, NuggetRow, OutputRow, PipelineKind, RawPayload, RawRecord, Usage,
-    short_hash,
+    Nugget, NuggetPassage, NuggetRow, OutputRow, PipelineKind, RawRecord, Usage, short_hash,
 };
 use rubricmill_llm::scope::in_stage;
 use rubricmill_llm::simulated::{NUGGETS_SUPPORT_TASK, NUGGETS_TASK};
@@ -45,7 +44,7 @@ use serde_json::{Value, json};
 use crate::pairs::FieldMap;
 use crate::pipeline::{
     Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, Stages,
-    classify_llm_error, provenance, source_name,
+    classify_llm_error, json_object, provenance, source_name,
 };
 use crate::prompt::Template;
 
@@ -83,19 +82,13 @@ impl NuggetsReader {
 
     /// The record in normal form, or why it cannot be read.
     pub fn read(&self, record: &RawRecord) -> Result<NuggetsInput, String> {
-        let RawPayload::Json(value) = &record.payload else {
-            return Err("the nuggets pipeline reads structured records (JSON objects)".into());
-        };
-        if !value.is_object() {
-            return Err("record is not a JSON object".into());
-        }
+        let value = json_object(record, "nuggets")?;
         let question = self.question(value)?;
         let passages = self.passages(value)?;
-        let id = match self.fields.get(value, "id") {
-            Some(Value::String(id)) if !id.trim().is_empty() => id.trim().to_owned(),
-            Some(Value::Number(id)) => id.to_string(),
-            _ => short_hash(question.as_bytes(), 24),
-        };
+        let id = self
+            .fields
+            .id(value)
+            .unwrap_or_else(|| short_hash(question.as_bytes(), 24));
         Ok(NuggetsInput {
             id,
             question,

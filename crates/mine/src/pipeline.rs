@@ -96,6 +96,22 @@ impl RecordOutcome {
     }
 }
 
+/// The JSON object a record holds, or why `pipeline` cannot read it.
+pub fn json_object<'a>(
+    record: &'a RawRecord,
+    pipeline: &str,
+) -> Result<&'a serde_json::Value, String> {
+    let RawPayload::Json(value) = &record.payload else {
+        return Err(format!(
+            "the {pipeline} pipeline reads structured records (JSON objects)"
+        ));
+    };
+    if !value.is_object() {
+        return Err("record is not a JSON object".into());
+    }
+    Ok(value)
+}
+
 /// The input dataset or file a record came from, as rows name it: the last path segment.
 pub fn source_name(source: &SourceRef) -> String {
     source

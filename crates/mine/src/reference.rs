@@ -40,7 +40,7 @@ use std::sync::Arc;
 
 use rubricmill_core::spec::ReferenceSpec;
 use rubricmill_core::{
-    CriterionVerdict, Message, OutputRow, PipelineKind, RawPayload, RawRecord, ReferenceCriterion,
+    CriterionVerdict, Message, OutputRow, PipelineKind, RawRecord, ReferenceCriterion,
     ReferenceRow, Usage, short_hash,
 };
 use rubricmill_llm::scope::in_stage;
@@ -54,7 +54,7 @@ use crate::grading::{self, GradeCriterion, Grader, conversation_text};
 use crate::pairs::FieldMap;
 use crate::pipeline::{
     Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, Stages,
-    classify_llm_error, provenance, source_name,
+    classify_llm_error, json_object, provenance, source_name,
 };
 use crate::prompt::Template;
 
@@ -100,12 +100,7 @@ impl ReferenceReader {
 
     /// The record in normal form, or why it cannot be read.
     pub fn read(&self, record: &RawRecord) -> Result<ReferenceInput, String> {
-        let RawPayload::Json(value) = &record.payload else {
-            return Err("the reference pipeline reads structured records (JSON objects)".into());
-        };
-        if !value.is_object() {
-            return Err("record is not a JSON object".into());
-        }
+        let value = json_object(record, "reference")?;
         let prompt = self.prompt(value)?;
         let reference = self.reference(value)?;
         let degraded = self.degraded(value)?;
@@ -134,17 +129,13 @@ impl ReferenceReader {
                 return Err(format!("`{}` must be a string", self.fields.path("domain")));
             }
         };
-        let id = match self.fields.get(value, "id") {
-            Some(Value::String(id)) if !id.trim().is_empty() => id.trim().to_owned(),
-            Some(Value::Number(id)) => id.to_string(),
-            _ => {
-                let text: Vec<String> = prompt
-                    .iter()
-                    .map(|m| format!("{}\u{1f}{}", m.role, m.content))
-                    .collect();
-                short_hash(text.join("\u{1e}").as_bytes(), 24)
-            }
-        };
+        let id = self.fields.id(value).unwrap_or_else(|| {
+            let text: Vec<String> = prompt
+                .iter()
+                .map(|m| format!("{}\u{1f}{}", m.role, m.content))
+                .collect();
+            short_hash(text.join("\u{1e}").as_bytes(), 24)
+        });
         Ok(ReferenceInput {
             id,
             prompt,

@@ -45,8 +45,8 @@ use std::sync::Arc;
 use futures::future::join_all;
 use rubricmill_core::spec::ScoreSpec;
 use rubricmill_core::{
-    Message, OutputRow, PipelineKind, RawPayload, RawRecord, ScoreCriterion, ScoreRow,
-    ScoredResponse, Usage, short_hash,
+    Message, OutputRow, PipelineKind, RawRecord, ScoreCriterion, ScoreRow, ScoredResponse, Usage,
+    short_hash,
 };
 use rubricmill_llm::scope::in_stage;
 use rubricmill_llm::simulated::SCORE_RESPOND_TASK;
@@ -59,7 +59,7 @@ use crate::grading::{self, GradeCriterion, Grader, conversation_text};
 use crate::pairs::FieldMap;
 use crate::pipeline::{
     Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, Stages,
-    classify_llm_error, provenance, source_name,
+    classify_llm_error, json_object, provenance, source_name,
 };
 use crate::prompt::Template;
 use crate::reference::prompt_messages;
@@ -98,12 +98,7 @@ impl ScoreReader {
 
     /// The record in normal form, or why it cannot be read.
     pub fn read(&self, record: &RawRecord) -> Result<ScoreInput, String> {
-        let RawPayload::Json(value) = &record.payload else {
-            return Err("the score pipeline reads structured records (JSON objects)".into());
-        };
-        if !value.is_object() {
-            return Err("record is not a JSON object".into());
-        }
+        let value = json_object(record, "score")?;
         let (layout, rubric) = self.rubric(value)?;
         if rubric.is_empty() {
             return Err("the rubric has no criteria".into());
@@ -142,22 +137,23 @@ impl ScoreReader {
                 ));
             }
         };
-        let id = match self.fields.get(value, "id") {
-            Some(Value::String(id)) if !id.trim().is_empty() => id.trim().to_owned(),
-            Some(Value::Number(id)) => id.to_string(),
-            _ => ["pair_id", "prompt_id"]
-                .iter()
-                .find_map(|key| value.get(*key).and_then(Value::as_str))
-                .map(str::to_owned)
-                .unwrap_or_else(|| {
-                    let mut text = conversation_text(&prompt);
-                    for c in &rubric {
-                        text.push('\u{1e}');
-                        text.push_str(&c.criterion);
-                    }
-                    short_hash(text.as_bytes(), 24)
-                }),
-        };
+        let id = self
+            .fields
+            .id(value)
+            .or_else(|| {
+                ["pair_id", "prompt_id"]
+                    .iter()
+                    .find_map(|key| value.get(*key).and_then(Value::as_str))
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| {
+                let mut text = conversation_text(&prompt);
+                for c in &rubric {
+                    text.push('\u{1e}');
+                    text.push_str(&c.criterion);
+                }
+                short_hash(text.as_bytes(), 24)
+            });
         Ok(ScoreInput {
             id,
             layout,

@@ -43,6 +43,15 @@ impl FieldMap {
         self.paths.get(field).map_or(field, FieldPath::as_str)
     }
 
+    /// The record's own id (`id`, mappable): a non-empty string, trimmed, or a number.
+    pub fn id(&self, record: &Value) -> Option<String> {
+        match self.get(record, "id") {
+            Some(Value::String(id)) if !id.trim().is_empty() => Some(id.trim().to_owned()),
+            Some(Value::Number(id)) => Some(id.to_string()),
+            _ => None,
+        }
+    }
+
     /// The value of our field `field` in `record`, or `None` when the path does not lead
     /// anywhere.
     pub fn get<'a>(&self, record: &'a Value, field: &str) -> Option<&'a Value> {
