@@ -64,10 +64,11 @@ use rubricmill_llm::structured::extract_json;
 use rubricmill_llm::{ChatRequest, Gateway, LlmError, ResponseFormat};
 use serde_json::{Value, json};
 
+use crate::grading::conversation_text;
 use crate::pairs::{FieldMap, Normalized, PairReader};
 use crate::pipeline::{
     Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, Stages,
-    classify_llm_error, provenance, source_name,
+    classify_llm_error, provenance, source_name, template_hashes,
 };
 use crate::prompt::Template;
 
@@ -349,7 +350,7 @@ impl CrgPipeline {
 
     /// The generation request for one pair, at attempt `attempt` (1-based).
     fn pair_request(&self, pair: &PreferencePair, attempt: u32) -> ChatRequest {
-        let conversation = conversation_text(pair);
+        let conversation = conversation_text(&pair.prompt);
         let max_items = self.spec.max_items.to_string();
         let temperature = if attempt <= 1 {
             self.model.temperature
@@ -380,7 +381,7 @@ impl CrgPipeline {
         chosen_first: bool,
         attempt: u32,
     ) -> ChatRequest {
-        let conversation = conversation_text(pair);
+        let conversation = conversation_text(&pair.prompt);
         let (a, b) = if chosen_first {
             (&pair.chosen, &pair.rejected)
         } else {
@@ -511,15 +512,6 @@ impl CrgPipeline {
     }
 }
 
-/// The conversation as the prompts show it: `role: content` turns separated by blank lines.
-fn conversation_text(pair: &PreferencePair) -> String {
-    pair.prompt
-        .iter()
-        .map(|m| format!("{}: {}", m.role, m.content))
-        .collect::<Vec<_>>()
-        .join("\n\n")
-}
-
 #[async_trait::async_trait]
 impl Pipeline for CrgPipeline {
     fn kind(&self) -> PipelineKind {
@@ -527,24 +519,15 @@ impl Pipeline for CrgPipeline {
     }
 
     fn prompt_hashes(&self) -> BTreeMap<String, String> {
-        let mut hashes = BTreeMap::from([(self.template.name.clone(), self.template.hash.clone())]);
-        if self.spec.consistency_filter {
-            hashes.insert(
-                self.judge_template.name.clone(),
-                self.judge_template.hash.clone(),
-            );
-        }
-        hashes
+        let judge = self.spec.consistency_filter.then_some(&self.judge_template);
+        template_hashes([&self.template].into_iter().chain(judge))
     }
 
     fn estimate(&self, record: &RawRecord) -> Estimate {
         let pairs = match self.read_pairs(record) {
             Ok(normalized) if !normalized.pairs.is_empty() => normalized.pairs,
             _ => {
-                return Estimate {
-                    rejected: 1,
-                    ..Estimate::default()
-                };
+                return Estimate::rejected();
             }
         };
         let Some(widest) = pairs.last() else {

@@ -44,7 +44,7 @@ use serde_json::{Value, json};
 use crate::pairs::FieldMap;
 use crate::pipeline::{
     Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, Stages,
-    classify_llm_error, json_object, provenance, source_name,
+    classify_llm_error, json_object, provenance, source_name, template_hashes,
 };
 use crate::prompt::Template;
 
@@ -568,22 +568,13 @@ impl Pipeline for NuggetsPipeline {
     }
 
     fn prompt_hashes(&self) -> BTreeMap<String, String> {
-        let mut hashes = BTreeMap::from([(self.template.name.clone(), self.template.hash.clone())]);
-        if self.spec.support_check {
-            hashes.insert(
-                self.support_template.name.clone(),
-                self.support_template.hash.clone(),
-            );
-        }
-        hashes
+        let support = self.spec.support_check.then_some(&self.support_template);
+        template_hashes([&self.template].into_iter().chain(support))
     }
 
     fn estimate(&self, record: &RawRecord) -> Estimate {
         let Ok(input) = self.reader.read(record) else {
-            return Estimate {
-                rejected: 1,
-                ..Estimate::default()
-            };
+            return Estimate::rejected();
         };
         let (shown, _) = self.shown(&input);
         let mut estimate = Estimate::call(

@@ -175,6 +175,14 @@ impl Estimate {
         }
     }
 
+    /// A record that would be rejected before any call.
+    pub fn rejected() -> Self {
+        Self {
+            rejected: 1,
+            ..Self::default()
+        }
+    }
+
     pub fn add(&mut self, other: &Estimate) {
         self.rejected += other.rejected;
         self.calls += other.calls;
@@ -199,6 +207,16 @@ pub trait Pipeline: Send + Sync {
         record: RawRecord,
         ctx: &RecordContext,
     ) -> Result<RecordOutcome, PipelineError>;
+}
+
+/// Template name → hash of `templates`, for [`Pipeline::prompt_hashes`].
+pub fn template_hashes<'a>(
+    templates: impl IntoIterator<Item = &'a crate::prompt::Template>,
+) -> BTreeMap<String, String> {
+    templates
+        .into_iter()
+        .map(|t| (t.name.clone(), t.hash.clone()))
+        .collect()
 }
 
 /// Provenance of a row made by one LLM call.

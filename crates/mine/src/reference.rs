@@ -54,7 +54,7 @@ use crate::grading::{self, GradeCriterion, Grader, conversation_text};
 use crate::pairs::FieldMap;
 use crate::pipeline::{
     Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, Stages,
-    classify_llm_error, json_object, provenance, source_name,
+    classify_llm_error, json_object, provenance, source_name, template_hashes,
 };
 use crate::prompt::Template;
 
@@ -628,23 +628,19 @@ impl Pipeline for ReferencePipeline {
     }
 
     fn prompt_hashes(&self) -> BTreeMap<String, String> {
-        let mut hashes = BTreeMap::from([(self.template.name.clone(), self.template.hash.clone())]);
-        if self.spec.self_check {
-            for template in [&self.degrade_template, self.grader.template()] {
-                hashes.insert(template.name.clone(), template.hash.clone());
-            }
-        }
-        hashes
+        let check: &[&Template] = if self.spec.self_check {
+            &[&self.degrade_template, self.grader.template()]
+        } else {
+            &[]
+        };
+        template_hashes([&self.template].into_iter().chain(check.iter().copied()))
     }
 
     fn estimate(&self, record: &RawRecord) -> Estimate {
         let input = match self.read(record) {
             Ok(input) => input,
             Err(_) => {
-                return Estimate {
-                    rejected: 1,
-                    ..Estimate::default()
-                };
+                return Estimate::rejected();
             }
         };
         let mut estimate = Estimate::call(

@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 
 use crate::pipeline::{
     Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, Stages,
-    classify_llm_error, provenance,
+    classify_llm_error, provenance, template_hashes,
 };
 use crate::prompt::Template;
 use crate::rubric_filters::{ItemChecks, check_items, content_stems, source_reference};
@@ -781,23 +781,17 @@ impl Pipeline for ResearchQaPipeline {
     }
 
     fn prompt_hashes(&self) -> BTreeMap<String, String> {
-        [
+        let stages = [
             Some(&self.generate),
             self.judge.as_ref(),
             self.classify.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|stage| (stage.template.name.clone(), stage.template.hash.clone()))
-        .collect()
+        ];
+        template_hashes(stages.into_iter().flatten().map(|stage| &stage.template))
     }
 
     fn estimate(&self, record: &RawRecord) -> Estimate {
         let Ok(parsed) = self.parse_record(record) else {
-            return Estimate {
-                rejected: 1,
-                ..Estimate::default()
-            };
+            return Estimate::rejected();
         };
         let mut estimate = Estimate::default();
         if let Some(classify) = &self.classify

@@ -59,7 +59,7 @@ use crate::grading::{self, GradeCriterion, Grader, conversation_text};
 use crate::pairs::FieldMap;
 use crate::pipeline::{
     Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, Stages,
-    classify_llm_error, json_object, provenance, source_name,
+    classify_llm_error, json_object, provenance, source_name, template_hashes,
 };
 use crate::prompt::Template;
 use crate::reference::prompt_messages;
@@ -529,23 +529,13 @@ impl Pipeline for ScorePipeline {
     }
 
     fn prompt_hashes(&self) -> BTreeMap<String, String> {
-        let grade = self.grader.template();
-        let mut hashes = BTreeMap::from([(grade.name.clone(), grade.hash.clone())]);
-        if self.spec.generate_responses > 0 {
-            hashes.insert(
-                self.respond_template.name.clone(),
-                self.respond_template.hash.clone(),
-            );
-        }
-        hashes
+        let respond = (self.spec.generate_responses > 0).then_some(&self.respond_template);
+        template_hashes([self.grader.template()].into_iter().chain(respond))
     }
 
     fn estimate(&self, record: &RawRecord) -> Estimate {
         let Ok(input) = self.read(record) else {
-            return Estimate {
-                rejected: 1,
-                ..Estimate::default()
-            };
+            return Estimate::rejected();
         };
         let conversation = conversation_text(&input.prompt);
         let criteria = Self::criteria(&input.rubric);
