@@ -66,19 +66,7 @@ pub fn parse_verdicts(answer: &str, criteria: usize) -> Result<Vec<CriterionVerd
             rationale: String::new(),
         })
         .collect();
-    for (position, item) in list.iter().enumerate() {
-        // The criterion number as written, else the entry's position.
-        let number = match item.get("criterion") {
-            Some(Value::Number(n)) => n.as_u64().map(|n| n as usize),
-            Some(Value::String(s)) => s.trim().trim_matches(['[', ']']).parse().ok(),
-            _ => Some(position + 1),
-        };
-        let Some(index) = number
-            .and_then(|n| n.checked_sub(1))
-            .filter(|i| *i < criteria)
-        else {
-            continue;
-        };
+    for (index, item) in numbered_entries(list, "criterion", criteria) {
         let met = match item.get("met") {
             Some(Value::Bool(b)) => Some(*b),
             Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
@@ -106,6 +94,27 @@ pub fn parse_verdicts(answer: &str, criteria: usize) -> Result<Vec<CriterionVerd
         ));
     }
     Ok(verdicts)
+}
+
+/// The entries of a numbered answer list, each with the 0-based index of the item it is about:
+/// the 1-based number under `key` (a number, or a string such as `"[2]"`), else the entry's
+/// position. Entries numbered outside `1..=count` are skipped.
+pub(crate) fn numbered_entries<'a>(
+    list: &'a [Value],
+    key: &'a str,
+    count: usize,
+) -> impl Iterator<Item = (usize, &'a Value)> + 'a {
+    list.iter().enumerate().filter_map(move |(position, item)| {
+        let number = match item.get(key) {
+            Some(Value::Number(n)) => n.as_u64().map(|n| n as usize),
+            Some(Value::String(s)) => s.trim().trim_matches(['[', ']']).parse().ok(),
+            _ => Some(position + 1),
+        };
+        let index = number
+            .and_then(|n| n.checked_sub(1))
+            .filter(|i| *i < count)?;
+        Some((index, item))
+    })
 }
 
 /// HealthBench's score: points of met criteria over the sum of positive points, clipped to

@@ -41,6 +41,7 @@ use rubricmill_llm::structured::extract_json;
 use rubricmill_llm::{ChatRequest, Gateway, ResponseFormat};
 use serde_json::{Value, json};
 
+use crate::grading::numbered_entries;
 use crate::pairs::FieldMap;
 use crate::pipeline::{
     Estimate, Pipeline, PipelineError, RecordContext, RecordOutcome, StageModel, Stages,
@@ -409,18 +410,7 @@ pub fn parse_support(answer: &str, claims: usize) -> Result<Vec<Option<bool>>, S
         .and_then(Value::as_array)
         .ok_or("give {\"checks\": [{\"claim\": 1, \"supported\": true}]}")?;
     let mut verdicts = vec![None; claims];
-    for (position, item) in list.iter().enumerate() {
-        let number = match item.get("claim") {
-            Some(Value::Number(n)) => n.as_u64().map(|n| n as usize),
-            Some(Value::String(s)) => s.trim().trim_matches(['[', ']']).parse().ok(),
-            _ => Some(position + 1),
-        };
-        let Some(index) = number
-            .and_then(|n| n.checked_sub(1))
-            .filter(|i| *i < claims)
-        else {
-            continue;
-        };
+    for (index, item) in numbered_entries(list, "claim", claims) {
         if verdicts[index].is_none() {
             verdicts[index] = item.get("supported").and_then(Value::as_bool);
         }
