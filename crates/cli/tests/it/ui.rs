@@ -35,6 +35,21 @@ impl Served {
         panic!("the ui did not answer on port {port}");
     }
 
+    /// `rubricmill view SPEC` on a free port, with `env`, once it answers.
+    pub fn view(spec: &Path, env: &[(String, String)]) -> Self {
+        let port = free_port();
+        let child = rubricmill()
+            .arg("view")
+            .arg(spec)
+            .args(["--addr", &format!("127.0.0.1:{port}")])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self::wait(child, port)
+    }
+
     pub fn url(&self, fragment: &str) -> String {
         format!("http://127.0.0.1:{}/{fragment}", self.port)
     }
@@ -245,16 +260,7 @@ fn view_shows_researchqa_rows_beside_their_section_and_rejects_with_their_reason
     );
     succeeded(rubricmill().arg("run").arg(&spec).arg("--no-progress"));
     let committed = Committed::read(&dir.path().join("out/surveyed"));
-    let port = free_port();
-    let child = rubricmill()
-        .arg("view")
-        .arg(&spec)
-        .args(["--addr", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let served = Served::wait(child, port);
+    let served = Served::view(&spec, &[]);
     let dom = loaded_dom(&chromium, &served.url("#/rows/surveyed?limit=3"), "rows");
     let queries = committed.strings("query");
     let headings = committed.strings("section_heading");
@@ -301,23 +307,14 @@ fn view_reads_a_job_whose_output_is_on_s3() {
             .arg("--no-progress")
             .envs(server.env()),
     );
-    let port = free_port();
-    let child = rubricmill()
-        .arg("view")
-        .arg(&spec)
-        .args(["--addr", &format!("127.0.0.1:{port}")])
-        .envs(server.env())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _served = Served::wait(child, port);
-    let (status, body) = request(port, "GET", "/api/jobs", None).unwrap();
+    let served = Served::view(&spec, &server.env());
+    let (status, body) = request(served.port, "GET", "/api/jobs", None).unwrap();
     assert_eq!(status, 200, "{body}");
     let jobs: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(jobs[0]["committed"], 3);
     assert_eq!(jobs[0]["rows"], 30);
-    let (status, body) = request(port, "GET", "/api/jobs/s3view/rows?limit=200", None).unwrap();
+    let (status, body) =
+        request(served.port, "GET", "/api/jobs/s3view/rows?limit=200", None).unwrap();
     assert_eq!(status, 200, "{body}");
     let page: serde_json::Value = serde_json::from_str(&body).unwrap();
     let mut ids: Vec<&str> = page["rows"]
@@ -337,16 +334,7 @@ fn run_and_view(dir: &Path, config: &str) -> (Served, Vec<Value>) {
     let spec = crate::quickstart(dir, config, config, None);
     succeeded(rubricmill().arg("run").arg(&spec).arg("--no-progress"));
     let rows = Committed::read(&dir.join("out").join(config)).json_rows();
-    let port = free_port();
-    let child = rubricmill()
-        .arg("view")
-        .arg(&spec)
-        .args(["--addr", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    (Served::wait(child, port), rows)
+    (Served::view(&spec, &[]), rows)
 }
 
 #[test]
