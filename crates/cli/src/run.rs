@@ -65,10 +65,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("job {:?} did not run", spec.name))?;
     bar.finish();
-    let agreement = match spec.pipeline {
-        PipelineKind::Score => Some(agreement(&spec).await?),
-        _ => None,
-    };
+    let agreement = (spec.pipeline == PipelineKind::Score).then(|| Agreement::of(&summary));
     if args.json {
         let mut json = summary_json(&summary, spec.pipeline);
         if let Some(agreement) = agreement {
@@ -99,6 +96,24 @@ struct Agreement {
 }
 
 impl Agreement {
+    /// The `agreement` stage over every committed shard, earlier runs' and this one's (the
+    /// score pipeline counts each labelled record in, and out when its scores agree with the
+    /// label).
+    fn of(summary: &RunSummary) -> Self {
+        let mut agreement = Self {
+            labelled: 0,
+            agreeing: 0,
+        };
+        for counts in [&summary.before.agreement, &summary.this_run.agreement]
+            .into_iter()
+            .flatten()
+        {
+            agreement.labelled += counts.input;
+            agreement.agreeing += counts.output;
+        }
+        agreement
+    }
+
     fn rate(&self) -> Option<f64> {
         (self.labelled > 0).then(|| self.agreeing as f64 / self.labelled as f64)
     }
@@ -118,27 +133,6 @@ impl Agreement {
             None => "  agreement  no record carried a preference label".to_owned(),
         }
     }
-}
-
-/// Sums the `agreement` stage of the job's commit markers (the score pipeline counts each
-/// labelled record in, and out when its scores agree with the label).
-async fn agreement(spec: &JobSpec) -> anyhow::Result<Agreement> {
-    let store = rubricmill_store::JobStore::open(&spec.output.url, &spec.name)?;
-    let markers = store
-        .markers()
-        .await
-        .with_context(|| format!("reading the commit markers of job {:?}", spec.name))?;
-    let mut agreement = Agreement {
-        labelled: 0,
-        agreeing: 0,
-    };
-    for marker in markers {
-        if let Some(counts) = marker.stages.get("agreement") {
-            agreement.labelled += counts.input;
-            agreement.agreeing += counts.output;
-        }
-    }
-    Ok(agreement)
 }
 
 /// Resolves on the first Ctrl-C or SIGTERM (finish the shards in flight, then stop); a second

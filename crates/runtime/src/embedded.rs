@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rubricmill_core::{JobSpec, MarkerSummary, Usage};
+use rubricmill_core::{JobSpec, MarkerSummary, StageCounts, Usage};
 use rubricmill_queue::{InProcessEvents, InProcessQueue, ShardEvent, ShardTask, WorkQueue};
 use rubricmill_store::UncommittedSpend;
 use tokio::sync::watch;
@@ -68,6 +68,17 @@ pub struct Tally {
     /// earlier runs leaves it 0.
     pub dropped_rows: u64,
     pub usage: Usage,
+    /// Score jobs: the `agreement` stage of the shards (labelled records in, records whose
+    /// scores prefer the labelled response out), from their marker summaries.
+    pub agreement: Option<StageCounts>,
+}
+
+impl Tally {
+    fn add_agreement(&mut self, summary: &MarkerSummary) {
+        if let Some(agreement) = &summary.agreement {
+            self.agreement.get_or_insert_default().add(agreement);
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -155,7 +166,7 @@ pub async fn run_embedded(
     let store = rubricmill_store::JobStore::open(&manifest.spec.output.url, &job)?;
     let (pending, markers) = pending_shards(&manifest, &store).await?;
     let uncommitted_before = store.uncommitted_spend().await?;
-    let before = Tally {
+    let mut before = Tally {
         shards: markers.len() as u64,
         records: markers.iter().map(|m| m.records).sum(),
         rows: markers.iter().map(|m| m.rows).sum(),
@@ -165,7 +176,11 @@ pub async fn run_embedded(
             total.add(&m.usage);
             total
         }),
+        agreement: None,
     };
+    for marker in &markers {
+        before.add_agreement(marker);
+    }
     let mut summary = RunSummary {
         job: job.clone(),
         output_url: store.url(),
@@ -302,11 +317,15 @@ fn apply_event(
             rejects,
             usage,
             dropped_rows,
+            summary: marker,
             ..
         } => {
             outstanding.remove(&shard);
             summary.batch_paid.remove(&shard);
             let tally = &mut summary.this_run;
+            if let Some(marker) = &marker {
+                tally.add_agreement(marker);
+            }
             tally.shards += 1;
             tally.records += records;
             tally.rows += rows;

@@ -242,6 +242,12 @@ fn score_sample_grades_every_rubric_layout_and_reports_agreement() {
     assert_eq!(out.stage_sum("agreement", "output"), 4);
     assert_eq!(summary["agreement"]["labelled"], 4, "{summary}");
     assert_eq!(summary["agreement"]["agreeing"], 4, "{summary}");
+    // Run again: nothing is left to do, and the agreement comes from the committed shards.
+    let spec = dir.path().join("quickstart-score.toml");
+    let (code, again, _) = run_job(&spec, &[]);
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(again["this_run"]["shards"], 0, "{again}");
+    assert_eq!(again["agreement"], summary["agreement"], "{again}");
 }
 
 #[test]
