@@ -63,7 +63,7 @@ pub struct Tally {
     pub records: u64,
     pub rows: u64,
     pub rejects: u64,
-    /// Of `rows`, those with `kept = false` (crg rubrics the consistency filter dropped). Known
+    /// Of `rows`, those with `kept = false` (crg rubrics the consistency filter and reference rubrics the self-check dropped). Known
     /// for the shards this run committed only: commit markers do not record it, so the tally of
     /// earlier runs leaves it 0.
     pub dropped_rows: u64,
