@@ -131,8 +131,9 @@ pub enum ShardEvent {
         /// events knows the commit without reading the marker. Absent from older workers.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         summary: Option<Box<rubricmill_core::MarkerSummary>>,
-        /// Of `rows`, those with `kept = false` (crg rubrics the consistency filter and reference rubrics the self-check dropped);
-        /// 0 for pipelines without that column and from older workers.
+        /// Of `rows`, those with `kept = false` (crg rubrics the consistency filter dropped,
+        /// reference rubrics the self-check dropped); 0 for pipelines without that column and
+        /// from older workers.
         #[serde(default)]
         dropped_rows: u64,
     },

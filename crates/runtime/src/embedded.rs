@@ -63,9 +63,9 @@ pub struct Tally {
     pub records: u64,
     pub rows: u64,
     pub rejects: u64,
-    /// Of `rows`, those with `kept = false` (crg rubrics the consistency filter and reference rubrics the self-check dropped). Known
-    /// for the shards this run committed only: commit markers do not record it, so the tally of
-    /// earlier runs leaves it 0.
+    /// Of `rows`, those with `kept = false` (crg rubrics the consistency filter dropped,
+    /// reference rubrics the self-check dropped). Known for the shards this run committed only:
+    /// commit markers do not record it, so the tally of earlier runs leaves it 0.
     pub dropped_rows: u64,
     pub usage: Usage,
     /// Score jobs: the `agreement` stage of the shards (labelled records in, records whose
